@@ -1,0 +1,1 @@
+"""The pipeline's agents and timers, found by the app's autodiscovery."""

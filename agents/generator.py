@@ -1,0 +1,20 @@
+"""The simulated point of sale: a timer that publishes orders to Kafka."""
+
+import logging
+
+from restaurant_app.app import app, orders_topic
+from restaurant_app.settings import settings
+from restaurant_app.traffic import OrderGenerator
+
+log = logging.getLogger(__name__)
+
+generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone)
+
+
+@app.timer(interval=settings.order_interval_seconds, on_leader=True)
+async def emit_orders() -> None:
+    """Publish one tick's orders; only the leader runs this, so workers never duplicate it."""
+    orders = generator.orders_for_tick(settings.orders_per_tick)
+    for order in orders:
+        await orders_topic.send(key=order.order_id, value=order)
+    log.info("Placed %d new order(s) on topic %r", len(orders), orders_topic.get_topic_name())

@@ -1,0 +1,64 @@
+"""``python -m infra run``: the local stack and the Faust worker, in the foreground.
+
+Ctrl-C (or SIGTERM) stops the worker first, then every service this command started.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from infra.java import StackError
+from infra.process import terminate
+from infra.stack import local_stack
+from restaurant_app.settings import settings
+
+log = logging.getLogger("infra")
+
+
+class Stop(Exception):
+    """A signal asked us to shut down."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def run(worker_args: list[str]) -> int:
+    with local_stack(settings.data_dir) as env:
+        command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker",
+                   "-l", settings.log_level, *worker_args]
+        log.info("Starting the pipeline: faust -A restaurant_app worker")
+        worker = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+        try:
+            return worker.wait()
+        except Stop as stop:
+            log.info("Received %s; stopping the worker ...", stop)
+            terminate(worker, timeout=60)
+            return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker")
+    args, worker_args = parser.parse_known_args()
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        if args.command == "run":
+            return run(worker_args)
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
+    except Stop:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

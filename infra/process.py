@@ -1,0 +1,34 @@
+"""Starting and stopping a long-running child process with its output in a log file."""
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+
+def spawn(command: list[str], log_file: Path, **kwargs: object) -> subprocess.Popen:
+    """Start ``command`` in its own process group, appending its output to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+        )
+
+
+def terminate(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Ask a process group to stop; kill it if it has not stopped within ``timeout``."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def tail(log_file: Path, lines: int = 30) -> str:
+    """The last lines of a log file, for error messages."""
+    if not log_file.exists():
+        return "(no log written)"
+    return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])

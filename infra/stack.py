@@ -1,0 +1,52 @@
+"""The services the pipeline needs: those the environment names, or local ones we start."""
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from infra.kafka import KafkaBroker
+from infra.postgres import PostgresServer
+
+log = logging.getLogger("infra")
+
+DATABASE_NAME = "restaurant"
+
+
+@contextmanager
+def local_stack(
+    data_dir: Path, kafka_port: int = 9092, postgres_port: int = 5432
+) -> Iterator[dict[str, str]]:
+    """Start Kafka and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them.
+
+    Yields the environment variables that point the app at the services, and
+    stops what it started on exit. Data stays in ``data_dir`` between runs.
+    """
+    env: dict[str, str] = {}
+    with ExitStack() as stack:
+        if os.environ.get("KAFKA_BROKER"):
+            log.info("Using the Kafka broker at %s", os.environ["KAFKA_BROKER"])
+        else:
+            broker = KafkaBroker(data_dir / "kafka", kafka_port, kafka_port + 1)
+            log.info("Starting Apache Kafka (KRaft, one node) on %s ...", broker.bootstrap_servers)
+            broker.start()
+            stack.callback(_stopping, "Kafka", broker.stop)
+            env["KAFKA_BROKER"] = broker.bootstrap_servers
+            log.info("Kafka is ready; its log is %s", broker.log_file)
+        if os.environ.get("DATABASE_URL"):
+            log.info("Using the PostgreSQL named by DATABASE_URL")
+        else:
+            postgres = PostgresServer(data_dir / "postgres", postgres_port)
+            log.info("Starting PostgreSQL on 127.0.0.1:%d ...", postgres_port)
+            postgres.start()
+            stack.callback(_stopping, "PostgreSQL", postgres.stop)
+            postgres.create_database(DATABASE_NAME)
+            env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
+            log.info("PostgreSQL is ready: %s", env["DATABASE_URL"])
+        yield env
+
+
+def _stopping(name: str, stop: object) -> None:
+    log.info("Stopping %s ...", name)
+    stop()  # type: ignore[operator]

@@ -1,0 +1,59 @@
+"""The Faust application: ``faust -A restaurant_app worker`` starts it."""
+
+import faust
+from faust.web.apps import stats
+
+from restaurant_app.database import Database
+from restaurant_app.kafka import wait_for_kafka
+from restaurant_app.models import Order
+from restaurant_app.settings import settings
+
+
+class RestaurantApp(faust.App):
+    """A Faust app that waits for Kafka at start-up instead of failing with a traceback."""
+
+    async def on_first_start(self) -> None:
+        await wait_for_kafka(settings.bootstrap_servers)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await super().on_first_start()
+
+
+app = RestaurantApp(
+    settings.app_id,
+    broker=settings.kafka_url,
+    store="memory://",
+    datadir=str(settings.data_dir / "faust"),
+    autodiscover=["agents", "restaurant_app.views"],
+    origin="restaurant_app",
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=1,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_stats_enabled=True,
+    broker_commit_every=10_000,
+    broker_commit_interval=1.0,
+    stream_buffer_maxsize=20_000,
+    consumer_auto_offset_reset="earliest",
+    producer_linger=0.005,
+)
+
+# Faust's statistics view, served at / by web_stats_enabled, also at /stats/.
+stats.blueprint.register(app, url_prefix="/stats/")
+
+database = Database(settings.database_url)
+
+# internal=True makes Faust create the topics at start-up with TOPIC_PARTITIONS partitions.
+orders_topic = app.topic(
+    settings.orders_topic, value_type=Order, key_serializer="raw", internal=True
+)
+"""Where the generator publishes orders, as JSON."""
+
+raw_orders_topic = app.topic(
+    settings.orders_topic, key_serializer="raw", value_serializer="raw", internal=True
+)
+"""The same topic read as raw bytes, so that a malformed message can be kept as it came."""
+
+dead_letter_topic = app.topic(
+    settings.dead_letter_topic, key_serializer="raw", value_serializer="raw", internal=True
+)
+"""Messages that are not valid orders, byte for byte, with the reason in a header."""

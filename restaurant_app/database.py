@@ -1,0 +1,226 @@
+"""The one database access layer: a psycopg 3 connection pool and every SQL statement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from restaurant_app.models import Order
+
+log = logging.getLogger(__name__)
+
+# Any number will do as long as every worker uses the same one.
+MIGRATION_LOCK_ID = 7_140_815
+
+UNAVAILABLE_ERRORS = (psycopg.OperationalError, PoolTimeout)
+FIRST_RETRY_SECONDS = 0.5
+LONGEST_RETRY_SECONDS = 30.0
+
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached; the caller should wait and try again."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A message that could not be accepted as an order, and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+    reason: str
+    key: bytes | None = None
+
+
+INSERT_ORDERS = """
+INSERT INTO orders (order_id, created_at, customer_id, customer_name,
+                    channel, payment_method, total)
+SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::bigint[], %s::text[],
+                     %s::text[], %s::text[], %s::numeric[])
+ON CONFLICT (order_id) DO NOTHING
+"""
+
+INSERT_ITEMS = """
+INSERT INTO order_items (order_id, line_no, dish, category, unit_price, quantity)
+SELECT * FROM unnest(%s::uuid[], %s::smallint[], %s::text[], %s::text[],
+                     %s::numeric[], %s::integer[])
+ON CONFLICT (order_id, line_no) DO NOTHING
+"""
+
+INSERT_REJECTIONS = """
+INSERT INTO rejected_orders (topic, kafka_partition, kafka_offset, raw, reason)
+SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::bytea[], %s::text[])
+ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING
+"""
+
+
+def describe(url: str) -> str:
+    """Name a database for logs without its password: ``host:port/dbname``."""
+    params = conninfo_to_dict(url)
+    host = params.get("host") or "localhost"
+    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
+
+
+async def until_available(operation: Callable[[], Awaitable[T]], doing: str) -> T:
+    """Run ``operation``, waiting out a database outage with growing pauses between tries."""
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            return await operation()
+        except DatabaseUnavailable as exc:
+            log.warning(
+                "PostgreSQL is unavailable while %s (%s); trying again in %.1f s.",
+                doing, exc, delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """The versioned schema migrations, as (version, SQL) in the order they apply."""
+    folder = resources.files("restaurant_app") / "migrations"
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
+
+
+def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:
+    return [
+        [o.order_id for o in orders],
+        [o.created_at for o in orders],
+        [o.customer_id for o in orders],
+        [o.customer_name for o in orders],
+        [o.channel for o in orders],
+        [o.payment_method for o in orders],
+        [o.total for o in orders],
+    ]
+
+
+def _item_columns(orders: Sequence[Order]) -> list[list[Any]]:
+    rows = [
+        (order.order_id, line_no, item.dish, item.category, item.unit_price, item.quantity)
+        for order in orders
+        for line_no, item in enumerate(order.items, start=1)
+    ]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _rejection_columns(rejections: Sequence[Rejection]) -> list[list[Any]]:
+    return [
+        [r.topic for r in rejections],
+        [r.partition for r in rejections],
+        [r.offset for r in rejections],
+        [r.raw for r in rejections],
+        [r.reason for r in rejections],
+    ]
+
+
+class Database:
+    """A pool of connections to PostgreSQL and the statements the pipeline runs."""
+
+    def __init__(self, url: str, *, max_size: int = 4) -> None:
+        self.url = url
+        self._ready = asyncio.Event()
+        self._readying = asyncio.Lock()
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=0,
+        )
+
+    async def ready(self) -> None:
+        """Apply pending migrations and open the pool, waiting for PostgreSQL if it is down."""
+        async with self._readying:
+            if self._ready.is_set():
+                return
+            applied = await until_available(self.migrate, f"preparing {describe(self.url)}")
+            if applied:
+                log.info("Applied database migrations: %s", ", ".join(applied))
+            await self.pool.open(wait=False)
+            self._ready.set()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded in ``schema_migrations``."""
+        try:
+            return await self._migrate()
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(str(exc).strip()) from exc
+
+    async def _migrate(self) -> list[str]:
+        applied: list[str] = []
+        connecting = psycopg.AsyncConnection.connect(self.url, connect_timeout=5)
+        async with await connecting as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cursor = await conn.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in await cursor.fetchall()}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                await conn.execute(sql.encode())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                )
+                applied.append(version)
+        return applied
+
+    async def save(
+        self, orders: Sequence[Order], rejections: Sequence[Rejection] = ()
+    ) -> int:
+        """Store orders and rejections in one transaction; return how many orders were new.
+
+        Orders already stored (same ``order_id``) and rejections already recorded
+        (same topic, partition and offset) are left as they are, so a batch can be
+        saved again after a redelivery without making a second row.
+        """
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                inserted = 0
+                if orders:
+                    cursor = await conn.execute(INSERT_ORDERS, _order_columns(orders))
+                    inserted = cursor.rowcount
+                    await conn.execute(INSERT_ITEMS, _item_columns(orders))
+                if rejections:
+                    await conn.execute(INSERT_REJECTIONS, _rejection_columns(rejections))
+                return inserted
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    async def ping(self) -> None:
+        """Open a fresh connection and run a trivial query; raise ``DatabaseUnavailable`` if that fails."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, connect_timeout=2) as conn:
+                await conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    async def fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[dict]:
+        """Run a read-only query and return its rows as dictionaries."""
+        try:
+            async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+                await cursor.execute(query, params)
+                return await cursor.fetchall()
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+

@@ -1,0 +1,49 @@
+"""Asking a Kafka cluster whether it is there."""
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaClient
+
+log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(Exception):
+    """No broker answered a metadata request."""
+
+
+async def count_brokers(bootstrap_servers: str, timeout: float = 3.0) -> int:
+    """Fetch cluster metadata and return how many brokers it lists."""
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+    )
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return len(client.cluster.brokers())
+    except Exception as exc:
+        raise KafkaUnavailable(str(exc) or type(exc).__name__) from exc
+    finally:
+        await client.close()
+
+
+async def wait_for_kafka(
+    bootstrap_servers: str, timeout: float | None = None, *, log_failures: bool = True
+) -> None:
+    """Wait until a broker answers, logging each failed try; give up after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    delay = 0.5
+    while True:
+        try:
+            await count_brokers(bootstrap_servers)
+            return
+        except KafkaUnavailable as exc:
+            if deadline is not None and loop.time() + delay > deadline:
+                raise
+            if log_failures:
+                log.warning(
+                    "Kafka at %s is not reachable (%s); trying again in %.0f s.",
+                    bootstrap_servers, exc, delay,
+                )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)

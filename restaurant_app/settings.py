@@ -1,0 +1,107 @@
+"""Configuration, read once from environment variables (see the README table)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _optional_int(name: str) -> int | None:
+    return _int(name, 0) if os.environ.get(name) else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the pipeline; field names match the environment variables."""
+
+    kafka_broker: str
+    database_url: str
+    app_id: str
+    orders_topic: str
+    dead_letter_topic: str
+    topic_partitions: int
+    order_interval_seconds: float
+    orders_per_tick: int
+    generator_seed: int | None
+    restaurant_timezone: str
+    batch_max_orders: int
+    batch_within_seconds: float
+    web_host: str
+    web_port: int
+    report_interval_seconds: float
+    report_timeout_seconds: float
+    report_lateness_seconds: int
+    spark_master: str
+    spark_driver_memory: str
+    data_dir: Path
+    log_level: str
+
+    @property
+    def kafka_url(self) -> str:
+        """The broker list in the ``kafka://`` form Faust expects."""
+        servers = self.kafka_broker.removeprefix("kafka://")
+        return f"kafka://{servers}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker list in the ``host:port[,host:port]`` form Kafka clients expect."""
+        return self.kafka_broker.removeprefix("kafka://")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_str("DATA_DIR", str(PROJECT_ROOT / ".stack")))
+        return cls(
+            kafka_broker=_str("KAFKA_BROKER", "localhost:9092"),
+            database_url=_str(
+                "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"
+            ),
+            app_id=_str("APP_ID", "restaurant-sales"),
+            orders_topic=_str("ORDERS_TOPIC", "orders"),
+            dead_letter_topic=_str("DEAD_LETTER_TOPIC", "orders-dead-letter"),
+            topic_partitions=_int("TOPIC_PARTITIONS", 3),
+            order_interval_seconds=_float("ORDER_INTERVAL_SECONDS", 10.0),
+            orders_per_tick=_int("ORDERS_PER_TICK", 1),
+            generator_seed=_optional_int("GENERATOR_SEED"),
+            restaurant_timezone=_str("RESTAURANT_TIMEZONE", "America/Sao_Paulo"),
+            batch_max_orders=_int("BATCH_MAX_ORDERS", 5000),
+            batch_within_seconds=_float("BATCH_WITHIN_SECONDS", 0.05),
+            web_host=_str("WEB_HOST", "127.0.0.1"),
+            web_port=_int("WEB_PORT", 6066),
+            report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0),
+            report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),
+            report_lateness_seconds=_int("REPORT_LATENESS_SECONDS", 120),
+            spark_master=_str("SPARK_MASTER", "local[*]"),
+            spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
+            data_dir=data_dir,
+            log_level=_str("LOG_LEVEL", "info"),
+        )
+
+
+settings = Settings.from_env()

@@ -1,0 +1,34 @@
+"""Our HTTP endpoints on the Faust web server, beside Faust's own ``/stats/``."""
+
+import asyncio
+
+from faust import web
+
+from restaurant_app.app import app, database
+from restaurant_app.database import DatabaseUnavailable
+from restaurant_app.kafka import KafkaUnavailable, count_brokers
+from restaurant_app.settings import settings
+
+
+async def kafka_status() -> dict[str, object]:
+    try:
+        return {"ok": True, "brokers": await count_brokers(settings.bootstrap_servers)}
+    except KafkaUnavailable as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+async def database_status() -> dict[str, object]:
+    try:
+        await database.ping()
+        return {"ok": True}
+    except DatabaseUnavailable as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+@app.page("/health")
+async def health(view: web.View, request: web.Request) -> web.Response:
+    """Whether Kafka and PostgreSQL are reachable: 200 when both are, 503 otherwise."""
+    kafka, postgres = await asyncio.gather(kafka_status(), database_status())
+    healthy = kafka["ok"] and postgres["ok"]
+    body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres}
+    return view.json(body, status=200 if healthy else 503)

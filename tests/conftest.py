@@ -1,0 +1,54 @@
+"""Session-wide real services: one Kafka broker and one PostgreSQL server for the whole run."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.kafka import KafkaBroker
+from infra.postgres import PostgresServer
+from tests.services import Stack, Worker, free_port, unique_names
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("stack")
+    kafka = KafkaBroker(home / "kafka", free_port(), free_port(), heap="384m", log_level="WARN")
+    postgres = PostgresServer(home / "postgres", free_port())
+    kafka.start()
+    try:
+        postgres.start()
+        try:
+            yield Stack(kafka, postgres)
+        finally:
+            postgres.stop()
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def database_url(stack: Stack) -> str:
+    """A fresh, empty database for one test."""
+    return stack.new_database()
+
+
+@pytest.fixture
+def worker_env(stack: Stack, database_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a worker isolated to this test; the order generator stays quiet."""
+    return {
+        **unique_names(),
+        "KAFKA_BROKER": stack.kafka.bootstrap_servers,
+        "DATABASE_URL": database_url,
+        "ORDER_INTERVAL_SECONDS": "3600",
+        "REPORT_INTERVAL_SECONDS": "3600",
+        "TOPIC_PARTITIONS": "2",
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+    """A worker process (not started: call ``.start()``), stopped after the test."""
+    process = Worker(worker_env, tmp_path / "worker.log")
+    yield process
+    process.stop()

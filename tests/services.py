@@ -1,0 +1,150 @@
+"""Test helpers around the real services: free ports, databases and Faust worker processes."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from infra.kafka import KafkaBroker
+from infra.postgres import PostgresServer
+from infra.process import spawn, tail, terminate
+from restaurant_app.settings import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """The session's Kafka broker and PostgreSQL server."""
+
+    kafka: KafkaBroker
+    postgres: PostgresServer
+
+    def new_database(self) -> str:
+        """Create an empty database and return its URL."""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        self.postgres.create_database(name)
+        return self.postgres.url(name)
+
+
+def unique_names() -> dict[str, str]:
+    """Environment that gives one test its own topics and consumer group."""
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "APP_ID": f"test-{suffix}",
+        "ORDERS_TOPIC": f"orders-{suffix}",
+        "DEAD_LETTER_TOPIC": f"orders-dead-letter-{suffix}",
+    }
+
+
+@dataclass
+class Worker:
+    """A real ``faust -A restaurant_app worker`` process."""
+
+    env: dict[str, str]
+    log_file: Path
+    process: subprocess.Popen | None = None
+    web_port: int = field(default_factory=free_port)
+
+    def start(self, ready_timeout: float = 60.0) -> "Worker":
+        env = {**os.environ, **self.env, "WEB_PORT": str(self.web_port)}
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        self.process = spawn(
+            [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker", "-l", "info"],
+            self.log_file, env=env, cwd=PROJECT_ROOT,
+        )
+        self.wait_for_log("Worker]: Ready", ready_timeout, offset)
+        return self
+
+    def wait_for_log(self, text: str, timeout: float, offset: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_file.exists() and text in self.log_file.read_text(errors="replace")[offset:]:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{tail(self.log_file, 60)}")
+            time.sleep(0.2)
+        raise TimeoutError(f"worker never logged {text!r}:\n{tail(self.log_file, 60)}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            terminate(self.process, timeout=30)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the worker gets no chance to commit offsets or flush anything."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+
+def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message: str = ""):
+    """Poll ``condition`` until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(message or f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def query(database_url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def produce(bootstrap_servers: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    """Publish (key, value) messages and wait until the broker has them all."""
+
+    async def send_all() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5)
+        await producer.start()
+        try:
+            sent = [await producer.send(topic, value=value, key=key) for key, value in messages]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_all())
+
+
+def consume_all(bootstrap_servers: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    """Read a topic from the start until ``expected`` messages have arrived."""
+
+    async def read() -> list:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest",
+            enable_auto_commit=False, group_id=None,
+        )
+        await consumer.start()
+        records: list = []
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while len(records) < expected and asyncio.get_running_loop().time() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                for batch in batches.values():
+                    records.extend(batch)
+        finally:
+            await consumer.stop()
+        return records
+
+    return asyncio.run(read())
