@@ -1,0 +1,1 @@
+"""The benchmark suite: ingest throughput, end-to-end latency and report cost (``make bench``)."""

@@ -1,0 +1,83 @@
+"""End-to-end latency: orders produced at a fixed rate, timed from produce to commit in PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
+from bench.commits import order_commit_times
+from bench.pipeline import WorkerProcess, pipeline_env, produce_orders, wait_for_orders
+from bench.stack import BenchStack
+
+log = logging.getLogger("bench")
+
+WARM_UP_ORDERS = 100
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile: the smallest value with ``share`` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
+
+
+async def _produce_times(bootstrap_servers: str, topic: str, expected: int) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    times: dict[str, float] = {}
+    try:
+        while len(times) < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batches:
+                raise TimeoutError(f"read only {len(times)} of {expected} messages from {topic}")
+            for records in batches.values():
+                times.update((r.key.decode(), r.timestamp / 1000) for r in records)
+    finally:
+        await consumer.stop()
+    return times
+
+
+def produce_times(bootstrap_servers: str, topic: str, expected: int) -> dict[str, float]:
+    """Each message's key (the order id) and its producer timestamp (CreateTime), in seconds."""
+    return asyncio.run(_produce_times(bootstrap_servers, topic, expected))
+
+
+def latency_run(stack: BenchStack, rate: float, seconds: float, seed: int,
+                run: int) -> dict[str, float]:
+    """Warm a worker up, then publish ``rate`` orders/s for ``seconds`` and time each one."""
+    count = round(rate * seconds)
+    database_url = stack.new_database("latency")
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    env = pipeline_env(stack, database_url, topic, f"latency{run}")
+    worker = WorkerProcess(env, stack.home / "logs" / f"latency-worker-{run}.log")
+    try:
+        worker.start()
+        produce_orders(env, WARM_UP_ORDERS, seed + 1_000_000)
+        wait_for_orders(database_url, WARM_UP_ORDERS, worker, timeout=120)
+        log.info("  the worker is consuming; publishing %d orders/s for %.0f s ...", rate, seconds)
+        log.info("  %s", produce_orders(env, count, seed, rate))
+        wait_for_orders(database_url, WARM_UP_ORDERS + count, worker, timeout=120)
+    finally:
+        worker.stop()
+    return measure(stack, topic, database_url, WARM_UP_ORDERS + count, WARM_UP_ORDERS)
+
+
+def measure(stack: BenchStack, topic: str, database_url: str, total: int,
+            warm_up: int) -> dict[str, float]:
+    """Latency figures in ms for the orders after the first ``warm_up`` ones."""
+    produced = produce_times(stack.bootstrap_servers, topic, total)
+    measured = sorted(produced.items(), key=lambda item: item[1])[warm_up:]
+    committed = order_commit_times(database_url)
+    latencies = [(committed[order_id] - at) * 1000 for order_id, at in measured]
+    span = measured[-1][1] - measured[0][1]
+    return {
+        "achieved_rate": (len(measured) - 1) / span,
+        "p50_ms": percentile(latencies, 0.50),
+        "p95_ms": percentile(latencies, 0.95),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": max(latencies),
+    }

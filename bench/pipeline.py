@@ -1,0 +1,105 @@
+"""The product under test, run as its users run it: ``faust -A restaurant_app`` processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from bench.stack import BenchStack, free_port
+from infra.process import spawn, tail, terminate
+from restaurant_app.settings import PROJECT_ROOT
+
+QUIET_SECONDS = "86400"
+"""Timer interval for the order generator and the reports: they must not fire during a run."""
+
+
+def pipeline_env(stack: BenchStack, database_url: str, topic: str, name: str) -> dict[str, str]:
+    """Settings for one worker or producer: its own topic, consumer group and data folder."""
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "KAFKA_BROKER": stack.bootstrap_servers,
+        "DATABASE_URL": database_url,
+        "ORDERS_TOPIC": topic,
+        "DEAD_LETTER_TOPIC": f"{topic}-dead-letter",
+        "APP_ID": f"bench-{name}-{suffix}",
+        "DATA_DIR": str(stack.home / "runs" / f"{name}-{suffix}"),
+        "WEB_PORT": str(free_port()),
+        "ORDER_INTERVAL_SECONDS": QUIET_SECONDS,
+        "REPORT_INTERVAL_SECONDS": QUIET_SECONDS,
+    }
+
+
+def faust_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "faust", "-A", "restaurant_app", *args]
+
+
+def produce_orders(env: dict[str, str], count: int, seed: int, rate: float = 0.0) -> str:
+    """Publish ``count`` generated orders with the product's load mode; return what it printed."""
+    result = subprocess.run(
+        faust_command("produce-orders", "--count", str(count), "--seed", str(seed),
+                      "--rate", str(rate)),
+        env={**os.environ, **env}, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"produce-orders failed:\n{result.stdout}{result.stderr}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class WorkerProcess:
+    """``faust -A restaurant_app worker -l warn``, started by the bench."""
+
+    env: dict[str, str]
+    log_file: Path
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+
+    def start(self) -> psutil.Process:
+        self.started_at = time.time()
+        self.process = spawn(faust_command("worker", "-l", "warn"), self.log_file,
+                             env={**os.environ, **self.env}, cwd=PROJECT_ROOT)
+        return psutil.Process(self.process.pid)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "the worker is not running"
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"the worker exited early:\n{tail(self.log_file, 40)}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            terminate(self.process, timeout=30)
+            self.process = None
+
+
+def count_orders(database_url: str) -> int:
+    """Orders committed so far; 0 while the worker has not created the tables yet."""
+    try:
+        with psycopg.connect(database_url) as conn:
+            return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    except psycopg.errors.UndefinedTable:
+        return 0
+
+
+def wait_for_orders(database_url: str, expected: int, worker: WorkerProcess | None,
+                    timeout: float, interval: float = 0.5) -> None:
+    """Poll until ``expected`` orders are committed; fail if the worker dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while count_orders(database_url) < expected:
+        if worker is not None:
+            worker.check_alive()
+        if time.monotonic() > deadline:
+            found = count_orders(database_url)
+            raise TimeoutError(f"only {found} of {expected} orders arrived within {timeout:.0f} s")
+        time.sleep(interval)

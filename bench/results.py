@@ -1,0 +1,131 @@
+"""Collecting figures over runs and writing them as markdown tables in ``bench/RESULTS.md``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import psutil
+
+from infra.java import JARS_DIR, java_executable
+from infra.postgres import POSTGRES_BIN_PATH
+
+ANALYSIS_MARKER = "<!-- Everything below this line is written by hand and kept by `make bench`. -->"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of a results table: which key of the per-run figures, how to label and format it."""
+
+    key: str
+    label: str
+    digits: int = 0
+
+
+@dataclass
+class Section:
+    """A titled table of figures, each the median, min and max over the runs."""
+
+    title: str
+    intro: str
+    figures: list[Figure]
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def table(self) -> list[str]:
+        lines = [f"| {self.title} | median | min | max | runs |", "| --- | ---: | ---: | ---: | ---: |"]
+        for figure in self.figures:
+            values = [run[figure.key] for run in self.runs if figure.key in run]
+            if values:
+                cells = [_number(v, figure.digits)
+                         for v in (statistics.median(values), min(values), max(values))]
+                lines.append(f"| {figure.label} | {' | '.join(cells)} | {len(values)} |")
+        return lines
+
+    def markdown(self) -> list[str]:
+        return [f"## {self.title}", "", self.intro, "", *self.table(), ""]
+
+
+def _number(value: float, digits: int) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _command_output(command: list[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    return (result.stdout or result.stderr).strip().splitlines()[0]
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine() -> list[tuple[str, str]]:
+    """What the figures were measured on."""
+    kafka = sorted(JARS_DIR.glob("kafka_*.jar"))
+    packages = ", ".join(
+        f"{name} {version(name)}"
+        for name in ("faust-streaming", "aiokafka", "psycopg", "pyspark")
+    )
+    return [
+        ("CPU", f"{os.cpu_count()} cores, {_cpu_model()}"),
+        ("Memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB"),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("Python", platform.python_version()),
+        ("Packages", packages),
+        ("Kafka", kafka[-1].stem.split("-", 1)[1] if kafka else "unknown"),
+        ("PostgreSQL", _command_output([str(POSTGRES_BIN_PATH / "postgres"), "--version"])),
+        ("Java", _command_output([java_executable(), "-version"])),
+    ]
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+@dataclass
+class Report:
+    """The whole results file."""
+
+    command: str
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    load_at_start: str = field(default_factory=load_average)
+    sections: list[Section] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self, load_at_end: str) -> str:
+        lines = [
+            "# Benchmark results",
+            "",
+            f"Written by `{self.command}` on {self.started:%Y-%m-%d %H:%M} UTC. Every figure is the",
+            "median of the runs shown, with the smallest and largest value.",
+            "",
+            "| Machine | |",
+            "| --- | --- |",
+            *(f"| {name} | {value} |" for name, value in machine()),
+            f"| Load average (1, 5, 15 min) | at start {self.load_at_start}; at end {load_at_end} |",
+            "",
+        ]
+        for section in self.sections:
+            lines.extend(section.markdown())
+        if self.notes:
+            lines.extend(["## Notes on this run", "", *(f"- {note}" for note in self.notes), ""])
+        return "\n".join(lines)
+
+    def write(self, path: Path) -> None:
+        """Write the tables, keeping the hand-written analysis after the marker if there is one."""
+        kept = ""
+        if path.exists():
+            _, marker, after = path.read_text().partition(ANALYSIS_MARKER)
+            kept = marker + after if marker else ""
+        text = self.markdown(load_average())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{text}\n{kept}" if kept else text)
