@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from restaurant_app import database_reports as reports_sql
 from restaurant_app.models import Order
 
 log = logging.getLogger(__name__)
@@ -224,3 +226,47 @@ class Database:
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
+
+    async def latest_reports(self) -> dict[str, Any]:
+        """The newest minute, hour and day reports with their dish rankings, the latest insights
+        and the last run of the report job."""
+        latest: dict[str, Any] = {}
+        for granularity in reports_sql.GRANULARITIES:
+            rows = await self.fetch_all(reports_sql.LATEST_SALES, (granularity,))
+            if rows:
+                rows[0]["dishes"] = await self.fetch_all(
+                    reports_sql.DISHES_OF_WINDOW, (granularity, rows[0]["period_start"])
+                )
+            latest[granularity] = rows[0] if rows else None
+        latest["insights"] = await self.fetch_all(reports_sql.LATEST_INSIGHTS)
+        runs = await self.fetch_all(reports_sql.LAST_RUN)
+        latest["last_run"] = runs[0] if runs else None
+        return latest
+
+    async def reports_between(
+        self, granularity: str, start: datetime, end: datetime
+    ) -> dict[str, list[dict]]:
+        """The ``granularity`` reports and every insight whose window starts in [start, end)."""
+        return {
+            "reports": await self.fetch_all(reports_sql.SALES_BETWEEN, (granularity, start, end)),
+            "insights": await self.fetch_all(reports_sql.INSIGHTS_BETWEEN, (start, end)),
+        }
+
+    async def record_report_failure(self, started_at: datetime, reason: str) -> None:
+        """Record that a report job failed without saying so itself (killed, or crashed early).
+
+        A run it left 'running' is marked failed; if there is none, a failed run is added.
+        Nothing is written while another report job holds the report lock.
+        """
+        try:
+            connecting = psycopg.AsyncConnection.connect(self.url, connect_timeout=5)
+            async with await connecting as conn, conn.transaction():
+                cursor = await conn.execute(reports_sql.TRY_LOCK_FOR_TRANSACTION,
+                                            (reports_sql.REPORT_LOCK_ID,))
+                if not (await cursor.fetchone())[0]:
+                    return
+                cursor = await conn.execute(reports_sql.ABANDON_RUNS, (reason,))
+                if cursor.rowcount == 0:
+                    await conn.execute(reports_sql.RECORD_FAILURE, (started_at, reason))
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc

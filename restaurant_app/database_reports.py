@@ -1,0 +1,319 @@
+"""The reports' part of the database layer: the Spark job's run bookkeeping and every report query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+# Any number will do as long as every report job uses the same one.
+REPORT_LOCK_ID = 7_140_816
+TRY_LOCK_FOR_TRANSACTION = "SELECT pg_try_advisory_xact_lock(%s)"
+
+GRANULARITIES = ("minute", "hour", "day")
+
+# Hours whose reports or insights read the minutes of a recomputed hour: the hour itself, the
+# next hour and the same hour the next day (comparisons), and the hours those compare with.
+CONTEXT_HOUR_SHIFTS = [-24, -23, -1, 0, 1, 23, 24]
+
+STAGING_TABLES = (
+    "report_staging_sales", "report_staging_dishes", "report_staging_customers",
+    "report_staging_insights", "report_staging_evaluations",
+)
+
+ABANDON_RUNS = """
+UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(), error = %s
+WHERE status = 'running'
+"""
+
+LAST_WATERMARK = """
+SELECT watermark FROM report_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT 1
+"""
+
+START_RUN = """
+INSERT INTO report_runs (mode, status, orders_since, watermark)
+VALUES (%s, 'running', %s, clock_timestamp())
+RETURNING run_id, watermark
+"""
+
+SCOPE_ALL_MINUTES = """
+INSERT INTO report_scope (kind, period_start, period_end)
+SELECT DISTINCT 'minute', date_trunc('minute', created_at),
+       date_trunc('minute', created_at) + interval '1 minute'
+FROM orders
+"""
+
+SCOPE_NEW_MINUTES = SCOPE_ALL_MINUTES + "WHERE ingested_at > %s"
+
+SCOPE_HOURS_AND_DAYS = """
+INSERT INTO report_scope (kind, period_start, period_end)
+SELECT DISTINCT 'hour', date_trunc('hour', period_start, %(zone)s),
+       date_trunc('hour', period_start, %(zone)s) + interval '1 hour'
+FROM report_scope WHERE kind = 'minute'
+UNION
+SELECT DISTINCT 'day', date_trunc('day', period_start, %(zone)s),
+       date_trunc('day', date_trunc('day', period_start, %(zone)s) + interval '26 hours', %(zone)s)
+FROM report_scope WHERE kind = 'minute'
+"""
+
+SCOPE_CONTEXT = """
+INSERT INTO report_scope (kind, period_start, period_end)
+SELECT DISTINCT 'context', h.period_start + s.shift * interval '1 hour',
+       h.period_end + s.shift * interval '1 hour'
+FROM report_scope h CROSS JOIN unnest(%s::integer[]) AS s (shift)
+WHERE h.kind = 'hour'
+"""
+
+COUNT_SCOPE = "SELECT count(*) FROM report_scope WHERE kind = 'minute'"
+
+# Read by Spark over JDBC; the windows to read are the rows of report_scope.
+SPARK_ORDER_LINES = """
+SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.channel,
+       o.payment_method, o.total, i.line_no, i.dish, i.unit_price, i.quantity
+FROM report_scope s
+JOIN orders o ON o.created_at >= s.period_start AND o.created_at < s.period_end
+JOIN order_items i ON i.order_id = o.order_id
+WHERE s.kind = 'minute'
+"""
+
+_STORED_SALES = """
+SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue,
+       r.revenue_by_channel::text AS revenue_by_channel,
+       r.revenue_by_payment::text AS revenue_by_payment
+FROM report_scope s
+JOIN report_sales r ON r.period_start >= s.period_start AND r.period_start < s.period_end
+WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
+"""
+
+_STORED_DISHES = """
+SELECT r.period_start, r.dish, r.quantity, r.revenue
+FROM report_scope s
+JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.period_end
+WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
+"""
+
+SPARK_STORED_MINUTES = _STORED_SALES.format(scope="context", granularity="minute")
+SPARK_STORED_MINUTE_DISHES = _STORED_DISHES.format(scope="context", granularity="minute")
+SPARK_STORED_HOURS = _STORED_SALES.format(scope="day", granularity="hour")
+SPARK_STORED_HOUR_DISHES = _STORED_DISHES.format(scope="day", granularity="hour")
+
+STAGED_OUTSIDE_SCOPE = """
+SELECT st.granularity, st.period_start FROM report_staging_sales st
+WHERE NOT EXISTS (SELECT 1 FROM report_scope s
+                  WHERE s.kind = st.granularity AND s.period_start = st.period_start)
+LIMIT 1
+"""
+
+DELETE_SCOPED_SALES = """
+DELETE FROM report_sales r USING report_scope s
+WHERE s.kind = r.granularity AND s.period_start = r.period_start
+"""
+
+DELETE_SCOPED_DISHES = """
+DELETE FROM report_dishes r USING report_scope s
+WHERE s.kind = r.granularity AND s.period_start = r.period_start
+"""
+
+DELETE_EVALUATED_INSIGHTS = """
+DELETE FROM report_insights i USING report_staging_evaluations e
+WHERE i.kind = e.kind AND i.window_start = e.window_start
+"""
+
+DELETE_ALL_REPORTS = (
+    "DELETE FROM report_sales", "DELETE FROM report_dishes",
+    "DELETE FROM report_customers", "DELETE FROM report_insights",
+)
+
+INSERT_CUSTOMERS = """
+INSERT INTO report_customers (granularity, period_start, customer_id)
+SELECT DISTINCT granularity, period_start, customer_id FROM report_staging_customers
+ON CONFLICT DO NOTHING
+"""
+
+INSERT_SALES = """
+WITH customers AS (
+    SELECT c.granularity, c.period_start, count(*) AS customers
+    FROM report_customers c
+    JOIN report_staging_sales st USING (granularity, period_start)
+    WHERE st.unique_customers IS NULL
+    GROUP BY c.granularity, c.period_start
+)
+INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold,
+                          gross_revenue, avg_ticket, unique_customers, avg_spend_per_customer,
+                          top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment,
+                          computed_at)
+SELECT st.granularity, st.period_start, st.period_end, st.orders, st.items_sold,
+       st.gross_revenue, st.avg_ticket,
+       coalesce(st.unique_customers, c.customers),
+       coalesce(st.avg_spend_per_customer, round(st.gross_revenue / c.customers, 2)),
+       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment, now()
+FROM report_staging_sales st
+LEFT JOIN customers c USING (granularity, period_start)
+"""
+
+INSERT_DISHES = """
+INSERT INTO report_dishes (granularity, period_start, dish, quantity, revenue, rank)
+SELECT granularity, period_start, dish, quantity, revenue, rank FROM report_staging_dishes
+"""
+
+INSERT_INSIGHTS = """
+INSERT INTO report_insights (kind, window_start, window_end, subject, message, figures, computed_at)
+SELECT kind, window_start, window_end, subject, message, figures, now()
+FROM report_staging_insights
+"""
+
+COUNT_STAGED_WINDOWS = "SELECT count(*) FROM report_staging_sales"
+
+FINISH_RUN = """
+UPDATE report_runs SET status = 'succeeded', finished_at = clock_timestamp(),
+       windows_written = %s, orders_read = %s, rows_read = %s
+WHERE run_id = %s
+"""
+
+FAIL_RUN = """
+UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(), error = %s,
+       orders_read = %s, rows_read = %s
+WHERE run_id = %s
+"""
+
+RECORD_FAILURE = """
+INSERT INTO report_runs (mode, status, started_at, finished_at, watermark, error)
+VALUES ('incremental', 'failed', %s, clock_timestamp(), clock_timestamp(), %s)
+"""
+
+ABANDONED = "The run stopped before finishing (it was killed or crashed)."
+
+# Read by the web endpoints.
+SALES_COLUMNS = """
+granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
+unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity, revenue_by_channel,
+revenue_by_payment, computed_at
+"""
+
+LATEST_SALES = f"""
+SELECT {SALES_COLUMNS} FROM report_sales
+WHERE granularity = %s ORDER BY period_start DESC LIMIT 1
+"""
+
+DISHES_OF_WINDOW = """
+SELECT dish, quantity, revenue, rank FROM report_dishes
+WHERE granularity = %s AND period_start = %s ORDER BY rank
+"""
+
+LATEST_INSIGHTS = """
+SELECT DISTINCT ON (kind, subject) kind, window_start, window_end, subject, message, figures,
+       computed_at
+FROM report_insights
+WHERE window_start >= (SELECT max(window_start) FROM report_insights) - interval '1 hour'
+ORDER BY kind, subject, window_start DESC
+"""
+
+LAST_RUN = """
+SELECT run_id, mode, status, started_at, finished_at, windows_written, orders_read, rows_read, error
+FROM report_runs ORDER BY run_id DESC LIMIT 1
+"""
+
+SALES_BETWEEN = f"""
+SELECT {SALES_COLUMNS} FROM report_sales
+WHERE granularity = %s AND period_start >= %s AND period_start < %s ORDER BY period_start
+"""
+
+INSIGHTS_BETWEEN = """
+SELECT kind, window_start, window_end, subject, message, figures, computed_at
+FROM report_insights
+WHERE window_start >= %s AND window_start < %s ORDER BY window_start, kind, subject
+"""
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    """A run in progress: its id, what it reads and how many minute windows it recomputes."""
+
+    run_id: int
+    full: bool
+    orders_since: datetime | None
+    watermark: datetime
+    minutes: int
+
+
+class ReportStore:
+    """The report job's connection: its lock, its scope, its run record and the publish step."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def try_lock(self) -> bool:
+        """Take the report lock for this connection's lifetime; False if another run holds it."""
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (REPORT_LOCK_ID,)).fetchone()
+        return bool(row and row[0])
+
+    def start_run(self, full: bool, lateness_seconds: int, zone: str) -> ReportRun:
+        """Record a new run and fill ``report_scope`` with the windows it must recompute."""
+        with self.conn.transaction():
+            self.conn.execute(ABANDON_RUNS, (ABANDONED,))
+            since = None if full else self._orders_since(lateness_seconds)
+            run_id, watermark = self.conn.execute(
+                START_RUN, ("full" if full else "incremental", since)
+            ).fetchone()
+            self.conn.execute("TRUNCATE report_scope, " + ", ".join(STAGING_TABLES))
+            if since is None:
+                self.conn.execute(SCOPE_ALL_MINUTES)
+            else:
+                self.conn.execute(SCOPE_NEW_MINUTES, (since,))
+            self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone})
+            self.conn.execute(SCOPE_CONTEXT, (CONTEXT_HOUR_SHIFTS,))
+            self.conn.execute("ANALYZE report_scope")
+            minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]
+        return ReportRun(run_id, full, since, watermark, minutes)
+
+    def _orders_since(self, lateness_seconds: int) -> datetime | None:
+        row = self.conn.execute(LAST_WATERMARK).fetchone()
+        if row is None:
+            return None
+        return self.conn.execute(
+            "SELECT %s::timestamptz - make_interval(secs => %s)", (row[0], lateness_seconds)
+        ).fetchone()[0]
+
+    def publish(self, run: ReportRun, orders_read: int, rows_read: int) -> int:
+        """Replace the recomputed windows with the staged rows in one transaction; return their count."""
+        with self.conn.transaction():
+            outside = self.conn.execute(STAGED_OUTSIDE_SCOPE).fetchone()
+            if outside:
+                raise RuntimeError(
+                    f"Spark computed the {outside[0]} starting {outside[1]}, which PostgreSQL did not"
+                    " expect; the time zones of Spark and PostgreSQL disagree."
+                )
+            if run.full:
+                for statement in DELETE_ALL_REPORTS:
+                    self.conn.execute(statement)
+            else:
+                self.conn.execute(DELETE_SCOPED_SALES)
+                self.conn.execute(DELETE_SCOPED_DISHES)
+                self.conn.execute(DELETE_EVALUATED_INSIGHTS)
+            for statement in (INSERT_CUSTOMERS, INSERT_SALES, INSERT_DISHES, INSERT_INSIGHTS):
+                self.conn.execute(statement)
+            windows = self.conn.execute(COUNT_STAGED_WINDOWS).fetchone()[0]
+            self.conn.execute(FINISH_RUN, (windows, orders_read, rows_read, run.run_id))
+        return windows
+
+    def finish_empty(self, run: ReportRun) -> None:
+        """Record a run that found no new orders."""
+        self.conn.execute(FINISH_RUN, (0, 0, 0, run.run_id))
+
+    def fail(self, run: ReportRun, error: str, orders_read: int | None, rows_read: int | None) -> None:
+        self.conn.execute(FAIL_RUN, (error, orders_read, rows_read, run.run_id))
+
+
+@contextmanager
+def report_store(url: str) -> Iterator[ReportStore]:
+    store = ReportStore(url)
+    try:
+        yield store
+    finally:
+        store.close()

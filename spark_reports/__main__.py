@@ -1,0 +1,8 @@
+"""``python -m spark_reports [--full]``: one run of the report job."""
+
+import sys
+
+from spark_reports.job import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The reports as Spark DataFrame transformations, free of any reading or writing.
+
+Minute windows are computed from order lines. Hours are added up from their minutes and days
+from their hours, taking the stored rows of the windows this run does not recompute, so a run
+reads only the orders of the minutes that changed. Unique customers cannot be added up: hours
+and days leave them empty and PostgreSQL counts them from ``report_customers`` when publishing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, MapType, StringType
+
+from spark_reports.insights import build_insights
+
+MONEY = DecimalType(16, 2)
+BREAKDOWN = MapType(StringType(), MONEY)
+BREAKDOWNS = {"revenue_by_channel": "channel", "revenue_by_payment": "payment_method"}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one run reads: order lines of the recomputed minutes and the stored rows around them."""
+
+    lines: DataFrame
+    stored_minutes: DataFrame
+    stored_minute_dishes: DataFrame
+    stored_hours: DataFrame
+    stored_hour_dishes: DataFrame
+
+
+@dataclass(frozen=True)
+class Reports:
+    """The rows to stage, one DataFrame per staging table."""
+
+    sales: DataFrame
+    dishes: DataFrame
+    customers: DataFrame
+    insights: DataFrame
+    evaluations: DataFrame
+
+
+def build_reports(inputs: Inputs) -> Reports:
+    """Every report row and insight affected by the recomputed minutes."""
+    minutes, minute_dishes = kept(*minute_totals(inputs.lines))
+    minute_keys = kept(minutes.select("period_start"))[0]
+    context_minutes, context_minute_dishes = kept(
+        replace(parse_stored(inputs.stored_minutes), minutes.drop("unique_customers"), minute_keys),
+        replace(inputs.stored_minute_dishes, minute_dishes, minute_keys),
+    )
+    hour_keys = kept(
+        minute_keys.select(F.date_trunc("hour", "period_start").alias("period_start")).distinct()
+    )[0]
+    hours, hour_dishes = kept(*rollup(within(context_minutes, hour_keys, "hour"),
+                                      within(context_minute_dishes, hour_keys, "hour"), "hour"))
+    days, day_dishes = rollup(replace(parse_stored(inputs.stored_hours), hours, hour_keys),
+                              replace(inputs.stored_hour_dishes, hour_dishes, hour_keys), "day")
+
+    finished = [kept(*finish(minutes, minute_dishes, "minute")), kept(*finish(hours, hour_dishes, "hour")),
+                kept(*finish(days, day_dishes, "day"))]
+    insights, evaluations = build_insights(
+        context_minutes, context_minute_dishes, minute_keys, hour_keys, finished[1][1]
+    )
+    return Reports(
+        sales=union_all([sales for sales, _ in finished]),
+        dishes=union_all([dishes for _, dishes in finished]),
+        customers=customers_seen(inputs.lines),
+        insights=insights,
+        evaluations=evaluations,
+    )
+
+
+def kept(*frames: DataFrame) -> list[DataFrame]:
+    """Compute ``frames`` now and keep their rows, so each is computed once however often it is used."""
+    return [frame.localCheckpoint(eager=True) for frame in frames]
+
+
+def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Per minute: orders, items, revenue, unique customers and breakdowns; and per dish."""
+    lines = lines.withColumn("period_start", F.date_trunc("minute", "created_at"))
+    orders = lines.dropDuplicates(["order_id"])
+    sales = (
+        orders.groupBy("period_start").agg(
+            F.count("*").alias("orders"),
+            F.sum("total").cast(MONEY).alias("gross_revenue"),
+            F.count_distinct("customer_id").alias("unique_customers"),
+        )
+        .join(lines.groupBy("period_start").agg(F.sum("quantity").cast("long").alias("items_sold")),
+              "period_start")
+    )
+    for name, column in BREAKDOWNS.items():
+        revenue = orders.groupBy("period_start", column).agg(F.sum("total").alias("revenue"))
+        sales = sales.join(as_map(revenue, column, name), "period_start")
+    dishes = lines.groupBy("period_start", "dish").agg(
+        F.sum("quantity").cast("long").alias("quantity"),
+        F.sum(F.col("unit_price") * F.col("quantity")).cast(MONEY).alias("revenue"),
+    )
+    return sales, dishes
+
+
+def as_map(revenue: DataFrame, key: str, name: str) -> DataFrame:
+    """Collect (period_start, key, revenue) rows into one ``{key: revenue}`` map per period."""
+    entry = F.struct(F.col(key).alias("key"), F.col("revenue").cast(MONEY).alias("value"))
+    return revenue.groupBy("period_start").agg(F.map_from_entries(F.collect_list(entry)).alias(name))
+
+
+def parse_stored(stored: DataFrame) -> DataFrame:
+    """Stored report rows in the shape of freshly computed totals (breakdowns as maps)."""
+    return stored.select(
+        "period_start",
+        F.col("orders").cast("long"),
+        F.col("items_sold").cast("long"),
+        F.col("gross_revenue").cast(MONEY),
+        *(F.from_json(name, BREAKDOWN).alias(name) for name in BREAKDOWNS),
+    )
+
+
+def replace(stored: DataFrame, fresh: DataFrame, keys: DataFrame) -> DataFrame:
+    """The stored rows of windows not in ``keys``, plus the freshly computed ones."""
+    return stored.join(keys, "period_start", "left_anti").unionByName(fresh)
+
+
+def within(frame: DataFrame, keys: DataFrame, unit: str) -> DataFrame:
+    """The rows of ``frame`` whose window lies in one of the ``unit`` windows in ``keys``."""
+    wanted = keys.select(F.col("period_start").alias("wanted"))
+    return frame.join(wanted, F.date_trunc(unit, frame["period_start"]) == wanted["wanted"],
+                      "left_semi")
+
+
+def rollup(sales: DataFrame, dishes: DataFrame, unit: str) -> tuple[DataFrame, DataFrame]:
+    """Add up finer windows into ``unit`` ('hour' or 'day') windows."""
+    sales = sales.withColumn("period_start", F.date_trunc(unit, "period_start"))
+    totals = sales.groupBy("period_start").agg(
+        F.sum("orders").alias("orders"),
+        F.sum("items_sold").alias("items_sold"),
+        F.sum("gross_revenue").cast(MONEY).alias("gross_revenue"),
+    )
+    for name in BREAKDOWNS:
+        entries = sales.select("period_start", F.explode(name).alias("key", "revenue"))
+        revenue = entries.groupBy("period_start", "key").agg(F.sum("revenue").alias("revenue"))
+        totals = totals.join(as_map(revenue, "key", name), "period_start")
+    dishes = (
+        dishes.withColumn("period_start", F.date_trunc(unit, "period_start"))
+        .groupBy("period_start", "dish")
+        .agg(F.sum("quantity").alias("quantity"), F.sum("revenue").cast(MONEY).alias("revenue"))
+    )
+    return totals, dishes
+
+
+def period_end(granularity: str) -> Column:
+    start = F.col("period_start")
+    if granularity == "day":
+        # The next local midnight, whatever daylight saving time does to this day's length.
+        return F.date_trunc("day", start + F.expr("INTERVAL 26 HOURS"))
+    return start + F.expr(f"INTERVAL 1 {granularity.upper()}")
+
+
+def finish(sales: DataFrame, dishes: DataFrame, granularity: str) -> tuple[DataFrame, DataFrame]:
+    """Rank the dishes and give the totals their averages and top dish, as staging rows."""
+    by_quantity = Window.partitionBy("period_start").orderBy(F.desc("quantity"), F.asc("dish"))
+    ranked = dishes.withColumn("rank", F.row_number().over(by_quantity))
+    top = ranked.where(F.col("rank") == 1).select(
+        "period_start", F.col("dish").alias("top_dish"), F.col("quantity").alias("top_dish_quantity")
+    )
+    customers = (F.col("unique_customers") if "unique_customers" in sales.columns
+                 else F.lit(None).cast("long"))
+    staged = sales.join(top, "period_start").select(
+        F.lit(granularity).alias("granularity"),
+        "period_start",
+        period_end(granularity).alias("period_end"),
+        F.col("orders").cast("long"),
+        F.col("items_sold").cast("long"),
+        "gross_revenue",
+        F.round(F.col("gross_revenue") / F.col("orders"), 2).cast(MONEY).alias("avg_ticket"),
+        customers.alias("unique_customers"),
+        F.round(F.col("gross_revenue") / customers, 2).cast(MONEY).alias("avg_spend_per_customer"),
+        "top_dish",
+        F.col("top_dish_quantity").cast("long"),
+        *(F.to_json(name).alias(name) for name in BREAKDOWNS),
+    )
+    staged_dishes = ranked.select(
+        F.lit(granularity).alias("granularity"), "period_start", "dish",
+        F.col("quantity").cast("long"), "revenue", F.col("rank").cast("int"),
+    )
+    return staged, staged_dishes
+
+
+def customers_seen(lines: DataFrame) -> DataFrame:
+    """The (hour, customer) and (day, customer) pairs of the order lines read."""
+    pairs = [
+        lines.select(F.lit(unit).alias("granularity"),
+                     F.date_trunc(unit, "created_at").alias("period_start"), "customer_id")
+        for unit in ("hour", "day")
+    ]
+    return union_all(pairs).distinct()
+
+
+def union_all(frames: list[DataFrame]) -> DataFrame:
+    return reduce(DataFrame.unionByName, frames)

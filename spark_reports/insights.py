@@ -1,0 +1,236 @@
+"""Insights in plain language, computed from the minute reports around the recomputed windows.
+
+Every insight belongs to a window: an hour for the best-selling dish, the revenue comparisons
+and the trending dishes, a minute for an anomaly. A run evaluates again every window whose
+figures depend on a recomputed minute, and replaces that window's insights.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+TRAILING_SECONDS = 3600
+TRAILING_MINUTES = 60
+ANOMALY_Z_SCORE = 3.0
+ANOMALY_MIN_ACTIVE_MINUTES = 10
+TREND_MIN_CHANGE = 3
+TREND_MIN_RATIO = 1.5
+
+INSIGHT_COLUMNS = ("kind", "window_start", "window_end", "subject", "message", "figures")
+
+COMPARISONS = (
+    # kind, hours back, how the message names the earlier window
+    ("revenue_vs_previous_hour", 1, "the previous hour"),
+    ("revenue_vs_same_hour_yesterday", 24, "the day before"),
+)
+
+
+def build_insights(
+    minutes: DataFrame, minute_dishes: DataFrame, minute_keys: DataFrame, hour_keys: DataFrame,
+    hour_dishes: DataFrame,
+) -> tuple[DataFrame, DataFrame]:
+    """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace."""
+    minutes = with_hour(minutes)
+    hours = minutes.groupBy("hour").agg(
+        F.sum("gross_revenue").alias("revenue"), F.max("offset").alias("last_offset")
+    )
+    found = [top_dishes(hour_dishes)]
+    evaluated = [hour_keys.select(F.lit("top_dish").alias("kind"),
+                                  F.col("period_start").alias("window_start"))]
+    for kind, back, earlier in COMPARISONS:
+        candidates = shifted(hour_keys, back)
+        compared = compare_revenue(hours.join(candidates, "hour"), minutes, back)
+        found.append(revenue_insights(compared, kind, earlier))
+        evaluated.append(candidates.select(F.lit(kind).alias("kind"), F.col("hour").alias("window_start")))
+        if back == 1:
+            found.append(trending_dishes(compared, with_hour(minute_dishes)))
+            evaluated += [candidates.select(F.lit(kind).alias("kind"), F.col("hour").alias("window_start"))
+                          for kind in ("dish_trending_up", "dish_trending_down")]
+    anomalies, anomaly_minutes = minute_anomalies(minutes, minute_keys)
+    found.append(anomalies)
+    evaluated.append(anomaly_minutes)
+    insights = reduce(DataFrame.unionByName, [f.select(*INSIGHT_COLUMNS) for f in found])
+    return insights, reduce(DataFrame.unionByName, evaluated).distinct()
+
+
+def with_hour(minutes: DataFrame) -> DataFrame:
+    """Add each minute's hour and its offset in minutes from the start of that hour."""
+    hour = F.date_trunc("hour", "period_start")
+    offset = ((F.unix_seconds("period_start") - F.unix_seconds(hour)) / 60).cast("int")
+    return minutes.withColumn("hour", hour).withColumn("offset", offset)
+
+
+def shifted(hour_keys: DataFrame, back: int) -> DataFrame:
+    """The recomputed hours and the hours that compare themselves with them, ``back`` hours later."""
+    hours = hour_keys.select(F.col("period_start").alias("hour"))
+    later = hours.select((F.col("hour") + interval_hours(back)).alias("hour"))
+    return hours.union(later).distinct()
+
+
+def interval_hours(count: int) -> Column:
+    return F.expr(f"INTERVAL {count} HOURS")
+
+
+def clock(column: Column, pattern: str = "HH:mm") -> Column:
+    return F.date_format(column, pattern)
+
+
+def money(column: Column) -> Column:
+    return F.concat(F.lit("R$ "), F.format_number(column, 2))
+
+
+def span(start: Column, end: Column) -> Column:
+    """``2026-11-29 14:00 to 14:38`` in the restaurant's time zone."""
+    return F.concat(clock(start, "yyyy-MM-dd HH:mm"), F.lit(" to "), clock(end))
+
+
+def figures(**columns: Column) -> Column:
+    return F.to_json(F.struct(*(column.alias(name) for name, column in columns.items())))
+
+
+def top_dishes(hour_dishes: DataFrame) -> DataFrame:
+    """The best-selling dish of each recomputed hour."""
+    top = hour_dishes.where(F.col("rank") == 1)
+    end = F.col("period_start") + interval_hours(1)
+    return top.select(
+        F.lit("top_dish").alias("kind"),
+        F.col("period_start").alias("window_start"),
+        end.alias("window_end"),
+        F.lit("").alias("subject"),
+        F.format_string("Best-selling dish from %s: %s, %d sold for %s.",
+                        span(F.col("period_start"), end), F.col("dish"), F.col("quantity"),
+                        money(F.col("revenue"))).alias("message"),
+        figures(dish=F.col("dish"), quantity=F.col("quantity"), revenue=F.col("revenue")).alias("figures"),
+    )
+
+
+def compare_revenue(hours: DataFrame, minutes: DataFrame, back: int) -> DataFrame:
+    """Each hour's revenue against the same minutes ``back`` hours earlier.
+
+    An hour still under way (or quiet at its end) is compared up to its last minute with sales.
+    """
+    earlier = minutes.select(
+        F.col("hour").alias("earlier_hour"), F.col("offset").alias("earlier_offset"),
+        F.col("gross_revenue").alias("earlier_revenue"),
+    )
+    matches = ((earlier["earlier_hour"] == hours["hour"] - interval_hours(back))
+               & (earlier["earlier_offset"] <= hours["last_offset"]))
+    return (
+        hours.join(earlier, matches, "left")
+        .groupBy("hour", "revenue", "last_offset")
+        .agg(F.coalesce(F.sum("earlier_revenue"), F.lit(0)).alias("previous_revenue"))
+        .withColumn("window_end", F.timestamp_seconds(
+            F.unix_seconds("hour") + (F.col("last_offset") + 1) * 60))
+    )
+
+
+def revenue_insights(compared: DataFrame, kind: str, earlier: str) -> DataFrame:
+    previous = F.col("previous_revenue")
+    change = F.round(F.try_divide((F.col("revenue") - previous) * 100, previous), 1)
+    direction = F.when(change > 0, "up").when(change < 0, "down").otherwise("unchanged")
+    message = F.when(
+        previous > 0,
+        F.format_string("Revenue from %s was %s: %s %s%% on the same minutes of %s (%s).",
+                        span(F.col("hour"), F.col("window_end")), money(F.col("revenue")),
+                        direction, F.format_number(F.abs(change), 1), F.lit(earlier), money(previous)),
+    ).otherwise(
+        F.format_string("Revenue from %s was %s; there were no sales in the same minutes of %s.",
+                        span(F.col("hour"), F.col("window_end")), money(F.col("revenue")), F.lit(earlier))
+    )
+    return compared.select(
+        F.lit(kind).alias("kind"),
+        F.col("hour").alias("window_start"),
+        "window_end",
+        F.lit("").alias("subject"),
+        message.alias("message"),
+        figures(revenue=F.col("revenue"), previous_revenue=previous.cast("decimal(16,2)"),
+                change_pct=change, minutes=F.col("last_offset") + 1)
+        .alias("figures"),
+    )
+
+
+def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
+    """Dishes selling clearly more or less than in the same minutes of the previous hour."""
+    hours = compared.where(F.col("previous_revenue") > 0).select("hour", "last_offset", "window_end")
+    now = dishes.join(hours.select("hour"), "hour").groupBy("hour", "dish").agg(
+        F.sum("quantity").alias("quantity"))
+    earlier = dishes.select(F.col("hour").alias("earlier_hour"), "offset", "dish", "quantity")
+    matches = ((earlier["earlier_hour"] == hours["hour"] - interval_hours(1))
+               & (earlier["offset"] <= hours["last_offset"]))
+    before = hours.join(earlier, matches).groupBy("hour", "dish").agg(
+        F.sum("quantity").alias("previous_quantity"))
+    both = (now.join(before, ["hour", "dish"], "full").na.fill(0, ["quantity", "previous_quantity"])
+            .join(hours, "hour"))
+    quantity, previous = F.col("quantity"), F.col("previous_quantity")
+    up = (quantity - previous >= TREND_MIN_CHANGE) & (quantity >= previous * TREND_MIN_RATIO)
+    down = (previous - quantity >= TREND_MIN_CHANGE) & (previous >= quantity * TREND_MIN_RATIO)
+    trending = both.where(up | down).withColumn("rising", up)
+    message = F.format_string(
+        "%s is selling %s: %d sold from %s, against %d in the same minutes of the previous hour.",
+        F.col("dish"), F.when(F.col("rising"), "more").otherwise("less"), quantity,
+        span(F.col("hour"), F.col("window_end")), previous,
+    )
+    return trending.select(
+        F.when(F.col("rising"), "dish_trending_up").otherwise("dish_trending_down").alias("kind"),
+        F.col("hour").alias("window_start"),
+        "window_end",
+        F.col("dish").alias("subject"),
+        message.alias("message"),
+        figures(dish=F.col("dish"), quantity=quantity, previous_quantity=previous,
+                change=quantity - previous).alias("figures"),
+    )
+
+
+def minute_anomalies(minutes: DataFrame, minute_keys: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Minutes whose revenue is far from the trailing hour's, by z-score; and the minutes evaluated.
+
+    The trailing hour is the 60 minutes before, a minute without sales counting as zero. A
+    minute is evaluated again whenever a recomputed minute lies in it or in its trailing hour.
+    Each minute's row is copied into the bucket of its own hour and of the next one, so the
+    window functions see a full trailing hour while still running in parallel by hour.
+    """
+    fresh = minute_keys.withColumn("fresh", F.lit(True))
+    rows = (minutes.join(fresh, "period_start", "left")
+            .withColumn("epoch", F.unix_seconds("period_start"))
+            .withColumn("bucket", F.explode(F.array(F.col("hour"), F.col("hour") + interval_hours(1)))))
+    by_time = Window.partitionBy("bucket").orderBy("epoch")
+    trailing = by_time.rangeBetween(-TRAILING_SECONDS, -60)
+    revenue = F.col("gross_revenue")
+    scored = (
+        rows.withColumn("near_fresh", F.max(F.when(F.col("fresh"), F.col("epoch")))
+                        .over(by_time.rangeBetween(-TRAILING_SECONDS, 0)))
+        .withColumn("total", F.sum(revenue).over(trailing))
+        .withColumn("squares", F.sum(revenue * revenue).over(trailing))
+        .withColumn("active", F.count("*").over(trailing))
+        .where((F.col("bucket") == F.col("hour")) & F.col("near_fresh").isNotNull())
+    )
+    mean = F.col("total").cast("double") / TRAILING_MINUTES
+    variance = F.col("squares").cast("double") / TRAILING_MINUTES - mean * mean
+    scored = (scored.withColumn("mean", mean)
+              .withColumn("std", F.sqrt(F.greatest(variance, F.lit(0.0))))
+              .withColumn("z", F.when(F.col("std") > 0,
+                                      (revenue.cast("double") - F.col("mean")) / F.col("std"))))
+    unusual = scored.where((F.col("active") >= ANOMALY_MIN_ACTIVE_MINUTES)
+                           & (F.abs(F.col("z")) >= ANOMALY_Z_SCORE))
+    message = F.format_string(
+        "Unusual minute at %s: revenue %s is well %s the previous hour's average of %s a minute"
+        " (z-score %s).",
+        clock(F.col("period_start"), "yyyy-MM-dd HH:mm"), money(revenue),
+        F.when(F.col("z") > 0, "above").otherwise("below"), money(F.col("mean")),
+        F.format_number(F.col("z"), 1),
+    )
+    insights = unusual.select(
+        F.lit("anomalous_minute").alias("kind"),
+        F.col("period_start").alias("window_start"),
+        (F.col("period_start") + F.expr("INTERVAL 1 MINUTE")).alias("window_end"),
+        F.lit("").alias("subject"),
+        message.alias("message"),
+        figures(revenue=revenue, trailing_mean=F.round("mean", 2), trailing_std=F.round("std", 2),
+                z_score=F.round("z", 2), active_minutes=F.col("active")).alias("figures"),
+    )
+    evaluated = scored.select(F.lit("anomalous_minute").alias("kind"),
+                              F.col("period_start").alias("window_start"))
+    return insights, evaluated

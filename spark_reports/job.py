@@ -1,0 +1,100 @@
+"""One run of the report job: find the changed windows, compute them with Spark, publish them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import psycopg
+
+from infra.java import java_executable
+from restaurant_app.database import describe
+from restaurant_app.database_reports import ReportRun, ReportStore, report_store
+from restaurant_app.settings import Settings, settings
+from spark_reports.runner import RESULT_PREFIX
+
+log = logging.getLogger("spark_reports")
+
+LONGEST_ERROR = 2000
+
+
+@dataclass
+class Result:
+    """The outcome of one run."""
+
+    status: str
+    run_id: int | None = None
+    windows: int = 0
+    orders_read: int = 0
+    rows_read: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spark_reports", description=__doc__)
+    parser.add_argument("--full", action="store_true",
+                        help="recompute every report from all orders instead of only the changed windows")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    started = time.monotonic()
+    try:
+        result = run(settings, full=args.full)
+    except psycopg.OperationalError as exc:
+        result = Result("failed", error=f"PostgreSQL at {describe(settings.database_url)} is unreachable: "
+                                        f"{str(exc).strip()}")
+        log.error("%s", result.error)
+    result.seconds = round(time.monotonic() - started, 2)
+    print(RESULT_PREFIX + json.dumps(asdict(result)), flush=True)
+    return 1 if result.status == "failed" else 0
+
+
+def run(settings: Settings, full: bool = False) -> Result:
+    """Run the job once, under the report lock; a run already going makes this one a no-op."""
+    with report_store(settings.database_url) as store:
+        if not store.try_lock():
+            log.info("Another report run is still going; this one stops here.")
+            return Result("skipped")
+        report_run = store.start_run(full, settings.report_lateness_seconds,
+                                     settings.restaurant_timezone)
+        log.info("Report run %d (%s): recomputing %d minute window(s)%s.",
+                 report_run.run_id, "full rebuild" if full else "incremental", report_run.minutes,
+                 "" if report_run.orders_since is None
+                 else f" with orders ingested since {report_run.orders_since:%Y-%m-%d %H:%M:%S %Z}")
+        if report_run.minutes == 0:
+            store.finish_empty(report_run)
+            log.info("No new orders since the last run; nothing to recompute.")
+            return Result("succeeded", report_run.run_id)
+        return compute(settings, store, report_run)
+
+
+def compute(settings: Settings, store: ReportStore, report_run: ReportRun) -> Result:
+    """Compute and publish the run's windows; on any failure, record it and leave the reports alone."""
+    counts: tuple[int | None, int | None] = (None, None)
+    try:
+        java_executable()
+        from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
+
+        counts = stage_reports(settings, report_run)
+        windows = store.publish(report_run, *counts)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
+        error = error_text(exc)
+        store.fail(report_run, error, *counts)
+        log.error("Report run %d failed; the reports stay as they were. %s", report_run.run_id, error)
+        return Result("failed", report_run.run_id, error=error)
+    orders_read, rows_read = counts
+    log.info("Report run %d wrote %d window(s) from %d order(s) (%d order lines).",
+             report_run.run_id, windows, orders_read, rows_read)
+    return Result("succeeded", report_run.run_id, windows, orders_read, rows_read)
+
+
+def error_text(exc: BaseException) -> str:
+    """The gist of an error: its message without the Java stack trace."""
+    text = str(exc).strip() or type(exc).__name__
+    text = text.split("\n\tat ")[0].split("\nJVM stacktrace:")[0].strip()
+    return text[:LONGEST_ERROR]
+

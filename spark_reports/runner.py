@@ -1,0 +1,144 @@
+"""Launching the report job as a subprocess: one at a time, killed if it hangs, outcome logged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RESULT_PREFIX = "REPORT_RESULT "
+"""How the job's last line on stdout starts; the outcome follows as JSON."""
+
+RecordFailure = Callable[[datetime, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one launch of the job ended."""
+
+    status: str
+    """'succeeded', 'failed', 'killed' or 'skipped' (another job held the report lock)."""
+    seconds: float
+    windows: int = 0
+    rows_read: int = 0
+    error: str | None = None
+    reported: bool = False
+    """Whether the job printed its result line, having recorded its run itself."""
+
+
+class ReportRunner:
+    """Runs the report job as a child process; never two at once, and never longer than ``timeout``."""
+
+    def __init__(
+        self, command: Sequence[str], timeout: float, *, env: dict[str, str] | None = None,
+        cwd: Path | None = None, record_failure: RecordFailure | None = None,
+    ) -> None:
+        self.command = list(command)
+        self.timeout = timeout
+        self.env = env
+        self.cwd = cwd
+        self.record_failure = record_failure
+        self._task: asyncio.Task[Outcome] | None = None
+        self._started = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def launch(self) -> asyncio.Task[Outcome] | None:
+        """Start a run in the background, or return None (and say so) if one is still going."""
+        if self.running:
+            log.info("Skipping this report run: the previous one is still going after %.0f s.",
+                     time.monotonic() - self._started)
+            return None
+        self._task = asyncio.create_task(self.run())
+        return self._task
+
+    async def stop(self) -> None:
+        """Kill a run still going, for a clean shutdown; the next run covers its windows."""
+        if self._task is not None and self.running:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> Outcome:
+        """Run the job to its end (or kill it at the timeout), log the outcome in one line and return it."""
+        self._started = time.monotonic()
+        started_at = datetime.now(UTC)
+        process = await asyncio.create_subprocess_exec(
+            *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=self.env, cwd=self.cwd, start_new_session=True,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
+        except TimeoutError:
+            await kill_group(process)
+            outcome = Outcome("killed", self._elapsed(),
+                              error=f"the report job was killed after running for {self.timeout:.0f} s")
+        except asyncio.CancelledError:
+            await kill_group(process)
+            raise
+        else:
+            outcome = read_outcome(process.returncode, stdout, stderr, self._elapsed())
+        log_outcome(outcome)
+        if outcome.status in ("killed", "failed") and not outcome.reported:
+            await self._record(started_at, outcome)
+        return outcome
+
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self._started, 2)
+
+    async def _record(self, started_at: datetime, outcome: Outcome) -> None:
+        if self.record_failure is None:
+            return
+        try:
+            await self.record_failure(started_at, outcome.error or outcome.status)
+        except Exception as exc:  # noqa: BLE001 - the failure is logged already; this is a bonus
+            log.warning("Could not record the failed report run in report_runs: %s", exc)
+
+
+async def kill_group(process: asyncio.subprocess.Process) -> None:
+    """Kill the job and everything it started (Spark's JVM) and wait for it to go."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def read_outcome(returncode: int | None, stdout: bytes, stderr: bytes, seconds: float) -> Outcome:
+    """The outcome from the job's result line, or from its exit code and last error line."""
+    result = result_line(stdout)
+    if result is not None:
+        return Outcome(result.get("status", "failed"), seconds, result.get("windows") or 0,
+                       result.get("rows_read") or 0, result.get("error"), reported=True)
+    last_line = next((line for line in reversed(stderr.decode(errors="replace").splitlines())
+                      if line.strip()), "no error message")
+    return Outcome("failed", seconds, error=f"exit code {returncode}: {last_line.strip()}")
+
+
+def result_line(stdout: bytes) -> dict | None:
+    """The job's result, parsed from the last line of ``stdout`` that starts with the prefix."""
+    for line in reversed(stdout.decode(errors="replace").splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            with contextlib.suppress(ValueError):
+                return json.loads(line.removeprefix(RESULT_PREFIX))
+    return None
+
+
+def log_outcome(outcome: Outcome) -> None:
+    if outcome.status == "succeeded":
+        log.info("Report run succeeded in %.1f s: %d window(s) written, %d order line(s) read.",
+                 outcome.seconds, outcome.windows, outcome.rows_read)
+    elif outcome.status == "skipped":
+        log.info("Report run skipped after %.1f s: another report job holds the lock.", outcome.seconds)
+    else:
+        log.error("Report run %s after %.1f s: %s.", outcome.status, outcome.seconds, outcome.error)
