@@ -3,6 +3,7 @@
 import logging
 
 from restaurant_app.app import app, orders_topic
+from restaurant_app.models import Order
 from restaurant_app.settings import settings
 from restaurant_app.traffic import OrderGenerator
 
@@ -11,10 +12,16 @@ log = logging.getLogger(__name__)
 generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone)
 
 
-@app.timer(interval=settings.order_interval_seconds, on_leader=True)
-async def emit_orders() -> None:
-    """Publish one tick's orders; only the leader runs this, so workers never duplicate it."""
+async def place_orders() -> list[Order]:
+    """Publish one tick's orders to the orders topic and return them."""
     orders = generator.orders_for_tick(settings.orders_per_tick)
     for order in orders:
         await orders_topic.send(key=order.order_id, value=order)
     log.info("Placed %d new order(s) on topic %r", len(orders), orders_topic.get_topic_name())
+    return orders
+
+
+@app.timer(interval=settings.order_interval_seconds, on_leader=True)
+async def emit_orders() -> None:
+    """Every tick, on the leader only, so several workers never duplicate the stream."""
+    await place_orders()

@@ -1,5 +1,7 @@
 """The Faust application: ``faust -A restaurant_app worker`` starts it."""
 
+import logging
+
 import faust
 from faust.web.apps import stats
 
@@ -36,6 +38,9 @@ app = RestaurantApp(
     consumer_auto_offset_reset="earliest",
     producer_linger=0.005,
 )
+
+# Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # Faust's statistics view, served at / by web_stats_enabled, also at /stats/.
 stats.blueprint.register(app, url_prefix="/stats/")

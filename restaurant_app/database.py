@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK_ID = 7_140_815
 
 UNAVAILABLE_ERRORS = (psycopg.OperationalError, PoolTimeout)
+CONNECT_TIMEOUT_SECONDS = 5.0
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
@@ -141,6 +142,7 @@ class Database:
             max_size=max_size,
             open=False,
             check=AsyncConnectionPool.check_connection,
+            timeout=CONNECT_TIMEOUT_SECONDS,
             reconnect_timeout=0,
         )
 
@@ -167,7 +169,9 @@ class Database:
 
     async def _migrate(self) -> list[str]:
         applied: list[str] = []
-        connecting = psycopg.AsyncConnection.connect(self.url, connect_timeout=5)
+        connecting = psycopg.AsyncConnection.connect(
+            self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS
+        )
         async with await connecting as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
             await conn.execute(
@@ -259,7 +263,9 @@ class Database:
         Nothing is written while another report job holds the report lock.
         """
         try:
-            connecting = psycopg.AsyncConnection.connect(self.url, connect_timeout=5)
+            connecting = psycopg.AsyncConnection.connect(
+                self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS
+            )
             async with await connecting as conn, conn.transaction():
                 cursor = await conn.execute(reports_sql.TRY_LOCK_FOR_TRANSACTION,
                                             (reports_sql.REPORT_LOCK_ID,))

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from restaurant_app.traffic import OrderGenerator
-from tests.services import Stack, Worker, produce, query, wait_until
+from tests.services import Stack, Worker, consume_all, produce, query, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +53,59 @@ def test_the_seed_view_pedidos_has_one_row_per_item(stack: Stack, worker: Worker
         (i.dish, i.unit_price, i.quantity, order.customer_id) for i in order.items
     )
     assert sum(Decimal(r[1]) * r[2] for r in rows) == Decimal(json.loads(order.dumps())["total"])
+
+
+def test_the_generator_places_orders_that_reach_postgres(worker: Worker, database_url: str):
+    worker.env.update(ORDER_INTERVAL_SECONDS="0.5", ORDERS_PER_TICK="2", GENERATOR_SEED="5")
+    worker.start()
+    wait_until(lambda: count_orders(database_url) >= 4, message="the generator's orders never arrived")
+    assert query(database_url, "SELECT count(*) FROM rejected_orders")[0][0] == 0
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_table(
+    stack: Stack, worker: Worker, database_url: str
+):
+    good = OrderGenerator(seed=8).orders_for_tick(base=3)
+    bad = [b"{broken", b'{"order_id": "1"}', b"\x00\x01binary"]
+    worker.start()
+    topic = worker.env["ORDERS_TOPIC"]
+    messages = [(b"bad-0", bad[0]), (None, good[0].dumps()), (b"bad-1", bad[1]), (b"bad-2", bad[2])]
+    produce(stack.kafka.bootstrap_servers, topic, messages)
+    produce(stack.kafka.bootstrap_servers, topic, [(None, o.dumps()) for o in good[1:]])
+
+    wait_until(lambda: count_orders(database_url) == len(good), message="good orders never arrived")
+    rejected = wait_until(lambda: query(
+        database_url,
+        "SELECT topic, kafka_partition, kafka_offset, raw, reason FROM rejected_orders ORDER BY id",
+    ) if count_rejected(database_url) == 3 else None)
+    assert sorted(bytes(r[3]) for r in rejected) == sorted(bad)
+    assert {r[0] for r in rejected} == {topic}
+    assert all(r[4] for r in rejected)
+
+    dead = consume_all(stack.kafka.bootstrap_servers, worker.env["DEAD_LETTER_TOPIC"], expected=3)
+    assert sorted(m.value for m in dead) == sorted(bad)
+    assert sorted(m.key for m in dead) == [b"bad-0", b"bad-1", b"bad-2"]
+    headers = [dict(m.headers) for m in dead]
+    assert {h["source-topic"] for h in headers} == {topic.encode()}
+    assert sorted(h["reason"].decode() for h in headers) == sorted(r[4] for r in rejected)
+
+
+def count_rejected(database_url: str) -> int:
+    return query(database_url, "SELECT count(*) FROM rejected_orders")[0][0]
+
+
+def test_an_order_delivered_twice_is_stored_once(stack: Stack, worker: Worker, database_url: str):
+    orders = OrderGenerator(seed=9).orders_for_tick(base=5)
+    worker.start()
+    messages = [(None, o.dumps()) for o in orders]
+    produce(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"], messages + messages)
+    wait_until(lambda: count_orders(database_url) == len(orders))
+    worker.wait_for_log("already there", timeout=30)
+    produce(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"], messages[:1])
+    worker.wait_for_log("(1 already there", timeout=30)
+    assert count_orders(database_url) == len(orders)
+    assert count_items(database_url) == sum(len(o.items) for o in orders)
+
+
+def count_items(database_url: str) -> int:
+    return query(database_url, "SELECT count(*) FROM order_items")[0][0]
