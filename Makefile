@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 JARS := .stack/jars/.fetched
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint psql clean
 
 setup: $(INSTALLED) $(JARS)
 
@@ -31,6 +31,9 @@ test: setup
 
 bench: setup
 	$(PY) -m bench
+
+psql: setup
+	$(PY) -m infra psql
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,8 @@
-"""``python -m infra run``: the local stack and the Faust worker, in the foreground.
+"""The local stack's commands.
 
+``python -m infra run``: Kafka, PostgreSQL and the Faust worker, in the foreground;
 Ctrl-C (or SIGTERM) stops the worker first, then every service this command started.
+``python -m infra psql``: a psql shell on the pipeline's database.
 """
 
 import argparse
@@ -9,10 +11,12 @@ import os
 import signal
 import subprocess
 import sys
+from typing import NoReturn
 
 from infra.java import StackError
+from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import terminate
-from infra.stack import local_stack
+from infra.stack import DATABASE_NAME, local_stack
 from restaurant_app.settings import settings
 
 log = logging.getLogger("infra")
@@ -40,15 +44,25 @@ def run(worker_args: list[str]) -> int:
             return 0
 
 
+def psql() -> NoReturn:
+    """Replace this process with psql, connected to ``DATABASE_URL`` or the local server."""
+    url = os.environ.get("DATABASE_URL") or f"postgresql://postgres@127.0.0.1:5432/{DATABASE_NAME}"
+    psql = str(POSTGRES_BIN_PATH / "psql")
+    os.execv(psql, [psql, url])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker")
+    commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
     args, worker_args = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
+    if args.command == "psql":
+        return psql()
     try:
         if args.command == "run":
             return run(worker_args)
