@@ -1,5 +1,7 @@
 """Session-wide real services: one Kafka broker and one PostgreSQL server for the whole run."""
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,9 +12,26 @@ from infra.postgres import PostgresServer
 from tests.services import Stack, Worker, free_port, unique_names
 
 
+def service_home() -> Path:
+    """A folder for a service's data outside pytest's own temporary tree.
+
+    PostgreSQL runs as an unprivileged user that must reach its data directory, and
+    pytest makes its tree private again each time a pytest session starts.
+    """
+    return Path(tempfile.mkdtemp(prefix="restaurant-tests-"))
+
+
+@pytest.fixture
+def own_service_home() -> Iterator[Path]:
+    """A service home for one test, removed afterwards."""
+    home = service_home()
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("stack")
+def stack() -> Iterator[Stack]:
+    home = service_home()
     kafka = KafkaBroker(home / "kafka", free_port(), free_port(), heap="384m", log_level="WARN")
     postgres = PostgresServer(home / "postgres", free_port())
     kafka.start()
@@ -24,6 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             postgres.stop()
     finally:
         kafka.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -33,8 +33,10 @@ def publish(stack: Stack, worker: Worker, orders: list[Order]) -> None:
             [(o.order_id.encode(), o.dumps()) for o in orders])
 
 
-def test_postgres_down_mid_stream_loses_nothing(stack: Stack, worker: Worker, tmp_path: Path):
-    postgres = PostgresServer(tmp_path / "own-postgres", free_port())
+def test_postgres_down_mid_stream_loses_nothing(
+    stack: Stack, worker: Worker, own_service_home: Path
+):
+    postgres = PostgresServer(own_service_home, free_port())
     postgres.start()
     try:
         postgres.create_database("restaurant")
