@@ -47,21 +47,19 @@ class Reports:
 def build_reports(inputs: Inputs) -> Reports:
     """Every report row and insight affected by the recomputed minutes."""
     minutes, minute_dishes = kept(*minute_totals(inputs.lines))
-    minute_keys = kept(minutes.select("period_start"))[0]
+    minute_keys = minutes.select("period_start")
     context_minutes, context_minute_dishes = kept(
         replace(parse_stored(inputs.stored_minutes), minutes.drop("unique_customers"), minute_keys),
         replace(inputs.stored_minute_dishes, minute_dishes, minute_keys),
     )
-    hour_keys = kept(
-        minute_keys.select(F.date_trunc("hour", "period_start").alias("period_start")).distinct()
-    )[0]
+    hour_keys = minute_keys.select(F.date_trunc("hour", "period_start").alias("period_start")).distinct()
     hours, hour_dishes = kept(*rollup(within(context_minutes, hour_keys, "hour"),
                                       within(context_minute_dishes, hour_keys, "hour"), "hour"))
     days, day_dishes = rollup(replace(parse_stored(inputs.stored_hours), hours, hour_keys),
                               replace(inputs.stored_hour_dishes, hour_dishes, hour_keys), "day")
 
-    finished = [kept(*finish(minutes, minute_dishes, "minute")), kept(*finish(hours, hour_dishes, "hour")),
-                kept(*finish(days, day_dishes, "day"))]
+    finished = [finish(minutes, minute_dishes, "minute"), finish(hours, hour_dishes, "hour"),
+                finish(days, day_dishes, "day")]
     insights, evaluations = build_insights(
         context_minutes, context_minute_dishes, minute_keys, hour_keys, finished[1][1]
     )

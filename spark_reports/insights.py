@@ -88,7 +88,9 @@ def span(start: Column, end: Column) -> Column:
 
 
 def figures(**columns: Column) -> Column:
-    return F.to_json(F.struct(*(column.alias(name) for name, column in columns.items())))
+    """The numbers behind an insight as a JSON object, nulls included."""
+    fields = F.struct(*(column.alias(name) for name, column in columns.items()))
+    return F.to_json(fields, {"ignoreNullFields": "false"})
 
 
 def top_dishes(hour_dishes: DataFrame) -> DataFrame:
@@ -112,19 +114,20 @@ def compare_revenue(hours: DataFrame, minutes: DataFrame, back: int) -> DataFram
 
     An hour still under way (or quiet at its end) is compared up to its last minute with sales.
     """
-    earlier = minutes.select(
-        F.col("hour").alias("earlier_hour"), F.col("offset").alias("earlier_offset"),
-        F.col("gross_revenue").alias("earlier_revenue"),
-    )
-    matches = ((earlier["earlier_hour"] == hours["hour"] - interval_hours(back))
-               & (earlier["earlier_offset"] <= hours["last_offset"]))
+    earlier = tag_earlier(minutes.select("hour", "offset", "gross_revenue"), back)
     return (
-        hours.join(earlier, matches, "left")
+        hours.join(earlier, earlier["target"] == hours["hour"], "left")
         .groupBy("hour", "revenue", "last_offset")
-        .agg(F.coalesce(F.sum("earlier_revenue"), F.lit(0)).alias("previous_revenue"))
+        .agg(F.sum(F.when(F.col("offset") <= F.col("last_offset"), F.col("gross_revenue"))
+                   .otherwise(0)).alias("previous_revenue"))
         .withColumn("window_end", F.timestamp_seconds(
             F.unix_seconds("hour") + (F.col("last_offset") + 1) * 60))
     )
+
+
+def tag_earlier(minutes: DataFrame, back: int) -> DataFrame:
+    """Minute rows keyed by the hour that compares itself with them, ``back`` hours later."""
+    return minutes.withColumn("target", F.col("hour") + interval_hours(back)).drop("hour")
 
 
 def revenue_insights(compared: DataFrame, kind: str, earlier: str) -> DataFrame:
@@ -155,15 +158,16 @@ def revenue_insights(compared: DataFrame, kind: str, earlier: str) -> DataFrame:
 def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
     """Dishes selling clearly more or less than in the same minutes of the previous hour."""
     hours = compared.where(F.col("previous_revenue") > 0).select("hour", "last_offset", "window_end")
-    now = dishes.join(hours.select("hour"), "hour").groupBy("hour", "dish").agg(
-        F.sum("quantity").alias("quantity"))
-    earlier = dishes.select(F.col("hour").alias("earlier_hour"), "offset", "dish", "quantity")
-    matches = ((earlier["earlier_hour"] == hours["hour"] - interval_hours(1))
-               & (earlier["offset"] <= hours["last_offset"]))
-    before = hours.join(earlier, matches).groupBy("hour", "dish").agg(
-        F.sum("quantity").alias("previous_quantity"))
-    both = (now.join(before, ["hour", "dish"], "full").na.fill(0, ["quantity", "previous_quantity"])
-            .join(hours, "hour"))
+    now = dishes.join(hours.select("hour"), "hour").select(
+        "hour", "dish", F.col("quantity").alias("now"), F.lit(0).alias("before"))
+    before = tag_earlier(dishes, 1).join(hours, F.col("target") == hours["hour"]).where(
+        F.col("offset") <= F.col("last_offset")).select(
+        "hour", "dish", F.lit(0).alias("now"), F.col("quantity").alias("before"))
+    both = (
+        now.unionByName(before).groupBy("hour", "dish")
+        .agg(F.sum("now").alias("quantity"), F.sum("before").alias("previous_quantity"))
+        .join(hours.select("hour", "window_end"), "hour")
+    )
     quantity, previous = F.col("quantity"), F.col("previous_quantity")
     up = (quantity - previous >= TREND_MIN_CHANGE) & (quantity >= previous * TREND_MIN_RATIO)
     down = (previous - quantity >= TREND_MIN_CHANGE) & (previous >= quantity * TREND_MIN_RATIO)
@@ -206,6 +210,7 @@ def minute_anomalies(minutes: DataFrame, minute_keys: DataFrame) -> tuple[DataFr
         .withColumn("squares", F.sum(revenue * revenue).over(trailing))
         .withColumn("active", F.count("*").over(trailing))
         .where((F.col("bucket") == F.col("hour")) & F.col("near_fresh").isNotNull())
+        .localCheckpoint(eager=True)
     )
     mean = F.col("total").cast("double") / TRAILING_MINUTES
     variance = F.col("squares").cast("double") / TRAILING_MINUTES - mean * mean

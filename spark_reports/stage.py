@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from restaurant_app.database_reports import (
     SPARK_ORDER_LINES,
@@ -23,7 +24,7 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     try:
         jdbc = Jdbc.from_database_url(settings.database_url)
         inputs = read_inputs(spark, jdbc, run)
-        counts = inputs.lines.select("order_id").distinct().count(), inputs.lines.count()
+        counts = read_counts(inputs.lines)
         reports = build_reports(inputs)
         for frame, table in (
             (reports.sales, "report_staging_sales"),
@@ -39,12 +40,12 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
 
 
 def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:
-    """Read each input once and keep it, so that every figure comes from the same rows."""
+    """The run's inputs; the order lines are kept, so that every figure comes from the same rows."""
 
     def stored(query: str) -> DataFrame:
+        # Each is used once; a full rebuild recomputes every window and needs none of them.
         frame = jdbc.read(spark, query)
-        # A full rebuild recomputes every window, so it needs none of the stored rows.
-        return frame.limit(0) if run.full else kept(frame)
+        return frame.limit(0) if run.full else frame
 
     return Inputs(
         lines=kept(jdbc.read(spark, SPARK_ORDER_LINES)),
@@ -58,3 +59,9 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:
 def kept(frame: DataFrame) -> DataFrame:
     """Read ``frame`` now and keep the rows, so later uses do not query PostgreSQL again."""
     return frame.localCheckpoint(eager=True)
+
+
+def read_counts(lines: DataFrame) -> tuple[int, int]:
+    """How many orders and order lines the run read."""
+    row = lines.agg(F.count_distinct("order_id"), F.count("*")).first()
+    return row[0], row[1]

@@ -17,6 +17,7 @@ from infra.kafka import KafkaBroker
 from infra.postgres import PostgresServer
 from infra.process import spawn, tail, terminate
 from restaurant_app.settings import PROJECT_ROOT
+from spark_reports.runner import result_line
 
 
 def free_port() -> int:
@@ -148,3 +149,21 @@ def consume_all(bootstrap_servers: str, topic: str, expected: int, timeout: floa
         return records
 
     return asyncio.run(read())
+
+
+def run_report_job(
+    database_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300.0
+) -> dict:
+    """Run ``python -m spark_reports`` against ``database_url``; return its result line."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "spark_reports", *args],
+        env={**os.environ, "DATABASE_URL": database_url, "SPARK_DRIVER_MEMORY": "512m", **(env or {})},
+        capture_output=True, timeout=timeout, cwd=PROJECT_ROOT, check=False,
+    )
+    result = result_line(completed.stdout)
+    if result is None:
+        raise RuntimeError(
+            f"the report job printed no result (exit code {completed.returncode}):\n"
+            f"{completed.stderr.decode(errors='replace')[-3000:]}"
+        )
+    return {**result, "exit_code": completed.returncode}

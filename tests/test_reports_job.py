@@ -1,0 +1,493 @@
+"""The real report job, on local Spark, against the real PostgreSQL.
+
+One module-wide timeline of runs is shared by the tests, since every Spark start costs seconds:
+history -> first run -> late orders and a run that fails while publishing -> a run that recovers
+-> the same run again -> a full rebuild. Every figure is checked against plain SQL over the orders.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from restaurant_app.database import Database
+from restaurant_app.database_reports import REPORT_LOCK_ID
+from restaurant_app.menu import MENU
+from restaurant_app.models import Order, OrderItem
+from restaurant_app.traffic import OrderGenerator
+from spark_reports.insights import (
+    ANOMALY_MIN_ACTIVE_MINUTES,
+    ANOMALY_Z_SCORE,
+    TREND_MIN_CHANGE,
+    TREND_MIN_RATIO,
+)
+from tests.services import Stack, query, run_report_job
+
+pytestmark = pytest.mark.integration
+
+ZONE = "America/Sao_Paulo"
+DISHES = {dish.name: dish for dish in MENU}
+DAYS = [datetime(2026, 11, 20, tzinfo=UTC) + timedelta(days=n) for n in range(3)]
+HAND_HOUR = DAYS[2] + timedelta(hours=18)
+"""An hour of hand-made orders on the last day: 15:00 in São Paulo."""
+EMPTY_MINUTE = HAND_HOUR + timedelta(minutes=30)
+SPIKE_MINUTE = HAND_HOUR + timedelta(minutes=31)
+TIE_MINUTE = HAND_HOUR + timedelta(minutes=32)
+LATE_MINUTE = HAND_HOUR + timedelta(minutes=5)
+NEW_OLD_MINUTE = DAYS[1] + timedelta(hours=10, seconds=30)
+
+
+def make_order(at: datetime, customer: int, lines: Sequence[tuple[str, int]],
+               channel: str = "dine_in", payment: str = "pix") -> Order:
+    items = [OrderItem(dish=name, category=DISHES[name].category, unit_price=DISHES[name].price,
+                       quantity=quantity) for name, quantity in lines]
+    return Order(order_id=str(uuid.uuid4()), created_at=at, customer_id=customer,
+                 customer_name=f"Cliente {customer}", channel=channel, payment_method=payment,
+                 items=items, total=sum((i.unit_price * i.quantity for i in items), Decimal(0)))
+
+
+def history() -> list[Order]:
+    """Lunch on three days from the generator, and an hour of hand-made special cases."""
+    generator = OrderGenerator(seed=11, timezone_name=ZONE)
+    orders = [
+        order
+        for day in DAYS
+        for tick in range(0, 2 * 3600, 40)
+        for order in generator.orders_for_tick(1, day + timedelta(hours=14, seconds=tick))
+    ]
+    # One order a minute (each a window with one order), then an empty minute, then a spike.
+    orders += [make_order(HAND_HOUR + timedelta(minutes=m, seconds=10), 9000 + m,
+                          [("Pizza Margherita", 1)], channel="takeaway") for m in range(30)]
+    orders += [make_order(SPIKE_MINUTE + timedelta(seconds=s), 9100 + s, [("Picanha na Chapa", 2)],
+                          payment="credit_card") for s in range(12)]
+    # A tie for the top dish: Brigadeiro Gourmet wins over Caipirinha by name.
+    orders += [make_order(TIE_MINUTE, 9200, [("Caipirinha", 2)]),
+               make_order(TIE_MINUTE + timedelta(seconds=5), 9201, [("Brigadeiro Gourmet", 2)])]
+    # The next hour sells salads instead of pizza: one dish trends up, the other down.
+    orders += [make_order(HAND_HOUR + timedelta(hours=1, minutes=m), 9300 + m, [("Salada Caesar", 2)])
+               for m in range(6)]
+    return orders
+
+
+def late_orders() -> list[Order]:
+    """Orders that arrive after the first run, for windows that run already reported."""
+    return [
+        make_order(LATE_MINUTE + timedelta(seconds=40), 9005, [("Pizza Margherita", 3)]),
+        make_order(DAYS[0] + timedelta(hours=14, minutes=30, seconds=1), 7777, [("Sushi Combo", 1)],
+                   channel="delivery", payment="meal_voucher"),
+        make_order(NEW_OLD_MINUTE, 7778, [("Risotto de Camarão", 1), ("Água com Gás", 2)]),
+    ]
+
+
+def save(url: str, orders: list[Order]) -> None:
+    async def store() -> None:
+        database = Database(url)
+        await database.ready()
+        try:
+            await database.save(orders)
+        finally:
+            await database.close()
+
+    asyncio.run(store())
+
+
+REPORT_TABLES = {
+    "report_sales": "SELECT * FROM report_sales ORDER BY granularity, period_start",
+    "report_dishes": "SELECT * FROM report_dishes ORDER BY granularity, period_start, dish",
+    "report_customers": "SELECT * FROM report_customers ORDER BY 1, 2, 3",
+    "report_insights": "SELECT * FROM report_insights ORDER BY kind, window_start, subject",
+}
+
+
+def snapshot(url: str) -> dict[str, list[tuple]]:
+    return {table: query(url, sql) for table, sql in REPORT_TABLES.items()}
+
+
+def without_computed_at(tables: dict[str, list[tuple]], url: str) -> dict[str, list[tuple]]:
+    """The rows without their computed_at column, which says when, not what."""
+    result = {}
+    for table, rows in tables.items():
+        with psycopg.connect(url) as conn:
+            names = [c.name for c in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        keep = [i for i, name in enumerate(names) if name != "computed_at"]
+        result[table] = [tuple(row[i] for i in keep) for row in rows]
+    return result
+
+
+FAIL_WHILE_PUBLISHING = """
+CREATE FUNCTION fail_publishing() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'simulated failure while publishing the reports'; END $$;
+CREATE TRIGGER fail_publishing BEFORE INSERT ON report_insights
+FOR EACH STATEMENT EXECUTE FUNCTION fail_publishing();
+"""
+
+
+@dataclass
+class Timeline:
+    """The runs of the module and the state of the report tables after each."""
+
+    url: str
+    first: dict
+    after_first: dict
+    expected_first: dict
+    failed: dict
+    after_failed: dict
+    recovered: dict
+    after_recovered: dict
+    expected_recovered: dict
+    again: dict
+    after_again: dict
+    full: dict
+    after_full: dict
+    orders_in_late_minutes: int
+
+
+@pytest.fixture(scope="module")
+def timeline(stack: Stack) -> Timeline:
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    save(url, history())
+    with psycopg.connect(url) as conn:  # the history arrived yesterday
+        conn.execute("UPDATE orders SET ingested_at = ingested_at - interval '1 day'")
+    first = run_report_job(url)
+    after_first, expected_first = snapshot(url), expected(url)
+
+    save(url, late_orders())
+    with psycopg.connect(url) as conn:
+        conn.execute(FAIL_WHILE_PUBLISHING)
+    failed = run_report_job(url)
+    after_failed = snapshot(url)
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TRIGGER fail_publishing ON report_insights")
+
+    recovered = run_report_job(url)
+    after_recovered, expected_recovered = snapshot(url), expected(url)
+    # A lateness margin of an hour: the late orders, ingested minutes ago, are read again.
+    again = run_report_job(url, env={"REPORT_LATENESS_SECONDS": "3600"})
+    after_again = snapshot(url)
+    full = run_report_job(url, "--full")
+    after_full = snapshot(url)
+    orders_in_late_minutes = query(url, """
+        SELECT count(*) FROM orders WHERE date_trunc('minute', created_at) IN
+            (SELECT date_trunc('minute', created_at) FROM orders
+             WHERE ingested_at > now() - interval '10 minutes' AND customer_id IN (9005, 7777, 7778))
+    """)[0][0]
+    return Timeline(url, first, after_first, expected_first, failed, after_failed, recovered,
+                    after_recovered, expected_recovered, again, after_again, full, after_full,
+                    orders_in_late_minutes)
+
+
+# ---- the independent SQL computation -------------------------------------------------------
+
+EXPECTED_SALES = """
+WITH o AS (
+    SELECT o.*, date_trunc(%(unit)s, o.created_at, %(zone)s) AS p FROM orders o
+), items AS (
+    SELECT o.p, sum(i.quantity) AS items_sold FROM o JOIN order_items i USING (order_id) GROUP BY o.p
+), top AS (
+    SELECT DISTINCT ON (o.p) o.p, i.dish, sum(i.quantity) AS quantity
+    FROM o JOIN order_items i USING (order_id)
+    GROUP BY o.p, i.dish ORDER BY o.p, sum(i.quantity) DESC, i.dish COLLATE "C"
+), channels AS (
+    SELECT p, jsonb_object_agg(channel, revenue) AS revenue
+    FROM (SELECT p, channel, sum(total) AS revenue FROM o GROUP BY p, channel) c GROUP BY p
+), payments AS (
+    SELECT p, jsonb_object_agg(payment_method, revenue) AS revenue
+    FROM (SELECT p, payment_method, sum(total) AS revenue FROM o GROUP BY p, payment_method) c
+    GROUP BY p
+)
+SELECT o.p, (o.p AT TIME ZONE %(zone)s + ('1 ' || %(unit)s)::interval) AT TIME ZONE %(zone)s,
+       count(*), items.items_sold, sum(o.total), round(sum(o.total) / count(*), 2),
+       count(DISTINCT o.customer_id), round(sum(o.total) / count(DISTINCT o.customer_id), 2),
+       top.dish, top.quantity, channels.revenue, payments.revenue
+FROM o JOIN items USING (p) JOIN top USING (p) JOIN channels USING (p) JOIN payments USING (p)
+GROUP BY o.p, items.items_sold, top.dish, top.quantity, channels.revenue, payments.revenue
+ORDER BY o.p
+"""
+
+ACTUAL_SALES = """
+SELECT period_start, period_end, orders, items_sold, gross_revenue, avg_ticket, unique_customers,
+       avg_spend_per_customer, top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment
+FROM report_sales WHERE granularity = %s ORDER BY period_start
+"""
+
+EXPECTED_DISHES = """
+SELECT date_trunc(%(unit)s, o.created_at, %(zone)s) AS p, i.dish, sum(i.quantity),
+       sum(i.unit_price * i.quantity),
+       row_number() OVER (PARTITION BY date_trunc(%(unit)s, o.created_at, %(zone)s)
+                          ORDER BY sum(i.quantity) DESC, i.dish COLLATE "C")
+FROM orders o JOIN order_items i USING (order_id)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+ACTUAL_DISHES = """
+SELECT period_start, dish, quantity, revenue, rank FROM report_dishes
+WHERE granularity = %s ORDER BY period_start, dish
+"""
+
+HOURS = f"""
+WITH m AS (SELECT date_trunc('minute', created_at) AS minute, sum(total) AS revenue
+           FROM orders GROUP BY 1)
+SELECT date_trunc('hour', minute, '{ZONE}') AS hour, sum(revenue) AS revenue,
+       max(minute) + interval '1 minute' AS span_end
+FROM m GROUP BY 1
+"""
+
+EXPECTED_COMPARISONS = f"""
+WITH h AS ({HOURS})
+SELECT h.hour, h.span_end, h.revenue,
+       (SELECT coalesce(sum(total), 0) FROM orders
+        WHERE created_at >= h.hour - %(back)s * interval '1 hour'
+          AND created_at < h.span_end - %(back)s * interval '1 hour')
+FROM h
+"""
+
+EXPECTED_DISH_CHANGES = f"""
+WITH h AS ({HOURS}),
+now AS (
+    SELECT h.hour, i.dish, sum(i.quantity) AS quantity
+    FROM h JOIN orders o ON o.created_at >= h.hour AND o.created_at < h.hour + interval '1 hour'
+    JOIN order_items i USING (order_id) GROUP BY 1, 2
+), before AS (
+    SELECT h.hour, i.dish, sum(i.quantity) AS quantity
+    FROM h JOIN orders o ON o.created_at >= h.hour - interval '1 hour'
+                        AND o.created_at < h.span_end - interval '1 hour'
+    JOIN order_items i USING (order_id) GROUP BY 1, 2
+)
+SELECT hour, dish, coalesce(now.quantity, 0), coalesce(before.quantity, 0)
+FROM now FULL JOIN before USING (hour, dish)
+"""
+
+EXPECTED_TRAILING_HOURS = """
+WITH m AS (SELECT date_trunc('minute', created_at) AS minute, sum(total) AS revenue
+           FROM orders GROUP BY 1)
+SELECT m.minute, m.revenue, avg(coalesce(t.revenue, 0)), stddev_pop(coalesce(t.revenue, 0)),
+       count(t.revenue)
+FROM m
+CROSS JOIN LATERAL generate_series(m.minute - interval '60 minutes', m.minute - interval '1 minute',
+                                   interval '1 minute') AS s (minute)
+LEFT JOIN m t ON t.minute = s.minute
+GROUP BY m.minute, m.revenue
+"""
+
+
+def expected(url: str) -> dict:
+    return {
+        "sales": {unit: query(url, EXPECTED_SALES, {"unit": unit, "zone": ZONE})
+                  for unit in ("minute", "hour", "day")},
+        "dishes": {unit: query(url, EXPECTED_DISHES, {"unit": unit, "zone": ZONE})
+                   for unit in ("minute", "hour", "day")},
+        "insights": expected_insights(url),
+    }
+
+
+def expected_insights(url: str) -> dict[tuple, dict]:
+    """(kind, window start, subject) -> figures, computed without Spark."""
+    insights: dict[tuple, dict] = {}
+    for hour, dish, quantity, revenue, rank in query(url, EXPECTED_DISHES, {"unit": "hour", "zone": ZONE}):
+        if rank == 1:
+            insights["top_dish", hour, ""] = {"dish": dish, "quantity": quantity, "revenue": revenue}
+    previous_revenue = {}
+    for kind, back in (("revenue_vs_previous_hour", 1), ("revenue_vs_same_hour_yesterday", 24)):
+        for hour, span_end, revenue, previous in query(url, EXPECTED_COMPARISONS, {"back": back}):
+            change = round((revenue - previous) * 100 / previous, 1) if previous else None
+            insights[kind, hour, ""] = {
+                "revenue": revenue, "previous_revenue": previous, "change_pct": change,
+                "minutes": int((span_end - hour).total_seconds() // 60),
+            }
+            if back == 1:
+                previous_revenue[hour] = previous
+    for hour, dish, now, before in query(url, EXPECTED_DISH_CHANGES):
+        if not previous_revenue[hour]:
+            continue
+        if now - before >= TREND_MIN_CHANGE and now >= before * TREND_MIN_RATIO:
+            kind = "dish_trending_up"
+        elif before - now >= TREND_MIN_CHANGE and before >= now * TREND_MIN_RATIO:
+            kind = "dish_trending_down"
+        else:
+            continue
+        insights[kind, hour, dish] = {"dish": dish, "quantity": now, "previous_quantity": before,
+                                      "change": now - before}
+    for minute, revenue, mean, std, active in query(url, EXPECTED_TRAILING_HOURS):
+        if active >= ANOMALY_MIN_ACTIVE_MINUTES and std > 0:
+            z = float((revenue - mean) / std)
+            if abs(z) >= ANOMALY_Z_SCORE:
+                insights["anomalous_minute", minute, ""] = {
+                    "revenue": revenue, "trailing_mean": mean, "trailing_std": std,
+                    "z_score": z, "active_minutes": active,
+                }
+    return insights
+
+
+def actual_insights(url: str) -> dict[tuple, dict]:
+    rows = query(url, "SELECT kind, window_start, subject, figures FROM report_insights")
+    return {(kind, start, subject): figures for kind, start, subject, figures in rows}
+
+
+def same_figures(actual: dict, wanted: dict) -> bool:
+    """Equal figures; rounded ones (means, deviations, z-scores) within their rounding."""
+    if actual.keys() != wanted.keys():
+        return False
+    for name, value in wanted.items():
+        if isinstance(value, (Decimal, float)) and value is not None:
+            if actual[name] != pytest.approx(float(value), abs=0.011):
+                return False
+        elif actual[name] != value:
+            return False
+    return True
+
+
+# ---- the tests ------------------------------------------------------------------------------
+
+
+def test_every_run_of_the_timeline_ended_as_expected(timeline: Timeline):
+    assert timeline.first["status"] == "succeeded", timeline.first
+    assert timeline.failed["status"] == "failed" and timeline.failed["exit_code"] == 1
+    assert timeline.recovered["status"] == "succeeded", timeline.recovered
+    assert timeline.again["status"] == "succeeded", timeline.again
+    assert timeline.full["status"] == "succeeded", timeline.full
+
+
+def sales_rows(tables: dict, unit: str) -> list[tuple]:
+    """The report_sales rows of one granularity, in the columns of EXPECTED_SALES."""
+    return [row[1:13] for row in tables["report_sales"] if row[0] == unit]
+
+
+def dish_rows(tables: dict, unit: str) -> list[tuple]:
+    return [row[1:6] for row in tables["report_dishes"] if row[0] == unit]
+
+
+@pytest.mark.parametrize("unit", ["minute", "hour", "day"])
+def test_reports_equal_sql_over_the_orders(timeline: Timeline, unit: str):
+    for tables, wanted in ((timeline.after_first, timeline.expected_first),
+                           (timeline.after_recovered, timeline.expected_recovered)):
+        assert sales_rows(tables, unit) == wanted["sales"][unit]
+        assert dish_rows(tables, unit) == wanted["dishes"][unit]
+    assert len(timeline.expected_recovered["sales"]["day"]) == 3
+
+
+def test_insights_equal_sql_over_the_orders(timeline: Timeline):
+    actual = actual_insights(timeline.url)
+    wanted = timeline.expected_recovered["insights"]
+    assert actual.keys() == wanted.keys()
+    different = [key for key in wanted if not same_figures(actual[key], wanted[key])]
+    assert not different, [(key, actual[key], wanted[key]) for key in different[:5]]
+    kinds = {key[0] for key in actual}
+    assert kinds == {"top_dish", "revenue_vs_previous_hour", "revenue_vs_same_hour_yesterday",
+                     "dish_trending_up", "dish_trending_down", "anomalous_minute"}
+
+
+def test_insight_messages_are_plain_language(timeline: Timeline):
+    messages = dict(query(timeline.url, "SELECT kind || '/' || subject, message FROM report_insights"
+                                        " WHERE window_start >= %s", (HAND_HOUR,)))
+    assert messages["anomalous_minute/"] == (
+        "Unusual minute at 2026-11-22 15:31: revenue R$ 2,157.60 is well above the previous"
+        " hour's average of R$ 30.20 a minute (z-score 57.9)."
+    )
+    assert messages["dish_trending_up/Salada Caesar"] == (
+        "Salada Caesar is selling more: 12 sold from 2026-11-22 16:00 to 16:06, against 0 in the"
+        " same minutes of the previous hour."
+    )
+    assert messages["top_dish/"].startswith("Best-selling dish from 2026-11-22 16:00 to 17:00: Salada Caesar")
+
+
+def test_special_windows(timeline: Timeline):
+    minutes = {row[0]: row for row in query(timeline.url, ACTUAL_SALES, ("minute",))}
+    assert EMPTY_MINUTE not in minutes  # a minute without orders has no row: read it as zero
+    assert minutes[TIE_MINUTE][8:10] == ("Brigadeiro Gourmet", 2)
+    single = minutes[HAND_HOUR + timedelta(minutes=7)]
+    assert single[2] == 1 and single[5] == single[4] == Decimal("54.90")  # one order: its own ticket
+    late = minutes[LATE_MINUTE]
+    assert late[2] == 2 and late[6] == 1  # the late order joined its old window; same customer
+    assert late[5] == Decimal("109.80") and late[7] == Decimal("219.60")
+    first = {row[1]: row for row in timeline.after_first["report_sales"] if row[0] == "minute"}
+    assert first[LATE_MINUTE][3] == 1
+    assert NEW_OLD_MINUTE.replace(second=0) in minutes
+
+
+def test_relatorio_vendas_has_the_seed_columns(timeline: Timeline):
+    rows = query(timeline.url, "SELECT periodo, total_vendas, prato_mais_vendido, quantidade_total,"
+                               " ticket_medio, created_at FROM relatorio_vendas WHERE periodo = %s",
+                 (LATE_MINUTE,))
+    assert rows[0][:5] == (LATE_MINUTE, Decimal("219.60"), "Pizza Margherita", 4, Decimal("219.60"))
+    count = query(timeline.url, "SELECT count(*) FROM relatorio_vendas")[0][0]
+    assert count == len(timeline.expected_recovered["sales"]["minute"])
+
+
+def test_an_incremental_run_reads_only_the_changed_minutes(timeline: Timeline):
+    total = query(timeline.url, "SELECT count(*) FROM orders")[0][0]
+    assert timeline.first["orders_read"] == total - len(late_orders())
+    assert timeline.recovered["orders_read"] == timeline.orders_in_late_minutes < total / 20
+    # Within the lateness margin, the next run reads the late orders again.
+    assert timeline.again["orders_read"] == timeline.orders_in_late_minutes
+
+
+def test_a_failed_run_leaves_the_reports_as_they_were(timeline: Timeline):
+    assert timeline.after_failed == timeline.after_first
+    assert "simulated failure while publishing the reports" in timeline.failed["error"]
+    status, error = query(timeline.url, "SELECT status, error FROM report_runs WHERE run_id = %s",
+                          (timeline.failed["run_id"],))[0]
+    assert status == "failed" and "simulated failure" in error
+    # The run after it covered its windows: the late orders are in the reports.
+    assert timeline.recovered["orders_read"] > 0
+    assert timeline.after_recovered != timeline.after_first
+
+
+def test_running_again_gives_identical_rows(timeline: Timeline):
+    assert without_computed_at(timeline.after_again, timeline.url) == without_computed_at(
+        timeline.after_recovered, timeline.url)
+
+
+def test_full_rebuild_equals_the_incremental_result(timeline: Timeline):
+    assert timeline.full["orders_read"] == query(timeline.url, "SELECT count(*) FROM orders")[0][0]
+    assert without_computed_at(timeline.after_full, timeline.url) == without_computed_at(
+        timeline.after_recovered, timeline.url)
+
+
+def test_report_runs_record_every_run(timeline: Timeline):
+    runs = query(timeline.url, "SELECT run_id, mode, status, finished_at >= started_at,"
+                               " windows_written, orders_read, rows_read FROM report_runs ORDER BY run_id")
+    assert [(mode, status) for _, mode, status, *_ in runs] == [
+        ("incremental", "succeeded"), ("incremental", "failed"), ("incremental", "succeeded"),
+        ("incremental", "succeeded"), ("full", "succeeded"),
+    ]
+    assert all(row[3] for row in runs)
+    first = runs[0]
+    assert first[4] == timeline.first["windows"] == len(timeline.after_first["report_sales"])
+    assert first[6] == query(timeline.url, "SELECT count(*) FROM order_items")[0][0] - 4
+
+
+# ---- quick cases on their own small databases ---------------------------------------------
+
+
+def test_no_new_orders_means_no_spark_and_no_change(stack: Stack):
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    result = run_report_job(url)
+    assert result["status"] == "succeeded" and result["windows"] == 0
+    assert result["seconds"] < 10
+
+
+def test_missing_java_gives_a_clear_error_and_is_recorded(stack: Stack):
+    url = stack.new_database()
+    save(url, [make_order(DAYS[0], 1, [("Caipirinha", 1)])])
+    result = run_report_job(url, env={"JAVA_HOME": "/nonexistent-java"})
+    assert result["status"] == "failed" and result["exit_code"] == 1
+    assert "Java 17 or newer is needed" in result["error"]
+    assert query(url, "SELECT status, error FROM report_runs") == [("failed", result["error"])]
+    assert query(url, "SELECT count(*) FROM report_sales") == [(0,)]
+
+
+def test_a_second_job_skips_while_one_holds_the_lock(stack: Stack):
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (REPORT_LOCK_ID,))
+        result = run_report_job(url)
+    assert result["status"] == "skipped" and result["exit_code"] == 0
+    assert query(url, "SELECT count(*) FROM report_runs") == [(0,)]
