@@ -1,0 +1,153 @@
+"""The report timer's runner with real subprocesses: small stand-in scripts play the job."""
+
+import asyncio
+import logging
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from restaurant_app.database import Database
+from spark_reports.runner import ReportRunner
+from tests.services import query
+
+pytestmark = pytest.mark.integration
+
+
+def stand_in(tmp_path: Path, body: str) -> list[str]:
+    """A command that runs ``body`` as a Python script in place of the report job."""
+    script = tmp_path / "stand_in_job.py"
+    script.write_text(textwrap.dedent(body))
+    return [sys.executable, str(script)]
+
+
+SUCCEEDS = """
+    import json, sys, time
+    time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print("Spark says hello")
+    print("REPORT_RESULT " + json.dumps({"status": "succeeded", "run_id": 4, "windows": 7,
+                                          "orders_read": 20, "rows_read": 42, "seconds": 0.1}))
+"""
+
+HANGS = """
+    import subprocess, sys, time
+    child = subprocess.Popen(["sleep", "300"])  # like the JVM that PySpark starts
+    open(sys.argv[1], "w").write(str(child.pid))
+    time.sleep(300)
+"""
+
+CRASHES = """
+    import sys
+    print("Traceback (most recent call last): ...", file=sys.stderr)
+    print("RuntimeError: the stand-in job broke", file=sys.stderr)
+    sys.exit(3)
+"""
+
+FAILS_AND_SAYS_SO = """
+    import json, sys
+    print("REPORT_RESULT " + json.dumps({"status": "failed", "run_id": 9, "error": "no luck"}))
+    sys.exit(1)
+"""
+
+
+def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "spark_reports.runner" and r.getMessage().startswith("Report run")]
+
+
+def is_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie waiting for its parent counts as exited)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.fixture
+def migrated(database_url: str) -> Database:
+    asyncio.run(Database(database_url).migrate())
+    return Database(database_url)
+
+
+async def test_a_successful_run_is_logged_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO)
+    outcome = await ReportRunner(stand_in(tmp_path, SUCCEEDS), timeout=30).run()
+    assert (outcome.status, outcome.windows, outcome.rows_read) == ("succeeded", 7, 42)
+    [line] = outcome_lines(caplog)
+    assert line.startswith("Report run succeeded in ")
+    assert line.endswith(" s: 7 window(s) written, 42 order line(s) read.")
+
+
+async def test_a_tick_while_a_run_is_going_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO)
+    runner = ReportRunner([*stand_in(tmp_path, SUCCEEDS), "1.5"], timeout=30)
+    first = runner.launch()
+    await asyncio.sleep(0.3)
+    assert runner.running
+    assert runner.launch() is None
+    assert any(r.getMessage().startswith("Skipping this report run: the previous one is still going")
+               for r in caplog.records)
+    assert (await first).status == "succeeded"
+    assert not runner.running
+    again = runner.launch()
+    assert again is not None and (await again).status == "succeeded"
+
+
+async def test_a_hung_job_is_killed_with_what_it_started_and_recorded(
+    tmp_path: Path, database_url: str, migrated: Database, caplog: pytest.LogCaptureFixture
+):
+    with psycopg.connect(database_url) as conn:  # what the real job writes when it starts
+        conn.execute("INSERT INTO report_runs (mode, status, watermark)"
+                     " VALUES ('incremental', 'running', now())")
+    pid_file = tmp_path / "child.pid"
+    runner = ReportRunner([*stand_in(tmp_path, HANGS), str(pid_file)], timeout=2,
+                          record_failure=migrated.record_report_failure)
+    started = time.monotonic()
+    outcome = await runner.run()
+    assert outcome.status == "killed"
+    assert time.monotonic() - started < 10
+    assert is_gone(int(pid_file.read_text()))
+    assert outcome_lines(caplog) == [
+        f"Report run killed after {outcome.seconds:.1f} s: the report job was killed after running for 2 s."
+    ]
+    assert query(database_url, "SELECT status, error FROM report_runs") == [
+        ("failed", "the report job was killed after running for 2 s")
+    ]
+
+
+async def test_a_crashed_job_is_logged_and_recorded(tmp_path: Path, database_url: str, migrated: Database):
+    runner = ReportRunner(stand_in(tmp_path, CRASHES), timeout=30,
+                          record_failure=migrated.record_report_failure)
+    outcome = await runner.run()
+    assert outcome.status == "failed"
+    assert outcome.error == "exit code 3: RuntimeError: the stand-in job broke"
+    assert query(database_url, "SELECT status, error, finished_at IS NOT NULL FROM report_runs") == [
+        ("failed", "exit code 3: RuntimeError: the stand-in job broke", True)
+    ]
+
+
+async def test_a_failure_the_job_recorded_itself_is_not_recorded_again(
+    tmp_path: Path, database_url: str, migrated: Database
+):
+    runner = ReportRunner(stand_in(tmp_path, FAILS_AND_SAYS_SO), timeout=30,
+                          record_failure=migrated.record_report_failure)
+    outcome = await runner.run()
+    assert (outcome.status, outcome.error, outcome.reported) == ("failed", "no luck", True)
+    assert query(database_url, "SELECT count(*) FROM report_runs") == [(0,)]
+
+
+async def test_stopping_kills_a_running_job(tmp_path: Path):
+    pid_file = tmp_path / "child.pid"
+    runner = ReportRunner([*stand_in(tmp_path, HANGS), str(pid_file)], timeout=300)
+    runner.launch()
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        await asyncio.sleep(0.1)
+    await runner.stop()
+    assert not runner.running
+    assert is_gone(int(pid_file.read_text()))
