@@ -1,0 +1,128 @@
+"""A real worker whose timer runs the real report job, and the report endpoints it serves."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from restaurant_app.database import Database
+from tests.services import Stack, Worker, query, unique_names, wait_until
+from tests.test_reports_job import make_order, save
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+"""11:00 in São Paulo, the restaurant's time zone."""
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def reports_url(worker: Worker, **params: str) -> str:
+    return f"{worker.url}/reports?{urllib.parse.urlencode(params)}"
+
+
+@pytest.fixture(scope="module")
+def reporting_worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker with a few hours of orders, once its timer has run the report job successfully."""
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    save(url, [make_order(START + timedelta(minutes=7 * n), 100 + n % 5,
+                          [("Picanha na Chapa", 1 + n % 3), ("Caipirinha", 1)]) for n in range(30)])
+    with psycopg.connect(url) as conn:  # ingested yesterday: later runs find nothing new
+        conn.execute("UPDATE orders SET ingested_at = ingested_at - interval '1 day'")
+    home = tmp_path_factory.mktemp("reporting-worker")
+    worker = Worker({
+        **unique_names(),
+        "KAFKA_BROKER": stack.kafka.bootstrap_servers,
+        "DATABASE_URL": url,
+        "ORDER_INTERVAL_SECONDS": "3600",
+        "REPORT_INTERVAL_SECONDS": "3",
+        "SPARK_DRIVER_MEMORY": "512m",
+        "TOPIC_PARTITIONS": "2",
+        "DATA_DIR": str(home / "data"),
+    }, home / "worker.log")
+    worker.start()
+    try:
+        worker.wait_for_log("Report run succeeded in", timeout=240)
+        yield worker
+    finally:
+        worker.stop()
+
+
+def test_the_timer_ran_the_real_job_and_logged_it_in_one_line(reporting_worker: Worker):
+    url = reporting_worker.env["DATABASE_URL"]
+    log = reporting_worker.log_file.read_text()
+    windows = query(url, "SELECT count(*) FROM report_sales")[0][0]
+    assert windows > 30
+    assert f"s: {windows} window(s) written, 60 order line(s) read." in log
+    wait_until(lambda: query(url, "SELECT count(*) FROM report_runs WHERE status = 'succeeded'")[0][0] > 1,
+               timeout=60, message="the timer never ran the job a second time")
+    assert query(url, "SELECT count(*) FROM report_runs WHERE status <> 'succeeded'") == [(0,)]
+
+
+def test_latest_reports(reporting_worker: Worker):
+    status, body = get(f"{reporting_worker.url}/reports/latest")
+    assert status == 200
+    last_order = START + timedelta(minutes=7 * 29)
+    assert body["minute"]["period_start"] == last_order.isoformat()
+    assert body["minute"]["orders"] == 1
+    assert body["minute"]["dishes"] == [
+        {"dish": "Picanha na Chapa", "quantity": 3, "revenue": 269.7, "rank": 1},
+        {"dish": "Caipirinha", "quantity": 1, "revenue": 24.9, "rank": 2},
+    ]
+    assert body["hour"]["period_start"] == "2026-11-20T17:00:00+00:00"
+    assert body["day"]["period_start"] == "2026-11-20T03:00:00+00:00"
+    assert body["day"]["orders"] == 30 and body["day"]["unique_customers"] == 5
+    assert {i["kind"] for i in body["insights"]} >= {"top_dish", "revenue_vs_previous_hour"}
+    assert body["last_run"]["status"] == "succeeded"
+
+
+def test_reports_between_two_moments(reporting_worker: Worker):
+    status, body = get(reports_url(reporting_worker, **{"from": "2026-11-20T14:00:00Z",
+                                                        "to": "2026-11-20T15:00:00Z"}))
+    assert status == 200
+    assert body["granularity"] == "minute"
+    assert [r["period_start"] for r in body["reports"]] == [
+        (START + timedelta(minutes=7 * n)).isoformat() for n in range(9)
+    ]
+    assert {i["kind"] for i in body["insights"]} >= {"top_dish"}
+    assert all("R$" in i["message"] for i in body["insights"])
+
+
+def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker: Worker):
+    local = reports_url(reporting_worker, granularity="hour",
+                        **{"from": "2026-11-20T11:00", "to": "2026-11-20T13:00"})
+    plus = (f"{reporting_worker.url}/reports?granularity=hour"
+            "&from=2026-11-20T14:00:00+00:00&to=2026-11-20T16:00:00+00:00")
+    for url in (local, plus):
+        status, body = get(url)
+        assert status == 200, body
+        assert [r["period_start"] for r in body["reports"]] == [
+            "2026-11-20T14:00:00+00:00", "2026-11-20T15:00:00+00:00"]
+        assert sum(r["orders"] for r in body["reports"]) == 18
+
+
+@pytest.mark.parametrize(("params", "reason"), [
+    ({"to": "2026-11-20T15:00:00Z"}, "'from' is required"),
+    ({"from": "yesterday", "to": "2026-11-20T15:00:00Z"}, "'from' is not an ISO 8601 timestamp"),
+    ({"from": "2026-11-20T15:00:00Z", "to": "2026-11-20T14:00:00Z"}, "'from' must be earlier than 'to'"),
+    ({"from": "2026-11-20T14:00:00Z", "to": "2026-11-20T15:00:00Z", "granularity": "week"},
+     "'granularity' must be one of minute, hour, day"),
+    ({"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "more than 10000 minute windows"),
+])
+def test_bad_parameters_get_400_with_a_reason(reporting_worker: Worker, params: dict, reason: str):
+    status, body = get(reports_url(reporting_worker, **params))
+    assert status == 400
+    assert reason in body["error"]
