@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -47,18 +47,33 @@ class Rejection:
     key: bytes | None = None
 
 
+# A batch is streamed with COPY into session-local staging tables, then moved with one
+# INSERT ... SELECT per table. COPY encodes rows in C; binding each column as an array
+# parameter did it in Python, at about three times the worker's CPU per order.
+STAGING_TABLES = """
+CREATE TEMP TABLE IF NOT EXISTS staged_orders (
+    order_id uuid, created_at timestamptz, customer_id bigint, customer_name text,
+    channel text, payment_method text, total numeric
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS staged_order_items (
+    order_id uuid, line_no smallint, dish text, category text, unit_price numeric, quantity integer
+) ON COMMIT DELETE ROWS
+"""
+
+COPY_ORDERS = "COPY staged_orders FROM STDIN"
+COPY_ITEMS = "COPY staged_order_items FROM STDIN"
+
 INSERT_ORDERS = """
 INSERT INTO orders (order_id, created_at, customer_id, customer_name,
                     channel, payment_method, total)
-SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::bigint[], %s::text[],
-                     %s::text[], %s::text[], %s::numeric[])
+SELECT order_id, created_at, customer_id, customer_name, channel, payment_method, total
+FROM staged_orders
 ON CONFLICT (order_id) DO NOTHING
 """
 
 INSERT_ITEMS = """
 INSERT INTO order_items (order_id, line_no, dish, category, unit_price, quantity)
-SELECT * FROM unnest(%s::uuid[], %s::smallint[], %s::text[], %s::text[],
-                     %s::numeric[], %s::integer[])
+SELECT order_id, line_no, dish, category, unit_price, quantity FROM staged_order_items
 ON CONFLICT (order_id, line_no) DO NOTHING
 """
 
@@ -98,25 +113,22 @@ def migration_files() -> list[tuple[str, str]]:
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
-def _order_columns(orders: Sequence[Order]) -> list[list[Any]]:
-    return [
-        [o.order_id for o in orders],
-        [o.created_at for o in orders],
-        [o.customer_id for o in orders],
-        [o.customer_name for o in orders],
-        [o.channel for o in orders],
-        [o.payment_method for o in orders],
-        [o.total for o in orders],
-    ]
+def _order_rows(orders: Sequence[Order]) -> Iterator[tuple[Any, ...]]:
+    for o in orders:
+        yield (o.order_id, o.created_at, o.customer_id, o.customer_name,
+               o.channel, o.payment_method, o.total)
 
 
-def _item_columns(orders: Sequence[Order]) -> list[list[Any]]:
-    rows = [
-        (order.order_id, line_no, item.dish, item.category, item.unit_price, item.quantity)
-        for order in orders
-        for line_no, item in enumerate(order.items, start=1)
-    ]
-    return [list(column) for column in zip(*rows, strict=True)]
+def _item_rows(orders: Sequence[Order]) -> Iterator[tuple[Any, ...]]:
+    for order in orders:
+        for line_no, item in enumerate(order.items, start=1):
+            yield (order.order_id, line_no, item.dish, item.category, item.unit_price, item.quantity)
+
+
+async def _copy(conn: psycopg.AsyncConnection, statement: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    async with conn.cursor().copy(statement) as copy:
+        for row in rows:
+            await copy.write_row(row)
 
 
 def _rejection_columns(rejections: Sequence[Rejection]) -> list[list[Any]]:
@@ -204,9 +216,12 @@ class Database:
             async with self.pool.connection() as conn, conn.transaction():
                 inserted = 0
                 if orders:
-                    cursor = await conn.execute(INSERT_ORDERS, _order_columns(orders))
+                    await conn.execute(STAGING_TABLES)
+                    await _copy(conn, COPY_ORDERS, _order_rows(orders))
+                    await _copy(conn, COPY_ITEMS, _item_rows(orders))
+                    cursor = await conn.execute(INSERT_ORDERS)
                     inserted = cursor.rowcount
-                    await conn.execute(INSERT_ITEMS, _item_columns(orders))
+                    await conn.execute(INSERT_ITEMS)
                 if rejections:
                     await conn.execute(INSERT_REJECTIONS, _rejection_columns(rejections))
                 return inserted
