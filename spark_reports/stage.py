@@ -20,7 +20,7 @@ from spark_reports.session import Jdbc, start_spark
 
 def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     """Compute the run's windows into the staging tables; return (orders read, order lines read)."""
-    spark = start_spark(settings)
+    spark = start_spark(settings, run.minutes)
     try:
         jdbc = Jdbc.from_database_url(settings.database_url)
         inputs = read_inputs(spark, jdbc, run)
