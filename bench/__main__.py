@@ -14,26 +14,39 @@ from pathlib import Path
 
 from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
-from bench.results import Figure, Report, Section, load_average
-from bench.stack import bench_stack
+from bench.reports import HISTORY_RATE, NEW_ORDERS, reports_bench
+from bench.results import Figure, Grid, Report, Section, load_average, median
+from bench.stack import BenchStack, bench_stack
 
 log = logging.getLogger("bench")
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 QUICK_RESULTS = Path(__file__).resolve().parent / ".work" / "RESULTS-quick.md"
 
-FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_seconds": 60.0}
-QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0}
+FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_seconds": 60.0,
+        "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
+        "full_runs": 1, "full_up_to": 1_000_000}
+QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
+         "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
+         "full_runs": 1, "full_up_to": 100_000}
+LARGE_REPORT_SIZE = 1_000_000
+
+INGEST_TARGET = 20_000
+SPEEDUP_TARGET = 50
+P99_TARGET_MS = 250
+REPORT_GROWTH_TARGET = 1.5
 
 INGEST_FIGURES = [
     Figure("orders_per_s", "Worker: orders/s"),
     Figure("rows_per_s", "Worker: rows/s (orders + order lines)"),
     Figure("worker_cpu_s", "Worker: CPU seconds while draining", 1),
+    Figure("worker_us_per_order", "Worker: CPU µs per order"),
     Figure("worker_cores", "Worker: cores busy while draining", 2),
     Figure("postgres_cores", "PostgreSQL: cores busy while draining", 2),
     Figure("kafka_cores", "Kafka broker: cores busy while draining", 2),
     Figure("peak_rss_mib", "Worker: peak memory (RSS, MiB)"),
     Figure("wall_s", "Worker: seconds from process start to last commit", 1),
+    Figure("floor_messages_per_s", "Faust alone, agent that only acks (bench/floor.py): messages/s"),
     Figure("baseline_orders_per_s", "Baseline (naive consumer): orders/s"),
     Figure("speedup", "Worker / baseline throughput", 1),
 ]
@@ -44,6 +57,13 @@ LATENCY_FIGURES = [
     Figure("p95_ms", "p95 (ms)", 1),
     Figure("p99_ms", "p99 (ms)", 1),
     Figure("max_ms", "max (ms)", 1),
+]
+
+REPORT_FIGURES = [
+    Figure("incremental_s", "Spark, incremental run (s)", 1),
+    Figure("full_s", "Spark, full rebuild (s)", 1),
+    Figure("sql_new_s", "SQL, minutes of the new orders (s)", 3),
+    Figure("sql_all_s", "SQL, all minutes (s)", 2),
 ]
 
 
@@ -59,6 +79,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs of each ingest and latency measurement (3)")
     parser.add_argument("--latency-rate", type=float, default=1000.0, help="orders/s (1,000)")
     parser.add_argument("--latency-seconds", type=float, help="length of a latency run (60)")
+    parser.add_argument("--report-sizes",
+                        help="orders in the table for the report runs (10000,100000,1000000,5000000)")
+    parser.add_argument("--report-runs", type=int,
+                        help=f"incremental report runs at sizes below {LARGE_REPORT_SIZE:,} (3)")
+    parser.add_argument("--large-report-runs", type=int,
+                        help=f"incremental report runs at sizes from {LARGE_REPORT_SIZE:,} on (1)")
+    parser.add_argument("--full-runs", type=int, help="full rebuilds at each size (1)")
+    parser.add_argument("--full-up-to", type=int,
+                        help="largest size with full rebuilds (1,000,000; each reads every order)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generated orders (42)")
     parser.add_argument("--output", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
@@ -68,59 +97,113 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             setattr(args, name, value)
     args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS)
     args.only = set(args.only or ("ingest", "latency", "reports"))
+    args.report_sizes = [int(size) for size in str(args.report_sizes).split(",")]
     return args
 
 
-def ingest_section(args: argparse.Namespace) -> Section:
-    return Section(
+def measure_ingest(stack: BenchStack, args: argparse.Namespace, report: Report) -> None:
+    section = Section(
         f"Ingest: {args.orders:,} preloaded orders",
-        f"The real worker (`faust -A restaurant_app worker -l warn`, a new consumer group and an empty"
-        f" database each run) drains a topic preloaded with {args.orders:,} orders (seed {args.seed},"
-        f" by `produce-orders`). Rates count what was committed after the first commit, over the time"
-        f" from the first commit to the last (PostgreSQL commit timestamps); CPU is measured over"
-        f" the same window. The baseline is `bench/baseline.py`, the usual tutorial consumer (one"
-        f" message, one INSERT per table, one commit), timed the same way over the first"
-        f" {args.baseline_orders:,} orders of the same topic in the same run.",
+        f"The real worker (`faust -A restaurant_app worker -l warn`, a new consumer group and an"
+        f" empty database each run) drains a topic preloaded with {args.orders:,} orders (seed"
+        f" {args.seed}, by `produce-orders`). Rates count what was committed after the first"
+        f" commit, over the time from the first commit to the last (PostgreSQL commit"
+        f" timestamps); CPU is measured over the same window. The baseline is"
+        f" `bench/baseline.py`, the usual tutorial consumer (one message, one INSERT per table,"
+        f" one commit), timed the same way over the first {args.baseline_orders:,} orders of the"
+        f" same topic in the same run. Faust alone is `bench/floor.py`: the product's Faust"
+        f" settings and batches, an agent that only acknowledges, over the first quarter of the"
+        f" topic: the most one worker process can do before validation and storage.",
         INGEST_FIGURES,
     )
+    report.sections.append(section)
+    topic = preload(stack, args.orders, args.seed)
+    for number in range(1, args.runs + 1):
+        log.info("Ingest run %d of %d ...", number, args.runs)
+        section.runs.append(ingest_run(stack, topic, args.orders, args.baseline_orders, number))
+    rate = median([run["orders_per_s"] for run in section.runs])
+    speedup = median([run["speedup"] for run in section.runs])
+    report.targets.extend([
+        (f"Ingest at least {INGEST_TARGET:,} orders/s on 2 cores", f"{rate:,.0f} orders/s",
+         rate >= INGEST_TARGET),
+        (f"At least {SPEEDUP_TARGET}x the naive consumer", f"{speedup:.1f}x", speedup >= SPEEDUP_TARGET),
+    ])
 
 
-def latency_section(args: argparse.Namespace) -> Section:
-    return Section(
+def measure_latency(stack: BenchStack, args: argparse.Namespace, report: Report) -> None:
+    section = Section(
         f"Latency at {args.latency_rate:,.0f} orders/s",
         f"`produce-orders --rate {args.latency_rate:.0f}` publishes for {args.latency_seconds:.0f} s"
-        f" to an idle, warmed-up worker. Latency is the commit time of the order's transaction"
-        f" in PostgreSQL less the Kafka message's CreateTime set by the producer (1 ms resolution).",
+        f" to an idle, warmed-up worker. Latency is the commit time of the order's transaction in"
+        f" PostgreSQL less the Kafka message's CreateTime set by the producer (1 ms resolution).",
         LATENCY_FIGURES,
     )
+    report.sections.append(section)
+    for number in range(1, args.runs + 1):
+        log.info("Latency run %d of %d ...", number, args.runs)
+        section.runs.append(
+            latency_run(stack, args.latency_rate, args.latency_seconds, args.seed, number)
+        )
+        log.info("  p99 %.1f ms", section.runs[-1]["p99_ms"])
+    p99 = median([run["p99_ms"] for run in section.runs])
+    report.targets.append((f"p99 latency at most {P99_TARGET_MS} ms at {args.latency_rate:,.0f}"
+                           " orders/s", f"{p99:.0f} ms", p99 <= P99_TARGET_MS))
+
+
+def measure_reports(stack: BenchStack, args: argparse.Namespace, report: Report) -> None:
+    grid = Grid(
+        "Reports",
+        f"One database grows through the sizes: a history bulk-loaded in SQL at {HISTORY_RATE:g}"
+        f" orders/s going back in time (5M orders are about 29 days), so a bigger table is a"
+        f" longer history. At each size: `python -m spark_reports --full`, then, each time after"
+        f" storing {NEW_ORDERS} new orders (one minute's worth) through the product's save path,"
+        f" `python -m spark_reports`; wall-clock time of the whole command, Spark start-up"
+        f" included. Beside them, the per-minute figures of `report_sales` as one SQL query in"
+        f" PostgreSQL, over all minutes and over the minutes of the new orders only (rows fetched"
+        f" by the client; no hours, days or insights). Cells: median (min-max, runs).",
+        "Orders in the table",
+        REPORT_FIGURES,
+    )
+    report.sections.append(grid)
+    plan = {
+        size: (args.large_report_runs if size >= LARGE_REPORT_SIZE else args.report_runs,
+               args.full_runs if size <= args.full_up_to else 0)
+        for size in args.report_sizes
+    }
+    grid.rows.update(reports_bench(stack, plan, args.seed))
+    skipped = [f"{size:,}" for size, (_, full) in plan.items() if not full]
+    if skipped:
+        report.notes.append(
+            f"No full rebuild at {', '.join(skipped)} orders (`--full-up-to {args.full_up_to}`):"
+            " a full rebuild reads every order, which would take this run past its time budget."
+            " There, the incremental runs follow the bulk load of the older history directly, so"
+            " the report tables hold the windows computed at the smaller sizes."
+        )
+    sizes = [size for size in (100_000, 5_000_000) if size in grid.rows]
+    if len(sizes) == 2:
+        small, large = (median(grid.rows[size]["incremental_s"]) for size in sizes)
+        report.targets.append((
+            f"Incremental report run within {REPORT_GROWTH_TARGET}x from 100k to 5M orders",
+            f"{small:.1f} s to {large:.1f} s: {large / small:.2f}x", large / small <= REPORT_GROWTH_TARGET,
+        ))
 
 
 def run(args: argparse.Namespace, report: Report) -> None:
     with bench_stack() as stack:
         if "ingest" in args.only:
-            section = ingest_section(args)
-            report.sections.append(section)
-            topic = preload(stack, args.orders, args.seed)
-            for number in range(1, args.runs + 1):
-                log.info("Ingest run %d of %d ...", number, args.runs)
-                section.runs.append(ingest_run(stack, topic, args.orders, args.baseline_orders, number))
+            measure_ingest(stack, args, report)
         if "latency" in args.only:
-            section = latency_section(args)
-            report.sections.append(section)
-            for number in range(1, args.runs + 1):
-                log.info("Latency run %d of %d ...", number, args.runs)
-                section.runs.append(
-                    latency_run(stack, args.latency_rate, args.latency_seconds, args.seed, number)
-                )
-                log.info("  p99 %.1f ms", section.runs[-1]["p99_ms"])
+            measure_latency(stack, args, report)
+        if "reports" in args.only:
+            measure_reports(stack, args, report)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = parse_args(arguments)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    command = " ".join(["python -m bench", shlex.join(sys.argv[1:] if argv is None else argv)]).strip()
-    report = Report(command)
+    report = Report(" ".join(["python -m bench", shlex.join(arguments)]).strip())
     log.info("Load average at start: %s", report.load_at_start)
     run(args, report)
     report.write(args.output)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
+from pathlib import Path
 
 from bench.baseline import run_baseline
 from bench.commits import commit_timeline
@@ -14,6 +17,8 @@ from bench.stack import BenchStack
 log = logging.getLogger("bench")
 
 MIB = 1024 * 1024
+FLOOR_SHARE = 4
+"""Faust alone reads the first quarter of the preloaded topic."""
 
 
 def preload(stack: BenchStack, orders: int, seed: int) -> str:
@@ -45,12 +50,42 @@ def drain_with_worker(stack: BenchStack, topic: str, orders: int, run: int) -> d
         "orders_per_s": orders_per_s,
         "rows_per_s": rows_per_s,
         "worker_cpu_s": cpu["worker"],
+        "worker_us_per_order": cpu["worker"] / (orders_per_s * timeline.window) * 1e6,
         "worker_cores": cpu["worker"] / timeline.window,
         "postgres_cores": cpu["postgres"] / timeline.window,
         "kafka_cores": cpu["kafka"] / timeline.window,
         "peak_rss_mib": peak_rss / MIB,
         "wall_s": timeline.last - worker.started_at,
     }
+
+
+def floor_rate(progress: Path, messages: int) -> float | None:
+    """Messages/s acknowledged after the first batch, once ``messages`` are done; else None."""
+    if not progress.exists():
+        return None
+    batches = [json.loads(line) for line in progress.read_text().splitlines()]
+    if sum(count for _, count in batches) < messages or len(batches) < 2:
+        return None
+    first, last = batches[0][0], batches[-1][0]
+    return sum(count for _, count in batches[1:]) / (last - first)
+
+
+def drain_with_floor(stack: BenchStack, topic: str, messages: int, run: int) -> float:
+    """Messages/s of Faust alone (bench/floor.py) over the first ``messages`` of the topic."""
+    env = pipeline_env(stack, stack.postgres.url(), topic, f"floor{run}")
+    worker = WorkerProcess(env, stack.home / "logs" / f"floor-worker-{run}.log", app="bench.floor")
+    progress = Path(env["DATA_DIR"]) / "floor.jsonl"
+    deadline = time.monotonic() + max(300.0, messages / 100)
+    try:
+        worker.start()
+        while (rate := floor_rate(progress, messages)) is None:
+            worker.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Faust alone did not read {messages} messages in time")
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+    return rate
 
 
 def drain_with_baseline(stack: BenchStack, topic: str, orders: int, run: int) -> float:
@@ -63,10 +98,12 @@ def drain_with_baseline(stack: BenchStack, topic: str, orders: int, run: int) ->
 
 def ingest_run(stack: BenchStack, topic: str, orders: int, baseline_orders: int,
                run: int) -> dict[str, float]:
-    """One run: the worker over all orders, then the baseline over its subset, and the ratio."""
+    """One run: the worker over all orders, then Faust alone and the baseline over subsets."""
     figures = drain_with_worker(stack, topic, orders, run)
     log.info("  worker: %s orders/s, %.2f cores of CPU", f"{figures['orders_per_s']:,.0f}",
              figures["worker_cores"])
+    figures["floor_messages_per_s"] = drain_with_floor(stack, topic, orders // FLOOR_SHARE, run)
+    log.info("  Faust alone: %s messages/s", f"{figures['floor_messages_per_s']:,.0f}")
     figures["baseline_orders_per_s"] = drain_with_baseline(stack, topic, baseline_orders, run)
     figures["speedup"] = figures["orders_per_s"] / figures["baseline_orders_per_s"]
     log.info("  baseline: %s orders/s; the worker is %.0fx faster",

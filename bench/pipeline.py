@@ -37,8 +37,8 @@ def pipeline_env(stack: BenchStack, database_url: str, topic: str, name: str) ->
     }
 
 
-def faust_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "faust", "-A", "restaurant_app", *args]
+def faust_command(*args: str, app: str = "restaurant_app") -> list[str]:
+    return [sys.executable, "-m", "faust", "-A", app, *args]
 
 
 def produce_orders(env: dict[str, str], count: int, seed: int, rate: float = 0.0) -> str:
@@ -55,16 +55,17 @@ def produce_orders(env: dict[str, str], count: int, seed: int, rate: float = 0.0
 
 @dataclass
 class WorkerProcess:
-    """``faust -A restaurant_app worker -l warn``, started by the bench."""
+    """``faust -A restaurant_app worker -l warn`` (or another app), started by the bench."""
 
     env: dict[str, str]
     log_file: Path
+    app: str = "restaurant_app"
     process: subprocess.Popen | None = None
     started_at: float = 0.0
 
     def start(self) -> psutil.Process:
         self.started_at = time.time()
-        self.process = spawn(faust_command("worker", "-l", "warn"), self.log_file,
+        self.process = spawn(faust_command("worker", "-l", "warn", app=self.app), self.log_file,
                              env={**os.environ, **self.env}, cwd=PROJECT_ROOT)
         return psutil.Process(self.process.pid)
 

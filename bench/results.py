@@ -51,6 +51,41 @@ class Section:
         return [f"## {self.title}", "", self.intro, "", *self.table(), ""]
 
 
+@dataclass
+class Grid:
+    """A titled table with one row per size and one "median (min-max)" cell per figure."""
+
+    title: str
+    intro: str
+    row_label: str
+    figures: list[Figure]
+    rows: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+
+    def table(self) -> list[str]:
+        header = " | ".join([self.row_label, *(f.label for f in self.figures)])
+        lines = [f"| {header} |", "| ---: " * (len(self.figures) + 1) + "|"]
+        for size, values in self.rows.items():
+            cells = [_spread(values.get(f.key, []), f.digits) for f in self.figures]
+            lines.append(f"| {size:,} | {' | '.join(cells)} |")
+        return lines
+
+    def markdown(self) -> list[str]:
+        return [f"## {self.title}", "", self.intro, "", *self.table(), ""]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _spread(values: list[float], digits: int) -> str:
+    if not values:
+        return "not run"
+    if len(values) == 1:
+        return f"{_number(values[0], digits)} (1 run)"
+    low, high = _number(min(values), digits), _number(max(values), digits)
+    return f"{_number(median(values), digits)} ({low}-{high}, {len(values)} runs)"
+
+
 def _number(value: float, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
@@ -98,7 +133,9 @@ class Report:
     command: str
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_at_start: str = field(default_factory=load_average)
-    sections: list[Section] = field(default_factory=list)
+    sections: list[Section | Grid] = field(default_factory=list)
+    targets: list[tuple[str, str, bool]] = field(default_factory=list)
+    """(target, what was measured, whether it was met)."""
     notes: list[str] = field(default_factory=list)
 
     def markdown(self, load_at_end: str) -> str:
@@ -114,6 +151,11 @@ class Report:
             f"| Load average (1, 5, 15 min) | at start {self.load_at_start}; at end {load_at_end} |",
             "",
         ]
+        if self.targets:
+            lines.extend(["## Targets", "", "| Target | Measured (median) | |", "| --- | --- | --- |"])
+            lines.extend(f"| {target} | {measured} | {'met' if met else '**missed**'} |"
+                         for target, measured, met in self.targets)
+            lines.append("")
         for section in self.sections:
             lines.extend(section.markdown())
         if self.notes:

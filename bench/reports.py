@@ -1,0 +1,222 @@
+"""Report cost: the Spark job, incremental and full, as the orders table grows; and plain SQL beside it.
+
+The history is bulk-loaded in SQL (generate_series), not through Kafka: a steady
+``HISTORY_RATE`` orders/s going back in time from the start of the test, so a larger
+table is a longer history. Before each incremental run, one report interval's worth
+of new orders is stored through the product's save path, as the worker would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from bench.stack import BenchStack
+from restaurant_app.database import Database
+from restaurant_app.menu import MENU
+from restaurant_app.models import CHANNELS, PAYMENT_METHODS
+from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.traffic import OrderGenerator
+
+log = logging.getLogger("bench")
+
+HISTORY_RATE = 2.0
+"""Orders per second in the bulk-loaded history: 5M orders are about 29 days."""
+NEW_ORDERS = 120
+"""Orders added before each incremental run: one minute at the history rate."""
+LOAD_CHUNK = 500_000
+CUSTOMERS = 50_000
+RESULT_PREFIX = "REPORT_RESULT "
+
+# Order g (0, 1, 2, ...) was placed g / rate seconds before the end of the history and has
+# 1 + g % 6 lines of distinct dishes; its total is the sum of its lines, as validation demands.
+LOAD_ORDERS = """
+INSERT INTO orders (order_id, created_at, customer_id, customer_name, channel,
+                    payment_method, total, ingested_at)
+SELECT md5('bench-order-' || g)::uuid, t.placed, c.id, 'Cliente ' || c.id,
+       (%(channels)s::text[])[1 + g %% cardinality(%(channels)s::text[])],
+       (%(payments)s::text[])[1 + g / 7 %% cardinality(%(payments)s::text[])],
+       (SELECT sum((%(prices)s::numeric[])[1 + (g + j * 5) %% cardinality(%(prices)s::numeric[])]
+                   * (1 + (g + j) %% 3))
+        FROM generate_series(1, 1 + g %% 6) AS j),
+       t.placed + interval '1 second'
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+CROSS JOIN LATERAL (SELECT %(end)s::timestamptz - g * %(step)s * interval '1 second' AS placed) t
+CROSS JOIN LATERAL (SELECT 1 + g * 7919 %% %(customers)s AS id) c
+"""
+
+LOAD_ITEMS = """
+INSERT INTO order_items (order_id, line_no, dish, category, unit_price, quantity)
+SELECT md5('bench-order-' || g)::uuid, j, (%(dishes)s::text[])[d], (%(categories)s::text[])[d],
+       (%(prices)s::numeric[])[d], 1 + (g + j) %% 3
+FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
+CROSS JOIN LATERAL generate_series(1, 1 + g %% 6) AS j
+CROSS JOIN LATERAL (SELECT 1 + (g + j * 5) %% cardinality(%(prices)s::numeric[]) AS d) m
+"""
+
+# The per-minute figures of report_sales, as one query: from %(since)s on ('-infinity': all).
+MINUTE_REPORT = """
+WITH orders_in AS (
+    SELECT *, date_trunc('minute', created_at) AS minute FROM orders WHERE created_at >= %(since)s
+), lines AS (
+    SELECT o.minute, i.dish, i.quantity FROM orders_in o JOIN order_items i USING (order_id)
+), sales AS (
+    SELECT minute, count(*) AS orders, sum(total) AS gross_revenue,
+           count(DISTINCT customer_id) AS unique_customers
+    FROM orders_in GROUP BY minute
+), items AS (
+    SELECT minute, sum(quantity) AS items_sold FROM lines GROUP BY minute
+), dishes AS (
+    SELECT minute, dish, sum(quantity) AS quantity,
+           row_number() OVER (PARTITION BY minute ORDER BY sum(quantity) DESC, dish) AS rank
+    FROM lines GROUP BY minute, dish
+), channels AS (
+    SELECT minute, jsonb_object_agg(channel, revenue) AS revenue_by_channel
+    FROM (SELECT minute, channel, sum(total) AS revenue FROM orders_in GROUP BY 1, 2) c
+    GROUP BY minute
+), payments AS (
+    SELECT minute, jsonb_object_agg(payment_method, revenue) AS revenue_by_payment
+    FROM (SELECT minute, payment_method, sum(total) AS revenue FROM orders_in GROUP BY 1, 2) p
+    GROUP BY minute
+)
+SELECT s.minute, s.orders, i.items_sold, s.gross_revenue,
+       round(s.gross_revenue / s.orders, 2) AS avg_ticket, s.unique_customers,
+       round(s.gross_revenue / s.unique_customers, 2) AS avg_spend_per_customer,
+       d.dish AS top_dish, d.quantity AS top_dish_quantity,
+       c.revenue_by_channel, p.revenue_by_payment
+FROM sales s
+JOIN items i USING (minute)
+JOIN dishes d ON d.minute = s.minute AND d.rank = 1
+JOIN channels c ON c.minute = s.minute
+JOIN payments p ON p.minute = s.minute
+"""
+
+
+def menu_params() -> dict[str, list]:
+    return {
+        "dishes": [d.name for d in MENU], "categories": [d.category for d in MENU],
+        "prices": [d.price for d in MENU], "channels": list(CHANNELS),
+        "payments": list(PAYMENT_METHODS),
+    }
+
+
+def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
+    """Add history orders numbered ``first`` to ``last`` (inclusive), in chunks."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # Only the bench's own scratch database: losing it in a crash costs nothing.
+        conn.execute("SET synchronous_commit = off")
+        # The rows are consistent by construction, so the foreign key check of each order
+        # line (a trigger) is left out while loading.
+        conn.execute("ALTER TABLE order_items DISABLE TRIGGER ALL")
+        try:
+            for start in range(first, last + 1, LOAD_CHUNK):
+                params = {**menu_params(), "first": start, "last": min(start + LOAD_CHUNK - 1, last),
+                          "end": end, "step": 1 / HISTORY_RATE, "customers": CUSTOMERS}
+                with conn.transaction():
+                    conn.execute(LOAD_ORDERS, params)
+                    conn.execute(LOAD_ITEMS, params)
+        finally:
+            conn.execute("ALTER TABLE order_items ENABLE TRIGGER ALL")
+        conn.execute("VACUUM ANALYZE orders")
+        conn.execute("VACUUM ANALYZE order_items")
+
+
+def add_new_orders(database_url: str, generator: OrderGenerator) -> None:
+    """Store one interval's new orders (placed now) through the product's save path."""
+
+    async def save() -> None:
+        database = Database(database_url)
+        await database.ready()
+        try:
+            await database.save([generator.order() for _ in range(NEW_ORDERS)])
+        finally:
+            await database.close()
+
+    asyncio.run(save())
+
+
+def run_report_job(env: dict[str, str], full: bool) -> float:
+    """Run ``python -m spark_reports`` once; return its wall-clock seconds."""
+    command = [sys.executable, "-m", "spark_reports", *(["--full"] if full else [])]
+    started = time.monotonic()
+    result = subprocess.run(command, env={**os.environ, **env}, cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    outcome = next((json.loads(line.removeprefix(RESULT_PREFIX))
+                    for line in reversed(result.stdout.splitlines())
+                    if line.startswith(RESULT_PREFIX)), None)
+    if result.returncode != 0 or not outcome or outcome["status"] != "succeeded":
+        raise RuntimeError(f"the report job failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    return seconds
+
+
+def minute_report_sql(database_url: str, since: datetime | None) -> float:
+    """Run the per-minute aggregation as one query, fetching every row; return its seconds."""
+    with psycopg.connect(database_url) as conn:
+        started = time.monotonic()
+        conn.execute(MINUTE_REPORT, {"since": since or "-infinity"}).fetchall()
+        return time.monotonic() - started
+
+
+def new_orders_since(database_url: str) -> datetime:
+    """The start of the minute of the oldest order placed less than a minute ago."""
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT date_trunc('minute', min(created_at)) FROM orders"
+            " WHERE created_at > now() - interval '1 minute'"
+        ).fetchone()[0]
+
+
+def reports_at_size(database_url: str, incremental_runs: int, full_runs: int,
+                    generator: OrderGenerator) -> dict[str, list[float]]:
+    """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them."""
+    env = {"DATABASE_URL": database_url}
+    figures: dict[str, list[float]] = {"incremental_s": [], "full_s": [], "sql_new_s": [],
+                                       "sql_all_s": []}
+    for _ in range(full_runs):
+        figures["full_s"].append(run_report_job(env, full=True))
+    for _ in range(max(full_runs, 1)):
+        figures["sql_all_s"].append(minute_report_sql(database_url, None))
+    for _ in range(incremental_runs):
+        add_new_orders(database_url, generator)
+        figures["incremental_s"].append(run_report_job(env, full=False))
+        figures["sql_new_s"].append(minute_report_sql(database_url, new_orders_since(database_url)))
+    return figures
+
+
+def history_end() -> datetime:
+    """Where the bulk-loaded history stops: a few minutes ago, clear of the new orders."""
+    return (datetime.now(UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
+
+
+def reports_bench(stack: BenchStack, plan: dict[int, tuple[int, int]],
+                  seed: int) -> dict[int, dict[str, list[float]]]:
+    """Grow one database through the sizes of ``plan`` and measure the report job at each.
+
+    ``plan`` maps each size to its (incremental runs, full rebuild runs). The first
+    incremental run at a size follows the history's bulk load: without a full rebuild
+    there, it has no stored reports to build on, as after a restore.
+    """
+    database_url = stack.new_database("reports")
+    asyncio.run(Database(database_url).migrate())
+    generator = OrderGenerator(seed)
+    end = history_end()
+    loaded = 0
+    results: dict[int, dict[str, list[float]]] = {}
+    for size, (incremental_runs, full_runs) in plan.items():
+        started = time.monotonic()
+        bulk_load(database_url, loaded, size - 1, end)
+        loaded = size
+        log.info("Loaded %s history orders in %.0f s; running the report job ...",
+                 f"{size:,}", time.monotonic() - started)
+        results[size] = reports_at_size(database_url, incremental_runs, full_runs, generator)
+        log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
+    return results
