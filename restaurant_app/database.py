@@ -275,19 +275,20 @@ class Database:
         """Record that a report job failed without saying so itself (killed, or crashed early).
 
         A run it left 'running' is marked failed; if there is none, a failed run is added.
-        Nothing is written while another report job holds the report lock.
+        It waits a few seconds for the report lock, which a killed job's connection holds
+        until PostgreSQL notices it is gone, and gives up if another job is still running.
         """
         try:
             connecting = psycopg.AsyncConnection.connect(
                 self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS
             )
             async with await connecting as conn, conn.transaction():
-                cursor = await conn.execute(reports_sql.TRY_LOCK_FOR_TRANSACTION,
-                                            (reports_sql.REPORT_LOCK_ID,))
-                if not (await cursor.fetchone())[0]:
-                    return
+                await conn.execute(reports_sql.WAIT_FOR_LOCK_AT_MOST)
+                await conn.execute(reports_sql.LOCK_FOR_TRANSACTION, (reports_sql.REPORT_LOCK_ID,))
                 cursor = await conn.execute(reports_sql.ABANDON_RUNS, (reason,))
                 if cursor.rowcount == 0:
                     await conn.execute(reports_sql.RECORD_FAILURE, (started_at, reason))
+        except psycopg.errors.LockNotAvailable:
+            log.warning("Another report job is running; the failure of the last one is not recorded.")
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc

@@ -11,7 +11,8 @@ import psycopg
 
 # Any number will do as long as every report job uses the same one.
 REPORT_LOCK_ID = 7_140_816
-TRY_LOCK_FOR_TRANSACTION = "SELECT pg_try_advisory_xact_lock(%s)"
+LOCK_FOR_TRANSACTION = "SELECT pg_advisory_xact_lock(%s)"
+WAIT_FOR_LOCK_AT_MOST = "SET LOCAL lock_timeout = '5s'"
 
 GRANULARITIES = ("minute", "hour", "day")
 

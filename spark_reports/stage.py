@@ -14,7 +14,7 @@ from restaurant_app.database_reports import (
     ReportRun,
 )
 from restaurant_app.settings import Settings
-from spark_reports.compute import Inputs, build_reports
+from spark_reports.compute import Inputs, build_reports, kept
 from spark_reports.session import Jdbc, start_spark
 
 
@@ -43,22 +43,18 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:
     """The run's inputs; the order lines are kept, so that every figure comes from the same rows."""
 
     def stored(query: str) -> DataFrame:
-        # Each is used once; a full rebuild recomputes every window and needs none of them.
+        # Read when used: only this job writes reports, so each read finds the same rows.
+        # A full rebuild recomputes every window and needs none of them.
         frame = jdbc.read(spark, query)
         return frame.limit(0) if run.full else frame
 
     return Inputs(
-        lines=kept(jdbc.read(spark, SPARK_ORDER_LINES)),
+        lines=kept(jdbc.read(spark, SPARK_ORDER_LINES))[0],
         stored_minutes=stored(SPARK_STORED_MINUTES),
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
         stored_hours=stored(SPARK_STORED_HOURS),
         stored_hour_dishes=stored(SPARK_STORED_HOUR_DISHES),
     )
-
-
-def kept(frame: DataFrame) -> DataFrame:
-    """Read ``frame`` now and keep the rows, so later uses do not query PostgreSQL again."""
-    return frame.localCheckpoint(eager=True)
 
 
 def read_counts(lines: DataFrame) -> tuple[int, int]:

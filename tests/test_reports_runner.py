@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from restaurant_app.database import Database
+from restaurant_app.database_reports import REPORT_LOCK_ID
 from spark_reports.runner import ReportRunner
 from tests.services import query
 
@@ -34,6 +35,10 @@ SUCCEEDS = """
 
 HANGS = """
     import subprocess, sys, time
+    import psycopg
+    if len(sys.argv) > 2:  # hold the report lock, as the real job does
+        connection = psycopg.connect(sys.argv[2], autocommit=True)
+        connection.execute("SELECT pg_advisory_lock(%s)", (int(sys.argv[3]),))
     child = subprocess.Popen(["sleep", "300"])  # like the JVM that PySpark starts
     open(sys.argv[1], "w").write(str(child.pid))
     time.sleep(300)
@@ -104,8 +109,8 @@ async def test_a_hung_job_is_killed_with_what_it_started_and_recorded(
         conn.execute("INSERT INTO report_runs (mode, status, watermark)"
                      " VALUES ('incremental', 'running', now())")
     pid_file = tmp_path / "child.pid"
-    runner = ReportRunner([*stand_in(tmp_path, HANGS), str(pid_file)], timeout=2,
-                          record_failure=migrated.record_report_failure)
+    command = [*stand_in(tmp_path, HANGS), str(pid_file), database_url, str(REPORT_LOCK_ID)]
+    runner = ReportRunner(command, timeout=2, record_failure=migrated.record_report_failure)
     started = time.monotonic()
     outcome = await runner.run()
     assert outcome.status == "killed"

@@ -68,6 +68,7 @@ CREATE TABLE report_runs (
     error            text
 );
 CREATE INDEX report_runs_succeeded_idx ON report_runs (run_id) WHERE status = 'succeeded';
+CREATE INDEX report_runs_running_idx ON report_runs (run_id) WHERE status = 'running';
 
 -- Work tables of the run in progress (only one runs at a time): the windows it recomputes
 -- and what Spark computed, moved into the tables above in one transaction.
