@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import psycopg
+
 from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, reports_bench
@@ -170,7 +172,7 @@ def measure_reports(stack: BenchStack, args: argparse.Namespace, report: Report)
                args.full_runs if size <= args.full_up_to else 0)
         for size in args.report_sizes
     }
-    grid.rows.update(reports_bench(stack, plan, args.seed))
+    reports_bench(stack, plan, args.seed, grid.rows)
     skipped = [f"{size:,}" for size, (_, full) in plan.items() if not full]
     if skipped:
         report.notes.append(
@@ -188,14 +190,23 @@ def measure_reports(stack: BenchStack, args: argparse.Namespace, report: Report)
         ))
 
 
-def run(args: argparse.Namespace, report: Report) -> None:
+MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports}
+
+
+def run(args: argparse.Namespace, report: Report) -> bool:
+    """Run the chosen measurements; one that fails is noted and the others still run."""
+    succeeded = True
     with bench_stack() as stack:
-        if "ingest" in args.only:
-            measure_ingest(stack, args, report)
-        if "latency" in args.only:
-            measure_latency(stack, args, report)
-        if "reports" in args.only:
-            measure_reports(stack, args, report)
+        for name, measure in MEASUREMENTS.items():
+            if name not in args.only:
+                continue
+            try:
+                measure(stack, args, report)
+            except (RuntimeError, TimeoutError, psycopg.Error) as exc:
+                log.error("The %s measurement failed: %s", name, exc)
+                report.notes.append(f"The {name} measurement failed: {exc}")
+                succeeded = False
+    return succeeded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     report = Report(" ".join(["python -m bench", shlex.join(arguments)]).strip())
     log.info("Load average at start: %s", report.load_at_start)
-    run(args, report)
+    succeeded = run(args, report)
     report.write(args.output)
     log.info("Load average at end: %s; results written to %s", load_average(), args.output)
-    return 0
+    return 0 if succeeded else 1
 
 
 if __name__ == "__main__":

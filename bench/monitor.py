@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-SAMPLE_SECONDS = 0.1
+SAMPLE_SECONDS = 0.5
+"""Often enough for windows of many seconds; each sample walks the PostgreSQL process tree."""
 
 
 @dataclass

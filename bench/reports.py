@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 
@@ -143,18 +144,21 @@ def add_new_orders(database_url: str, generator: OrderGenerator) -> None:
     asyncio.run(save())
 
 
-def run_report_job(env: dict[str, str], full: bool) -> float:
-    """Run ``python -m spark_reports`` once; return its wall-clock seconds."""
+def run_report_job(env: dict[str, str], full: bool, log_file: Path) -> float:
+    """Run ``python -m spark_reports`` once, its output in ``log_file``; return its wall-clock seconds."""
     command = [sys.executable, "-m", "spark_reports", *(["--full"] if full else [])]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    result = subprocess.run(command, env={**os.environ, **env}, cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, check=False)
+    with log_file.open("w") as output:
+        result = subprocess.run(command, env={**os.environ, **env}, cwd=PROJECT_ROOT, stdout=output,
+                                stderr=subprocess.STDOUT, text=True, check=False)
     seconds = time.monotonic() - started
-    outcome = next((json.loads(line.removeprefix(RESULT_PREFIX))
-                    for line in reversed(result.stdout.splitlines())
+    lines = log_file.read_text(errors="replace").splitlines()
+    outcome = next((json.loads(line.removeprefix(RESULT_PREFIX)) for line in reversed(lines)
                     if line.startswith(RESULT_PREFIX)), None)
     if result.returncode != 0 or not outcome or outcome["status"] != "succeeded":
-        raise RuntimeError(f"the report job failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        error = outcome["error"] if outcome else "no result line"
+        raise RuntimeError(f"the report job failed ({error}); its output is in {log_file}")
     return seconds
 
 
@@ -175,19 +179,25 @@ def new_orders_since(database_url: str) -> datetime:
         ).fetchone()[0]
 
 
-def reports_at_size(database_url: str, incremental_runs: int, full_runs: int,
-                    generator: OrderGenerator) -> dict[str, list[float]]:
+def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generator: OrderGenerator,
+                    logs: Path) -> dict[str, list[float]]:
     """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them."""
-    env = {"DATABASE_URL": database_url}
+    incremental_runs, full_runs = runs
+    # Spark's scratch files go under the bench's folder, away from anything that cleans /tmp.
+    scratch = logs.parent / "spark"
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {"DATABASE_URL": database_url, "SPARK_LOCAL_DIRS": str(scratch)}
     figures: dict[str, list[float]] = {"incremental_s": [], "full_s": [], "sql_new_s": [],
                                        "sql_all_s": []}
-    for _ in range(full_runs):
-        figures["full_s"].append(run_report_job(env, full=True))
+    for number in range(1, full_runs + 1):
+        log_file = logs / f"report-{size}-full-{number}.log"
+        figures["full_s"].append(run_report_job(env, True, log_file))
     for _ in range(max(full_runs, 1)):
         figures["sql_all_s"].append(minute_report_sql(database_url, None))
-    for _ in range(incremental_runs):
+    for number in range(1, incremental_runs + 1):
         add_new_orders(database_url, generator)
-        figures["incremental_s"].append(run_report_job(env, full=False))
+        log_file = logs / f"report-{size}-incremental-{number}.log"
+        figures["incremental_s"].append(run_report_job(env, False, log_file))
         figures["sql_new_s"].append(minute_report_sql(database_url, new_orders_since(database_url)))
     return figures
 
@@ -197,26 +207,25 @@ def history_end() -> datetime:
     return (datetime.now(UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
 
 
-def reports_bench(stack: BenchStack, plan: dict[int, tuple[int, int]],
-                  seed: int) -> dict[int, dict[str, list[float]]]:
-    """Grow one database through the sizes of ``plan`` and measure the report job at each.
+def reports_bench(stack: BenchStack, plan: dict[int, tuple[int, int]], seed: int,
+                  results: dict[int, dict[str, list[float]]]) -> None:
+    """Grow one database through the sizes of ``plan``, measuring the report job into ``results``.
 
-    ``plan`` maps each size to its (incremental runs, full rebuild runs). The first
-    incremental run at a size follows the history's bulk load: without a full rebuild
-    there, it has no stored reports to build on, as after a restore.
+    ``plan`` maps each size to its (incremental runs, full rebuild runs). Where a size has
+    no full rebuild, its first incremental run follows the bulk load of the older history.
+    ``results`` keeps the sizes measured before a failure.
     """
     database_url = stack.new_database("reports")
     asyncio.run(Database(database_url).migrate())
     generator = OrderGenerator(seed)
     end = history_end()
     loaded = 0
-    results: dict[int, dict[str, list[float]]] = {}
     for size, (incremental_runs, full_runs) in plan.items():
         started = time.monotonic()
         bulk_load(database_url, loaded, size - 1, end)
         loaded = size
         log.info("Loaded %s history orders in %.0f s; running the report job ...",
                  f"{size:,}", time.monotonic() - started)
-        results[size] = reports_at_size(database_url, incremental_runs, full_runs, generator)
+        results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
+                                        stack.home / "logs")
         log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
-    return results
