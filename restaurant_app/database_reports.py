@@ -71,13 +71,26 @@ WHERE h.kind = 'hour'
 COUNT_SCOPE = "SELECT count(*) FROM report_scope WHERE kind = 'minute'"
 
 # Read by Spark over JDBC; the windows to read are the rows of report_scope.
-SPARK_ORDER_LINES = """
+_ORDER_LINE_COLUMNS = """
 SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.channel,
        o.payment_method, o.total, i.line_no, i.dish, i.unit_price, i.quantity
+"""
+
+# OFFSET 0 keeps PostgreSQL from flattening the subqueries into a hash join over all order
+# items: each scope minute is an index range scan on orders, each order an index scan on its
+# items, so the cost follows the orders read, not the size of the tables.
+SPARK_ORDER_LINES = _ORDER_LINE_COLUMNS + """
 FROM report_scope s
-JOIN orders o ON o.created_at >= s.period_start AND o.created_at < s.period_end
-JOIN order_items i ON i.order_id = o.order_id
+CROSS JOIN LATERAL (
+    SELECT * FROM orders o
+    WHERE o.created_at >= s.period_start AND o.created_at < s.period_end OFFSET 0
+) o
+CROSS JOIN LATERAL (SELECT * FROM order_items i WHERE i.order_id = o.order_id OFFSET 0) i
 WHERE s.kind = 'minute'
+"""
+
+SPARK_ALL_ORDER_LINES = _ORDER_LINE_COLUMNS + """
+FROM orders o JOIN order_items i ON i.order_id = o.order_id
 """
 
 _STORED_SALES = """

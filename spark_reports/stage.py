@@ -6,6 +6,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restaurant_app.database_reports import (
+    SPARK_ALL_ORDER_LINES,
     SPARK_ORDER_LINES,
     SPARK_STORED_HOUR_DISHES,
     SPARK_STORED_HOURS,
@@ -49,7 +50,7 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:
         return frame.limit(0) if run.full else frame
 
     return Inputs(
-        lines=kept(jdbc.read(spark, SPARK_ORDER_LINES))[0],
+        lines=kept(jdbc.read(spark, SPARK_ALL_ORDER_LINES if run.full else SPARK_ORDER_LINES))[0],
         stored_minutes=stored(SPARK_STORED_MINUTES),
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
         stored_hours=stored(SPARK_STORED_HOURS),
