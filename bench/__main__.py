@@ -172,7 +172,11 @@ def measure_reports(stack: BenchStack, args: argparse.Namespace, report: Report)
                args.full_runs if size <= args.full_up_to else 0)
         for size in args.report_sizes
     }
-    reports_bench(stack, plan, args.seed, grid.rows)
+    failures: list[str] = []
+    try:
+        reports_bench(stack, plan, args.seed, grid.rows, failures)
+    finally:
+        report.notes.extend(failures)
     skipped = [f"{size:,}" for size, (_, full) in plan.items() if not full]
     if skipped:
         report.notes.append(

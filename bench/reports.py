@@ -180,8 +180,11 @@ def new_orders_since(database_url: str) -> datetime:
 
 
 def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generator: OrderGenerator,
-                    logs: Path) -> dict[str, list[float]]:
-    """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them."""
+                    logs: Path, failures: list[str]) -> dict[str, list[float]]:
+    """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them.
+
+    A failed full rebuild is added to ``failures`` and the incremental runs go on without it.
+    """
     incremental_runs, full_runs = runs
     # Spark's scratch files go under the bench's folder, away from anything that cleans /tmp.
     scratch = logs.parent / "spark"
@@ -191,7 +194,11 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
                                        "sql_all_s": []}
     for number in range(1, full_runs + 1):
         log_file = logs / f"report-{size}-full-{number}.log"
-        figures["full_s"].append(run_report_job(env, True, log_file))
+        try:
+            figures["full_s"].append(run_report_job(env, True, log_file))
+        except RuntimeError as exc:
+            log.error("Full rebuild at %s orders: %s", f"{size:,}", exc)
+            failures.append(f"Full rebuild at {size:,} orders: {exc}")
     for _ in range(max(full_runs, 1)):
         figures["sql_all_s"].append(minute_report_sql(database_url, None))
     for number in range(1, incremental_runs + 1):
@@ -208,7 +215,7 @@ def history_end() -> datetime:
 
 
 def reports_bench(stack: BenchStack, plan: dict[int, tuple[int, int]], seed: int,
-                  results: dict[int, dict[str, list[float]]]) -> None:
+                  results: dict[int, dict[str, list[float]]], failures: list[str]) -> None:
     """Grow one database through the sizes of ``plan``, measuring the report job into ``results``.
 
     ``plan`` maps each size to its (incremental runs, full rebuild runs). Where a size has
@@ -227,5 +234,5 @@ def reports_bench(stack: BenchStack, plan: dict[int, tuple[int, int]], seed: int
         log.info("Loaded %s history orders in %.0f s; running the report job ...",
                  f"{size:,}", time.monotonic() - started)
         results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
-                                        stack.home / "logs")
+                                        stack.home / "logs", failures)
         log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})

@@ -79,7 +79,7 @@ def median(values: list[float]) -> float:
 
 def _spread(values: list[float], digits: int) -> str:
     if not values:
-        return "not run"
+        return "no result"
     if len(values) == 1:
         return f"{_number(values[0], digits)} (1 run)"
     low, high = _number(min(values), digits), _number(max(values), digits)
