@@ -88,13 +88,6 @@ class KafkaBroker:
             terminate(self.process)
             self.process = None
 
-    def kill(self) -> None:
-        """Stop the broker abruptly, as a crash would."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
     async def _wait_until_ready(self, timeout: float) -> None:
         waiting = asyncio.ensure_future(
             wait_for_kafka(self.bootstrap_servers, timeout, log_failures=False)

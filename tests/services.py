@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from infra.kafka import KafkaBroker
 from infra.postgres import PostgresServer
 from infra.process import spawn, tail, terminate
+from infra.stack import free_port
 from restaurant_app.settings import PROJECT_ROOT
 from spark_reports.runner import result_line
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
