@@ -157,7 +157,7 @@ def run_report_job(env: dict[str, str], full: bool, log_file: Path) -> float:
     outcome = next((json.loads(line.removeprefix(RESULT_PREFIX)) for line in reversed(lines)
                     if line.startswith(RESULT_PREFIX)), None)
     if result.returncode != 0 or not outcome or outcome["status"] != "succeeded":
-        error = outcome["error"] if outcome else "no result line"
+        error = " ".join(outcome["error"].split())[:300] if outcome else "no result line"
         raise RuntimeError(f"the report job failed ({error}); its output is in {log_file}")
     return seconds
 
