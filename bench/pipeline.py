@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from bench.stack import BenchStack, free_port
+from bench.stack import BenchStack
 from infra.process import spawn, tail, terminate
+from infra.stack import free_port
 from restaurant_app.settings import PROJECT_ROOT
 
 QUIET_SECONDS = "86400"

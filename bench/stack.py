@@ -1,7 +1,6 @@
 """The benchmark's own Kafka broker and PostgreSQL server, on free ports in a scratch folder."""
 
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,15 +12,9 @@ import psycopg
 
 from infra.kafka import KafkaBroker
 from infra.postgres import PostgresServer
+from infra.stack import free_port
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now, so the bench never meets `make run`'s services."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -54,7 +47,10 @@ class BenchStack:
 
 @contextmanager
 def bench_stack(home: Path = WORK_DIR) -> Iterator[BenchStack]:
-    """Start Kafka and PostgreSQL from an empty ``home``; stop them and keep the logs on exit."""
+    """Start Kafka and PostgreSQL on free ports (never `make run`'s) from an empty ``home``.
+
+    Stops them on exit and keeps the logs.
+    """
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     kafka = KafkaBroker(home / "kafka", free_port(), free_port(), log_level="WARN")
