@@ -16,7 +16,7 @@ from typing import NoReturn
 from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import terminate
-from infra.stack import DATABASE_NAME, local_stack
+from infra.stack import local_stack
 from restaurant_app.settings import settings
 
 log = logging.getLogger("infra")
@@ -46,9 +46,8 @@ def run(worker_args: list[str]) -> int:
 
 def psql() -> NoReturn:
     """Replace this process with psql, connected to ``DATABASE_URL`` or the local server."""
-    url = os.environ.get("DATABASE_URL") or f"postgresql://postgres@127.0.0.1:5432/{DATABASE_NAME}"
     psql = str(POSTGRES_BIN_PATH / "psql")
-    os.execv(psql, [psql, url])
+    os.execv(psql, [psql, settings.database_url])
 
 
 def main() -> int:
