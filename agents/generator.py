@@ -2,10 +2,9 @@
 
 import logging
 
-from restaurant_app.app import app, orders_topic
 from restaurant_app.models import Order
-from restaurant_app.settings import settings
 from restaurant_app.traffic import OrderGenerator
+from restaurant_app.worker import app, orders_topic, settings
 
 log = logging.getLogger(__name__)
 

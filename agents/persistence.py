@@ -6,13 +6,16 @@ from collections.abc import Sequence
 from faust import StreamT
 from faust.types import EventT
 
-from restaurant_app.app import app, database, dead_letter_topic, raw_orders_topic
-from restaurant_app.database import Rejection, until_available
+from agents.order_sink import OrderSink, PostgresOrderSink, Rejection
+from restaurant_app.database import until_available
 from restaurant_app.models import Order
-from restaurant_app.settings import settings
 from restaurant_app.validation import InvalidOrder, parse_order
+from restaurant_app.worker import app, database, dead_letter_topic, raw_orders_topic, settings
 
 log = logging.getLogger(__name__)
+
+sink: OrderSink = PostgresOrderSink(database)
+
 
 def sort_batch(events: Sequence[EventT]) -> tuple[list[Order], list[Rejection]]:
     """Split a batch of raw messages into valid orders and rejections with their reasons."""
@@ -54,7 +57,7 @@ async def persist_orders(stream: StreamT) -> None:
     a crash or an outage makes Kafka deliver it again, and the idempotent
     insert turns that redelivery into no new rows.
     """
-    await database.ready()
+    await sink.ready()
     batches = stream.noack_take(settings.batch_max_orders, within=settings.batch_within_seconds)
     async for events in batches:
         orders, rejections = sort_batch(events)
@@ -65,7 +68,7 @@ async def persist_orders(stream: StreamT) -> None:
             )
             await send_to_dead_letter(rejection)
         stored = await until_available(
-            lambda: database.save(orders, rejections),  # noqa: B023 - awaited right here
+            lambda: sink.save(orders, rejections),  # noqa: B023 - awaited right here
             f"storing {len(orders)} order(s), whose offsets stay uncommitted until then",
         )
         for event in events:

@@ -18,7 +18,10 @@ from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, reports_bench
 from bench.results import Figure, Grid, Report, Section, load_average, median
-from bench.stack import BenchStack, bench_stack
+from infra.scratch import ScratchStack, scratch_stack
+
+WORK_DIR = Path(__file__).resolve().parent / ".work"
+"""Where the bench keeps its own Kafka and PostgreSQL, on free ports: never `make run`'s."""
 
 log = logging.getLogger("bench")
 
@@ -103,7 +106,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def measure_ingest(stack: BenchStack, args: argparse.Namespace, report: Report) -> None:
+def measure_ingest(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
     section = Section(
         f"Ingest: {args.orders:,} preloaded orders",
         f"The real worker (`faust -A restaurant_app worker -l warn`, a new consumer group and an"
@@ -132,7 +135,7 @@ def measure_ingest(stack: BenchStack, args: argparse.Namespace, report: Report) 
     ])
 
 
-def measure_latency(stack: BenchStack, args: argparse.Namespace, report: Report) -> None:
+def measure_latency(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
     section = Section(
         f"Latency at {args.latency_rate:,.0f} orders/s",
         f"`produce-orders --rate {args.latency_rate:.0f}` publishes for {args.latency_seconds:.0f} s"
@@ -152,7 +155,7 @@ def measure_latency(stack: BenchStack, args: argparse.Namespace, report: Report)
                            " orders/s", f"{p99:.0f} ms", p99 <= P99_TARGET_MS))
 
 
-def measure_reports(stack: BenchStack, args: argparse.Namespace, report: Report) -> None:
+def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
     grid = Grid(
         "Reports",
         f"One database grows through the sizes: a history bulk-loaded in SQL at {HISTORY_RATE:g}"
@@ -200,7 +203,7 @@ MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports":
 def run(args: argparse.Namespace, report: Report) -> bool:
     """Run the chosen measurements; one that fails is noted and the others still run."""
     succeeded = True
-    with bench_stack() as stack:
+    with scratch_stack(WORK_DIR, commit_timestamps=True) as stack:
         for name, measure in MEASUREMENTS.items():
             if name not in args.only:
                 continue

@@ -11,8 +11,8 @@ import time
 import faust
 from faust import StreamT
 
-from restaurant_app.app import app as product_app
-from restaurant_app.settings import settings
+from restaurant_app.worker import app as product_app
+from restaurant_app.worker import settings
 
 TUNING = (
     "broker_commit_every", "broker_commit_interval", "stream_buffer_maxsize",

@@ -8,11 +8,13 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 from bench.baseline import run_baseline
 from bench.commits import commit_timeline
 from bench.monitor import CpuMonitor, peak_rss_bytes
-from bench.pipeline import WorkerProcess, pipeline_env, produce_orders, wait_for_orders
-from bench.stack import BenchStack
+from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
+from infra.scratch import ScratchStack, WorkerProcess
 
 log = logging.getLogger("bench")
 
@@ -21,7 +23,7 @@ FLOOR_SHARE = 4
 """Faust alone reads the first quarter of the preloaded topic."""
 
 
-def preload(stack: BenchStack, orders: int, seed: int) -> str:
+def preload(stack: ScratchStack, orders: int, seed: int) -> str:
     """Publish ``orders`` generated orders to a new topic with the load mode; return its name."""
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     env = pipeline_env(stack, stack.postgres.url(), topic, "preload")
@@ -30,14 +32,14 @@ def preload(stack: BenchStack, orders: int, seed: int) -> str:
     return topic
 
 
-def drain_with_worker(stack: BenchStack, topic: str, orders: int, run: int) -> dict[str, float]:
+def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int) -> dict[str, float]:
     """Start a worker with a new consumer group and database; measure it storing every order."""
     database_url = stack.new_database("ingest")
     env = pipeline_env(stack, database_url, topic, f"ingest{run}")
-    worker = WorkerProcess(env, stack.home / "logs" / f"ingest-worker-{run}.log")
+    worker = WorkerProcess(env, stack.home / "logs" / f"ingest-worker-{run}.log", log_level="warn")
     groups = {"postgres": stack.postgres_process(), "kafka": stack.kafka_process()}
     try:
-        groups["worker"] = worker.start()
+        groups["worker"] = psutil.Process(worker.start(ready_timeout=None).pid)
         with CpuMonitor(groups) as monitor:
             wait_for_orders(database_url, orders, worker, timeout=max(600.0, orders / 100))
             peak_rss = peak_rss_bytes(worker.pid)
@@ -70,14 +72,15 @@ def floor_rate(progress: Path, messages: int) -> float | None:
     return sum(count for _, count in batches[1:]) / (last - first)
 
 
-def drain_with_floor(stack: BenchStack, topic: str, messages: int, run: int) -> float:
+def drain_with_floor(stack: ScratchStack, topic: str, messages: int, run: int) -> float:
     """Messages/s of Faust alone (bench/floor.py) over the first ``messages`` of the topic."""
     env = pipeline_env(stack, stack.postgres.url(), topic, f"floor{run}")
-    worker = WorkerProcess(env, stack.home / "logs" / f"floor-worker-{run}.log", app="bench.floor")
+    worker = WorkerProcess(env, stack.home / "logs" / f"floor-worker-{run}.log", app="bench.floor",
+                           log_level="warn")
     progress = Path(env["DATA_DIR"]) / "floor.jsonl"
     deadline = time.monotonic() + max(300.0, messages / 100)
     try:
-        worker.start()
+        worker.start(ready_timeout=None)
         while (rate := floor_rate(progress, messages)) is None:
             worker.check_alive()
             if time.monotonic() > deadline:
@@ -88,7 +91,7 @@ def drain_with_floor(stack: BenchStack, topic: str, messages: int, run: int) -> 
     return rate
 
 
-def drain_with_baseline(stack: BenchStack, topic: str, orders: int, run: int) -> float:
+def drain_with_baseline(stack: ScratchStack, topic: str, orders: int, run: int) -> float:
     """Run the naive consumer over the first ``orders`` messages; return its orders/s."""
     database_url = stack.new_database("baseline")
     run_baseline(stack.bootstrap_servers, topic, database_url, orders,
@@ -96,7 +99,7 @@ def drain_with_baseline(stack: BenchStack, topic: str, orders: int, run: int) ->
     return commit_timeline(database_url).rates()[0]
 
 
-def ingest_run(stack: BenchStack, topic: str, orders: int, baseline_orders: int,
+def ingest_run(stack: ScratchStack, topic: str, orders: int, baseline_orders: int,
                run: int) -> dict[str, float]:
     """One run: the worker over all orders, then Faust alone and the baseline over subsets."""
     figures = drain_with_worker(stack, topic, orders, run)

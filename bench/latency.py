@@ -10,8 +10,8 @@ import uuid
 from aiokafka import AIOKafkaConsumer
 
 from bench.commits import order_commit_times
-from bench.pipeline import WorkerProcess, pipeline_env, produce_orders, wait_for_orders
-from bench.stack import BenchStack
+from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
+from infra.scratch import ScratchStack, WorkerProcess
 
 log = logging.getLogger("bench")
 
@@ -46,16 +46,16 @@ def produce_times(bootstrap_servers: str, topic: str, expected: int) -> dict[str
     return asyncio.run(_produce_times(bootstrap_servers, topic, expected))
 
 
-def latency_run(stack: BenchStack, rate: float, seconds: float, seed: int,
+def latency_run(stack: ScratchStack, rate: float, seconds: float, seed: int,
                 run: int) -> dict[str, float]:
     """Warm a worker up, then publish ``rate`` orders/s for ``seconds`` and time each one."""
     count = round(rate * seconds)
     database_url = stack.new_database("latency")
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     env = pipeline_env(stack, database_url, topic, f"latency{run}")
-    worker = WorkerProcess(env, stack.home / "logs" / f"latency-worker-{run}.log")
+    worker = WorkerProcess(env, stack.home / "logs" / f"latency-worker-{run}.log", log_level="warn")
     try:
-        worker.start()
+        worker.start(ready_timeout=None)
         produce_orders(env, WARM_UP_ORDERS, seed + 1_000_000)
         wait_for_orders(database_url, WARM_UP_ORDERS, worker, timeout=120)
         log.info("  the worker is consuming; publishing %d orders/s for %.0f s ...", rate, seconds)
@@ -66,7 +66,7 @@ def latency_run(stack: BenchStack, rate: float, seconds: float, seed: int,
     return measure(stack, topic, database_url, WARM_UP_ORDERS + count, WARM_UP_ORDERS)
 
 
-def measure(stack: BenchStack, topic: str, database_url: str, total: int,
+def measure(stack: ScratchStack, topic: str, database_url: str, total: int,
             warm_up: int) -> dict[str, float]:
     """Latency figures in ms for the orders after the first ``warm_up`` ones."""
     produced = produce_times(stack.bootstrap_servers, topic, total)

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
-import psutil
 import psycopg
 
-from bench.stack import BenchStack
-from infra.process import spawn, tail, terminate
+from infra.scratch import ScratchStack, WorkerProcess, faust_command
 from infra.stack import free_port
 from restaurant_app.settings import PROJECT_ROOT
 
@@ -22,7 +17,7 @@ QUIET_SECONDS = "86400"
 """Timer interval for the order generator and the reports: they must not fire during a run."""
 
 
-def pipeline_env(stack: BenchStack, database_url: str, topic: str, name: str) -> dict[str, str]:
+def pipeline_env(stack: ScratchStack, database_url: str, topic: str, name: str) -> dict[str, str]:
     """Settings for one worker or producer: its own topic, consumer group and data folder."""
     suffix = uuid.uuid4().hex[:8]
     return {
@@ -38,10 +33,6 @@ def pipeline_env(stack: BenchStack, database_url: str, topic: str, name: str) ->
     }
 
 
-def faust_command(*args: str, app: str = "restaurant_app") -> list[str]:
-    return [sys.executable, "-m", "faust", "-A", app, *args]
-
-
 def produce_orders(env: dict[str, str], count: int, seed: int, rate: float = 0.0) -> str:
     """Publish ``count`` generated orders with the product's load mode; return what it printed."""
     result = subprocess.run(
@@ -52,37 +43,6 @@ def produce_orders(env: dict[str, str], count: int, seed: int, rate: float = 0.0
     if result.returncode != 0:
         raise RuntimeError(f"produce-orders failed:\n{result.stdout}{result.stderr}")
     return result.stdout.strip().splitlines()[-1]
-
-
-@dataclass
-class WorkerProcess:
-    """``faust -A restaurant_app worker -l warn`` (or another app), started by the bench."""
-
-    env: dict[str, str]
-    log_file: Path
-    app: str = "restaurant_app"
-    process: subprocess.Popen | None = None
-    started_at: float = 0.0
-
-    def start(self) -> psutil.Process:
-        self.started_at = time.time()
-        self.process = spawn(faust_command("worker", "-l", "warn", app=self.app), self.log_file,
-                             env={**os.environ, **self.env}, cwd=PROJECT_ROOT)
-        return psutil.Process(self.process.pid)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "the worker is not running"
-        return self.process.pid
-
-    def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"the worker exited early:\n{tail(self.log_file, 40)}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process, timeout=30)
-            self.process = None
 
 
 def count_orders(database_url: str) -> int:

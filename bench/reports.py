@@ -9,7 +9,6 @@ of new orders is stored through the product's save path, as the worker would.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import subprocess
@@ -20,12 +19,14 @@ from pathlib import Path
 
 import psycopg
 
-from bench.stack import BenchStack
+from agents.order_sink import save_orders
+from infra.scratch import ScratchStack
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
+from spark_reports.result import parse_result
 
 log = logging.getLogger("bench")
 
@@ -35,7 +36,6 @@ NEW_ORDERS = 120
 """Orders added before each incremental run: one minute at the history rate."""
 LOAD_CHUNK = 500_000
 CUSTOMERS = 50_000
-RESULT_PREFIX = "REPORT_RESULT "
 
 # Order g (0, 1, 2, ...) was placed g / rate seconds before the end of the history and has
 # 1 + g % 6 lines of distinct dishes; its total is the sum of its lines, as validation demands.
@@ -133,15 +133,7 @@ def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
 def add_new_orders(database_url: str, generator: OrderGenerator) -> None:
     """Store one interval's new orders (placed now) through the product's save path."""
 
-    async def save() -> None:
-        database = Database(database_url)
-        await database.ready()
-        try:
-            await database.save([generator.order() for _ in range(NEW_ORDERS)])
-        finally:
-            await database.close()
-
-    asyncio.run(save())
+    asyncio.run(save_orders(database_url, [generator.order() for _ in range(NEW_ORDERS)]))
 
 
 def run_report_job(env: dict[str, str], full: bool, log_file: Path) -> float:
@@ -153,11 +145,9 @@ def run_report_job(env: dict[str, str], full: bool, log_file: Path) -> float:
         result = subprocess.run(command, env={**os.environ, **env}, cwd=PROJECT_ROOT, stdout=output,
                                 stderr=subprocess.STDOUT, text=True, check=False)
     seconds = time.monotonic() - started
-    lines = log_file.read_text(errors="replace").splitlines()
-    outcome = next((json.loads(line.removeprefix(RESULT_PREFIX)) for line in reversed(lines)
-                    if line.startswith(RESULT_PREFIX)), None)
-    if result.returncode != 0 or not outcome or outcome["status"] != "succeeded":
-        error = " ".join(outcome["error"].split())[:300] if outcome else "no result line"
+    outcome = parse_result(log_file.read_text(errors="replace"))
+    if result.returncode != 0 or not outcome or outcome.status != "succeeded":
+        error = " ".join((outcome.error or "").split())[:300] if outcome else "no result line"
         raise RuntimeError(f"the report job failed ({error}); its output is in {log_file}")
     return seconds
 
@@ -214,7 +204,7 @@ def history_end() -> datetime:
     return (datetime.now(UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
 
 
-def reports_bench(stack: BenchStack, plan: dict[int, tuple[int, int]], seed: int,
+def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: int,
                   results: dict[int, dict[str, list[float]]], failures: list[str]) -> None:
     """Grow one database through the sizes of ``plan``, measuring the report job into ``results``.
 

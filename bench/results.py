@@ -13,8 +13,9 @@ from pathlib import Path
 
 import psutil
 
-from infra.java import JARS_DIR, java_executable
 from infra.postgres import POSTGRES_BIN_PATH
+from restaurant_app.java_runtime import java_executable
+from restaurant_app.settings import DEFAULT_JARS_DIR
 
 ANALYSIS_MARKER = "<!-- Everything below this line is written by hand and kept by `make bench`. -->"
 
@@ -104,7 +105,7 @@ def _cpu_model() -> str:
 
 def machine() -> list[tuple[str, str]]:
     """What the figures were measured on."""
-    kafka = sorted(JARS_DIR.glob("kafka_*.jar"))
+    kafka = sorted(DEFAULT_JARS_DIR.glob("kafka_*.jar"))
     packages = ", ".join(
         f"{name} {version(name)}"
         for name in ("faust-streaming", "aiokafka", "psycopg", "pyspark")

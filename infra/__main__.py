@@ -17,7 +17,8 @@ from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import terminate
 from infra.stack import local_stack
-from restaurant_app.settings import settings
+from restaurant_app.java_runtime import JavaUnavailable
+from restaurant_app.settings import Settings
 
 log = logging.getLogger("infra")
 
@@ -30,7 +31,7 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
-def run(worker_args: list[str]) -> int:
+def run(settings: Settings, worker_args: list[str]) -> int:
     with local_stack(settings.data_dir) as env:
         command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker",
                    "-l", settings.log_level, *worker_args]
@@ -44,7 +45,7 @@ def run(worker_args: list[str]) -> int:
             return 0
 
 
-def psql() -> NoReturn:
+def psql(settings: Settings) -> NoReturn:
     """Replace this process with psql, connected to ``DATABASE_URL`` or the local server."""
     psql = str(POSTGRES_BIN_PATH / "psql")
     os.execv(psql, [psql, settings.database_url])
@@ -56,16 +57,17 @@ def main() -> int:
     commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker")
     commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
     args, worker_args = parser.parse_known_args()
+    settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     if args.command == "psql":
-        return psql()
+        return psql(settings)
     try:
         if args.command == "run":
-            return run(worker_args)
-    except StackError as exc:
+            return run(settings, worker_args)
+    except (StackError, JavaUnavailable) as exc:
         log.error("%s", exc)
         return 1
     except Stop:

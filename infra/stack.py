@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from infra.kafka import KafkaBroker
+from infra.kafka_broker import KafkaBroker
 from infra.postgres import PostgresServer
 
 log = logging.getLogger("infra")

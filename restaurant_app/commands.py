@@ -5,9 +5,8 @@ import time
 
 from faust.cli import AppCommand, option
 
-from restaurant_app.app import app, orders_topic
-from restaurant_app.settings import settings
 from restaurant_app.traffic import OrderGenerator
+from restaurant_app.worker import app, orders_topic, settings
 
 
 class Pacer:

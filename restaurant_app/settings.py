@@ -1,4 +1,8 @@
-"""Configuration, read once from environment variables (see the README table)."""
+"""Configuration from environment variables (see the README table).
+
+Each program reads it once, at its entry point, with ``Settings.from_env()``; everything
+else takes the settings it needs as arguments.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "jars"
+"""Where ``make setup`` puts the jars Maven fetched: Kafka and the PostgreSQL JDBC driver."""
 
 
 def _str(name: str, default: str) -> str:
@@ -61,6 +67,7 @@ class Settings:
     spark_master: str
     spark_driver_memory: str
     data_dir: Path
+    jars_dir: Path
     log_level: str
 
     @property
@@ -100,8 +107,7 @@ class Settings:
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
             data_dir=data_dir,
+            jars_dir=Path(_str("JARS_DIR", str(DEFAULT_JARS_DIR))),
             log_level=_str("LOG_LEVEL", "info"),
         )
 
-
-settings = Settings.from_env()

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass
 
 import psycopg
 
-from infra.java import java_executable
 from restaurant_app.database import describe
-from restaurant_app.database_reports import ReportRun, ReportStore, report_store
-from restaurant_app.settings import Settings, settings
-from spark_reports.runner import RESULT_PREFIX
+from restaurant_app.java_runtime import java_executable
+from restaurant_app.settings import Settings
+from spark_reports.ledger import ReportRun
+from spark_reports.result import JobResult, result_line
+from spark_reports.store import ReportStore, report_store
 
 log = logging.getLogger("spark_reports")
 
 LONGEST_ERROR = 2000
-
-
-@dataclass
-class Result:
-    """The outcome of one run."""
-
-    status: str
-    run_id: int | None = None
-    windows: int = 0
-    orders_read: int = 0
-    rows_read: int = 0
-    seconds: float = 0.0
-    error: str | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,24 +27,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    settings = Settings.from_env()
     started = time.monotonic()
     try:
         result = run(settings, full=args.full)
     except psycopg.OperationalError as exc:
-        result = Result("failed", error=f"PostgreSQL at {describe(settings.database_url)} is unreachable: "
+        result = JobResult("failed", error=f"PostgreSQL at {describe(settings.database_url)} is unreachable: "
                                         f"{str(exc).strip()}")
         log.error("%s", result.error)
     result.seconds = round(time.monotonic() - started, 2)
-    print(RESULT_PREFIX + json.dumps(asdict(result)), flush=True)
+    print(result_line(result), flush=True)
     return 1 if result.status == "failed" else 0
 
 
-def run(settings: Settings, full: bool = False) -> Result:
+def run(settings: Settings, full: bool = False) -> JobResult:
     """Run the job once, under the report lock; a run already going makes this one a no-op."""
     with report_store(settings.database_url) as store:
-        if not store.try_lock():
+        if not store.ledger.try_lock():
             log.info("Another report run is still going; this one stops here.")
-            return Result("skipped")
+            return JobResult("skipped")
         report_run = store.start_run(full, settings.report_lateness_seconds,
                                      settings.restaurant_timezone)
         log.info("Report run %d (%s): recomputing %d minute window(s)%s.",
@@ -66,13 +53,13 @@ def run(settings: Settings, full: bool = False) -> Result:
                  "" if report_run.orders_since is None
                  else f" with orders ingested since {report_run.orders_since:%Y-%m-%d %H:%M:%S %Z}")
         if report_run.minutes == 0:
-            store.finish_empty(report_run)
+            store.ledger.finish(report_run, 0, 0, 0)
             log.info("No new orders since the last run; nothing to recompute.")
-            return Result("succeeded", report_run.run_id)
-        return compute(settings, store, report_run)
+            return JobResult("succeeded", report_run.run_id)
+        return compute_and_publish(settings, store, report_run)
 
 
-def compute(settings: Settings, store: ReportStore, report_run: ReportRun) -> Result:
+def compute_and_publish(settings: Settings, store: ReportStore, report_run: ReportRun) -> JobResult:
     """Compute and publish the run's windows; on any failure, record it and leave the reports alone."""
     counts: tuple[int | None, int | None] = (None, None)
     try:
@@ -83,13 +70,13 @@ def compute(settings: Settings, store: ReportStore, report_run: ReportRun) -> Re
         windows = store.publish(report_run, *counts)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error = error_text(exc)
-        store.fail(report_run, error, *counts)
+        store.ledger.fail(report_run, error, *counts)
         log.error("Report run %d failed; the reports stay as they were. %s", report_run.run_id, error)
-        return Result("failed", report_run.run_id, error=error)
+        return JobResult("failed", report_run.run_id, error=error)
     orders_read, rows_read = counts
     log.info("Report run %d wrote %d window(s) from %d order(s) (%d order lines).",
              report_run.run_id, windows, orders_read, rows_read)
-    return Result("succeeded", report_run.run_id, windows, orders_read, rows_read)
+    return JobResult("succeeded", report_run.run_id, windows, orders_read, rows_read)
 
 
 def error_text(exc: BaseException) -> str:

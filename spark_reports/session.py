@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 from pyspark.sql import DataFrame, SparkSession
 
-from infra.java import jdbc_driver
 from restaurant_app.settings import Settings
 
 JDBC_DRIVER_CLASS = "org.postgresql.Driver"
@@ -27,6 +27,14 @@ QUICK_START = {
 }
 
 
+def jdbc_driver(jars_dir: Path) -> Path:
+    """The PostgreSQL JDBC driver jar, which Spark needs to read and write PostgreSQL."""
+    jars = sorted(jars_dir.glob("postgresql-*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"The PostgreSQL JDBC driver is missing from {jars_dir}; run 'make setup'.")
+    return jars[-1]
+
+
 def spark_conf(settings: Settings, minutes: int) -> dict[str, str]:
     """Settings for a small, quiet Spark sized to a run of ``minutes`` minute windows."""
     small = minutes <= SMALL_RUN_MINUTES
@@ -34,7 +42,7 @@ def spark_conf(settings: Settings, minutes: int) -> dict[str, str]:
         "spark.master": settings.spark_master,
         "spark.app.name": "restaurant-sales-reports",
         "spark.driver.memory": settings.spark_driver_memory,
-        "spark.jars": str(jdbc_driver()),
+        "spark.jars": str(jdbc_driver(settings.jars_dir)),
         "spark.sql.session.timeZone": settings.restaurant_timezone,
         "spark.sql.shuffle.partitions": "2" if small else "8",
         "spark.default.parallelism": "2",

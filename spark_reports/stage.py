@@ -5,18 +5,19 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from restaurant_app.database_reports import (
+from restaurant_app.settings import Settings
+from spark_reports.aggregations import Inputs, build_reports, kept
+from spark_reports.ledger import ReportRun
+from spark_reports.session import Jdbc, start_spark
+from spark_reports.store import (
     SPARK_ALL_ORDER_LINES,
     SPARK_ORDER_LINES,
     SPARK_STORED_HOUR_DISHES,
     SPARK_STORED_HOURS,
     SPARK_STORED_MINUTE_DISHES,
     SPARK_STORED_MINUTES,
-    ReportRun,
+    STAGING_TABLES,
 )
-from restaurant_app.settings import Settings
-from spark_reports.compute import Inputs, build_reports, kept
-from spark_reports.session import Jdbc, start_spark
 
 
 def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
@@ -27,14 +28,8 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
         inputs = read_inputs(spark, jdbc, run)
         counts = read_counts(inputs.lines)
         reports = build_reports(inputs)
-        for frame, table in (
-            (reports.sales, "report_staging_sales"),
-            (reports.dishes, "report_staging_dishes"),
-            (reports.customers, "report_staging_customers"),
-            (reports.insights, "report_staging_insights"),
-            (reports.evaluations, "report_staging_evaluations"),
-        ):
-            jdbc.append(frame, table)
+        for kind, table in STAGING_TABLES.items():
+            jdbc.append(getattr(reports, kind), table)
         return counts
     finally:
         spark.stop()

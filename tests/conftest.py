@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka import KafkaBroker
-from infra.postgres import PostgresServer
-from tests.services import Stack, Worker, free_port, unique_names
+from infra.scratch import ScratchStack, WorkerProcess, scratch_stack
+from tests.services import unique_names
 
 
 def service_home() -> Path:
@@ -30,30 +29,24 @@ def own_service_home() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack() -> Iterator[ScratchStack]:
+    """One Kafka broker and one PostgreSQL server for the whole run."""
     home = service_home()
-    kafka = KafkaBroker(home / "kafka", free_port(), free_port(), heap="384m", log_level="WARN")
-    postgres = PostgresServer(home / "postgres", free_port())
-    kafka.start()
     try:
-        postgres.start()
-        try:
-            yield Stack(kafka, postgres)
-        finally:
-            postgres.stop()
+        with scratch_stack(home, kafka_heap="384m") as services:
+            yield services
     finally:
-        kafka.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
-def database_url(stack: Stack) -> str:
+def database_url(stack: ScratchStack) -> str:
     """A fresh, empty database for one test."""
     return stack.new_database()
 
 
 @pytest.fixture
-def worker_env(stack: Stack, database_url: str, tmp_path: Path) -> dict[str, str]:
+def worker_env(stack: ScratchStack, database_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for a worker isolated to this test; the order generator stays quiet."""
     return {
         **unique_names(),
@@ -67,8 +60,8 @@ def worker_env(stack: Stack, database_url: str, tmp_path: Path) -> dict[str, str
 
 
 @pytest.fixture
-def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
     """A worker process (not started: call ``.start()``), stopped after the test."""
-    process = Worker(worker_env, tmp_path / "worker.log")
+    process = WorkerProcess(worker_env, tmp_path / "worker.log")
     yield process
     process.stop()

@@ -1,4 +1,7 @@
-"""Test helpers around the real services: free ports, databases and Faust worker processes."""
+"""Test helpers around the real services: topics, polling, queries, Kafka messages, the report job.
+
+The services themselves and the worker processes come from ``infra.scratch``, shared with the bench.
+"""
 
 import asyncio
 import os
@@ -6,32 +9,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.kafka import KafkaBroker
-from infra.postgres import PostgresServer
-from infra.process import spawn, tail, terminate
-from infra.stack import free_port
 from restaurant_app.settings import PROJECT_ROOT
-from spark_reports.runner import result_line
-
-
-@dataclass
-class Stack:
-    """The session's Kafka broker and PostgreSQL server."""
-
-    kafka: KafkaBroker
-    postgres: PostgresServer
-
-    def new_database(self) -> str:
-        """Create an empty database and return its URL."""
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        self.postgres.create_database(name)
-        return self.postgres.url(name)
+from spark_reports.result import parse_result
 
 
 def unique_names() -> dict[str, str]:
@@ -42,52 +26,6 @@ def unique_names() -> dict[str, str]:
         "ORDERS_TOPIC": f"orders-{suffix}",
         "DEAD_LETTER_TOPIC": f"orders-dead-letter-{suffix}",
     }
-
-
-@dataclass
-class Worker:
-    """A real ``faust -A restaurant_app worker`` process."""
-
-    env: dict[str, str]
-    log_file: Path
-    process: subprocess.Popen | None = None
-    web_port: int = field(default_factory=free_port)
-
-    def start(self, ready_timeout: float = 60.0) -> "Worker":
-        env = {**os.environ, **self.env, "WEB_PORT": str(self.web_port)}
-        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        self.process = spawn(
-            [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker", "-l", "info"],
-            self.log_file, env=env, cwd=PROJECT_ROOT,
-        )
-        self.wait_for_log("Worker]: Ready", ready_timeout, offset)
-        return self
-
-    def wait_for_log(self, text: str, timeout: float, offset: int = 0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log_file.exists() and text in self.log_file.read_text(errors="replace")[offset:]:
-                return
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{tail(self.log_file, 60)}")
-            time.sleep(0.2)
-        raise TimeoutError(f"worker never logged {text!r}:\n{tail(self.log_file, 60)}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process, timeout=30)
-            self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: the worker gets no chance to commit offsets or flush anything."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
 
 
 def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message: str = ""):
@@ -154,10 +92,10 @@ def run_report_job(
         env={**os.environ, "DATABASE_URL": database_url, "SPARK_DRIVER_MEMORY": "512m", **(env or {})},
         capture_output=True, timeout=timeout, cwd=PROJECT_ROOT, check=False,
     )
-    result = result_line(completed.stdout)
+    result = parse_result(completed.stdout)
     if result is None:
         raise RuntimeError(
             f"the report job printed no result (exit code {completed.returncode}):\n"
             f"{completed.stderr.decode(errors='replace')[-3000:]}"
         )
-    return {**result, "exit_code": completed.returncode}
+    return {**asdict(result), "exit_code": completed.returncode}

@@ -9,43 +9,21 @@ import pytest
 import agents.generator
 import agents.persistence
 from agents.generator import place_orders
+from agents.order_sink import InMemoryOrderSink, Rejection
 from agents.persistence import persist_orders
 from restaurant_app import database as database_module
-from restaurant_app.app import orders_topic
-from restaurant_app.database import DatabaseUnavailable, Rejection
 from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
-
-
-class FakeDatabase:
-    """Stands in for PostgreSQL: records what was saved, and can be 'down' for a while."""
-
-    def __init__(self, outages: int = 0) -> None:
-        self.orders: dict[str, Order] = {}
-        self.rejections: list[Rejection] = []
-        self.saves = 0
-        self.outages = outages
-
-    async def ready(self) -> None:
-        return None
-
-    async def save(self, orders: list[Order], rejections: list[Rejection]) -> int:
-        if self.outages:
-            self.outages -= 1
-            raise DatabaseUnavailable("connection refused")
-        self.saves += 1
-        new = [o for o in orders if o.order_id not in self.orders]
-        self.orders.update((o.order_id, o) for o in new)
-        self.rejections.extend(rejections)
-        return len(new)
+from restaurant_app.worker import orders_topic
 
 
 @pytest.fixture
-def fake_db(monkeypatch: pytest.MonkeyPatch) -> FakeDatabase:
-    fake = FakeDatabase()
-    monkeypatch.setattr(agents.persistence, "database", fake)
+def fake_db(monkeypatch: pytest.MonkeyPatch) -> InMemoryOrderSink:
+    """The agent stores into the in-memory sink, which can be 'down' for a while."""
+    sink = InMemoryOrderSink()
+    monkeypatch.setattr(agents.persistence, "sink", sink)
     monkeypatch.setattr(database_module, "FIRST_RETRY_SECONDS", 0.01)
-    return fake
+    return sink
 
 
 @pytest.fixture
@@ -65,7 +43,7 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
             await asyncio.sleep(0.01)
 
 
-async def test_valid_orders_are_saved(fake_db: FakeDatabase, dead_letters: list):
+async def test_valid_orders_are_saved(fake_db: InMemoryOrderSink, dead_letters: list):
     generator = OrderGenerator(seed=1)
     orders = [generator.order() for _ in range(5)]
     async with persist_orders.test_context() as agent:
@@ -78,7 +56,7 @@ async def test_valid_orders_are_saved(fake_db: FakeDatabase, dead_letters: list)
 
 
 async def test_bad_messages_are_rejected_and_good_ones_after_them_still_saved(
-    fake_db: FakeDatabase, dead_letters: list
+    fake_db: InMemoryOrderSink, dead_letters: list
 ):
     good = OrderGenerator(seed=2).order()
     bad = [b"not json", b'{"order_id": "x"}', json.dumps({**json.loads(good.dumps()), "total": "0.01"})]
@@ -95,7 +73,7 @@ async def test_bad_messages_are_rejected_and_good_ones_after_them_still_saved(
     assert [r.offset for r in fake_db.rejections] == [0, 1, 2]
 
 
-async def test_the_same_order_twice_is_saved_once(fake_db: FakeDatabase, dead_letters: list):
+async def test_the_same_order_twice_is_saved_once(fake_db: InMemoryOrderSink, dead_letters: list):
     order = OrderGenerator(seed=3).order()
     async with persist_orders.test_context() as agent:
         await agent.put(order.dumps())
@@ -106,7 +84,7 @@ async def test_the_same_order_twice_is_saved_once(fake_db: FakeDatabase, dead_le
 
 
 async def test_a_database_outage_is_waited_out_without_losing_the_batch(
-    fake_db: FakeDatabase, dead_letters: list
+    fake_db: InMemoryOrderSink, dead_letters: list
 ):
     fake_db.outages = 3
     order = OrderGenerator(seed=4).order()
@@ -118,7 +96,7 @@ async def test_a_database_outage_is_waited_out_without_losing_the_batch(
 
 
 async def test_the_generator_timer_feeds_orders_the_consumer_accepts(
-    fake_db: FakeDatabase, dead_letters: list, monkeypatch: pytest.MonkeyPatch
+    fake_db: InMemoryOrderSink, dead_letters: list, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(agents.generator, "generator", OrderGenerator(seed=9))
     async with persist_orders.test_context() as agent:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.java import StackError, java_executable
-from infra.kafka import KafkaBroker
-from tests.services import free_port
+from infra.java import StackError
+from infra.kafka_broker import KafkaBroker
+from infra.stack import free_port
+from restaurant_app.java_runtime import JavaUnavailable, java_executable
 
 
 def fake_java_home(tmp_path: Path, version_line: str) -> Path:
@@ -21,14 +22,14 @@ def fake_java_home(tmp_path: Path, version_line: str) -> Path:
 
 def test_a_missing_java_is_named_with_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk-here"))
-    with pytest.raises(StackError, match="no 'java' was found"):
+    with pytest.raises(JavaUnavailable, match="no 'java' was found"):
         java_executable()
 
 
 @pytest.mark.parametrize("line", ['openjdk version "11.0.2" 2019-01-15', 'java version "1.8.0_351"'])
 def test_an_old_java_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str):
     monkeypatch.setenv("JAVA_HOME", str(fake_java_home(tmp_path, line)))
-    with pytest.raises(StackError, match="Java 17 or newer is needed"):
+    with pytest.raises(JavaUnavailable, match="Java 17 or newer is needed"):
         java_executable()
 
 

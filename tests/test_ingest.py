@@ -5,8 +5,9 @@ from decimal import Decimal
 
 import pytest
 
+from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.traffic import OrderGenerator
-from tests.services import Stack, Worker, consume_all, produce, query, wait_until
+from tests.services import consume_all, produce, query, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +16,9 @@ def count_orders(database_url: str) -> int:
     return query(database_url, "SELECT count(*) FROM orders")[0][0]
 
 
-def test_orders_arrive_in_postgres_with_every_field(stack: Stack, worker: Worker, database_url: str):
+def test_orders_arrive_in_postgres_with_every_field(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
     orders = OrderGenerator(seed=7).orders_for_tick(base=40)
     worker.start()
     produce(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"],
@@ -42,7 +45,9 @@ def test_orders_arrive_in_postgres_with_every_field(stack: Stack, worker: Worker
         assert items == [(i.dish, i.category, i.unit_price, i.quantity) for i in order.items]
 
 
-def test_the_seed_view_pedidos_has_one_row_per_item(stack: Stack, worker: Worker, database_url: str):
+def test_the_seed_view_pedidos_has_one_row_per_item(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
     order = OrderGenerator(seed=3).order()
     worker.start()
     produce(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"], [(None, order.dumps())])
@@ -55,7 +60,7 @@ def test_the_seed_view_pedidos_has_one_row_per_item(stack: Stack, worker: Worker
     assert sum(Decimal(r[1]) * r[2] for r in rows) == Decimal(json.loads(order.dumps())["total"])
 
 
-def test_the_generator_places_orders_that_reach_postgres(worker: Worker, database_url: str):
+def test_the_generator_places_orders_that_reach_postgres(worker: WorkerProcess, database_url: str):
     worker.env.update(ORDER_INTERVAL_SECONDS="0.5", ORDERS_PER_TICK="2", GENERATOR_SEED="5")
     worker.start()
     wait_until(lambda: count_orders(database_url) >= 4, message="the generator's orders never arrived")
@@ -63,7 +68,7 @@ def test_the_generator_places_orders_that_reach_postgres(worker: Worker, databas
 
 
 def test_bad_messages_go_to_the_dead_letter_topic_and_table(
-    stack: Stack, worker: Worker, database_url: str
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
 ):
     good = OrderGenerator(seed=8).orders_for_tick(base=3)
     bad = [b"{broken", b'{"order_id": "1"}', b"\x00\x01binary"]
@@ -94,7 +99,9 @@ def count_rejected(database_url: str) -> int:
     return query(database_url, "SELECT count(*) FROM rejected_orders")[0][0]
 
 
-def test_an_order_delivered_twice_is_stored_once(stack: Stack, worker: Worker, database_url: str):
+def test_an_order_delivered_twice_is_stored_once(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
     orders = OrderGenerator(seed=9).orders_for_tick(base=5)
     worker.start()
     messages = [(None, o.dumps()) for o in orders]

@@ -17,8 +17,9 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from agents.order_sink import save_orders
+from infra.scratch import ScratchStack
 from restaurant_app.database import Database
-from restaurant_app.database_reports import REPORT_LOCK_ID
 from restaurant_app.menu import MENU
 from restaurant_app.models import Order, OrderItem
 from restaurant_app.settings import Settings
@@ -30,7 +31,8 @@ from spark_reports.insights import (
     TREND_MIN_CHANGE,
     TREND_MIN_RATIO,
 )
-from tests.services import Stack, query, run_report_job
+from spark_reports.ledger import REPORT_LOCK_ID
+from tests.services import query, run_report_job
 
 pytestmark = pytest.mark.integration
 
@@ -96,15 +98,7 @@ def run_job(url: str, full: bool = False, lateness_seconds: int = 120) -> dict:
 
 
 def save(url: str, orders: list[Order]) -> None:
-    async def store() -> None:
-        database = Database(url)
-        await database.ready()
-        try:
-            await database.save(orders)
-        finally:
-            await database.close()
-
-    asyncio.run(store())
+    asyncio.run(save_orders(url, orders))
 
 
 REPORT_TABLES = {
@@ -159,7 +153,7 @@ class Timeline:
 
 
 @pytest.fixture(scope="module")
-def timeline(stack: Stack) -> Timeline:
+def timeline(stack: ScratchStack) -> Timeline:
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
     save(url, history())
@@ -476,7 +470,7 @@ def test_report_runs_record_every_run(timeline: Timeline):
 # ---- quick cases on their own small databases ---------------------------------------------
 
 
-def test_no_new_orders_means_no_spark_and_no_change(stack: Stack):
+def test_no_new_orders_means_no_spark_and_no_change(stack: ScratchStack):
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
     result = run_report_job(url)
@@ -484,7 +478,7 @@ def test_no_new_orders_means_no_spark_and_no_change(stack: Stack):
     assert result["seconds"] < 10
 
 
-def test_missing_java_gives_a_clear_error_and_is_recorded(stack: Stack):
+def test_missing_java_gives_a_clear_error_and_is_recorded(stack: ScratchStack):
     url = stack.new_database()
     save(url, [make_order(DAYS[0], 1, [("Caipirinha", 1)])])
     result = run_report_job(url, env={"JAVA_HOME": "/nonexistent-java"})
@@ -494,7 +488,7 @@ def test_missing_java_gives_a_clear_error_and_is_recorded(stack: Stack):
     assert query(url, "SELECT count(*) FROM report_sales") == [(0,)]
 
 
-def test_a_second_job_skips_while_one_holds_the_lock(stack: Stack):
+def test_a_second_job_skips_while_one_holds_the_lock(stack: ScratchStack):
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
     with psycopg.connect(url) as conn:

@@ -5,14 +5,15 @@ import logging
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from agents.report_runner import RecordFailure, ReportRunner
 from restaurant_app.database import Database
-from restaurant_app.database_reports import REPORT_LOCK_ID
-from spark_reports.runner import ReportRunner
+from spark_reports.ledger import REPORT_LOCK_ID, record_failure
 from tests.services import query, wait_until
 
 pytestmark = pytest.mark.integration
@@ -26,11 +27,11 @@ def stand_in(tmp_path: Path, body: str) -> list[str]:
 
 
 SUCCEEDS = """
-    import json, sys, time
+    import sys, time
+    from spark_reports.result import JobResult, result_line
     time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0)
     print("Spark says hello")
-    print("REPORT_RESULT " + json.dumps({"status": "succeeded", "run_id": 4, "windows": 7,
-                                          "orders_read": 20, "rows_read": 42, "seconds": 0.1}))
+    print(result_line(JobResult("succeeded", run_id=4, windows=7, orders_read=20, rows_read=42, seconds=0.1)))
 """
 
 HANGS = """
@@ -52,15 +53,16 @@ CRASHES = """
 """
 
 FAILS_AND_SAYS_SO = """
-    import json, sys
-    print("REPORT_RESULT " + json.dumps({"status": "failed", "run_id": 9, "error": "no luck"}))
+    import sys
+    from spark_reports.result import JobResult, result_line
+    print(result_line(JobResult("failed", run_id=9, error="no luck")))
     sys.exit(1)
 """
 
 
 def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "spark_reports.runner" and r.getMessage().startswith("Report run")]
+            if r.name == "agents.report_runner" and r.getMessage().startswith("Report run")]
 
 
 def is_gone(pid: int) -> bool:
@@ -76,14 +78,15 @@ def is_gone(pid: int) -> bool:
 
 
 @pytest.fixture
-def migrated(database_url: str) -> Database:
+def recorder(database_url: str) -> RecordFailure:
+    """The worker's way of recording a failed run, on a migrated database."""
     asyncio.run(Database(database_url).migrate())
-    return Database(database_url)
+    return partial(record_failure, database_url)
 
 
 async def test_a_successful_run_is_logged_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO)
-    outcome = await ReportRunner(stand_in(tmp_path, SUCCEEDS), timeout=30).run()
+    outcome = (await ReportRunner(stand_in(tmp_path, SUCCEEDS), timeout=30).run()).result
     assert (outcome.status, outcome.windows, outcome.rows_read) == ("succeeded", 7, 42)
     [line] = outcome_lines(caplog)
     assert line.startswith("Report run succeeded in ")
@@ -99,23 +102,23 @@ async def test_a_tick_while_a_run_is_going_is_skipped(tmp_path: Path, caplog: py
     assert runner.launch() is None
     assert any(r.getMessage().startswith("Skipping this report run: the previous one is still going")
                for r in caplog.records)
-    assert (await first).status == "succeeded"
+    assert (await first).result.status == "succeeded"
     assert not runner.running
     again = runner.launch()
-    assert again is not None and (await again).status == "succeeded"
+    assert again is not None and (await again).result.status == "succeeded"
 
 
 async def test_a_hung_job_is_killed_with_what_it_started_and_recorded(
-    tmp_path: Path, database_url: str, migrated: Database, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, database_url: str, recorder: RecordFailure, caplog: pytest.LogCaptureFixture
 ):
     with psycopg.connect(database_url) as conn:  # what the real job writes when it starts
         conn.execute("INSERT INTO report_runs (mode, status, watermark)"
                      " VALUES ('incremental', 'running', now())")
     pid_file = tmp_path / "child.pid"
     command = [*stand_in(tmp_path, HANGS), str(pid_file), database_url, str(REPORT_LOCK_ID)]
-    runner = ReportRunner(command, timeout=6, record_failure=migrated.record_report_failure)
+    runner = ReportRunner(command, timeout=6, record_failure=recorder)
     started = time.monotonic()
-    outcome = await runner.run()
+    outcome = (await runner.run()).result
     assert outcome.status == "killed"
     assert time.monotonic() - started < 20
     assert wait_until(lambda: is_gone(int(pid_file.read_text())), timeout=10)
@@ -127,10 +130,12 @@ async def test_a_hung_job_is_killed_with_what_it_started_and_recorded(
     ]
 
 
-async def test_a_crashed_job_is_logged_and_recorded(tmp_path: Path, database_url: str, migrated: Database):
+async def test_a_crashed_job_is_logged_and_recorded(
+    tmp_path: Path, database_url: str, recorder: RecordFailure
+):
     runner = ReportRunner(stand_in(tmp_path, CRASHES), timeout=30,
-                          record_failure=migrated.record_report_failure)
-    outcome = await runner.run()
+                          record_failure=recorder)
+    outcome = (await runner.run()).result
     assert outcome.status == "failed"
     assert outcome.error == "exit code 3: RuntimeError: the stand-in job broke"
     assert query(database_url, "SELECT status, error, finished_at IS NOT NULL FROM report_runs") == [
@@ -139,12 +144,12 @@ async def test_a_crashed_job_is_logged_and_recorded(tmp_path: Path, database_url
 
 
 async def test_a_failure_the_job_recorded_itself_is_not_recorded_again(
-    tmp_path: Path, database_url: str, migrated: Database
+    tmp_path: Path, database_url: str, recorder: RecordFailure
 ):
     runner = ReportRunner(stand_in(tmp_path, FAILS_AND_SAYS_SO), timeout=30,
-                          record_failure=migrated.record_report_failure)
+                          record_failure=recorder)
     outcome = await runner.run()
-    assert (outcome.status, outcome.error, outcome.reported) == ("failed", "no luck", True)
+    assert (outcome.result.status, outcome.result.error, outcome.reported) == ("failed", "no luck", True)
     assert query(database_url, "SELECT count(*) FROM report_runs") == [(0,)]
 
 

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.database import Database
-from tests.services import Stack, Worker, query, unique_names, wait_until
+from tests.services import query, unique_names, wait_until
 from tests.test_reports_job import make_order, save
 
 pytestmark = pytest.mark.integration
@@ -29,12 +30,14 @@ def get(url: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def reports_url(worker: Worker, **params: str) -> str:
+def reports_url(worker: WorkerProcess, **params: str) -> str:
     return f"{worker.url}/reports?{urllib.parse.urlencode(params)}"
 
 
 @pytest.fixture(scope="module")
-def reporting_worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+def reporting_worker(
+    stack: ScratchStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     """A worker with a few hours of orders, once its timer has run the report job successfully."""
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
@@ -43,7 +46,7 @@ def reporting_worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
     with psycopg.connect(url) as conn:  # ingested yesterday: later runs find nothing new
         conn.execute("UPDATE orders SET ingested_at = ingested_at - interval '1 day'")
     home = tmp_path_factory.mktemp("reporting-worker")
-    worker = Worker({
+    worker = WorkerProcess({
         **unique_names(),
         "KAFKA_BROKER": stack.kafka.bootstrap_servers,
         "DATABASE_URL": url,
@@ -61,7 +64,7 @@ def reporting_worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
         worker.stop()
 
 
-def test_the_timer_ran_the_real_job_and_logged_it_in_one_line(reporting_worker: Worker):
+def test_the_timer_ran_the_real_job_and_logged_it_in_one_line(reporting_worker: WorkerProcess):
     url = reporting_worker.env["DATABASE_URL"]
     log = reporting_worker.log_file.read_text()
     windows = query(url, "SELECT count(*) FROM report_sales")[0][0]
@@ -72,7 +75,7 @@ def test_the_timer_ran_the_real_job_and_logged_it_in_one_line(reporting_worker: 
     assert query(url, "SELECT count(*) FROM report_runs WHERE status <> 'succeeded'") == [(0,)]
 
 
-def test_latest_reports(reporting_worker: Worker):
+def test_latest_reports(reporting_worker: WorkerProcess):
     status, body = get(f"{reporting_worker.url}/reports/latest")
     assert status == 200
     last_order = START + timedelta(minutes=7 * 29)
@@ -89,7 +92,7 @@ def test_latest_reports(reporting_worker: Worker):
     assert body["last_run"]["status"] == "succeeded"
 
 
-def test_reports_between_two_moments(reporting_worker: Worker):
+def test_reports_between_two_moments(reporting_worker: WorkerProcess):
     status, body = get(reports_url(reporting_worker, **{"from": "2026-11-20T14:00:00Z",
                                                         "to": "2026-11-20T15:00:00Z"}))
     assert status == 200
@@ -101,7 +104,7 @@ def test_reports_between_two_moments(reporting_worker: Worker):
     assert all("R$" in i["message"] for i in body["insights"])
 
 
-def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker: Worker):
+def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker: WorkerProcess):
     local = reports_url(reporting_worker, granularity="hour",
                         **{"from": "2026-11-20T11:00", "to": "2026-11-20T13:00"})
     plus = (f"{reporting_worker.url}/reports?granularity=hour"
@@ -122,7 +125,7 @@ def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker
      "'granularity' must be one of minute, hour, day"),
     ({"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "more than 10000 minute windows"),
 ])
-def test_bad_parameters_get_400_with_a_reason(reporting_worker: Worker, params: dict, reason: str):
+def test_bad_parameters_get_400_with_a_reason(reporting_worker: WorkerProcess, params: dict, reason: str):
     status, body = get(reports_url(reporting_worker, **params))
     assert status == 400
     assert reason in body["error"]

@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 
 from infra.postgres import PostgresServer
+from infra.scratch import ScratchStack, WorkerProcess
+from infra.stack import free_port
 from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
-from tests.services import Stack, Worker, free_port, produce, query, wait_until
+from tests.services import produce, query, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +30,13 @@ def expected(orders: list[Order]) -> tuple[int, int]:
     return len(orders), sum(len(o.items) for o in orders)
 
 
-def publish(stack: Stack, worker: Worker, orders: list[Order]) -> None:
+def publish(stack: ScratchStack, worker: WorkerProcess, orders: list[Order]) -> None:
     produce(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"],
             [(o.order_id.encode(), o.dumps()) for o in orders])
 
 
 def test_postgres_down_mid_stream_loses_nothing(
-    stack: Stack, worker: Worker, own_service_home: Path
+    stack: ScratchStack, worker: WorkerProcess, own_service_home: Path
 ):
     postgres = PostgresServer(own_service_home, free_port())
     postgres.start()
@@ -64,7 +66,7 @@ def test_postgres_down_mid_stream_loses_nothing(
 
 
 def test_worker_killed_mid_stream_loses_and_duplicates_nothing(
-    stack: Stack, worker: Worker, database_url: str
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
 ):
     orders = many_orders(40_000, seed=30)
     publish(stack, worker, orders)
@@ -81,7 +83,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(
     assert distinct == len(orders)
 
 
-def test_unreachable_kafka_at_start_is_reported_plainly_and_retried(worker: Worker):
+def test_unreachable_kafka_at_start_is_reported_plainly_and_retried(worker: WorkerProcess):
     worker.env["KAFKA_BROKER"] = f"127.0.0.1:{free_port()}"
     with pytest.raises(TimeoutError):
         worker.start(ready_timeout=8)

@@ -6,7 +6,8 @@ import urllib.request
 
 import pytest
 
-from tests.services import Worker, free_port
+from infra.scratch import WorkerProcess
+from infra.stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -19,14 +20,14 @@ def get(url: str) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-def test_health_is_ok_when_kafka_and_postgres_answer(worker: Worker):
+def test_health_is_ok_when_kafka_and_postgres_answer(worker: WorkerProcess):
     worker.start()
     status, body = get(f"{worker.url}/health")
     assert status == 200
     assert body == {"status": "ok", "kafka": {"ok": True, "brokers": 1}, "database": {"ok": True}}
 
 
-def test_health_is_503_when_postgres_is_unreachable(worker: Worker):
+def test_health_is_503_when_postgres_is_unreachable(worker: WorkerProcess):
     worker.env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     worker.start()
     status, body = get(f"{worker.url}/health")
@@ -37,7 +38,7 @@ def test_health_is_503_when_postgres_is_unreachable(worker: Worker):
     assert "Connection refused" in body["database"]["error"]
 
 
-def test_faust_stats_are_served_at_stats(worker: Worker):
+def test_faust_stats_are_served_at_stats(worker: WorkerProcess):
     worker.start()
     status, body = get(f"{worker.url}/stats/")
     assert status == 200

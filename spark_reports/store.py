@@ -1,44 +1,26 @@
-"""The reports' part of the database layer: the Spark job's run bookkeeping and every report query."""
+"""The report job's PostgreSQL: the windows a run recomputes, what Spark reads, and the publish step."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 
 import psycopg
 
-# Any number will do as long as every report job uses the same one.
-REPORT_LOCK_ID = 7_140_816
-LOCK_FOR_TRANSACTION = "SELECT pg_advisory_xact_lock(%s)"
-WAIT_FOR_LOCK_AT_MOST = "SET LOCAL lock_timeout = '5s'"
-
-GRANULARITIES = ("minute", "hour", "day")
+from spark_reports.ledger import ReportRun, RunLedger
 
 # Hours whose reports or insights read the minutes of a recomputed hour: the hour itself, the
 # next hour and the same hour the next day (comparisons), and the hours those compare with.
 CONTEXT_HOUR_SHIFTS = [-24, -23, -1, 0, 1, 23, 24]
 
-STAGING_TABLES = (
-    "report_staging_sales", "report_staging_dishes", "report_staging_customers",
-    "report_staging_insights", "report_staging_evaluations",
-)
-
-ABANDON_RUNS = """
-UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(), error = %s
-WHERE status = 'running'
-"""
-
-LAST_WATERMARK = """
-SELECT watermark FROM report_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT 1
-"""
-
-START_RUN = """
-INSERT INTO report_runs (mode, status, orders_since, watermark)
-VALUES (%s, 'running', %s, clock_timestamp())
-RETURNING run_id, watermark
-"""
+STAGING_TABLES = {
+    "sales": "report_staging_sales",
+    "dishes": "report_staging_dishes",
+    "customers": "report_staging_customers",
+    "insights": "report_staging_insights",
+    "evaluations": "report_staging_evaluations",
+}
+"""Where Spark writes each kind of row before the publish step moves them into the reports."""
 
 SCOPE_ALL_MINUTES = """
 INSERT INTO report_scope (kind, period_start, period_end)
@@ -181,101 +163,22 @@ FROM report_staging_insights
 
 COUNT_STAGED_WINDOWS = "SELECT count(*) FROM report_staging_sales"
 
-FINISH_RUN = """
-UPDATE report_runs SET status = 'succeeded', finished_at = clock_timestamp(),
-       windows_written = %s, orders_read = %s, rows_read = %s
-WHERE run_id = %s
-"""
-
-FAIL_RUN = """
-UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(), error = %s,
-       orders_read = %s, rows_read = %s
-WHERE run_id = %s
-"""
-
-RECORD_FAILURE = """
-INSERT INTO report_runs (mode, status, started_at, finished_at, watermark, error)
-VALUES ('incremental', 'failed', %s, clock_timestamp(), clock_timestamp(), %s)
-"""
-
-ABANDONED = "The run stopped before finishing (it was killed or crashed)."
-
-# Read by the web endpoints.
-SALES_COLUMNS = """
-granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
-unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity, revenue_by_channel,
-revenue_by_payment, computed_at
-"""
-
-LATEST_SALES = f"""
-SELECT {SALES_COLUMNS} FROM report_sales
-WHERE granularity = %s ORDER BY period_start DESC LIMIT 1
-"""
-
-DISHES_OF_WINDOW = """
-SELECT dish, quantity, revenue, rank FROM report_dishes
-WHERE granularity = %s AND period_start = %s ORDER BY rank
-"""
-
-LATEST_INSIGHTS = """
-SELECT DISTINCT ON (kind, subject) kind, window_start, window_end, subject, message, figures,
-       computed_at
-FROM report_insights
-WHERE window_start >= (SELECT max(window_start) FROM report_insights) - interval '1 hour'
-ORDER BY kind, subject, window_start DESC
-"""
-
-LAST_RUN = """
-SELECT run_id, mode, status, started_at, finished_at, windows_written, orders_read, rows_read, error
-FROM report_runs ORDER BY run_id DESC LIMIT 1
-"""
-
-SALES_BETWEEN = f"""
-SELECT {SALES_COLUMNS} FROM report_sales
-WHERE granularity = %s AND period_start >= %s AND period_start < %s ORDER BY period_start
-"""
-
-INSIGHTS_BETWEEN = """
-SELECT kind, window_start, window_end, subject, message, figures, computed_at
-FROM report_insights
-WHERE window_start >= %s AND window_start < %s ORDER BY window_start, kind, subject
-"""
-
-
-@dataclass(frozen=True)
-class ReportRun:
-    """A run in progress: its id, what it reads and how many minute windows it recomputes."""
-
-    run_id: int
-    full: bool
-    orders_since: datetime | None
-    watermark: datetime
-    minutes: int
-
 
 class ReportStore:
-    """The report job's connection: its lock, its scope, its run record and the publish step."""
+    """The report job's connection: its lock and run record (the ledger), its scope and the publish step."""
 
     def __init__(self, url: str) -> None:
         self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        self.ledger = RunLedger(self.conn)
 
     def close(self) -> None:
         self.conn.close()
 
-    def try_lock(self) -> bool:
-        """Take the report lock for this connection's lifetime; False if another run holds it."""
-        row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (REPORT_LOCK_ID,)).fetchone()
-        return bool(row and row[0])
-
     def start_run(self, full: bool, lateness_seconds: int, zone: str) -> ReportRun:
         """Record a new run and fill ``report_scope`` with the windows it must recompute."""
         with self.conn.transaction():
-            self.conn.execute(ABANDON_RUNS, (ABANDONED,))
-            since = None if full else self._orders_since(lateness_seconds)
-            run_id, watermark = self.conn.execute(
-                START_RUN, ("full" if full else "incremental", since)
-            ).fetchone()
-            self.conn.execute("TRUNCATE report_scope, " + ", ".join(STAGING_TABLES))
+            run_id, since, watermark = self.ledger.start(full, lateness_seconds)
+            self.conn.execute("TRUNCATE report_scope, " + ", ".join(STAGING_TABLES.values()))
             if since is None:
                 self.conn.execute(SCOPE_ALL_MINUTES)
             else:
@@ -286,19 +189,11 @@ class ReportStore:
             minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]
         return ReportRun(run_id, full, since, watermark, minutes)
 
-    def _orders_since(self, lateness_seconds: int) -> datetime | None:
-        row = self.conn.execute(LAST_WATERMARK).fetchone()
-        if row is None:
-            return None
-        return self.conn.execute(
-            "SELECT %s::timestamptz - make_interval(secs => %s)", (row[0], lateness_seconds)
-        ).fetchone()[0]
-
     def publish(self, run: ReportRun, orders_read: int, rows_read: int) -> int:
         """Replace the recomputed windows with the staged rows in one transaction; return their count."""
         with self.conn.transaction():
             # Fresh statistics, so that joins with the large report tables use their indexes.
-            self.conn.execute("ANALYZE " + ", ".join(STAGING_TABLES))
+            self.conn.execute("ANALYZE " + ", ".join(STAGING_TABLES.values()))
             outside = self.conn.execute(STAGED_OUTSIDE_SCOPE).fetchone()
             if outside:
                 raise RuntimeError(
@@ -315,15 +210,8 @@ class ReportStore:
             for statement in (INSERT_CUSTOMERS, INSERT_SALES, INSERT_DISHES, INSERT_INSIGHTS):
                 self.conn.execute(statement)
             windows = self.conn.execute(COUNT_STAGED_WINDOWS).fetchone()[0]
-            self.conn.execute(FINISH_RUN, (windows, orders_read, rows_read, run.run_id))
+            self.ledger.finish(run, windows, orders_read, rows_read)
         return windows
-
-    def finish_empty(self, run: ReportRun) -> None:
-        """Record a run that found no new orders."""
-        self.conn.execute(FINISH_RUN, (0, 0, 0, run.run_id))
-
-    def fail(self, run: ReportRun, error: str, orders_read: int | None, rows_read: int | None) -> None:
-        self.conn.execute(FAIL_RUN, (error, orders_read, rows_read, run.run_id))
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -14,26 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from spark_reports.result import JobResult, parse_result
 
-RESULT_PREFIX = "REPORT_RESULT "
-"""How the job's last line on stdout starts; the outcome follows as JSON."""
+log = logging.getLogger(__name__)
 
 RecordFailure = Callable[[datetime, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one launch of the job ended."""
+    """How one launch of the job ended: the job's result, and whether the job printed it itself."""
 
-    status: str
-    """'succeeded', 'failed', 'killed' or 'skipped' (another job held the report lock)."""
-    seconds: float
-    windows: int = 0
-    rows_read: int = 0
-    error: str | None = None
-    reported: bool = False
-    """Whether the job printed its result line, having recorded its run itself."""
+    result: JobResult
+    reported: bool
+    """True when the job printed its result line, having recorded its run in report_runs itself."""
 
 
 class ReportRunner:
@@ -83,26 +76,27 @@ class ReportRunner:
             stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
         except TimeoutError:
             await kill_group(process)
-            outcome = Outcome("killed", self._elapsed(),
-                              error=f"the report job was killed after running for {self.timeout:.0f} s")
+            killed = f"the report job was killed after running for {self.timeout:.0f} s"
+            outcome = Outcome(JobResult("killed", error=killed), reported=False)
         except asyncio.CancelledError:
             await kill_group(process)
             raise
         else:
-            outcome = read_outcome(process.returncode, stdout, stderr, self._elapsed())
-        log_outcome(outcome)
-        if outcome.status in ("killed", "failed") and not outcome.reported:
-            await self._record(started_at, outcome)
+            outcome = read_outcome(process.returncode, stdout, stderr)
+        outcome.result.seconds = self._elapsed()
+        log_outcome(outcome.result)
+        if outcome.result.status in ("killed", "failed") and not outcome.reported:
+            await self._record(started_at, outcome.result)
         return outcome
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._started, 2)
 
-    async def _record(self, started_at: datetime, outcome: Outcome) -> None:
+    async def _record(self, started_at: datetime, result: JobResult) -> None:
         if self.record_failure is None:
             return
         try:
-            await self.record_failure(started_at, outcome.error or outcome.status)
+            await self.record_failure(started_at, result.error or result.status)
         except Exception as exc:  # noqa: BLE001 - the failure is logged already; this is a bonus
             log.warning("Could not record the failed report run in report_runs: %s", exc)
 
@@ -114,31 +108,21 @@ async def kill_group(process: asyncio.subprocess.Process) -> None:
     await process.wait()
 
 
-def read_outcome(returncode: int | None, stdout: bytes, stderr: bytes, seconds: float) -> Outcome:
+def read_outcome(returncode: int | None, stdout: bytes, stderr: bytes) -> Outcome:
     """The outcome from the job's result line, or from its exit code and last error line."""
-    result = result_line(stdout)
+    result = parse_result(stdout)
     if result is not None:
-        return Outcome(result.get("status", "failed"), seconds, result.get("windows") or 0,
-                       result.get("rows_read") or 0, result.get("error"), reported=True)
+        return Outcome(result, reported=True)
     last_line = next((line for line in reversed(stderr.decode(errors="replace").splitlines())
                       if line.strip()), "no error message")
-    return Outcome("failed", seconds, error=f"exit code {returncode}: {last_line.strip()}")
+    return Outcome(JobResult("failed", error=f"exit code {returncode}: {last_line.strip()}"), reported=False)
 
 
-def result_line(stdout: bytes) -> dict | None:
-    """The job's result, parsed from the last line of ``stdout`` that starts with the prefix."""
-    for line in reversed(stdout.decode(errors="replace").splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            with contextlib.suppress(ValueError):
-                return json.loads(line.removeprefix(RESULT_PREFIX))
-    return None
-
-
-def log_outcome(outcome: Outcome) -> None:
-    if outcome.status == "succeeded":
+def log_outcome(result: JobResult) -> None:
+    if result.status == "succeeded":
         log.info("Report run succeeded in %.1f s: %d window(s) written, %d order line(s) read.",
-                 outcome.seconds, outcome.windows, outcome.rows_read)
-    elif outcome.status == "skipped":
-        log.info("Report run skipped after %.1f s: another report job holds the lock.", outcome.seconds)
+                 result.seconds, result.windows, result.rows_read)
+    elif result.status == "skipped":
+        log.info("Report run skipped after %.1f s: another report job holds the lock.", result.seconds)
     else:
-        log.error("Report run %s after %.1f s: %s.", outcome.status, outcome.seconds, outcome.error)
+        log.error("Report run %s after %.1f s: %s.", result.status, result.seconds, result.error)

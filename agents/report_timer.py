@@ -1,16 +1,18 @@
 """The report timer: every REPORT_INTERVAL_SECONDS the leader launches the Spark report job."""
 
 import sys
+from functools import partial
 
-from restaurant_app.app import app, database
-from restaurant_app.settings import PROJECT_ROOT, settings
-from spark_reports.runner import ReportRunner
+from agents.report_runner import ReportRunner
+from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.worker import app, settings
+from spark_reports.ledger import record_failure
 
 runner = ReportRunner(
     [sys.executable, "-m", "spark_reports"],
     timeout=settings.report_timeout_seconds,
     cwd=PROJECT_ROOT,
-    record_failure=database.record_report_failure,
+    record_failure=partial(record_failure, settings.database_url),
 )
 
 

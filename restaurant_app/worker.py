@@ -1,4 +1,7 @@
-"""The Faust application: ``faust -A restaurant_app worker`` starts it."""
+"""The worker process's parts, built once from the environment: the Faust app, its topics, its database.
+
+``faust -A restaurant_app worker`` starts it.
+"""
 
 import logging
 
@@ -6,9 +9,11 @@ import faust
 from faust.web.apps import stats
 
 from restaurant_app.database import Database
-from restaurant_app.kafka import wait_for_kafka
+from restaurant_app.kafka_probe import wait_for_kafka
 from restaurant_app.models import Order
-from restaurant_app.settings import settings
+from restaurant_app.settings import Settings
+
+settings = Settings.from_env()
 
 
 class RestaurantApp(faust.App):
@@ -25,7 +30,7 @@ app = RestaurantApp(
     broker=settings.kafka_url,
     store="memory://",
     datadir=str(settings.data_dir / "faust"),
-    autodiscover=["agents", "restaurant_app.views", "restaurant_app.commands"],
+    autodiscover=["agents", "restaurant_app.web", "restaurant_app.commands"],
     origin="restaurant_app",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,

@@ -1,4 +1,4 @@
-"""Our HTTP endpoints on the Faust web server, beside Faust's own ``/stats/``."""
+"""``GET /reports/latest`` and ``GET /reports``: the report tables as JSON, with their queries."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
@@ -9,35 +9,49 @@ from zoneinfo import ZoneInfo
 
 from faust import web
 
-from restaurant_app.app import app, database
 from restaurant_app.database import DatabaseUnavailable
-from restaurant_app.kafka import KafkaUnavailable, count_brokers
-from restaurant_app.settings import settings
+from restaurant_app.worker import app, database, settings
 
+GRANULARITIES = ("minute", "hour", "day")
+SALES_COLUMNS = """
+granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
+unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity, revenue_by_channel,
+revenue_by_payment, computed_at
+"""
 
-async def kafka_status() -> dict[str, object]:
-    try:
-        return {"ok": True, "brokers": await count_brokers(settings.bootstrap_servers)}
-    except KafkaUnavailable as exc:
-        return {"ok": False, "error": str(exc)}
+LATEST_SALES = f"""
+SELECT {SALES_COLUMNS} FROM report_sales
+WHERE granularity = %s ORDER BY period_start DESC LIMIT 1
+"""
 
+DISHES_OF_WINDOW = """
+SELECT dish, quantity, revenue, rank FROM report_dishes
+WHERE granularity = %s AND period_start = %s ORDER BY rank
+"""
 
-async def database_status() -> dict[str, object]:
-    try:
-        await database.ping()
-        return {"ok": True}
-    except DatabaseUnavailable as exc:
-        return {"ok": False, "error": str(exc)}
+LATEST_INSIGHTS = """
+SELECT DISTINCT ON (kind, subject) kind, window_start, window_end, subject, message, figures,
+       computed_at
+FROM report_insights
+WHERE window_start >= (SELECT max(window_start) FROM report_insights) - interval '1 hour'
+ORDER BY kind, subject, window_start DESC
+"""
 
+LAST_RUN = """
+SELECT run_id, mode, status, started_at, finished_at, windows_written, orders_read, rows_read, error
+FROM report_runs ORDER BY run_id DESC LIMIT 1
+"""
 
-@app.page("/health")
-async def health(view: web.View, request: web.Request) -> web.Response:
-    """Whether Kafka and PostgreSQL are reachable: 200 when both are, 503 otherwise."""
-    kafka, postgres = await asyncio.gather(kafka_status(), database_status())
-    healthy = kafka["ok"] and postgres["ok"]
-    body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres}
-    return view.json(body, status=200 if healthy else 503)
+SALES_BETWEEN = f"""
+SELECT {SALES_COLUMNS} FROM report_sales
+WHERE granularity = %s AND period_start >= %s AND period_start < %s ORDER BY period_start
+"""
 
+INSIGHTS_BETWEEN = """
+SELECT kind, window_start, window_end, subject, message, figures, computed_at
+FROM report_insights
+WHERE window_start >= %s AND window_start < %s ORDER BY window_start, kind, subject
+"""
 
 MAX_REPORT_ROWS = 10_000
 PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400}
@@ -102,10 +116,27 @@ async def report_data(view: web.View, read: Callable[[], Awaitable[Any]]) -> web
         return view.json({"error": f"the database is unavailable: {exc}"}, status=503)
 
 
+async def latest_reports_data() -> dict[str, Any]:
+    """The newest minute, hour and day reports with their dish rankings, the latest insights
+    and the last run of the report job."""
+    latest: dict[str, Any] = {}
+    for granularity in GRANULARITIES:
+        rows = await database.fetch_all(LATEST_SALES, (granularity,))
+        if rows:
+            rows[0]["dishes"] = await database.fetch_all(
+                DISHES_OF_WINDOW, (granularity, rows[0]["period_start"])
+            )
+        latest[granularity] = rows[0] if rows else None
+    latest["insights"] = await database.fetch_all(LATEST_INSIGHTS)
+    runs = await database.fetch_all(LAST_RUN)
+    latest["last_run"] = runs[0] if runs else None
+    return latest
+
+
 @app.page("/reports/latest")
 async def latest_reports(view: web.View, request: web.Request) -> web.Response:
     """The newest minute, hour and day reports, the latest insights and the last job run."""
-    return await report_data(view, database.latest_reports)
+    return await report_data(view, latest_reports_data)
 
 
 @app.page("/reports")
@@ -117,7 +148,10 @@ async def reports(view: web.View, request: web.Request) -> web.Response:
         return view.json({"error": str(exc)}, status=400)
 
     async def read() -> dict[str, Any]:
-        found = await database.reports_between(granularity, start, end)
-        return {"granularity": granularity, "from": start, "to": end, **found}
+        return {
+            "granularity": granularity, "from": start, "to": end,
+            "reports": await database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
+            "insights": await database.fetch_all(INSIGHTS_BETWEEN, (start, end)),
+        }
 
     return await report_data(view, read)

@@ -6,9 +6,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from infra.java import StackError, classpath, java_executable
+from infra.java import StackError, classpath
 from infra.process import spawn, tail, terminate
-from restaurant_app.kafka import KafkaUnavailable, wait_for_kafka
+from restaurant_app.java_runtime import java_executable
+from restaurant_app.kafka_probe import KafkaUnavailable, wait_for_kafka
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
