@@ -1,17 +1,20 @@
 """Where the persistence agent stores orders and rejections: the sink contract and its implementations.
 
-Delivery guarantee of every sink: **at-least-once in, idempotent out.** The agent may hand a
-sink the same batch more than once (Kafka redelivers what was not acknowledged); a sink
-stores an order once per ``order_id`` and a rejection once per (topic, partition, offset),
-so a redelivered batch makes no second row. ``save`` raises ``DatabaseUnavailable`` (the
-backpressure signal, like Quix Streams' ``SinkBackpressureError``) when the store cannot be
-reached: the agent then waits, retries the same batch and keeps its offsets uncommitted.
+Delivery guarantee of every sink: **at-least-once in, idempotent and conflict-checked out.**
+The agent may hand a sink the same batch more than once (Kafka redelivers what was not
+acknowledged). A sink stores an order once per ``order_id``: an exact redelivery makes no new
+row, and a *different* order under a stored ``order_id`` is never merged into it but recorded
+as a rejection. A rejection is recorded once per (topic, partition, offset).
+
+A sink signals two kinds of trouble with typed errors, as Quix Streams' sinks do:
+``DatabaseUnavailable`` (the store cannot be reached: wait, then try the same batch again) and
+``RowsRefused`` (the store refused what some row holds: split the batch to find the row).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -20,17 +23,58 @@ import psycopg
 from restaurant_app.database import Database, DatabaseUnavailable, outage_as_unavailable
 from restaurant_app.models import Order
 
+LONGEST_DATABASE_REASON = 200
+
 
 @dataclass(frozen=True)
-class Rejection:
-    """A message that could not be accepted as an order, and where it came from."""
+class Source:
+    """Where a message came from, and the message as it came."""
 
     topic: str
     partition: int
     offset: int
-    raw: bytes
-    reason: str
+    value: bytes
     key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message that is a valid order."""
+
+    order: Order
+    source: Source
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A message that is not an acceptable order, and why; ``kind`` names the class of error."""
+
+    source: Source
+    reason: str
+    kind: str = "InvalidOrder"
+
+
+@dataclass
+class Saved:
+    """What a save did: how many orders were new, every rejection it recorded (those it was given
+    and the conflicting duplicates it found), and which of them are not yet dead-lettered."""
+
+    new_orders: int
+    rejections: list[Rejection] = field(default_factory=list)
+    not_dead_lettered: list[Rejection] = field(default_factory=list)
+
+    def __add__(self, other: Saved) -> Saved:
+        return Saved(self.new_orders + other.new_orders, self.rejections + other.rejections,
+                     self.not_dead_lettered + other.not_dead_lettered)
+
+
+class RowsRefused(Exception):
+    """PostgreSQL refused a row of the batch for what it holds (not an outage); nothing was stored."""
 
 
 class OrderSink(Protocol):
@@ -39,9 +83,12 @@ class OrderSink(Protocol):
     async def ready(self) -> None:
         """Wait until the sink can store (schema applied, connections open)."""
 
-    async def save(self, orders: Sequence[Order], rejections: Sequence[Rejection] = ()) -> int:
-        """Store a batch atomically; return how many orders were new. Raise ``DatabaseUnavailable``
-        to make the caller wait and try the same batch again."""
+    async def save(self, orders: Sequence[Accepted], rejections: Sequence[Rejection] = ()) -> Saved:
+        """Store a batch atomically. Raise ``DatabaseUnavailable`` to make the caller wait and try
+        the same batch again, ``RowsRefused`` to make it split the batch."""
+
+    async def mark_dead_lettered(self, rejections: Sequence[Rejection]) -> None:
+        """Record that these rejections are on the dead-letter topic."""
 
 
 # The order's columns, said once: (column, SQL type). An order column is the Order field of the
@@ -63,8 +110,8 @@ _order_values = attrgetter(*(name for name, _ in ORDER_COLUMNS))
 _item_values = attrgetter(*(name for name, _ in ITEM_FIELD_COLUMNS))
 
 
-def _names(columns: Sequence[tuple[str, str]]) -> str:
-    return ", ".join(name for name, _ in columns)
+def _names(columns: Sequence[tuple[str, str]], prefix: str = "") -> str:
+    return ", ".join(prefix + name for name, _ in columns)
 
 
 def _staging_table(table: str, columns: Sequence[tuple[str, str]]) -> str:
@@ -72,19 +119,41 @@ def _staging_table(table: str, columns: Sequence[tuple[str, str]]) -> str:
     return f"CREATE TEMP TABLE {table} ({typed}) ON COMMIT DELETE ROWS"
 
 
-def _move(table: str, staged: str, columns: Sequence[tuple[str, str]], key: str) -> str:
-    return (f"INSERT INTO {table} ({_names(columns)}) SELECT {_names(columns)} FROM {staged}"
-            f" ON CONFLICT ({key}) DO NOTHING")
+def _lines(table: str, alias: str) -> str:
+    """An order's lines as one comparable array, from ``table`` (stored or staged)."""
+    return (f"(SELECT array_agg(ROW({_names(ITEM_FIELD_COLUMNS, 'l.')}) ORDER BY l.line_no)"
+            f" FROM {table} l WHERE l.order_id = {alias}.order_id)")
 
 
 # A batch is streamed with COPY into session-local staging tables, then moved with one
-# INSERT ... SELECT per table. COPY encodes rows in C; binding each column as an array
-# parameter did it in Python, at about three times the worker's CPU per order.
+# statement. COPY encodes rows in C; binding each column as an array parameter did it in
+# Python, at about three times the worker's CPU per order. Lines are inserted only for orders
+# this statement inserted, so a conflicting version's lines are never merged into a stored order.
 STAGING_TABLES = (_staging_table(STAGED_ORDERS, ORDER_COLUMNS), _staging_table(STAGED_ITEMS, ITEM_COLUMNS))
 COPY_ORDERS = f"COPY {STAGED_ORDERS} ({_names(ORDER_COLUMNS)}) FROM STDIN"
 COPY_ITEMS = f"COPY {STAGED_ITEMS} ({_names(ITEM_COLUMNS)}) FROM STDIN"
-INSERT_ORDERS = _move("orders", STAGED_ORDERS, ORDER_COLUMNS, "order_id")
-INSERT_ITEMS = _move("order_items", STAGED_ITEMS, ITEM_COLUMNS, "order_id, line_no")
+INSERT_ORDERS_AND_LINES = f"""
+WITH new AS (
+    INSERT INTO orders ({_names(ORDER_COLUMNS)}) SELECT {_names(ORDER_COLUMNS)} FROM {STAGED_ORDERS}
+    ON CONFLICT (order_id) DO NOTHING RETURNING order_id
+), lines AS (
+    INSERT INTO order_items ({_names(ITEM_COLUMNS)})
+    SELECT {_names(ITEM_COLUMNS, 's.')} FROM {STAGED_ITEMS} s JOIN new USING (order_id)
+    ON CONFLICT (order_id, line_no) DO NOTHING
+)
+SELECT count(*) FROM new
+"""
+
+# Staged orders whose id is stored with other content: conflicting versions, not redeliveries.
+CONFLICTS = f"""
+SELECT s.order_id::text FROM {STAGED_ORDERS} s JOIN orders o USING (order_id)
+WHERE ({_names(ORDER_COLUMNS[1:], 's.')}) IS DISTINCT FROM ({_names(ORDER_COLUMNS[1:], 'o.')})
+   OR {_lines(STAGED_ITEMS, 's')} IS DISTINCT FROM {_lines('order_items', 's')}
+"""
+
+_BATCH_POSITIONS = (
+    "unnest(%s::text[], %s::integer[], %s::bigint[]) AS b (topic, kafka_partition, kafka_offset)"
+)
 
 INSERT_REJECTIONS = """
 INSERT INTO rejected_orders (topic, kafka_partition, kafka_offset, raw, reason)
@@ -92,27 +161,50 @@ SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::bytea[], %s::t
 ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING
 """
 
+NOT_DEAD_LETTERED = f"""
+SELECT r.topic, r.kafka_partition, r.kafka_offset FROM {_BATCH_POSITIONS}
+JOIN rejected_orders r USING (topic, kafka_partition, kafka_offset)
+WHERE r.dead_lettered_at IS NULL
+"""
 
-def order_rows(orders: Sequence[Order]) -> Iterator[tuple[Any, ...]]:
+MARK_DEAD_LETTERED = f"""
+UPDATE rejected_orders r SET dead_lettered_at = now() FROM {_BATCH_POSITIONS}
+WHERE (r.topic, r.kafka_partition, r.kafka_offset) = (b.topic, b.kafka_partition, b.kafka_offset)
+"""
+
+
+def order_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
     """The ``orders`` rows of a batch, in ``ORDER_COLUMNS`` order."""
     return map(_order_values, orders)
 
 
-def item_rows(orders: Sequence[Order]) -> Iterator[tuple[Any, ...]]:
+def item_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
     """The ``order_items`` rows of a batch, in ``ITEM_COLUMNS`` order."""
     for order in orders:
         for line_no, item in enumerate(order.items, start=1):
             yield (order.order_id, line_no, *_item_values(item))
 
 
+def conflicting_duplicate(accepted: Accepted) -> Rejection:
+    reason = f"conflicting duplicate of order {accepted.order.order_id}: same order_id, different content"
+    return Rejection(accepted.source, reason, "ConflictingDuplicate")
+
+
+def refused_reason(exc: psycopg.Error) -> str:
+    """A database's refusal in one short line: its SQLSTATE and message, never the row's whole value."""
+    message = (exc.diag.message_primary if exc.diag else None) or str(exc) or type(exc).__name__
+    text = " ".join(message.split())
+    state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+    return f"PostgreSQL refused the order{state}: {text}"[:LONGEST_DATABASE_REASON]
+
+
+def _positions(rejections: Sequence[Rejection]) -> list[list[Any]]:
+    return [[r.source.topic for r in rejections], [r.source.partition for r in rejections],
+            [r.source.offset for r in rejections]]
+
+
 def _rejection_columns(rejections: Sequence[Rejection]) -> list[list[Any]]:
-    return [
-        [r.topic for r in rejections],
-        [r.partition for r in rejections],
-        [r.offset for r in rejections],
-        [r.raw for r in rejections],
-        [r.reason for r in rejections],
-    ]
+    return [*_positions(rejections), [r.source.value for r in rejections], [r.reason for r in rejections]]
 
 
 async def create_staging_tables(conn: psycopg.AsyncConnection) -> None:
@@ -138,19 +230,41 @@ class PostgresOrderSink:
     async def ready(self) -> None:
         await self.database.ready()
 
-    async def save(self, orders: Sequence[Order], rejections: Sequence[Rejection] = ()) -> int:
-        """Store orders and rejections in one transaction; return how many orders were new."""
+    async def save(self, orders: Sequence[Accepted], rejections: Sequence[Rejection] = ()) -> Saved:
+        """Store orders and rejections in one transaction."""
+        try:
+            with outage_as_unavailable():
+                async with self.database.pool.connection() as conn, conn.transaction():
+                    return await self._save(conn, orders, rejections)
+        except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
+            reason = refused_reason(exc) if isinstance(exc, psycopg.Error) else f"cannot encode it: {exc}"
+            raise RowsRefused(reason) from exc
+
+    async def _save(self, conn: psycopg.AsyncConnection, orders: Sequence[Accepted],
+                    rejections: Sequence[Rejection]) -> Saved:
+        saved = Saved(0, list(rejections))
+        if orders:
+            await _copy(conn, COPY_ORDERS, order_rows(a.order for a in orders))
+            await _copy(conn, COPY_ITEMS, item_rows(a.order for a in orders))
+            saved.new_orders = (await (await conn.execute(INSERT_ORDERS_AND_LINES)).fetchone())[0]
+            if saved.new_orders < len(orders):
+                saved.rejections += await self._conflicts(conn, orders)
+        rejections = saved.rejections
+        if rejections:
+            await conn.execute(INSERT_REJECTIONS, _rejection_columns(rejections))
+            pending = await conn.execute(NOT_DEAD_LETTERED, _positions(rejections))
+            waiting = {tuple(row) for row in await pending.fetchall()}
+            saved.not_dead_lettered = [r for r in rejections if r.source.position in waiting]
+        return saved
+
+    async def _conflicts(self, conn: psycopg.AsyncConnection, orders: Sequence[Accepted]) -> list[Rejection]:
+        found = {row[0] for row in await (await conn.execute(CONFLICTS)).fetchall()}
+        return [conflicting_duplicate(a) for a in orders if a.order.order_id in found]
+
+    async def mark_dead_lettered(self, rejections: Sequence[Rejection]) -> None:
         with outage_as_unavailable():
-            async with self.database.pool.connection() as conn, conn.transaction():
-                inserted = 0
-                if orders:
-                    await _copy(conn, COPY_ORDERS, order_rows(orders))
-                    await _copy(conn, COPY_ITEMS, item_rows(orders))
-                    inserted = (await conn.execute(INSERT_ORDERS)).rowcount
-                    await conn.execute(INSERT_ITEMS)
-                if rejections:
-                    await conn.execute(INSERT_REJECTIONS, _rejection_columns(rejections))
-                return inserted
+            async with self.database.pool.connection() as conn:
+                await conn.execute(MARK_DEAD_LETTERED, _positions(rejections))
 
 
 class InMemoryOrderSink:
@@ -159,22 +273,30 @@ class InMemoryOrderSink:
     def __init__(self, outages: int = 0) -> None:
         self.orders: dict[str, Order] = {}
         self.rejections: list[Rejection] = []
+        self.dead_lettered: set[tuple[str, int, int]] = set()
         self.saves = 0
         self.outages = outages
 
     async def ready(self) -> None:
         return None
 
-    async def save(self, orders: Sequence[Order], rejections: Sequence[Rejection] = ()) -> int:
+    async def save(self, orders: Sequence[Accepted], rejections: Sequence[Rejection] = ()) -> Saved:
         if self.outages:
             self.outages -= 1
             raise DatabaseUnavailable("connection refused")
         self.saves += 1
-        new = [o for o in orders if o.order_id not in self.orders]
+        new = [a.order for a in orders if a.order.order_id not in self.orders]
+        conflicts = [conflicting_duplicate(a) for a in orders
+                     if a.order.order_id in self.orders and self.orders[a.order.order_id] != a.order]
         self.orders.update((o.order_id, o) for o in new)
-        known = {(r.topic, r.partition, r.offset) for r in self.rejections}
-        self.rejections += [r for r in rejections if (r.topic, r.partition, r.offset) not in known]
-        return len(new)
+        known = {r.source.position for r in self.rejections}
+        batch = [*rejections, *conflicts]
+        self.rejections += [r for r in batch if r.source.position not in known]
+        waiting = [r for r in batch if r.source.position not in self.dead_lettered]
+        return Saved(len(new), batch, waiting)
+
+    async def mark_dead_lettered(self, rejections: Sequence[Rejection]) -> None:
+        self.dead_lettered.update(r.source.position for r in rejections)
 
 
 async def save_orders(database_url: str, orders: Sequence[Order]) -> int:
@@ -183,6 +305,7 @@ async def save_orders(database_url: str, orders: Sequence[Order]) -> int:
     sink = PostgresOrderSink(database)
     await sink.ready()
     try:
-        return await sink.save(orders)
+        sources = [Source("save_orders", 0, n, b"") for n in range(len(orders))]
+        return (await sink.save([Accepted(o, s) for o, s in zip(orders, sources, strict=True)])).new_orders
     finally:
         await database.close()

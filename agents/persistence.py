@@ -1,79 +1,159 @@
-"""The consumer: validates orders from Kafka and stores them in PostgreSQL in batches."""
+"""The consumer: validates orders from Kafka and stores them in PostgreSQL in batches.
 
+Every message ends as a stored order or a recorded rejection, and a batch's offsets are
+acknowledged only once all of it has. Nothing else moves the offsets: an outage, a refused row,
+a dead-letter topic that is down, or an error nobody foresaw holds the batch (and the offsets
+after it) until it is done, so Faust never commits past a message that was not handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from faust import StreamT
 from faust.types import EventT
 
-from agents.order_sink import OrderSink, PostgresOrderSink, Rejection
+from agents.dead_letters import DeadLetterPublisher
+from agents.order_sink import (
+    Accepted,
+    OrderSink,
+    PostgresOrderSink,
+    Rejection,
+    RowsRefused,
+    Saved,
+    Source,
+    conflicting_duplicate,
+)
 from restaurant_app.database import until_available
-from restaurant_app.models import Order
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.worker import app, database, dead_letter_topic, raw_orders_topic, settings
 
 log = logging.getLogger(__name__)
 
+FIRST_RETRY_SECONDS = 0.5
+LONGEST_RETRY_SECONDS = 30.0
+
 sink: OrderSink = PostgresOrderSink(database)
+dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size)
 
 
-def sort_batch(events: Sequence[EventT]) -> tuple[list[Order], list[Rejection]]:
-    """Split a batch of raw messages into valid orders and rejections with their reasons."""
-    orders: dict[str, Order] = {}
+@dataclass
+class IngestState:
+    """What ``/health`` says about ingest: whether a batch is held by an error, and which."""
+
+    stalled_since: float | None = None
+    error: str | None = None
+
+    def stalled(self, error: str) -> None:
+        self.stalled_since = self.stalled_since or time.time()
+        self.error = error
+
+    def flowing(self) -> None:
+        self.stalled_since = self.error = None
+
+
+ingest_state = IngestState()
+
+
+def source_of(event: EventT) -> Source:
+    message = event.message
+    headers = tuple((str(k), bytes(v or b"")) for k, v in (message.headers or ()))
+    return Source(message.topic, message.partition, message.offset, message.value or b"",
+                  message.key, headers)
+
+
+def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection]]:
+    """Split a batch of raw messages into valid orders and rejections with their reasons.
+
+    An order repeated in the batch is kept once; a different order under the same id is refused.
+    """
+    accepted: dict[str, Accepted] = {}
     rejections: list[Rejection] = []
     for event in events:
-        message = event.message
+        source = source_of(event)
         try:
-            order = parse_order(message.value)
+            order = parse_order(source.value)
         except InvalidOrder as exc:
-            rejections.append(
-                Rejection(message.topic, message.partition, message.offset,
-                          message.value or b"", str(exc), message.key)
-            )
-        else:
-            orders.setdefault(order.order_id, order)
-    return list(orders.values()), rejections
+            rejections.append(Rejection(source, str(exc)))
+            continue
+        first = accepted.setdefault(order.order_id, Accepted(order, source))
+        if first.order != order:
+            rejections.append(conflicting_duplicate(Accepted(order, source)))
+    return list(accepted.values()), rejections
 
 
-async def send_to_dead_letter(rejection: Rejection) -> None:
-    """Publish a rejected message unchanged, with the reason and its origin in headers."""
-    headers = {
-        "reason": rejection.reason.encode(),
-        "source-topic": rejection.topic.encode(),
-        "source-partition": str(rejection.partition).encode(),
-        "source-offset": str(rejection.offset).encode(),
-    }
-    delivery = await dead_letter_topic.send(
-        key=rejection.key, value=rejection.raw, headers=headers
-    )
-    await delivery
+async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
+    """Save a batch; if PostgreSQL refuses a row, split the batch until the refused orders are found.
+
+    A refused order becomes a rejection with the database's reason; the others are stored.
+    """
+    try:
+        return await until_available(
+            lambda: sink.save(orders, rejections),
+            f"storing {len(orders)} order(s), whose offsets stay uncommitted until then",
+        )
+    except RowsRefused as exc:
+        if len(orders) <= 1:
+            refused = [Rejection(a.source, str(exc), "RefusedByDatabase") for a in orders]
+            if not orders:
+                raise  # a rejection itself was refused: nothing left to split
+            return await store([], [*rejections, *refused])
+    half = len(orders) // 2
+    return await store(orders[:half], rejections) + await store(orders[half:], [])
+
+
+async def handle(events: Sequence[EventT]) -> None:
+    """Store one batch, publish its new rejections, and log what happened."""
+    orders, rejections = sort_batch(events)
+    saved = await store(orders, rejections)
+    for rejection in saved.rejections:
+        source = rejection.source
+        log.warning("Rejected the message at %s[%d]@%d: %s",
+                    source.topic, source.partition, source.offset, rejection.reason)
+    if saved.not_dead_lettered:
+        await dead_letters.publish(saved.not_dead_lettered)
+        await until_available(lambda: sink.mark_dead_lettered(saved.not_dead_lettered),
+                              "recording which rejections reached the dead-letter topic")
+    refused_orders = len(saved.rejections) - len(rejections)
+    log.info("Stored %d new order(s) in PostgreSQL (%d already there, %d rejected)",
+             saved.new_orders, len(orders) - saved.new_orders - refused_orders, len(saved.rejections))
+
+
+async def handle_until_done(events: Sequence[EventT]) -> None:
+    """Handle the batch, trying again after an error nobody foresaw; ``/health`` shows the hold-up."""
+    delay = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            await handle(events)
+            ingest_state.flowing()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            first = events[0].message
+            error = (f"{type(exc).__name__} while storing the batch from"
+                     f" {first.topic}[{first.partition}]@{first.offset}")
+            ingest_state.stalled(error)
+            log.exception("%s; its offsets stay uncommitted and it is tried again in %.1f s.", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 
 
 @app.agent(raw_orders_topic, name="persist-orders")
 async def persist_orders(stream: StreamT) -> None:
     """Store every valid order exactly once; route everything else to the dead-letter topic.
 
-    A batch's offsets are acknowledged only after its transaction commits, so
-    a crash or an outage makes Kafka deliver it again, and the idempotent
-    insert turns that redelivery into no new rows.
+    A batch's offsets are acknowledged only after its transaction commits (and its rejections
+    are on the dead-letter topic), so a crash or an outage makes Kafka deliver it again, and
+    the idempotent insert turns that redelivery into no new rows.
     """
     await sink.ready()
     batches = stream.noack_take(settings.batch_max_orders, within=settings.batch_within_seconds)
     async for events in batches:
-        orders, rejections = sort_batch(events)
-        for rejection in rejections:
-            log.warning(
-                "Rejected the message at %s[%d]@%d: %s",
-                rejection.topic, rejection.partition, rejection.offset, rejection.reason,
-            )
-            await send_to_dead_letter(rejection)
-        stored = await until_available(
-            lambda: sink.save(orders, rejections),  # noqa: B023 - awaited right here
-            f"storing {len(orders)} order(s), whose offsets stay uncommitted until then",
-        )
+        await handle_until_done(events)
         for event in events:
             await stream.ack(event)
-        log.info(
-            "Stored %d new order(s) in PostgreSQL (%d already there, %d rejected)",
-            stored, len(orders) - stored, len(rejections),
-        )

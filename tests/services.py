@@ -99,3 +99,9 @@ def run_report_job(
             f"{completed.stderr.decode(errors='replace')[-3000:]}"
         )
     return {**asdict(result), "exit_code": completed.returncode}
+
+
+def execute(database_url: str, sql: str, params: tuple = ()) -> None:
+    """Run one statement that returns no rows, and commit it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql, params)

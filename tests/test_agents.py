@@ -8,8 +8,9 @@ import pytest
 
 import agents.generator
 import agents.persistence
+from agents import dead_letters as dead_letters_module
 from agents.generator import place_orders
-from agents.order_sink import InMemoryOrderSink, Rejection
+from agents.order_sink import InMemoryOrderSink, Rejection, RowsRefused
 from agents.persistence import persist_orders
 from restaurant_app import database as database_module
 from restaurant_app.models import Order
@@ -18,22 +19,22 @@ from restaurant_app.worker import orders_topic
 
 
 @pytest.fixture
-def fake_db(monkeypatch: pytest.MonkeyPatch) -> InMemoryOrderSink:
+def sink(monkeypatch: pytest.MonkeyPatch) -> InMemoryOrderSink:
     """The agent stores into the in-memory sink, which can be 'down' for a while."""
-    sink = InMemoryOrderSink()
-    monkeypatch.setattr(agents.persistence, "sink", sink)
+    memory = InMemoryOrderSink()
+    monkeypatch.setattr(agents.persistence, "sink", memory)
     monkeypatch.setattr(database_module, "FIRST_RETRY_SECONDS", 0.01)
-    return sink
+    return memory
 
 
 @pytest.fixture
 def dead_letters(monkeypatch: pytest.MonkeyPatch) -> list[Rejection]:
     sent: list[Rejection] = []
 
-    async def send(rejection: Rejection) -> None:
-        sent.append(rejection)
+    async def publish(rejections: list[Rejection]) -> None:
+        sent.extend(rejections)
 
-    monkeypatch.setattr(agents.persistence, "send_to_dead_letter", send)
+    monkeypatch.setattr(agents.persistence.dead_letters, "publish", publish)
     return sent
 
 
@@ -43,20 +44,20 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
             await asyncio.sleep(0.01)
 
 
-async def test_valid_orders_are_saved(fake_db: InMemoryOrderSink, dead_letters: list):
+async def test_valid_orders_are_saved(sink: InMemoryOrderSink, dead_letters: list):
     generator = OrderGenerator(seed=1)
     orders = [generator.order() for _ in range(5)]
     async with persist_orders.test_context() as agent:
         for order in orders:
             await agent.put(order.dumps(), key=order.order_id.encode())
-        await eventually(lambda: len(fake_db.orders) == 5)
-    assert fake_db.orders.keys() == {o.order_id for o in orders}
-    assert fake_db.orders[orders[0].order_id].total == orders[0].total
+        await eventually(lambda: len(sink.orders) == 5)
+    assert sink.orders.keys() == {o.order_id for o in orders}
+    assert sink.orders[orders[0].order_id].total == orders[0].total
     assert dead_letters == []
 
 
 async def test_bad_messages_are_rejected_and_good_ones_after_them_still_saved(
-    fake_db: InMemoryOrderSink, dead_letters: list
+    sink: InMemoryOrderSink, dead_letters: list
 ):
     good = OrderGenerator(seed=2).order()
     bad = [b"not json", b'{"order_id": "x"}', json.dumps({**json.loads(good.dumps()), "total": "0.01"})]
@@ -64,39 +65,40 @@ async def test_bad_messages_are_rejected_and_good_ones_after_them_still_saved(
         for raw in bad:
             await agent.put(raw.encode() if isinstance(raw, str) else raw)
         await agent.put(good.dumps())
-        await eventually(lambda: good.order_id in fake_db.orders)
-    assert [r.raw for r in fake_db.rejections] == [b if isinstance(b, bytes) else b.encode() for b in bad]
-    assert [r.reason for r in dead_letters] == [r.reason for r in fake_db.rejections]
-    assert "not valid JSON" in fake_db.rejections[0].reason
-    assert "missing field" in fake_db.rejections[1].reason
-    assert "does not equal the sum" in fake_db.rejections[2].reason
-    assert [r.offset for r in fake_db.rejections] == [0, 1, 2]
+        await eventually(lambda: good.order_id in sink.orders)
+    raw = [b if isinstance(b, bytes) else b.encode() for b in bad]
+    assert [r.source.value for r in sink.rejections] == raw
+    assert [r.reason for r in dead_letters] == [r.reason for r in sink.rejections]
+    assert "not valid JSON" in sink.rejections[0].reason
+    assert "missing field" in sink.rejections[1].reason
+    assert "does not equal the sum" in sink.rejections[2].reason
+    assert [r.source.offset for r in sink.rejections] == [0, 1, 2]
 
 
-async def test_the_same_order_twice_is_saved_once(fake_db: InMemoryOrderSink, dead_letters: list):
+async def test_the_same_order_twice_is_saved_once(sink: InMemoryOrderSink, dead_letters: list):
     order = OrderGenerator(seed=3).order()
     async with persist_orders.test_context() as agent:
         await agent.put(order.dumps())
         await agent.put(order.dumps())
-        await eventually(lambda: fake_db.saves >= 1)
+        await eventually(lambda: sink.saves >= 1)
         await asyncio.sleep(0.2)
-    assert list(fake_db.orders) == [order.order_id]
+    assert list(sink.orders) == [order.order_id]
 
 
 async def test_a_database_outage_is_waited_out_without_losing_the_batch(
-    fake_db: InMemoryOrderSink, dead_letters: list
+    sink: InMemoryOrderSink, dead_letters: list
 ):
-    fake_db.outages = 3
+    sink.outages = 3
     order = OrderGenerator(seed=4).order()
     async with persist_orders.test_context() as agent:
         await agent.put(order.dumps())
-        await eventually(lambda: order.order_id in fake_db.orders)
-    assert fake_db.outages == 0
-    assert fake_db.saves == 1
+        await eventually(lambda: order.order_id in sink.orders)
+    assert sink.outages == 0
+    assert sink.saves == 1
 
 
 async def test_the_generator_timer_feeds_orders_the_consumer_accepts(
-    fake_db: InMemoryOrderSink, dead_letters: list, monkeypatch: pytest.MonkeyPatch
+    sink: InMemoryOrderSink, dead_letters: list, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(agents.generator, "generator", OrderGenerator(seed=9))
     async with persist_orders.test_context() as agent:
@@ -109,7 +111,110 @@ async def test_the_generator_timer_feeds_orders_the_consumer_accepts(
         monkeypatch.setattr(orders_topic, "send", send)
         await place_orders()
         await place_orders()
-        await eventually(lambda: len(fake_db.orders) == len(published))
+        await eventually(lambda: len(sink.orders) == len(published))
     assert published, "the timer published nothing"
-    assert fake_db.rejections == []
-    assert set(fake_db.orders) == {o.order_id for o in published}
+    assert sink.rejections == []
+    assert set(sink.orders) == {o.order_id for o in published}
+
+
+class RefusingSink(InMemoryOrderSink):
+    """Refuses any batch holding one poisoned order, as PostgreSQL refuses a value it cannot hold."""
+
+    def __init__(self, poisoned: str) -> None:
+        super().__init__()
+        self.poisoned = poisoned
+
+    async def save(self, orders, rejections=()):
+        if any(a.order.order_id == self.poisoned for a in orders):
+            raise RowsRefused("PostgreSQL refused the order [22003]: numeric field overflow")
+        return await super().save(orders, rejections)
+
+
+class FlakySink(InMemoryOrderSink):
+    """Fails its first saves with an error nobody foresaw."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def save(self, orders, rejections=()):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("a bug nobody foresaw")
+        return await super().save(orders, rejections)
+
+
+def altered(order: Order, **changes) -> bytes:
+    return json.dumps({**json.loads(order.dumps()), **changes}).encode()
+
+
+async def test_a_different_order_under_a_known_id_is_rejected_not_merged(
+    sink: InMemoryOrderSink, dead_letters: list
+):
+    order = OrderGenerator(seed=5).order()
+    twin = altered(order, customer_name="Someone Else")
+    async with persist_orders.test_context() as agent:
+        await agent.put(order.dumps())
+        await agent.put(twin)  # same batch: refused by the agent
+        await eventually(lambda: len(sink.rejections) == 1)
+        await agent.put(twin)  # a later batch: refused by the sink
+        await eventually(lambda: len(sink.rejections) == 2)
+    assert sink.orders[order.order_id].customer_name == order.customer_name
+    conflict = f"conflicting duplicate of order {order.order_id}"
+    assert all(r.reason.startswith(conflict) for r in sink.rejections)
+    assert [r.kind for r in dead_letters] == ["ConflictingDuplicate"] * 2
+
+
+async def test_a_row_the_database_refuses_is_isolated_and_the_rest_stored(
+    monkeypatch: pytest.MonkeyPatch, dead_letters: list
+):
+    generator = OrderGenerator(seed=6)
+    orders = [generator.order() for _ in range(7)]
+    refusing = RefusingSink(poisoned=orders[3].order_id)
+    monkeypatch.setattr(agents.persistence, "sink", refusing)
+    async with persist_orders.test_context() as agent:
+        for order in orders:
+            await agent.put(order.dumps())
+        await eventually(lambda: len(refusing.orders) + len(refusing.rejections) == 7)
+    assert set(refusing.orders) == {o.order_id for o in orders} - {orders[3].order_id}
+    [rejection] = refusing.rejections
+    assert rejection.kind == "RefusedByDatabase" and "numeric field overflow" in rejection.reason
+    assert dead_letters == [rejection]
+
+
+async def test_an_unforeseen_error_holds_the_batch_and_health_says_so(
+    monkeypatch: pytest.MonkeyPatch, dead_letters: list
+):
+    flaky = FlakySink(failures=2)
+    monkeypatch.setattr(agents.persistence, "sink", flaky)
+    monkeypatch.setattr(agents.persistence, "FIRST_RETRY_SECONDS", 0.2)
+    order = OrderGenerator(seed=7).order()
+    async with persist_orders.test_context() as agent:
+        await agent.put(order.dumps())
+        await eventually(lambda: agents.persistence.ingest_state.error is not None)
+        assert "RuntimeError while storing the batch" in agents.persistence.ingest_state.error
+        await eventually(lambda: order.order_id in flaky.orders)
+        await eventually(lambda: agents.persistence.ingest_state.error is None)
+    assert flaky.saves == 1
+
+
+async def test_a_dead_letter_topic_that_fails_is_retried_until_it_takes_the_rejection(
+    sink: InMemoryOrderSink, monkeypatch: pytest.MonkeyPatch
+):
+    attempts: list[int] = []
+
+    async def send(**kwargs):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("broker down")
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    monkeypatch.setattr(agents.persistence.dead_letters.topic, "send", send)
+    monkeypatch.setattr(dead_letters_module, "FIRST_RETRY_SECONDS", 0.01)
+    async with persist_orders.test_context() as agent:
+        await agent.put(b"{broken")
+        await eventually(lambda: len(sink.dead_lettered) == 1)
+    assert len(attempts) == 3
+    assert [r.source.value for r in sink.rejections] == [b"{broken"]

@@ -91,8 +91,14 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_table(
     assert sorted(m.value for m in dead) == sorted(bad)
     assert sorted(m.key for m in dead) == [b"bad-0", b"bad-1", b"bad-2"]
     headers = [dict(m.headers) for m in dead]
-    assert {h["source-topic"] for h in headers} == {topic.encode()}
-    assert sorted(h["reason"].decode() for h in headers) == sorted(r[4] for r in rejected)
+    assert {h["__connect.errors.topic"] for h in headers} == {topic.encode()}
+    reasons = sorted(h["__connect.errors.exception.message"].decode() for h in headers)
+    assert reasons == sorted(r[4] for r in rejected)
+    assert {h["__connect.errors.exception.class.name"] for h in headers} == {b"InvalidOrder"}
+    positions = {(int(h["__connect.errors.partition"]), int(h["__connect.errors.offset"])) for h in headers}
+    assert positions == {(r[1], r[2]) for r in rejected}
+    waiting = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NULL"
+    assert wait_until(lambda: query(database_url, waiting) == [(0,)])
 
 
 def count_rejected(database_url: str) -> int:
