@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 from faust import StreamT
 from faust.types import EventT
@@ -13,6 +14,7 @@ from restaurant_app.settings import settings
 from restaurant_app.validation import InvalidOrder, parse_order
 
 log = logging.getLogger(__name__)
+MAX_CLOCK_SKEW = timedelta(seconds=settings.max_clock_skew_seconds)
 
 def sort_batch(events: Sequence[EventT]) -> tuple[list[Order], list[Rejection]]:
     """Split a batch of raw messages into valid orders and rejections with their reasons."""
@@ -21,7 +23,7 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Order], list[Rejection]]:
     for event in events:
         message = event.message
         try:
-            order = parse_order(message.value)
+            order = parse_order(message.value, max_clock_skew=MAX_CLOCK_SKEW)
         except InvalidOrder as exc:
             rejections.append(
                 Rejection(message.topic, message.partition, message.offset,
