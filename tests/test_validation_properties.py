@@ -156,7 +156,8 @@ NUMBERS = st.one_of(
     st.integers(min_value=-(10**60), max_value=10**60).map(str),
     st.sampled_from([0, -1, 1, SMALLINT_MAX + 1, INTEGER_MAX, INTEGER_MAX + 1, BIGINT_MAX,
                      BIGINT_MAX + 1, 10**26, 10**30]).map(str),
-    st.text("0123456789", min_size=1, max_size=5_000),  # long runs, leading zeros
+    st.text("0123456789", min_size=1, max_size=50),  # leading zeros too
+    st.integers(4_290, 5_000).map(lambda digits: "9" * digits),  # int() refuses over 4,300
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.decimals(allow_nan=False, allow_infinity=False).map(str),
     st.sampled_from(["NaN", "Infinity", "-Infinity", "1e26", "1e30", "-0", "-0.0", "1.005", "0.001",
@@ -190,6 +191,7 @@ def lone_surrogates(draw: st.DrawFn) -> Raw:
 def near_now(draw: st.DrawFn) -> str:
     """An instant around now in the format producers use, with any offset below a day."""
     ahead = draw(st.one_of(st.timedeltas(-timedelta(days=2), timedelta(days=2)),
+                           st.timedeltas(SKEW, timedelta(days=2)),
                            st.timedeltas(SKEW - timedelta(seconds=2), SKEW + timedelta(seconds=2))))
     offset = draw(st.integers(-(24 * 60 - 1), 24 * 60 - 1))
     return (NOW + ahead).astimezone(timezone(timedelta(minutes=offset))).isoformat()
@@ -214,7 +216,7 @@ def in_other_digits(text: str) -> str:
 
 
 TIMESTAMPS = json_string(st.one_of(
-    near_now(), any_time(), near_now().map(in_other_digits), st.text(max_size=40),
+    near_now(), near_now(), any_time(), near_now().map(in_other_digits), st.text(max_size=40),
 ))
 
 UUIDS = json_string(st.one_of(
@@ -236,7 +238,7 @@ WRONG_TYPES = st.sampled_from(
 @st.composite
 def deep_nesting(draw: st.DrawFn) -> Raw:
     """Arrays or objects nested around the limit or far beyond it, closed or not."""
-    depth = draw(st.one_of(st.integers(28, 36), st.integers(1, 3_000)))
+    depth = draw(st.one_of(st.integers(28, 36), st.integers(1, 3_000), st.integers(900, 5_000)))
     opener, closer = draw(st.sampled_from([("[", "]"), ('{"a": ', "}")]))
     inner = "1" if opener.startswith("{") else ""
     closed = draw(st.booleans())
@@ -251,6 +253,8 @@ JSON_VALUES = st.recursive(
 
 ANY_VALUE = st.one_of(WRONG_TYPES, deep_nesting(), NUMBERS, TEXTS, lone_surrogates(), as_json(JSON_VALUES))
 
+ORDER_KEYS = ("order_id", "created_at", "customer_id", "customer_name", "channel", "payment_method",
+              "items", "total")
 FIELD_VALUES = {
     "order_id": UUIDS,
     "created_at": TIMESTAMPS,
@@ -284,10 +288,20 @@ def target(draw: st.DrawFn, order: Pairs) -> tuple[Pairs, str]:
 
 
 @st.composite
-def changed_field(draw: st.DrawFn) -> bytes:
+def changed_field(draw: st.DrawFn, key: str) -> bytes:
+    """``key`` of the order, or of one of its items, set to a value meant for it or to any value."""
+    order = draw(valid_order())
+    obj = order if key in ORDER_KEYS else draw(st.sampled_from(dict(order)["items"]))
+    meant_for_it = draw(st.integers(0, 3)) > 0  # (one_of would flatten ANY_VALUE's branches)
+    set_pair(obj, key, draw(FIELD_VALUES[key] if meant_for_it else ANY_VALUE))
+    return to_json(order).encode()
+
+
+@st.composite
+def any_key_changed(draw: st.DrawFn) -> bytes:
     order = draw(valid_order())
     obj, key = draw(target(order))
-    set_pair(obj, key, draw(FIELD_VALUES.get(key, ANY_VALUE) | ANY_VALUE))
+    set_pair(obj, key, draw(ANY_VALUE))
     return to_json(order).encode()
 
 
@@ -313,8 +327,11 @@ def consistent_amounts(draw: st.DrawFn) -> bytes:
     """One line whose price and quantity are drawn freely and a total that matches them."""
     order = draw(valid_order())
     item = dict(order)["items"][0]
-    price = draw(st.decimals(min_value=Decimal("0.001"), max_value=10**9, places=draw(st.integers(0, 3))))
-    quantity = draw(st.integers(1, 2_000))
+    places = draw(st.integers(0, 3))
+    price = draw(st.one_of(st.decimals(min_value=Decimal("0.001"), max_value=10**9, places=places),
+                           st.sampled_from([Decimal("0.01"), Decimal("0.02")])))
+    quantity = draw(st.one_of(st.integers(1, 2_000), st.integers(INTEGER_MAX - 2, INTEGER_MAX + 2),
+                              st.integers(1, 10**12)))
     as_text = draw(st.booleans())
     set_pair(item, "unit_price", str(price) if as_text else Raw(str(price)))
     set_pair(item, "quantity", quantity)
@@ -336,9 +353,21 @@ def damaged_bytes(draw: st.DrawFn) -> bytes:
     return raw[:index] + bytes([draw(st.integers(0, 255))]) + raw[index + 1 :]
 
 
+@st.composite
+def repeated_lines(draw: st.DrawFn) -> bytes:
+    """The first line repeated up to past the most lines an order may have, with its total."""
+    order = draw(valid_order())
+    item = dict(order)["items"][0]
+    count = draw(st.integers(1, 105))
+    line = dict(item)
+    set_pair(order, "items", [item] * count)
+    set_pair(order, "total", str(Decimal(line["unit_price"]) * line["quantity"] * count))
+    return to_json(order).encode()
+
+
 NEAR_VALID = st.one_of(
-    changed_field(), changed_field(), changed_field(), consistent_amounts(),
-    repeated_key(), removed_field(), damaged_bytes(), st.sampled_from(VALID_MESSAGES),
+    *(changed_field(key) for key in FIELD_VALUES), any_key_changed(), consistent_amounts(),
+    repeated_lines(), repeated_key(), removed_field(), damaged_bytes(), st.sampled_from(VALID_MESSAGES),
 )
 
 
