@@ -129,7 +129,7 @@ def _utf8(raw: bytes) -> str:
 def _check_nesting(text: str) -> None:
     """Refuse deep nesting before the recursive JSON decoder meets it."""
     if text.count("[") + text.count("{") <= MAX_NESTING:
-        return
+        return  # too few brackets to nest that deep: the usual case, and a cheap one
     depth = 0
     for token in JSON_TOKENS.findall(text):
         if token in ("[", "{"):
