@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from faust import StreamT
 from faust.types import EventT
@@ -34,6 +35,7 @@ from restaurant_app.worker import app, database, dead_letter_topic, raw_orders_t
 
 log = logging.getLogger(__name__)
 
+MAX_CLOCK_SKEW = timedelta(seconds=settings.max_clock_skew_seconds)
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
@@ -76,7 +78,7 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
     for event in events:
         source = source_of(event)
         try:
-            order = parse_order(source.value)
+            order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW)
         except InvalidOrder as exc:
             rejections.append(Rejection(source, str(exc)))
             continue

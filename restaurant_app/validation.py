@@ -1,45 +1,182 @@
-"""Turning raw Kafka message bytes into a valid ``Order``, or a clear reason why not."""
+"""Turning raw Kafka message bytes into a valid ``Order``, or a clear reason why not.
+
+``parse_order`` is total: any bytes give either an ``Order`` that fits the database
+schema or an ``InvalidOrder`` whose reason is short and printable. Nothing else escapes.
+"""
 
 import json
+import re
+import reprlib
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS, Order, OrderItem
 
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_ITEMS = 100
-MAX_QUANTITY = 1_000
-MAX_UNIT_PRICE = Decimal("100000.00")
-MAX_TOTAL = MAX_UNIT_PRICE * MAX_QUANTITY
+# A valid order nests 3 deep (order, items, item); JSON decoding recurses once per level.
+MAX_NESTING = 32
+# Characters of one JSON number: more than any column holds, far less than int() refuses.
+MAX_NUMBER_LENGTH = 40
+MAX_ITEMS = 100  # line numbers are a smallint
+MAX_QUANTITY = 1_000  # quantity is an integer
+MAX_UNIT_PRICE = Decimal("100000.00")  # unit_price is numeric(10,2)
+MAX_TOTAL = MAX_UNIT_PRICE * MAX_QUANTITY  # total is numeric(12,2)
+MAX_CUSTOMER_ID = 2**63 - 1  # customer_id is a bigint
 MAX_TEXT_LENGTH = 200
 EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_CLOCK_SKEW = timedelta(days=1)
+MAX_UTC_OFFSET = timedelta(hours=14)  # no time zone on Earth is further from UTC
+DEFAULT_MAX_CLOCK_SKEW = timedelta(seconds=300)
+MAX_REASON_LENGTH = 200
+EXCERPT_LENGTH = 40
+CENT = Decimal("0.01")
+
+# Characters refused in text: they corrupt logs and terminals, reorder the text around
+# them (bidi controls are Cf), or cannot be encoded as UTF-8 at all (Cs).
+FORBIDDEN_CATEGORIES = {
+    "Cc": "control",
+    "Cf": "format, such as a bidi control",
+    "Cs": "lone surrogate",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+}
+NOT_AN_ORDER_ID = {uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)}  # the nil and max UUIDs
+
+# Strings and brackets; a string left open runs to the end, so each character is read once.
+JSON_TOKENS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|[\[\]{}]', re.DOTALL)
+AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?P<offset>Z|[+-][0-9]{2}:[0-5][0-9])?"
+)
+
+_excerpts = reprlib.Repr()
+_excerpts.maxlevel = 2
+_excerpts.maxstring = _excerpts.maxlong = _excerpts.maxother = EXCERPT_LENGTH
+_excerpts.maxlist = _excerpts.maxdict = 3
 
 
 class InvalidOrder(ValueError):
-    """The message is not an acceptable order; the text says why."""
+    """The message is not an acceptable order; the text says why, short and printable."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(_tidy(reason))
 
 
-def parse_order(raw: bytes | None) -> Order:
-    """Decode and check one message; raise ``InvalidOrder`` with the first problem found."""
+def _tidy(reason: str) -> str:
+    """``reason`` cut to ``MAX_REASON_LENGTH`` with every unprintable character replaced."""
+    if len(reason) > MAX_REASON_LENGTH:
+        reason = reason[: MAX_REASON_LENGTH - 1] + "…"
+    if reason.isprintable():
+        return reason
+    return "".join(c if c.isprintable() else "?" for c in reason)
+
+
+def _excerpt(value: Any) -> str:
+    """A short, escaped rendering of a bad value for a reason."""
+    return _excerpts.repr(value)
+
+
+def parse_order(
+    raw: bytes | None,
+    *,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    now: datetime | None = None,
+) -> Order:
+    """Decode and check one message; raise ``InvalidOrder`` with the first problem found.
+
+    ``created_at`` may be at most ``max_clock_skew`` later than ``now``, an aware
+    datetime that defaults to the current time.
+    """
+    payload = _decode(raw)
+    if not isinstance(payload, dict):
+        raise InvalidOrder(f"message must be a JSON object, got {type(payload).__name__}")
+    return _order(payload, datetime.now(UTC) if now is None else now, max_clock_skew)
+
+
+def _decode(raw: bytes | None) -> Any:
     if not raw:
         raise InvalidOrder("empty message")
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidOrder(f"message is {len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES}")
+    text = _utf8(raw)
+    _check_nesting(text)
     try:
-        payload = json.loads(raw, parse_float=Decimal)
-    except UnicodeDecodeError:
-        raise InvalidOrder("message is not UTF-8 text") from None
+        return json.loads(
+            text,
+            parse_float=_json_decimal,
+            parse_int=_json_integer,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_object,
+        )
     except json.JSONDecodeError as exc:
         raise InvalidOrder(f"message is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidOrder(f"message must be a JSON object, got {type(payload).__name__}")
-    return _order(payload)
 
 
-def _order(payload: dict[str, Any]) -> Order:
+def _utf8(raw: bytes) -> str:
+    # JSON text holds no NUL byte; UTF-16 and UTF-32 text is full of them.
+    if b"\x00" in raw:
+        raise InvalidOrder("message is not UTF-8 text: it has NUL bytes (UTF-16 or UTF-32?)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidOrder(f"message is not UTF-8 text: bad byte at {exc.start}") from None
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse deep nesting before the recursive JSON decoder meets it."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return  # too few brackets to nest that deep: the usual case, and a cheap one
+    depth = 0
+    for token in JSON_TOKENS.findall(text):
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise InvalidOrder(f"message nests deeper than {MAX_NESTING} levels")
+        elif token in ("]", "}"):
+            depth -= 1
+
+
+def _check_number_length(text: str) -> None:
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise InvalidOrder(
+            f"message has a number of {len(text)} characters, the limit is {MAX_NUMBER_LENGTH}"
+        )
+
+
+def _json_integer(text: str) -> int:
+    _check_number_length(text)
+    return int(text)
+
+
+def _json_decimal(text: str) -> Decimal:
+    _check_number_length(text)
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise InvalidOrder(f"message has a number out of range: {text}") from None
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise InvalidOrder(f"message has {name}, which is not a number")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice: which one counts is ambiguous."""
+    result = dict(pairs)
+    if len(result) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidOrder(f"message repeats the key {_excerpt(key)}")
+            seen.add(key)
+    return result
+
+
+def _order(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) -> Order:
     items = _field(payload, "items", list, "a list")
     if not items:
         raise InvalidOrder("order has no items")
@@ -52,8 +189,8 @@ def _order(payload: dict[str, Any]) -> Order:
         raise InvalidOrder(f"total {total} does not equal the sum of the items {expected}")
     return Order(
         order_id=_uuid(payload),
-        created_at=_timestamp(payload),
-        customer_id=_positive_int(payload, "customer_id"),
+        created_at=_timestamp(payload, now, max_clock_skew),
+        customer_id=_positive_int(payload, "customer_id", MAX_CUSTOMER_ID),
         customer_name=_text(payload, "customer_name"),
         channel=_choice(payload, "channel", CHANNELS),
         payment_method=_choice(payload, "payment_method", PAYMENT_METHODS),
@@ -65,86 +202,117 @@ def _order(payload: dict[str, Any]) -> Order:
 def _item(item: Any, index: int) -> OrderItem:
     if not isinstance(item, dict):
         raise InvalidOrder(f"items[{index}] must be an object")
-    quantity = _positive_int(item, "quantity", where=f"items[{index}].")
-    if quantity > MAX_QUANTITY:
-        raise InvalidOrder(f"items[{index}].quantity {quantity} is over the limit of {MAX_QUANTITY}")
+    where = f"items[{index}]."
     return OrderItem(
-        dish=_text(item, "dish", where=f"items[{index}]."),
-        category=_text(item, "category", where=f"items[{index}]."),
-        unit_price=_money(item, "unit_price", MAX_UNIT_PRICE, where=f"items[{index}]."),
-        quantity=quantity,
+        dish=_text(item, "dish", where),
+        category=_text(item, "category", where),
+        unit_price=_money(item, "unit_price", MAX_UNIT_PRICE, where),
+        quantity=_positive_int(item, "quantity", MAX_QUANTITY, where),
     )
 
 
-def _field(payload: dict[str, Any], name: str, kind: type, described: str, where: str = "") -> Any:
+def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], described: str,
+           where: str = "") -> Any:
     if name not in payload or payload[name] is None:
         raise InvalidOrder(f"missing field '{where}{name}'")
     value = payload[name]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidOrder(f"'{where}{name}' must be {described}, got {value!r:.60}")
+        raise InvalidOrder(f"'{where}{name}' must be {described}, got {_excerpt(value)}")
     return value
 
 
 def _text(payload: dict[str, Any], name: str, where: str = "") -> str:
-    value = _field(payload, name, str, "text", where).strip()
-    if not value:
-        raise InvalidOrder(f"'{where}{name}' is empty")
-    if "\x00" in value:
-        raise InvalidOrder(f"'{where}{name}' contains a NUL character")
+    value = _field(payload, name, str, "text", where)
     if len(value) > MAX_TEXT_LENGTH:
         raise InvalidOrder(f"'{where}{name}' is longer than {MAX_TEXT_LENGTH} characters")
+    _check_characters(value, f"{where}{name}")
+    value = value.strip()
+    if not value:
+        raise InvalidOrder(f"'{where}{name}' is empty")
     return value
 
 
-def _positive_int(payload: dict[str, Any], name: str, where: str = "") -> int:
+def _check_characters(value: str, label: str) -> None:
+    """Refuse the characters of ``FORBIDDEN_CATEGORIES``; printable text has none."""
+    if value.isprintable():
+        return
+    for char in value:
+        kind = FORBIDDEN_CATEGORIES.get(unicodedata.category(char))
+        if kind:
+            code = "NUL" if char == "\x00" else f"U+{ord(char):04X}"
+            raise InvalidOrder(f"'{label}' contains a {code} character ({kind})")
+
+
+def _positive_int(payload: dict[str, Any], name: str, limit: int, where: str = "") -> int:
     value = _field(payload, name, int, "an integer", where)
     if value <= 0:
         raise InvalidOrder(f"'{where}{name}' must be positive, got {value}")
-    if value >= 2**63:
-        raise InvalidOrder(f"'{where}{name}' is too large")
+    if value > limit:
+        raise InvalidOrder(f"'{where}{name}' {value} is over the limit of {limit}")
     return value
 
 
 def _money(payload: dict[str, Any], name: str, limit: Decimal, where: str = "") -> Decimal:
     value = _field(payload, name, (int, Decimal, str), "an amount in BRL", where)
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise InvalidOrder(f"'{where}{name}' must be an amount in BRL, got {value!r:.60}") from None
-    if not amount.is_finite() or amount <= 0:
-        raise InvalidOrder(f"'{where}{name}' must be positive, got {value}")
-    if amount != amount.quantize(Decimal("0.01")):
-        raise InvalidOrder(f"'{where}{name}' has more than 2 decimal places: {value}")
+    amount = _amount(value, f"{where}{name}")
+    if amount <= 0:
+        raise InvalidOrder(f"'{where}{name}' must be positive, got {amount}")
     if amount > limit:
-        raise InvalidOrder(f"'{where}{name}' {value} is over the limit of {limit}")
-    return amount.quantize(Decimal("0.01"))
+        raise InvalidOrder(f"'{where}{name}' {amount} is over the limit of {limit}")
+    # Only now is quantize safe: a huge amount would overflow the decimal context.
+    if amount != amount.quantize(CENT):
+        raise InvalidOrder(f"'{where}{name}' has more than 2 decimal places: {amount}")
+    return amount.quantize(CENT)
+
+
+def _amount(value: int | Decimal | str, label: str) -> Decimal:
+    """A JSON number as it is, or a string of ASCII digits with at most 2 decimals."""
+    if isinstance(value, str) and not AMOUNT.fullmatch(value):
+        raise InvalidOrder(f"'{label}' must be an amount in BRL such as 12.50, got {_excerpt(value)}")
+    return Decimal(value)
 
 
 def _choice(payload: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
     value = _field(payload, name, str, "text")
     if value not in allowed:
-        raise InvalidOrder(f"unknown {name} {value!r:.60}; expected one of {', '.join(allowed)}")
+        raise InvalidOrder(f"unknown {name} {_excerpt(value)}; expected one of {', '.join(allowed)}")
     return value
 
 
 def _uuid(payload: dict[str, Any]) -> str:
     value = _field(payload, "order_id", str, "a UUID")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidOrder(f"'order_id' must be a UUID, got {value!r:.60}") from None
+    if not UUID_TEXT.fullmatch(value):
+        raise InvalidOrder(f"'order_id' must be a UUID in its 36-character form, got {_excerpt(value)}")
+    order_id = uuid.UUID(value)
+    if order_id in NOT_AN_ORDER_ID:
+        raise InvalidOrder(f"'order_id' {value} is the nil or max UUID, not an order's")
+    return str(order_id)
 
 
-def _timestamp(payload: dict[str, Any]) -> datetime:
+def _timestamp(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) -> datetime:
+    """``created_at`` in UTC, if it is an ISO 8601 timestamp with an offset and a likely time."""
     value = _field(payload, "created_at", str, "an ISO 8601 timestamp")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidOrder(f"'created_at' must be an ISO 8601 timestamp, got {value!r:.60}") from None
-    if moment.tzinfo is None:
-        raise InvalidOrder(f"'created_at' must include a time zone, got {value!r:.60}")
+    moment = _iso_timestamp(value)
+    offset = moment.utcoffset()
+    if offset is None or abs(offset) > MAX_UTC_OFFSET:
+        raise InvalidOrder(f"'created_at' {value} is more than {MAX_UTC_OFFSET} from UTC")
     if moment < EARLIEST_ORDER:
         raise InvalidOrder(f"'created_at' {value} is before {EARLIEST_ORDER:%Y-%m-%d}")
-    if moment > datetime.now(UTC) + MAX_CLOCK_SKEW:
-        raise InvalidOrder(f"'created_at' {value} is more than a day in the future")
-    return moment
+    if moment - now > max_clock_skew:
+        raise InvalidOrder(
+            f"'created_at' {value} is more than {max_clock_skew.total_seconds():g} s in the future"
+        )
+    return moment.astimezone(UTC)
+
+
+def _iso_timestamp(value: str) -> datetime:
+    """``YYYY-MM-DDTHH:MM:SS[.fraction]`` and an offset (``Z`` or ``±HH:MM``), in ASCII digits."""
+    match = TIMESTAMP.fullmatch(value)
+    if not match:
+        raise InvalidOrder(f"'created_at' must be an ISO 8601 timestamp, got {_excerpt(value)}")
+    if not match["offset"]:
+        raise InvalidOrder(f"'created_at' must include a time zone, got {_excerpt(value)}")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidOrder(f"'created_at' {value} is not a real date and time") from None
