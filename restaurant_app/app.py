@@ -42,7 +42,7 @@ app = RestaurantApp(
 # Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
-# Faust's statistics view, served at / by web_stats_enabled, also at /stats/.
+# Faust's statistics view at /stats/; / is the dashboard (restaurant_app.web.pages).
 stats.blueprint.register(app, url_prefix="/stats/")
 
 database = Database(settings.database_url)

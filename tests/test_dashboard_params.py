@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from infra.stack import free_port
 from restaurant_app.app import app
 from restaurant_app.database import Database
-from restaurant_app.web import dashboard, figures
+from restaurant_app.web import dashboard, figures, pages
 from restaurant_app.web.params import BadParameter, Whole, parse
 
 HOURS = {"hours": Whole(2, 1, 24)}
@@ -42,7 +42,7 @@ def test_an_unknown_parameter_is_refused_with_what_the_endpoint_takes():
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client() -> AsyncIterator[TestClient]:
     """The worker's real web application (routes and views), served without Kafka or PostgreSQL."""
-    assert dashboard.summary  # the import registered the routes
+    assert pages.dashboard_page and dashboard.summary  # the imports registered the routes
     async with TestClient(TestServer(app.web.web_app, host="127.0.0.1")) as test_client:
         yield test_client
 
@@ -79,3 +79,14 @@ async def test_postgres_away_gives_503_with_a_plain_message(
     assert "PostgreSQL is unavailable" in body
     assert "127.0.0.1" not in body and "secret_user" not in body and "nowhere" not in body
 
+
+@on_one_loop
+async def test_the_page_and_its_files_are_served_and_nothing_else(client: TestClient):
+    page = await client.get("/")
+    assert page.status == 200
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert '<canvas id="minutes-chart"' in await page.text()
+    assert (await client.get("/static/dashboard/dashboard.js")).content_type == "text/javascript"
+    assert (await client.get("/static/vendor/chart.umd.min.js")).status == 200
+    assert (await client.get("/static/vendor/chart.js")).status == 404
+    assert (await client.get("/static/dashboard/index.html")).status == 404
