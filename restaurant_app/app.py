@@ -30,6 +30,7 @@ app = RestaurantApp(
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,
     web_host=settings.web_host,
+    web_bind=settings.web_host,
     web_port=settings.web_port,
     web_stats_enabled=True,
     broker_commit_every=10_000,
