@@ -143,11 +143,14 @@ def yesterday_revenue_in_database(url: str) -> str:
                           " AND created_at <= %s", (start, end))[0][0])
 
 
+TODAY_BY = {
+    column: f"SELECT {column}, sum(total) FROM orders WHERE created_at >= %s AND created_at <= %s GROUP BY 1"
+    for column in ("channel", "payment_method")
+}
+
+
 def today_by_in_database(url: str, column: str) -> dict[str, str]:
-    start, end = since_midnight()
-    rows = query(url, f"SELECT {column}, sum(total) FROM orders WHERE created_at >= %s"
-                      f" AND created_at <= %s GROUP BY 1", (start, end))
-    return {name: brl(total) for name, total in rows}
+    return {name: brl(total) for name, total in query(url, TODAY_BY[column], since_midnight())}
 
 
 def report_dishes_in_database(url: str, granularity: str) -> list[tuple[str, int]]:
