@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 JARS := .stack/jars/.fetched
+NODE_MODULES := node_modules/.installed
 
 .PHONY: setup run test bench lint psql clean
 
-setup: $(INSTALLED) $(JARS)
+setup: $(INSTALLED) $(JARS) $(NODE_MODULES)
 
 $(INSTALLED): setup.cfg pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -21,6 +22,12 @@ $(JARS): infra/pom.xml
 	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to fetch Kafka and the JDBC driver"; exit 1; }
 	mvn --quiet --batch-mode -f infra/pom.xml dependency:copy-dependencies \
 		-DoutputDirectory=$(CURDIR)/.stack/jars -DincludeScope=runtime
+	touch $@
+
+# The dashboard's chart library, pinned in package-lock.json and served from node_modules/.
+$(NODE_MODULES): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js and npm are needed for the dashboard's chart library"; exit 1; }
+	npm ci --no-audit --no-fund
 	touch $@
 
 run: setup
@@ -39,4 +46,4 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .stack/jars
+	rm -rf $(VENV) .stack/jars node_modules

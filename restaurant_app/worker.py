@@ -35,6 +35,7 @@ app = RestaurantApp(
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,
     web_host=settings.web_host,
+    web_bind=settings.web_host,
     web_port=settings.web_port,
     web_stats_enabled=True,
     broker_commit_every=10_000,
@@ -47,7 +48,7 @@ app = RestaurantApp(
 # Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
-# Faust's statistics view, served at / by web_stats_enabled, also at /stats/.
+# Faust's statistics view at /stats/; / is the dashboard (restaurant_app.web.pages).
 stats.blueprint.register(app, url_prefix="/stats/")
 
 database = Database(settings.database_url)

@@ -1,0 +1,153 @@
+"""The dashboard's JSON endpoints under ``/api/dashboard/``.
+
+Bad parameters get 400 with the reason; while PostgreSQL is away, 503 with a plain message.
+Money is an exact decimal string and every moment is ISO 8601 on the restaurant's clock.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from faust import web
+
+from restaurant_app.database import DatabaseUnavailable
+from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
+from restaurant_app.web import figures
+from restaurant_app.web.lag import consumer_lag
+from restaurant_app.web.params import BadParameter, Whole, parse
+from restaurant_app.worker import app, database, settings
+
+ANSWER_WITHIN_SECONDS = 4.0
+UNAVAILABLE = "PostgreSQL is unavailable; the figures come back by themselves when it returns."
+NO_STORE = {"Cache-Control": "no-store"}
+ZONE = ZoneInfo(settings.restaurant_timezone)
+
+Read = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def jsonable(value: Any) -> Any:
+    """Rows in JSON terms: decimals as exact strings, moments on the restaurant's clock."""
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(ZONE).isoformat()
+    return value
+
+
+async def from_database(read: Read, params: Mapping[str, int]) -> dict[str, Any]:
+    """What ``read`` returns; DatabaseUnavailable or TimeoutError if PostgreSQL does not answer in time."""
+
+    async def ready_then_read() -> dict[str, Any]:
+        await database.ready()
+        return await read(**params)
+
+    return await asyncio.wait_for(ready_then_read(), ANSWER_WITHIN_SECONDS)
+
+
+async def answer(view: web.View, request: web.Request, spec: Mapping[str, Whole], read: Read) -> web.Response:
+    """Check the parameters, read, and answer 200, 400 or 503."""
+    try:
+        params = parse(request.query, spec)
+    except BadParameter as exc:
+        return view.json({"error": str(exc)}, status=400, headers=NO_STORE)
+    try:
+        body = await from_database(read, params)
+    except (DatabaseUnavailable, TimeoutError):
+        return view.json({"error": UNAVAILABLE}, status=503, headers=NO_STORE)
+    return view.json(jsonable(body), headers=NO_STORE)
+
+
+async def summary_body() -> dict[str, Any]:
+    today = await figures.today(settings.restaurant_timezone)
+    return {"timezone": settings.restaurant_timezone, "source": "orders", **today}
+
+
+async def minutes_body(hours: int) -> dict[str, Any]:
+    return {"hours": hours, "source": "orders", "minutes": await figures.minutes(hours)}
+
+
+async def dishes_body(limit: int) -> dict[str, Any]:
+    windows = await figures.current_dishes(settings.restaurant_timezone, limit)
+    return {"source": "report_dishes", **windows}
+
+
+async def insights_body(limit: int) -> dict[str, Any]:
+    return {"source": "report_insights", "insights": await figures.latest_insights(limit)}
+
+
+async def rejections_body(hours: int, limit: int) -> dict[str, Any]:
+    return {"hours": hours, **await figures.recent_rejections(hours, limit)}
+
+
+@app.page("/api/dashboard/summary")
+async def summary(view: web.View, request: web.Request) -> web.Response:
+    """Today so far against the same time yesterday, and today's revenue by channel and payment."""
+    return await answer(view, request, {}, summary_body)
+
+
+@app.page("/api/dashboard/minutes")
+async def minutes(view: web.View, request: web.Request) -> web.Response:
+    """Revenue and orders per minute over the last ``hours``; the minute under way is provisional."""
+    return await answer(view, request, {"hours": Whole(2, 1, 24)}, minutes_body)
+
+
+@app.page("/api/dashboard/dishes")
+async def dishes(view: web.View, request: web.Request) -> web.Response:
+    """The top ``limit`` dishes of the hour and of the day under way, from the Spark reports."""
+    return await answer(view, request, {"limit": Whole(8, 1, 50)}, dishes_body)
+
+
+@app.page("/api/dashboard/insights")
+async def insights(view: web.View, request: web.Request) -> web.Response:
+    """The latest ``limit`` insights of the Spark reports, newest window first."""
+    return await answer(view, request, {"limit": Whole(6, 1, 50)}, insights_body)
+
+
+@app.page("/api/dashboard/rejections")
+async def rejections(view: web.View, request: web.Request) -> web.Response:
+    """The messages refused in the last ``hours``, newest first, with their reasons."""
+    spec = {"hours": Whole(1, 1, 168), "limit": Whole(20, 1, 200)}
+    return await answer(view, request, spec, rejections_body)
+
+
+async def kafka_status() -> dict[str, Any]:
+    try:
+        return {"ok": True, "brokers": await count_brokers(settings.bootstrap_servers)}
+    except KafkaUnavailable:
+        return {"ok": False, "error": "no Kafka broker answered"}
+
+
+async def pipeline_status() -> dict[str, Any] | None:
+    """Ingest, rejections and the last report run; None while PostgreSQL is away."""
+    try:
+        return await from_database(figures.pipeline, {})
+    except (DatabaseUnavailable, TimeoutError):
+        return None
+
+
+@app.page("/api/dashboard/health")
+async def health(view: web.View, request: web.Request) -> web.Response:
+    """Kafka, PostgreSQL, ingest rate, consumer lag, rejections and the last report run.
+
+    503 while PostgreSQL is away (Kafka and the consumer lag are still told).
+    """
+    try:
+        parse(request.query, {})
+    except BadParameter as exc:
+        return view.json({"error": str(exc)}, status=400, headers=NO_STORE)
+    kafka, pipeline = await asyncio.gather(kafka_status(), pipeline_status())
+    database_status = {"ok": True} if pipeline else {"ok": False, "error": UNAVAILABLE}
+    body = {
+        "kafka": kafka,
+        "database": database_status,
+        "consumer_lag": consumer_lag(settings.orders_topic),
+        "pipeline": pipeline,
+    }
+    return view.json(jsonable(body), status=200 if pipeline else 503, headers=NO_STORE)

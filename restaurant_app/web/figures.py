@@ -1,0 +1,180 @@
+"""The dashboard's SQL: live figures from the orders tables, and what the Spark reports hold.
+
+"Today" and hours follow the restaurant's clock: each query takes its time zone as a parameter.
+Money comes back as ``numeric`` with two decimals, so it reaches JSON as an exact string.
+"""
+
+from typing import Any
+
+from restaurant_app.worker import database
+
+# Today so far against the same stretch of yesterday, in the restaurant's time zone.
+TODAY_AGAINST_YESTERDAY = """
+WITH clock AS (SELECT now() AS now, %s::text AS zone),
+periods AS (
+    SELECT 'today' AS period, date_trunc('day', c.now, c.zone) AS starts, c.now AS ends
+    FROM clock c
+    UNION ALL
+    SELECT 'yesterday', date_trunc('day', date_subtract(c.now, interval '1 day', c.zone), c.zone),
+           date_subtract(c.now, interval '1 day', c.zone)
+    FROM clock c
+)
+SELECT p.period, p.starts, p.ends,
+       count(o.order_id) AS orders,
+       coalesce(sum(o.total), 0)::numeric(16,2) AS revenue,
+       coalesce(sum(i.items), 0)::bigint AS items,
+       coalesce(round(avg(o.total), 2), 0)::numeric(16,2) AS avg_ticket,
+       count(DISTINCT o.customer_id) AS unique_customers
+FROM periods p
+LEFT JOIN orders o ON o.created_at >= p.starts AND o.created_at <= p.ends
+LEFT JOIN LATERAL (
+    SELECT sum(quantity) AS items FROM order_items WHERE order_id = o.order_id
+) i ON true
+GROUP BY p.period, p.starts, p.ends
+"""
+
+# Today's revenue by channel and by payment method.
+TODAY_BY_CHANNEL_AND_PAYMENT = """
+WITH clock AS (SELECT now() AS now, %s::text AS zone),
+today AS (
+    SELECT o.* FROM orders o, clock c
+    WHERE o.created_at >= date_trunc('day', c.now, c.zone) AND o.created_at <= c.now
+)
+SELECT 'channel' AS breakdown, channel AS name, count(*) AS orders,
+       sum(total)::numeric(16,2) AS revenue
+FROM today GROUP BY channel
+UNION ALL
+SELECT 'payment', payment_method, count(*), sum(total)::numeric(16,2)
+FROM today GROUP BY payment_method
+ORDER BY breakdown, revenue DESC, name
+"""
+
+# Revenue and orders in each of the last N minutes, quiet ones as zero; the last is under way.
+MINUTES = """
+WITH clock AS (
+    SELECT date_trunc('minute', now()) AS current,
+           date_trunc('minute', now()) - (%s::integer - 1) * interval '1 minute' AS first
+),
+sales AS (
+    SELECT date_trunc('minute', o.created_at) AS minute, count(*) AS orders, sum(o.total) AS revenue
+    FROM orders o, clock c
+    WHERE o.created_at >= c.first AND o.created_at < c.current + interval '1 minute'
+    GROUP BY 1
+)
+SELECT m.minute, coalesce(s.orders, 0) AS orders,
+       coalesce(s.revenue, 0)::numeric(16,2) AS revenue,
+       m.minute = c.current AS provisional
+FROM clock c
+CROSS JOIN generate_series(c.first, c.current, interval '1 minute') AS m (minute)
+LEFT JOIN sales s ON s.minute = m.minute
+ORDER BY m.minute
+"""
+
+# The Spark job's dish ranking for the hour and the day under way, with when it was computed.
+CURRENT_DISHES = """
+WITH clock AS (SELECT now() AS now, %s::text AS zone),
+windows AS (
+    SELECT 'hour' AS granularity, date_trunc('hour', c.now, c.zone) AS period_start FROM clock c
+    UNION ALL
+    SELECT 'day', date_trunc('day', c.now, c.zone) FROM clock c
+)
+SELECT w.granularity, w.period_start, s.computed_at, d.dish, d.quantity,
+       d.revenue::numeric(16,2) AS revenue, d.rank
+FROM windows w
+LEFT JOIN report_sales s ON s.granularity = w.granularity AND s.period_start = w.period_start
+LEFT JOIN report_dishes d ON d.granularity = w.granularity AND d.period_start = w.period_start
+    AND d.rank <= %s
+ORDER BY w.granularity, d.rank
+"""
+
+LATEST_INSIGHTS = """
+SELECT kind, subject, window_start, window_end, message, computed_at
+FROM report_insights
+ORDER BY window_start DESC, kind, subject
+LIMIT %s
+"""
+
+INGEST_AND_REJECTIONS = """
+SELECT (SELECT count(*) FROM orders WHERE ingested_at > now() - interval '1 minute')
+           AS orders_last_minute,
+       (SELECT count(*) FROM orders WHERE ingested_at > now() - interval '5 minutes')
+           AS orders_last_5_minutes,
+       (SELECT max(ingested_at) FROM orders) AS last_ingested_at,
+       (SELECT count(*) FROM rejected_orders WHERE rejected_at > now() - interval '1 hour')
+           AS rejections_last_hour
+"""
+
+# The last finished run; "ready after" counts from the end of the minute before it started.
+LAST_FINISHED_RUN = """
+SELECT run_id, mode, status, started_at, finished_at, windows_written, left(error, 300) AS error,
+       round(extract(epoch FROM finished_at - started_at), 1)::float8 AS duration_seconds,
+       round(extract(epoch FROM finished_at - date_trunc('minute', started_at)), 1)::float8
+           AS ready_after_minute_seconds,
+       EXISTS (SELECT FROM report_runs WHERE status = 'running') AS another_running
+FROM report_runs
+WHERE status <> 'running'
+ORDER BY run_id DESC
+LIMIT 1
+"""
+
+RECENT_REJECTIONS = """
+SELECT count(*) OVER () AS total, rejected_at, topic, kafka_partition AS partition,
+       kafka_offset AS offset, reason
+FROM rejected_orders
+WHERE rejected_at > now() - make_interval(hours => %s)
+ORDER BY id DESC
+LIMIT %s
+"""
+
+
+async def today(zone: str) -> dict[str, Any]:
+    """Today so far and the same stretch of yesterday, with today's channels and payments."""
+    periods = await database.fetch_all(TODAY_AGAINST_YESTERDAY, (zone,))
+    parts = await database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, (zone,))
+    by_period = {row.pop("period"): row for row in periods}
+    return {
+        "today": by_period["today"],
+        "yesterday": by_period["yesterday"],
+        "by_channel": [without(row, "breakdown") for row in parts if row["breakdown"] == "channel"],
+        "by_payment": [without(row, "breakdown") for row in parts if row["breakdown"] == "payment"],
+    }
+
+
+async def minutes(hours: int) -> list[dict[str, Any]]:
+    return await database.fetch_all(MINUTES, (hours * 60,))
+
+
+async def current_dishes(zone: str, limit: int) -> dict[str, Any]:
+    """The report of the hour and of the day under way: its dishes, or none if not computed yet."""
+    rows = await database.fetch_all(CURRENT_DISHES, (zone, limit))
+    windows: dict[str, Any] = {}
+    for row in rows:
+        window = windows.setdefault(row["granularity"], {
+            "period_start": row["period_start"], "computed_at": row["computed_at"], "dishes": [],
+        })
+        if row["dish"] is not None:
+            window["dishes"].append({key: row[key] for key in ("dish", "quantity", "revenue", "rank")})
+    return windows
+
+
+async def latest_insights(limit: int) -> list[dict[str, Any]]:
+    return await database.fetch_all(LATEST_INSIGHTS, (limit,))
+
+
+async def pipeline() -> dict[str, Any]:
+    """Ingest rate, rejections of the last hour and the last report run."""
+    counts = (await database.fetch_all(INGEST_AND_REJECTIONS))[0]
+    runs = await database.fetch_all(LAST_FINISHED_RUN)
+    return {**counts, "last_run": runs[0] if runs else None}
+
+
+async def recent_rejections(hours: int, limit: int) -> dict[str, Any]:
+    rows = await database.fetch_all(RECENT_REJECTIONS, (hours, limit))
+    return {
+        "total": rows[0]["total"] if rows else 0,
+        "rejections": [without(row, "total") for row in rows],
+    }
+
+
+def without(row: dict[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in row.items() if name != key}

@@ -1,0 +1,62 @@
+"""The dashboard page at ``/``, its own files, and the chart library installed by npm."""
+
+from pathlib import Path
+
+from faust import web
+
+from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.worker import app
+
+STATIC_DIR = Path(__file__).parent / "static"
+OWN_FILES = {name: STATIC_DIR / name for name in ("dashboard.css", "dashboard.js")}
+VENDOR_FILES = {
+    "chart.umd.min.js": PROJECT_ROOT / "node_modules" / "chart.js" / "dist" / "chart.umd.min.js",
+}
+CONTENT_TYPES = {".css": "text/css", ".js": "text/javascript"}
+
+FILE_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+# The page loads only what this server sends; the browser refuses anything from elsewhere.
+PAGE_HEADERS = {
+    **FILE_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
+        " form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+def take_the_root() -> None:
+    """Drop Faust's own index at ``/`` (its statistics, which app.py also serves at /stats/)."""
+    blueprints = app.web.blueprints
+    if blueprints.applied:
+        raise RuntimeError("the web server has started: import restaurant_app.web before it does")
+    blueprints._enabled = [(prefix, bp) for prefix, bp in blueprints._enabled if prefix != ""]
+
+
+take_the_root()
+
+
+def send_file(view: web.View, path: Path | None, missing: str) -> web.Response:
+    """The file at ``path``, or 404 with ``missing`` as the reason."""
+    if path is None or not path.is_file():
+        return view.error(404, missing)
+    return view.text(path.read_text(), content_type=CONTENT_TYPES[path.suffix], headers=FILE_HEADERS)
+
+
+@app.page("/")
+async def dashboard_page(view: web.View, request: web.Request) -> web.Response:
+    """The sales dashboard."""
+    return view.html((STATIC_DIR / "index.html").read_text(), headers=PAGE_HEADERS)
+
+
+@app.page("/static/dashboard/{name}")
+async def own_file(view: web.View, request: web.Request, name: str) -> web.Response:
+    return send_file(view, OWN_FILES.get(name), f"no file {name!r:.60} here")
+
+
+@app.page("/static/vendor/{name}")
+async def vendor_file(view: web.View, request: web.Request, name: str) -> web.Response:
+    """A browser library from ``node_modules/``, installed by ``npm ci`` (``make setup``)."""
+    if name not in VENDOR_FILES:
+        return view.error(404, f"no library file {name!r:.60} here")
+    return send_file(view, VENDOR_FILES[name], f"{name} is not installed: run `make setup` (npm ci)")

@@ -1,0 +1,371 @@
+"""The dashboard in a real headless Chromium, against a real worker, real orders and real reports.
+
+The tests run in order on one page: the figures, the charts, the pipeline's health, then an
+outage of PostgreSQL and the page's recovery.
+"""
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Page
+
+from infra.postgres import PostgresServer
+from infra.scratch import ScratchStack, WorkerProcess
+from infra.stack import free_port
+from restaurant_app.models import Order
+from restaurant_app.settings import PROJECT_ROOT, Settings
+from restaurant_app.traffic import OrderGenerator
+from tests.browser import PageLog, chromium_page
+from tests.conftest import service_home
+from tests.services import produce, query, run_report_job, unique_names, wait_until
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings.from_env()
+ZONE = ZoneInfo(SETTINGS.restaurant_timezone)
+README_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard.png"
+REVENUE_BLUE = (31, 111, 235)
+DISH_GREEN = (47, 158, 114)
+INVALID_MESSAGES = [b"not json at all", b'{"order_id": "x", "items": []}']
+UNAVAILABLE_503 = "the server responded with a status of 503"
+
+
+@dataclass
+class Dashboard:
+    """A worker with known orders and fresh reports, its PostgreSQL, and a browser page on it."""
+
+    worker: WorkerProcess
+    postgres: PostgresServer
+    page: Page
+    log: PageLog
+
+    @property
+    def url(self) -> str:
+        return self.worker.env["DATABASE_URL"]
+
+
+def known_orders(now: datetime) -> list[Order]:
+    """Every 3 minutes over the last 90, two in the last seconds, and a dozen at this time yesterday."""
+    generator = OrderGenerator(seed=42, timezone_name=SETTINGS.restaurant_timezone)
+    moments = [now - timedelta(minutes=3 * n, seconds=20) for n in range(30)]
+    moments += [now - timedelta(seconds=4), now - timedelta(seconds=2)]
+    moments += [now - timedelta(days=1, minutes=10 + 7 * n) for n in range(12)]
+    return [generator.order(moment) for moment in moments]
+
+
+def publish(dashboard_worker: WorkerProcess, stack: ScratchStack, orders: list[Order]) -> None:
+    messages = [(o.order_id.encode(), o.dumps()) for o in orders]
+    messages += [(None, raw) for raw in INVALID_MESSAGES]
+    produce(stack.kafka.bootstrap_servers, dashboard_worker.env["ORDERS_TOPIC"], messages)
+
+
+def stored(url: str) -> tuple[int, int]:
+    return query(url, "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM rejected_orders)")[0]
+
+
+def quiet_worker(stack: ScratchStack, database_url: str, folder: Path) -> WorkerProcess:
+    """A worker on its own topics whose generator and report timer stay quiet during the tests."""
+    return WorkerProcess({
+        **unique_names(),
+        "KAFKA_BROKER": stack.kafka.bootstrap_servers,
+        "DATABASE_URL": database_url,
+        "ORDER_INTERVAL_SECONDS": "3600",
+        "REPORT_INTERVAL_SECONDS": "3600",
+        "TOPIC_PARTITIONS": "2",
+        "DATA_DIR": str(folder / "data"),
+    }, folder / "worker.log")
+
+
+@pytest.fixture(scope="module")
+def dashboard(stack: ScratchStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The page open on a worker that stored the known orders, once the report job has run.
+
+    PostgreSQL is a server of its own, since a test stops it.
+    """
+    home = service_home()
+    postgres = PostgresServer(home, free_port())
+    postgres.start()
+    postgres.create_database("restaurant")
+    url = postgres.url("restaurant")
+    worker = quiet_worker(stack, url, tmp_path_factory.mktemp("dashboard"))
+    try:
+        worker.start()
+        orders = known_orders(datetime.now(UTC))
+        publish(worker, stack, orders)
+        wait_until(lambda: stored(url) == (len(orders), len(INVALID_MESSAGES)),
+                   message="the worker never stored the test's orders")
+        assert run_report_job(url)["exit_code"] == 0
+        with chromium_page(worker.url) as (page, log):
+            page.goto(worker.url + "/")
+            yield Dashboard(worker, postgres, page, log)
+    finally:
+        worker.stop()
+        postgres.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --- What the database says, queried independently of the app --------------------------------
+
+
+def brl(amount: Decimal) -> str:
+    """Money as a Brazilian reads it: R$ 1.234,56."""
+    return "R$ " + f"{amount:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+
+
+def whole(number: int) -> str:
+    return f"{number:,}".replace(",", ".")
+
+
+def since_midnight() -> tuple[datetime, datetime]:
+    now = datetime.now(ZONE)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0), now
+
+
+def today_in_database(url: str) -> dict[str, str]:
+    """Today's figures, as the page should show them."""
+    start, end = since_midnight()
+    orders, revenue, customers = query(
+        url, "SELECT count(*), coalesce(sum(total), 0), count(DISTINCT customer_id) FROM orders"
+             " WHERE created_at >= %s AND created_at <= %s", (start, end))[0]
+    items = query(url, "SELECT coalesce(sum(quantity), 0) FROM order_items JOIN orders USING (order_id)"
+                       " WHERE created_at >= %s AND created_at <= %s", (start, end))[0][0]
+    ticket = (revenue / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else Decimal(0)
+    return {"kpi-revenue": brl(revenue), "kpi-orders": whole(orders), "kpi-items": whole(items),
+            "kpi-ticket": brl(ticket), "kpi-customers": whole(customers)}
+
+
+def yesterday_revenue_in_database(url: str) -> str:
+    start, end = (moment - timedelta(days=1) for moment in since_midnight())
+    return brl(query(url, "SELECT coalesce(sum(total), 0) FROM orders WHERE created_at >= %s"
+                          " AND created_at <= %s", (start, end))[0][0])
+
+
+TODAY_BY = {
+    column: f"SELECT {column}, sum(total) FROM orders WHERE created_at >= %s AND created_at <= %s GROUP BY 1"
+    for column in ("channel", "payment_method")
+}
+
+
+def today_by_in_database(url: str, column: str) -> dict[str, str]:
+    return {name: brl(total) for name, total in query(url, TODAY_BY[column], since_midnight())}
+
+
+def report_dishes_in_database(url: str, granularity: str) -> list[tuple[str, int]]:
+    """The Spark report's top 8 dishes of the hour or day under way, by rank."""
+    start = datetime.now(ZONE).replace(minute=0, second=0, microsecond=0)
+    if granularity == "day":
+        start = start.replace(hour=0)
+    return query(url, "SELECT dish, quantity FROM report_dishes WHERE granularity = %s"
+                      " AND period_start = %s AND rank <= 8 ORDER BY rank", (granularity, start))
+
+
+def ingest_in_database(url: str) -> str:
+    last_minute, last_five = query(
+        url, "SELECT count(*) FILTER (WHERE ingested_at > now() - interval '1 minute'),"
+             " count(*) FILTER (WHERE ingested_at > now() - interval '5 minutes') FROM orders")[0]
+    per_minute = f"{last_five / 5:.1f}".replace(".", ",").removesuffix(",0")
+    return f"{whole(last_minute)} orders in the last minute ({per_minute}/min over 5 min)"
+
+
+# --- What the page shows ------------------------------------------------------------------------
+
+
+def text(page: Page, selector: str) -> str:
+    return page.locator(selector).inner_text().replace("\xa0", " ").strip()
+
+
+def kpis_on_page(page: Page) -> dict[str, str]:
+    return {card: text(page, f"#{card} .value") for card in
+            ("kpi-revenue", "kpi-orders", "kpi-items", "kpi-ticket", "kpi-customers")}
+
+
+def breakdown_on_page(page: Page, list_id: str) -> dict[str, str]:
+    return page.eval_on_selector_all(
+        f"#{list_id} li[data-name]",
+        "items => Object.fromEntries(items.map(i => "
+        "[i.dataset.name, i.querySelector('.amount').textContent.replace(/\\u00a0/g, ' ')]))")
+
+
+def chart_data(page: Page, canvas_id: str) -> dict:
+    return page.evaluate(
+        """id => { const chart = Chart.getChart(id);
+                  return { labels: chart.data.labels, series: chart.data.datasets.map(d => d.data) }; }""",
+        canvas_id)
+
+
+def colours_along_tallest_bar(page: Page, canvas_id: str) -> list[list[int]]:
+    """The canvas's pixels at ten points along its longest bar, from base to tip."""
+    return page.evaluate(
+        """id => {
+            const chart = Chart.getChart(id);
+            const bars = chart.getDatasetMeta(0).data;
+            const horizontal = chart.options.indexAxis === 'y';
+            const length = b => Math.abs((horizontal ? b.x : b.y) - b.base);
+            const bar = bars.reduce((a, b) => (length(b) > length(a) ? b : a));
+            const ratio = chart.currentDevicePixelRatio;
+            const context = chart.canvas.getContext('2d');
+            return Array.from({ length: 10 }, (_, i) => {
+                const along = bar.base + ((horizontal ? bar.x : bar.y) - bar.base) * (i + 0.5) / 10;
+                const [x, y] = horizontal ? [along, bar.y] : [bar.x, along];
+                const pixel = context.getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1);
+                return Array.from(pixel.data);
+            });
+        }""",
+        canvas_id)
+
+
+def shows(page: Page, selector: str, expected: str) -> None:
+    assert text(page, selector) == expected
+
+
+def same_figures(page: Page, url: str) -> None:
+    assert kpis_on_page(page) == today_in_database(url)
+
+
+def mostly(colours: list[list[int]], rgb: tuple[int, int, int]) -> bool:
+    return sum(tuple(c[:3]) == rgb for c in colours) >= 7
+
+
+def eventually(check: Callable[[], None], timeout: float = 30.0, message: str = "") -> None:
+    """Keep checking until ``check`` passes: the page refreshes itself every 5 seconds."""
+    failure: list[AssertionError] = []
+
+    def passes() -> bool:
+        try:
+            check()
+        except AssertionError as error:
+            failure[:] = [error]
+            return False
+        return True
+
+    try:
+        wait_until(passes, timeout=timeout, interval=0.5)
+    except TimeoutError:
+        raise AssertionError(f"{message}: {failure[0] if failure else ''}") from None
+
+
+# --- The tests, in order ---------------------------------------------------------------------------
+
+
+def test_today_so_far_equals_the_database(dashboard: Dashboard):
+    page, url = dashboard.page, dashboard.url
+
+    def same() -> None:
+        same_figures(page, url)
+        assert yesterday_revenue_in_database(url) in text(page, "#kpi-revenue .compare")
+        assert breakdown_on_page(page, "by-channel") == today_by_in_database(url, "channel")
+        assert breakdown_on_page(page, "by-payment") == today_by_in_database(url, "payment_method")
+
+    eventually(same, message="the page's figures never matched the database")
+    assert text(page, "#zone") == SETTINGS.restaurant_timezone
+
+
+def test_the_minutes_chart_draws_every_order_of_the_last_two_hours(dashboard: Dashboard):
+    page, url = dashboard.page, dashboard.url
+    data = chart_data(page, "minutes-chart")
+    revenue, orders = data["series"]
+    assert len(data["labels"]) == len(revenue) == len(orders) == 120
+    last_two_hours = query(url, "SELECT count(*), sum(total) FROM orders WHERE created_at >="
+                                " date_trunc('minute', now()) - interval '119 minutes'")[0]
+    assert sum(orders) == last_two_hours[0] == 32
+    assert round(Decimal(str(sum(revenue))), 2) == last_two_hours[1]
+    assert mostly(colours_along_tallest_bar(page, "minutes-chart"), REVENUE_BLUE)
+
+
+def test_the_minute_under_way_is_marked_provisional(dashboard: Dashboard):
+    flags = dashboard.page.evaluate("""() => {
+        const chart = Chart.getChart('minutes-chart');
+        const fill = chart.data.datasets[0].backgroundColor;
+        return chart.data.labels.map((_, i) => fill({ dataIndex: i }));
+    }""")
+    assert set(flags[:-1]) == {"#1f6feb"}
+    assert flags[-1] == "#b9d3fb"
+    assert "provisional" in text(dashboard.page, ".legend")
+
+
+@pytest.mark.parametrize("granularity", ["hour", "day"])
+def test_the_dish_charts_show_the_spark_reports(dashboard: Dashboard, granularity: str):
+    page, chart = dashboard.page, f"dishes-{granularity}-chart"
+    reported: list[tuple[str, int]] = []
+
+    def same() -> None:
+        reported[:] = report_dishes_in_database(dashboard.url, granularity)
+        data = chart_data(page, chart)
+        assert list(zip(data["labels"], data["series"][0], strict=True)) == reported
+
+    eventually(same, message="the dish chart never showed the report")
+    if not reported:  # an hour (or day) that began after the report job ran
+        assert "No Spark report" in text(page, f"#dishes-{granularity}-source")
+        return
+    assert mostly(colours_along_tallest_bar(page, chart), DISH_GREEN)
+    assert "computed at" in text(page, f"#dishes-{granularity}-source")
+
+
+def test_the_latest_insights_are_the_reports_sentences(dashboard: Dashboard):
+    expected = [row[0] for row in query(dashboard.url, "SELECT message FROM report_insights"
+                                                      " ORDER BY window_start DESC, kind, subject LIMIT 6")]
+    assert expected, "the report job wrote no insights"
+    shown = dashboard.page.locator("#insights .message").all_inner_texts()
+    assert shown == expected
+
+
+def test_pipeline_health(dashboard: Dashboard):
+    page = dashboard.page
+
+    def healthy() -> None:
+        assert text(page, "#health-kafka").startswith("reachable")
+        assert text(page, "#health-database") == "reachable"
+        assert text(page, "#health-lag").startswith("0 messages")
+        assert text(page, "#health-run").startswith("succeeded at ")
+
+    eventually(healthy, message="the pipeline never looked healthy")
+    eventually(lambda: shows(page, "#health-ingest", ingest_in_database(dashboard.url)),
+               message="the ingest rate never matched the database")
+
+
+def test_the_rejections_open_with_their_reasons(dashboard: Dashboard):
+    page = dashboard.page
+    assert text(page, "#rejections-button") == "2 — see why"
+    page.click("#rejections-button")
+    page.wait_for_selector("#rejections-list li")
+    reasons = [row[0] for row in query(dashboard.url, "SELECT reason FROM rejected_orders ORDER BY id DESC")]
+    assert page.locator("#rejections-list .reason").all_inner_texts() == reasons
+    page.click("#rejections-close")
+    assert not page.locator("#rejections-dialog").is_visible()
+
+
+def test_nothing_went_wrong_and_the_screenshot_is_kept(dashboard: Dashboard, tmp_path: Path):
+    assert dashboard.log.exceptions == []
+    assert dashboard.log.console_errors == []
+    assert dashboard.log.elsewhere == [], "the page asked for something from another address"
+    dashboard.page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+    if os.environ.get("UPDATE_README_SCREENSHOT"):
+        shutil.copyfile(tmp_path / "dashboard.png", README_SCREENSHOT)
+
+
+def test_an_outage_of_postgres_shows_and_the_page_recovers(dashboard: Dashboard, tmp_path: Path):
+    page, log = dashboard.page, dashboard.log
+    banner = page.locator("#banner")
+    before = kpis_on_page(page)
+    dashboard.postgres.stop()
+    try:
+        banner.wait_for(state="visible", timeout=40_000)
+        assert "PostgreSQL is unavailable: the figures below are as of" in text(page, "#banner")
+        eventually(lambda: shows(page, "#health-database", "unavailable"))
+        assert kpis_on_page(page) == before, "the last figures should stay on the page"
+        page.screenshot(path=tmp_path / "outage.png")
+    finally:
+        dashboard.postgres.start()
+    banner.wait_for(state="hidden", timeout=60_000)
+    eventually(lambda: shows(page, "#health-database", "reachable"))
+    eventually(lambda: same_figures(page, dashboard.url), message="the figures never came back")
+    page.screenshot(path=tmp_path / "recovered.png")
+    assert log.exceptions == []
+    assert all(UNAVAILABLE_503 in error for error in log.console_errors), log.console_errors

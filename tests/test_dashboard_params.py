@@ -1,0 +1,92 @@
+"""The dashboard's endpoints refuse bad parameters with 400 and a reason, with no service running."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from infra.stack import free_port
+from restaurant_app.database import Database
+from restaurant_app.web import dashboard, figures, pages
+from restaurant_app.web.params import BadParameter, Whole, parse
+from restaurant_app.worker import app
+
+HOURS = {"hours": Whole(2, 1, 24)}
+# The Faust app has one aiohttp application, and it can only ever run on one event loop.
+on_one_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+def test_a_missing_parameter_takes_its_default():
+    assert parse({}, HOURS) == {"hours": 2}
+
+
+def test_parameters_within_bounds_are_read():
+    spec = {"hours": Whole(1, 1, 168), "limit": Whole(20, 1, 200)}
+    assert parse({"hours": "168", "limit": "1"}, spec) == {"hours": 168, "limit": 1}
+
+
+@pytest.mark.parametrize("raw", ["0", "25", "", "2.5", "-1", "+3", " 2", "1_0", "٣", "two", "9" * 20])
+def test_anything_but_a_whole_number_in_range_is_refused(raw: str):
+    with pytest.raises(BadParameter, match="'hours' must be a whole number from 1 to 24"):
+        parse({"hours": raw}, HOURS)
+
+
+def test_an_unknown_parameter_is_refused_with_what_the_endpoint_takes():
+    with pytest.raises(BadParameter, match="unknown parameter 'hour'; this endpoint takes hours"):
+        parse({"hour": "2"}, HOURS)
+    with pytest.raises(BadParameter, match="this endpoint takes no parameters"):
+        parse({"x": "1"}, {})
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client() -> AsyncIterator[TestClient]:
+    """The worker's real web application (routes and views), served without Kafka or PostgreSQL."""
+    assert pages.dashboard_page and dashboard.summary  # the imports registered the routes
+    async with TestClient(TestServer(app.web.web_app, host="127.0.0.1")) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(("path", "reason"), [
+    ("/api/dashboard/minutes?hours=0", "'hours' must be a whole number from 1 to 24, got '0'"),
+    ("/api/dashboard/minutes?hours=abc", "'hours' must be a whole number from 1 to 24, got 'abc'"),
+    ("/api/dashboard/minutes?hour=2", "unknown parameter 'hour'; this endpoint takes hours"),
+    ("/api/dashboard/dishes?limit=51", "'limit' must be a whole number from 1 to 50, got '51'"),
+    ("/api/dashboard/insights?limit=", "'limit' must be a whole number from 1 to 50, got ''"),
+    ("/api/dashboard/rejections?hours=169", "'hours' must be a whole number from 1 to 168, got '169'"),
+    ("/api/dashboard/rejections?hours=1&limit=0", "'limit' must be a whole number from 1 to 200, got '0'"),
+    ("/api/dashboard/summary?day=yesterday", "unknown parameter 'day'; this endpoint takes no parameters"),
+    ("/api/dashboard/health?verbose=1", "unknown parameter 'verbose'; this endpoint takes no parameters"),
+])
+@on_one_loop
+async def test_bad_parameters_get_400_with_the_reason(client: TestClient, path: str, reason: str):
+    response = await client.get(path)
+    assert response.status == 400
+    assert await response.json() == {"error": reason}
+
+
+@on_one_loop
+async def test_postgres_away_gives_503_with_a_plain_message(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    nowhere = Database(f"postgresql://secret_user@127.0.0.1:{free_port()}/nowhere")
+    monkeypatch.setattr(dashboard, "database", nowhere)
+    monkeypatch.setattr(figures, "database", nowhere)
+    monkeypatch.setattr(dashboard, "ANSWER_WITHIN_SECONDS", 1.0)
+    response = await client.get("/api/dashboard/summary")
+    assert response.status == 503
+    body = await response.text()
+    assert "PostgreSQL is unavailable" in body
+    assert "127.0.0.1" not in body and "secret_user" not in body and "nowhere" not in body
+
+
+@on_one_loop
+async def test_the_page_and_its_files_are_served_and_nothing_else(client: TestClient):
+    page = await client.get("/")
+    assert page.status == 200
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert '<canvas id="minutes-chart"' in await page.text()
+    assert (await client.get("/static/dashboard/dashboard.js")).content_type == "text/javascript"
+    assert (await client.get("/static/vendor/chart.umd.min.js")).status == 200
+    assert (await client.get("/static/vendor/chart.js")).status == 404
+    assert (await client.get("/static/dashboard/index.html")).status == 404
