@@ -27,7 +27,6 @@ from agents.order_sink import (
     RowsRefused,
     Saved,
     Source,
-    conflicting_duplicate,
 )
 from restaurant_app.database import until_available
 from restaurant_app.validation import InvalidOrder, parse_order
@@ -71,9 +70,11 @@ def source_of(event: EventT) -> Source:
 def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection]]:
     """Split a batch of raw messages into valid orders and rejections with their reasons.
 
-    An order repeated in the batch is kept once; a different order under the same id is refused.
+    An order repeated in the batch is kept once. Different versions under one id are all kept:
+    the sink stores one and refuses the others as conflicting duplicates.
     """
-    accepted: dict[str, Accepted] = {}
+    accepted: list[Accepted] = []
+    seen: set[tuple[str, bytes]] = set()
     rejections: list[Rejection] = []
     for event in events:
         source = source_of(event)
@@ -82,10 +83,11 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
         except InvalidOrder as exc:
             rejections.append(Rejection(source, str(exc)))
             continue
-        first = accepted.setdefault(order.order_id, Accepted(order, source))
-        if first.order != order:
-            rejections.append(conflicting_duplicate(Accepted(order, source)))
-    return list(accepted.values()), rejections
+        version = (order.order_id, source.value)
+        if version not in seen:
+            seen.add(version)
+            accepted.append(Accepted(order, source))
+    return accepted, rejections
 
 
 async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
