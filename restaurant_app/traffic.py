@@ -50,7 +50,7 @@ class OrderGenerator:
 
     Demand follows lunch and dinner peaks in the restaurant's time zone, a few dishes sell far
     more than the rest, and about 60% of orders come from the 2,000 regulars, earlier ids more
-    often; the rest from first-time customers. Once the regulars have all been in (about 10,000
+    often; the rest from first-time customers. Once most regulars have been in (about 10,000
     orders), about 60% of orders are from customers who ordered before, across restarts too.
 
     The seed fixes the traffic's shape: how many orders each tick, whether each comes from a
