@@ -59,6 +59,7 @@ app = RestaurantApp(
     stream_buffer_maxsize=20_000,
     consumer_auto_offset_reset="earliest",
     producer_linger=0.005,
+    producer_request_timeout=30.0,  # Faust waits 20 min by default before a failed send says so
 )
 
 # Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
