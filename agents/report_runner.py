@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from spark_reports.result import JobResult, parse_result
+from spark_reports.watchdog import LAUNCHER_PID_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class ReportRunner:
         started_at = datetime.now(UTC)
         process = await asyncio.create_subprocess_exec(
             *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=self.env, cwd=self.cwd, start_new_session=True,
+            env=self._job_env(), cwd=self.cwd, start_new_session=True,
         )
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
@@ -88,6 +89,10 @@ class ReportRunner:
         if outcome.result.status in ("killed", "failed") and not outcome.reported:
             await self._record(started_at, outcome.result)
         return outcome
+
+    def _job_env(self) -> dict[str, str]:
+        """The job's environment, naming this process as its launcher: the job stops if it dies."""
+        return {**(os.environ if self.env is None else self.env), LAUNCHER_PID_VARIABLE: str(os.getpid())}
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._started, 2)
