@@ -6,10 +6,12 @@
 import logging
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.web.apps import stats
 
 from restaurant_app.database import Database
 from restaurant_app.kafka_probe import wait_for_kafka
+from restaurant_app.metrics import registry
 from restaurant_app.models import Order
 from restaurant_app.settings import Settings
 
@@ -50,6 +52,9 @@ logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # Faust's statistics view at /stats/; / is the dashboard (restaurant_app.web.pages).
 stats.blueprint.register(app, url_prefix="/stats/")
+
+# Faust's Prometheus sensor, named faust_*, in our registry: GET /metrics serves it with ours.
+app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
 database = Database(settings.database_url)
 
