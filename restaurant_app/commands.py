@@ -5,6 +5,7 @@ import time
 
 from faust.cli import AppCommand, option
 
+from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings
 
@@ -40,11 +41,14 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
     )
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
+    progress = Progress("Publishing orders", count, stream=self.stderr)
     for sent in range(count):
         await pacer.wait_turn(sent)
         order = generator.order()
         await orders_topic.send(key=order.order_id, value=order)
+        progress.update(sent + 1)
     await app.producer.flush()
+    progress.finish()
     elapsed = time.monotonic() - pacer.start
     self.say(
         f"Published {count} order(s) to {orders_topic.get_topic_name()!r} in {elapsed:.1f} s"
