@@ -114,8 +114,9 @@ async def handle(events: Sequence[EventT]) -> None:
     started = time.monotonic()
     orders, rejections = sort_batch(events)
     saved = await store(orders, rejections)
+    # A rejection already on the dead-letter topic was counted when first recorded.
     metrics.batch_committed((e.message.timestamp for e in events), saved.new_orders,
-                            (r.kind for r in saved.rejections), time.time())
+                            (r.kind for r in saved.not_dead_lettered), time.time())
     for rejection in saved.rejections:
         source = rejection.source
         log.warning("Rejected the message at %s[%d]@%d: %s",

@@ -3,9 +3,10 @@
 import asyncio
 import json
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +18,7 @@ from agents.report_runner import ReportRunner
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app import metrics
 from restaurant_app.metrics import ConsumerLagCollector, registry
+from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
 from tests.services import produce, query, wait_until
 
@@ -101,13 +103,19 @@ def test_consumer_lag_has_a_sample_per_partition_whose_lag_is_known():
         ({"topic": "orders", "partition": "0"}, 3), ({"topic": "orders", "partition": "2"}, 0)]
 
 
-async def test_the_persistence_agent_counts_each_batch(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(agents.persistence, "sink", InMemoryOrderSink())
+@pytest.fixture
+def in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The persistence agent stores in memory and publishes its dead letters nowhere."""
 
     async def publish(rejections: list) -> None:
         return None
 
+    monkeypatch.setattr(agents.persistence, "sink", InMemoryOrderSink())
     monkeypatch.setattr(agents.persistence.dead_letters, "publish", publish)
+
+
+@pytest.mark.usefixtures("in_memory")
+async def test_the_persistence_agent_counts_each_batch():
     stored, invalid = value("restaurant_orders_stored_total"), value(
         "restaurant_rejections_total", kind="InvalidOrder")
     batches, messages = value("restaurant_batch_messages_count"), value("restaurant_batch_messages_sum")
@@ -120,6 +128,25 @@ async def test_the_persistence_agent_counts_each_batch(monkeypatch: pytest.Monke
     assert value("restaurant_rejections_total", kind="InvalidOrder") == invalid + 1
     assert value("restaurant_batch_messages_count") > batches
     assert value("restaurant_batch_store_seconds_count") >= value("restaurant_batch_messages_count")
+
+
+def delivered(value: bytes, offset: int, produced_at: float) -> SimpleNamespace:
+    """An event as the agent gets it from Kafka, at partition 0 of topic "orders"."""
+    message = SimpleNamespace(topic="orders", partition=0, offset=offset, value=value, key=None,
+                              headers=(), timestamp=produced_at)
+    return SimpleNamespace(message=message)
+
+
+@pytest.mark.usefixtures("in_memory")
+async def test_a_redelivered_batch_is_not_counted_twice():
+    stored, invalid = value("restaurant_orders_stored_total"), value(
+        "restaurant_rejections_total", kind="InvalidOrder")
+    batch = [delivered(OrderGenerator(seed=6).order().dumps(), 0, time.time()),
+             delivered(b"not json", 1, time.time())]
+    await agents.persistence.handle(batch)
+    await agents.persistence.handle(batch)  # as Kafka delivers it again after a crash
+    assert value("restaurant_orders_stored_total") == stored + 1
+    assert value("restaurant_rejections_total", kind="InvalidOrder") == invalid + 1
 
 
 SUCCEEDS = ("from spark_reports.result import JobResult, result_line;"
@@ -137,7 +164,7 @@ async def test_the_report_runner_counts_each_run_by_outcome():
     assert 0 < value("restaurant_report_freshness_seconds") < 90
 
 
-def messages_for_the_run() -> tuple[list[Any], list[bytes], bytes]:
+def messages_for_the_run() -> tuple[list[Order], list[bytes], bytes]:
     """Good orders, invalid messages, and another order under the first good one's id."""
     generator = OrderGenerator(seed=21)
     good = [generator.order() for _ in range(12)]
