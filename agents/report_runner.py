@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from restaurant_app import metrics
 from spark_reports.result import JobResult, parse_result
 from spark_reports.watchdog import LAUNCHER_PID_VARIABLE
 
@@ -86,6 +87,8 @@ class ReportRunner:
             outcome = read_outcome(process.returncode, stdout, stderr)
         outcome.result.seconds = self._elapsed()
         log_outcome(outcome.result)
+        metrics.report_finished(outcome.result.status, outcome.result.seconds, started_at.timestamp(),
+                                time.time())
         if outcome.result.status in ("killed", "failed") and not outcome.reported:
             await self._record(started_at, outcome.result)
         return outcome

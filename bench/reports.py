@@ -24,6 +24,7 @@ from infra.scratch import ScratchStack
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
+from restaurant_app.progress import Progress
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from spark_reports.result import parse_result
@@ -120,12 +121,14 @@ def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
         # line (a trigger) is left out while loading.
         conn.execute("ALTER TABLE order_items DISABLE TRIGGER ALL")
         try:
-            for start in range(first, last + 1, LOAD_CHUNK):
-                params = {**menu_params(), "first": start, "last": min(start + LOAD_CHUNK - 1, last),
-                          "end": end, "step": 1 / HISTORY_RATE, "customers": CUSTOMERS}
-                with conn.transaction():
-                    conn.execute(LOAD_ORDERS, params)
-                    conn.execute(LOAD_ITEMS, params)
+            with Progress("Loading history orders", last - first + 1) as progress:
+                for start in range(first, last + 1, LOAD_CHUNK):
+                    params = {**menu_params(), "first": start, "last": min(start + LOAD_CHUNK - 1, last),
+                              "end": end, "step": 1 / HISTORY_RATE, "customers": CUSTOMERS}
+                    with conn.transaction():
+                        conn.execute(LOAD_ORDERS, params)
+                        conn.execute(LOAD_ITEMS, params)
+                    progress.update(params["last"] + 1 - first)
         finally:
             conn.execute("ALTER TABLE order_items ENABLE TRIGGER ALL")
         conn.execute("VACUUM ANALYZE orders")

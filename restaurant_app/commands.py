@@ -5,6 +5,7 @@ import time
 
 from faust.cli import AppCommand, option
 
+from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings
 
@@ -73,11 +74,14 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
     deliveries = Deliveries()
+    progress = Progress("Publishing orders", count, stream=self.stderr)
     for sent in range(count):
         await pacer.wait_turn(sent)
         order = generator.order()
         deliveries.watch(await orders_topic.send(key=order.order_id, value=order))
+        progress.update(sent + 1)
     await deliveries.settled()
+    progress.finish()
     elapsed = time.monotonic() - pacer.start
     if deliveries.failed:
         raise NotAcknowledged(f"Kafka did not acknowledge {deliveries.failed} of {count} order(s);"

@@ -6,11 +6,13 @@
 import logging
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.web import Web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from restaurant_app.database import Database
 from restaurant_app.kafka_probe import wait_for_kafka
+from restaurant_app.metrics import registry
 from restaurant_app.models import Order
 from restaurant_app.settings import Settings
 
@@ -64,6 +66,9 @@ app = RestaurantApp(
 
 # Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+# Faust's Prometheus sensor, named faust_*, in our registry: GET /metrics serves it with ours.
+app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
 database = Database(settings.database_url)
 
