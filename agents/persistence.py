@@ -28,6 +28,7 @@ from agents.order_sink import (
     Saved,
     Source,
 )
+from restaurant_app import metrics
 from restaurant_app.database import until_available
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.worker import app, database, dead_letter_topic, raw_orders_topic, settings
@@ -111,9 +112,13 @@ async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
 
 
 async def handle(events: Sequence[EventT]) -> None:
-    """Store one batch, publish its new rejections, and log what happened."""
+    """Store one batch, publish its new rejections, log what happened and count it in the metrics."""
+    started = time.monotonic()
     orders, rejections = sort_batch(events)
     saved = await store(orders, rejections)
+    # A rejection already on the dead-letter topic was counted when first recorded.
+    metrics.batch_committed((e.message.timestamp for e in events), saved.new_orders,
+                            (r.kind for r in saved.not_dead_lettered), time.time())
     for rejection in saved.rejections:
         source = rejection.source
         log.warning("Rejected the message at %s[%d]@%d: %s",
@@ -125,6 +130,7 @@ async def handle(events: Sequence[EventT]) -> None:
     refused_orders = len(saved.rejections) - len(rejections)
     log.info("Stored %d new order(s) in PostgreSQL (%d already there, %d rejected)",
              saved.new_orders, len(orders) - saved.new_orders - refused_orders, len(saved.rejections))
+    metrics.batch_handled(len(events), time.monotonic() - started)
 
 
 async def handle_until_done(events: Sequence[EventT]) -> None:

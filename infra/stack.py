@@ -9,10 +9,12 @@ from pathlib import Path
 
 from infra.kafka_broker import KafkaBroker
 from infra.postgres import PostgresServer
+from restaurant_app.database import describe
 
 log = logging.getLogger("infra")
 
 DATABASE_NAME = "restaurant"
+POSTGRES_PORT = 5432
 
 
 def free_port() -> int:
@@ -22,9 +24,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:
+    """The PostgreSQL server of ``make run``, its data and password under ``data_dir``."""
+    return PostgresServer(data_dir / "postgres", port)
+
+
 @contextmanager
 def local_stack(
-    data_dir: Path, kafka_port: int = 9092, postgres_port: int = 5432
+    data_dir: Path, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT
 ) -> Iterator[dict[str, str]]:
     """Start Kafka and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them.
 
@@ -45,13 +52,14 @@ def local_stack(
         if os.environ.get("DATABASE_URL"):
             log.info("Using the PostgreSQL named by DATABASE_URL")
         else:
-            postgres = PostgresServer(data_dir / "postgres", postgres_port)
+            postgres = local_postgres(data_dir, postgres_port)
             log.info("Starting PostgreSQL on 127.0.0.1:%d ...", postgres_port)
             postgres.start()
             stack.callback(_stopping, "PostgreSQL", postgres.stop)
             postgres.create_database(DATABASE_NAME)
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
-            log.info("PostgreSQL is ready: %s", env["DATABASE_URL"])
+            log.info("PostgreSQL is ready: %s; its password is in %s",
+                     describe(env["DATABASE_URL"]), postgres.password_file)
         yield env
 
 

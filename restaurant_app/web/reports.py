@@ -1,16 +1,20 @@
 """``GET /reports/latest`` and ``GET /reports``: the report tables as JSON, with their queries."""
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from faust import web
+from multidict import MultiMapping
 
-from restaurant_app.database import DatabaseUnavailable
+from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.worker import app, database, settings
+
+log = logging.getLogger(__name__)
 
 GRANULARITIES = ("minute", "hour", "day")
 SALES_COLUMNS = """
@@ -51,39 +55,54 @@ INSIGHTS_BETWEEN = """
 SELECT kind, window_start, window_end, subject, message, figures, computed_at
 FROM report_insights
 WHERE window_start >= %s AND window_start < %s ORDER BY window_start, kind, subject
+LIMIT %s
 """
 
 MAX_REPORT_ROWS = 10_000
+MAX_INSIGHT_ROWS = 10_000
+MAX_PARAMETER_LENGTH = 64
 PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400}
 READY_TIMEOUT_SECONDS = 5.0
+EXAMPLE_MOMENT = "2026-11-29T14:00:00-03:00"
 
 
 class BadRequest(ValueError):
     """A query parameter is missing or wrong; the message says which and why."""
 
 
+def parameter(query: MultiMapping[str], name: str) -> str | None:
+    """The one value of parameter ``name``, if given; at most ``MAX_PARAMETER_LENGTH`` characters."""
+    values = query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"'{name}' is given more than once")
+    if values and len(values[0]) > MAX_PARAMETER_LENGTH:
+        raise BadRequest(f"'{name}' is longer than {MAX_PARAMETER_LENGTH} characters")
+    return values[0] if values else None
+
+
 def parse_moment(name: str, raw: str | None) -> datetime:
     """An ISO 8601 timestamp; without a UTC offset it is read in the restaurant's time zone."""
     if not raw:
-        raise BadRequest(f"'{name}' is required: an ISO 8601 timestamp such as 2026-11-29T14:00:00-03:00")
+        raise BadRequest(f"'{name}' is required: an ISO 8601 timestamp such as {EXAMPLE_MOMENT}")
     text = raw.strip()
     if "T" in text:
         text = text.replace(" ", "+")  # an unescaped '+' in a URL arrives as a space
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise BadRequest(f"'{name}' is not an ISO 8601 timestamp: {raw!r:.60}") from None
+        raise BadRequest(f"'{name}' is not an ISO 8601 timestamp such as {EXAMPLE_MOMENT}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(settings.restaurant_timezone))
     return moment
 
 
-def report_range(query: Mapping[str, str]) -> tuple[str, datetime, datetime]:
+def report_range(query: MultiMapping[str]) -> tuple[str, datetime, datetime]:
     """Check the ``from``, ``to`` and ``granularity`` parameters of ``GET /reports``."""
-    granularity = query.get("granularity") or "minute"
+    granularity = parameter(query, "granularity") or "minute"
     if granularity not in PERIOD_SECONDS:
-        raise BadRequest(f"'granularity' must be one of {', '.join(PERIOD_SECONDS)}, got {granularity!r:.30}")
-    start, end = parse_moment("from", query.get("from")), parse_moment("to", query.get("to"))
+        raise BadRequest(f"'granularity' must be one of {', '.join(PERIOD_SECONDS)}")
+    start = parse_moment("from", parameter(query, "from"))
+    end = parse_moment("to", parameter(query, "to"))
     if start >= end:
         raise BadRequest("'from' must be earlier than 'to'")
     if (end - start).total_seconds() / PERIOD_SECONDS[granularity] > MAX_REPORT_ROWS:
@@ -113,7 +132,9 @@ async def report_data(view: web.View, read: Callable[[], Awaitable[Any]]) -> web
         await asyncio.wait_for(database.ready(), READY_TIMEOUT_SECONDS)
         return view.json(plain(await read()))
     except (DatabaseUnavailable, TimeoutError) as exc:
-        return view.json({"error": f"the database is unavailable: {exc}"}, status=503)
+        reason = str(exc) or f"not ready within {READY_TIMEOUT_SECONDS:.0f} s"
+        log.warning("Reports: PostgreSQL at %s is unreachable (%s).", describe(database.url), reason)
+        return view.json({"error": "PostgreSQL is unreachable"}, status=503)
 
 
 async def latest_reports_data() -> dict[str, Any]:
@@ -133,6 +154,14 @@ async def latest_reports_data() -> dict[str, Any]:
     return latest
 
 
+async def insights_between(
+    start: datetime, end: datetime, limit: int = MAX_INSIGHT_ROWS
+) -> tuple[list[dict], bool]:
+    """The first ``limit`` insights of windows starting in [start, end), and whether there were more."""
+    rows = await database.fetch_all(INSIGHTS_BETWEEN, (start, end, limit + 1))
+    return rows[:limit], len(rows) > limit
+
+
 @app.page("/reports/latest")
 async def latest_reports(view: web.View, request: web.Request) -> web.Response:
     """The newest minute, hour and day reports, the latest insights and the last job run."""
@@ -148,10 +177,11 @@ async def reports(view: web.View, request: web.Request) -> web.Response:
         return view.json({"error": str(exc)}, status=400)
 
     async def read() -> dict[str, Any]:
+        insights, truncated = await insights_between(start, end)
         return {
             "granularity": granularity, "from": start, "to": end,
             "reports": await database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
-            "insights": await database.fetch_all(INSIGHTS_BETWEEN, (start, end)),
+            "insights": insights, "insights_truncated": truncated,
         }
 
     return await report_data(view, read)
