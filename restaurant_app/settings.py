@@ -63,6 +63,7 @@ class Settings:
     web_host: str
     web_port: int
     report_interval_seconds: float
+    report_grace_seconds: float
     report_timeout_seconds: float
     spark_master: str
     spark_driver_memory: str
@@ -103,6 +104,7 @@ class Settings:
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066),
             report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0),
+            report_grace_seconds=_float("REPORT_GRACE_SECONDS", 5.0),
             report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),

@@ -76,7 +76,7 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
         counts = stage_reports(settings, report_run)
-        windows = store.publish(report_run, *counts)
+        windows = store.publish(report_run, *counts, settings.report_grace_seconds)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error = error_text(exc)
         store.ledger.fail(report_run, error, *counts)

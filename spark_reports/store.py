@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 
 import psycopg
 
@@ -188,12 +189,13 @@ WITH customers AS (
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold,
                           gross_revenue, avg_ticket, unique_customers, avg_spend_per_customer,
                           top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment,
-                          computed_at)
+                          computed_at, final)
 SELECT st.granularity, st.period_start, st.period_end, st.orders, st.items_sold,
        st.gross_revenue, st.avg_ticket,
        coalesce(st.unique_customers, c.customers),
        coalesce(st.avg_spend_per_customer, round(st.gross_revenue / c.customers, 2)),
-       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment, now()
+       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment, now(),
+       st.period_end <= %(closed_by)s
 FROM report_staging_sales st
 LEFT JOIN customers c USING (granularity, period_start)
 """
@@ -257,7 +259,7 @@ class ReportStore:
             minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]
         return replace(run, minutes=minutes)
 
-    def publish(self, run: ReportRun, orders_read: int, rows_read: int) -> int:
+    def publish(self, run: ReportRun, orders_read: int, rows_read: int, grace_seconds: float) -> int:
         """Replace the recomputed windows with the staged rows in one transaction; return their count."""
         with self.conn.transaction():
             # Fresh statistics, so that joins with the large report tables use their indexes.
@@ -275,8 +277,12 @@ class ReportStore:
                 for statement in (DELETE_SCOPED_SALES, DELETE_SCOPED_DISHES, DELETE_EVALUATED_INSIGHTS,
                                   DELETE_RECOMPUTED_SKIPS):
                     self.conn.execute(statement)
-            for statement in (INSERT_CUSTOMERS, INSERT_SALES, INSERT_DISHES, INSERT_INSIGHTS):
-                self.conn.execute(statement)
+            self.conn.execute(INSERT_CUSTOMERS)
+            # A window is final if it had closed, grace included, when the run took its snapshot.
+            closed_by = run.until.taken_at - timedelta(seconds=grace_seconds)
+            self.conn.execute(INSERT_SALES, {"closed_by": closed_by})
+            self.conn.execute(INSERT_DISHES)
+            self.conn.execute(INSERT_INSIGHTS)
             windows = self.conn.execute(COUNT_STAGED_WINDOWS).fetchone()[0]
             self.ledger.finish(run, windows, orders_read, rows_read)
         return windows

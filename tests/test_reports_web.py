@@ -83,9 +83,10 @@ def test_latest_reports(reporting_worker: WorkerProcess):
     assert body["minute"]["period_start"] == last_order.isoformat()
     assert body["minute"]["orders"] == 1
     assert body["minute"]["dishes"] == [
-        {"dish": "Picanha na Chapa", "quantity": 3, "revenue": 269.7, "rank": 1},
-        {"dish": "Caipirinha", "quantity": 1, "revenue": 24.9, "rank": 2},
+        {"dish": "Picanha na Chapa", "quantity": 3, "revenue": "269.70", "rank": 1},
+        {"dish": "Caipirinha", "quantity": 1, "revenue": "24.90", "rank": 2},
     ]
+    assert body["minute"]["final"] is True and body["minute_under_way"] is None
     assert body["hour"]["period_start"] == "2026-11-20T17:00:00+00:00"
     assert body["day"]["period_start"] == "2026-11-20T03:00:00+00:00"
     assert body["day"]["orders"] == 30 and body["day"]["unique_customers"] == 5

@@ -4,7 +4,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,6 +11,7 @@ from faust import web
 from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
+from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, settings
 
 log = logging.getLogger(__name__)
@@ -20,12 +20,20 @@ GRANULARITIES = ("minute", "hour", "day")
 SALES_COLUMNS = """
 granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
 unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity, revenue_by_channel,
-revenue_by_payment, computed_at
+revenue_by_payment, computed_at, final
 """
 
 LATEST_SALES = f"""
 SELECT {SALES_COLUMNS} FROM report_sales
-WHERE granularity = %s ORDER BY period_start DESC LIMIT 1
+WHERE granularity = %s AND (final OR granularity <> 'minute') ORDER BY period_start DESC LIMIT 1
+"""
+
+MINUTE_UNDER_WAY = f"""
+SELECT {SALES_COLUMNS} FROM report_sales
+WHERE granularity = 'minute' AND NOT final
+  AND period_start > coalesce((SELECT max(period_start) FROM report_sales
+                               WHERE granularity = 'minute' AND final), '-infinity')
+ORDER BY period_start DESC LIMIT 1
 """
 
 DISHES_OF_WINDOW = """
@@ -113,24 +121,11 @@ def report_range(query: MultiMapping[str]) -> tuple[str, datetime, datetime]:
     return granularity, start, end
 
 
-def plain(value: Any) -> Any:
-    """Rows from PostgreSQL in JSON terms: amounts as numbers, timestamps in ISO 8601."""
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 async def report_data(view: web.View, read: Callable[[], Awaitable[Any]]) -> web.Response:
     """Answer with what ``read`` returns, or 503 if PostgreSQL cannot be reached."""
     try:
         await asyncio.wait_for(database.ready(), READY_TIMEOUT_SECONDS)
-        return view.json(plain(await read()))
+        return view.json(json_ready(await read()))
     except (DatabaseUnavailable, TimeoutError) as exc:
         reason = str(exc) or f"not ready within {READY_TIMEOUT_SECONDS:.0f} s"
         log.warning("Reports: PostgreSQL at %s is unreachable (%s).", describe(database.url), reason)
@@ -148,6 +143,8 @@ async def latest_reports_data() -> dict[str, Any]:
                 DISHES_OF_WINDOW, (granularity, rows[0]["period_start"])
             )
         latest[granularity] = rows[0] if rows else None
+    under_way = await database.fetch_all(MINUTE_UNDER_WAY)
+    latest["minute_under_way"] = under_way[0] if under_way else None
     latest["insights"] = await database.fetch_all(LATEST_INSIGHTS)
     runs = await database.fetch_all(LAST_RUN)
     latest["last_run"] = runs[0] if runs else None
