@@ -24,15 +24,18 @@ class AlignedSchedule:
 
     interval: float
     grace: float
-    last_due: float = -math.inf
+    last_due: float | None = None
 
     def due(self, now: float) -> bool:
-        """True the first time it is asked after a boundary plus the grace has passed."""
+        """True the first time it is asked after a boundary plus the grace has passed.
+
+        The first question only sets the clock: the first run is at the next boundary.
+        """
         moment = math.floor((now - self.grace) / self.interval) * self.interval + self.grace
-        if moment <= self.last_due:
+        if self.last_due is not None and moment <= self.last_due:
             return False
-        self.last_due = moment
-        return True
+        first, self.last_due = self.last_due is None, moment
+        return not first
 
 
 runner = ReportRunner(
