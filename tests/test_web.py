@@ -70,7 +70,8 @@ def healthy_worker(
 def test_health_is_ok_when_kafka_and_postgres_answer(healthy_worker: WorkerProcess):
     status, body = get(f"{healthy_worker.url}/health")
     assert status == 200
-    assert body == {"status": "ok", "kafka": {"ok": True, "brokers": 1}, "database": {"ok": True}}
+    assert body == {"status": "ok", "kafka": {"ok": True, "brokers": 1}, "database": {"ok": True},
+                    "ingest": {"ok": True}}
 
 
 def probes_logged(stack: ScratchStack, offset: int) -> int:
