@@ -7,10 +7,12 @@ import logging
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TransportT
 from faust.web import Web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from restaurant_app.database import Database
+from restaurant_app.fast_consumer import FastTransport
 from restaurant_app.kafka_probe import wait_for_kafka
 from restaurant_app.metrics import registry
 from restaurant_app.models import Order
@@ -41,6 +43,10 @@ class RestaurantApp(faust.App):
     def _new_web(self) -> Web:
         """Faust's factory of ``app.web``: our server instead of the one ``conf.web`` names."""
         return RestaurantWeb(self)
+
+    def _new_transport(self) -> TransportT:
+        """Faust's factory of ``app.transport``: its aiokafka transport with ``FastConsumer``."""
+        return FastTransport(self.conf.broker_consumer, self)
 
 
 app = RestaurantApp(
