@@ -81,31 +81,38 @@ def summarize(raw: Path, us_per_order: float, top: int) -> str:
 
 
 def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: Path | None,
-                   extra_env: dict[str, str]) -> dict[str, float]:
-    """Drain the topic with a new worker; py-spy it into ``raw`` if given; return CPU per order."""
+                   workers: int) -> dict[str, float]:
+    """Drain the topic with ``workers`` new worker processes in one new consumer group; py-spy the
+    first into ``raw`` if given; return the rate and CPU per order."""
     database_url = stack.new_database("profile")
-    env = {**pipeline_env(stack, database_url, topic, f"profile{run}"), **extra_env}
-    worker = WorkerProcess(env, stack.home / "logs" / f"profile-worker-{run}.log", log_level="warn")
+    env = pipeline_env(stack, database_url, topic, f"profile{run}")
+    del env["WEB_PORT"]  # each worker process takes a free port of its own
+    processes = [WorkerProcess({**env, "DATA_DIR": f"{env['DATA_DIR']}-{n}"},
+                               stack.home / "logs" / f"profile-worker-{run}-{n}.log", log_level="warn")
+                 for n in range(1, workers + 1)]
     groups = {"postgres": stack.postgres_process(), "kafka": stack.kafka_process()}
     spy = None
     try:
-        groups["worker"] = psutil.Process(worker.start(ready_timeout=None).pid)
+        for n, worker in enumerate(processes, start=1):
+            groups[f"worker{n}"] = psutil.Process(worker.start(ready_timeout=None).pid)
         if raw is not None:
             spy = subprocess.Popen([str(PY_SPY), "record", "--format", "raw", "--rate",
-                                    str(SAMPLES_PER_SECOND), "--pid", str(worker.pid), "-o", str(raw)],
+                                    str(SAMPLES_PER_SECOND), "--pid", str(processes[0].pid), "-o", str(raw)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with CpuMonitor(groups) as monitor:
-            wait_for_orders(database_url, orders, worker, timeout=max(600.0, orders / 100))
+            wait_for_orders(database_url, orders, processes[0], timeout=max(600.0, orders / 100))
     finally:
-        worker.stop()
+        for worker in processes:
+            worker.stop()
         if spy is not None:
             spy.wait(timeout=60)
     timeline = commit_timeline(database_url)
     rate = timeline.rates()[0]
     cpu = monitor.cpu_between(timeline.first, timeline.last)
+    worker_cpu = sum(cpu[f"worker{n}"] for n in range(1, workers + 1))
     stored = rate * timeline.window
-    return {"orders_per_s": rate, "worker_us": cpu["worker"] / stored * 1e6,
-            "postgres_us": cpu["postgres"] / stored * 1e6, "worker_cores": cpu["worker"] / timeline.window}
+    return {"orders_per_s": rate, "worker_us": worker_cpu / stored * 1e6,
+            "postgres_us": cpu["postgres"] / stored * 1e6, "worker_cores": worker_cpu / timeline.window}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,18 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--top", type=int, default=25, help="leaf functions listed")
     parser.add_argument("--no-spy", action="store_true", help="measure CPU only")
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the worker")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
+    parser.add_argument("--partitions", type=int, default=3, help="partitions of the preloaded topic")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    os.environ["TOPIC_PARTITIONS"] = str(args.partitions)
     raw = WORK_DIR / f"profile-{os.getpid()}.txt"
     runs = []
     with scratch_stack(WORK_DIR, commit_timestamps=True) as stack:
         topic = preload(stack, args.orders, args.seed)
         for number in range(1, args.runs + 1):
             spied = raw if number == 1 and not args.no_spy else None
-            runs.append(profiled_drain(stack, topic, args.orders, number, spied, extra_env))
+            runs.append(profiled_drain(stack, topic, args.orders, number, spied, args.workers))
             log.info("run %d: %s; load average %s", number,
                      ", ".join(f"{k} {v:,.2f}" for k, v in runs[-1].items()), load_average())
     for key in runs[0]:
