@@ -6,12 +6,14 @@
 import logging
 
 import faust
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TransportT
 from faust.web import Web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from restaurant_app.database import Database
+from restaurant_app.fast_consumer import FastTransport
 from restaurant_app.kafka_probe import wait_for_kafka
+from restaurant_app.lean_monitor import lean_monitor
 from restaurant_app.metrics import registry
 from restaurant_app.models import Order
 from restaurant_app.settings import Settings
@@ -42,6 +44,10 @@ class RestaurantApp(faust.App):
         """Faust's factory of ``app.web``: our server instead of the one ``conf.web`` names."""
         return RestaurantWeb(self)
 
+    def _new_transport(self) -> TransportT:
+        """Faust's factory of ``app.transport``: its aiokafka transport with ``FastConsumer``."""
+        return FastTransport(self.conf.broker_consumer, self)
+
 
 app = RestaurantApp(
     settings.app_id,
@@ -68,7 +74,8 @@ app = RestaurantApp(
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # Faust's Prometheus sensor, named faust_*, in our registry: GET /metrics serves it with ours.
-app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+# Its per-message metrics are brought up to date at each scrape, not at each message.
+app.monitor = lean_monitor(registry)
 
 database = Database(settings.database_url)
 
