@@ -6,7 +6,7 @@ import time
 from faust.cli import AppCommand, option
 
 from restaurant_app.traffic import OrderGenerator
-from restaurant_app.worker import app, orders_topic, settings
+from restaurant_app.worker import app, orders_topic, settings, settle_replication
 
 
 class Pacer:
@@ -38,6 +38,7 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
     generator = OrderGenerator(
         seed if seed is not None else settings.generator_seed, settings.restaurant_timezone
     )
+    await settle_replication()
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
     for sent in range(count):

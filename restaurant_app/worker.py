@@ -9,9 +9,16 @@ import faust
 from faust.web.apps import stats
 
 from restaurant_app.database import Database
-from restaurant_app.kafka_probe import wait_for_kafka
+from restaurant_app.kafka_probe import (
+    count_brokers,
+    min_insync_replicas,
+    replication_factor,
+    wait_for_kafka,
+)
 from restaurant_app.models import Order
 from restaurant_app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 settings = Settings.from_env()
 
@@ -21,6 +28,7 @@ class RestaurantApp(faust.App):
 
     async def on_first_start(self) -> None:
         await wait_for_kafka(settings.bootstrap_servers)
+        await settle_replication()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
 
@@ -32,8 +40,9 @@ app = RestaurantApp(
     datadir=str(settings.data_dir / "faust"),
     autodiscover=["agents", "restaurant_app.web", "restaurant_app.commands"],
     origin="restaurant_app",
-    topic_partitions=settings.topic_partitions,
-    topic_replication_factor=1,
+    topic_partitions=settings.orders_topic_partitions,
+    topic_replication_factor=settings.topic_replication_factor or 1,  # see settle_replication
+    producer_acks=-1,  # acks=all: a send succeeds once every in-sync replica has the message
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,
@@ -53,7 +62,8 @@ stats.blueprint.register(app, url_prefix="/stats/")
 
 database = Database(settings.database_url)
 
-# internal=True makes Faust create the topics at start-up with TOPIC_PARTITIONS partitions.
+# internal=True makes Faust create the topics at start-up with ORDERS_TOPIC_PARTITIONS partitions
+# and the replication that settle_replication chose; a topic that exists already is left as it is.
 orders_topic = app.topic(
     settings.orders_topic, value_type=Order, key_serializer="raw", internal=True
 )
@@ -68,3 +78,20 @@ dead_letter_topic = app.topic(
     settings.dead_letter_topic, key_serializer="raw", value_serializer="raw", internal=True
 )
 """Messages that are not valid orders, byte for byte, with the reason in a header."""
+
+
+async def settle_replication() -> None:
+    """Choose the replicas of the topics this app creates, before it creates any.
+
+    TOPIC_REPLICATION_FACTOR if set, else three or as many as the cluster has brokers now;
+    with three, a write needs two in-sync copies (``min.insync.replicas``), so one broker may fail.
+    """
+    replicas = settings.topic_replication_factor
+    if replicas is None:
+        replicas = replication_factor(await count_brokers(settings.bootstrap_servers))
+    min_insync = min_insync_replicas(replicas)
+    app.conf.topic_replication_factor = replicas
+    for topic in (orders_topic, raw_orders_topic, dead_letter_topic):
+        topic.config = {**(topic.config or {}), "min.insync.replicas": str(min_insync)}
+    log.info("New topics get %d partition(s), %d replica(s) and min.insync.replicas=%d.",
+             settings.orders_topic_partitions, replicas, min_insync)

@@ -1,0 +1,282 @@
+"""Scaling out on real processes: a broker of three killed under load; the leading one of two workers killed.
+
+Both tests account for every order: each one on the orders topic is stored once, and nothing else is.
+"""
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psutil
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+
+from infra.kafka_broker import KafkaBroker, KafkaCluster
+from infra.scratch import ScratchStack, WorkerProcess
+from infra.stack import free_port
+from restaurant_app.models import Order
+from restaurant_app.traffic import OrderGenerator
+from tests.services import query, unique_names, wait_until
+
+pytestmark = pytest.mark.integration
+
+STAMP = r"^\[(?P<at>[\d-]+ [\d:,]+)\]"
+"""Faust's timestamp at the start of a log line: ``[2026-01-02 12:00:00,123] [pid] [INFO] ...``."""
+PLACED = re.compile(STAMP + r".*Placed \d+ new order", re.MULTILINE)
+REPORT = re.compile(
+    STAMP + r".*(?:Report run \w+ (?:in|after) (?P<seconds>[\d.]+) s|Skipping this report run)", re.MULTILINE
+)
+
+
+@pytest.fixture
+def cluster(own_service_home: Path) -> Iterator[KafkaCluster]:
+    """Three Kafka nodes (each broker and controller) on free ports, stopped after the test."""
+    kafka = KafkaCluster(own_service_home / "kafka", [(free_port(), free_port()) for _ in range(3)],
+                         heap="256m", log_level="WARN")
+    kafka.start(timeout=300)
+    yield kafka
+    kafka.stop()
+
+
+def worker_env(bootstrap_servers: str, database_url: str, **overrides: str) -> dict[str, str]:
+    """A worker isolated to one test, on six partitions, with the generator and reports quiet."""
+    return {
+        **unique_names(),
+        "KAFKA_BROKER": bootstrap_servers,
+        "DATABASE_URL": database_url,
+        "ORDERS_TOPIC_PARTITIONS": "6",
+        "ORDER_INTERVAL_SECONDS": "3600",
+        "REPORT_INTERVAL_SECONDS": "3600",
+        **overrides,
+    }
+
+
+def orders_from(seed: int, count: int) -> list[Order]:
+    generator = OrderGenerator(seed=seed)
+    return [generator.order() for _ in range(count)]
+
+
+def publish(bootstrap_servers: str, topic: str, orders: list[Order]) -> None:
+    """Publish orders with acks=all, as the point of sale should, and wait until Kafka has them all.
+
+    With acks=1 a broker killed before its followers copied a message would lose it for good.
+    """
+
+    async def send_all() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5,
+                                    request_timeout_ms=120_000)
+        await producer.start()
+        try:
+            sent = [await producer.send(topic, o.dumps(), key=o.order_id.encode()) for o in orders]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_all())
+
+
+def topic_order_ids(bootstrap_servers: str, topic: str) -> list[str]:
+    """The order id of every message on the topic, from the start to its end now, repeats included."""
+
+    async def read() -> list[str]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                    group_id=None)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            ids: list[str] = []
+            while any(await consumer.position(tp) < end for tp, end in ends.items()):
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    ids.extend(json.loads(r.value)["order_id"] for r in records if r.offset < ends[
+                        TopicPartition(r.topic, r.partition)])
+            return ids
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def stored_ids(database_url: str) -> set[str]:
+    return {str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")}
+
+
+def assert_stored_exactly_once(database_url: str, on_topic: list[str]) -> None:
+    """No order sent twice, every order on the topic stored, nothing else stored, no row twice."""
+    assert len(on_topic) == len(set(on_topic)), "an order was sent to the topic twice"
+    [(rows, distinct)] = query(database_url, "SELECT count(*), count(DISTINCT order_id) FROM orders")
+    assert rows == distinct == len(on_topic)
+    assert stored_ids(database_url) == set(on_topic)
+
+
+def topic_layout(bootstrap_servers: str, topic: str) -> tuple[int, set[int], set[int], str]:
+    """(partitions, replicas per partition, in-sync replicas per partition, min.insync.replicas)."""
+
+    async def describe() -> tuple[int, set[int], set[int], str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await admin.start()
+        try:
+            [described] = await admin.describe_topics([topic])
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": None})])
+            [[*_, entries]] = [resource[3:] for resource in response.resources]
+            min_insync = next(entry[1] for entry in entries if entry[0] == "min.insync.replicas")
+        finally:
+            await admin.close()
+        partitions = described["partitions"]
+        return (len(partitions), {len(p["replicas"]) for p in partitions},
+                {len(p["isr"]) for p in partitions}, min_insync)
+
+    return asyncio.run(describe())
+
+
+def group_coordinator(kafka: KafkaCluster, group: str) -> KafkaBroker:
+    """The node that keeps the consumer group's offsets and membership."""
+
+    async def find() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            return await admin.find_coordinator(group)
+        finally:
+            await admin.close()
+
+    node_id = asyncio.run(find())
+    return next(node for node in kafka.nodes if node.membership.node_id == node_id)
+
+
+def test_a_broker_of_three_killed_and_restarted_under_load_loses_and_duplicates_nothing(
+    cluster: KafkaCluster, database_url: str, tmp_path: Path
+):
+    env = worker_env(cluster.bootstrap_servers, database_url, DATA_DIR=str(tmp_path / "data"))
+    topic = env["ORDERS_TOPIC"]
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        worker.start(ready_timeout=240)
+        assert topic_layout(cluster.bootstrap_servers, topic) == (6, {3}, {3}, "2")
+
+        rounds = [orders_from(seed, 400) for seed in range(100, 110)]
+        victim = group_coordinator(cluster, env["APP_ID"])
+        with ThreadPoolExecutor(1) as pool:
+            flowing = pool.submit(lambda: [publish(cluster.bootstrap_servers, topic, r) for r in rounds])
+            wait_until(lambda: len(stored_ids(database_url)) >= 800, timeout=180)
+            victim.kill()  # the group's coordinator, while orders are being published
+            flowing.result(timeout=600)
+        wait_until(lambda: len(stored_ids(database_url)) >= 4000, timeout=300,
+                   message="the worker stopped storing while a broker was down")
+
+        victim.start(timeout=300)
+        last = orders_from(110, 400)
+        publish(cluster.bootstrap_servers, topic, last)
+        everything = {o.order_id for r in [*rounds, last] for o in r}
+        wait_until(lambda: stored_ids(database_url) == everything, timeout=300,
+                   message="orders were lost across the broker's death and return")
+        assert_stored_exactly_once(database_url, sorted(everything))
+        wait_until(lambda: topic_layout(cluster.bootstrap_servers, topic)[2] == {3}, timeout=300,
+                   message="the restarted broker never caught up with its partitions")
+    finally:
+        worker.stop()
+
+
+def timeline(workers: list[WorkerProcess]) -> list[tuple[datetime, int, str]]:
+    """Each worker's ticks that placed orders and its report launches, as (when, worker, what), in order.
+
+    A report line comes when the run ends, so its launch is the line's time less the run's duration.
+    """
+    events: list[tuple[datetime, int, str]] = []
+    for index, worker in enumerate(workers):
+        text = worker.log_file.read_text(errors="replace")
+        events += [(logged_at(m), index, "placed") for m in PLACED.finditer(text)]
+        events += [(logged_at(m) - timedelta(seconds=float(m["seconds"] or 0)), index, "report")
+                   for m in REPORT.finditer(text)]
+    return sorted(events)
+
+
+def logged_at(match: re.Match[str]) -> datetime:
+    return datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def leaders_since(workers: list[WorkerProcess], moment: datetime) -> set[int]:
+    """The workers that placed orders after ``moment``."""
+    return {index for at, index, what in timeline(workers) if what == "placed" and at > moment}
+
+
+def switches(events: list[tuple[datetime, int, str]]) -> int:
+    """How often the worker placing orders changed from one tick to the next."""
+    placing = [index for _, index, what in events if what == "placed"]
+    return sum(1 for before, after in itertools.pairwise(placing) if before != after)
+
+
+def launched_off_the_leader(events: list[tuple[datetime, int, str]]) -> list[datetime]:
+    """Report launches by a worker that was not the only one placing orders in the seconds around them."""
+    window = timedelta(seconds=2)
+    return [at for at, index, what in events if what == "report" and {
+        other for when, other, kind in events if kind == "placed" and abs(when - at) <= window
+    } != {index}]
+
+
+def log_size(worker: WorkerProcess) -> int:
+    return worker.log_file.stat().st_size
+
+
+def kill_with_children(worker: WorkerProcess) -> None:
+    """SIGKILL the worker; then its report job, which would outlive it in a session of its own."""
+    children = psutil.Process(worker.pid).children(recursive=True)
+    worker.kill()
+    for child in children:
+        child.kill()
+
+
+def test_two_workers_share_the_partitions_and_the_survivor_takes_over_the_leadership(
+    stack: ScratchStack, database_url: str, tmp_path: Path
+):
+    env = worker_env(stack.bootstrap_servers, database_url, ORDER_INTERVAL_SECONDS="0.25",
+                     ORDERS_PER_TICK="2", REPORT_INTERVAL_SECONDS="20", SPARK_DRIVER_MEMORY="512m")
+    workers = [WorkerProcess({**env, "DATA_DIR": str(tmp_path / f"data-{i}")}, tmp_path / f"worker-{i}.log")
+               for i in (1, 2)]
+    topic = env["ORDERS_TOPIC"]
+    try:
+        for worker in workers:
+            worker.start(ready_timeout=240)
+        produced, more = orders_from(200, 3000), orders_from(201, 3000)
+        offsets = [log_size(w) for w in workers]
+        publish(stack.bootstrap_servers, topic, produced)
+        for worker, offset in zip(workers, offsets, strict=True):
+            worker.wait_for_log("Stored", timeout=180, offset=offset)  # each has partitions of its own
+
+        settled = datetime.now()
+        leaders = wait_until(lambda: leaders_since(workers, settled), timeout=120)
+        assert len(leaders) == 1, "both workers placed orders"
+        [leader] = leaders
+        [survivor] = [w for i, w in enumerate(workers) if i != leader]
+
+        offset = log_size(survivor)
+        publish(stack.bootstrap_servers, topic, more)
+        kill_with_children(workers[leader])  # with orders of its partitions still to store
+        survivor.wait_for_log("Placed", timeout=240, offset=offset)
+        survivor.wait_for_log("Report run succeeded", timeout=600, offset=offset)
+        events = timeline(workers)
+        assert switches(events) <= 2, "two workers placed orders at the same time"
+        assert not launched_off_the_leader(events), "a worker that was not leading launched a report"
+
+        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
+        wait_until(lambda: stored_ids(database_url) >= set(on_topic), timeout=180,
+                   message="orders on the topic were never stored")
+        stored = stored_ids(database_url)
+        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
+        assert len(on_topic) == len(set(on_topic)), "an order was generated or sent twice"
+        assert stored <= set(on_topic), "an order was stored that is not on the topic"
+        assert {o.order_id for o in produced + more} <= stored
+        [(rows, distinct)] = query(database_url, "SELECT count(*), count(DISTINCT order_id) FROM orders")
+        assert rows == distinct == len(stored)
+    finally:
+        for worker in workers:
+            worker.stop()
