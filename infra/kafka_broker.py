@@ -169,7 +169,8 @@ class KafkaBroker:
     def _format(self, java: str, config: Path) -> None:
         result = subprocess.run(
             [java, "-cp", classpath(), "kafka.tools.StorageTool", "format",
-             "--cluster-id", self.membership.cluster_id or new_cluster_id(), "--config", str(config)],
+             # One argument with "=": an id may start with "-", which would read as an option.
+             f"--cluster-id={self.membership.cluster_id or new_cluster_id()}", "--config", str(config)],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:

@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.scratch import ScratchStack, WorkerProcess
@@ -84,20 +85,20 @@ def publish(bootstrap_servers: str, topic: str, orders: list[Order]) -> None:
 def topic_order_ids(bootstrap_servers: str, topic: str) -> list[str]:
     """The order id of every message on the topic, from the start to its end now, repeats included."""
 
+    partitions = [TopicPartition(topic, p) for p in range(topic_layout(bootstrap_servers, topic)[0])]
+
     async def read() -> list[str]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                                     group_id=None)
         await consumer.start()
         try:
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
             ids: list[str] = []
-            while any(await consumer.position(tp) < end for tp, end in ends.items()):
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    ids.extend(json.loads(r.value)["order_id"] for r in records if r.offset < ends[
-                        TopicPartition(r.topic, r.partition)])
+            while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+                for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                    ids += [json.loads(r.value)["order_id"] for r in records if r.offset < ends[tp]]
             return ids
         finally:
             await consumer.stop()
