@@ -1,7 +1,7 @@
 """The local stack's commands.
 
-``python -m infra run``: Kafka, PostgreSQL and the Faust worker, in the foreground;
-Ctrl-C (or SIGTERM) stops the worker first, then every service this command started.
+``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL and WORKERS Faust workers, in the
+foreground; Ctrl-C (or SIGTERM) stops the workers first, then every service this command started.
 ``python -m infra psql``: a psql shell on the pipeline's database.
 """
 
@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import NoReturn
 
 from infra.java import StackError
@@ -32,17 +33,50 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def run(settings: Settings, worker_args: list[str]) -> int:
-    with local_stack(settings.data_dir) as env:
-        command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker",
-                   "-l", settings.log_level, *worker_args]
-        log.info("Starting the pipeline: faust -A restaurant_app worker")
-        worker = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+    with local_stack(settings.data_dir, kafka_nodes=settings.kafka_nodes) as env:
+        workers: list[subprocess.Popen] = []
         try:
-            return worker.wait()
+            for number in range(1, settings.workers + 1):
+                workers.append(start_worker(settings, number, {**os.environ, **env}, worker_args))
+            return wait_for_workers(workers)
         except Stop as stop:
-            log.info("Received %s; stopping the worker ...", stop)
-            terminate(worker, timeout=60)
+            log.info("Received %s; stopping the worker(s) ...", stop)
+            for worker in workers:
+                terminate(worker, timeout=60)
             return 0
+
+
+def own_place(settings: Settings, number: int) -> dict[str, str]:
+    """Worker 1 runs as configured; worker N gets port WEB_PORT + N - 1 and the folder DATA_DIR/worker-N."""
+    if number == 1:
+        return {}
+    return {"WEB_PORT": str(settings.web_port + number - 1),
+            "DATA_DIR": str(settings.data_dir / f"worker-{number}")}
+
+
+def start_worker(settings: Settings, number: int, env: dict[str, str], worker_args: list[str]
+                 ) -> subprocess.Popen:
+    env = {**env, **own_place(settings, number)}
+    command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker",
+               "-l", settings.log_level, *worker_args]
+    log.info("Starting worker %d of %d: faust -A restaurant_app worker, web server on port %s",
+             number, settings.workers, env.get("WEB_PORT", settings.web_port))
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def wait_for_workers(workers: list[subprocess.Popen]) -> int:
+    """Wait until every worker has exited, saying when each does; return the first failing exit code."""
+    running = dict(enumerate(workers, 1))
+    codes: list[int] = []
+    while running:
+        time.sleep(0.5)
+        for number, worker in list(running.items()):
+            if worker.poll() is not None:
+                del running[number]
+                codes.append(worker.returncode)
+                log.info("Worker %d exited with code %d; %d still running.",
+                         number, worker.returncode, len(running))
+    return next((code for code in codes if code), 0)
 
 
 def psql(settings: Settings) -> NoReturn:

@@ -6,7 +6,10 @@ Both tests account for every order: each one on the orders topic is stored once,
 import asyncio
 import itertools
 import json
+import os
 import re
+import sys
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -19,13 +22,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.kafka_broker import KafkaBroker, KafkaCluster
+from infra.process import spawn, terminate
 from infra.scratch import ScratchStack, WorkerProcess
-from infra.stack import free_port
+from infra.stack import free_port, local_kafka
 from restaurant_app.models import Order
+from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from tests.services import query, unique_names, wait_until
-
-pytestmark = pytest.mark.integration
 
 STAMP = r"^\[(?P<at>[\d-]+ [\d:,]+)\]"
 """Faust's timestamp at the start of a log line: ``[2026-01-02 12:00:00,123] [pid] [INFO] ...``."""
@@ -154,6 +157,7 @@ def group_coordinator(kafka: KafkaCluster, group: str) -> KafkaBroker:
     return next(node for node in kafka.nodes if node.membership.node_id == node_id)
 
 
+@pytest.mark.integration
 def test_a_broker_of_three_killed_and_restarted_under_load_loses_and_duplicates_nothing(
     cluster: KafkaCluster, database_url: str, tmp_path: Path
 ):
@@ -236,6 +240,7 @@ def kill_with_children(worker: WorkerProcess) -> None:
         child.kill()
 
 
+@pytest.mark.integration
 def test_two_workers_share_the_partitions_and_the_survivor_takes_over_the_leadership(
     stack: ScratchStack, database_url: str, tmp_path: Path
 ):
@@ -281,3 +286,41 @@ def test_two_workers_share_the_partitions_and_the_survivor_takes_over_the_leader
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_kafka_nodes_get_ports_two_apart_and_a_folder_per_cluster_size(tmp_path: Path):
+    assert local_kafka(tmp_path).home == tmp_path / "kafka"
+    cluster = local_kafka(tmp_path, 9092, nodes=3)
+    assert isinstance(cluster, KafkaCluster)
+    assert cluster.bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    assert [node.controller_port for node in cluster.nodes] == [9093, 9095, 9097]
+    home = tmp_path / "kafka-3-nodes"
+    assert [node.home for node in cluster.nodes] == [home / f"node-{i}" for i in (1, 2, 3)]
+    assert {node.membership.cluster_id for node in cluster.nodes} == {(home / "cluster-id").read_text()}
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.integration
+def test_infra_run_starts_as_many_workers_as_asked_each_with_its_port_and_folder(
+    stack: ScratchStack, database_url: str, tmp_path: Path
+):
+    port = free_port()
+    env = {**os.environ, **worker_env(stack.bootstrap_servers, database_url),
+           "WORKERS": "2", "WEB_PORT": str(port), "DATA_DIR": str(tmp_path / "data")}
+    run = spawn([sys.executable, "-m", "infra", "run"], tmp_path / "run.log", env=env, cwd=PROJECT_ROOT)
+    try:
+        for web_port in (port, port + 1):
+            wait_until(lambda p=web_port: answers(f"http://127.0.0.1:{p}/health"), timeout=240,
+                       message=f"no worker answered on port {web_port}")
+        assert (tmp_path / "data" / "worker-2" / "faust").is_dir()
+    finally:
+        terminate(run, timeout=120)
+    log = (tmp_path / "run.log").read_text()
+    assert "Worker 1 exited with code 0" in log and "Worker 2 exited with code 0" in log
