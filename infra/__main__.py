@@ -41,8 +41,7 @@ def run(settings: Settings, worker_args: list[str]) -> int:
             return wait_for_workers(workers)
         except Stop as stop:
             log.info("Received %s; stopping the worker(s) ...", stop)
-            for worker in workers:
-                terminate(worker, timeout=60)
+            stop_workers(workers)
             return 0
 
 
@@ -77,6 +76,12 @@ def wait_for_workers(workers: list[subprocess.Popen]) -> int:
                 log.info("Worker %d exited with code %d; %d still running.",
                          number, worker.returncode, len(running))
     return next((code for code in codes if code), 0)
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for number, worker in enumerate(workers, 1):
+        terminate(worker, timeout=60)
+        log.info("Worker %d stopped (exit code %d).", number, worker.returncode)
 
 
 def psql(settings: Settings) -> NoReturn:

@@ -323,4 +323,4 @@ def test_infra_run_starts_as_many_workers_as_asked_each_with_its_port_and_folder
     finally:
         terminate(run, timeout=120)
     log = (tmp_path / "run.log").read_text()
-    assert "Worker 1 exited with code 0" in log and "Worker 2 exited with code 0" in log
+    assert "Worker 1 stopped (exit code 0)" in log and "Worker 2 stopped (exit code 0)" in log
