@@ -205,10 +205,6 @@ class KafkaCluster:
         """Every node's address, so that a client finds the cluster while any one node is up."""
         return ",".join(node.bootstrap_servers for node in self.nodes)
 
-    @property
-    def log_files(self) -> list[Path]:
-        return [node.log_file for node in self.nodes]
-
     def start(self, timeout: float = 180.0) -> None:
         """Start every node, then wait until each answers and the cluster lists them all.
 

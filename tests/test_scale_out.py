@@ -167,6 +167,9 @@ def test_a_broker_of_three_killed_and_restarted_under_load_loses_and_duplicates_
     try:
         worker.start(ready_timeout=240)
         assert topic_layout(cluster.bootstrap_servers, topic) == (6, {3}, {3}, "2")
+        assert topic_layout(cluster.bootstrap_servers, env["DEAD_LETTER_TOPIC"]) == (6, {3}, {3}, "2")
+        leader_topic = f"{env['APP_ID']}-__assignor-__leader"  # Faust's, for electing the leader
+        assert topic_layout(cluster.bootstrap_servers, leader_topic)[1] == {3}
 
         rounds = [orders_from(seed, 400) for seed in range(100, 110)]
         victim = group_coordinator(cluster, env["APP_ID"])
