@@ -25,8 +25,9 @@ from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.process import spawn, terminate
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port, local_kafka
+from restaurant_app.kafka_probe import min_insync_replicas, replication_factor
 from restaurant_app.models import Order
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from tests.services import query, unique_names, wait_until
 
@@ -289,6 +290,37 @@ def test_two_workers_share_the_partitions_and_the_survivor_takes_over_the_leader
     finally:
         for worker in workers:
             worker.stop()
+
+
+@pytest.mark.parametrize(("env", "partitions"), [
+    ({}, 6),
+    ({"TOPIC_PARTITIONS": "2"}, 2),
+    ({"TOPIC_PARTITIONS": "2", "ORDERS_TOPIC_PARTITIONS": "12"}, 12),
+])
+def test_orders_topic_partitions_default_to_six_and_the_former_name_still_counts(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], partitions: int
+):
+    for name in ("TOPIC_PARTITIONS", "ORDERS_TOPIC_PARTITIONS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings.from_env().orders_topic_partitions == partitions
+
+
+@pytest.mark.parametrize("name", ["WORKERS", "KAFKA_NODES", "ORDERS_TOPIC_PARTITIONS",
+                                  "TOPIC_REPLICATION_FACTOR"])
+def test_counts_below_one_are_refused(monkeypatch: pytest.MonkeyPatch, name: str):
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(ValueError, match=f"{name} must be 1 or more"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize(("brokers", "replicas", "min_insync"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)])
+def test_three_copies_at_most_and_two_in_sync_once_there_are_three(
+    brokers: int, replicas: int, min_insync: int
+):
+    assert replication_factor(brokers) == replicas
+    assert min_insync_replicas(replicas) == min_insync
 
 
 def test_kafka_nodes_get_ports_two_apart_and_a_folder_per_cluster_size(tmp_path: Path):
