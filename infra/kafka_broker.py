@@ -6,6 +6,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,8 +224,9 @@ class KafkaCluster:
             raise
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        """Stop the nodes together: the last of them, stopped alone, would wait for a quorum that is gone."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(KafkaBroker.stop, self.nodes))
 
     async def _wait_for_all_brokers(self, deadline: float) -> None:
         while True:
