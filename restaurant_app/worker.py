@@ -62,8 +62,9 @@ stats.blueprint.register(app, url_prefix="/stats/")
 
 database = Database(settings.database_url)
 
-# internal=True makes Faust create the topics at start-up with ORDERS_TOPIC_PARTITIONS partitions
-# and the replication that settle_replication chose; a topic that exists already is left as it is.
+# Both topics are created at start-up (the orders topic by Faust, as an agent reads it; the other by
+# declare_dead_letter_topic) with ORDERS_TOPIC_PARTITIONS partitions and the replication that
+# settle_replication chose. A topic that exists already is left as it is.
 orders_topic = app.topic(
     settings.orders_topic, value_type=Order, key_serializer="raw", internal=True
 )
@@ -78,6 +79,12 @@ dead_letter_topic = app.topic(
     settings.dead_letter_topic, key_serializer="raw", value_serializer="raw", internal=True
 )
 """Messages that are not valid orders, byte for byte, with the reason in a header."""
+
+
+@app.task
+async def declare_dead_letter_topic() -> None:
+    """Create the dead-letter topic at start: nothing reads it, so Faust alone would not."""
+    await dead_letter_topic.maybe_declare()
 
 
 async def settle_replication() -> None:
