@@ -3,9 +3,11 @@
 ``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL and WORKERS Faust workers, in the
 foreground; Ctrl-C (or SIGTERM) stops the workers first, then every service this command started.
 ``python -m infra psql``: a psql shell on the pipeline's database.
+``python -m infra partitions N``: give ORDERS_TOPIC N partitions in all (Kafka never takes any away).
 """
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -13,6 +15,9 @@ import subprocess
 import sys
 import time
 from typing import NoReturn
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.errors import KafkaError
 
 from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
@@ -84,6 +89,27 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
         log.info("Worker %d stopped (exit code %d).", number, worker.returncode)
 
 
+def add_partitions(settings: Settings, count: int) -> int:
+    """Give the orders topic ``count`` partitions in all; the workers use them once restarted."""
+
+    async def grow() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_partitions({settings.orders_topic: NewPartitions(count)})
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(grow())
+    except KafkaError as exc:
+        log.error("Topic %r could not get %d partitions: %s", settings.orders_topic, count, exc)
+        return 1
+    log.info("Topic %r has %d partitions now; restart the workers to share them.",
+             settings.orders_topic, count)
+    return 0
+
+
 def psql(settings: Settings) -> NoReturn:
     """Replace this process with psql, connected to ``DATABASE_URL`` or the local server."""
     psql = str(POSTGRES_BIN_PATH / "psql")
@@ -93,8 +119,10 @@ def psql(settings: Settings) -> NoReturn:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker")
+    commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker(s)")
     commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
+    grow = commands.add_parser("partitions", help="give ORDERS_TOPIC more partitions (make run must be up)")
+    grow.add_argument("count", type=int, help="how many partitions the topic should have in all")
     args, worker_args = parser.parse_known_args()
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
@@ -103,6 +131,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     if args.command == "psql":
         return psql(settings)
+    if args.command == "partitions":
+        return add_partitions(settings, args.count)
     try:
         if args.command == "run":
             return run(settings, worker_args)

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -364,3 +365,20 @@ def test_infra_run_starts_as_many_workers_as_asked_each_with_its_port_and_folder
         terminate(run, timeout=120)
     log = (tmp_path / "run.log").read_text()
     assert "Worker 1 stopped (exit code 0)" in log and "Worker 2 stopped (exit code 0)" in log
+
+
+@pytest.mark.integration
+def test_infra_partitions_gives_the_orders_topic_more_partitions_and_never_fewer(stack: ScratchStack):
+    env = {**os.environ, **unique_names(), "KAFKA_BROKER": stack.bootstrap_servers}
+    publish(stack.bootstrap_servers, env["ORDERS_TOPIC"], orders_from(300, 1))  # auto-created, 3 partitions
+
+    def partitions(count: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "infra", "partitions", str(count)], env=env,
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+    grown = partitions(8)
+    assert grown.returncode == 0, grown.stderr
+    assert topic_layout(stack.bootstrap_servers, env["ORDERS_TOPIC"])[0] == 8
+    refused = partitions(4)
+    assert refused.returncode == 1
+    assert "could not get 4 partitions" in refused.stderr
