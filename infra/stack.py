@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from infra.kafka_broker import KafkaBroker
+from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.postgres import PostgresServer
 from restaurant_app.database import describe
 
@@ -29,11 +29,23 @@ def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:
     return PostgresServer(data_dir / "postgres", port)
 
 
+def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1) -> KafkaBroker | KafkaCluster:
+    """One node in ``data_dir/kafka`` on ``port`` and ``port + 1``, or a cluster of ``nodes``.
+
+    Node i of a cluster listens on ``port + 2(i-1)`` (clients) and the port after it (controllers),
+    with its data in ``data_dir/kafka-N-nodes/node-i``: a cluster of another size starts afresh.
+    """
+    if nodes == 1:
+        return KafkaBroker(data_dir / "kafka", port, port + 1)
+    ports = [(port + 2 * i, port + 2 * i + 1) for i in range(nodes)]
+    return KafkaCluster(data_dir / f"kafka-{nodes}-nodes", ports)
+
+
 @contextmanager
 def local_stack(
-    data_dir: Path, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT
+    data_dir: Path, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT, kafka_nodes: int = 1
 ) -> Iterator[dict[str, str]]:
-    """Start Kafka and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them.
+    """Start Kafka (of ``kafka_nodes``) and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them.
 
     Yields the environment variables that point the app at the services, and
     stops what it started on exit. Data stays in ``data_dir`` between runs.
@@ -43,12 +55,13 @@ def local_stack(
         if os.environ.get("KAFKA_BROKER"):
             log.info("Using the Kafka broker at %s", os.environ["KAFKA_BROKER"])
         else:
-            broker = KafkaBroker(data_dir / "kafka", kafka_port, kafka_port + 1)
-            log.info("Starting Apache Kafka (KRaft, one node) on %s ...", broker.bootstrap_servers)
-            broker.start()
-            stack.callback(_stopping, "Kafka", broker.stop)
-            env["KAFKA_BROKER"] = broker.bootstrap_servers
-            log.info("Kafka is ready; its log is %s", broker.log_file)
+            kafka = local_kafka(data_dir, kafka_port, kafka_nodes)
+            log.info("Starting Apache Kafka (KRaft, %d node(s)) on %s ...",
+                     kafka_nodes, kafka.bootstrap_servers)
+            kafka.start()
+            stack.callback(_stopping, "Kafka", kafka.stop)
+            env["KAFKA_BROKER"] = kafka.bootstrap_servers
+            log.info("Kafka is ready; its data and logs are in %s", kafka.home)
         if os.environ.get("DATABASE_URL"):
             log.info("Using the PostgreSQL named by DATABASE_URL")
         else:
