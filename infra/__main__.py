@@ -1,7 +1,8 @@
 """The local stack's commands.
 
-``python -m infra run``: Kafka, PostgreSQL and the Faust worker, in the foreground;
-Ctrl-C (or SIGTERM) stops the worker first, then every service this command started.
+``python -m infra run``: Kafka, PostgreSQL, a Spark Connect server and the Faust worker, in
+the foreground; Ctrl-C (or SIGTERM) stops the worker first, then every service this command
+started.
 ``python -m infra psql``: a psql shell on the pipeline's database.
 """
 
@@ -53,7 +54,7 @@ def psql() -> NoReturn:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker")
+    commands.add_parser("run", help="start Kafka, PostgreSQL, Spark Connect and the Faust worker")
     commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
     args, worker_args = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")

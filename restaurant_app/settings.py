@@ -60,6 +60,7 @@ class Settings:
     report_lateness_seconds: int
     spark_master: str
     spark_driver_memory: str
+    spark_remote: str
     data_dir: Path
     log_level: str
 
@@ -99,6 +100,7 @@ class Settings:
             report_lateness_seconds=_int("REPORT_LATENESS_SECONDS", 120),
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
+            spark_remote=_str("SPARK_REMOTE", ""),
             data_dir=data_dir,
             log_level=_str("LOG_LEVEL", "info"),
         )

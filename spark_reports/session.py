@@ -1,9 +1,11 @@
-"""The Spark session and the JDBC connection to PostgreSQL."""
+"""The Spark session, local or on a Spark Connect server, and the JDBC connection to PostgreSQL."""
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
 from pyspark.sql import DataFrame, SparkSession
@@ -20,44 +22,97 @@ WRITE_BATCH_SIZE = 5_000
 SMALL_RUN_MINUTES = 1_440
 """Runs that recompute at most a day of minutes read little, so a quick start matters most."""
 
-QUICK_START = {
-    # For a few thousand rows, compiling code and optimising the JVM cost more than they save.
-    "spark.sql.codegen.wholeStage": "false",
+QUICK_START_JVM = {
+    # For a few thousand rows, optimising a JVM that lives for one run costs more than it saves.
     "spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
 }
 
+SPARK_CONNECT_PORT = 15002
+"""The port of ``sc://host`` when the URL names none, as in Spark's own client."""
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class SparkConnectUnavailable(RuntimeError):
+    """The Spark Connect server named by ``SPARK_REMOTE`` does not answer."""
+
+
+def session_conf(settings: Settings, minutes: int) -> dict[str, str]:
+    """The SQL settings of one run's session, which a Spark Connect session sets for itself."""
+    small = minutes <= SMALL_RUN_MINUTES
+    return {
+        "spark.sql.session.timeZone": settings.restaurant_timezone,
+        "spark.sql.shuffle.partitions": "2" if small else "8",
+        "spark.sql.debug.maxToStringFields": "200",
+        # For a few thousand rows, compiling code costs more than it saves.
+        **({"spark.sql.codegen.wholeStage": "false"} if small else {}),
+    }
+
 
 def spark_conf(settings: Settings, minutes: int) -> dict[str, str]:
-    """Settings for a small, quiet Spark sized to a run of ``minutes`` minute windows."""
-    small = minutes <= SMALL_RUN_MINUTES
+    """Settings for a small, quiet local Spark sized to a run of ``minutes`` minute windows."""
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "restaurant-sales-reports",
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.jars": str(jdbc_driver()),
-        "spark.sql.session.timeZone": settings.restaurant_timezone,
-        "spark.sql.shuffle.partitions": "2" if small else "8",
         "spark.default.parallelism": "2",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.log.level": "WARN",
-        "spark.sql.debug.maxToStringFields": "200",
-        **(QUICK_START if small else {}),
+        **session_conf(settings, minutes),
+        **(QUICK_START_JVM if minutes <= SMALL_RUN_MINUTES else {}),
     }
 
 
 def start_spark(settings: Settings, minutes: int) -> SparkSession:
-    """Start (or, under spark-submit, join) the Spark session for a run of ``minutes`` windows.
+    """A session for a run of ``minutes`` windows: on the server ``SPARK_REMOTE`` names, or local."""
+    if settings.spark_remote:
+        return connect_spark(settings, minutes)
+    return start_local_spark(settings, minutes)
+
+
+def start_local_spark(settings: Settings, minutes: int) -> SparkSession:
+    """Start (or, under spark-submit, join) a Spark session in this process.
 
     Under spark-submit, the options given on its command line win over ours.
     """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.pop("SPARK_REMOTE", None)  # set but empty: PySpark would take it for a server
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     builder = SparkSession.builder
     for key, value in spark_conf(settings, minutes).items():
         if not (submitted and key in SUBMIT_OPTIONS):
             builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def connect_spark(settings: Settings, minutes: int) -> SparkSession:
+    """A new session of our own on the Spark Connect server, with this run's SQL settings.
+
+    Stopping it ends only this session; the server and its other sessions go on.
+    """
+    check_reachable(settings.spark_remote)
+    spark = SparkSession.builder.remote(settings.spark_remote).create()
+    for key, value in session_conf(settings, minutes).items():
+        spark.conf.set(key, value)
+    return spark
+
+
+def check_reachable(remote: str) -> None:
+    """Fail at once, in one line, when nothing listens at ``sc://host:port``.
+
+    Spark's client would otherwise retry for about ten minutes before giving up.
+    """
+    address = urlsplit(remote)
+    host, port = address.hostname or "localhost", address.port or SPARK_CONNECT_PORT
+    try:
+        socket.create_connection((host, port), CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as exc:
+        raise SparkConnectUnavailable(
+            f"The Spark Connect server at {remote} (SPARK_REMOTE) is unreachable:"
+            f" {exc.strerror or exc}. Start it (make run does) or unset SPARK_REMOTE"
+            " to run Spark inside the job."
+        ) from None
 
 
 @dataclass(frozen=True)
