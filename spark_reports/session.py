@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import grpc
 from psycopg.conninfo import conninfo_to_dict
+from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.connect.client.retries import DefaultPolicy
 
 from infra.java import jdbc_driver
 from restaurant_app.settings import Settings
@@ -30,6 +35,9 @@ QUICK_START_JVM = {
 SPARK_CONNECT_PORT = 15002
 """The port of ``sc://host`` when the URL names none, as in Spark's own client."""
 CONNECT_TIMEOUT_SECONDS = 5.0
+CONNECT_RETRIES = DefaultPolicy(max_retries=4)
+"""About 4 s of retries (50 ms, each wait 4 times the last) for a server that stops answering;
+Spark's default, made for servers far away, retries for ten minutes, past the job's timeout."""
 
 
 class SparkConnectUnavailable(RuntimeError):
@@ -64,11 +72,32 @@ def spark_conf(settings: Settings, minutes: int) -> dict[str, str]:
     }
 
 
-def start_spark(settings: Settings, minutes: int) -> SparkSession:
-    """A session for a run of ``minutes`` windows: on the server ``SPARK_REMOTE`` names, or local."""
-    if settings.spark_remote:
-        return connect_spark(settings, minutes)
-    return start_local_spark(settings, minutes)
+@contextmanager
+def spark_session(settings: Settings, minutes: int) -> Iterator[SparkSession]:
+    """The session of a run of ``minutes`` windows, stopped when the run ends.
+
+    It is a session on the Spark Connect server that ``SPARK_REMOTE`` names, or a local one.
+    """
+    remote = settings.spark_remote
+    with lost_server_explained(remote):
+        spark = connect_spark(settings, minutes) if remote else start_local_spark(settings, minutes)
+        try:
+            yield spark
+        finally:
+            spark.stop()
+
+
+@contextmanager
+def lost_server_explained(remote: str) -> Iterator[None]:
+    """Say in one line that the Spark Connect server stopped answering, instead of gRPC's dump."""
+    try:
+        yield
+    except SparkConnectGrpcException as exc:
+        if exc.getGrpcStatusCode() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        raise SparkConnectUnavailable(
+            f"The Spark Connect server at {remote} (SPARK_REMOTE) stopped answering."
+        ) from None
 
 
 def start_local_spark(settings: Settings, minutes: int) -> SparkSession:
@@ -93,16 +122,18 @@ def connect_spark(settings: Settings, minutes: int) -> SparkSession:
     """
     check_reachable(settings.spark_remote)
     spark = SparkSession.builder.remote(settings.spark_remote).create()
-    for key, value in session_conf(settings, minutes).items():
-        spark.conf.set(key, value)
+    spark.client.set_retry_policies([CONNECT_RETRIES])
+    try:
+        for key, value in session_conf(settings, minutes).items():
+            spark.conf.set(key, value)
+    except BaseException:
+        spark.stop()  # or the client retries at exit, to release the session
+        raise
     return spark
 
 
 def check_reachable(remote: str) -> None:
-    """Fail at once, in one line, when nothing listens at ``sc://host:port``.
-
-    Spark's client would otherwise retry for about ten minutes before giving up.
-    """
+    """Fail at once, in one line, when nothing listens at ``sc://host:port``."""
     address = urlsplit(remote)
     host, port = address.hostname or "localhost", address.port or SPARK_CONNECT_PORT
     try:

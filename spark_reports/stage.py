@@ -16,13 +16,12 @@ from restaurant_app.database_reports import (
 )
 from restaurant_app.settings import Settings
 from spark_reports.compute import Inputs, build_reports, kept
-from spark_reports.session import Jdbc, start_spark
+from spark_reports.session import Jdbc, spark_session
 
 
 def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     """Compute the run's windows into the staging tables; return (orders read, order lines read)."""
-    spark = start_spark(settings, run.minutes)
-    try:
+    with spark_session(settings, run.minutes) as spark:
         jdbc = Jdbc.from_database_url(settings.database_url)
         inputs = read_inputs(spark, jdbc, run)
         counts = read_counts(inputs.lines)
@@ -36,8 +35,6 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
         ):
             jdbc.append(frame, table)
         return counts
-    finally:
-        spark.stop()
 
 
 def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:

@@ -7,7 +7,9 @@ the job's own gives the same rows as the runs on the server.
 """
 
 import asyncio
+import contextlib
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -150,6 +152,34 @@ def test_a_server_that_is_down_fails_the_run_in_one_line_and_the_next_run_recove
     recovered = run_report_job(url, env=on_server(spark_server))
     assert recovered["status"] == "succeeded" and recovered["orders_read"] == 1
     assert query(url, "SELECT count(*) FROM report_sales") == [(3,)]  # its minute, hour and day
+
+
+@contextmanager
+def hanging_up_listener() -> Iterator[int]:
+    """A port where connections are accepted and closed at once, as by a server going down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+
+        def hang_up() -> None:
+            with contextlib.suppress(OSError):  # the socket closes when the test ends
+                while True:
+                    sock.accept()[0].close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        yield sock.getsockname()[1]
+
+
+def test_a_server_that_stops_answering_fails_the_run_in_one_line(stack: Stack):
+    url = stack.new_database()
+    save(url, [make_order(DAYS[0], 1, [("Caipirinha", 1)])])
+    with hanging_up_listener() as port:
+        remote = f"sc://127.0.0.1:{port}"
+        failed = run_report_job(url, env={"SPARK_REMOTE": remote})
+    assert (failed["status"], failed["exit_code"]) == ("failed", 1)
+    assert failed["error"] == f"The Spark Connect server at {remote} (SPARK_REMOTE) stopped answering."
+    assert failed["seconds"] < 30  # not the ten minutes of retries of Spark's client
+    assert query(url, "SELECT status, error FROM report_runs") == [("failed", failed["error"])]
 
 
 # ---- the server on its own ------------------------------------------------------------------
