@@ -106,7 +106,7 @@ def start_local_spark(settings: Settings, minutes: int) -> SparkSession:
     Under spark-submit, the options given on its command line win over ours.
     """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.pop("SPARK_REMOTE", None)  # set but empty: PySpark would take it for a server
+    os.environ.pop("SPARK_REMOTE", None)  # PySpark takes any SPARK_REMOTE, even empty, for a server
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     builder = SparkSession.builder
     for key, value in spark_conf(settings, minutes).items():
