@@ -141,7 +141,7 @@ def check_reachable(remote: str) -> None:
     except OSError as exc:
         raise SparkConnectUnavailable(
             f"The Spark Connect server at {remote} (SPARK_REMOTE) is unreachable:"
-            f" {exc.strerror or exc}. Start it (make run does) or unset SPARK_REMOTE"
+            f" {exc.strerror or exc}. Start it (make run starts one) or unset SPARK_REMOTE"
             " to run Spark inside the job."
         ) from None
 
