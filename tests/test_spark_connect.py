@@ -69,9 +69,9 @@ class Runs:
     first: dict
     after_first: dict
     expected_first: dict
-    recovered: dict
-    after_recovered: dict
-    expected_recovered: dict
+    late: dict
+    after_late: dict
+    expected_late: dict
     full: dict
     after_full: dict
     local_full: dict
@@ -88,17 +88,17 @@ def runs(stack: Stack, spark_server: SparkConnectServer) -> Runs:
     first = run_report_job(url, env=on_server(spark_server))
     after_first, expected_first = snapshot(url), expected(url)
     save(url, late_orders())
-    recovered = run_report_job(url, env=on_server(spark_server))
-    after_recovered, expected_recovered = snapshot(url), expected(url)
+    late = run_report_job(url, env=on_server(spark_server))
+    after_late, expected_late = snapshot(url), expected(url)
     full = run_report_job(url, "--full", env=on_server(spark_server))
     after_full = snapshot(url)
     local_full = run_report_job(url, "--full", env=LOCAL_SESSION)
-    return Runs(url, first, after_first, expected_first, recovered, after_recovered,
-                expected_recovered, full, after_full, local_full, snapshot(url))
+    return Runs(url, first, after_first, expected_first, late, after_late,
+                expected_late, full, after_full, local_full, snapshot(url))
 
 
 def test_every_run_succeeded_and_the_server_is_still_up(runs: Runs, spark_server: SparkConnectServer):
-    for result in (runs.first, runs.recovered, runs.full, runs.local_full):
+    for result in (runs.first, runs.late, runs.full, runs.local_full):
         assert (result["status"], result["exit_code"]) == ("succeeded", 0), result
     assert spark_server.process is not None and spark_server.process.poll() is None
 
@@ -106,14 +106,14 @@ def test_every_run_succeeded_and_the_server_is_still_up(runs: Runs, spark_server
 @pytest.mark.parametrize("unit", ["minute", "hour", "day"])
 def test_reports_on_the_server_equal_sql_over_the_orders(runs: Runs, unit: str):
     for tables, wanted in ((runs.after_first, runs.expected_first),
-                           (runs.after_recovered, runs.expected_recovered)):
+                           (runs.after_late, runs.expected_late)):
         assert sales_rows(tables, unit) == wanted["sales"][unit]
         assert dish_rows(tables, unit) == wanted["dishes"][unit]
 
 
 def test_insights_on_the_server_equal_sql_over_the_orders(runs: Runs):
     actual = actual_insights(runs.url)
-    wanted = runs.expected_recovered["insights"]
+    wanted = runs.expected_late["insights"]
     assert actual.keys() == wanted.keys()
     different = [key for key in wanted if not same_figures(actual[key], wanted[key])]
     assert not different, [(key, actual[key], wanted[key]) for key in different[:5]]
@@ -122,12 +122,12 @@ def test_insights_on_the_server_equal_sql_over_the_orders(runs: Runs):
 def test_an_incremental_run_on_the_server_reads_only_the_changed_minutes(runs: Runs):
     total = query(runs.url, "SELECT count(*) FROM orders")[0][0]
     assert runs.first["orders_read"] == total - len(late_orders())
-    assert 0 < runs.recovered["orders_read"] < total / 20
+    assert 0 < runs.late["orders_read"] < total / 20
 
 
 def test_full_rebuild_on_the_server_equals_the_incremental_result(runs: Runs):
     assert without_computed_at(runs.after_full, runs.url) == without_computed_at(
-        runs.after_recovered, runs.url)
+        runs.after_late, runs.url)
 
 
 def test_a_local_session_gives_the_same_rows_as_the_server(runs: Runs):
