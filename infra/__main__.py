@@ -1,7 +1,8 @@
 """The local stack's commands.
 
-``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL and WORKERS Faust workers, in the
-foreground; Ctrl-C (or SIGTERM) stops the workers first, then every service this command started.
+``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL, a Spark Connect server and WORKERS
+Faust workers, in the foreground; Ctrl-C (or SIGTERM) stops the workers first, then every service
+this command started.
 ``python -m infra psql``: a psql shell on the pipeline's database.
 ``python -m infra partitions N``: give ORDERS_TOPIC N partitions in all (Kafka never takes any away).
 """
@@ -39,7 +40,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def run(settings: Settings, worker_args: list[str]) -> int:
-    with local_stack(settings.data_dir, kafka_nodes=settings.kafka_nodes) as env:
+    with local_stack(settings.data_dir, settings) as env:
         workers: list[subprocess.Popen] = []
         try:
             for number in range(1, settings.workers + 1):
@@ -127,7 +128,7 @@ def psql(settings: Settings) -> NoReturn:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker(s)")
+    commands.add_parser("run", help="start Kafka, PostgreSQL, Spark Connect and the Faust worker(s)")
     commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
     grow = commands.add_parser("partitions", help="give ORDERS_TOPIC more partitions (make run must be up)")
     grow.add_argument("count", type=int, help="how many partitions the topic should have in all")

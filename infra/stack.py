@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from infra.java import StackError
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.postgres import PostgresServer
+from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import describe
+from restaurant_app.settings import Settings
 
 log = logging.getLogger("infra")
 
@@ -43,9 +46,11 @@ def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1) -> KafkaBroker
 
 @contextmanager
 def local_stack(
-    data_dir: Path, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT, kafka_nodes: int = 1
+    data_dir: Path, settings: Settings, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT,
+    spark_port: int = 15002,
 ) -> Iterator[dict[str, str]]:
-    """Start Kafka (of ``kafka_nodes``) and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them.
+    """Start Kafka (of ``KAFKA_NODES``), PostgreSQL and Spark Connect unless ``KAFKA_BROKER`` /
+    ``DATABASE_URL`` / ``SPARK_REMOTE`` name them.
 
     Yields the environment variables that point the app at the services, and
     stops what it started on exit. Data stays in ``data_dir`` between runs.
@@ -55,9 +60,9 @@ def local_stack(
         if os.environ.get("KAFKA_BROKER"):
             log.info("Using the Kafka broker at %s", os.environ["KAFKA_BROKER"])
         else:
-            kafka = local_kafka(data_dir, kafka_port, kafka_nodes)
+            kafka = local_kafka(data_dir, kafka_port, settings.kafka_nodes)
             log.info("Starting Apache Kafka (KRaft, %d node(s)) on %s ...",
-                     kafka_nodes, kafka.bootstrap_servers)
+                     settings.kafka_nodes, kafka.bootstrap_servers)
             kafka.start()
             stack.callback(_stopping, "Kafka", kafka.stop)
             env["KAFKA_BROKER"] = kafka.bootstrap_servers
@@ -73,7 +78,28 @@ def local_stack(
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
             log.info("PostgreSQL is ready: %s; its password is in %s",
                      describe(env["DATABASE_URL"]), postgres.password_file)
+        if os.environ.get("SPARK_REMOTE"):
+            log.info("Using the Spark Connect server at %s", os.environ["SPARK_REMOTE"])
+        else:
+            env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings))
         yield env
+
+
+def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings) -> dict[str, str]:
+    """Start the Spark Connect server; if it cannot start, each report run starts its own Spark."""
+    server = SparkConnectServer(
+        home, port, timezone=settings.restaurant_timezone, master=settings.spark_master,
+        driver_memory=settings.spark_driver_memory, jars_dir=settings.jars_dir,
+    )
+    log.info("Starting the Spark Connect server on 127.0.0.1:%d ...", port)
+    try:
+        server.start()
+    except StackError as exc:
+        log.error("%s\nThe pipeline runs without it: each report run starts its own Spark.", exc)
+        return {}
+    stack.callback(_stopping, "the Spark Connect server", server.stop)
+    log.info("The Spark Connect server is ready at %s; its log is %s", server.remote, server.log_file)
+    return {"SPARK_REMOTE": server.remote}
 
 
 def _stopping(name: str, stop: object) -> None:

@@ -78,6 +78,7 @@ class Settings:
     report_timeout_seconds: float
     spark_master: str
     spark_driver_memory: str
+    spark_remote: str
     data_dir: Path
     jars_dir: Path
     log_level: str
@@ -123,6 +124,7 @@ class Settings:
             report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
+            spark_remote=_str("SPARK_REMOTE", ""),
             data_dir=data_dir,
             jars_dir=Path(_str("JARS_DIR", str(DEFAULT_JARS_DIR))),
             log_level=_str("LOG_LEVEL", "info"),
