@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -382,3 +383,47 @@ def test_infra_partitions_gives_the_orders_topic_more_partitions_and_never_fewer
     refused = partitions(4)
     assert refused.returncode == 1
     assert "could not get 4 partitions" in refused.stderr
+
+
+@pytest.mark.integration
+def test_a_worker_frozen_mid_stream_and_thawed_after_the_group_moved_on_duplicates_nothing(
+    stack: ScratchStack, database_url: str, tmp_path: Path
+):
+    env = worker_env(stack.bootstrap_servers, database_url, ORDER_INTERVAL_SECONDS="0.25",
+                     ORDERS_PER_TICK="2", REPORT_INTERVAL_SECONDS="3600")
+    workers = [WorkerProcess({**env, "DATA_DIR": str(tmp_path / f"data-{i}")}, tmp_path / f"worker-{i}.log")
+               for i in (1, 2)]
+    topic = env["ORDERS_TOPIC"]
+    try:
+        for worker in workers:
+            worker.start(ready_timeout=240)
+        first, during = orders_from(210, 3000), orders_from(211, 3000)
+        offsets = [log_size(w) for w in workers]
+        publish(stack.bootstrap_servers, topic, first)
+        for worker, offset in zip(workers, offsets, strict=True):
+            worker.wait_for_log("Stored", timeout=180, offset=offset)
+
+        frozen, other = workers
+        publish(stack.bootstrap_servers, topic, during)
+        os.kill(frozen.pid, signal.SIGSTOP)  # mid-stream: its batch and its offsets wait, unfinished
+        try:
+            offset = log_size(other)
+            # The group drops the frozen member after its session times out; the other takes over.
+            other.wait_for_log("Placed", timeout=240, offset=offset)
+            wait_until(lambda: stored_ids(database_url) >= {o.order_id for o in first + during}, timeout=240)
+            thawed_at = log_size(frozen)
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)  # it finishes its stale batch and rejoins
+        frozen.wait_for_log("Joined group", timeout=180, offset=thawed_at)
+
+        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
+        wait_until(lambda: stored_ids(database_url) >= set(on_topic), timeout=180,
+                   message="orders on the topic were never stored")
+        rows = [str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")]
+        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
+        assert len(on_topic) == len(set(on_topic)), "an order was generated or sent twice"
+        assert len(rows) == len(set(rows)), "an order was stored twice"
+        assert set(rows) <= set(on_topic)
+    finally:
+        for worker in workers:
+            worker.stop()
