@@ -8,7 +8,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from infra.kafka_broker import KafkaBroker
-from infra.postgres import PostgresServer
+from infra.postgres import PostgresReplica, PostgresServer
 
 log = logging.getLogger("infra")
 
@@ -24,9 +24,10 @@ def free_port() -> int:
 
 @contextmanager
 def local_stack(
-    data_dir: Path, kafka_port: int = 9092, postgres_port: int = 5432
+    data_dir: Path, kafka_port: int = 9092, postgres_port: int = 5432, replica_port: int = 5433
 ) -> Iterator[dict[str, str]]:
-    """Start Kafka and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them.
+    """Start Kafka and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them, and with
+    ``POSTGRES_REPLICA=1`` a streaming replica of that PostgreSQL, where the reports are read.
 
     Yields the environment variables that point the app at the services, and
     stops what it started on exit. Data stays in ``data_dir`` between runs.
@@ -44,6 +45,9 @@ def local_stack(
             log.info("Kafka is ready; its log is %s", broker.log_file)
         if os.environ.get("DATABASE_URL"):
             log.info("Using the PostgreSQL named by DATABASE_URL")
+            if os.environ.get("POSTGRES_REPLICA") == "1":
+                log.warning("POSTGRES_REPLICA=1 replicates only the PostgreSQL started here; with"
+                            " DATABASE_URL set, name your replica in REPORTS_DATABASE_URL instead.")
         else:
             postgres = PostgresServer(data_dir / "postgres", postgres_port)
             log.info("Starting PostgreSQL on 127.0.0.1:%d ...", postgres_port)
@@ -52,7 +56,20 @@ def local_stack(
             postgres.create_database(DATABASE_NAME)
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
             log.info("PostgreSQL is ready: %s", env["DATABASE_URL"])
+            if os.environ.get("POSTGRES_REPLICA") == "1":
+                replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
+                env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
         yield env
+
+
+def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
+    """Start the replica, to be stopped before its primary; return the URL of its database."""
+    log.info("Starting a read replica of PostgreSQL on 127.0.0.1:%d ...", replica.port)
+    replica.start()
+    stack.callback(_stopping, "the PostgreSQL replica", replica.stop)
+    url = replica.url(DATABASE_NAME)
+    log.info("The replica is streaming from the primary; reports are read from %s", url)
+    return url
 
 
 def _stopping(name: str, stop: object) -> None:

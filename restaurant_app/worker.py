@@ -11,6 +11,7 @@ from faust.web.apps import stats
 from restaurant_app.database import Database
 from restaurant_app.kafka_probe import wait_for_kafka
 from restaurant_app.models import Order
+from restaurant_app.replica import ReplicaDatabase
 from restaurant_app.settings import Settings
 
 settings = Settings.from_env()
@@ -52,6 +53,11 @@ logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 stats.blueprint.register(app, url_prefix="/stats/")
 
 database = Database(settings.database_url)
+
+reports_database = (
+    ReplicaDatabase(settings.reports_database_url) if settings.reports_database_url else database
+)
+"""Where ``/reports`` reads: the read replica ``REPORTS_DATABASE_URL`` names, else ``database``."""
 
 # internal=True makes Faust create the topics at start-up with TOPIC_PARTITIONS partitions.
 orders_topic = app.topic(

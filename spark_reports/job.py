@@ -10,6 +10,7 @@ import psycopg
 
 from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
+from restaurant_app.replica import wait_until_replayed
 from restaurant_app.settings import Settings
 from spark_reports.ledger import ReportRun
 from spark_reports.result import JobResult, result_line
@@ -18,6 +19,8 @@ from spark_reports.store import ReportStore, report_store
 log = logging.getLogger("spark_reports")
 
 LONGEST_ERROR = 2000
+REPLICA_WAIT_SECONDS = 60.0
+"""How long Spark waits for REPORTS_DATABASE_URL to replay the run's scope before the run fails."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +67,12 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
     counts: tuple[int | None, int | None] = (None, None)
     try:
         java_executable()
+        if settings.reports_database_url:
+            # Spark reads there, joining the scope just written here: wait until the replica has
+            # replayed it, and with it every order and report committed before it.
+            waited = wait_until_replayed(store.conn, settings.reports_database_url, REPLICA_WAIT_SECONDS)
+            log.info("Reading orders from the replica at %s, which had caught up after %.1f s.",
+                     describe(settings.reports_database_url), waited)
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
         counts = stage_reports(settings, report_run)

@@ -25,7 +25,8 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     spark = start_spark(settings, run.minutes)
     try:
         jdbc = Jdbc.from_database_url(settings.database_url)
-        inputs = read_inputs(spark, jdbc, run)
+        reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url)
+        inputs = read_inputs(spark, reads, run)
         counts = read_counts(inputs.lines)
         reports = build_reports(inputs)
         for kind, table in STAGING_TABLES.items():

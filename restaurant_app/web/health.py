@@ -6,7 +6,8 @@ from faust import web
 
 from restaurant_app.database import DatabaseUnavailable
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
-from restaurant_app.worker import app, database, settings
+from restaurant_app.replica import replica_status
+from restaurant_app.worker import app, database, reports_database, settings
 
 
 async def kafka_status() -> dict[str, object]:
@@ -30,4 +31,6 @@ async def health(view: web.View, request: web.Request) -> web.Response:
     kafka, postgres = await asyncio.gather(kafka_status(), database_status())
     healthy = kafka["ok"] and postgres["ok"]
     body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres}
+    if reports_database is not database:
+        body["replica"] = await replica_status(database, reports_database)
     return view.json(body, status=200 if healthy else 503)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from faust import web
 
 from restaurant_app.database import DatabaseUnavailable
-from restaurant_app.worker import app, database, settings
+from restaurant_app.worker import app, database, reports_database, settings
 
 GRANULARITIES = ("minute", "hour", "day")
 SALES_COLUMNS = """
@@ -111,6 +111,7 @@ async def report_data(view: web.View, read: Callable[[], Awaitable[Any]]) -> web
     """Answer with what ``read`` returns, or 503 if PostgreSQL cannot be reached."""
     try:
         await asyncio.wait_for(database.ready(), READY_TIMEOUT_SECONDS)
+        await reports_database.ready()
         return view.json(plain(await read()))
     except (DatabaseUnavailable, TimeoutError) as exc:
         return view.json({"error": f"the database is unavailable: {exc}"}, status=503)
@@ -121,14 +122,14 @@ async def latest_reports_data() -> dict[str, Any]:
     and the last run of the report job."""
     latest: dict[str, Any] = {}
     for granularity in GRANULARITIES:
-        rows = await database.fetch_all(LATEST_SALES, (granularity,))
+        rows = await reports_database.fetch_all(LATEST_SALES, (granularity,))
         if rows:
-            rows[0]["dishes"] = await database.fetch_all(
+            rows[0]["dishes"] = await reports_database.fetch_all(
                 DISHES_OF_WINDOW, (granularity, rows[0]["period_start"])
             )
         latest[granularity] = rows[0] if rows else None
-    latest["insights"] = await database.fetch_all(LATEST_INSIGHTS)
-    runs = await database.fetch_all(LAST_RUN)
+    latest["insights"] = await reports_database.fetch_all(LATEST_INSIGHTS)
+    runs = await reports_database.fetch_all(LAST_RUN)
     latest["last_run"] = runs[0] if runs else None
     return latest
 
@@ -150,8 +151,8 @@ async def reports(view: web.View, request: web.Request) -> web.Response:
     async def read() -> dict[str, Any]:
         return {
             "granularity": granularity, "from": start, "to": end,
-            "reports": await database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
-            "insights": await database.fetch_all(INSIGHTS_BETWEEN, (start, end)),
+            "reports": await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
+            "insights": await reports_database.fetch_all(INSIGHTS_BETWEEN, (start, end)),
         }
 
     return await report_data(view, read)
