@@ -76,27 +76,21 @@ class DeadLetterPublisher:
 
     async def _send_all(self, rejections: Sequence[Rejection]) -> list[str | None]:
         """Send every rejection and wait for each delivery; return each one's error, if any."""
-        deliveries: list[asyncio.Future | str] = []
-        for rejection in rejections:
-            value, extra = fitted(rejection.source.value, self.value_limit)
-            try:
-                deliveries.append(await self.topic.send(
-                    key=rejection.source.key, value=value, headers=dead_letter_headers(rejection) + extra,
-                ))
-            except Exception as exc:  # noqa: BLE001 - a send that fails is tried again later
-                deliveries.append(describe_error(exc))
-        futures = [d for d in deliveries if not isinstance(d, str)]
-        await self._wait(futures)
-        return [d if isinstance(d, str) else (describe_error(d.exception()) if d.exception() else None)
-                for d in deliveries]
-
-    async def _wait(self, futures: list[asyncio.Future]) -> None:
-        waiting = set(futures)
+        deliveries = [asyncio.ensure_future(self._deliver(rejection)) for rejection in rejections]
+        waiting = set(deliveries)
         while waiting:
             _, waiting = await asyncio.wait(waiting, timeout=SLOW_TOPIC_SECONDS)
             if waiting:
                 log.warning("Still waiting for the dead-letter topic %r to take %d rejection(s).",
                             self.topic.get_topic_name(), len(waiting))
+        return [describe_error(d.exception()) if d.exception() else None for d in deliveries]
+
+    async def _deliver(self, rejection: Rejection) -> None:
+        value, extra = fitted(rejection.source.value, self.value_limit)
+        delivery = await self.topic.send(
+            key=rejection.source.key, value=value, headers=dead_letter_headers(rejection) + extra,
+        )
+        await delivery
 
 
 def describe_error(exc: BaseException) -> str:

@@ -1,6 +1,10 @@
-"""The simulated point of sale: a timer that publishes orders to Kafka."""
+"""The simulated point of sale: a timer that publishes orders to Kafka, each one acknowledged."""
 
+import asyncio
 import logging
+
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 
 from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
@@ -8,16 +12,66 @@ from restaurant_app.worker import app, orders_topic, settings
 
 log = logging.getLogger(__name__)
 
+PUBLISH_ATTEMPTS = 8
+FIRST_RETRY_SECONDS = 0.5
+LONGEST_RETRY_SECONDS = 30.0
+
 generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone)
 
 
+class PublishFailed(Exception):
+    """Kafka acknowledged none of the attempts to publish an order."""
+
+
+async def publish(order: Order) -> None:
+    """Publish ``order`` and wait until Kafka acknowledges it; retry with backoff when it does not.
+
+    The guarantee is at least once, never a new order: the same ``Order`` (same id, same
+    content) is sent again only after the producer has reported its delivery failed, that is
+    when Kafka acknowledged nothing. If the broker had in fact written it and only the
+    acknowledgement was lost, the copy is a duplicate of the same order id and content, which
+    the consumer's idempotent storage (keyed on ``order_id``) turns into no new row.
+    Raises ``PublishFailed`` after ``PUBLISH_ATTEMPTS`` failed attempts.
+    """
+    delay = FIRST_RETRY_SECONDS
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            delivery = await orders_topic.send(key=order.order_id, value=order)
+            await delivery
+            return
+        except (KafkaError, ProducerSendError) as exc:
+            if attempt == PUBLISH_ATTEMPTS:
+                raise PublishFailed(
+                    f"Kafka did not acknowledge order {order.order_id} in {attempt} attempts: {exc}"
+                ) from exc
+            log.warning("Kafka did not acknowledge order %s (attempt %d of %d: %s); trying again in %.1f s",
+                        order.order_id, attempt, PUBLISH_ATTEMPTS, exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+
+
 async def place_orders() -> list[Order]:
-    """Publish one tick's orders to the orders topic and return them."""
-    orders = generator.orders_for_tick(settings.orders_per_tick)
-    for order in orders:
-        await orders_topic.send(key=order.order_id, value=order)
-    log.info("Placed %d new order(s) on topic %r", len(orders), orders_topic.get_topic_name())
-    return orders
+    """Publish one tick's orders, one after the other; return those Kafka acknowledged.
+
+    Never raises, so that a failure cannot end the timer: it is logged, the rest of the
+    tick's orders are not placed, and the next tick starts afresh.
+    """
+    orders: list[Order] = []
+    placed = 0
+    try:
+        orders = generator.orders_for_tick(settings.orders_per_tick)
+        for order in orders:
+            await publish(order)
+            placed += 1
+    except PublishFailed as exc:
+        log.error("%s. Gave up on this tick after %d of %d order(s); the next tick carries on.",
+                  exc, placed, len(orders))
+    except Exception:
+        log.exception("The order generator failed after placing %d of %d order(s) this tick;"
+                      " the next tick carries on.", placed, len(orders))
+    else:
+        log.info("Placed %d new order(s) on topic %r", placed, orders_topic.get_topic_name())
+    return orders[:placed]
 
 
 @app.timer(interval=settings.order_interval_seconds, on_leader=True)

@@ -161,6 +161,8 @@ WHERE ({_names(ORDER_COLUMNS[1:], 's.')}) IS DISTINCT FROM ({_names(ORDER_COLUMN
    OR {_lines(STAGED_ITEMS, 's')} IS DISTINCT FROM {_lines('order_items', 'o', same_day=True)}
 """
 
+CLEAR_STAGING = f"TRUNCATE {STAGED_ORDERS}, {STAGED_ITEMS}"
+
 _BATCH_POSITIONS = (
     "unnest(%s::text[], %s::integer[], %s::bigint[]) AS b (topic, kafka_partition, kafka_offset)"
 )
@@ -193,6 +195,23 @@ def item_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
     for order in orders:
         for line_no, item in enumerate(order.items, start=1):
             yield (order.order_id, line_no, *_item_values(item))
+
+
+def versions(orders: Sequence[Accepted]) -> list[list[Accepted]]:
+    """The batch in rounds: the first version of each order, then any other version of it, and so on.
+
+    Each round is compared with what is stored once the rounds before it are, so whichever
+    version was stored first stays, and every other version is a conflicting duplicate.
+    """
+    rounds: list[list[Accepted]] = []
+    seen: dict[str, int] = {}
+    for accepted in orders:
+        number = seen.get(accepted.order.order_id, 0)
+        seen[accepted.order.order_id] = number + 1
+        if number == len(rounds):
+            rounds.append([])
+        rounds[number].append(accepted)
+    return rounds
 
 
 def conflicting_duplicate(accepted: Accepted) -> Rejection:
@@ -253,12 +272,14 @@ class PostgresOrderSink:
     async def _save(self, conn: psycopg.AsyncConnection, orders: Sequence[Accepted],
                     rejections: Sequence[Rejection]) -> Saved:
         saved = Saved(0, list(rejections))
-        if orders:
-            await _copy(conn, COPY_ORDERS, order_rows(a.order for a in orders))
-            await _copy(conn, COPY_ITEMS, item_rows(a.order for a in orders))
-            saved.new_orders = (await (await conn.execute(INSERT_ORDERS_AND_LINES)).fetchone())[0]
-            if saved.new_orders < len(orders):
-                saved.rejections += await self._conflicts(conn, orders)
+        for version in versions(orders):
+            await _copy(conn, COPY_ORDERS, order_rows(a.order for a in version))
+            await _copy(conn, COPY_ITEMS, item_rows(a.order for a in version))
+            new_orders = (await (await conn.execute(INSERT_ORDERS_AND_LINES)).fetchone())[0]
+            if new_orders < len(version):
+                saved.rejections += await self._conflicts(conn, version)
+            saved.new_orders += new_orders
+            await conn.execute(CLEAR_STAGING)
         rejections = saved.rejections
         if rejections:
             await conn.execute(INSERT_REJECTIONS, _rejection_columns(rejections))
@@ -295,15 +316,17 @@ class InMemoryOrderSink:
             self.outages -= 1
             raise DatabaseUnavailable("connection refused")
         self.saves += 1
-        new = [a.order for a in orders if a.order.order_id not in self.orders]
-        conflicts = [conflicting_duplicate(a) for a in orders
-                     if a.order.order_id in self.orders and self.orders[a.order.order_id] != a.order]
-        self.orders.update((o.order_id, o) for o in new)
+        new, conflicts = 0, []
+        for accepted in orders:
+            stored = self.orders.setdefault(accepted.order.order_id, accepted.order)
+            new += stored is accepted.order
+            if stored != accepted.order:
+                conflicts.append(conflicting_duplicate(accepted))
         known = {r.source.position for r in self.rejections}
         batch = [*rejections, *conflicts]
         self.rejections += [r for r in batch if r.source.position not in known]
         waiting = [r for r in batch if r.source.position not in self.dead_lettered]
-        return Saved(len(new), batch, waiting)
+        return Saved(new, batch, waiting)
 
     async def mark_dead_lettered(self, rejections: Sequence[Rejection]) -> None:
         self.dead_lettered.update(r.source.position for r in rejections)

@@ -27,8 +27,8 @@ from agents.order_sink import (
     RowsRefused,
     Saved,
     Source,
-    conflicting_duplicate,
 )
+from restaurant_app import metrics
 from restaurant_app.database import until_available
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.worker import app, database, dead_letter_topic, raw_orders_topic, settings
@@ -71,9 +71,11 @@ def source_of(event: EventT) -> Source:
 def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection]]:
     """Split a batch of raw messages into valid orders and rejections with their reasons.
 
-    An order repeated in the batch is kept once; a different order under the same id is refused.
+    An order repeated in the batch is kept once. Different versions under one id are all kept:
+    the sink stores one and refuses the others as conflicting duplicates.
     """
-    accepted: dict[str, Accepted] = {}
+    accepted: list[Accepted] = []
+    seen: set[tuple[str, bytes]] = set()
     rejections: list[Rejection] = []
     for event in events:
         source = source_of(event)
@@ -82,10 +84,11 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
         except InvalidOrder as exc:
             rejections.append(Rejection(source, str(exc)))
             continue
-        first = accepted.setdefault(order.order_id, Accepted(order, source))
-        if first.order != order:
-            rejections.append(conflicting_duplicate(Accepted(order, source)))
-    return list(accepted.values()), rejections
+        version = (order.order_id, source.value)
+        if version not in seen:
+            seen.add(version)
+            accepted.append(Accepted(order, source))
+    return accepted, rejections
 
 
 async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
@@ -109,9 +112,13 @@ async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
 
 
 async def handle(events: Sequence[EventT]) -> None:
-    """Store one batch, publish its new rejections, and log what happened."""
+    """Store one batch, publish its new rejections, log what happened and count it in the metrics."""
+    started = time.monotonic()
     orders, rejections = sort_batch(events)
     saved = await store(orders, rejections)
+    # A rejection already on the dead-letter topic was counted when first recorded.
+    metrics.batch_committed((e.message.timestamp for e in events), saved.new_orders,
+                            (r.kind for r in saved.not_dead_lettered), time.time())
     for rejection in saved.rejections:
         source = rejection.source
         log.warning("Rejected the message at %s[%d]@%d: %s",
@@ -123,6 +130,7 @@ async def handle(events: Sequence[EventT]) -> None:
     refused_orders = len(saved.rejections) - len(rejections)
     log.info("Stored %d new order(s) in PostgreSQL (%d already there, %d rejected)",
              saved.new_orders, len(orders) - saved.new_orders - refused_orders, len(saved.rejections))
+    metrics.batch_handled(len(events), time.monotonic() - started)
 
 
 async def handle_until_done(events: Sequence[EventT]) -> None:

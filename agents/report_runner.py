@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from restaurant_app import metrics
 from spark_reports.result import JobResult, parse_result
+from spark_reports.watchdog import LAUNCHER_PID_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class ReportRunner:
         started_at = datetime.now(UTC)
         process = await asyncio.create_subprocess_exec(
             *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=self.env, cwd=self.cwd, start_new_session=True,
+            env=self._job_env(), cwd=self.cwd, start_new_session=True,
         )
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
@@ -85,9 +87,15 @@ class ReportRunner:
             outcome = read_outcome(process.returncode, stdout, stderr)
         outcome.result.seconds = self._elapsed()
         log_outcome(outcome.result)
+        metrics.report_finished(outcome.result.status, outcome.result.seconds, started_at.timestamp(),
+                                time.time())
         if outcome.result.status in ("killed", "failed") and not outcome.reported:
             await self._record(started_at, outcome.result)
         return outcome
+
+    def _job_env(self) -> dict[str, str]:
+        """The job's environment, naming this process as its launcher: the job stops if it dies."""
+        return {**(os.environ if self.env is None else self.env), LAUNCHER_PID_VARIABLE: str(os.getpid())}
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._started, 2)

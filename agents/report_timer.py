@@ -1,6 +1,13 @@
-"""The report timer: every REPORT_INTERVAL_SECONDS the leader launches the Spark report job."""
+"""The report timer: the leader launches the Spark report job just after each minute closes.
 
+Runs are aligned to the clock: at every multiple of REPORT_INTERVAL_SECONDS (60: each minute
+boundary) plus REPORT_GRACE_SECONDS (5), so that a minute's late orders are in before its report.
+"""
+
+import math
 import sys
+import time
+from dataclasses import dataclass
 from functools import partial
 
 from agents.report_runner import ReportRunner
@@ -8,18 +15,43 @@ from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.worker import app, settings
 from spark_reports.ledger import record_failure
 
+CHECK_EVERY_SECONDS = 1.0
+
+
+@dataclass
+class AlignedSchedule:
+    """Says when a run is due: once per ``interval`` seconds, ``grace`` seconds past each boundary."""
+
+    interval: float
+    grace: float
+    last_due: float | None = None
+
+    def due(self, now: float) -> bool:
+        """True the first time it is asked after a boundary plus the grace has passed.
+
+        The first question only sets the clock: the first run is at the next boundary.
+        """
+        moment = math.floor((now - self.grace) / self.interval) * self.interval + self.grace
+        if self.last_due is not None and moment <= self.last_due:
+            return False
+        first, self.last_due = self.last_due is None, moment
+        return not first
+
+
 runner = ReportRunner(
     [sys.executable, "-m", "spark_reports"],
     timeout=settings.report_timeout_seconds,
     cwd=PROJECT_ROOT,
     record_failure=partial(record_failure, settings.database_url),
 )
+schedule = AlignedSchedule(settings.report_interval_seconds, settings.report_grace_seconds)
 
 
-@app.timer(interval=settings.report_interval_seconds, on_leader=True)
+@app.timer(interval=CHECK_EVERY_SECONDS, on_leader=True)
 async def launch_report_job() -> None:
-    """Start the job in the background; a run still going makes this tick a logged no-op."""
-    runner.launch()
+    """Start the job in the background when a run is due; a run still going makes it a logged no-op."""
+    if schedule.due(time.time()):
+        runner.launch()
 
 
 @app.on_before_shutdown.connect

@@ -15,6 +15,7 @@ from bench.commits import commit_timeline
 from bench.monitor import CpuMonitor, peak_rss_bytes
 from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
 from infra.scratch import ScratchStack, WorkerProcess
+from restaurant_app.progress import Progress
 
 log = logging.getLogger("bench")
 
@@ -40,8 +41,8 @@ def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int) ->
     groups = {"postgres": stack.postgres_process(), "kafka": stack.kafka_process()}
     try:
         groups["worker"] = psutil.Process(worker.start(ready_timeout=None).pid)
-        with CpuMonitor(groups) as monitor:
-            wait_for_orders(database_url, orders, worker, timeout=max(600.0, orders / 100))
+        with CpuMonitor(groups) as monitor, Progress("Worker storing orders", orders) as progress:
+            wait_for_orders(database_url, orders, worker, timeout=max(600.0, orders / 100), progress=progress)
             peak_rss = peak_rss_bytes(worker.pid)
     finally:
         worker.stop()

@@ -11,6 +11,7 @@ import psycopg
 
 from infra.scratch import ScratchStack, WorkerProcess, faust_command
 from infra.stack import free_port
+from restaurant_app.progress import Progress
 from restaurant_app.settings import PROJECT_ROOT
 
 QUIET_SECONDS = "86400"
@@ -34,14 +35,18 @@ def pipeline_env(stack: ScratchStack, database_url: str, topic: str, name: str) 
 
 
 def produce_orders(env: dict[str, str], count: int, seed: int, rate: float = 0.0) -> str:
-    """Publish ``count`` generated orders with the product's load mode; return what it printed."""
+    """Publish ``count`` generated orders with the product's load mode; return what it printed.
+
+    Its standard error (its progress, and any error) goes straight to the bench's.
+    """
     result = subprocess.run(
         faust_command("produce-orders", "--count", str(count), "--seed", str(seed),
                       "--rate", str(rate)),
-        env={**os.environ, **env}, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
+        env={**os.environ, **env}, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True, check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"produce-orders failed:\n{result.stdout}{result.stderr}")
+        raise RuntimeError(f"produce-orders failed with exit code {result.returncode} (its errors are"
+                           f" above):\n{result.stdout}")
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -55,13 +60,18 @@ def count_orders(database_url: str) -> int:
 
 
 def wait_for_orders(database_url: str, expected: int, worker: WorkerProcess | None,
-                    timeout: float, interval: float = 0.5) -> None:
-    """Poll until ``expected`` orders are committed; fail if the worker dies or time runs out."""
+                    timeout: float, interval: float = 0.5, progress: Progress | None = None) -> None:
+    """Poll until ``expected`` orders are committed, showing ``progress`` if given; fail if the
+    worker dies or time runs out."""
     deadline = time.monotonic() + timeout
-    while count_orders(database_url) < expected:
+    while True:
+        found = count_orders(database_url)
+        if progress is not None:
+            progress.update(found)
+        if found >= expected:
+            return
         if worker is not None:
             worker.check_alive()
         if time.monotonic() > deadline:
-            found = count_orders(database_url)
             raise TimeoutError(f"only {found} of {expected} orders arrived within {timeout:.0f} s")
         time.sleep(interval)

@@ -25,6 +25,7 @@ from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
 from restaurant_app.partitions import add_partitions
+from restaurant_app.progress import Progress
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from spark_reports.result import parse_result
@@ -40,18 +41,20 @@ CUSTOMERS = 50_000
 
 # Order g (0, 1, 2, ...) was placed g / rate seconds before the end of the history and has
 # 1 + g % 6 lines of distinct dishes; its total is the sum of its lines, as validation demands.
+# A NULL xid marks the history as stored before the reports began (as migration 004 leaves
+# older orders): incremental runs leave it alone, and only a full rebuild reads it.
 # Each order's key goes to order_keys, and each line carries its order's created_at (migration 006).
 LOAD_ORDERS = """
 WITH loaded AS (
 INSERT INTO orders (order_id, created_at, customer_id, customer_name, channel,
-                    payment_method, total, ingested_at)
+                    payment_method, total, ingested_at, xid)
 SELECT md5('bench-order-' || g)::uuid, t.placed, c.id, 'Cliente ' || c.id,
        (%(channels)s::text[])[1 + g %% cardinality(%(channels)s::text[])],
        (%(payments)s::text[])[1 + g / 7 %% cardinality(%(payments)s::text[])],
        (SELECT sum((%(prices)s::numeric[])[1 + (g + j * 5) %% cardinality(%(prices)s::numeric[])]
                    * (1 + (g + j) %% 3))
         FROM generate_series(1, 1 + g %% 6) AS j),
-       t.placed + interval '1 second'
+       t.placed + interval '1 second', NULL
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 CROSS JOIN LATERAL (SELECT %(end)s::timestamptz - g * %(step)s * interval '1 second' AS placed) t
 CROSS JOIN LATERAL (SELECT 1 + g * 7919 %% %(customers)s AS id) c
@@ -139,12 +142,14 @@ def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
         conn.execute("ALTER TABLE orders DISABLE TRIGGER ALL")
         conn.execute("ALTER TABLE order_items DISABLE TRIGGER ALL")
         try:
-            for start in range(first, last + 1, LOAD_CHUNK):
-                params = {**menu_params(), "first": start, "last": min(start + LOAD_CHUNK - 1, last),
-                          "end": end, "step": 1 / HISTORY_RATE, "customers": CUSTOMERS}
-                with conn.transaction():
-                    conn.execute(LOAD_ORDERS, params)
-                    conn.execute(LOAD_ITEMS, params)
+            with Progress("Loading history orders", last - first + 1) as progress:
+                for start in range(first, last + 1, LOAD_CHUNK):
+                    params = {**menu_params(), "first": start, "last": min(start + LOAD_CHUNK - 1, last),
+                              "end": end, "step": 1 / HISTORY_RATE, "customers": CUSTOMERS}
+                    with conn.transaction():
+                        conn.execute(LOAD_ORDERS, params)
+                        conn.execute(LOAD_ITEMS, params)
+                    progress.update(params["last"] + 1 - first)
         finally:
             conn.execute("ALTER TABLE orders ENABLE TRIGGER ALL")
             conn.execute("ALTER TABLE order_items ENABLE TRIGGER ALL")

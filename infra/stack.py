@@ -9,10 +9,13 @@ from pathlib import Path
 
 from infra.kafka_broker import KafkaBroker
 from infra.postgres import PostgresReplica, PostgresServer
+from restaurant_app.database import describe
 
 log = logging.getLogger("infra")
 
 DATABASE_NAME = "restaurant"
+POSTGRES_PORT = 5432
+REPLICA_PORT = 5433
 
 
 def free_port() -> int:
@@ -22,9 +25,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:
+    """The PostgreSQL server of ``make run``, its data and password under ``data_dir``."""
+    return PostgresServer(data_dir / "postgres", port)
+
+
 @contextmanager
 def local_stack(
-    data_dir: Path, kafka_port: int = 9092, postgres_port: int = 5432, replica_port: int = 5433
+    data_dir: Path, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT,
+    replica_port: int = REPLICA_PORT,
 ) -> Iterator[dict[str, str]]:
     """Start Kafka and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them, and with
     ``POSTGRES_REPLICA=1`` a streaming replica of that PostgreSQL, where the reports are read.
@@ -49,13 +58,14 @@ def local_stack(
                 log.warning("POSTGRES_REPLICA=1 replicates only the PostgreSQL started here; with"
                             " DATABASE_URL set, name your replica in REPORTS_DATABASE_URL instead.")
         else:
-            postgres = PostgresServer(data_dir / "postgres", postgres_port)
+            postgres = local_postgres(data_dir, postgres_port)
             log.info("Starting PostgreSQL on 127.0.0.1:%d ...", postgres_port)
             postgres.start()
             stack.callback(_stopping, "PostgreSQL", postgres.stop)
             postgres.create_database(DATABASE_NAME)
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
-            log.info("PostgreSQL is ready: %s", env["DATABASE_URL"])
+            log.info("PostgreSQL is ready: %s; its password is in %s",
+                     describe(env["DATABASE_URL"]), postgres.password_file)
             if os.environ.get("POSTGRES_REPLICA") == "1":
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
@@ -68,7 +78,7 @@ def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
     replica.start()
     stack.callback(_stopping, "the PostgreSQL replica", replica.stop)
     url = replica.url(DATABASE_NAME)
-    log.info("The replica is streaming from the primary; reports are read from %s", url)
+    log.info("The replica is streaming from the primary; reports are read from %s", describe(url))
     return url
 
 

@@ -9,11 +9,14 @@ WAL flush position, read after that write.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import psycopg
 
 from restaurant_app.database import Database, DatabaseUnavailable, describe
+
+log = logging.getLogger(__name__)
 
 WAIT_INTERVAL_SECONDS = 0.1
 STATUS_TIMEOUT_SECONDS = 2.0
@@ -72,5 +75,8 @@ async def replica_status(primary: Database, replica: Database) -> dict[str, obje
             lsn = (await primary.fetch_all(PRIMARY_POSITION))[0]["lsn"]
             lag = (await replica.fetch_all(REPLICA_LAG, (lsn,)))[0]
     except (DatabaseUnavailable, TimeoutError) as exc:
-        return {"ok": False, "error": str(exc) or f"no answer within {STATUS_TIMEOUT_SECONDS:.0f} s"}
+        reason = str(exc) or f"no answer within {STATUS_TIMEOUT_SECONDS:.0f} s"
+        log.warning("Health check: the lag of the replica at %s is unknown (%s).",
+                    describe(replica.url), reason)
+        return {"ok": False, "error": "the replica or the primary is unreachable"}
     return {"ok": True, **lag}

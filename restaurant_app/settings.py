@@ -64,8 +64,8 @@ class Settings:
     web_host: str
     web_port: int
     report_interval_seconds: float
+    report_grace_seconds: float
     report_timeout_seconds: float
-    report_lateness_seconds: int
     spark_master: str
     spark_driver_memory: str
     data_dir: Path
@@ -106,8 +106,8 @@ class Settings:
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066),
             report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0),
+            report_grace_seconds=_float("REPORT_GRACE_SECONDS", 5.0),
             report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),
-            report_lateness_seconds=_int("REPORT_LATENESS_SECONDS", 120),
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
             data_dir=data_dir,

@@ -6,15 +6,29 @@
 import logging
 
 import faust
-from faust.web.apps import stats
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.web import Web
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from restaurant_app.database import Database
 from restaurant_app.kafka_probe import wait_for_kafka
+from restaurant_app.metrics import registry
 from restaurant_app.models import Order
 from restaurant_app.replica import ReplicaDatabase
 from restaurant_app.settings import Settings
 
 settings = Settings.from_env()
+
+
+class RestaurantWeb(AiohttpWeb):
+    """Faust's web server with one of Faust's own views: its statistics, at /stats/.
+
+    Faust would also serve /router/ and /table/ (cluster layout, table contents) and its
+    statistics or an index at /; the URLs we serve are our pages and /stats/ only.
+    """
+
+    default_blueprints = (("/stats", "faust.web.apps.stats:blueprint"),)
+    production_blueprints = debug_blueprints = optional_blueprints = ()
 
 
 class RestaurantApp(faust.App):
@@ -24,6 +38,10 @@ class RestaurantApp(faust.App):
         await wait_for_kafka(settings.bootstrap_servers)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
+
+    def _new_web(self) -> Web:
+        """Faust's factory of ``app.web``: our server instead of the one ``conf.web`` names."""
+        return RestaurantWeb(self)
 
 
 app = RestaurantApp(
@@ -44,13 +62,14 @@ app = RestaurantApp(
     stream_buffer_maxsize=20_000,
     consumer_auto_offset_reset="earliest",
     producer_linger=0.005,
+    producer_request_timeout=30.0,  # Faust waits 20 min by default before a failed send says so
 )
 
 # Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
-# Faust's statistics view at /stats/; / is the dashboard (restaurant_app.web.pages).
-stats.blueprint.register(app, url_prefix="/stats/")
+# Faust's Prometheus sensor, named faust_*, in our registry: GET /metrics serves it with ours.
+app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
 database = Database(settings.database_url)
 

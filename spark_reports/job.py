@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 
 import psycopg
@@ -12,9 +13,10 @@ from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.replica import wait_until_replayed
 from restaurant_app.settings import Settings
-from spark_reports.ledger import ReportRun
+from spark_reports.ledger import ReportRun, skip_note
 from spark_reports.result import JobResult, result_line
 from spark_reports.store import ReportStore, report_store
+from spark_reports.watchdog import launcher_pid, start_watchdog
 
 log = logging.getLogger("spark_reports")
 
@@ -31,41 +33,48 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     settings = Settings.from_env()
+    start_watchdog(launcher_pid(os.environ), settings.report_timeout_seconds)
     started = time.monotonic()
     try:
         result = run(settings, full=args.full)
     except psycopg.OperationalError as exc:
-        result = JobResult("failed", error=f"PostgreSQL at {describe(settings.database_url)} is unreachable: "
-                                        f"{str(exc).strip()}")
+        result = JobResult("failed", error=database_error(exc, settings.database_url))
         log.error("%s", result.error)
     result.seconds = round(time.monotonic() - started, 2)
     print(result_line(result), flush=True)
     return 1 if result.status == "failed" else 0
 
 
+def database_error(exc: psycopg.OperationalError, url: str) -> str:
+    """What went wrong with PostgreSQL: it could not be reached, or the server's own reason."""
+    if exc.sqlstate is None:
+        return f"PostgreSQL at {describe(url)} is unreachable: {str(exc).strip()}"
+    return f"PostgreSQL at {describe(url)} stopped the report job: {str(exc).strip()}"
+
+
 def run(settings: Settings, full: bool = False) -> JobResult:
     """Run the job once, under the report lock; a run already going makes this one a no-op."""
-    with report_store(settings.database_url) as store:
+    with report_store(settings.database_url, settings.report_timeout_seconds) as store:
         if not store.ledger.try_lock():
             log.info("Another report run is still going; this one stops here.")
             return JobResult("skipped")
-        report_run = store.start_run(full, settings.report_lateness_seconds,
-                                     settings.restaurant_timezone)
-        log.info("Report run %d (%s): recomputing %d minute window(s)%s.",
-                 report_run.run_id, "full rebuild" if full else "incremental", report_run.minutes,
-                 "" if report_run.orders_since is None
-                 else f" with orders ingested since {report_run.orders_since:%Y-%m-%d %H:%M:%S %Z}")
-        if report_run.minutes == 0:
-            store.ledger.finish(report_run, 0, 0, 0)
-            log.info("No new orders since the last run; nothing to recompute.")
-            return JobResult("succeeded", report_run.run_id)
+        report_run = store.start_run(full)
+        if report_run.skip is not None:
+            log.warning("Report run %d: %s", report_run.run_id,
+                        skip_note(report_run.skip, report_run.skipped_windows))
         return compute_and_publish(settings, store, report_run)
 
 
 def compute_and_publish(settings: Settings, store: ReportStore, report_run: ReportRun) -> JobResult:
-    """Compute and publish the run's windows; on any failure, record it and leave the reports alone."""
+    """Find, compute and publish the run's windows; on any failure, record it and leave the reports alone."""
     counts: tuple[int | None, int | None] = (None, None)
     try:
+        report_run = store.fill_scope(report_run, settings.restaurant_timezone)
+        log_scope(report_run)
+        if report_run.minutes == 0:
+            store.ledger.finish(report_run, 0, 0, 0)
+            log.info("No new orders since the last run; nothing to recompute.")
+            return JobResult("succeeded", report_run.run_id)
         java_executable()
         if settings.reports_database_url:
             # Spark reads there, joining the scope just written here: wait until the replica has
@@ -76,7 +85,7 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
         counts = stage_reports(settings, report_run)
-        windows = store.publish(report_run, *counts)
+        windows = store.publish(report_run, *counts, settings.report_grace_seconds)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error = error_text(exc)
         store.ledger.fail(report_run, error, *counts)
@@ -88,9 +97,16 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
     return JobResult("succeeded", report_run.run_id, windows, orders_read, rows_read)
 
 
+def log_scope(run: ReportRun) -> None:
+    since = run.since
+    log.info("Report run %d (%s): recomputing %d minute window(s) with %s.",
+             run.run_id, "full rebuild" if run.full else "incremental", run.minutes,
+             "every order" if since is None else
+             f"the orders committed since run {since.run_id} ({since.taken_at:%Y-%m-%d %H:%M:%S %Z})")
+
+
 def error_text(exc: BaseException) -> str:
     """The gist of an error: its message without the Java stack trace."""
     text = str(exc).strip() or type(exc).__name__
     text = text.split("\n\tat ")[0].split("\nJVM stacktrace:")[0].strip()
     return text[:LONGEST_ERROR]
-

@@ -1,7 +1,8 @@
 """The report runs' ledger (``report_runs``) and the report lock: what the job and the worker's runner share.
 
-The job records its own run (started, succeeded or failed); the runner in the worker records
-a run that could not say so itself (killed, or crashed before it could write).
+The job records its own run (started, succeeded or failed) and the snapshot it reads up to,
+which the next run starts from; the runner in the worker records a run that could not say so
+itself (killed, or crashed before it could write).
 """
 
 from __future__ import annotations
@@ -20,22 +21,42 @@ TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
 LOCK_FOR_TRANSACTION = "SELECT pg_advisory_xact_lock(%s)"
 WAIT_FOR_LOCK_AT_MOST = "SET LOCAL lock_timeout = '5s'"
 
+FAILURES_BEFORE_SKIPPING = 3
+"""Incremental runs in a row that may fail on the same orders; the next run skips those orders."""
+
 ABANDONED = "The run stopped before finishing (it was killed or crashed)."
 
 ABANDON_RUNS = """
-UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(), error = %s
+UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(),
+       error = concat_ws(' ', error, %s::text)
 WHERE status = 'running'
 """
 
-LAST_WATERMARK = """
-SELECT watermark FROM report_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT 1
+# The last run that read the orders of a scope: one that succeeded, or an incremental one that
+# failed. A failed full rebuild changes nothing for the incremental runs, and neither does a
+# failure the worker recorded for a job that never started its run (no snapshot).
+LAST_SCOPED_RUN = """
+SELECT run_id, status = 'succeeded', since_run FROM report_runs
+WHERE snapshot IS NOT NULL AND (status = 'succeeded' OR mode = 'incremental')
+ORDER BY run_id DESC LIMIT 1
 """
 
-START_RUN = """
-INSERT INTO report_runs (mode, status, orders_since, watermark)
-VALUES (%s, 'running', %s, clock_timestamp())
-RETURNING run_id, watermark
+# Failed incremental runs that started from the same snapshot (all come after that run).
+FAILURES_FROM = """
+SELECT count(*) FROM report_runs
+WHERE run_id > coalesce(%(since_run)s::bigint, 0) AND status = 'failed' AND mode = 'incremental'
+  AND snapshot IS NOT NULL AND since_run IS NOT DISTINCT FROM %(since_run)s::bigint
 """
+
+RUN_WATERMARK = "SELECT run_id, snapshot::text, watermark FROM report_runs WHERE run_id = %s"
+
+START_RUN = """
+INSERT INTO report_runs (mode, status, since_run, orders_since, snapshot, watermark)
+VALUES (%s, 'running', %s, %s, pg_current_snapshot(), clock_timestamp())
+RETURNING run_id, snapshot::text, watermark
+"""
+
+NOTE_RUN = "UPDATE report_runs SET error = %s WHERE run_id = %s"
 
 FINISH_RUN = """
 UPDATE report_runs SET status = 'succeeded', finished_at = clock_timestamp(),
@@ -44,8 +65,8 @@ WHERE run_id = %s
 """
 
 FAIL_RUN = """
-UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(), error = %s,
-       orders_read = %s, rows_read = %s
+UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(),
+       error = concat_ws(' ', error, %s::text), orders_read = %s, rows_read = %s
 WHERE run_id = %s
 """
 
@@ -56,14 +77,38 @@ VALUES ('incremental', 'failed', %s, clock_timestamp(), clock_timestamp(), %s)
 
 
 @dataclass(frozen=True)
+class Watermark:
+    """A point in commit order: the snapshot a run took when it started (``pg_current_snapshot()``)."""
+
+    run_id: int
+    snapshot: str
+    taken_at: datetime
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Orders no run will read: ``failures`` runs in a row failed on those committed after ``since``."""
+
+    since: Watermark | None
+    """None: from the first order on."""
+    until: Watermark
+    """The last failed run's snapshot, which the skipping run starts from."""
+    failures: int
+
+
+@dataclass(frozen=True)
 class ReportRun:
-    """A run in progress: its id, what it reads and how many minute windows it recomputes."""
+    """A run in progress: what it reads and how many minute windows it recomputes."""
 
     run_id: int
     full: bool
-    orders_since: datetime | None
-    watermark: datetime
-    minutes: int
+    since: Watermark | None
+    """It reads the orders committed after this snapshot; None: every order."""
+    until: Watermark
+    """Its own snapshot: it reads the orders committed by then, and the next run starts here."""
+    skip: Skip | None = None
+    skipped_windows: int = 0
+    minutes: int = 0
 
 
 class RunLedger:
@@ -77,32 +122,59 @@ class RunLedger:
         row = self.conn.execute(TRY_LOCK, (REPORT_LOCK_ID,)).fetchone()
         return bool(row and row[0])
 
-    def start(self, full: bool, lateness_seconds: int) -> tuple[int, datetime | None, datetime]:
-        """Mark runs left 'running' as failed and record a new one: (run id, orders since, watermark).
-
-        Call inside a transaction. An incremental run reads the orders ingested since the last
-        successful run's watermark, less ``lateness_seconds``; a full run (or the first) reads all.
-        """
+    def start(self, full: bool) -> ReportRun:
+        """Mark runs left 'running' as failed, record a new run with its snapshot; call in a transaction."""
         self.conn.execute(ABANDON_RUNS, (ABANDONED,))
-        since = None if full else self._orders_since(lateness_seconds)
-        run_id, watermark = self.conn.execute(
-            START_RUN, ("full" if full else "incremental", since)
-        ).fetchone()
-        return run_id, since, watermark
+        since, skip = (None, None) if full else self._since()
+        run_id, snapshot, taken_at = self.conn.execute(START_RUN, (
+            "full" if full else "incremental",
+            None if since is None else since.run_id, None if since is None else since.taken_at,
+        )).fetchone()
+        return ReportRun(run_id, full, since, Watermark(run_id, snapshot, taken_at), skip)
 
-    def _orders_since(self, lateness_seconds: int) -> datetime | None:
-        row = self.conn.execute(LAST_WATERMARK).fetchone()
-        if row is None:
-            return None
-        return self.conn.execute(
-            "SELECT %s::timestamptz - make_interval(secs => %s)", (row[0], lateness_seconds)
-        ).fetchone()[0]
+    def _since(self) -> tuple[Watermark | None, Skip | None]:
+        """Where an incremental run starts reading, and the orders it skips, if any.
+
+        After a run that succeeded: its snapshot. After a failed run: where that run started,
+        so its orders are read again; but once ``FAILURES_BEFORE_SKIPPING`` runs in a row have
+        failed from there, after the last of them, skipping the orders they failed on. Each
+        later run then reads only what came after, so a window that always fails cannot make
+        every run bigger until all of them time out.
+        """
+        last = self.conn.execute(LAST_SCOPED_RUN).fetchone()
+        if last is None:
+            return None, None
+        run_id, succeeded, since_run = last
+        if succeeded:
+            return self._watermark(run_id), None
+        since = None if since_run is None else self._watermark(since_run)
+        failures = self.conn.execute(FAILURES_FROM, {"since_run": since_run}).fetchone()[0]
+        if failures < FAILURES_BEFORE_SKIPPING:
+            return since, None
+        until = self._watermark(run_id)
+        return until, Skip(since, until, failures)
+
+    def _watermark(self, run_id: int) -> Watermark:
+        return Watermark(*self.conn.execute(RUN_WATERMARK, (run_id,)).fetchone())
+
+    def note(self, run: ReportRun, text: str) -> None:
+        """Keep a remark about the run in its ``error`` column, which a failure would add to."""
+        self.conn.execute(NOTE_RUN, (text, run.run_id))
 
     def finish(self, run: ReportRun, windows: int, orders_read: int, rows_read: int) -> None:
         self.conn.execute(FINISH_RUN, (windows, orders_read, rows_read, run.run_id))
 
     def fail(self, run: ReportRun, error: str, orders_read: int | None, rows_read: int | None) -> None:
         self.conn.execute(FAIL_RUN, (error, orders_read, rows_read, run.run_id))
+
+
+def skip_note(skip: Skip, windows: int) -> str:
+    """The skip in plain words, for the log and the run's record."""
+    after = "every order" if skip.since is None else f"the orders committed after run {skip.since.run_id}"
+    return (f"{skip.failures} runs in a row failed on {after}, so this run skips ahead to those"
+            f" committed after run {skip.until.run_id}. {windows} minute window(s) may miss skipped"
+            " orders until a run recomputes them; they are listed in report_skipped_windows,"
+            " and python -m spark_reports --full rebuilds everything.")
 
 
 async def record_failure(database_url: str, started_at: datetime, reason: str) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
 
 import psycopg
 
-from spark_reports.ledger import ReportRun, RunLedger
+from spark_reports.ledger import ReportRun, RunLedger, Skip, skip_note
 
 # Hours whose reports or insights read the minutes of a recomputed hour: the hour itself, the
 # next hour and the same hour the next day (comparisons), and the hours those compare with.
@@ -22,14 +24,55 @@ STAGING_TABLES = {
 }
 """Where Spark writes each kind of row before the publish step moves them into the reports."""
 
-SCOPE_ALL_MINUTES = """
-INSERT INTO report_scope (kind, period_start, period_end)
-SELECT DISTINCT 'minute', date_trunc('minute', created_at),
-       date_trunc('minute', created_at) + interval '1 minute'
-FROM orders
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+"""The job's transactions only send statements: one idle this long belongs to a hung job."""
+CLIENT_CHECK_INTERVAL = "2s"
+"""How often PostgreSQL checks, during a statement, that the job is still connected."""
+
+# The job's connection gives up what it holds when the job hangs or dies: a statement may take
+# at most the whole run's time, a transaction may not sit idle, and a statement in progress
+# stops within seconds of the job's death (else it would hold the report lock until it ends).
+SESSION_LIMITS = """
+SELECT set_config('statement_timeout', %s, false),
+       set_config('idle_in_transaction_session_timeout', %s, false),
+       set_config('client_connection_check_interval', %s, false)
 """
 
-SCOPE_NEW_MINUTES = SCOPE_ALL_MINUTES + "WHERE ingested_at > %s"
+# An order belongs to the first run whose snapshot sees its transaction committed: its xid
+# (orders.xid, the inserting transaction) is visible in the snapshot of that run (until) and
+# not in the snapshot of the run it follows (since). A later snapshot sees all an earlier one
+# saw, so each committed order falls to exactly one run, however long after its insert it
+# committed; a transaction still open when a run takes its snapshot is not visible in it, and
+# goes to the next run. Every xid below a snapshot's xmin is visible in it and every xid
+# visible in it is below its xmax, so the range on orders_xid_idx reads only the orders of
+# transactions still running at since or begun after it (a long-open transaction anywhere on
+# the server holds xmin back and widens it), and the visibility tests sort those.
+COMMITTED_BETWEEN = """
+o.xid >= pg_snapshot_xmin(%(since)s::pg_snapshot) AND o.xid < pg_snapshot_xmax(%(until)s::pg_snapshot)
+AND NOT pg_visible_in_snapshot(o.xid, %(since)s::pg_snapshot)
+AND pg_visible_in_snapshot(o.xid, %(until)s::pg_snapshot)
+"""
+
+# The orders committed by until, with those stored before migration 004 (no xid).
+COMMITTED_BY = "(o.xid IS NULL OR pg_visible_in_snapshot(o.xid, %(until)s::pg_snapshot))"
+
+SCOPE_ALL_MINUTES = """
+INSERT INTO report_scope (kind, period_start, period_end)
+SELECT DISTINCT 'minute', date_trunc('minute', o.created_at),
+       date_trunc('minute', o.created_at) + interval '1 minute'
+FROM orders o
+"""
+
+SCOPE_NEW_MINUTES = SCOPE_ALL_MINUTES + "WHERE " + COMMITTED_BETWEEN
+
+_SKIP_MINUTES = """
+INSERT INTO report_skipped_windows (period_start, run_id)
+SELECT DISTINCT date_trunc('minute', o.created_at), %(run_id)s::bigint FROM orders o
+WHERE {committed}
+ON CONFLICT (period_start) DO NOTHING
+"""
+SKIP_MINUTES_BETWEEN = _SKIP_MINUTES.format(committed=COMMITTED_BETWEEN)
+SKIP_MINUTES_BY = _SKIP_MINUTES.format(committed=COMMITTED_BY)
 
 SCOPE_HOURS_AND_DAYS = """
 INSERT INTO report_scope (kind, period_start, period_end)
@@ -122,9 +165,15 @@ DELETE FROM report_insights i USING report_staging_evaluations e
 WHERE i.kind = e.kind AND i.window_start = e.window_start
 """
 
+DELETE_RECOMPUTED_SKIPS = """
+DELETE FROM report_skipped_windows k USING report_scope s
+WHERE s.kind = 'minute' AND s.period_start = k.period_start
+"""
+
 DELETE_ALL_REPORTS = (
     "DELETE FROM report_sales", "DELETE FROM report_dishes",
     "DELETE FROM report_customers", "DELETE FROM report_insights",
+    "DELETE FROM report_skipped_windows",
 )
 
 INSERT_CUSTOMERS = """
@@ -144,12 +193,13 @@ WITH customers AS (
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold,
                           gross_revenue, avg_ticket, unique_customers, avg_spend_per_customer,
                           top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment,
-                          computed_at)
+                          computed_at, final)
 SELECT st.granularity, st.period_start, st.period_end, st.orders, st.items_sold,
        st.gross_revenue, st.avg_ticket,
        coalesce(st.unique_customers, c.customers),
        coalesce(st.avg_spend_per_customer, round(st.gross_revenue / c.customers, 2)),
-       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment, now()
+       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment, now(),
+       st.period_end <= %(closed_by)s
 FROM report_staging_sales st
 LEFT JOIN customers c USING (granularity, period_start)
 """
@@ -171,29 +221,49 @@ COUNT_STAGED_WINDOWS = "SELECT count(*) FROM report_staging_sales"
 class ReportStore:
     """The report job's connection: its lock and run record (the ledger), its scope and the publish step."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout_seconds: float) -> None:
         self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        self.conn.execute(SESSION_LIMITS, (f"{round(timeout_seconds * 1000)}ms",
+                                           IDLE_IN_TRANSACTION_TIMEOUT, CLIENT_CHECK_INTERVAL))
         self.ledger = RunLedger(self.conn)
 
     def close(self) -> None:
         self.conn.close()
 
-    def start_run(self, full: bool, lateness_seconds: int, zone: str) -> ReportRun:
-        """Record a new run and fill ``report_scope`` with the windows it must recompute."""
+    def start_run(self, full: bool) -> ReportRun:
+        """Record a new run; if it skips orders, record their minute windows in the same transaction."""
         with self.conn.transaction():
-            run_id, since, watermark = self.ledger.start(full, lateness_seconds)
+            run = self.ledger.start(full)
+            if run.skip is not None:
+                run = replace(run, skipped_windows=self._record_skip(run, run.skip))
+        return run
+
+    def _record_skip(self, run: ReportRun, skip: Skip) -> int:
+        """List the minute windows of the skipped orders and note the skip on the run; return how many."""
+        if skip.since is None:
+            cursor = self.conn.execute(SKIP_MINUTES_BY, {"run_id": run.run_id, "until": skip.until.snapshot})
+        else:
+            cursor = self.conn.execute(SKIP_MINUTES_BETWEEN, {
+                "run_id": run.run_id, "since": skip.since.snapshot, "until": skip.until.snapshot})
+        self.ledger.note(run, skip_note(skip, cursor.rowcount))
+        return cursor.rowcount
+
+    def fill_scope(self, run: ReportRun, zone: str) -> ReportRun:
+        """Fill ``report_scope`` with the windows the run recomputes; return the run with their count."""
+        with self.conn.transaction():
             self.conn.execute("TRUNCATE report_scope, " + ", ".join(STAGING_TABLES.values()))
-            if since is None:
+            if run.since is None:
                 self.conn.execute(SCOPE_ALL_MINUTES)
             else:
-                self.conn.execute(SCOPE_NEW_MINUTES, (since,))
+                self.conn.execute(SCOPE_NEW_MINUTES, {"since": run.since.snapshot,
+                                                      "until": run.until.snapshot})
             self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone})
             self.conn.execute(SCOPE_CONTEXT, (CONTEXT_HOUR_SHIFTS,))
             self.conn.execute("ANALYZE report_scope")
             minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]
-        return ReportRun(run_id, full, since, watermark, minutes)
+        return replace(run, minutes=minutes)
 
-    def publish(self, run: ReportRun, orders_read: int, rows_read: int) -> int:
+    def publish(self, run: ReportRun, orders_read: int, rows_read: int, grace_seconds: float) -> int:
         """Replace the recomputed windows with the staged rows in one transaction; return their count."""
         with self.conn.transaction():
             # Fresh statistics, so that joins with the large report tables use their indexes.
@@ -208,19 +278,23 @@ class ReportStore:
                 for statement in DELETE_ALL_REPORTS:
                     self.conn.execute(statement)
             else:
-                self.conn.execute(DELETE_SCOPED_SALES)
-                self.conn.execute(DELETE_SCOPED_DISHES)
-                self.conn.execute(DELETE_EVALUATED_INSIGHTS)
-            for statement in (INSERT_CUSTOMERS, INSERT_SALES, INSERT_DISHES, INSERT_INSIGHTS):
-                self.conn.execute(statement)
+                for statement in (DELETE_SCOPED_SALES, DELETE_SCOPED_DISHES, DELETE_EVALUATED_INSIGHTS,
+                                  DELETE_RECOMPUTED_SKIPS):
+                    self.conn.execute(statement)
+            self.conn.execute(INSERT_CUSTOMERS)
+            # A window is final if it had closed, grace included, when the run took its snapshot.
+            closed_by = run.until.taken_at - timedelta(seconds=grace_seconds)
+            self.conn.execute(INSERT_SALES, {"closed_by": closed_by})
+            self.conn.execute(INSERT_DISHES)
+            self.conn.execute(INSERT_INSIGHTS)
             windows = self.conn.execute(COUNT_STAGED_WINDOWS).fetchone()[0]
             self.ledger.finish(run, windows, orders_read, rows_read)
         return windows
 
 
 @contextmanager
-def report_store(url: str) -> Iterator[ReportStore]:
-    store = ReportStore(url)
+def report_store(url: str, timeout_seconds: float) -> Iterator[ReportStore]:
+    store = ReportStore(url, timeout_seconds)
     try:
         yield store
     finally:

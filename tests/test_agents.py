@@ -3,13 +3,16 @@
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 
 import agents.generator
 import agents.persistence
 from agents import dead_letters as dead_letters_module
-from agents.generator import place_orders
+from agents.generator import PUBLISH_ATTEMPTS, place_orders
 from agents.order_sink import InMemoryOrderSink, Rejection, RowsRefused
 from agents.persistence import persist_orders
 from restaurant_app import database as database_module
@@ -104,9 +107,10 @@ async def test_the_generator_timer_feeds_orders_the_consumer_accepts(
     async with persist_orders.test_context() as agent:
         published: list[Order] = []
 
-        async def send(key: str, value: Order) -> None:
+        async def send(key: str, value: Order) -> asyncio.Future:
             published.append(value)
             await agent.put(value.dumps(), key=key.encode())
+            return acknowledged()
 
         monkeypatch.setattr(orders_topic, "send", send)
         await place_orders()
@@ -218,3 +222,79 @@ async def test_a_dead_letter_topic_that_fails_is_retried_until_it_takes_the_reje
         await eventually(lambda: len(sink.dead_lettered) == 1)
     assert len(attempts) == 3
     assert [r.source.value for r in sink.rejections] == [b"{broken"]
+
+
+def acknowledged() -> asyncio.Future:
+    """A delivery Kafka has acknowledged."""
+    delivery = asyncio.get_running_loop().create_future()
+    delivery.set_result(None)
+    return delivery
+
+
+class StubTopic:
+    """Stands in for ``orders_topic.send``: records every order sent and fails the planned sends.
+
+    Each send takes the next of ``failures``: a Kafka error fails the delivery, as a broker that
+    never acknowledged would; any other exception is raised by ``send`` itself.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[Order] = []
+        self.failures: list[Exception] = []
+
+    async def send(self, key: str, value: Order) -> asyncio.Future:
+        self.sent.append(value)
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is None:
+            return acknowledged()
+        if not isinstance(failure, KafkaTimeoutError):
+            raise failure
+        delivery = asyncio.get_running_loop().create_future()
+        delivery.set_exception(failure)
+        return delivery
+
+
+@pytest.fixture
+def topic(monkeypatch: pytest.MonkeyPatch) -> StubTopic:
+    """The generator publishes three orders a tick to a stub topic, and retries at once."""
+    stub = StubTopic()
+    monkeypatch.setattr(orders_topic, "send", stub.send)
+    monkeypatch.setattr(agents.generator, "generator", OrderGenerator(seed=9))
+    monkeypatch.setattr(agents.generator, "settings", replace(agents.generator.settings, orders_per_tick=3))
+    monkeypatch.setattr(agents.generator, "FIRST_RETRY_SECONDS", 0.001)
+    return stub
+
+
+async def test_a_failed_publication_is_logged_and_retried_until_kafka_acknowledges_it(
+    topic: StubTopic, caplog: pytest.LogCaptureFixture
+):
+    topic.failures = [KafkaTimeoutError("batch expired"), ProducerSendError("no metadata")]
+    placed = await place_orders()
+    assert len(placed) >= 3
+    first = placed[0].order_id
+    assert [o.order_id for o in topic.sent] == [first, first, *(o.order_id for o in placed)]
+    assert topic.sent[0] is topic.sent[1] is topic.sent[2], "a retry sends the same order again"
+    retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(retries) == 2 and all(first in message for message in retries)
+    assert "batch expired" in retries[0] and "no metadata" in retries[1]
+
+
+async def test_an_order_kafka_never_acknowledges_ends_the_tick_not_the_timer(
+    topic: StubTopic, caplog: pytest.LogCaptureFixture
+):
+    topic.failures = [KafkaTimeoutError()] * PUBLISH_ATTEMPTS
+    assert await place_orders() == []
+    assert len(topic.sent) == PUBLISH_ATTEMPTS
+    assert len({o.order_id for o in topic.sent}) == 1, "the other orders of the tick were not sent"
+    assert "Gave up on this tick after 0 of" in caplog.text
+    assert len(await place_orders()) >= 3, "the next tick did not carry on"
+
+
+async def test_an_unexpected_failure_is_logged_and_the_next_tick_carries_on(
+    topic: StubTopic, caplog: pytest.LogCaptureFixture
+):
+    topic.failures = [RuntimeError("a bug")]
+    assert await place_orders() == []
+    assert "The order generator failed after placing 0 of" in caplog.text
+    assert "a bug" in caplog.text
+    assert len(await place_orders()) >= 3

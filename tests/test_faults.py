@@ -1,17 +1,19 @@
 """Fault injection on the real broker and database; each test ends with an exact account of every message."""
 
+import asyncio
 import json
-import subprocess
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from infra.java import classpath
 from infra.kafka_broker import KafkaBroker
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port
-from restaurant_app.java_runtime import java_executable
 from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
 from tests.services import consume_all, execute, produce, query, wait_until
@@ -91,41 +93,47 @@ def test_a_message_over_the_producers_limit_is_kept_whole_and_dead_lettered_trun
     assert len(dead.value) < 1_000_000 and huge.startswith(dead.value)
 
 
-def set_topic_config(kafka: KafkaBroker, topic: str, config: str) -> None:
-    """Change a topic's configuration with Kafka's own admin tool."""
-    subprocess.run(
-        [java_executable(), "-cp", classpath(), "kafka.admin.ConfigCommand", "--bootstrap-server",
-         kafka.bootstrap_servers, "--alter", "--entity-type", "topics", "--entity-name", topic,
-         "--add-config", config],
-        check=True, capture_output=True, timeout=120,
-    )
+def admin(bootstrap_servers: str, action: Callable[[AIOKafkaAdminClient], Awaitable[Any]]) -> Any:
+    """Run one request with Kafka's admin client and return its response."""
+
+    async def run() -> Any:
+        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await client.start()
+        try:
+            return await action(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
 
 
-def create_topic(kafka: KafkaBroker, topic: str, *configs: str) -> None:
-    extra = [arg for config in configs for arg in ("--config", config)]
-    subprocess.run(
-        [java_executable(), "-cp", classpath(), "kafka.admin.TopicCommand", "--bootstrap-server",
-         kafka.bootstrap_servers, "--create", "--topic", topic, "--partitions", "1", *extra],
-        check=True, capture_output=True, timeout=120,
-    )
+def create_topic(kafka: KafkaBroker, topic: str, **config: str) -> None:
+    response = admin(kafka.bootstrap_servers,
+                     lambda client: client.create_topics([NewTopic(topic, 1, 1, topic_configs=config)]))
+    assert [error[1] for error in response.topic_errors] == [0], response
+
+
+def set_topic_config(kafka: KafkaBroker, topic: str, **config: str) -> None:
+    admin(kafka.bootstrap_servers,
+          lambda client: client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, config)]))
 
 
 def test_a_dead_letter_topic_that_is_down_pauses_the_stream_then_gets_every_rejection(
     stack: ScratchStack, worker: WorkerProcess, database_url: str
 ):
     dead_letter_topic = worker.env["DEAD_LETTER_TOPIC"]
-    # With one broker, a topic that needs two in-sync replicas refuses every write (acks=all).
-    create_topic(stack.kafka, dead_letter_topic, "min.insync.replicas=2")
+    # A topic whose records may be at most 64 bytes refuses every dead letter.
+    create_topic(stack.kafka, dead_letter_topic, **{"max.message.bytes": "64"})
     good = orders_from(43, 5)
     bad = [b"{broken", b"[1, 2]"]
     worker.start()
     produce(stack.bootstrap_servers, worker.env["ORDERS_TOPIC"],
             [(None, bad[0]), *((None, o.dumps()) for o in good), (None, bad[1])])
-    worker.wait_for_log("the dead-letter topic", timeout=90)  # still waiting for it, or failed and retrying
+    worker.wait_for_log("Could not publish 2 rejection(s) to the dead-letter topic", timeout=90)
     waiting = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NULL"
     assert query(database_url, waiting)[0][0] >= 1
 
-    set_topic_config(stack.kafka, dead_letter_topic, "min.insync.replicas=1")
+    set_topic_config(stack.kafka, dead_letter_topic, **{"max.message.bytes": "1048588"})
     wait_until(lambda: account(database_url) == expected(good, 2), timeout=90)
     wait_until(lambda: query(database_url, waiting) == [(0,)], timeout=90)
     dead = consume_all(stack.bootstrap_servers, dead_letter_topic, expected=2)
@@ -176,3 +184,42 @@ def test_the_broker_stopped_and_restarted_mid_stream_loses_nothing(
     finally:
         worker.stop()
         broker.stop()
+
+
+def poison_of_every_kind(order: Order) -> list[bytes]:
+    """Messages that once crashed the agent or reached PostgreSQL and failed there."""
+    first_item = json.loads(order.dumps())["items"][0]
+    return [
+        b"[" * 10_000,                                       # nested deeper than the decoder's stack
+        altered(order, total=10 ** 30),                      # an amount Decimal cannot quantize
+        altered(order, customer_id=987654321).replace(b"987654321", b"9" * 5000),  # past int()'s limit
+        altered(order, customer_name="LONE").replace(b'"LONE"', b'"\\ud800"'),  # a lone surrogate
+        altered(order, created_at="2026-11-29T12:00:00+16:00"),          # an offset PostgreSQL refuses
+        altered(order, created_at="2099-01-01T00:00:00+00:00"),          # far in the future
+        altered(order, customer_name="\x1b[31mred\x1b[0m"),            # an ANSI escape
+        json.dumps(json.loads(order.dumps())).encode("utf-16"),         # not UTF-8
+        order.dumps()[:-1] + b', "total": "1.00"}',                       # a duplicate key
+        altered(order, order_id="00000000-0000-0000-0000-000000000000"),  # the nil UUID
+        altered(order, items=[{**first_item, "unit_price": "1_0.00"}]),  # a Python-only number
+        altered(order, customer_name="x" * 60_000),                      # a huge value to echo
+    ]
+
+
+def test_poison_of_every_kind_amid_valid_orders_is_rejected_and_the_agent_goes_on(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    good = orders_from(48, 24)
+    poison = poison_of_every_kind(good[0])
+    messages = [(None, o.dumps()) for o in good[:12]] + [(None, p) for p in poison]
+    messages += [(None, o.dumps()) for o in good[12:]]
+    worker.start()
+    produce(stack.bootstrap_servers, worker.env["ORDERS_TOPIC"], messages)
+
+    wait_until(lambda: account(database_url) == expected(good, len(poison)), timeout=90,
+               message="some message was neither stored nor rejected")
+    reasons = [row[0] for row in query(database_url, "SELECT reason FROM rejected_orders")]
+    assert all(0 < len(reason) <= 200 for reason in reasons)
+    after = orders_from(49, 3)  # the agent is alive and storing
+    produce(stack.bootstrap_servers, worker.env["ORDERS_TOPIC"], [(None, o.dumps()) for o in after])
+    wait_until(lambda: account(database_url) == expected(good + after, len(poison)), timeout=60)
+    assert "Traceback" not in worker.log_file.read_text()

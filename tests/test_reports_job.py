@@ -2,12 +2,15 @@
 
 One module-wide timeline of runs is shared by the tests, since every Spark start costs seconds:
 history -> first run -> late orders and a run that fails while publishing -> a run that recovers
--> the same run again -> a full rebuild. Every figure is checked against plain SQL over the orders.
+-> a run while an order's transaction is still open -> a run after it commits -> a full rebuild.
+Every figure is checked against plain SQL over the orders.
 The timeline runs the job in this process, so its runs share one warm JVM; the command line
 (``python -m spark_reports``) is run for the quick cases here and by the worker in test_reports_web.
 """
 
 import asyncio
+import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -17,7 +20,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from agents.order_sink import save_orders
+from agents.order_sink import ITEM_COLUMNS, ORDER_COLUMNS, item_rows, order_rows, save_orders
 from infra.scratch import ScratchStack
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
@@ -31,10 +34,13 @@ from spark_reports.insights import (
     TREND_MIN_CHANGE,
     TREND_MIN_RATIO,
 )
-from spark_reports.ledger import REPORT_LOCK_ID
+from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, REPORT_LOCK_ID
 from tests.services import query, run_report_job
 
 pytestmark = pytest.mark.integration
+
+ORDER_NAMES = ", ".join(name for name, _ in ORDER_COLUMNS)
+ITEM_NAMES = ", ".join(name for name, _ in ITEM_COLUMNS)
 
 ZONE = "America/Sao_Paulo"
 DISHES = {dish.name: dish for dish in MENU}
@@ -46,6 +52,8 @@ SPIKE_MINUTE = HAND_HOUR + timedelta(minutes=31)
 TIE_MINUTE = HAND_HOUR + timedelta(minutes=32)
 LATE_MINUTE = HAND_HOUR + timedelta(minutes=5)
 NEW_OLD_MINUTE = DAYS[1] + timedelta(hours=10, seconds=30)
+SLOW_MINUTE = DAYS[1] + timedelta(hours=14, minutes=20)
+"""A lunch minute of the second day, where an order arrives whose transaction commits late."""
 
 
 def make_order(at: datetime, customer: int, lines: Sequence[tuple[str, int]],
@@ -90,15 +98,40 @@ def late_orders() -> list[Order]:
     ]
 
 
-def run_job(url: str, full: bool = False, lateness_seconds: int = 120) -> dict:
+def slow_order() -> Order:
+    return make_order(SLOW_MINUTE + timedelta(seconds=15), 7779, [("Lasanha Bolonhesa", 2)],
+                      channel="delivery")
+
+
+def after_the_first_run() -> list[Order]:
+    """The orders of the timeline stored after its first run."""
+    return [*late_orders(), slow_order()]
+
+
+def run_job(url: str, full: bool = False) -> dict:
     """One run of the job in this process, as ``python -m spark_reports`` would do it."""
-    settings = replace(Settings.from_env(), database_url=url, spark_driver_memory="512m",
-                       report_lateness_seconds=lateness_seconds)
+    settings = replace(Settings.from_env(), database_url=url, spark_driver_memory="512m")
     return asdict(job.run(settings, full=full))
 
 
 def save(url: str, orders: list[Order]) -> None:
     asyncio.run(save_orders(url, orders))
+
+
+def insert_uncommitted(url: str, order: Order) -> psycopg.Connection:
+    """Insert ``order`` in a transaction left open; the caller commits it on the connection returned.
+
+    Its ingested_at says it was inserted a day ago: the lateness margin of the old scope
+    (ingested_at after the last run less 120 s) would never have read it after its commit.
+    """
+    conn = psycopg.connect(url)
+    conn.execute(f"INSERT INTO orders ({ORDER_NAMES}, ingested_at)"
+                 f" VALUES ({', '.join(['%s'] * len(ORDER_COLUMNS))}, now() - interval '1 day')",
+                 next(order_rows([order])))
+    with conn.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO order_items ({ITEM_NAMES})"
+                           f" VALUES ({', '.join(['%s'] * len(ITEM_COLUMNS))})", list(item_rows([order])))
+    return conn
 
 
 REPORT_TABLES = {
@@ -145,11 +178,15 @@ class Timeline:
     recovered: dict
     after_recovered: dict
     expected_recovered: dict
-    again: dict
-    after_again: dict
+    during: dict
+    after_during: dict
+    late_commit: dict
+    after_late_commit: dict
+    expected_late_commit: dict
     full: dict
     after_full: dict
     orders_in_late_minutes: int
+    orders_in_slow_minute: int
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +194,6 @@ def timeline(stack: ScratchStack) -> Timeline:
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
     save(url, history())
-    with psycopg.connect(url) as conn:  # the history arrived yesterday
-        conn.execute("UPDATE orders SET ingested_at = ingested_at - interval '1 day'")
     first = run_job(url)
     after_first, expected_first = snapshot(url), expected(url)
 
@@ -172,9 +207,14 @@ def timeline(stack: ScratchStack) -> Timeline:
 
     recovered = run_job(url)
     after_recovered, expected_recovered = snapshot(url), expected(url)
-    # A lateness margin of an hour: the late orders, ingested minutes ago, are read again.
-    again = run_job(url, lateness_seconds=3600)
-    after_again = snapshot(url)
+
+    slow = insert_uncommitted(url, slow_order())
+    during = run_job(url)
+    after_during = snapshot(url)
+    slow.commit()
+    slow.close()
+    late_commit = run_job(url)
+    after_late_commit, expected_late_commit = snapshot(url), expected(url)
     full = run_job(url, full=True)
     after_full = snapshot(url)
     orders_in_late_minutes = query(url, """
@@ -182,9 +222,12 @@ def timeline(stack: ScratchStack) -> Timeline:
             (SELECT date_trunc('minute', created_at) FROM orders
              WHERE ingested_at > now() - interval '10 minutes' AND customer_id IN (9005, 7777, 7778))
     """)[0][0]
+    orders_in_slow_minute = query(
+        url, "SELECT count(*) FROM orders WHERE date_trunc('minute', created_at) = %s", (SLOW_MINUTE,))[0][0]
     return Timeline(url, first, after_first, expected_first, failed, after_failed, recovered,
-                    after_recovered, expected_recovered, again, after_again, full, after_full,
-                    orders_in_late_minutes)
+                    after_recovered, expected_recovered, during, after_during, late_commit,
+                    after_late_commit, expected_late_commit, full, after_full,
+                    orders_in_late_minutes, orders_in_slow_minute)
 
 
 # ---- the independent SQL computation -------------------------------------------------------
@@ -354,7 +397,8 @@ def test_every_run_of_the_timeline_ended_as_expected(timeline: Timeline):
     assert timeline.first["status"] == "succeeded", timeline.first
     assert timeline.failed["status"] == "failed"
     assert timeline.recovered["status"] == "succeeded", timeline.recovered
-    assert timeline.again["status"] == "succeeded", timeline.again
+    assert timeline.during["status"] == "succeeded", timeline.during
+    assert timeline.late_commit["status"] == "succeeded", timeline.late_commit
     assert timeline.full["status"] == "succeeded", timeline.full
 
 
@@ -370,7 +414,8 @@ def dish_rows(tables: dict, unit: str) -> list[tuple]:
 @pytest.mark.parametrize("unit", ["minute", "hour", "day"])
 def test_reports_equal_sql_over_the_orders(timeline: Timeline, unit: str):
     for tables, wanted in ((timeline.after_first, timeline.expected_first),
-                           (timeline.after_recovered, timeline.expected_recovered)):
+                           (timeline.after_recovered, timeline.expected_recovered),
+                           (timeline.after_late_commit, timeline.expected_late_commit)):
         assert sales_rows(tables, unit) == wanted["sales"][unit]
         assert dish_rows(tables, unit) == wanted["dishes"][unit]
     assert len(timeline.expected_recovered["sales"]["day"]) == 3
@@ -378,7 +423,7 @@ def test_reports_equal_sql_over_the_orders(timeline: Timeline, unit: str):
 
 def test_insights_equal_sql_over_the_orders(timeline: Timeline):
     actual = actual_insights(timeline.url)
-    wanted = timeline.expected_recovered["insights"]
+    wanted = timeline.expected_late_commit["insights"]
     assert actual.keys() == wanted.keys()
     different = [key for key in wanted if not same_figures(actual[key], wanted[key])]
     assert not different, [(key, actual[key], wanted[key]) for key in different[:5]]
@@ -421,15 +466,14 @@ def test_relatorio_vendas_has_the_seed_columns(timeline: Timeline):
                  (LATE_MINUTE,))
     assert rows[0][:5] == (LATE_MINUTE, Decimal("219.60"), "Pizza Margherita", 4, Decimal("219.60"))
     count = query(timeline.url, "SELECT count(*) FROM relatorio_vendas")[0][0]
-    assert count == len(timeline.expected_recovered["sales"]["minute"])
+    assert count == len(timeline.expected_late_commit["sales"]["minute"])
 
 
 def test_an_incremental_run_reads_only_the_changed_minutes(timeline: Timeline):
     total = query(timeline.url, "SELECT count(*) FROM orders")[0][0]
-    assert timeline.first["orders_read"] == total - len(late_orders())
+    assert timeline.first["orders_read"] == total - len(after_the_first_run())
     assert timeline.recovered["orders_read"] == timeline.orders_in_late_minutes < total / 20
-    # Within the lateness margin, the next run reads the late orders again.
-    assert timeline.again["orders_read"] == timeline.orders_in_late_minutes
+    assert timeline.late_commit["orders_read"] == timeline.orders_in_slow_minute < total / 100
 
 
 def test_a_failed_run_leaves_the_reports_as_they_were(timeline: Timeline):
@@ -443,15 +487,23 @@ def test_a_failed_run_leaves_the_reports_as_they_were(timeline: Timeline):
     assert timeline.after_recovered != timeline.after_first
 
 
-def test_running_again_gives_identical_rows(timeline: Timeline):
-    assert without_computed_at(timeline.after_again, timeline.url) == without_computed_at(
-        timeline.after_recovered, timeline.url)
+def test_an_order_committed_long_after_its_insert_is_reported(timeline: Timeline):
+    # The run while its transaction was open did not see it, and had nothing else to do.
+    assert (timeline.during["windows"], timeline.during["orders_read"]) == (0, 0)
+    assert timeline.after_during == timeline.after_recovered
+    # The run after the commit read it, though it was inserted (ingested_at) a day ago.
+    assert timeline.late_commit["windows"] > 0
+    minute = {row[1]: row for row in timeline.after_late_commit["report_sales"] if row[0] == "minute"}
+    before = {row[1]: row for row in timeline.after_recovered["report_sales"] if row[0] == "minute"}
+    earlier = before[SLOW_MINUTE][3] if SLOW_MINUTE in before else 0
+    assert minute[SLOW_MINUTE][3] == earlier + 1 == timeline.orders_in_slow_minute
+    assert minute[SLOW_MINUTE][11]["delivery"] >= float(slow_order().total)
 
 
 def test_full_rebuild_equals_the_incremental_result(timeline: Timeline):
     assert timeline.full["orders_read"] == query(timeline.url, "SELECT count(*) FROM orders")[0][0]
     assert without_computed_at(timeline.after_full, timeline.url) == without_computed_at(
-        timeline.after_recovered, timeline.url)
+        timeline.after_late_commit, timeline.url)
 
 
 def test_report_runs_record_every_run(timeline: Timeline):
@@ -459,12 +511,13 @@ def test_report_runs_record_every_run(timeline: Timeline):
                                " windows_written, orders_read, rows_read FROM report_runs ORDER BY run_id")
     assert [(mode, status) for _, mode, status, *_ in runs] == [
         ("incremental", "succeeded"), ("incremental", "failed"), ("incremental", "succeeded"),
-        ("incremental", "succeeded"), ("full", "succeeded"),
+        ("incremental", "succeeded"), ("incremental", "succeeded"), ("full", "succeeded"),
     ]
     assert all(row[3] for row in runs)
     first = runs[0]
     assert first[4] == timeline.first["windows"] == len(timeline.after_first["report_sales"])
-    assert first[6] == query(timeline.url, "SELECT count(*) FROM order_items")[0][0] - 4
+    later_lines = sum(len(order.items) for order in after_the_first_run())
+    assert first[6] == query(timeline.url, "SELECT count(*) FROM order_items")[0][0] - later_lines
 
 
 # ---- quick cases on their own small databases ---------------------------------------------
@@ -496,3 +549,36 @@ def test_a_second_job_skips_while_one_holds_the_lock(stack: ScratchStack):
         result = run_report_job(url)
     assert result["status"] == "skipped" and result["exit_code"] == 0
     assert query(url, "SELECT count(*) FROM report_runs") == [(0,)]
+
+
+def test_orders_that_fail_every_run_are_skipped_after_a_few_and_listed(
+    stack: ScratchStack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """Without Java every run with windows fails before Spark starts, which is enough to count failures."""
+    caplog.set_level(logging.INFO, logger="spark_reports")
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    start = run_job(url)["run_id"]  # no orders: the snapshot the next runs start from
+    failing = DAYS[0] + timedelta(minutes=1)
+    save(url, [make_order(failing, 1, [("Caipirinha", 1)])])
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent-java")
+    failed = [run_job(url)["run_id"] for _ in range(FAILURES_BEFORE_SKIPPING)]
+    save(url, [make_order(DAYS[0] + timedelta(minutes=m), m, [("Caipirinha", 1)]) for m in (2, 3)])
+    skipping = run_job(url)["run_id"]
+    retry = run_job(url)["run_id"]
+
+    runs = query(url, "SELECT run_id, status, since_run FROM report_runs ORDER BY run_id")
+    assert runs == [(start, "succeeded", None)] + [(run, "failed", start) for run in failed] + [
+        (skipping, "failed", failed[-1]), (retry, "failed", failed[-1])]
+    # Each failed run read the failing minute again; the skipping run and the retry after it
+    # read only the two minutes of the newer orders.
+    scopes = [int(found[1]) for record in caplog.records
+              if (found := re.search(r"recomputing (\d+) minute", record.getMessage()))]
+    assert scopes == [0, 1, 1, 1, 2, 2]
+    assert query(url, "SELECT period_start, run_id FROM report_skipped_windows") == [(failing, skipping)]
+    [note] = query(url, "SELECT error FROM report_runs WHERE run_id = %s", (skipping,))[0]
+    assert note.startswith(f"3 runs in a row failed on the orders committed after run {start}, so this run"
+                           f" skips ahead to those committed after run {failed[-1]}. 1 minute window(s)")
+    assert note.endswith("Java 17 or newer is needed for Kafka and Spark, but no 'java' was found."
+                         " Install a JDK (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME.")
+    assert any(r.levelname == "WARNING" and "runs in a row failed" in r.getMessage() for r in caplog.records)

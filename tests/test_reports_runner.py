@@ -2,17 +2,21 @@
 
 import asyncio
 import logging
+import os
+import subprocess
 import sys
 import textwrap
 import time
 from functools import partial
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 
 from agents.report_runner import RecordFailure, ReportRunner
 from restaurant_app.database import Database
+from restaurant_app.settings import PROJECT_ROOT
 from spark_reports.ledger import REPORT_LOCK_ID, record_failure
 from tests.services import query, wait_until
 
@@ -51,6 +55,22 @@ CRASHES = """
     print("RuntimeError: the stand-in job broke", file=sys.stderr)
     sys.exit(3)
 """
+
+GIVES_UP = """
+    import os, subprocess, sys, time
+    from spark_reports.watchdog import launcher_pid, start_watchdog
+    start_watchdog(launcher_pid(os.environ), timeout_seconds=2)
+    child = subprocess.Popen(["sleep", "300"])  # like the JVM that PySpark starts
+    open(sys.argv[1], "w").write(str(child.pid))
+    time.sleep(300)
+"""
+
+LAUNCHES_THE_JOB = """
+    import asyncio, sys
+    from agents.report_runner import ReportRunner
+    asyncio.run(ReportRunner([sys.executable, "-m", "spark_reports"], timeout=300).run())
+"""
+"""A worker in miniature: the real runner launching the real job."""
 
 FAILS_AND_SAYS_SO = """
     import sys
@@ -164,3 +184,45 @@ async def test_stopping_kills_a_running_job(tmp_path: Path):
     await runner.stop()
     assert not runner.running
     assert wait_until(lambda: is_gone(int(pid_file.read_text())), timeout=10)
+
+
+async def test_a_job_past_its_own_timeout_stops_with_what_it_started(tmp_path: Path):
+    pid_file = tmp_path / "child.pid"
+    runner = ReportRunner([*stand_in(tmp_path, GIVES_UP), str(pid_file)], timeout=60)
+    outcome = (await runner.run()).result
+    assert outcome.status == "failed" and outcome.seconds < 20
+    assert outcome.error.endswith("The report job stops here: it ran for 2 s (REPORT_TIMEOUT_SECONDS).")
+    assert wait_until(lambda: is_gone(int(pid_file.read_text())), timeout=10)
+
+
+REPORT_LOCK_HOLDER = """
+SELECT a.wait_event_type FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+def report_lock_holder(database_url: str) -> list[tuple]:
+    """What the session holding the report lock waits for: [('Lock',)] while it waits for a table lock."""
+    return query(database_url, REPORT_LOCK_HOLDER, (REPORT_LOCK_ID,))
+
+
+def test_a_job_whose_worker_is_killed_stops_and_frees_the_report_lock(tmp_path: Path, database_url: str):
+    asyncio.run(Database(database_url).migrate())
+    env = {**os.environ, "DATABASE_URL": database_url}
+    with psycopg.connect(database_url) as blocker:
+        # The job takes the report lock, then waits for this lock in the middle of a statement.
+        blocker.execute("LOCK TABLE report_scope IN ACCESS SHARE MODE")
+        launcher = subprocess.Popen(stand_in(tmp_path, LAUNCHES_THE_JOB), env=env, cwd=PROJECT_ROOT)
+        try:
+            wait_until(lambda: report_lock_holder(database_url) == [("Lock",)], timeout=60)
+            [job] = psutil.Process(launcher.pid).children()
+            launcher.kill()
+            launcher.wait()
+            killed = time.monotonic()
+            wait_until(lambda: not report_lock_holder(database_url), timeout=30)
+            seconds = time.monotonic() - killed
+        finally:
+            launcher.kill()
+    assert wait_until(lambda: is_gone(job.pid), timeout=5)
+    assert seconds < 10

@@ -13,6 +13,7 @@ import pytest
 
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.database import Database
+from restaurant_app.web import reports
 from tests.services import query, unique_names, wait_until
 from tests.test_reports_job import make_order, save
 
@@ -82,9 +83,10 @@ def test_latest_reports(reporting_worker: WorkerProcess):
     assert body["minute"]["period_start"] == last_order.isoformat()
     assert body["minute"]["orders"] == 1
     assert body["minute"]["dishes"] == [
-        {"dish": "Picanha na Chapa", "quantity": 3, "revenue": 269.7, "rank": 1},
-        {"dish": "Caipirinha", "quantity": 1, "revenue": 24.9, "rank": 2},
+        {"dish": "Picanha na Chapa", "quantity": 3, "revenue": "269.70", "rank": 1},
+        {"dish": "Caipirinha", "quantity": 1, "revenue": "24.90", "rank": 2},
     ]
+    assert body["minute"]["final"] is True and body["minute_under_way"] is None
     assert body["hour"]["period_start"] == "2026-11-20T17:00:00+00:00"
     assert body["day"]["period_start"] == "2026-11-20T03:00:00+00:00"
     assert body["day"]["orders"] == 30 and body["day"]["unique_customers"] == 5
@@ -102,6 +104,7 @@ def test_reports_between_two_moments(reporting_worker: WorkerProcess):
     ]
     assert {i["kind"] for i in body["insights"]} >= {"top_dish"}
     assert all("R$" in i["message"] for i in body["insights"])
+    assert body["insights_truncated"] is False
 
 
 def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker: WorkerProcess):
@@ -124,8 +127,45 @@ def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker
     ({"from": "2026-11-20T14:00:00Z", "to": "2026-11-20T15:00:00Z", "granularity": "week"},
      "'granularity' must be one of minute, hour, day"),
     ({"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "more than 10000 minute windows"),
+    ({"from": "2026-11-20T14:00:00Z" + "9" * 5000, "to": "2026-11-20T15:00:00Z"},
+     "'from' is longer than 64 characters"),
+    ({"from": "2026-11-20T14:00:00Z", "to": "2026-11-20T15:00:00Z", "granularity": "hour" * 1000},
+     "'granularity' is longer than 64 characters"),
 ])
-def test_bad_parameters_get_400_with_a_reason(reporting_worker: WorkerProcess, params: dict, reason: str):
+def test_bad_parameters_get_400_with_a_short_reason(
+    reporting_worker: WorkerProcess, params: dict, reason: str
+):
     status, body = get(reports_url(reporting_worker, **params))
     assert status == 400
     assert reason in body["error"]
+    assert len(body["error"]) < 120
+
+
+def test_a_repeated_parameter_gets_400(reporting_worker: WorkerProcess):
+    status, body = get(f"{reporting_worker.url}/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z"
+                       "&from=2026-11-20T13:00:00Z")
+    assert (status, body) == (400, {"error": "'from' is given more than once"})
+
+
+async def test_insights_are_capped_with_a_flag_that_says_so(
+    stack: ScratchStack, monkeypatch: pytest.MonkeyPatch
+):
+    url = stack.new_database()
+    database = Database(url)
+    await database.migrate()
+    with psycopg.connect(url) as conn:
+        for minute in range(3):
+            at = START + timedelta(minutes=minute)
+            conn.execute("INSERT INTO report_insights VALUES ('anomalous_minute', %s, %s, '', 'x', '{}',"
+                         " now())", (at, at + timedelta(minutes=1)))
+    monkeypatch.setattr(reports, "database", database)
+    await database.ready()
+    try:
+        end = START + timedelta(hours=1)
+        rows, truncated = await reports.insights_between(START, end, limit=2)
+        assert [row["window_start"] for row in rows] == [START, START + timedelta(minutes=1)]
+        assert truncated is True
+        rows, truncated = await reports.insights_between(START, end, limit=3)
+        assert (len(rows), truncated) == (3, False)
+    finally:
+        await database.close()

@@ -123,7 +123,7 @@ REJECTIONS = [
     (mutated(set_field("created_at", "1999-12-31T23:59:00+00:00")), "is before 2000-01-01"),
     (mutated(set_field("created_at", at(0, timedelta(days=3)))), "more than 300 s in the future"),
     (mutated(set_field("created_at", at(0, timedelta(hours=23)))), "more than 300 s in the future"),
-    (mutated(set_field("created_at", at(0, timedelta(seconds=400)))), "more than 300 s in the future"),
+    (mutated(set_field("created_at", at(0, timedelta(hours=1)))), "more than 300 s in the future"),
     (mutated(set_field("created_at", at(16))), "more than 14:00:00 from UTC"),
     (mutated(set_field("created_at", at(-23.5))), "more than 14:00:00 from UTC"),
     (mutated(set_field("created_at", "2026-01-01T10:00:00+05:75")), "ISO 8601"),

@@ -6,8 +6,6 @@ Money is an exact decimal string and every moment is ISO 8601 on the restaurant'
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +16,7 @@ from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.web import figures
 from restaurant_app.web.lag import consumer_lag
 from restaurant_app.web.params import BadParameter, Whole, parse
+from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, settings
 
 ANSWER_WITHIN_SECONDS = 4.0
@@ -26,19 +25,6 @@ NO_STORE = {"Cache-Control": "no-store"}
 ZONE = ZoneInfo(settings.restaurant_timezone)
 
 Read = Callable[..., Awaitable[dict[str, Any]]]
-
-
-def jsonable(value: Any) -> Any:
-    """Rows in JSON terms: decimals as exact strings, moments on the restaurant's clock."""
-    if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [jsonable(item) for item in value]
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.astimezone(ZONE).isoformat()
-    return value
 
 
 async def from_database(read: Read, params: Mapping[str, int]) -> dict[str, Any]:
@@ -61,7 +47,7 @@ async def answer(view: web.View, request: web.Request, spec: Mapping[str, Whole]
         body = await from_database(read, params)
     except (DatabaseUnavailable, TimeoutError):
         return view.json({"error": UNAVAILABLE}, status=503, headers=NO_STORE)
-    return view.json(jsonable(body), headers=NO_STORE)
+    return view.json(json_ready(body, ZONE), headers=NO_STORE)
 
 
 async def summary_body() -> dict[str, Any]:
@@ -150,4 +136,4 @@ async def health(view: web.View, request: web.Request) -> web.Response:
         "consumer_lag": consumer_lag(settings.orders_topic),
         "pipeline": pipeline,
     }
-    return view.json(jsonable(body), status=200 if pipeline else 503, headers=NO_STORE)
+    return view.json(json_ready(body, ZONE), status=200 if pipeline else 503, headers=NO_STORE)

@@ -1,36 +1,99 @@
-"""``GET /health``: whether Kafka and PostgreSQL are reachable."""
+"""``GET /health``: whether Kafka and PostgreSQL are reachable, from probes run at most once a second."""
 
 import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 from faust import web
 
-from restaurant_app.database import DatabaseUnavailable
+from agents.persistence import ingest_state
+from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.replica import replica_status
 from restaurant_app.worker import app, database, reports_database, settings
 
+log = logging.getLogger(__name__)
 
-async def kafka_status() -> dict[str, object]:
+PROBE_INTERVAL_SECONDS = 1.0
+DATABASE_TIMEOUT_SECONDS = 2.0
+
+Status = dict[str, object]
+
+
+class CachedProbe:
+    """Runs ``check`` at most once per ``interval`` seconds; callers in between share its answer.
+
+    An answer is reused for ``interval`` seconds after its check finished, and callers that
+    come while a check runs wait for that check instead of starting another.
+    """
+
+    def __init__(self, check: Callable[[], Awaitable[Status]],
+                 interval: float = PROBE_INTERVAL_SECONDS) -> None:
+        self._check = check
+        self._interval = interval
+        self._answer: asyncio.Future[Status] | None = None
+        self._finished_at = -math.inf
+        self.runs = 0  # checks started, for tests and debugging
+
+    async def status(self) -> Status:
+        if self._answer is None or (self._answer.done() and self._stale()):
+            self._answer = asyncio.ensure_future(self._run())
+        # A caller that goes away (a closed connection) must not cancel the others' check.
+        return await asyncio.shield(self._answer)
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._finished_at >= self._interval
+
+    async def _run(self) -> Status:
+        self.runs += 1
+        try:
+            return await self._check()
+        finally:
+            self._finished_at = time.monotonic()
+
+
+async def kafka_status() -> Status:
     try:
         return {"ok": True, "brokers": await count_brokers(settings.bootstrap_servers)}
     except KafkaUnavailable as exc:
-        return {"ok": False, "error": str(exc)}
+        log.warning("Health check: Kafka at %s is unreachable (%s).", settings.bootstrap_servers, exc)
+        return {"ok": False, "error": "Kafka is unreachable"}
 
 
-async def database_status() -> dict[str, object]:
+async def database_status() -> Status:
+    """A trivial query on a pooled connection, so that checking opens no connection of its own."""
     try:
-        await database.ping()
+        await asyncio.wait_for(database.fetch_all("SELECT 1"), DATABASE_TIMEOUT_SECONDS)
         return {"ok": True}
-    except DatabaseUnavailable as exc:
-        return {"ok": False, "error": str(exc)}
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {DATABASE_TIMEOUT_SECONDS:.0f} s"
+        log.warning("Health check: PostgreSQL at %s is unreachable (%s).", describe(database.url), reason)
+        return {"ok": False, "error": "PostgreSQL is unreachable"}
+
+
+kafka_check = CachedProbe(kafka_status)
+database_check = CachedProbe(database_status)
+replica_check = CachedProbe(partial(replica_status, database, reports_database))
+
+
+def ingest_status() -> Status:
+    """Whether the persistence agent is storing, or holding a batch that an error stopped."""
+    if ingest_state.error is None:
+        return {"ok": True}
+    return {"ok": False, "error": ingest_state.error, "since": ingest_state.stalled_since}
 
 
 @app.page("/health")
 async def health(view: web.View, request: web.Request) -> web.Response:
-    """200 when both are reachable, 503 otherwise, with each one's status."""
-    kafka, postgres = await asyncio.gather(kafka_status(), database_status())
-    healthy = kafka["ok"] and postgres["ok"]
-    body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres}
+    """200 when Kafka and PostgreSQL are reachable and ingest flows, 503 otherwise, with each one's status."""
+    kafka, postgres = await asyncio.gather(kafka_check.status(), database_check.status())
+    ingest = ingest_status()
+    healthy = kafka["ok"] and postgres["ok"] and ingest["ok"]
+    body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres,
+            "ingest": ingest}
     if reports_database is not database:
-        body["replica"] = await replica_status(database, reports_database)
+        body["replica"] = await replica_check.status()
     return view.json(body, status=200 if healthy else 503)

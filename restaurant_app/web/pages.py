@@ -25,17 +25,6 @@ PAGE_HEADERS = {
 }
 
 
-def take_the_root() -> None:
-    """Drop Faust's own index at ``/`` (its statistics, which app.py also serves at /stats/)."""
-    blueprints = app.web.blueprints
-    if blueprints.applied:
-        raise RuntimeError("the web server has started: import restaurant_app.web before it does")
-    blueprints._enabled = [(prefix, bp) for prefix, bp in blueprints._enabled if prefix != ""]
-
-
-take_the_root()
-
-
 def send_file(view: web.View, path: Path | None, missing: str) -> web.Response:
     """The file at ``path``, or 404 with ``missing`` as the reason."""
     if path is None or not path.is_file():

@@ -1,0 +1,132 @@
+"""The worker's Prometheus metrics: ours and Faust's sensor share ``registry``, served at ``GET /metrics``.
+
+Every label has a fixed, small set of values: a rejection's ``kind`` (its class of error, never
+its free-text reason), a report run's ``status``, and the topic and partition of the consumer lag.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# Without this, every counter and histogram gets a *_created series; they only add noise here.
+disable_created_metrics()
+
+registry = CollectorRegistry()
+
+REJECTION_KINDS = ("InvalidOrder", "ConflictingDuplicate", "RefusedByDatabase")
+REPORT_STATUSES = ("succeeded", "failed", "skipped", "killed")
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+REPORT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
+
+orders_stored = Counter(
+    "restaurant_orders_stored", "Orders stored in PostgreSQL; a redelivered order is not counted again.",
+    registry=registry,
+)
+rejections = Counter(
+    "restaurant_rejections",
+    "Messages rejected, by class of error: InvalidOrder (not a valid order), ConflictingDuplicate"
+    " (another order under a stored order_id), RefusedByDatabase (PostgreSQL refused the row).",
+    ["kind"], registry=registry,
+)
+batch_messages = Histogram(
+    "restaurant_batch_messages", "Messages in each batch the persistence agent stored.",
+    buckets=BATCH_SIZE_BUCKETS, registry=registry,
+)
+batch_store_seconds = Histogram(
+    "restaurant_batch_store_seconds",
+    "Seconds to store a batch and dead-letter its rejections, waiting out any database outage.",
+    buckets=LATENCY_BUCKETS, registry=registry,
+)
+produce_to_commit_seconds = Histogram(
+    "restaurant_produce_to_commit_seconds",
+    "Seconds from each message's Kafka timestamp to the commit of the transaction that stored it"
+    " (or its rejection).",
+    buckets=LATENCY_BUCKETS, registry=registry,
+)
+report_runs = Counter(
+    "restaurant_report_runs",
+    "Report job runs, by how they ended: succeeded, failed, skipped (another run held the lock)"
+    " or killed (it ran past REPORT_TIMEOUT_SECONDS).",
+    ["status"], registry=registry,
+)
+report_duration_seconds = Histogram(
+    "restaurant_report_duration_seconds", "Seconds each report job run took, from launch to exit.",
+    buckets=REPORT_BUCKETS, registry=registry,
+)
+report_freshness_seconds = Gauge(
+    "restaurant_report_freshness_seconds",
+    "Seconds from the end of the last whole minute before the latest successful report run"
+    " started to the moment that run finished: how late that minute's report was ready.",
+    registry=registry,
+)
+report_last_success_seconds = Gauge(
+    "restaurant_report_last_success_timestamp_seconds",
+    "When the latest successful report run finished, in Unix seconds; 0 if none since the worker started.",
+    registry=registry,
+)
+
+for _kind in REJECTION_KINDS:
+    rejections.labels(kind=_kind)
+for _status in REPORT_STATUSES:
+    report_runs.labels(status=_status)
+
+
+def batch_committed(produced_at: Iterable[float], new_orders: int, rejection_kinds: Iterable[str],
+                    committed_at: float) -> None:
+    """Count what a batch's transaction stored, and time each message from its Kafka timestamp."""
+    orders_stored.inc(new_orders)
+    for kind, count in collections.Counter(rejection_kinds).items():
+        rejections.labels(kind=kind).inc(count)
+    for timestamp in produced_at:
+        produce_to_commit_seconds.observe(max(committed_at - timestamp, 0.0))
+
+
+def batch_handled(messages: int, seconds: float) -> None:
+    batch_messages.observe(messages)
+    batch_store_seconds.observe(seconds)
+
+
+def freshness(started_at: float, finished_at: float) -> float:
+    """Seconds from the end of the last whole minute before ``started_at`` to ``finished_at`` (Unix times)."""
+    return finished_at - started_at // 60 * 60
+
+
+def report_finished(status: str, seconds: float, started_at: float, finished_at: float) -> None:
+    """Count a report run; a successful one also sets the freshness and the time of the last success."""
+    report_runs.labels(status=status).inc()
+    report_duration_seconds.observe(seconds)
+    if status == "succeeded":
+        report_freshness_seconds.set(freshness(started_at, finished_at))
+        report_last_success_seconds.set(finished_at)
+
+
+class ConsumerLagCollector(Collector):
+    """``restaurant_consumer_lag_messages`` per partition, read at each scrape from ``read_lag``.
+
+    ``read_lag`` returns what ``restaurant_app.web.lag.consumer_lag`` does; a partition whose lag
+    is not known yet has no sample.
+    """
+
+    def __init__(self, read_lag: Callable[[], Mapping[str, Any]]) -> None:
+        self.read_lag = read_lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = self.read_lag()
+        family = GaugeMetricFamily(
+            "restaurant_consumer_lag_messages",
+            "Messages on the orders topic not yet committed by this worker, per partition it reads:"
+            " Kafka's high-water mark less the committed offset.",
+            labels=["topic", "partition"],
+        )
+        for row in lag["partitions"]:
+            if row["lag"] is not None:
+                family.add_metric([lag["topic"], str(row["partition"])], row["lag"])
+        yield family

@@ -1,0 +1,16 @@
+"""``GET /metrics``: our metrics and Faust's sensor, from ``restaurant_app.metrics``, as Prometheus text."""
+
+from faust import web
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from restaurant_app.metrics import ConsumerLagCollector, registry
+from restaurant_app.web.lag import consumer_lag
+from restaurant_app.worker import app, settings
+
+registry.register(ConsumerLagCollector(lambda: consumer_lag(settings.orders_topic)))
+
+
+@app.page("/metrics")
+async def metrics(view: web.View, request: web.Request) -> web.Response:
+    """Every metric of the registry, as of now; the consumer lag is read at this moment."""
+    return view.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
