@@ -128,15 +128,16 @@ class Runs:
 @pytest.fixture(scope="module")
 def runs(replicated: Replicated) -> Runs:
     """The same orders in both databases; the job run on each, reading one from the replica."""
+    history, late = two_hours(), late_orders()  # order ids are new on every call
     for url in (replicated.primary_url, replicated.compared_url):
         asyncio.run(Database(url).migrate())
-        save(url, two_hours())
+        save(url, history)
     scans_before = report_scans(replicated.replica_url)
     first = run_job(replicated.primary_url, replicated.replica_url)
     first_compared = run_job(replicated.compared_url)
     # Stored on the primary right before the run: the run must wait until the replica has them.
     for url in (replicated.primary_url, replicated.compared_url):
-        save(url, late_orders())
+        save(url, late)
     late = run_job(replicated.primary_url, replicated.replica_url)
     late_compared = run_job(replicated.compared_url)
     scans_after = wait_until(lambda: report_scans(replicated.replica_url) > scans_before
@@ -252,7 +253,8 @@ def test_reports_answer_from_the_replica_even_with_the_primary_down(
     assert len(stored) == 2
     replicated.primary.stop()
     try:
-        assert get(f"{replica_worker.url}/health")[0] == 503
+        # /health's probes are cached for a second
+        wait_until(lambda: get(f"{replica_worker.url}/health")[0] == 503, timeout=10)
         assert hour_reports(replica_worker) == (status, body)
     finally:
         replicated.primary.start()
