@@ -94,6 +94,6 @@ async def health(view: web.View, request: web.Request) -> web.Response:
     healthy = kafka["ok"] and postgres["ok"] and ingest["ok"]
     body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres,
             "ingest": ingest}
-    if reports_database is not database:
+    if settings.reports_database_url:
         body["replica"] = await replica_check.status()
     return view.json(body, status=200 if healthy else 503)
