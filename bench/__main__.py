@@ -46,6 +46,7 @@ INGEST_FIGURES = [
     Figure("rows_per_s", "Worker: rows/s (orders + order lines)"),
     Figure("worker_cpu_s", "Worker: CPU seconds while draining", 1),
     Figure("worker_us_per_order", "Worker: CPU µs per order"),
+    Figure("postgres_us_per_order", "PostgreSQL: CPU µs per order"),
     Figure("worker_cores", "Worker: cores busy while draining", 2),
     Figure("postgres_cores", "PostgreSQL: cores busy while draining", 2),
     Figure("kafka_cores", "Kafka broker: cores busy while draining", 2),

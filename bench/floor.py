@@ -1,7 +1,7 @@
 """The ceiling Faust itself puts on one worker: ``faust -A bench.floor worker``.
 
-An agent that only acknowledges each batch, with the product app's Faust settings
-and batch size: no validation, no database. Whatever rate it reaches, the real
+An agent that only acknowledges each batch, with the product app's Faust settings,
+consumer (``FastConsumer``) and batch size: no validation, no database. Whatever rate it reaches, the real
 worker cannot beat. Each batch appends ``[time, messages]`` to floor.jsonl in DATA_DIR.
 """
 
@@ -10,7 +10,9 @@ import time
 
 import faust
 from faust import StreamT
+from faust.types import TransportT
 
+from restaurant_app.fast_consumer import FastTransport
 from restaurant_app.worker import app as product_app
 from restaurant_app.worker import settings
 
@@ -23,7 +25,15 @@ TUNING = (
 PROGRESS = settings.data_dir / "floor.jsonl"
 settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-app = faust.App(
+
+class FloorApp(faust.App):
+    """A plain Faust app with the product's consumer."""
+
+    def _new_transport(self) -> TransportT:
+        return FastTransport(self.conf.broker_consumer, self)
+
+
+app = FloorApp(
     f"{settings.app_id}-floor",
     broker=settings.kafka_url,
     store="memory://",

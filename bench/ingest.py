@@ -54,6 +54,7 @@ def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int) ->
         "rows_per_s": rows_per_s,
         "worker_cpu_s": cpu["worker"],
         "worker_us_per_order": cpu["worker"] / (orders_per_s * timeline.window) * 1e6,
+        "postgres_us_per_order": cpu["postgres"] / (orders_per_s * timeline.window) * 1e6,
         "worker_cores": cpu["worker"] / timeline.window,
         "postgres_cores": cpu["postgres"] / timeline.window,
         "kafka_cores": cpu["kafka"] / timeline.window,

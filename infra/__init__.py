@@ -1,1 +1,1 @@
-"""The local stack: an Apache Kafka broker and a PostgreSQL server as plain processes."""
+"""The local stack: Apache Kafka, PostgreSQL and a Spark Connect server as plain processes."""

@@ -1,18 +1,24 @@
 """The local stack's commands.
 
-``python -m infra run``: Kafka, PostgreSQL and the Faust worker, in the foreground;
-Ctrl-C (or SIGTERM) stops the worker first, then every service this command started.
+``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL, a Spark Connect server and WORKERS
+Faust workers, in the foreground; Ctrl-C (or SIGTERM) stops the workers first, then every service
+this command started.
 ``python -m infra psql``: a psql shell on the pipeline's database.
+``python -m infra partitions N``: give ORDERS_TOPIC N partitions in all (Kafka never takes any away).
 """
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from typing import NoReturn
 
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.errors import KafkaError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.java import StackError
@@ -34,17 +40,76 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def run(settings: Settings, worker_args: list[str]) -> int:
-    with local_stack(settings.data_dir) as env:
-        command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker",
-                   "-l", settings.log_level, *worker_args]
-        log.info("Starting the pipeline: faust -A restaurant_app worker")
-        worker = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+    with local_stack(settings.data_dir, settings) as env:
+        workers: list[subprocess.Popen] = []
         try:
-            return worker.wait()
+            for number in range(1, settings.workers + 1):
+                workers.append(start_worker(settings, number, {**os.environ, **env}, worker_args))
+            return wait_for_workers(workers)
         except Stop as stop:
-            log.info("Received %s; stopping the worker ...", stop)
-            terminate(worker, timeout=60)
+            log.info("Received %s; stopping the worker(s) ...", stop)
+            stop_workers(workers)
             return 0
+
+
+def own_place(settings: Settings, number: int) -> dict[str, str]:
+    """Worker 1 runs as configured; worker N gets port WEB_PORT + N - 1 and the folder DATA_DIR/worker-N."""
+    if number == 1:
+        return {}
+    return {"WEB_PORT": str(settings.web_port + number - 1),
+            "DATA_DIR": str(settings.data_dir / f"worker-{number}")}
+
+
+def start_worker(settings: Settings, number: int, env: dict[str, str], worker_args: list[str]
+                 ) -> subprocess.Popen:
+    env = {**env, **own_place(settings, number)}
+    command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker",
+               "-l", settings.log_level, *worker_args]
+    log.info("Starting worker %d of %d: faust -A restaurant_app worker, web server on port %s",
+             number, settings.workers, env.get("WEB_PORT", settings.web_port))
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def wait_for_workers(workers: list[subprocess.Popen]) -> int:
+    """Wait until every worker has exited, saying when each does; return the first failing exit code."""
+    running = dict(enumerate(workers, 1))
+    codes: list[int] = []
+    while running:
+        time.sleep(0.5)
+        for number, worker in list(running.items()):
+            if worker.poll() is not None:
+                del running[number]
+                codes.append(worker.returncode)
+                log.info("Worker %d exited with code %d; %d still running.",
+                         number, worker.returncode, len(running))
+    return next((code for code in codes if code), 0)
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for number, worker in enumerate(workers, 1):
+        terminate(worker, timeout=60)
+        log.info("Worker %d stopped (exit code %d).", number, worker.returncode)
+
+
+def add_partitions(settings: Settings, count: int) -> int:
+    """Give the orders topic ``count`` partitions in all; the workers use them once restarted."""
+
+    async def grow() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_partitions({settings.orders_topic: NewPartitions(count)})
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(grow())
+    except KafkaError as exc:
+        log.error("Topic %r could not get %d partitions: %s", settings.orders_topic, count, exc)
+        return 1
+    log.info("Topic %r has %d partitions now; restart the workers to share them.",
+             settings.orders_topic, count)
+    return 0
 
 
 def psql(settings: Settings) -> NoReturn:
@@ -63,14 +128,18 @@ def psql(settings: Settings) -> NoReturn:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start Kafka, PostgreSQL and the Faust worker")
+    commands.add_parser("run", help="start Kafka, PostgreSQL, Spark Connect and the Faust worker(s)")
     commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
+    grow = commands.add_parser("partitions", help="give ORDERS_TOPIC more partitions (make run must be up)")
+    grow.add_argument("count", type=int, help="how many partitions the topic should have in all")
     args, worker_args = parser.parse_known_args()
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
+    if args.command == "partitions":
+        return add_partitions(settings, args.count)
     try:
         if args.command == "psql":
             return psql(settings)

@@ -1,20 +1,30 @@
-"""A single-node Apache Kafka broker in KRaft combined mode, started from Maven's jars."""
+"""Apache Kafka in KRaft combined mode from Maven's jars: one node, or a cluster of N on 127.0.0.1."""
 
 import asyncio
 import base64
 import subprocess
+import time
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.java import StackError, classpath
 from infra.process import spawn, tail, terminate
 from restaurant_app.java_runtime import java_executable
-from restaurant_app.kafka_probe import KafkaUnavailable, wait_for_kafka
+from restaurant_app.kafka_probe import (
+    KafkaUnavailable,
+    count_brokers,
+    min_insync_replicas,
+    replication_factor,
+    wait_for_kafka,
+)
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -23,12 +33,14 @@ inter.broker.listener.name=PLAINTEXT
 log.dirs={data_dir}
 num.partitions=3
 auto.create.topics.enable=true
-offsets.topic.replication.factor=1
+default.replication.factor={replicas}
+min.insync.replicas={min_insync}
+offsets.topic.replication.factor={replicas}
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor={replicas}
+transaction.state.log.min.isr={min_insync}
+share.coordinator.state.topic.replication.factor={replicas}
+share.coordinator.state.topic.min.isr={min_insync}
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
 """
@@ -48,16 +60,31 @@ logger.state.level = WARN
 """
 
 
+@dataclass(frozen=True)
+class Membership:
+    """A node's place in its cluster: its id, the controllers' quorum, the cluster's size and id.
+
+    The default is a cluster of one: the node is its own only voter and gets a new cluster id.
+    """
+
+    node_id: int = 1
+    voters: str = ""
+    size: int = 1
+    cluster_id: str = ""
+
+
 class KafkaBroker:
-    """One Kafka broker that is also its own KRaft controller, with data in ``home``."""
+    """One Kafka broker that is also a KRaft controller, with data in ``home``."""
 
     def __init__(self, home: Path, port: int = 9092, controller_port: int = 9093,
-                 heap: str = "512m", log_level: str = "INFO") -> None:
+                 heap: str = "512m", log_level: str = "INFO",
+                 membership: Membership = Membership()) -> None:
         self.home = home
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
         self.log_level = log_level
+        self.membership = membership
         self.log_file = home / "broker.log"
         self.process: subprocess.Popen | None = None
 
@@ -65,12 +92,21 @@ class KafkaBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def voter(self) -> str:
+        """This node in ``controller.quorum.voters``' form: ``id@host:port``."""
+        return f"{self.membership.node_id}@127.0.0.1:{self.controller_port}"
+
     def start(self, timeout: float = 90.0) -> None:
         """Format the storage on first use, start the broker and wait until it answers."""
+        self.launch()
+        self.wait_until_ready(timeout)
+
+    def launch(self) -> None:
+        """Format the storage on first use and start the broker, without waiting for it."""
         java = java_executable()
         config = self._write_config()
-        data_dir = self.home / "data"
-        if not (data_dir / "meta.properties").exists():
+        if not (self.home / "data" / "meta.properties").exists():
             self._format(java, config)
         self.process = spawn(
             [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
@@ -78,6 +114,9 @@ class KafkaBroker:
              "-cp", classpath(), "kafka.Kafka", str(config)],
             self.log_file,
         )
+
+    def wait_until_ready(self, timeout: float) -> None:
+        """Wait until the launched broker answers; stop it and explain if it does not."""
         try:
             asyncio.run(self._wait_until_ready(timeout))
         except BaseException:
@@ -87,6 +126,13 @@ class KafkaBroker:
     def stop(self) -> None:
         if self.process is not None:
             terminate(self.process)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker gets no chance to flush, hand over leadership or leave the quorum."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
             self.process = None
 
     async def _wait_until_ready(self, timeout: float) -> None:
@@ -112,8 +158,11 @@ class KafkaBroker:
     def _write_config(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
         config = self.home / "server.properties"
+        replicas = replication_factor(self.membership.size)
         config.write_text(SERVER_PROPERTIES.format(
-            port=self.port, controller_port=self.controller_port, data_dir=self.home / "data"
+            node_id=self.membership.node_id, voters=self.membership.voters or self.voter,
+            port=self.port, controller_port=self.controller_port, data_dir=self.home / "data",
+            replicas=replicas, min_insync=min_insync_replicas(replicas),
         ))
         (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(level=self.log_level))
         return config
@@ -121,13 +170,80 @@ class KafkaBroker:
     def _format(self, java: str, config: Path) -> None:
         result = subprocess.run(
             [java, "-cp", classpath(), "kafka.tools.StorageTool", "format",
-             "--cluster-id", _cluster_id(), "--config", str(config)],
+             # One argument with "=": an id may start with "-", which would read as an option.
+             f"--cluster-id={self.membership.cluster_id or new_cluster_id()}", "--config", str(config)],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
             raise StackError(f"Formatting Kafka's storage failed:\n{result.stdout}{result.stderr}")
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A new cluster id in Kafka's form: a UUID in URL-safe base64 without padding."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+class KafkaCluster:
+    """N combined broker-and-controller nodes on 127.0.0.1, one per pair of ``ports``, under ``home``.
+
+    Every node is formatted with the same cluster id (kept in ``home/cluster-id``) and lists all
+    nodes as voters, so any majority of them keeps the cluster going.
+    """
+
+    def __init__(self, home: Path, ports: Sequence[tuple[int, int]], heap: str = "512m",
+                 log_level: str = "INFO") -> None:
+        self.home = home
+        voters = ",".join(f"{i}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports, 1))
+        cluster_id = self._cluster_id()
+        self.nodes = [
+            KafkaBroker(home / f"node-{i}", port, controller, heap, log_level,
+                        Membership(i, voters, len(ports), cluster_id))
+            for i, (port, controller) in enumerate(ports, 1)
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's address, so that a client finds the cluster while any one node is up."""
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Start every node, then wait until each answers and the cluster lists them all.
+
+        The nodes are launched together: none can finish starting before a majority of the
+        controllers has elected a leader.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            for node in self.nodes:
+                node.launch()
+            for node in self.nodes:
+                node.wait_until_ready(max(1.0, deadline - time.monotonic()))
+            asyncio.run(self._wait_for_all_brokers(deadline))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the nodes together: the last of them, stopped alone, would wait for a quorum that is gone."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(KafkaBroker.stop, self.nodes))
+
+    async def _wait_for_all_brokers(self, deadline: float) -> None:
+        while True:
+            try:
+                if await count_brokers(self.bootstrap_servers) == len(self.nodes):
+                    return
+            except KafkaUnavailable:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"The {len(self.nodes)} Kafka nodes answer, but the cluster"
+                                 f" does not list them all; see {self.home}/node-*/broker.log.")
+            await asyncio.sleep(0.5)
+
+    def _cluster_id(self) -> str:
+        """The cluster's id: read from ``home/cluster-id``, or made and kept there on first use."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        path = self.home / "cluster-id"
+        if not path.exists():
+            path.write_text(new_cluster_id())
+        return path.read_text().strip()

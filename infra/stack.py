@@ -7,9 +7,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from infra.kafka_broker import KafkaBroker
+from infra.java import StackError
+from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.postgres import PostgresReplica, PostgresServer
+from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import describe
+from restaurant_app.settings import Settings
 
 log = logging.getLogger("infra")
 
@@ -30,13 +33,26 @@ def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:
     return PostgresServer(data_dir / "postgres", port)
 
 
+def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1) -> KafkaBroker | KafkaCluster:
+    """One node in ``data_dir/kafka`` on ``port`` and ``port + 1``, or a cluster of ``nodes``.
+
+    Node i of a cluster listens on ``port + 2(i-1)`` (clients) and the port after it (controllers),
+    with its data in ``data_dir/kafka-N-nodes/node-i``: a cluster of another size starts afresh.
+    """
+    if nodes == 1:
+        return KafkaBroker(data_dir / "kafka", port, port + 1)
+    ports = [(port + 2 * i, port + 2 * i + 1) for i in range(nodes)]
+    return KafkaCluster(data_dir / f"kafka-{nodes}-nodes", ports)
+
+
 @contextmanager
 def local_stack(
-    data_dir: Path, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT,
-    replica_port: int = REPLICA_PORT,
+    data_dir: Path, settings: Settings, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT,
+    spark_port: int = 15002, replica_port: int = REPLICA_PORT,
 ) -> Iterator[dict[str, str]]:
-    """Start Kafka and PostgreSQL unless ``KAFKA_BROKER`` / ``DATABASE_URL`` name them, and with
-    ``POSTGRES_REPLICA=1`` a streaming replica of that PostgreSQL, where the reports are read.
+    """Start Kafka (of ``KAFKA_NODES``), PostgreSQL and Spark Connect unless ``KAFKA_BROKER`` /
+    ``DATABASE_URL`` / ``SPARK_REMOTE`` name them; with ``POSTGRES_REPLICA=1``, a streaming
+    replica of that PostgreSQL too, where the reports are read.
 
     Yields the environment variables that point the app at the services, and
     stops what it started on exit. Data stays in ``data_dir`` between runs.
@@ -46,12 +62,13 @@ def local_stack(
         if os.environ.get("KAFKA_BROKER"):
             log.info("Using the Kafka broker at %s", os.environ["KAFKA_BROKER"])
         else:
-            broker = KafkaBroker(data_dir / "kafka", kafka_port, kafka_port + 1)
-            log.info("Starting Apache Kafka (KRaft, one node) on %s ...", broker.bootstrap_servers)
-            broker.start()
-            stack.callback(_stopping, "Kafka", broker.stop)
-            env["KAFKA_BROKER"] = broker.bootstrap_servers
-            log.info("Kafka is ready; its log is %s", broker.log_file)
+            kafka = local_kafka(data_dir, kafka_port, settings.kafka_nodes)
+            log.info("Starting Apache Kafka (KRaft, %d node(s)) on %s ...",
+                     settings.kafka_nodes, kafka.bootstrap_servers)
+            kafka.start()
+            stack.callback(_stopping, "Kafka", kafka.stop)
+            env["KAFKA_BROKER"] = kafka.bootstrap_servers
+            log.info("Kafka is ready; its data and logs are in %s", kafka.home)
         if os.environ.get("DATABASE_URL"):
             log.info("Using the PostgreSQL named by DATABASE_URL")
             if os.environ.get("POSTGRES_REPLICA") == "1":
@@ -69,6 +86,10 @@ def local_stack(
             if os.environ.get("POSTGRES_REPLICA") == "1":
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
+        if os.environ.get("SPARK_REMOTE"):
+            log.info("Using the Spark Connect server at %s", os.environ["SPARK_REMOTE"])
+        else:
+            env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings))
         yield env
 
 
@@ -80,6 +101,23 @@ def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
     url = replica.url(DATABASE_NAME)
     log.info("The replica is streaming from the primary; reports are read from %s", describe(url))
     return url
+
+
+def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings) -> dict[str, str]:
+    """Start the Spark Connect server; if it cannot start, each report run starts its own Spark."""
+    server = SparkConnectServer(
+        home, port, timezone=settings.restaurant_timezone, master=settings.spark_master,
+        driver_memory=settings.spark_driver_memory, jars_dir=settings.jars_dir,
+    )
+    log.info("Starting the Spark Connect server on 127.0.0.1:%d ...", port)
+    try:
+        server.start()
+    except StackError as exc:
+        log.error("%s\nThe pipeline runs without it: each report run starts its own Spark.", exc)
+        return {}
+    stack.callback(_stopping, "the Spark Connect server", server.stop)
+    log.info("The Spark Connect server is ready at %s; its log is %s", server.remote, server.log_file)
+    return {"SPARK_REMOTE": server.remote}
 
 
 def _stopping(name: str, stop: object) -> None:

@@ -7,7 +7,7 @@ from faust.cli import AppCommand, option
 
 from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
-from restaurant_app.worker import app, orders_topic, settings
+from restaurant_app.worker import app, orders_topic, settings, settle_replication
 
 
 class NotAcknowledged(Exception):
@@ -71,6 +71,7 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
     generator = OrderGenerator(
         seed if seed is not None else settings.generator_seed, settings.restaurant_timezone
     )
+    await settle_replication()
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
     deliveries = Deliveries()

@@ -1,4 +1,4 @@
-"""Finding a Java runtime, which Spark (and the local Kafka) need."""
+"""Finding a Java runtime, which Spark (and the local Kafka) need, and the JDBC driver Spark loads."""
 
 import os
 import re
@@ -33,3 +33,11 @@ def java_executable() -> str:
             "Point JAVA_HOME at a newer JDK."
         )
     return java
+
+
+def jdbc_driver(jars_dir: Path) -> Path:
+    """The PostgreSQL JDBC driver jar (fetched by ``make setup``), which Spark needs to read PostgreSQL."""
+    jars = sorted(jars_dir.glob("postgresql-*.jar"))
+    if not jars:
+        raise JavaUnavailable(f"The PostgreSQL JDBC driver is missing from {jars_dir}; run 'make setup'.")
+    return jars[-1]

@@ -1,4 +1,4 @@
-"""Asking a Kafka cluster whether it is there."""
+"""Asking a Kafka cluster whether it is there and how many brokers it has; how many copies to keep."""
 
 import asyncio
 import logging
@@ -10,6 +10,16 @@ log = logging.getLogger(__name__)
 
 class KafkaUnavailable(Exception):
     """No broker answered a metadata request."""
+
+
+def replication_factor(brokers: int) -> int:
+    """Copies of each partition: three, or one per broker where there are fewer."""
+    return min(3, brokers)
+
+
+def min_insync_replicas(replicas: int) -> int:
+    """Copies a write with acks=all must reach: two of three, so one broker may fail; else one."""
+    return 2 if replicas >= 3 else 1
 
 
 async def count_brokers(bootstrap_servers: str, timeout: float = 3.0) -> int:

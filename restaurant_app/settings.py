@@ -43,6 +43,14 @@ def _optional_int(name: str) -> int | None:
     return _int(name, 0) if os.environ.get(name) else None
 
 
+def _count(name: str, default: int, *, old_name: str = "") -> int:
+    """A positive integer, read from ``name`` or else from its former name ``old_name``."""
+    value = _int(name, _int(old_name, default) if old_name else default)
+    if value < 1:
+        raise ValueError(f"{name} must be 1 or more, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the pipeline; field names match the environment variables."""
@@ -53,7 +61,10 @@ class Settings:
     app_id: str
     orders_topic: str
     dead_letter_topic: str
-    topic_partitions: int
+    orders_topic_partitions: int
+    topic_replication_factor: int | None
+    kafka_nodes: int
+    workers: int
     order_interval_seconds: float
     orders_per_tick: int
     generator_seed: int | None
@@ -68,6 +79,7 @@ class Settings:
     report_timeout_seconds: float
     spark_master: str
     spark_driver_memory: str
+    spark_remote: str
     data_dir: Path
     jars_dir: Path
     log_level: str
@@ -95,7 +107,11 @@ class Settings:
             app_id=_str("APP_ID", "restaurant-sales"),
             orders_topic=_str("ORDERS_TOPIC", "orders"),
             dead_letter_topic=_str("DEAD_LETTER_TOPIC", "orders-dead-letter"),
-            topic_partitions=_int("TOPIC_PARTITIONS", 3),
+            orders_topic_partitions=_count("ORDERS_TOPIC_PARTITIONS", 6, old_name="TOPIC_PARTITIONS"),
+            topic_replication_factor=(_count("TOPIC_REPLICATION_FACTOR", 1)
+                                      if os.environ.get("TOPIC_REPLICATION_FACTOR") else None),
+            kafka_nodes=_count("KAFKA_NODES", 1),
+            workers=_count("WORKERS", 1),
             order_interval_seconds=_float("ORDER_INTERVAL_SECONDS", 10.0),
             orders_per_tick=_int("ORDERS_PER_TICK", 1),
             generator_seed=_optional_int("GENERATOR_SEED"),
@@ -110,6 +126,7 @@ class Settings:
             report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
+            spark_remote=_str("SPARK_REMOTE", ""),
             data_dir=data_dir,
             jars_dir=Path(_str("JARS_DIR", str(DEFAULT_JARS_DIR))),
             log_level=_str("LOG_LEVEL", "info"),

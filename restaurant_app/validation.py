@@ -42,7 +42,7 @@ FORBIDDEN_CATEGORIES = {
     "Zl": "line separator",
     "Zp": "paragraph separator",
 }
-NOT_AN_ORDER_ID = {uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)}  # the nil and max UUIDs
+NOT_AN_ORDER_ID = {str(uuid.UUID(int=0)), str(uuid.UUID(int=2**128 - 1))}  # the nil and max UUIDs
 
 # Strings and brackets; a string left open runs to the end, so each character is read once.
 JSON_TOKENS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|[\[\]{}]', re.DOTALL)
@@ -105,13 +105,9 @@ def _decode(raw: bytes | None) -> Any:
     text = _utf8(raw)
     _check_nesting(text)
     try:
-        return json.loads(
-            text,
-            parse_float=_json_decimal,
-            parse_int=_json_integer,
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_object,
-        )
+        if text.startswith("\ufeff"):  # what json.loads refuses before decoding
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidOrder(f"message is not valid JSON: {exc}") from None
 
@@ -176,6 +172,15 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# One decoder for every message: json.loads with these arguments would build one per call.
+_DECODER = json.JSONDecoder(
+    parse_float=_json_decimal,
+    parse_int=_json_integer,
+    parse_constant=_refuse_constant,
+    object_pairs_hook=_object,
+)
+
+
 def _order(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) -> Order:
     items = _field(payload, "items", list, "a list")
     if not items:
@@ -213,9 +218,9 @@ def _item(item: Any, index: int) -> OrderItem:
 
 def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], described: str,
            where: str = "") -> Any:
-    if name not in payload or payload[name] is None:
+    value = payload.get(name)
+    if value is None:
         raise InvalidOrder(f"missing field '{where}{name}'")
-    value = payload[name]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise InvalidOrder(f"'{where}{name}' must be {described}, got {_excerpt(value)}")
     return value
@@ -260,9 +265,10 @@ def _money(payload: dict[str, Any], name: str, limit: Decimal, where: str = "") 
     if amount > limit:
         raise InvalidOrder(f"'{where}{name}' {amount} is over the limit of {limit}")
     # Only now is quantize safe: a huge amount would overflow the decimal context.
-    if amount != amount.quantize(CENT):
+    cents = amount.quantize(CENT)
+    if amount != cents:
         raise InvalidOrder(f"'{where}{name}' has more than 2 decimal places: {amount}")
-    return amount.quantize(CENT)
+    return cents
 
 
 def _amount(value: int | Decimal | str, label: str) -> Decimal:
@@ -283,10 +289,10 @@ def _uuid(payload: dict[str, Any]) -> str:
     value = _field(payload, "order_id", str, "a UUID")
     if not UUID_TEXT.fullmatch(value):
         raise InvalidOrder(f"'order_id' must be a UUID in its 36-character form, got {_excerpt(value)}")
-    order_id = uuid.UUID(value)
+    order_id = value.lower()  # what str(uuid.UUID(value)) gives for this form, without the object
     if order_id in NOT_AN_ORDER_ID:
         raise InvalidOrder(f"'order_id' {value} is the nil or max UUID, not an order's")
-    return str(order_id)
+    return order_id
 
 
 def _timestamp(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) -> datetime:

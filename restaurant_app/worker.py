@@ -6,16 +6,25 @@
 import logging
 
 import faust
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TransportT
 from faust.web import Web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from restaurant_app.database import Database
-from restaurant_app.kafka_probe import wait_for_kafka
+from restaurant_app.fast_consumer import FastTransport
+from restaurant_app.kafka_probe import (
+    count_brokers,
+    min_insync_replicas,
+    replication_factor,
+    wait_for_kafka,
+)
+from restaurant_app.lean_monitor import lean_monitor
 from restaurant_app.metrics import registry
 from restaurant_app.models import Order
 from restaurant_app.replica import ReplicaDatabase
 from restaurant_app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 settings = Settings.from_env()
 
@@ -36,12 +45,17 @@ class RestaurantApp(faust.App):
 
     async def on_first_start(self) -> None:
         await wait_for_kafka(settings.bootstrap_servers)
+        await settle_replication()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
 
     def _new_web(self) -> Web:
         """Faust's factory of ``app.web``: our server instead of the one ``conf.web`` names."""
         return RestaurantWeb(self)
+
+    def _new_transport(self) -> TransportT:
+        """Faust's factory of ``app.transport``: its aiokafka transport with ``FastConsumer``."""
+        return FastTransport(self.conf.broker_consumer, self)
 
 
 app = RestaurantApp(
@@ -51,8 +65,9 @@ app = RestaurantApp(
     datadir=str(settings.data_dir / "faust"),
     autodiscover=["agents", "restaurant_app.web", "restaurant_app.commands"],
     origin="restaurant_app",
-    topic_partitions=settings.topic_partitions,
-    topic_replication_factor=1,
+    topic_partitions=settings.orders_topic_partitions,
+    topic_replication_factor=settings.topic_replication_factor or 1,  # see settle_replication
+    producer_acks=-1,  # acks=all: a send succeeds once every in-sync replica has the message
     web_host=settings.web_host,
     web_bind=settings.web_host,
     web_port=settings.web_port,
@@ -69,7 +84,8 @@ app = RestaurantApp(
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # Faust's Prometheus sensor, named faust_*, in our registry: GET /metrics serves it with ours.
-app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+# Its per-message metrics are brought up to date at each scrape, not at each message.
+app.monitor = lean_monitor(registry)
 
 database = Database(settings.database_url)
 
@@ -78,7 +94,9 @@ reports_database = (
 )
 """Where ``/reports`` reads: the read replica ``REPORTS_DATABASE_URL`` names, else ``database``."""
 
-# internal=True makes Faust create the topics at start-up with TOPIC_PARTITIONS partitions.
+# Both topics are created at start-up (the orders topic by Faust, as an agent reads it; the other by
+# declare_dead_letter_topic) with ORDERS_TOPIC_PARTITIONS partitions and the replication that
+# settle_replication chose. A topic that exists already is left as it is.
 orders_topic = app.topic(
     settings.orders_topic, value_type=Order, key_serializer="raw", internal=True
 )
@@ -93,3 +111,26 @@ dead_letter_topic = app.topic(
     settings.dead_letter_topic, key_serializer="raw", value_serializer="raw", internal=True
 )
 """Messages that are not valid orders, byte for byte, with the reason in a header."""
+
+
+@app.task
+async def declare_dead_letter_topic() -> None:
+    """Create the dead-letter topic at start: nothing reads it, so Faust alone would not."""
+    await dead_letter_topic.maybe_declare()
+
+
+async def settle_replication() -> None:
+    """Choose the replicas of the topics this app creates, before it creates any.
+
+    TOPIC_REPLICATION_FACTOR if set, else three or as many as the cluster has brokers now;
+    with three, a write needs two in-sync copies (``min.insync.replicas``), so one broker may fail.
+    """
+    replicas = settings.topic_replication_factor
+    if replicas is None:
+        replicas = replication_factor(await count_brokers(settings.bootstrap_servers))
+    min_insync = min_insync_replicas(replicas)
+    app.conf.topic_replication_factor = replicas
+    for topic in (orders_topic, raw_orders_topic, dead_letter_topic):
+        topic.config = {**(topic.config or {}), "min.insync.replicas": str(min_insync)}
+    log.info("New topics get %d partition(s), %d replica(s) and min.insync.replicas=%d.",
+             settings.orders_topic_partitions, replicas, min_insync)

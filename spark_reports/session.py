@@ -1,14 +1,21 @@
-"""The Spark session and the JDBC connection to PostgreSQL."""
+"""The Spark session, local or on a Spark Connect server, and the JDBC connection to PostgreSQL."""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from urllib.parse import urlsplit
 
+import grpc
 from psycopg.conninfo import conninfo_to_dict
+from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.connect.client.retries import DefaultPolicy
 
+from restaurant_app.java_runtime import jdbc_driver
 from restaurant_app.settings import Settings
 
 JDBC_DRIVER_CLASS = "org.postgresql.Driver"
@@ -20,52 +27,123 @@ WRITE_BATCH_SIZE = 5_000
 SMALL_RUN_MINUTES = 1_440
 """Runs that recompute at most a day of minutes read little, so a quick start matters most."""
 
-QUICK_START = {
-    # For a few thousand rows, compiling code and optimising the JVM cost more than they save.
-    "spark.sql.codegen.wholeStage": "false",
+QUICK_START_JVM = {
+    # For a few thousand rows, optimising a JVM that lives for one run costs more than it saves.
     "spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
 }
 
+SPARK_CONNECT_PORT = 15002
+"""The port of ``sc://host`` when the URL names none, as in Spark's own client."""
+CONNECT_TIMEOUT_SECONDS = 5.0
+CONNECT_RETRIES = DefaultPolicy(max_retries=4)
+"""About 4 s of retries (50 ms, each wait 4 times the last) for a server that stops answering;
+Spark's default, made for servers far away, retries for ten minutes, past the job's timeout."""
 
-def jdbc_driver(jars_dir: Path) -> Path:
-    """The PostgreSQL JDBC driver jar, which Spark needs to read and write PostgreSQL."""
-    jars = sorted(jars_dir.glob("postgresql-*.jar"))
-    if not jars:
-        raise FileNotFoundError(f"The PostgreSQL JDBC driver is missing from {jars_dir}; run 'make setup'.")
-    return jars[-1]
+
+class SparkConnectUnavailable(RuntimeError):
+    """The Spark Connect server named by ``SPARK_REMOTE`` does not answer."""
+
+
+def session_conf(settings: Settings, minutes: int) -> dict[str, str]:
+    """The SQL settings of one run's session, which a Spark Connect session sets for itself."""
+    small = minutes <= SMALL_RUN_MINUTES
+    return {
+        "spark.sql.session.timeZone": settings.restaurant_timezone,
+        "spark.sql.shuffle.partitions": "2" if small else "8",
+        "spark.sql.debug.maxToStringFields": "200",
+        # For a few thousand rows, compiling code costs more than it saves.
+        **({"spark.sql.codegen.wholeStage": "false"} if small else {}),
+    }
 
 
 def spark_conf(settings: Settings, minutes: int) -> dict[str, str]:
-    """Settings for a small, quiet Spark sized to a run of ``minutes`` minute windows."""
-    small = minutes <= SMALL_RUN_MINUTES
+    """Settings for a small, quiet local Spark sized to a run of ``minutes`` minute windows."""
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "restaurant-sales-reports",
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.jars": str(jdbc_driver(settings.jars_dir)),
-        "spark.sql.session.timeZone": settings.restaurant_timezone,
-        "spark.sql.shuffle.partitions": "2" if small else "8",
         "spark.default.parallelism": "2",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.log.level": "WARN",
-        "spark.sql.debug.maxToStringFields": "200",
-        **(QUICK_START if small else {}),
+        **session_conf(settings, minutes),
+        **(QUICK_START_JVM if minutes <= SMALL_RUN_MINUTES else {}),
     }
 
 
-def start_spark(settings: Settings, minutes: int) -> SparkSession:
-    """Start (or, under spark-submit, join) the Spark session for a run of ``minutes`` windows.
+@contextmanager
+def spark_session(settings: Settings, minutes: int) -> Iterator[SparkSession]:
+    """The session of a run of ``minutes`` windows, stopped when the run ends.
+
+    It is a session on the Spark Connect server that ``SPARK_REMOTE`` names, or a local one.
+    """
+    remote = settings.spark_remote
+    with lost_server_explained(remote):
+        spark = connect_spark(settings, minutes) if remote else start_local_spark(settings, minutes)
+        try:
+            yield spark
+        finally:
+            spark.stop()
+
+
+@contextmanager
+def lost_server_explained(remote: str) -> Iterator[None]:
+    """Say in one line that the Spark Connect server stopped answering, instead of gRPC's dump."""
+    try:
+        yield
+    except SparkConnectGrpcException as exc:
+        if exc.getGrpcStatusCode() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        raise SparkConnectUnavailable(
+            f"The Spark Connect server at {remote} (SPARK_REMOTE) stopped answering."
+        ) from None
+
+
+def start_local_spark(settings: Settings, minutes: int) -> SparkSession:
+    """Start (or, under spark-submit, join) a Spark session in this process.
 
     Under spark-submit, the options given on its command line win over ours.
     """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.pop("SPARK_REMOTE", None)  # PySpark takes any SPARK_REMOTE, even empty, for a server
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     builder = SparkSession.builder
     for key, value in spark_conf(settings, minutes).items():
         if not (submitted and key in SUBMIT_OPTIONS):
             builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def connect_spark(settings: Settings, minutes: int) -> SparkSession:
+    """A new session of our own on the Spark Connect server, with this run's SQL settings.
+
+    Stopping it ends only this session; the server and its other sessions go on.
+    """
+    check_reachable(settings.spark_remote)
+    spark = SparkSession.builder.remote(settings.spark_remote).create()
+    spark.client.set_retry_policies([CONNECT_RETRIES])
+    try:
+        for key, value in session_conf(settings, minutes).items():
+            spark.conf.set(key, value)
+    except BaseException:
+        spark.stop()  # or the client retries at exit, to release the session
+        raise
+    return spark
+
+
+def check_reachable(remote: str) -> None:
+    """Fail at once, in one line, when nothing listens at ``sc://host:port``."""
+    address = urlsplit(remote)
+    host, port = address.hostname or "localhost", address.port or SPARK_CONNECT_PORT
+    try:
+        socket.create_connection((host, port), CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as exc:
+        raise SparkConnectUnavailable(
+            f"The Spark Connect server at {remote} (SPARK_REMOTE) is unreachable:"
+            f" {exc.strerror or exc}. Start it (make run starts one) or unset SPARK_REMOTE"
+            " to run Spark inside the job."
+        ) from None
 
 
 @dataclass(frozen=True)

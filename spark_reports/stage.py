@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from restaurant_app.settings import Settings
 from spark_reports.aggregations import Inputs, build_reports, kept
 from spark_reports.ledger import ReportRun
-from spark_reports.session import Jdbc, start_spark
+from spark_reports.session import Jdbc, spark_session
 from spark_reports.store import (
     SPARK_ALL_ORDER_LINES,
     SPARK_ORDER_LINES,
@@ -22,8 +22,7 @@ from spark_reports.store import (
 
 def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     """Compute the run's windows into the staging tables; return (orders read, order lines read)."""
-    spark = start_spark(settings, run.minutes)
-    try:
+    with spark_session(settings, run.minutes) as spark:
         jdbc = Jdbc.from_database_url(settings.database_url)
         reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url)
         inputs = read_inputs(spark, reads, run)
@@ -32,8 +31,6 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
         for kind, table in STAGING_TABLES.items():
             jdbc.append(getattr(reports, kind), table)
         return counts
-    finally:
-        spark.stop()
 
 
 def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:

@@ -20,7 +20,7 @@ from infra.postgres import PostgresServer
 from infra.scratch import ScratchStack
 from infra.stack import free_port, local_stack
 from restaurant_app.java_runtime import JavaUnavailable, java_executable
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
 
 
 def fake_java_home(tmp_path: Path, version_line: str) -> Path:
@@ -159,7 +159,7 @@ def test_make_run_gives_the_worker_the_password_and_never_logs_it(
     monkeypatch.delenv("DATABASE_URL", raising=False)
     port = free_port()
     with caplog.at_level(logging.INFO, logger="infra"), \
-            local_stack(own_service_home, postgres_port=port) as env:
+            local_stack(own_service_home, Settings.from_env(), postgres_port=port) as env:
         password = (own_service_home / "postgres" / "password").read_text().strip()
         assert env["DATABASE_URL"] == f"postgresql://postgres:{password}@127.0.0.1:{port}/restaurant"
         with psycopg.connect(env["DATABASE_URL"]) as conn:

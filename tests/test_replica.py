@@ -12,6 +12,7 @@ import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,18 +55,21 @@ class Replicated:
 def replicated() -> Iterator[Replicated]:
     home = service_home()
     port, replica_port = free_port(), free_port()
-    with pytest.MonkeyPatch.context() as env:
-        env.delenv("DATABASE_URL", raising=False)
-        env.setenv("KAFKA_BROKER", "127.0.0.1:9")  # any: this stack starts no Kafka
-        env.setenv("POSTGRES_REPLICA", "1")
-        try:
-            with local_stack(home, postgres_port=port, replica_port=replica_port) as urls:
-                primary = PostgresServer(home / "postgres", port)
-                primary.create_database("compared")
-                yield Replicated(home, primary, urls["DATABASE_URL"], urls["REPORTS_DATABASE_URL"],
-                                 primary.url("compared"))
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
+    try:
+        with ExitStack() as services:
+            with pytest.MonkeyPatch.context() as env:  # only while the stack starts
+                env.delenv("DATABASE_URL", raising=False)
+                env.setenv("KAFKA_BROKER", "127.0.0.1:9")  # any: this stack starts no Kafka
+                env.setenv("SPARK_REMOTE", "sc://127.0.0.1:9")  # nor a Spark Connect server
+                env.setenv("POSTGRES_REPLICA", "1")
+                urls = services.enter_context(local_stack(
+                    home, Settings.from_env(), postgres_port=port, replica_port=replica_port))
+            primary = PostgresServer(home / "postgres", port)
+            primary.create_database("compared")
+            yield Replicated(home, primary, urls["DATABASE_URL"], urls["REPORTS_DATABASE_URL"],
+                             primary.url("compared"))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_make_run_starts_a_hot_standby_streaming_from_its_slot(replicated: Replicated):

@@ -1,0 +1,150 @@
+"""``python -m bench.profile``: where the worker's CPU goes per stored order, measured with py-spy.
+
+Starts a scratch Kafka and PostgreSQL under bench/.work/, preloads a topic, and lets the real
+worker drain it while py-spy samples it. Prints CPU µs per order for the worker and PostgreSQL,
+the load average, and the worker's samples grouped by layer and by function (µs per order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from bench.commits import commit_timeline
+from bench.ingest import preload
+from bench.monitor import CpuMonitor
+from bench.pipeline import pipeline_env, wait_for_orders
+from bench.results import load_average, median
+from infra.scratch import ScratchStack, WorkerProcess, scratch_stack
+
+WORK_DIR = Path(__file__).resolve().parent / ".work"
+PY_SPY = Path(sys.executable).with_name("py-spy")
+SAMPLES_PER_SECOND = 200
+
+# A sample belongs to the first layer whose marker is in one of its frames, leaf first; the
+# event loop's own frames count only when no other layer's are in the stack.
+IDLE = "select (selectors.py"
+LAYERS = (
+    ("validation", ("restaurant_app/validation.py", "json/")),
+    ("storage (psycopg, order_sink)", ("psycopg", "agents/order_sink.py")),
+    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("faust sensors/monitor", ("faust/sensors",)),
+    ("aiokafka fetch/parse", ("aiokafka",)),
+    ("faust stream/consumer/acks", ("faust/", "mode/services.py", "mode/utils")),
+    ("agent (persistence.py)", ("agents/persistence.py",)),
+)
+
+log = logging.getLogger("bench")
+
+
+def frames(stack: str) -> list[str]:
+    """The frames of one py-spy raw (collapsed) stack, leaf first."""
+    return stack.split(";")[::-1]
+
+
+def layer_of(stack: list[str]) -> str:
+    for frame in stack:
+        for name, markers in LAYERS:
+            if any(marker in frame for marker in markers):
+                return name
+    return "asyncio event loop" if any("asyncio/" in frame for frame in stack) else "other"
+
+
+def summarize(raw: Path, us_per_order: float, top: int) -> str:
+    """Busy samples (not waiting in the selector) by layer and by leaf function, as shares of the
+    measured CPU µs per order: py-spy counts a thread starved of CPU as busy, so its sample
+    counts are wall-clock, and only their proportions are used."""
+    layers: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        stack_frames = frames(stack)
+        if stack and IDLE not in stack_frames[0]:
+            layers[layer_of(stack_frames)] += int(count)
+            leaves[stack_frames[0]] += int(count)
+    total = sum(layers.values())
+    out = [f"{total} busy samples; {us_per_order:.0f} CPU µs per order measured", "",
+           "| layer (leaf-first attribution) | share | µs/order |", "| --- | ---: | ---: |"]
+    out += [f"| {name} | {n / total:.0%} | {n / total * us_per_order:.0f} |"
+            for name, n in layers.most_common()]
+    out += ["", "| leaf function (self time) | share | µs/order |", "| --- | ---: | ---: |"]
+    out += [f"| `{name}` | {n / total:.1%} | {n / total * us_per_order:.1f} |"
+            for name, n in leaves.most_common(top)]
+    return "\n".join(out)
+
+
+def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: Path | None,
+                   workers: int) -> dict[str, float]:
+    """Drain the topic with ``workers`` new worker processes in one new consumer group; py-spy the
+    first into ``raw`` if given; return the rate and CPU per order."""
+    database_url = stack.new_database("profile")
+    env = pipeline_env(stack, database_url, topic, f"profile{run}")
+    del env["WEB_PORT"]  # each worker process takes a free port of its own
+    processes = [WorkerProcess({**env, "DATA_DIR": f"{env['DATA_DIR']}-{n}"},
+                               stack.home / "logs" / f"profile-worker-{run}-{n}.log", log_level="warn")
+                 for n in range(1, workers + 1)]
+    groups = {"postgres": stack.postgres_process(), "kafka": stack.kafka_process()}
+    spy = None
+    try:
+        for n, worker in enumerate(processes, start=1):
+            groups[f"worker{n}"] = psutil.Process(worker.start(ready_timeout=None).pid)
+        if raw is not None:
+            spy = subprocess.Popen([str(PY_SPY), "record", "--format", "raw", "--rate",
+                                    str(SAMPLES_PER_SECOND), "--pid", str(processes[0].pid), "-o", str(raw)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with CpuMonitor(groups) as monitor:
+            wait_for_orders(database_url, orders, processes[0], timeout=max(600.0, orders / 100))
+    finally:
+        for worker in processes:
+            worker.stop()
+        if spy is not None:
+            spy.wait(timeout=60)
+    timeline = commit_timeline(database_url)
+    rate = timeline.rates()[0]
+    cpu = monitor.cpu_between(timeline.first, timeline.last)
+    worker_cpu = sum(cpu[f"worker{n}"] for n in range(1, workers + 1))
+    stored = rate * timeline.window
+    return {"orders_per_s": rate, "worker_us": worker_cpu / stored * 1e6,
+            "postgres_us": cpu["postgres"] / stored * 1e6, "worker_cores": worker_cpu / timeline.window}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--orders", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=1, help="drains; py-spy samples the first")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--top", type=int, default=25, help="leaf functions listed")
+    parser.add_argument("--no-spy", action="store_true", help="measure CPU only")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
+    parser.add_argument("--partitions", type=int, default=3, help="partitions of the preloaded topic")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    os.environ["TOPIC_PARTITIONS"] = str(args.partitions)
+    raw = WORK_DIR / f"profile-{os.getpid()}.txt"
+    runs = []
+    with scratch_stack(WORK_DIR, commit_timestamps=True) as stack:
+        topic = preload(stack, args.orders, args.seed)
+        for number in range(1, args.runs + 1):
+            spied = raw if number == 1 and not args.no_spy else None
+            runs.append(profiled_drain(stack, topic, args.orders, number, spied, args.workers))
+            log.info("run %d: %s; load average %s", number,
+                     ", ".join(f"{k} {v:,.2f}" for k, v in runs[-1].items()), load_average())
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        print(f"{key}: median {median(values):,.2f} (min {min(values):,.2f}, max {max(values):,.2f},"
+              f" {len(values)} runs)")
+    if not args.no_spy:
+        print(summarize(raw, runs[0]["worker_us"], args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
