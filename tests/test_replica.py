@@ -145,7 +145,8 @@ def runs(replicated: Replicated) -> Runs:
     late = run_job(replicated.primary_url, replicated.replica_url)
     late_compared = run_job(replicated.compared_url)
     scans_after = wait_until(lambda: report_scans(replicated.replica_url) > scans_before
-                             and report_scans(replicated.replica_url), timeout=15)
+                             and report_scans(replicated.replica_url), timeout=15,
+                             message=f"nothing read report_scope on the replica; the runs: {first}, {late}")
     return Runs(first, first_compared, late, late_compared, scans_before, scans_after)
 
 
