@@ -119,36 +119,46 @@ def _staging_table(table: str, columns: Sequence[tuple[str, str]]) -> str:
     return f"CREATE TEMP TABLE {table} ({typed}) ON COMMIT DELETE ROWS"
 
 
-def _lines(table: str, alias: str) -> str:
-    """An order's lines as one comparable array, from ``table`` (stored or staged)."""
+def _lines(table: str, alias: str, same_day: bool = False) -> str:
+    """An order's lines as one comparable array, from ``table`` (stored or staged); ``same_day``
+    also matches the stored lines' partition column, so that only the order's day is read."""
+    day = f" AND l.order_created_at = {alias}.created_at" if same_day else ""
     return (f"(SELECT array_agg(ROW({_names(ITEM_FIELD_COLUMNS, 'l.')}) ORDER BY l.line_no)"
-            f" FROM {table} l WHERE l.order_id = {alias}.order_id)")
+            f" FROM {table} l WHERE l.order_id = {alias}.order_id{day})")
 
 
 # A batch is streamed with COPY into session-local staging tables, then moved with one
 # statement. COPY encodes rows in C; binding each column as an array parameter did it in
 # Python, at about three times the worker's CPU per order. Lines are inserted only for orders
 # this statement inserted, so a conflicting version's lines are never merged into a stored order.
+# orders and order_items are partitioned by day (migration 006), so order_id is unique in
+# order_keys: an order is inserted only if its key was new, and its lines carry its created_at.
 STAGING_TABLES = (_staging_table(STAGED_ORDERS, ORDER_COLUMNS), _staging_table(STAGED_ITEMS, ITEM_COLUMNS))
 COPY_ORDERS = f"COPY {STAGED_ORDERS} ({_names(ORDER_COLUMNS)}) FROM STDIN"
 COPY_ITEMS = f"COPY {STAGED_ITEMS} ({_names(ITEM_COLUMNS)}) FROM STDIN"
 INSERT_ORDERS_AND_LINES = f"""
-WITH new AS (
-    INSERT INTO orders ({_names(ORDER_COLUMNS)}) SELECT {_names(ORDER_COLUMNS)} FROM {STAGED_ORDERS}
-    ON CONFLICT (order_id) DO NOTHING RETURNING order_id
+WITH keys AS (
+    INSERT INTO order_keys (order_id, created_at) SELECT order_id, created_at FROM {STAGED_ORDERS}
+    ON CONFLICT (order_id) DO NOTHING RETURNING order_id, created_at
+), new AS (
+    INSERT INTO orders ({_names(ORDER_COLUMNS)})
+    SELECT {_names(ORDER_COLUMNS, 's.')} FROM {STAGED_ORDERS} s JOIN keys USING (order_id, created_at)
+    ON CONFLICT (order_id, created_at) DO NOTHING RETURNING order_id, created_at
 ), lines AS (
-    INSERT INTO order_items ({_names(ITEM_COLUMNS)})
-    SELECT {_names(ITEM_COLUMNS, 's.')} FROM {STAGED_ITEMS} s JOIN new USING (order_id)
-    ON CONFLICT (order_id, line_no) DO NOTHING
+    INSERT INTO order_items ({_names(ITEM_COLUMNS)}, order_created_at)
+    SELECT {_names(ITEM_COLUMNS, 's.')}, new.created_at FROM {STAGED_ITEMS} s JOIN new USING (order_id)
+    ON CONFLICT (order_id, order_created_at, line_no) DO NOTHING
 )
 SELECT count(*) FROM new
 """
 
-# Staged orders whose id is stored with other content: conflicting versions, not redeliveries.
+# Staged orders whose id is stored with other content (another created_at included): conflicting
+# versions, not redeliveries. The key gives the stored order's day, so one partition is read.
 CONFLICTS = f"""
-SELECT s.order_id::text FROM {STAGED_ORDERS} s JOIN orders o USING (order_id)
+SELECT s.order_id::text FROM {STAGED_ORDERS} s JOIN order_keys k USING (order_id)
+JOIN orders o ON o.order_id = k.order_id AND o.created_at = k.created_at
 WHERE ({_names(ORDER_COLUMNS[1:], 's.')}) IS DISTINCT FROM ({_names(ORDER_COLUMNS[1:], 'o.')})
-   OR {_lines(STAGED_ITEMS, 's')} IS DISTINCT FROM {_lines('order_items', 's')}
+   OR {_lines(STAGED_ITEMS, 's')} IS DISTINCT FROM {_lines('order_items', 'o', same_day=True)}
 """
 
 CLEAR_STAGING = f"TRUNCATE {STAGED_ORDERS}, {STAGED_ITEMS}"

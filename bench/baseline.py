@@ -16,16 +16,20 @@ from restaurant_app.database import Database
 from restaurant_app.models import Order
 from restaurant_app.validation import parse_order
 
+# The order's key first: order_keys keeps order_id unique across the day partitions (migration 006).
 INSERT_ORDER = """
+WITH key AS (
+    INSERT INTO order_keys (order_id, created_at) VALUES (%s, %s)
+    ON CONFLICT (order_id) DO NOTHING RETURNING order_id, created_at
+)
 INSERT INTO orders (order_id, created_at, customer_id, customer_name, channel, payment_method, total)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (order_id) DO NOTHING
+SELECT order_id, created_at, %s, %s, %s, %s, %s FROM key
 """
 
 INSERT_ITEM = """
-INSERT INTO order_items (order_id, line_no, dish, category, unit_price, quantity)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (order_id, line_no) DO NOTHING
+INSERT INTO order_items (order_id, line_no, dish, category, unit_price, quantity, order_created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (order_id, order_created_at, line_no) DO NOTHING
 """
 
 
@@ -36,7 +40,8 @@ async def store_one(conn: psycopg.AsyncConnection, order: Order) -> None:
         order.channel, order.payment_method, order.total,
     ))
     await conn.cursor().executemany(INSERT_ITEM, [
-        (order.order_id, line_no, item.dish, item.category, item.unit_price, item.quantity)
+        (order.order_id, line_no, item.dish, item.category, item.unit_price, item.quantity,
+         order.created_at)
         for line_no, item in enumerate(order.items, start=1)
     ])
     await conn.commit()

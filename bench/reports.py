@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -24,6 +24,7 @@ from infra.scratch import ScratchStack
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
+from restaurant_app.partitions import add_partitions
 from restaurant_app.progress import Progress
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
@@ -42,7 +43,9 @@ CUSTOMERS = 50_000
 # 1 + g % 6 lines of distinct dishes; its total is the sum of its lines, as validation demands.
 # A NULL xid marks the history as stored before the reports began (as migration 004 leaves
 # older orders): incremental runs leave it alone, and only a full rebuild reads it.
+# Each order's key goes to order_keys, and each line carries its order's created_at (migration 006).
 LOAD_ORDERS = """
+WITH loaded AS (
 INSERT INTO orders (order_id, created_at, customer_id, customer_name, channel,
                     payment_method, total, ingested_at, xid)
 SELECT md5('bench-order-' || g)::uuid, t.placed, c.id, 'Cliente ' || c.id,
@@ -55,12 +58,16 @@ SELECT md5('bench-order-' || g)::uuid, t.placed, c.id, 'Cliente ' || c.id,
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 CROSS JOIN LATERAL (SELECT %(end)s::timestamptz - g * %(step)s * interval '1 second' AS placed) t
 CROSS JOIN LATERAL (SELECT 1 + g * 7919 %% %(customers)s AS id) c
+RETURNING order_id, created_at
+)
+INSERT INTO order_keys (order_id, created_at) SELECT order_id, created_at FROM loaded
 """
 
 LOAD_ITEMS = """
-INSERT INTO order_items (order_id, line_no, dish, category, unit_price, quantity)
+INSERT INTO order_items (order_id, line_no, dish, category, unit_price, quantity, order_created_at)
 SELECT md5('bench-order-' || g)::uuid, j, (%(dishes)s::text[])[d], (%(categories)s::text[])[d],
-       (%(prices)s::numeric[])[d], 1 + (g + j) %% 3
+       (%(prices)s::numeric[])[d], 1 + (g + j) %% 3,
+       %(end)s::timestamptz - g * %(step)s * interval '1 second'
 FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 CROSS JOIN LATERAL generate_series(1, 1 + g %% 6) AS j
 CROSS JOIN LATERAL (SELECT 1 + (g + j * 5) %% cardinality(%(prices)s::numeric[]) AS d) m
@@ -112,13 +119,27 @@ def menu_params() -> dict[str, list]:
     }
 
 
+def history_days(first: int, last: int, end: datetime) -> list[date]:
+    """The UTC days of history orders ``first`` to ``last``."""
+    oldest = (end - timedelta(seconds=last / HISTORY_RATE)).date()
+    newest = (end - timedelta(seconds=first / HISTORY_RATE)).date()
+    return [oldest + timedelta(days=n) for n in range((newest - oldest).days + 1)]
+
+
+async def add_day_partitions(database_url: str, days: list[date]) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await add_partitions(conn, days)
+
+
 def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
-    """Add history orders numbered ``first`` to ``last`` (inclusive), in chunks."""
+    """Add history orders numbered ``first`` to ``last`` (inclusive), in chunks, into their day partitions."""
+    asyncio.run(add_day_partitions(database_url, history_days(first, last, end)))
     with psycopg.connect(database_url, autocommit=True) as conn:
         # Only the bench's own scratch database: losing it in a crash costs nothing.
         conn.execute("SET synchronous_commit = off")
-        # The rows are consistent by construction, so the foreign key check of each order
-        # line (a trigger) is left out while loading.
+        # The rows are consistent by construction, so the foreign key checks of each order
+        # and order line (triggers) are left out while loading.
+        conn.execute("ALTER TABLE orders DISABLE TRIGGER ALL")
         conn.execute("ALTER TABLE order_items DISABLE TRIGGER ALL")
         try:
             with Progress("Loading history orders", last - first + 1) as progress:
@@ -130,6 +151,7 @@ def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
                         conn.execute(LOAD_ITEMS, params)
                     progress.update(params["last"] + 1 - first)
         finally:
+            conn.execute("ALTER TABLE orders ENABLE TRIGGER ALL")
             conn.execute("ALTER TABLE order_items ENABLE TRIGGER ALL")
         conn.execute("VACUUM ANALYZE orders")
         conn.execute("VACUUM ANALYZE order_items")

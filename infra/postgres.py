@@ -12,10 +12,11 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.java import StackError
 from infra.process import tail
@@ -35,6 +36,11 @@ SUPERUSER = "postgres"
 AUTH_METHOD = "scram-sha-256"
 TRUST_LINE = re.compile(r"^(?![ \t]*#)(.*[ \t])trust([ \t]*)$", re.MULTILINE)
 """A pg_hba.conf line, not a comment, that lets its clients in without a password."""
+
+REPLICATION_SLOT = "reports_replica"
+SLOT_WAL_LIMIT = "2GB"
+"""The most WAL the primary keeps for a replica that is away; past it the replica is cloned again."""
+DROP_SLOT = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s"
 
 
 class PostgresServer:
@@ -146,18 +152,75 @@ class PostgresServer:
         for parent in self.home.parents:
             parent.chmod(parent.stat().st_mode | 0o001)
 
-    def _run(self, program: str, *args: str) -> None:
+    def _run(self, program: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """Run a PostgreSQL program (as the PostgreSQL user when we are root), with ``env`` added."""
         command = [str(POSTGRES_BIN_PATH / program), *args]
         as_user = {}
         if os.geteuid() == 0:
             user = _system_user()
             as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-        result = subprocess.run(command, capture_output=True, text=True, check=False, **as_user)
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                env={**os.environ, **env} if env else None, **as_user)
         if result.returncode != 0:
             raise StackError(
                 f"PostgreSQL's {program} failed:\n{result.stdout}{result.stderr}\n"
                 f"Last lines of {self.log_file}:\n{tail(self.log_file)}"
             )
+
+
+class PostgresReplica(PostgresServer):
+    """A hot-standby streaming replica of ``primary`` in ``home``, listening on 127.0.0.1:``port``.
+
+    On first start it is cloned with ``pg_basebackup -R`` and streams through the replication
+    slot ``slot`` on the primary, which keeps the WAL the replica has not received yet (at most
+    ``SLOT_WAL_LIMIT``; a replica that fell further behind is cloned again on its next start).
+    """
+
+    def __init__(self, home: Path, port: int, primary: PostgresServer, slot: str = REPLICATION_SLOT) -> None:
+        super().__init__(home, port)
+        self.primary = primary
+        self.slot = slot
+
+    def url(self, database: str = "postgres") -> str:
+        """The primary's URL (the same users) on the replica's port."""
+        parts = urlsplit(self.primary.url(database))
+        host = parts.netloc.rsplit(":", 1)[0]
+        return urlunsplit(parts._replace(netloc=f"{host}:{self.port}"))
+
+    def start(self) -> None:
+        """Clone the primary unless done already, then start as a hot standby."""
+        self._prepare_directories()
+        if self._slot_lost():
+            log.warning("The replica in %s fell too far behind the primary; cloning it again.", self.data_dir)
+            shutil.rmtree(self.data_dir)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._clone_primary()
+        super().start()
+
+    def _slot_lost(self) -> bool:
+        """Whether the primary dropped WAL this replica still needed."""
+        with psycopg.connect(self.primary.url(), autocommit=True) as conn:
+            row = conn.execute("SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s",
+                               (self.slot,)).fetchone()
+        return row is not None and row[0] == "lost"
+
+    def _clone_primary(self) -> None:
+        """A fresh slot on the primary, and a base backup that streams from it."""
+        with psycopg.connect(self.primary.url(), autocommit=True) as conn:
+            conn.execute(DROP_SLOT, (self.slot,))
+            conn.execute("SELECT pg_create_physical_replication_slot(%s)", (self.slot,))
+            conn.execute(sql.SQL("ALTER SYSTEM SET max_slot_wal_keep_size = {}").format(
+                sql.Literal(SLOT_WAL_LIMIT)))
+            conn.execute("SELECT pg_reload_conf()")
+        # The password goes in PGPASSWORD, not on the command line, which any user can read.
+        params = conninfo_to_dict(self.primary.url())
+        password = params.pop("password", None)
+        self._run("pg_basebackup", "--dbname", make_conninfo(**params), "--pgdata", str(self.data_dir),
+                  "--write-recovery-conf", "--slot", self.slot, "--wal-method=stream",
+                  "--checkpoint=fast", env={"PGPASSWORD": password} if password else None)
+        # Queries on the replica hold back the primary's clean-up instead of being cancelled by it.
+        with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write("hot_standby = on\nhot_standby_feedback = on\n")
 
 
 def _system_user() -> pwd.struct_passwd:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra.java import StackError
 from infra.kafka_broker import KafkaBroker, KafkaCluster
-from infra.postgres import PostgresServer
+from infra.postgres import PostgresReplica, PostgresServer
 from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import describe
 from restaurant_app.settings import Settings
@@ -18,6 +18,7 @@ log = logging.getLogger("infra")
 
 DATABASE_NAME = "restaurant"
 POSTGRES_PORT = 5432
+REPLICA_PORT = 5433
 
 
 def free_port() -> int:
@@ -47,10 +48,11 @@ def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1) -> KafkaBroker
 @contextmanager
 def local_stack(
     data_dir: Path, settings: Settings, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT,
-    spark_port: int = 15002,
+    spark_port: int = 15002, replica_port: int = REPLICA_PORT,
 ) -> Iterator[dict[str, str]]:
     """Start Kafka (of ``KAFKA_NODES``), PostgreSQL and Spark Connect unless ``KAFKA_BROKER`` /
-    ``DATABASE_URL`` / ``SPARK_REMOTE`` name them.
+    ``DATABASE_URL`` / ``SPARK_REMOTE`` name them; with ``POSTGRES_REPLICA=1``, a streaming
+    replica of that PostgreSQL too, where the reports are read.
 
     Yields the environment variables that point the app at the services, and
     stops what it started on exit. Data stays in ``data_dir`` between runs.
@@ -69,6 +71,9 @@ def local_stack(
             log.info("Kafka is ready; its data and logs are in %s", kafka.home)
         if os.environ.get("DATABASE_URL"):
             log.info("Using the PostgreSQL named by DATABASE_URL")
+            if os.environ.get("POSTGRES_REPLICA") == "1":
+                log.warning("POSTGRES_REPLICA=1 replicates only the PostgreSQL started here; with"
+                            " DATABASE_URL set, name your replica in REPORTS_DATABASE_URL instead.")
         else:
             postgres = local_postgres(data_dir, postgres_port)
             log.info("Starting PostgreSQL on 127.0.0.1:%d ...", postgres_port)
@@ -78,11 +83,24 @@ def local_stack(
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
             log.info("PostgreSQL is ready: %s; its password is in %s",
                      describe(env["DATABASE_URL"]), postgres.password_file)
+            if os.environ.get("POSTGRES_REPLICA") == "1":
+                replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
+                env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
         if os.environ.get("SPARK_REMOTE"):
             log.info("Using the Spark Connect server at %s", os.environ["SPARK_REMOTE"])
         else:
             env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings))
         yield env
+
+
+def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
+    """Start the replica, to be stopped before its primary; return the URL of its database."""
+    log.info("Starting a read replica of PostgreSQL on 127.0.0.1:%d ...", replica.port)
+    replica.start()
+    stack.callback(_stopping, "the PostgreSQL replica", replica.stop)
+    url = replica.url(DATABASE_NAME)
+    log.info("The replica is streaming from the primary; reports are read from %s", describe(url))
+    return url
 
 
 def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings) -> dict[str, str]:

@@ -57,6 +57,7 @@ class Settings:
 
     kafka_broker: str
     database_url: str
+    reports_database_url: str
     app_id: str
     orders_topic: str
     dead_letter_topic: str
@@ -102,6 +103,7 @@ class Settings:
             database_url=_str(
                 "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"
             ),
+            reports_database_url=_str("REPORTS_DATABASE_URL", ""),
             app_id=_str("APP_ID", "restaurant-sales"),
             orders_topic=_str("ORDERS_TOPIC", "orders"),
             dead_letter_topic=_str("DEAD_LETTER_TOPIC", "orders-dead-letter"),

@@ -21,6 +21,7 @@ from restaurant_app.kafka_probe import (
 from restaurant_app.lean_monitor import lean_monitor
 from restaurant_app.metrics import registry
 from restaurant_app.models import Order
+from restaurant_app.replica import ReplicaDatabase
 from restaurant_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,11 @@ logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 app.monitor = lean_monitor(registry)
 
 database = Database(settings.database_url)
+
+reports_database = (
+    ReplicaDatabase(settings.reports_database_url) if settings.reports_database_url else database
+)
+"""Where ``/reports`` reads: the read replica ``REPORTS_DATABASE_URL`` names, else ``database``."""
 
 # Both topics are created at start-up (the orders topic by Faust, as an agent reads it; the other by
 # declare_dead_letter_topic) with ORDERS_TOPIC_PARTITIONS partitions and the replication that

@@ -11,6 +11,7 @@ import psycopg
 
 from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
+from restaurant_app.replica import wait_until_replayed
 from restaurant_app.settings import Settings
 from spark_reports.ledger import ReportRun, skip_note
 from spark_reports.result import JobResult, result_line
@@ -20,6 +21,8 @@ from spark_reports.watchdog import launcher_pid, start_watchdog
 log = logging.getLogger("spark_reports")
 
 LONGEST_ERROR = 2000
+REPLICA_WAIT_SECONDS = 60.0
+"""How long Spark waits for REPORTS_DATABASE_URL to replay the run's scope before the run fails."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +76,12 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
             log.info("No new orders since the last run; nothing to recompute.")
             return JobResult("succeeded", report_run.run_id)
         java_executable()
+        if settings.reports_database_url:
+            # Spark reads there, joining the scope just written here: wait until the replica has
+            # replayed it, and with it every order and report committed before it.
+            waited = wait_until_replayed(store.conn, settings.reports_database_url, REPLICA_WAIT_SECONDS)
+            log.info("Reading orders from the replica at %s, which had caught up after %.1f s.",
+                     describe(settings.reports_database_url), waited)
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
         counts = stage_reports(settings, report_run)

@@ -24,7 +24,8 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     """Compute the run's windows into the staging tables; return (orders read, order lines read)."""
     with spark_session(settings, run.minutes) as spark:
         jdbc = Jdbc.from_database_url(settings.database_url)
-        inputs = read_inputs(spark, jdbc, run)
+        reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url)
+        inputs = read_inputs(spark, reads, run)
         counts = read_counts(inputs.lines)
         reports = build_reports(inputs)
         for kind, table in STAGING_TABLES.items():

@@ -103,19 +103,23 @@ SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.channel,
 
 # OFFSET 0 keeps PostgreSQL from flattening the subqueries into a hash join over all order
 # items: each scope minute is an index range scan on orders, each order an index scan on its
-# items, so the cost follows the orders read, not the size of the tables.
+# items, so the cost follows the orders read, not the size of the tables. Both tables are
+# partitioned by the order's day (migration 006), so each scan reads that day's partition only.
 SPARK_ORDER_LINES = _ORDER_LINE_COLUMNS + """
 FROM report_scope s
 CROSS JOIN LATERAL (
     SELECT * FROM orders o
     WHERE o.created_at >= s.period_start AND o.created_at < s.period_end OFFSET 0
 ) o
-CROSS JOIN LATERAL (SELECT * FROM order_items i WHERE i.order_id = o.order_id OFFSET 0) i
+CROSS JOIN LATERAL (
+    SELECT * FROM order_items i
+    WHERE i.order_id = o.order_id AND i.order_created_at = o.created_at OFFSET 0
+) i
 WHERE s.kind = 'minute'
 """
 
 SPARK_ALL_ORDER_LINES = _ORDER_LINE_COLUMNS + """
-FROM orders o JOIN order_items i ON i.order_id = o.order_id
+FROM orders o JOIN order_items i ON i.order_id = o.order_id AND i.order_created_at = o.created_at
 """
 
 _STORED_SALES = """

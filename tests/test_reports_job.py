@@ -125,12 +125,16 @@ def insert_uncommitted(url: str, order: Order) -> psycopg.Connection:
     (ingested_at after the last run less 120 s) would never have read it after its commit.
     """
     conn = psycopg.connect(url)
+    # Its key first, and its lines with its created_at, as the save path does (migration 006).
+    conn.execute("INSERT INTO order_keys (order_id, created_at) VALUES (%s, %s)",
+                 (order.order_id, order.created_at))
     conn.execute(f"INSERT INTO orders ({ORDER_NAMES}, ingested_at)"
                  f" VALUES ({', '.join(['%s'] * len(ORDER_COLUMNS))}, now() - interval '1 day')",
                  next(order_rows([order])))
     with conn.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO order_items ({ITEM_NAMES})"
-                           f" VALUES ({', '.join(['%s'] * len(ITEM_COLUMNS))})", list(item_rows([order])))
+        cursor.executemany(f"INSERT INTO order_items ({ITEM_NAMES}, order_created_at)"
+                           f" VALUES ({', '.join(['%s'] * (len(ITEM_COLUMNS) + 1))})",
+                           [(*row, order.created_at) for row in item_rows([order])])
     return conn
 
 

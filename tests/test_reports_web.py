@@ -159,6 +159,7 @@ async def test_insights_are_capped_with_a_flag_that_says_so(
             conn.execute("INSERT INTO report_insights VALUES ('anomalous_minute', %s, %s, '', 'x', '{}',"
                          " now())", (at, at + timedelta(minutes=1)))
     monkeypatch.setattr(reports, "database", database)
+    monkeypatch.setattr(reports, "reports_database", database)  # /reports reads there
     await database.ready()
     try:
         end = START + timedelta(hours=1)

@@ -448,7 +448,8 @@ def store_accepted_orders(runner: asyncio.Runner, sink: PostgresOrderSink, conn:
     def store(raw: bytes) -> None:
         order = outcome(raw)
         assume(order is not None)
-        conn.execute("DELETE FROM orders WHERE order_id = %s", (order.order_id,))  # a replayed seed
+        # A replayed seed: deleting its key deletes the order and its lines (migration 006).
+        conn.execute("DELETE FROM order_keys WHERE order_id = %s", (order.order_id,))
         accepted = Accepted(order, Source("orders", 0, 0, raw))
         assert runner.run(sink.save([accepted])).new_orders == 1
         assert stored_rows(conn, order.order_id) == expected_rows(order)

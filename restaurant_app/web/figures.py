@@ -28,7 +28,8 @@ SELECT p.period, p.starts, p.ends,
 FROM periods p
 LEFT JOIN orders o ON o.created_at >= p.starts AND o.created_at <= p.ends
 LEFT JOIN LATERAL (
-    SELECT sum(quantity) AS items FROM order_items WHERE order_id = o.order_id
+    SELECT sum(quantity) AS items FROM order_items
+    WHERE order_id = o.order_id AND order_created_at = o.created_at
 ) i ON true
 GROUP BY p.period, p.starts, p.ends
 """

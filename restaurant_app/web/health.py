@@ -5,13 +5,15 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from faust import web
 
 from agents.persistence import ingest_state
 from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
-from restaurant_app.worker import app, database, settings
+from restaurant_app.replica import replica_status
+from restaurant_app.worker import app, database, reports_database, settings
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ async def database_status() -> Status:
 
 kafka_check = CachedProbe(kafka_status)
 database_check = CachedProbe(database_status)
+replica_check = CachedProbe(partial(replica_status, database, reports_database))
 
 
 def ingest_status() -> Status:
@@ -91,4 +94,6 @@ async def health(view: web.View, request: web.Request) -> web.Response:
     healthy = kafka["ok"] and postgres["ok"] and ingest["ok"]
     body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres,
             "ingest": ingest}
+    if settings.reports_database_url:
+        body["replica"] = await replica_check.status()
     return view.json(body, status=200 if healthy else 503)

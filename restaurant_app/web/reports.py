@@ -12,7 +12,7 @@ from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.web.rows import json_ready
-from restaurant_app.worker import app, database, settings
+from restaurant_app.worker import app, database, reports_database, settings
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ async def report_data(view: web.View, read: Callable[[], Awaitable[Any]]) -> web
     """Answer with what ``read`` returns, or 503 if PostgreSQL cannot be reached."""
     try:
         await asyncio.wait_for(database.ready(), READY_TIMEOUT_SECONDS)
+        await reports_database.ready()
         return view.json(json_ready(await read()))
     except (DatabaseUnavailable, TimeoutError) as exc:
         reason = str(exc) or f"not ready within {READY_TIMEOUT_SECONDS:.0f} s"
@@ -137,16 +138,16 @@ async def latest_reports_data() -> dict[str, Any]:
     and the last run of the report job."""
     latest: dict[str, Any] = {}
     for granularity in GRANULARITIES:
-        rows = await database.fetch_all(LATEST_SALES, (granularity,))
+        rows = await reports_database.fetch_all(LATEST_SALES, (granularity,))
         if rows:
-            rows[0]["dishes"] = await database.fetch_all(
+            rows[0]["dishes"] = await reports_database.fetch_all(
                 DISHES_OF_WINDOW, (granularity, rows[0]["period_start"])
             )
         latest[granularity] = rows[0] if rows else None
-    under_way = await database.fetch_all(MINUTE_UNDER_WAY)
+    under_way = await reports_database.fetch_all(MINUTE_UNDER_WAY)
     latest["minute_under_way"] = under_way[0] if under_way else None
-    latest["insights"] = await database.fetch_all(LATEST_INSIGHTS)
-    runs = await database.fetch_all(LAST_RUN)
+    latest["insights"] = await reports_database.fetch_all(LATEST_INSIGHTS)
+    runs = await reports_database.fetch_all(LAST_RUN)
     latest["last_run"] = runs[0] if runs else None
     return latest
 
@@ -155,7 +156,7 @@ async def insights_between(
     start: datetime, end: datetime, limit: int = MAX_INSIGHT_ROWS
 ) -> tuple[list[dict], bool]:
     """The first ``limit`` insights of windows starting in [start, end), and whether there were more."""
-    rows = await database.fetch_all(INSIGHTS_BETWEEN, (start, end, limit + 1))
+    rows = await reports_database.fetch_all(INSIGHTS_BETWEEN, (start, end, limit + 1))
     return rows[:limit], len(rows) > limit
 
 
@@ -177,7 +178,7 @@ async def reports(view: web.View, request: web.Request) -> web.Response:
         insights, truncated = await insights_between(start, end)
         return {
             "granularity": granularity, "from": start, "to": end,
-            "reports": await database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
+            "reports": await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
             "insights": insights, "insights_truncated": truncated,
         }
 

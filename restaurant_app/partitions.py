@@ -1,0 +1,166 @@
+"""The day partitions of ``orders`` and ``order_items`` (migration 006): days ahead, and the default's rows.
+
+Both tables are partitioned by the UTC day of the order's ``created_at`` (``order_items`` by its
+copy, ``order_created_at``), one partition per day, named ``orders_p20261129`` and
+``order_items_p20261129``; an order whose day has no partition lands in ``orders_default``
+(and its lines in ``order_items_default``), so no timestamp ever fails an insert.
+
+``keep_partitions`` creates the partitions of yesterday to ``DAYS_AHEAD`` days ahead, and of
+every day that has rows in the default partitions, moving those rows into their new day. The
+worker runs it at start-up and every hour (``agents/partitions.py``);
+``python -m restaurant_app.partitions`` runs it once against ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+
+import psycopg
+from psycopg import sql
+
+from restaurant_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TABLES = (("orders", "created_at"), ("order_items", "order_created_at"))
+"""Each partitioned table and its partition column."""
+DAYS_BEHIND = 1
+DAYS_AHEAD = 7
+# Any number will do as long as every worker uses the same one.
+PARTITIONS_LOCK_ID = 7_140_817
+LOCK_TIMEOUT = "5s"
+"""How long to wait for the tables' locks before giving up until the next try."""
+
+TAKE_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
+# Inserts wait while rows move and partitions appear; reads go on until a partition is created.
+LOCK_TABLES = "LOCK TABLE orders, order_items IN SHARE ROW EXCLUSIVE MODE"
+
+PARTITION_NAMES = """
+SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent IN ('orders'::regclass, 'order_items'::regclass)
+"""
+
+DEFAULT_DAYS = "SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM orders_default"
+
+# The columns an INSERT may set (not generated ones), in table order.
+INSERTABLE_COLUMNS = """
+SELECT attname FROM pg_attribute
+WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+ORDER BY attnum
+"""
+
+STASH = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {stash} (LIKE {table}) ON COMMIT DROP")
+MOVE_TO_STASH = sql.SQL("""
+WITH moved AS (DELETE FROM {default} WHERE {column} >= %s AND {column} < %s RETURNING *)
+INSERT INTO {stash} SELECT * FROM moved
+""")
+CREATE_PARTITION = sql.SQL(
+    "CREATE TABLE {partition} PARTITION OF {table} FOR VALUES FROM ({start}) TO ({end})"
+)
+MOVE_FROM_STASH = sql.SQL("""
+WITH moved AS (DELETE FROM {stash} RETURNING *)
+INSERT INTO {table} ({columns}) SELECT {columns} FROM moved
+""")
+
+
+def partition_name(table: str, day: date) -> str:
+    return f"{table}_p{day:%Y%m%d}"
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The UTC day ``day`` as [start, end)."""
+    start = datetime.combine(day, time(), UTC)
+    return start, start + timedelta(days=1)
+
+
+def days_around(today: date) -> set[date]:
+    """The days whose partitions should always exist: yesterday (late orders) to ``DAYS_AHEAD`` ahead."""
+    return {today + timedelta(days=n) for n in range(-DAYS_BEHIND, DAYS_AHEAD + 1)}
+
+
+async def keep_partitions(conn: psycopg.AsyncConnection, today: date | None = None) -> tuple[list[date], int]:
+    """Create the partitions of the days around ``today`` (UTC) and of the days with rows in the
+    default partition; return the days created and how many orders moved into them."""
+    today = today or datetime.now(UTC).date()
+    async with conn.transaction():
+        cursor = await conn.execute(DEFAULT_DAYS)
+        return await _add_partitions(conn, days_around(today) | {row[0] for row in await cursor.fetchall()})
+
+
+async def add_partitions(conn: psycopg.AsyncConnection, days: Iterable[date]) -> tuple[list[date], int]:
+    """Create the missing partitions of ``days``, moving their rows out of the default partitions,
+    in one transaction; return the days created and how many orders moved.
+
+    Raises ``psycopg.errors.LockNotAvailable`` if the tables stay busy for ``LOCK_TIMEOUT``.
+    """
+    async with conn.transaction():
+        return await _add_partitions(conn, set(days))
+
+
+async def _add_partitions(conn: psycopg.AsyncConnection, days: set[date]) -> tuple[list[date], int]:
+    await conn.execute(TAKE_LOCK, (PARTITIONS_LOCK_ID,))
+    existing = {row[0] for row in await (await conn.execute(PARTITION_NAMES)).fetchall()}
+    missing = sorted(d for d in days if any(partition_name(table, d) not in existing for table, _ in TABLES))
+    if not missing:
+        return [], 0
+    await conn.execute(SET_LOCK_TIMEOUT, (LOCK_TIMEOUT,))
+    await conn.execute(LOCK_TABLES)
+    moved = 0
+    for day in missing:
+        moved += await _add_day(conn, day, existing)
+    return missing, moved
+
+
+async def _add_day(conn: psycopg.AsyncConnection, day: date, existing: set[str]) -> int:
+    """Create ``day``'s partitions, its rows moved out of the default partitions; return the orders moved."""
+    start, end = day_bounds(day)
+    moved = {}
+    for table, column in TABLES:
+        names = _names(table)
+        await conn.execute(STASH.format(**names))
+        move = MOVE_TO_STASH.format(column=sql.Identifier(column), **names)
+        moved[table] = (await conn.execute(move, (start, end))).rowcount
+    for table, _ in TABLES:
+        name = partition_name(table, day)
+        if name not in existing:
+            await conn.execute(CREATE_PARTITION.format(
+                partition=sql.Identifier(name), table=sql.Identifier(table),
+                start=sql.Literal(start), end=sql.Literal(end)))
+        columns = await _insertable_columns(conn, table)
+        await conn.execute(MOVE_FROM_STASH.format(columns=columns, **_names(table)))
+    return moved["orders"]
+
+
+def _names(table: str) -> dict[str, sql.Identifier]:
+    return {"table": sql.Identifier(table), "default": sql.Identifier(f"{table}_default"),
+            "stash": sql.Identifier(f"moving_{table}")}
+
+
+async def _insertable_columns(conn: psycopg.AsyncConnection, table: str) -> sql.Composed:
+    cursor = await conn.execute(INSERTABLE_COLUMNS, (table,))
+    return sql.SQL(", ").join(sql.Identifier(row[0]) for row in await cursor.fetchall())
+
+
+async def _main() -> None:
+    settings = Settings.from_env()
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        created, moved = await keep_partitions(conn)
+    log.info("%s", describe_upkeep(created, moved))
+
+
+def describe_upkeep(created: list[date], moved: int) -> str:
+    """What an upkeep did, in one line for the log."""
+    if not created:
+        return "Every day partition of orders and order_items was already there."
+    days = ", ".join(f"{day:%Y-%m-%d}" for day in created)
+    return (f"Created the day partitions of orders and order_items for {days};"
+            f" moved {moved} order(s) into them from the default partition.")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    asyncio.run(_main())
