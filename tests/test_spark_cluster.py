@@ -14,6 +14,7 @@ from infra.scratch import ScratchStack
 from infra.spark_cluster import SparkCluster
 from infra.stack import free_port
 from restaurant_app.database import Database
+from restaurant_app.models import Order
 from tests.services import run_report_job
 from tests.test_reports_job import dish_rows, history, sales_rows, save, snapshot, without_computed_at
 
@@ -40,17 +41,18 @@ class Runs:
     cluster_tables: dict
 
 
-def filled_database(stack: ScratchStack) -> str:
+def filled_database(stack: ScratchStack, orders: list[Order]) -> str:
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
-    save(url, history())
+    save(url, orders)
     return url
 
 
 @pytest.fixture(scope="module")
 def runs(stack: ScratchStack, cluster: SparkCluster) -> Runs:
     """The same history reported twice: by local Spark in one statement, by the cluster in three."""
-    local_url, cluster_url = filled_database(stack), filled_database(stack)
+    orders = history()  # once: the generator's first-time customers are new on every call
+    local_url, cluster_url = filled_database(stack, orders), filled_database(stack, orders)
     local = run_report_job(local_url, env={"SPARK_REMOTE": "", "SPARK_JDBC_PARTITIONS": "1"})
     on_cluster = run_report_job(cluster_url, env={
         "SPARK_REMOTE": "", "SPARK_MASTER": cluster.url, "SPARK_EXECUTOR_MEMORY": "512m",
