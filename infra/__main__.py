@@ -1,8 +1,8 @@
 """The local stack's commands.
 
-``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL, a Spark Connect server and WORKERS
-Faust workers, in the foreground; Ctrl-C (or SIGTERM) stops the workers first, then every service
-this command started.
+``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL, a Spark Connect server (on a Spark
+master and worker with SPARK_CLUSTER=1) and WORKERS Faust workers, in the foreground; Ctrl-C (or
+SIGTERM) stops the workers first, then every service this command started.
 ``python -m infra psql``: a psql shell on the pipeline's database.
 ``python -m infra partitions N``: give ORDERS_TOPIC N partitions in all (Kafka never takes any away).
 """

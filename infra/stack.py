@@ -5,11 +5,13 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from infra.java import StackError
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.postgres import PostgresReplica, PostgresServer
+from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import describe
 from restaurant_app.settings import Settings
@@ -52,7 +54,8 @@ def local_stack(
 ) -> Iterator[dict[str, str]]:
     """Start Kafka (of ``KAFKA_NODES``), PostgreSQL and Spark Connect unless ``KAFKA_BROKER`` /
     ``DATABASE_URL`` / ``SPARK_REMOTE`` name them; with ``POSTGRES_REPLICA=1``, a streaming
-    replica of that PostgreSQL too, where the reports are read.
+    replica of that PostgreSQL too, where the reports are read; with ``SPARK_CLUSTER=1``, a Spark
+    master and worker that the Spark Connect server and the report runs use.
 
     Yields the environment variables that point the app at the services, and
     stops what it started on exit. Data stays in ``data_dir`` between runs.
@@ -86,6 +89,9 @@ def local_stack(
             if os.environ.get("POSTGRES_REPLICA") == "1":
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
+        if os.environ.get("SPARK_CLUSTER") == "1":
+            env.update(_start_spark_cluster(stack, data_dir / "spark-cluster"))
+            settings = replace(settings, spark_master=env["SPARK_MASTER"])
         if os.environ.get("SPARK_REMOTE"):
             log.info("Using the Spark Connect server at %s", os.environ["SPARK_REMOTE"])
         else:
@@ -101,6 +107,17 @@ def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
     url = replica.url(DATABASE_NAME)
     log.info("The replica is streaming from the primary; reports are read from %s", describe(url))
     return url
+
+
+def _start_spark_cluster(stack: ExitStack, home: Path) -> dict[str, str]:
+    """Start a Spark master and one worker; the report runs and the Spark Connect server use them."""
+    cluster = SparkCluster(home)
+    log.info("Starting a Spark master on 127.0.0.1:%d and one worker ...", cluster.port)
+    cluster.start()
+    stack.callback(_stopping, "the Spark cluster", cluster.stop)
+    log.info("The Spark cluster is ready at %s (web UI http://127.0.0.1:%d); its logs are in %s",
+             cluster.url, cluster.webui_port, cluster.home)
+    return {"SPARK_MASTER": cluster.url}
 
 
 def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings) -> dict[str, str]:

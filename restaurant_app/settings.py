@@ -80,6 +80,7 @@ class Settings:
     spark_master: str
     spark_driver_memory: str
     spark_remote: str
+    spark_jdbc_partitions: int
     data_dir: Path
     jars_dir: Path
     log_level: str
@@ -127,6 +128,7 @@ class Settings:
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
             spark_remote=_str("SPARK_REMOTE", ""),
+            spark_jdbc_partitions=_count("SPARK_JDBC_PARTITIONS", 2),
             data_dir=data_dir,
             jars_dir=Path(_str("JARS_DIR", str(DEFAULT_JARS_DIR))),
             log_level=_str("LOG_LEVEL", "info"),

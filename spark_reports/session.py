@@ -22,6 +22,9 @@ JDBC_DRIVER_CLASS = "org.postgresql.Driver"
 FETCH_SIZE = 10_000
 SUBMIT_OPTIONS = ("spark.master", "spark.driver.memory", "spark.jars", "spark.driver.extraJavaOptions")
 WRITE_BATCH_SIZE = 5_000
+SPLIT_COLUMN = "split_hash"
+HASHTEXT_MIN, HASHTEXT_MAX = -(2**31), 2**31 - 1
+"""The range of PostgreSQL's ``hashtext``, which a split read divides evenly."""
 
 
 SMALL_RUN_MINUTES = 1_440
@@ -178,6 +181,23 @@ class Jdbc:
         """The result of one SQL query, read in one statement, so it is one consistent snapshot."""
         return (spark.read.format("jdbc").options(**self.options())
                 .option("query", query).option("fetchsize", FETCH_SIZE).load())
+
+    def read_split(self, spark: SparkSession, query: str, key: str, partitions: int) -> DataFrame:
+        """The result of ``query`` read by ``partitions`` statements at once, each taking the rows
+        whose text column ``key`` hashes into its share of PostgreSQL's ``hashtext`` range.
+
+        All rows of one key come from one statement. The statements take their own snapshots,
+        so a row committed while they run may be in some shares and not others: the caller must
+        read only rows that a later read corrects (the report job's do, see ``read_inputs``).
+        """
+        if partitions == 1:
+            return self.read(spark, query)
+        table = f"(SELECT q.*, hashtext(q.{key}) AS {SPLIT_COLUMN} FROM ({query}) q) AS split"
+        return (spark.read.format("jdbc").options(**self.options())
+                .option("dbtable", table).option("fetchsize", FETCH_SIZE)
+                .option("partitionColumn", SPLIT_COLUMN).option("numPartitions", partitions)
+                .option("lowerBound", HASHTEXT_MIN).option("upperBound", HASHTEXT_MAX)
+                .load().drop(SPLIT_COLUMN))
 
     def append(self, frame: DataFrame, table: str) -> None:
         (frame.write.format("jdbc").options(**self.options()).option("dbtable", table)

@@ -25,7 +25,7 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     with spark_session(settings, run.minutes) as spark:
         jdbc = Jdbc.from_database_url(settings.database_url)
         reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url)
-        inputs = read_inputs(spark, reads, run)
+        inputs = read_inputs(spark, reads, run, settings.spark_jdbc_partitions)
         counts = read_counts(inputs.lines)
         reports = build_reports(inputs)
         for kind, table in STAGING_TABLES.items():
@@ -33,8 +33,15 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
         return counts
 
 
-def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:
-    """The run's inputs; the order lines are kept, so that every figure comes from the same rows."""
+def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int) -> Inputs:
+    """The run's inputs; the order lines are kept, so that every figure comes from the same rows.
+
+    The order lines are read by ``partitions`` statements in parallel, each taking whole orders.
+    Their snapshots may differ by orders committed meanwhile, which does not matter: all read
+    the same committed ``report_scope``, and an order committed while they run is not visible in
+    the run's snapshot (``until``), so the next run scopes its minute and recomputes it whether
+    or not a statement here saw it (as the single statement's orders committed after ``until``).
+    """
 
     def stored(query: str) -> DataFrame:
         # Read when used: only this job writes reports, so each read finds the same rows.
@@ -43,7 +50,8 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun) -> Inputs:
         return frame.limit(0) if run.full else frame
 
     return Inputs(
-        lines=kept(jdbc.read(spark, SPARK_ALL_ORDER_LINES if run.full else SPARK_ORDER_LINES))[0],
+        lines=kept(jdbc.read_split(spark, SPARK_ALL_ORDER_LINES if run.full else SPARK_ORDER_LINES,
+                                   "order_id", partitions))[0],
         stored_minutes=stored(SPARK_STORED_MINUTES),
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
         stored_hours=stored(SPARK_STORED_HOURS),

@@ -1,0 +1,102 @@
+"""The report job on a Spark standalone cluster (a master and a worker of our own) equals local mode."""
+
+import asyncio
+import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from infra.java import StackError
+from infra.scratch import ScratchStack
+from infra.spark_cluster import SparkCluster
+from infra.stack import free_port
+from restaurant_app.database import Database
+from restaurant_app.models import Order
+from tests.services import run_report_job
+from tests.test_reports_job import dish_rows, history, sales_rows, save, snapshot, without_computed_at
+
+pytestmark = pytest.mark.integration
+
+APP_NAME = "restaurant-sales-reports"
+
+
+@pytest.fixture(scope="module")
+def cluster(stack: ScratchStack) -> Iterator[SparkCluster]:
+    spark = SparkCluster(stack.home / "spark-cluster", free_port(), free_port())
+    spark.start()
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+@dataclass
+class Runs:
+    local: dict
+    on_cluster: dict
+    local_tables: dict
+    cluster_tables: dict
+
+
+def filled_database(stack: ScratchStack, orders: list[Order]) -> str:
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    save(url, orders)
+    return url
+
+
+@pytest.fixture(scope="module")
+def runs(stack: ScratchStack, cluster: SparkCluster) -> Runs:
+    """The same history reported twice: by local Spark in one statement, by the cluster in three."""
+    orders = history()  # once: the generator's first-time customers are new on every call
+    local_url, cluster_url = filled_database(stack, orders), filled_database(stack, orders)
+    local = run_report_job(local_url, env={"SPARK_REMOTE": "", "SPARK_JDBC_PARTITIONS": "1"})
+    on_cluster = run_report_job(cluster_url, env={
+        "SPARK_REMOTE": "", "SPARK_MASTER": cluster.url, "SPARK_EXECUTOR_MEMORY": "512m",
+        "SPARK_JDBC_PARTITIONS": "3",
+    })
+    return Runs(local, on_cluster, without_computed_at(snapshot(local_url), local_url),
+                without_computed_at(snapshot(cluster_url), cluster_url))
+
+
+def master_state(cluster: SparkCluster) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.webui_port}/json/", timeout=5) as answer:
+        return json.load(answer)
+
+
+def test_the_worker_registered_on_loopback(cluster: SparkCluster):
+    workers = master_state(cluster)["workers"]
+    assert [worker["host"] for worker in workers] == ["127.0.0.1"]
+
+
+def test_both_runs_succeed_and_read_the_same_orders(runs: Runs):
+    assert runs.local["status"] == runs.on_cluster["status"] == "succeeded", runs
+    assert runs.on_cluster["orders_read"] == runs.local["orders_read"] > 0
+    assert runs.on_cluster["rows_read"] == runs.local["rows_read"]
+
+
+def test_the_job_ran_on_the_cluster(runs: Runs, cluster: SparkCluster):
+    apps = master_state(cluster)["completedapps"]
+    assert APP_NAME in [app["name"] for app in apps]
+
+
+@pytest.mark.parametrize("unit", ["minute", "hour", "day"])
+def test_the_cluster_reports_equal_local_mode(runs: Runs, unit: str):
+    assert sales_rows(runs.cluster_tables, unit) == sales_rows(runs.local_tables, unit)
+    assert dish_rows(runs.cluster_tables, unit) == dish_rows(runs.local_tables, unit)
+
+
+def test_every_report_table_is_equal(runs: Runs):
+    assert runs.cluster_tables == runs.local_tables
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(StackError, match=f"127.0.0.1:{port}.*SPARK_MASTER"):
+            SparkCluster(tmp_path, port, free_port()).start()
