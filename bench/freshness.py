@@ -142,7 +142,7 @@ def next_minute(after: float) -> datetime:
     return datetime.fromtimestamp(math.floor(after / 60) * 60 + 60, UTC)
 
 
-def freshness_run(stack: ScratchStack, minutes: int, history: int, seed: int) -> dict[str, object]:
+def freshness_run(stack: ScratchStack, minutes: int, history: int, seed: int) -> dict[str, list]:
     """Measure ``minutes`` closed minutes on a worker with ``history`` older orders in its table."""
     database_url = stack.new_database("freshness")
     asyncio.run(Database(database_url).migrate())
@@ -167,7 +167,7 @@ def freshness_run(stack: ScratchStack, minutes: int, history: int, seed: int) ->
 
 
 def measure(stack: ScratchStack, env: dict[str, str], server: SparkConnectServer, minutes: int,
-            database_url: str) -> dict[str, object]:
+            database_url: str) -> dict[str, list]:
     """Run the worker over ``minutes`` whole minutes plus time for their reports; gather the figures."""
     assert server.process is not None
     worker = WorkerProcess(env, stack.home / "logs" / "freshness-worker.log", log_level="warn")
