@@ -1,4 +1,4 @@
-"""``python -m bench``: measure ingest throughput, end-to-end latency and report cost.
+"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness.
 
 Starts its own Kafka and PostgreSQL on free ports under bench/.work/ and writes the
 figures to bench/RESULTS.md. ``--quick`` runs everything small, for development.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench.freshness import freshness_run, freshness_targets, rows
 from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, reports_bench
@@ -30,10 +31,12 @@ QUICK_RESULTS = Path(__file__).resolve().parent / ".work" / "RESULTS-quick.md"
 
 FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_seconds": 60.0,
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
-        "full_runs": 1, "full_up_to": 1_000_000}
+        "full_runs": 1, "full_up_to": 1_000_000, "freshness_minutes": 10,
+        "freshness_history": 100_000}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
-         "full_runs": 1, "full_up_to": 100_000}
+         "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
+         "freshness_history": 10_000}
 LARGE_REPORT_SIZE = 1_000_000
 
 INGEST_TARGET = 20_000
@@ -72,12 +75,21 @@ REPORT_FIGURES = [
     Figure("sql_all_s", "SQL, all minutes (s)", 2),
 ]
 
+FRESHNESS_FIGURES = [
+    Figure("freshness_s", "Minute's end to its complete report committed (s); runs = minutes", 1),
+    Figure("wall_s", "Incremental report run: wall seconds (report_runs)", 1),
+    Figure("client_cpu_s", "Incremental report run: CPU seconds, job process (client)", 2),
+    Figure("server_cpu_s", "Incremental report run: CPU seconds, Spark Connect JVM (server)", 2),
+    Figure("cpu_s", "Incremental report run: CPU seconds, client + server", 2),
+]
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
-    parser.add_argument("--only", choices=("ingest", "latency", "reports"), action="append",
+    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness"),
+                        action="append",
                         help="run only this part (may be repeated)")
     parser.add_argument("--orders", type=int, help="orders preloaded for the ingest test (200,000)")
     parser.add_argument("--baseline-orders", type=int,
@@ -94,6 +106,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--full-runs", type=int, help="full rebuilds at each size (1)")
     parser.add_argument("--full-up-to", type=int,
                         help="largest size with full rebuilds (1,000,000; each reads every order)")
+    parser.add_argument("--freshness-minutes", type=int,
+                        help="closed minutes over which report freshness is measured (10)")
+    parser.add_argument("--freshness-history", type=int,
+                        help="older orders in the table while freshness is measured (100,000)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generated orders (42)")
     parser.add_argument("--output", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
@@ -102,7 +118,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS)
-    args.only = set(args.only or ("ingest", "latency", "reports"))
+    args.only = set(args.only or MEASUREMENTS)
     args.report_sizes = [int(size) for size in str(args.report_sizes).split(",")]
     return args
 
@@ -198,7 +214,34 @@ def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Repor
         ))
 
 
-MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports}
+def measure_freshness(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
+    section = Section(
+        f"Report freshness over {args.freshness_minutes} minutes",
+        f"A real worker places about 3 orders/s with its generator (scaled by the hour's demand)"
+        f" over {args.freshness_history:,} bulk-loaded older orders, and launches the report job"
+        f" on its own timer at each minute boundary plus the grace (5 s), against a Spark Connect"
+        f" server started by the bench (`SPARK_REMOTE`). Every 0.5 s the bench reads each"
+        f" minute's `report_sales` row and the commit time of the transaction that published it;"
+        f" a minute's freshness is the time from its end to the commit of the first row whose"
+        f" `orders` equals that minute's orders in the table (earlier, incomplete rows do not"
+        f" count). Costs per incremental run: wall from `report_runs`; client CPU is the worker's"
+        f" reaped children (the `python -m spark_reports` processes), server CPU the Spark"
+        f" Connect JVM's, each the change between the samples around the run.",
+        FRESHNESS_FIGURES,
+    )
+    report.sections.append(section)
+    log.info("Freshness over %d minute(s) ...", args.freshness_minutes)
+    figures = freshness_run(stack, args.freshness_minutes, args.freshness_history, args.seed)
+    section.runs.extend(rows(figures))
+    report.targets.extend(freshness_targets(figures))
+    missing = figures["delays"].count(None)
+    if missing:
+        report.notes.append(f"Freshness: {missing} of {len(figures['delays'])} minute(s) never"
+                            " had a complete report while measured.")
+
+
+MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,
+                "freshness": measure_freshness}
 
 
 def run(args: argparse.Namespace, report: Report) -> bool:

@@ -6,11 +6,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restaurant_app.settings import Settings
-from spark_reports.aggregations import Inputs, build_reports, kept
+from spark_reports.aggregations import Inputs, build_reports, kept, union_all
 from spark_reports.ledger import ReportRun
 from spark_reports.session import Jdbc, spark_session
 from spark_reports.store import (
-    SPARK_ALL_ORDER_LINES,
     SPARK_ORDER_LINES,
     SPARK_STORED_HOUR_DISHES,
     SPARK_STORED_HOURS,
@@ -18,6 +17,16 @@ from spark_reports.store import (
     SPARK_STORED_MINUTES,
     STAGING_TABLES,
 )
+
+SCOPE_DAYS = """
+SELECT extract(epoch FROM period_start)::bigint AS day_start,
+       extract(epoch FROM period_end)::bigint AS day_end
+FROM report_scope WHERE kind = 'day' ORDER BY period_start
+"""
+
+ORDER_LINES_OF_DAY = SPARK_ORDER_LINES + """
+AND s.period_start >= to_timestamp({start}) AND s.period_start < to_timestamp({end})
+"""
 
 
 def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
@@ -50,13 +59,26 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int
         return frame.limit(0) if run.full else frame
 
     return Inputs(
-        lines=kept(jdbc.read_split(spark, SPARK_ALL_ORDER_LINES if run.full else SPARK_ORDER_LINES,
-                                   "order_id", partitions))[0],
+        lines=kept(read_lines(spark, jdbc, run.full, partitions))[0],
         stored_minutes=stored(SPARK_STORED_MINUTES),
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
         stored_hours=stored(SPARK_STORED_HOURS),
         stored_hour_dishes=stored(SPARK_STORED_HOUR_DISHES),
     )
+
+
+def read_lines(spark: SparkSession, jdbc: Jdbc, full: bool, partitions: int) -> DataFrame:
+    """The order lines of the scope's minutes, split in ``partitions`` reads; for a full rebuild,
+    one query (and partition) per day.
+
+    Read in one piece, every order line of a large history would be one partition, too big
+    for the driver's memory in local mode; a day at a time, Spark can keep or spill each alone.
+    """
+    if not full:
+        return jdbc.read_split(spark, SPARK_ORDER_LINES, "order_id", partitions)
+    days = jdbc.read(spark, SCOPE_DAYS).collect()
+    return union_all([jdbc.read(spark, ORDER_LINES_OF_DAY.format(start=start, end=end))
+                      for start, end in days])
 
 
 def read_counts(lines: DataFrame) -> tuple[int, int]:

@@ -118,10 +118,6 @@ CROSS JOIN LATERAL (
 WHERE s.kind = 'minute'
 """
 
-SPARK_ALL_ORDER_LINES = _ORDER_LINE_COLUMNS + """
-FROM orders o JOIN order_items i ON i.order_id = o.order_id AND i.order_created_at = o.created_at
-"""
-
 _STORED_SALES = """
 SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,

@@ -94,3 +94,18 @@ def test_a_bad_parameter_is_refused_with_a_short_reason_that_does_not_repeat_it(
     assert reason in message
     assert len(message) < 120
     assert "xxxx" not in message and "fortnight" not in message and "www" not in message
+
+
+async def test_a_listening_spark_connect_server_is_ok():
+    server = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
+    remote = f"sc://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        assert await health.spark_status(remote) == {"ok": True, "remote": remote}
+
+
+async def test_an_unreachable_spark_connect_server_is_named_and_logged(caplog: pytest.LogCaptureFixture):
+    remote = f"sc://127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.WARNING, logger=health.__name__):
+        status = await health.spark_status(remote)
+    assert status == {"ok": False, "remote": remote, "error": "Spark Connect is unreachable"}
+    assert f"Spark Connect server at {remote} is unreachable (" in caplog.text

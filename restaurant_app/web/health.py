@@ -1,4 +1,9 @@
-"""``GET /health``: whether Kafka and PostgreSQL are reachable, from probes run at most once a second."""
+"""``GET /health``: whether Kafka and PostgreSQL are reachable, from probes run at most once a second.
+
+With ``SPARK_REMOTE`` set it also says whether the Spark Connect server answers; that does not
+change the overall status, since the reports are not the stream: the worker stores orders
+without Spark, and a restart of the worker would not bring Spark back.
+"""
 
 import asyncio
 import logging
@@ -6,6 +11,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from urllib.parse import urlsplit
 
 from faust import web
 
@@ -19,6 +25,8 @@ log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_SECONDS = 1.0
 DATABASE_TIMEOUT_SECONDS = 2.0
+SPARK_TIMEOUT_SECONDS = 2.0
+SPARK_CONNECT_PORT = 15002
 
 Status = dict[str, object]
 
@@ -74,9 +82,24 @@ async def database_status() -> Status:
         return {"ok": False, "error": "PostgreSQL is unreachable"}
 
 
+async def spark_status(remote: str) -> Status:
+    """Whether the Spark Connect server at ``remote`` (``sc://host:port``) accepts a TCP connection."""
+    address = urlsplit(remote)
+    host, port = address.hostname or "localhost", address.port or SPARK_CONNECT_PORT
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), SPARK_TIMEOUT_SECONDS)
+    except (OSError, TimeoutError) as exc:
+        log.warning("Health check: the Spark Connect server at %s is unreachable (%s).", remote,
+                    str(exc) or "no answer")
+        return {"ok": False, "remote": remote, "error": "Spark Connect is unreachable"}
+    writer.close()
+    return {"ok": True, "remote": remote}
+
+
 kafka_check = CachedProbe(kafka_status)
 database_check = CachedProbe(database_status)
 replica_check = CachedProbe(partial(replica_status, database, reports_database))
+spark_check = CachedProbe(lambda: spark_status(settings.spark_remote))
 
 
 def ingest_status() -> Status:
@@ -88,7 +111,10 @@ def ingest_status() -> Status:
 
 @app.page("/health")
 async def health(view: web.View, request: web.Request) -> web.Response:
-    """200 when Kafka and PostgreSQL are reachable and ingest flows, 503 otherwise, with each one's status."""
+    """200 when Kafka and PostgreSQL are reachable and ingest flows, 503 otherwise, with each one's status.
+
+    The Spark Connect server's status is shown when ``SPARK_REMOTE`` is set, and does not count.
+    """
     kafka, postgres = await asyncio.gather(kafka_check.status(), database_check.status())
     ingest = ingest_status()
     healthy = kafka["ok"] and postgres["ok"] and ingest["ok"]
@@ -96,4 +122,6 @@ async def health(view: web.View, request: web.Request) -> web.Response:
             "ingest": ingest}
     if settings.reports_database_url:
         body["replica"] = await replica_check.status()
+    if settings.spark_remote:
+        body["spark"] = await spark_check.status()
     return view.json(body, status=200 if healthy else 503)

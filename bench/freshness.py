@@ -1,0 +1,217 @@
+"""Report freshness: how soon after a minute closes a report holding all of its orders is committed.
+
+A real worker places orders with its generator and runs the report job on its own
+clock-aligned timer against a Spark Connect server started here. Every ``POLL_SECONDS`` the
+bench reads each minute's ``report_sales`` row with the commit time of the transaction that
+published it (``pg_xact_commit_timestamp``, as the bench's PostgreSQL tracks commit times),
+and samples the CPU time of the worker's reaped children (the report jobs) and of the
+server's JVM. A minute counts once the first row whose ``orders`` equals that minute's orders
+in the ``orders`` table has been seen; earlier, incomplete rows do not count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from bench.latency import percentile
+from bench.pipeline import pipeline_env
+from bench.reports import bulk_load, history_end
+from bench.results import median
+from infra.scratch import ScratchStack, WorkerProcess
+from infra.spark_connect import SparkConnectServer
+from infra.stack import free_port
+from restaurant_app.database import Database
+from restaurant_app.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("bench")
+
+POLL_SECONDS = 0.5
+ORDERS_PER_SECOND = 3
+"""The generator's base rate: one tick a second, scaled by the hour's demand."""
+TARGET_P95_SECONDS = 10.0
+TARGET_CPU_SECONDS = 2.0
+
+MINUTE_ROWS = """
+SELECT period_start, orders, coalesce(pg_xact_commit_timestamp(xmin), computed_at)
+FROM report_sales WHERE granularity = 'minute' AND period_start >= %s
+"""
+MINUTE_ORDERS = """
+SELECT date_trunc('minute', created_at), count(*) FROM orders WHERE created_at >= %s GROUP BY 1
+"""
+RUNS = """
+SELECT run_id, extract(epoch FROM started_at), extract(epoch FROM finished_at), status
+FROM report_runs WHERE mode = 'incremental' AND started_at >= %s AND finished_at IS NOT NULL
+ORDER BY run_id
+"""
+
+
+@dataclass
+class Observations:
+    """What the polls saw: report rows per minute (orders, commit time) and CPU samples."""
+
+    rows: dict[datetime, dict[int, datetime]] = field(default_factory=dict)
+    cpu: list[tuple[float, float, float]] = field(default_factory=list)
+    """(time, CPU seconds of the worker's reaped children, CPU seconds of the server's JVM)."""
+
+
+def tree_cpu(process: psutil.Process) -> float:
+    """CPU seconds of a process and its living descendants."""
+    total = 0.0
+    for proc in [process, *process.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def reaped_children_cpu(process: psutil.Process) -> float:
+    """CPU seconds of the children ``process`` has waited for: its finished report jobs."""
+    times = process.cpu_times()
+    return times.children_user + times.children_system
+
+
+def poll(database_url: str, first: datetime, until: float, worker: WorkerProcess,
+         server: psutil.Process, seen: Observations) -> None:
+    """Every ``POLL_SECONDS`` until ``until`` (epoch seconds), record report rows and CPU."""
+    client = psutil.Process(worker.pid)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.time() < until:
+            worker.check_alive()
+            seen.cpu.append((time.time(), reaped_children_cpu(client), tree_cpu(server)))
+            for minute, orders, committed in conn.execute(MINUTE_ROWS, (first,)):
+                seen.rows.setdefault(minute, {}).setdefault(orders, committed)
+            time.sleep(POLL_SECONDS)
+
+
+def freshness_seconds(database_url: str, first: datetime, minutes: int,
+                      seen: Observations) -> list[float | None]:
+    """For each measured minute, seconds from its end to the first complete row (None: never)."""
+    with psycopg.connect(database_url) as conn:
+        counts = dict(conn.execute(MINUTE_ORDERS, (first,)).fetchall())
+    delays: list[float | None] = []
+    for number in range(minutes):
+        minute = first + timedelta(minutes=number)
+        complete = seen.rows.get(minute, {}).get(counts.get(minute, 0))
+        end = minute + timedelta(minutes=1)
+        delays.append(None if complete is None else (complete - end).total_seconds())
+    return delays
+
+
+def cpu_per_run(database_url: str, since: datetime, seen: Observations) -> dict[str, list[float]]:
+    """Wall, client CPU and server CPU of each finished incremental run, from the samples around it."""
+    with psycopg.connect(database_url) as conn:
+        runs = conn.execute(RUNS, (since,)).fetchall()
+    figures: dict[str, list[float]] = {"wall": [], "client": [], "server": []}
+    for _, started, finished, _ in runs:
+        before = [s for s in seen.cpu if s[0] <= float(started)]
+        after = [s for s in seen.cpu if s[0] >= float(finished) + 2 * POLL_SECONDS]
+        if not before or not after:
+            continue
+        figures["wall"].append(float(finished) - float(started))
+        figures["client"].append(after[0][1] - before[-1][1])
+        figures["server"].append(after[0][2] - before[-1][2])
+    return figures
+
+
+def prime_reports(env: dict[str, str], log_file: Path) -> None:
+    """One report run before the worker starts, so that its runs are incremental from the first."""
+    with log_file.open("w") as output:
+        result = subprocess.run([sys.executable, "-m", "spark_reports"], env={**os.environ, **env},
+                                cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"the first report run failed; its output is in {log_file}")
+
+
+def next_minute(after: float) -> datetime:
+    """The start of the first whole minute after ``after`` (epoch seconds)."""
+    return datetime.fromtimestamp(math.floor(after / 60) * 60 + 60, UTC)
+
+
+def freshness_run(stack: ScratchStack, minutes: int, history: int, seed: int) -> dict[str, list]:
+    """Measure ``minutes`` closed minutes on a worker with ``history`` older orders in its table."""
+    database_url = stack.new_database("freshness")
+    asyncio.run(Database(database_url).migrate())
+    bulk_load(database_url, 0, history - 1, history_end())
+    settings = Settings.from_env()
+    server = SparkConnectServer(stack.home / "spark-connect", free_port(),
+                                timezone=settings.restaurant_timezone,
+                                driver_memory=settings.spark_driver_memory)
+    log.info("  starting the Spark Connect server ...")
+    server.start()
+    try:
+        env = {**pipeline_env(stack, database_url, f"bench-freshness-{uuid.uuid4().hex[:8]}", "freshness"),
+               "SPARK_REMOTE": server.remote, "REPORT_INTERVAL_SECONDS": "60",
+               "ORDER_INTERVAL_SECONDS": "1", "ORDERS_PER_TICK": str(ORDERS_PER_SECOND),
+               "GENERATOR_SEED": str(seed)}
+        logs = stack.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        prime_reports(env, logs / "freshness-first-report.log")
+        return measure(stack, env, server, minutes, database_url)
+    finally:
+        server.stop()
+
+
+def measure(stack: ScratchStack, env: dict[str, str], server: SparkConnectServer, minutes: int,
+            database_url: str) -> dict[str, list]:
+    """Run the worker over ``minutes`` whole minutes plus time for their reports; gather the figures."""
+    assert server.process is not None
+    worker = WorkerProcess(env, stack.home / "logs" / "freshness-worker.log", log_level="warn")
+    worker.start(ready_timeout=None)
+    started = datetime.now(UTC)
+    first = next_minute(time.time() + 5)
+    seen = Observations()
+    end = (first + timedelta(minutes=minutes, seconds=40)).timestamp()
+    log.info("  measuring the %d minute(s) from %s; until %s", minutes, f"{first:%H:%M}",
+             f"{datetime.fromtimestamp(end, UTC):%H:%M:%S}")
+    try:
+        poll(database_url, first, end, worker, psutil.Process(server.process.pid), seen)
+    finally:
+        worker.stop()
+    delays = freshness_seconds(database_url, first, minutes, seen)
+    cpu = cpu_per_run(database_url, started, seen)
+    return {"delays": delays, **cpu}
+
+
+def rows(figures: dict[str, list]) -> list[dict[str, float]]:
+    """One row per measured minute (its freshness) and one per report run (its costs)."""
+    minutes = [{"freshness_s": delay} for delay in figures["delays"] if delay is not None]
+    runs = [{"wall_s": wall, "client_cpu_s": client, "server_cpu_s": server,
+             "cpu_s": client + server}
+            for wall, client, server in zip(figures["wall"], figures["client"], figures["server"],
+                                            strict=True)]
+    return minutes + runs
+
+
+def freshness_targets(figures: dict[str, list]) -> list[tuple[str, str, bool]]:
+    """The issue's two goals: p95 freshness, and CPU seconds per incremental run."""
+    delays = [delay for delay in figures["delays"] if delay is not None]
+    complete = bool(delays) and len(delays) == len(figures["delays"])
+    p95 = percentile(delays, 0.95) if complete else math.inf
+    measured = (f"p50 {percentile(delays, 0.5):.1f} s, p95 {percentile(delays, 0.95):.1f} s,"
+                f" max {max(delays):.1f} s over {len(delays)} of {len(figures['delays'])} minutes"
+                if delays else "no complete report")
+    targets = [(f"Complete minute report at most {TARGET_P95_SECONDS:.0f} s after the minute"
+                " closes (p95)", measured, p95 <= TARGET_P95_SECONDS)]
+    cpu = [client + server for client, server in zip(figures["client"], figures["server"], strict=True)]
+    if cpu:
+        typical = median(cpu)
+        targets.append((f"Under {TARGET_CPU_SECONDS:.0f} CPU-seconds per incremental report run"
+                        " (client + server, median)",
+                        f"{typical:.2f} s (max {max(cpu):.2f} s, {len(cpu)} runs)",
+                        typical < TARGET_CPU_SECONDS))
+    return targets
