@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.java import StackError, classpath
-from infra.process import spawn, tail, terminate
+from infra.process import ChildProcess, spawn, tail
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.kafka_probe import (
     KafkaUnavailable,
@@ -43,6 +43,9 @@ share.coordinator.state.topic.replication.factor={replicas}
 share.coordinator.state.topic.min.isr={min_insync}
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
+# The log cleaner takes a 128 MB buffer by default, which a small heap (256m in the tests) may not
+# have to spare at start-up; only the consumer-offsets topic is compacted here.
+log.cleaner.dedupe.buffer.size=16777216
 """
 
 LOG4J2_PROPERTIES = """\
@@ -73,7 +76,7 @@ class Membership:
     cluster_id: str = ""
 
 
-class KafkaBroker:
+class KafkaBroker(ChildProcess):
     """One Kafka broker that is also a KRaft controller, with data in ``home``."""
 
     def __init__(self, home: Path, port: int = 9092, controller_port: int = 9093,
@@ -122,18 +125,6 @@ class KafkaBroker:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process)
-            self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: the broker gets no chance to flush, hand over leadership or leave the quorum."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
 
     async def _wait_until_ready(self, timeout: float) -> None:
         waiting = asyncio.ensure_future(

@@ -32,3 +32,23 @@ def tail(log_file: Path, lines: int = 30) -> str:
     if not log_file.exists():
         return "(no log written)"
     return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+class ChildProcess:
+    """Owns one long-running child process, in ``self.process``; ``stop`` and ``kill`` end it."""
+
+    process: subprocess.Popen | None = None
+    stop_timeout: float = 30.0
+
+    def stop(self) -> None:
+        """Ask it to stop (SIGTERM to its group), killing it if it has not within ``stop_timeout``."""
+        if self.process is not None:
+            terminate(self.process, timeout=self.stop_timeout)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: it gets no chance to flush, commit or hand anything over."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None

@@ -21,7 +21,7 @@ import psycopg
 
 from infra.kafka_broker import KafkaBroker
 from infra.postgres import PostgresServer
-from infra.process import spawn, tail, terminate
+from infra.process import ChildProcess, spawn, tail
 from infra.stack import free_port
 from restaurant_app.settings import PROJECT_ROOT
 
@@ -94,7 +94,7 @@ def faust_command(*args: str, app: str = "restaurant_app") -> list[str]:
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A real ``faust -A restaurant_app worker`` process (or another app's), its output in ``log_file``."""
 
     env: dict[str, str]
@@ -139,14 +139,3 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process, timeout=30)
-            self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: the worker gets no chance to commit offsets or flush anything."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None

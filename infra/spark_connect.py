@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from infra.java import StackError
-from infra.process import spawn, tail, terminate
+from infra.process import ChildProcess, spawn, tail
 from restaurant_app.java_runtime import java_executable, jdbc_driver
 from restaurant_app.settings import DEFAULT_JARS_DIR
 
@@ -27,7 +27,7 @@ logger.server.level = INFO
 """
 
 
-class SparkConnectServer:
+class SparkConnectServer(ChildProcess):
     """One Spark Connect server on 127.0.0.1:``port``, with its log and scratch files in ``home``.
 
     The PostgreSQL JDBC driver is on its class path, since the report job's reads and writes
@@ -66,11 +66,6 @@ class SparkConnectServer:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        if self.process is not None:
-            terminate(self.process)
-            self.process = None
 
     def _command(self, log_config: Path) -> list[str]:
         conf = {

@@ -251,24 +251,49 @@ def kill_with_children(worker: WorkerProcess) -> None:
         child.kill()
 
 
+def assert_each_order_once_while_generating(stack: ScratchStack, topic: str, database_url: str) -> list[str]:
+    """Every order on the topic stored, once; none sent twice. Orders are still being placed, so
+    one reading of the table is compared with the topic read after it. Returns the stored ids."""
+    on_topic = topic_order_ids(stack.bootstrap_servers, topic)
+    wait_until(lambda: stored_ids(database_url) >= set(on_topic), timeout=180,
+               message="orders on the topic were never stored")
+    rows = [str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")]
+    on_topic = topic_order_ids(stack.bootstrap_servers, topic)
+    assert len(on_topic) == len(set(on_topic)), "an order was generated or sent twice"
+    assert len(rows) == len(set(rows)), "an order was stored twice"
+    assert set(rows) <= set(on_topic), "an order was stored that is not on the topic"
+    return rows
+
+
+def two_busy_workers(stack: ScratchStack, database_url: str, tmp_path: Path, orders: list[Order],
+                     **settings: str) -> tuple[list[WorkerProcess], str]:
+    """Two workers of one group, generating every 0.25 s, each having stored some of ``orders``."""
+    env = worker_env(stack.bootstrap_servers, database_url, ORDER_INTERVAL_SECONDS="0.25",
+                     ORDERS_PER_TICK="2", **settings)
+    workers = [WorkerProcess({**env, "DATA_DIR": str(tmp_path / f"data-{i}")}, tmp_path / f"worker-{i}.log")
+               for i in (1, 2)]
+    try:
+        for worker in workers:
+            worker.start(ready_timeout=240)
+        offsets = [log_size(w) for w in workers]
+        publish(stack.bootstrap_servers, env["ORDERS_TOPIC"], orders)
+        for worker, offset in zip(workers, offsets, strict=True):
+            worker.wait_for_log("Stored", timeout=180, offset=offset)  # each has partitions of its own
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers, env["ORDERS_TOPIC"]
+
+
 @pytest.mark.integration
 def test_two_workers_share_the_partitions_and_the_survivor_takes_over_the_leadership(
     stack: ScratchStack, database_url: str, tmp_path: Path
 ):
-    env = worker_env(stack.bootstrap_servers, database_url, ORDER_INTERVAL_SECONDS="0.25",
-                     ORDERS_PER_TICK="2", REPORT_INTERVAL_SECONDS="20", SPARK_DRIVER_MEMORY="512m")
-    workers = [WorkerProcess({**env, "DATA_DIR": str(tmp_path / f"data-{i}")}, tmp_path / f"worker-{i}.log")
-               for i in (1, 2)]
-    topic = env["ORDERS_TOPIC"]
+    produced, more = orders_from(200, 3000), orders_from(201, 3000)
+    workers, topic = two_busy_workers(stack, database_url, tmp_path, produced,
+                                      REPORT_INTERVAL_SECONDS="20", SPARK_DRIVER_MEMORY="512m")
     try:
-        for worker in workers:
-            worker.start(ready_timeout=240)
-        produced, more = orders_from(200, 3000), orders_from(201, 3000)
-        offsets = [log_size(w) for w in workers]
-        publish(stack.bootstrap_servers, topic, produced)
-        for worker, offset in zip(workers, offsets, strict=True):
-            worker.wait_for_log("Stored", timeout=180, offset=offset)  # each has partitions of its own
-
         settled = datetime.now()
         leaders = wait_until(lambda: leaders_since(workers, settled), timeout=120)
         assert len(leaders) == 1, "both workers placed orders"
@@ -284,15 +309,7 @@ def test_two_workers_share_the_partitions_and_the_survivor_takes_over_the_leader
         assert switches(events) <= 2, "two workers placed orders at the same time"
         assert not launched_off_the_leader(events), "a worker that was not leading launched a report"
 
-        # The survivor is still placing orders: compare one reading of the table with the topic after it.
-        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
-        wait_until(lambda: stored_ids(database_url) >= set(on_topic), timeout=180,
-                   message="orders on the topic were never stored")
-        rows = [str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")]
-        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
-        assert len(on_topic) == len(set(on_topic)), "an order was generated or sent twice"
-        assert len(rows) == len(set(rows)), "an order was stored twice"
-        assert set(rows) <= set(on_topic), "an order was stored that is not on the topic"
+        rows = assert_each_order_once_while_generating(stack, topic, database_url)
         assert {o.order_id for o in produced + more} <= set(rows)
     finally:
         for worker in workers:
@@ -389,19 +406,9 @@ def test_infra_partitions_gives_the_orders_topic_more_partitions_and_never_fewer
 def test_a_worker_frozen_mid_stream_and_thawed_after_the_group_moved_on_duplicates_nothing(
     stack: ScratchStack, database_url: str, tmp_path: Path
 ):
-    env = worker_env(stack.bootstrap_servers, database_url, ORDER_INTERVAL_SECONDS="0.25",
-                     ORDERS_PER_TICK="2", REPORT_INTERVAL_SECONDS="3600")
-    workers = [WorkerProcess({**env, "DATA_DIR": str(tmp_path / f"data-{i}")}, tmp_path / f"worker-{i}.log")
-               for i in (1, 2)]
-    topic = env["ORDERS_TOPIC"]
+    first, during = orders_from(210, 3000), orders_from(211, 3000)
+    workers, topic = two_busy_workers(stack, database_url, tmp_path, first, REPORT_INTERVAL_SECONDS="3600")
     try:
-        for worker in workers:
-            worker.start(ready_timeout=240)
-        first, during = orders_from(210, 3000), orders_from(211, 3000)
-        offsets = [log_size(w) for w in workers]
-        publish(stack.bootstrap_servers, topic, first)
-        for worker, offset in zip(workers, offsets, strict=True):
-            worker.wait_for_log("Stored", timeout=180, offset=offset)
 
         frozen, other = workers
         publish(stack.bootstrap_servers, topic, during)
@@ -416,14 +423,7 @@ def test_a_worker_frozen_mid_stream_and_thawed_after_the_group_moved_on_duplicat
             os.kill(frozen.pid, signal.SIGCONT)  # it finishes its stale batch and rejoins
         frozen.wait_for_log("Joined group", timeout=180, offset=thawed_at)
 
-        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
-        wait_until(lambda: stored_ids(database_url) >= set(on_topic), timeout=180,
-                   message="orders on the topic were never stored")
-        rows = [str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")]
-        on_topic = topic_order_ids(stack.bootstrap_servers, topic)
-        assert len(on_topic) == len(set(on_topic)), "an order was generated or sent twice"
-        assert len(rows) == len(set(rows)), "an order was stored twice"
-        assert set(rows) <= set(on_topic)
+        assert_each_order_once_while_generating(stack, topic, database_url)
     finally:
         for worker in workers:
             worker.stop()
