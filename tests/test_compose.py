@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shlex
-import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +39,6 @@ COMPOSE_SCHEMA = PROJECT_ROOT / "node_modules" / "dclint" / "schemas" / "compose
 package dclint ships it; dclint is a pinned dev dependency in package.json, so `make setup`
 installs it."""
 
-PENDING_SETTINGS = {
-    # Settings being added for issue #10 on other branches, which docker-compose.yml already
-    # sets. They are accepted here so that this test passes before they land and still means
-    # something after: once Settings reads one, the test warns that it can leave this list.
-    "SPARK_REMOTE": "the Spark Connect server the report job runs on",
-    "REPORTS_DATABASE_URL": "the read replica that reports read from",
-    "ORDERS_TOPIC_PARTITIONS": "the orders topic's partitions (the new name of TOPIC_PARTITIONS)",
-    "KAFKA_NODES": "how many brokers `make run` starts (infra only, so not set in compose)",
-}
 IMAGE_RUNTIME_VARIABLES = {"PYTHONUNBUFFERED"}
 """Variables the Dockerfile may set that are Python's own, not the pipeline's settings."""
 
@@ -260,10 +250,8 @@ def test_our_services_set_only_settings_the_pipeline_reads():
     assert {"KAFKA_BROKER", "DATABASE_URL", "WEB_HOST", "JARS_DIR"} <= read, "the recording missed reads"
     assert set(our_services()) >= {"dashboard", "worker", "spark-master", "spark-worker", "spark-connect"}
     unknown = sorted(f"{service}: {name}" for service, definition in our_services().items()
-                     for name in environment(definition) if name not in read | PENDING_SETTINGS.keys())
+                     for name in environment(definition) if name not in read)
     assert unknown == [], "not read by restaurant_app/settings.py"
-    for name in sorted(PENDING_SETTINGS.keys() & read):
-        warnings.warn(f"Settings reads {name} now: drop it from PENDING_SETTINGS", stacklevel=1)
 
 
 def test_the_image_sets_only_settings_and_python_s_own_variables():
