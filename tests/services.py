@@ -4,10 +4,13 @@ The services themselves and the worker processes come from ``infra.scratch``, sh
 """
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import asdict
 
@@ -105,3 +108,18 @@ def execute(database_url: str, sql: str, params: tuple = ()) -> None:
     """Run one statement that returns no rows, and commit it."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql, params)
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    """GET ``url``: its status and body, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def get(url: str) -> tuple[int, dict]:
+    """GET ``url``: its status and its body read as JSON."""
+    status, body = fetch(url)
+    return status, json.loads(body)

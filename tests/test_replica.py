@@ -7,10 +7,7 @@ primary down, and shows the replica's lag in /health.
 """
 
 import asyncio
-import json
 import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +25,7 @@ from restaurant_app.settings import Settings
 from restaurant_app.traffic import OrderGenerator
 from spark_reports import job
 from tests.conftest import service_home
-from tests.services import query, unique_names, wait_until
+from tests.services import get, query, unique_names, wait_until
 from tests.test_reports_job import REPORT_TABLES, save, without_computed_at
 
 pytestmark = pytest.mark.integration
@@ -180,14 +177,6 @@ def test_a_replica_that_does_not_catch_up_fails_the_run_in_plain_words(
     assert result["status"] == "failed"
     assert "has not replayed the primary's WAL" in result["error"]
     assert reports(replicated.primary_url) == before
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """A real worker whose timer runs the real report job, and the report endpoints it serves."""
 
 import asyncio
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,21 +13,13 @@ import pytest
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.database import Database
 from restaurant_app.web import reports
-from tests.services import query, unique_names, wait_until
+from tests.services import get, query, unique_names, wait_until
 from tests.test_reports_job import make_order, save
 
 pytestmark = pytest.mark.integration
 
 START = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 """11:00 in São Paulo, the restaurant's time zone."""
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def reports_url(worker: WorkerProcess, **params: str) -> str:

@@ -3,8 +3,6 @@
 import json
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,22 +13,9 @@ from psycopg import sql
 
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port
-from tests.services import unique_names, wait_until
+from tests.services import fetch, get, unique_names, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def fetch(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def get(url: str) -> tuple[int, dict]:
-    status, body = fetch(url)
-    return status, json.loads(body)
 
 
 @pytest.fixture(scope="module")
