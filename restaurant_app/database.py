@@ -23,6 +23,10 @@ UNAVAILABLE_ERRORS = (psycopg.OperationalError, PoolTimeout)
 CONNECT_TIMEOUT_SECONDS = 5.0
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 10.0
+IDLE_IN_TRANSACTION_SECONDS = 10
+"""A worker's transactions never wait on anything outside PostgreSQL, so one idle this long is a
+frozen or vanished worker: PostgreSQL ends it, and the row locks it held (keys of orders another
+worker must store too) go with it. The worker, if it comes back, retries its batch."""
 
 T = TypeVar("T")
 ConnectionSetup = Callable[[psycopg.AsyncConnection], Awaitable[None]]
@@ -87,6 +91,7 @@ class Database:
             configure=self._configure,
             timeout=CONNECT_TIMEOUT_SECONDS,
             reconnect_timeout=0,
+            kwargs={"options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS}s"},
         )
 
     def prepare_connections(self, setup: ConnectionSetup) -> None:
@@ -135,12 +140,6 @@ class Database:
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                         applied.append(version)
         return applied
-
-    async def ping(self) -> None:
-        """Open a fresh connection and run a trivial query; raise ``DatabaseUnavailable`` if that fails."""
-        with outage_as_unavailable():
-            async with await self.connect(timeout=2) as conn:
-                await conn.execute("SELECT 1")
 
     async def fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[dict]:
         """Run a read-only query on a pooled connection and return its rows as dictionaries."""
