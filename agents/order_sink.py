@@ -278,14 +278,15 @@ class PostgresOrderSink:
     async def _save(self, conn: psycopg.AsyncConnection, orders: Sequence[Accepted],
                     rejections: Sequence[Rejection]) -> Saved:
         saved = Saved(0, list(rejections))
-        for version in versions(orders):
+        for number, version in enumerate(versions(orders)):
+            if number:  # empty the round before; after the last, the commit does (ON COMMIT DELETE ROWS)
+                await conn.execute(CLEAR_STAGING)
             await _copy(conn, COPY_ORDERS, order_rows(a.order for a in version))
             await _copy(conn, COPY_ITEMS, item_rows(a.order for a in version))
             new_orders = (await (await conn.execute(INSERT_ORDERS_AND_LINES)).fetchone())[0]
             if new_orders < len(version):
                 saved.rejections += await self._conflicts(conn, version)
             saved.new_orders += new_orders
-            await conn.execute(CLEAR_STAGING)
         rejections = saved.rejections
         if rejections:
             await conn.execute(INSERT_REJECTIONS, _rejection_columns(rejections))

@@ -5,6 +5,7 @@ import time
 
 from faust.cli import AppCommand, option
 
+from restaurant_app.kafka_probe import count_brokers
 from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings, settle_replication
@@ -71,7 +72,7 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
     generator = OrderGenerator(
         seed if seed is not None else settings.generator_seed, settings.restaurant_timezone
     )
-    await settle_replication()
+    await settle_replication(await count_brokers(settings.bootstrap_servers))
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
     deliveries = Deliveries()

@@ -38,15 +38,16 @@ async def count_brokers(bootstrap_servers: str, timeout: float = 3.0) -> int:
 
 async def wait_for_kafka(
     bootstrap_servers: str, timeout: float | None = None, *, log_failures: bool = True
-) -> None:
-    """Wait until a broker answers, logging each failed try; give up after ``timeout`` s."""
+) -> int:
+    """Wait until a broker answers, logging each failed try; give up after ``timeout`` s.
+
+    Returns how many brokers the cluster lists."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
     delay = 0.5
     while True:
         try:
-            await count_brokers(bootstrap_servers)
-            return
+            return await count_brokers(bootstrap_servers)
         except KafkaUnavailable as exc:
             if deadline is not None and loop.time() + delay > deadline:
                 raise

@@ -13,7 +13,6 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from restaurant_app.database import Database
 from restaurant_app.fast_consumer import FastTransport
 from restaurant_app.kafka_probe import (
-    count_brokers,
     min_insync_replicas,
     replication_factor,
     wait_for_kafka,
@@ -44,8 +43,8 @@ class RestaurantApp(faust.App):
     """A Faust app that waits for Kafka at start-up instead of failing with a traceback."""
 
     async def on_first_start(self) -> None:
-        await wait_for_kafka(settings.bootstrap_servers)
-        await settle_replication()
+        brokers = await wait_for_kafka(settings.bootstrap_servers)
+        await settle_replication(brokers)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
 
@@ -119,15 +118,15 @@ async def declare_dead_letter_topic() -> None:
     await dead_letter_topic.maybe_declare()
 
 
-async def settle_replication() -> None:
+async def settle_replication(brokers: int) -> None:
     """Choose the replicas of the topics this app creates, before it creates any.
 
-    TOPIC_REPLICATION_FACTOR if set, else three or as many as the cluster has brokers now;
+    TOPIC_REPLICATION_FACTOR if set, else three or as many as the cluster's ``brokers``;
     with three, a write needs two in-sync copies (``min.insync.replicas``), so one broker may fail.
     """
     replicas = settings.topic_replication_factor
     if replicas is None:
-        replicas = replication_factor(await count_brokers(settings.bootstrap_servers))
+        replicas = replication_factor(brokers)
     min_insync = min_insync_replicas(replicas)
     app.conf.topic_replication_factor = replicas
     for topic in (orders_topic, raw_orders_topic, dead_letter_topic):

@@ -75,7 +75,8 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
             store.ledger.finish(report_run, 0, 0, 0)
             log.info("No new orders since the last run; nothing to recompute.")
             return JobResult("succeeded", report_run.run_id)
-        java_executable()
+        if not settings.spark_remote:  # a Spark of its own needs Java here; Spark Connect does not
+            java_executable()
         if settings.reports_database_url:
             # Spark reads there, joining the scope just written here: wait until the replica has
             # replayed it, and with it every order and report committed before it.
