@@ -23,12 +23,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
-from infra.process import terminate
+from infra.process import terminate_all
 from infra.stack import DATABASE_NAME, local_postgres, local_stack
 from restaurant_app.java_runtime import JavaUnavailable
 from restaurant_app.settings import Settings
 
 log = logging.getLogger("infra")
+
+WORKER_STOP_SECONDS = 90.0
+"""Kafka's session timeout (60 s), which a worker caught joining its group may wait out, and some."""
 
 
 class Stop(Exception):
@@ -86,8 +89,10 @@ def wait_for_workers(workers: list[subprocess.Popen]) -> int:
 
 
 def stop_workers(workers: list[subprocess.Popen]) -> None:
+    """Stop every worker at once. One caught joining its group waits for the group to settle,
+    up to Kafka's session timeout (60 s), before it can leave cleanly."""
+    terminate_all(workers, timeout=WORKER_STOP_SECONDS)
     for number, worker in enumerate(workers, 1):
-        terminate(worker, timeout=60)
         log.info("Worker %d stopped (exit code %d).", number, worker.returncode)
 
 

@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -17,14 +18,21 @@ def spawn(command: list[str], log_file: Path, **kwargs: object) -> subprocess.Po
 
 def terminate(process: subprocess.Popen, timeout: float = 30.0) -> None:
     """Ask a process group to stop; kill it if it has not stopped within ``timeout``."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    terminate_all([process], timeout)
+
+
+def terminate_all(processes: list[subprocess.Popen], timeout: float) -> None:
+    """Ask process groups to stop, all at once; kill those still running after ``timeout``."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def tail(log_file: Path, lines: int = 30) -> str:

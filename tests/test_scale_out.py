@@ -380,7 +380,7 @@ def test_infra_run_starts_as_many_workers_as_asked_each_with_its_port_and_folder
                        message=f"no worker answered on port {web_port}")
         assert (tmp_path / "data" / "worker-2" / "faust").is_dir()
     finally:
-        terminate(run, timeout=120)
+        terminate(run, timeout=150)
     log = (tmp_path / "run.log").read_text()
     assert "Worker 1 stopped (exit code 0)" in log and "Worker 2 stopped (exit code 0)" in log
 
