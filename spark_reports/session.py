@@ -35,6 +35,16 @@ QUICK_START_JVM = {
     "spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
 }
 
+SMALL_RUN_SQL = {
+    # For a few thousand rows, compiling code costs more than it saves: Spark evaluates the
+    # expressions as they are instead of generating and compiling Java for each query (in a warm
+    # Spark Connect server, that compiling was half of each run's CPU), and plans each query
+    # once instead of again after each stage.
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
+}
+
 SPARK_CONNECT_PORT = 15002
 """The port of ``sc://host`` when the URL names none, as in Spark's own client."""
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -54,8 +64,7 @@ def session_conf(settings: Settings, minutes: int) -> dict[str, str]:
         "spark.sql.session.timeZone": settings.restaurant_timezone,
         "spark.sql.shuffle.partitions": "2" if small else "8",
         "spark.sql.debug.maxToStringFields": "200",
-        # For a few thousand rows, compiling code costs more than it saves.
-        **({"spark.sql.codegen.wholeStage": "false"} if small else {}),
+        **(SMALL_RUN_SQL if small else {}),
     }
 
 
@@ -199,6 +208,8 @@ class Jdbc:
                 .option("lowerBound", HASHTEXT_MIN).option("upperBound", HASHTEXT_MAX)
                 .load().drop(SPLIT_COLUMN))
 
-    def append(self, frame: DataFrame, table: str) -> None:
+    def append(self, frame: DataFrame, table: str, partitions: int) -> None:
+        """Insert ``frame``'s rows into ``table`` over at most ``partitions`` connections."""
         (frame.write.format("jdbc").options(**self.options()).option("dbtable", table)
-         .option("batchsize", WRITE_BATCH_SIZE).mode("append").save())
+         .option("batchsize", WRITE_BATCH_SIZE).option("numPartitions", partitions)
+         .mode("append").save())

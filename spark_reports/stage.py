@@ -38,7 +38,7 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
         counts = read_counts(inputs.lines)
         reports = build_reports(inputs)
         for kind, table in STAGING_TABLES.items():
-            jdbc.append(getattr(reports, kind), table)
+            jdbc.append(getattr(reports, kind), table, settings.spark_jdbc_partitions)
         return counts
 
 
