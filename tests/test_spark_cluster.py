@@ -12,6 +12,7 @@ import pytest
 from infra.java import StackError
 from infra.scratch import ScratchStack
 from infra.spark_cluster import SparkCluster
+from infra.spark_connect import SparkConnectServer
 from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.models import Order
@@ -21,6 +22,7 @@ from tests.test_reports_job import dish_rows, history, sales_rows, save, snapsho
 pytestmark = pytest.mark.integration
 
 APP_NAME = "restaurant-sales-reports"
+CONNECT_APP_NAME = "restaurant-sales-spark-connect"
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,10 @@ def cluster(stack: ScratchStack) -> Iterator[SparkCluster]:
 class Runs:
     local: dict
     on_cluster: dict
+    via_connect: dict
     local_tables: dict
     cluster_tables: dict
+    connect_tables: dict
 
 
 def filled_database(stack: ScratchStack, orders: list[Order]) -> str:
@@ -50,16 +54,28 @@ def filled_database(stack: ScratchStack, orders: list[Order]) -> str:
 
 @pytest.fixture(scope="module")
 def runs(stack: ScratchStack, cluster: SparkCluster) -> Runs:
-    """The same history reported twice: by local Spark in one statement, by the cluster in three."""
+    """The same history reported three times: by local Spark in one statement, by the cluster
+    in three, and by a Spark Connect server whose executors run on the cluster (as in
+    ``SPARK_CLUSTER=1 make run``)."""
     orders = history()  # once: the generator's first-time customers are new on every call
-    local_url, cluster_url = filled_database(stack, orders), filled_database(stack, orders)
+    local_url, cluster_url, connect_url = (filled_database(stack, orders) for _ in range(3))
     local = run_report_job(local_url, env={"SPARK_REMOTE": "", "SPARK_JDBC_PARTITIONS": "1"})
     on_cluster = run_report_job(cluster_url, env={
         "SPARK_REMOTE": "", "SPARK_MASTER": cluster.url, "SPARK_EXECUTOR_MEMORY": "512m",
         "SPARK_JDBC_PARTITIONS": "3",
     })
-    return Runs(local, on_cluster, without_computed_at(snapshot(local_url), local_url),
-                without_computed_at(snapshot(cluster_url), cluster_url))
+    # Started only now: a standalone application holds the worker's cores while it runs.
+    server = SparkConnectServer(stack.home / "spark-connect-on-cluster", free_port(),
+                                timezone="UTC", master=cluster.url,
+                                driver_memory="512m")
+    server.start()
+    try:
+        via_connect = run_report_job(connect_url, env={"SPARK_REMOTE": server.remote,
+                                                       "SPARK_JDBC_PARTITIONS": "3"})
+    finally:
+        server.stop()
+    return Runs(local, on_cluster, via_connect,
+                *(without_computed_at(snapshot(url), url) for url in (local_url, cluster_url, connect_url)))
 
 
 def master_state(cluster: SparkCluster) -> dict:
@@ -72,15 +88,17 @@ def test_the_worker_registered_on_loopback(cluster: SparkCluster):
     assert [worker["host"] for worker in workers] == ["127.0.0.1"]
 
 
-def test_both_runs_succeed_and_read_the_same_orders(runs: Runs):
-    assert runs.local["status"] == runs.on_cluster["status"] == "succeeded", runs
-    assert runs.on_cluster["orders_read"] == runs.local["orders_read"] > 0
-    assert runs.on_cluster["rows_read"] == runs.local["rows_read"]
+def test_every_run_succeeds_and_reads_the_same_orders(runs: Runs):
+    statuses = {runs.local["status"], runs.on_cluster["status"], runs.via_connect["status"]}
+    assert statuses == {"succeeded"}, runs
+    assert runs.on_cluster["orders_read"] == runs.via_connect["orders_read"] == runs.local["orders_read"] > 0
+    assert runs.on_cluster["rows_read"] == runs.via_connect["rows_read"] == runs.local["rows_read"]
 
 
-def test_the_job_ran_on_the_cluster(runs: Runs, cluster: SparkCluster):
-    apps = master_state(cluster)["completedapps"]
-    assert APP_NAME in [app["name"] for app in apps]
+def test_the_job_and_the_spark_connect_server_ran_on_the_cluster(runs: Runs, cluster: SparkCluster):
+    apps = [app["name"] for app in master_state(cluster)["completedapps"]]
+    assert APP_NAME in apps
+    assert CONNECT_APP_NAME in apps
 
 
 @pytest.mark.parametrize("unit", ["minute", "hour", "day"])
@@ -91,6 +109,7 @@ def test_the_cluster_reports_equal_local_mode(runs: Runs, unit: str):
 
 def test_every_report_table_is_equal(runs: Runs):
     assert runs.cluster_tables == runs.local_tables
+    assert runs.connect_tables == runs.local_tables
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path):
