@@ -71,7 +71,10 @@ class SparkCluster:
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
-                "SPARK_LOG_DIR": str(self.home), "SPARK_WORKER_DIR": str(self.home / "work")}
+                "SPARK_LOG_DIR": str(self.home), "SPARK_WORKER_DIR": str(self.home / "work"),
+                # No REST submission server: nothing here submits through it, and it would take
+                # port 6066, the worker's web port.
+                "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}
 
     def _master_command(self) -> list[str]:
         return [str(SPARK_HOME / "bin" / "spark-class"), MASTER_CLASS, "--host", "127.0.0.1",

@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psutil
 import pytest
 
 from infra.java import StackError
@@ -86,6 +87,14 @@ def master_state(cluster: SparkCluster) -> dict:
 def test_the_worker_registered_on_loopback(cluster: SparkCluster):
     workers = master_state(cluster)["workers"]
     assert [worker["host"] for worker in workers] == ["127.0.0.1"]
+
+
+def test_the_master_listens_only_on_its_two_ports(cluster: SparkCluster):
+    assert cluster.master is not None
+    master = psutil.Process(cluster.master.pid)
+    listening = {conn.laddr.port for process in [master, *master.children(recursive=True)]
+                 for conn in process.net_connections(kind="tcp") if conn.status == psutil.CONN_LISTEN}
+    assert listening == {cluster.port, cluster.webui_port}
 
 
 def test_every_run_succeeds_and_reads_the_same_orders(runs: Runs):
