@@ -55,6 +55,8 @@ INGEST_FIGURES = [
     Figure("kafka_cores", "Kafka broker: cores busy while draining", 2),
     Figure("peak_rss_mib", "Worker: peak memory (RSS, MiB)"),
     Figure("wall_s", "Worker: seconds from process start to last commit", 1),
+    Figure("two_workers_orders_per_s", "Two workers in one group: orders/s"),
+    Figure("two_workers_cores", "Two workers in one group: cores busy while draining", 2),
     Figure("floor_messages_per_s", "Faust alone, agent that only acks (bench/floor.py): messages/s"),
     Figure("baseline_orders_per_s", "Baseline (naive consumer): orders/s"),
     Figure("speedup", "Worker / baseline throughput", 1),

@@ -33,33 +33,48 @@ def preload(stack: ScratchStack, orders: int, seed: int) -> str:
     return topic
 
 
-def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int) -> dict[str, float]:
-    """Start a worker with a new consumer group and database; measure it storing every order."""
+def group_of_workers(stack: ScratchStack, env: dict[str, str], workers: int, name: str
+                     ) -> list[WorkerProcess]:
+    """``workers`` worker processes of one consumer group, each with a free web port and a folder."""
+    env = {key: value for key, value in env.items() if key != "WEB_PORT"}  # each takes a free port
+    return [WorkerProcess({**env, "DATA_DIR": f"{env['DATA_DIR']}-{n}"},
+                          stack.home / "logs" / f"{name}-{n}.log", log_level="warn")
+            for n in range(1, workers + 1)]
+
+
+def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int, workers: int = 1
+                      ) -> dict[str, float]:
+    """Start ``workers`` workers in a new consumer group, with a new database; measure them
+    storing every order. CPU and memory figures are the workers' sums."""
     database_url = stack.new_database("ingest")
     env = pipeline_env(stack, database_url, topic, f"ingest{run}")
-    worker = WorkerProcess(env, stack.home / "logs" / f"ingest-worker-{run}.log", log_level="warn")
+    processes = group_of_workers(stack, env, workers, f"ingest-worker-{run}-of-{workers}")
     groups = {"postgres": stack.postgres_process(), "kafka": stack.kafka_process()}
     try:
-        groups["worker"] = psutil.Process(worker.start(ready_timeout=None).pid)
+        for n, worker in enumerate(processes, start=1):
+            groups[f"worker{n}"] = psutil.Process(worker.start(ready_timeout=None).pid)
         with CpuMonitor(groups) as monitor, Progress("Worker storing orders", orders) as progress:
-            wait_for_orders(database_url, orders, worker, timeout=max(600.0, orders / 100), progress=progress)
-            peak_rss = peak_rss_bytes(worker.pid)
+            wait_for_orders(database_url, orders, processes[0], timeout=max(600.0, orders / 100),
+                            progress=progress)
+            peak_rss = sum(peak_rss_bytes(worker.pid) for worker in processes)
     finally:
-        worker.stop()
+        for worker in processes:
+            worker.stop()
     timeline = commit_timeline(database_url)
     orders_per_s, rows_per_s = timeline.rates()
     cpu = monitor.cpu_between(timeline.first, timeline.last)
+    worker_cpu = sum(cpu[f"worker{n}"] for n in range(1, workers + 1))
     return {
         "orders_per_s": orders_per_s,
         "rows_per_s": rows_per_s,
-        "worker_cpu_s": cpu["worker"],
-        "worker_us_per_order": cpu["worker"] / (orders_per_s * timeline.window) * 1e6,
+        "worker_cpu_s": worker_cpu,
+        "worker_us_per_order": worker_cpu / (orders_per_s * timeline.window) * 1e6,
         "postgres_us_per_order": cpu["postgres"] / (orders_per_s * timeline.window) * 1e6,
-        "worker_cores": cpu["worker"] / timeline.window,
+        "worker_cores": worker_cpu / timeline.window,
         "postgres_cores": cpu["postgres"] / timeline.window,
         "kafka_cores": cpu["kafka"] / timeline.window,
         "peak_rss_mib": peak_rss / MIB,
-        "wall_s": timeline.last - worker.started_at,
+        "wall_s": timeline.last - processes[0].started_at,
     }
 
 
@@ -103,10 +118,15 @@ def drain_with_baseline(stack: ScratchStack, topic: str, orders: int, run: int) 
 
 def ingest_run(stack: ScratchStack, topic: str, orders: int, baseline_orders: int,
                run: int) -> dict[str, float]:
-    """One run: the worker over all orders, then Faust alone and the baseline over subsets."""
+    """One run: one worker, then two, over all orders; then Faust alone and the baseline over subsets."""
     figures = drain_with_worker(stack, topic, orders, run)
     log.info("  worker: %s orders/s, %.2f cores of CPU", f"{figures['orders_per_s']:,.0f}",
              figures["worker_cores"])
+    pair = drain_with_worker(stack, topic, orders, run, workers=2)
+    figures["two_workers_orders_per_s"] = pair["orders_per_s"]
+    figures["two_workers_cores"] = pair["worker_cores"]
+    log.info("  two workers: %s orders/s, %.2f cores of CPU", f"{pair['orders_per_s']:,.0f}",
+             pair["worker_cores"])
     figures["floor_messages_per_s"] = drain_with_floor(stack, topic, orders // FLOOR_SHARE, run)
     log.info("  Faust alone: %s messages/s", f"{figures['floor_messages_per_s']:,.0f}")
     figures["baseline_orders_per_s"] = drain_with_baseline(stack, topic, baseline_orders, run)

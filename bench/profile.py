@@ -18,11 +18,11 @@ from pathlib import Path
 import psutil
 
 from bench.commits import commit_timeline
-from bench.ingest import preload
+from bench.ingest import group_of_workers, preload
 from bench.monitor import CpuMonitor
 from bench.pipeline import pipeline_env, wait_for_orders
 from bench.results import load_average, median
-from infra.scratch import ScratchStack, WorkerProcess, scratch_stack
+from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -86,10 +86,7 @@ def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: 
     first into ``raw`` if given; return the rate and CPU per order."""
     database_url = stack.new_database("profile")
     env = pipeline_env(stack, database_url, topic, f"profile{run}")
-    del env["WEB_PORT"]  # each worker process takes a free port of its own
-    processes = [WorkerProcess({**env, "DATA_DIR": f"{env['DATA_DIR']}-{n}"},
-                               stack.home / "logs" / f"profile-worker-{run}-{n}.log", log_level="warn")
-                 for n in range(1, workers + 1)]
+    processes = group_of_workers(stack, env, workers, f"profile-worker-{run}")
     groups = {"postgres": stack.postgres_process(), "kafka": stack.kafka_process()}
     spy = None
     try:
