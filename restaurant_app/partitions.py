@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
@@ -86,7 +87,7 @@ async def keep_partitions(conn: psycopg.AsyncConnection, today: date | None = No
     """Create the partitions of the days around ``today`` (UTC) and of the days with rows in the
     default partition; return the days created and how many orders moved into them."""
     today = today or datetime.now(UTC).date()
-    async with conn.transaction():
+    async with _upkeep_transaction(conn):
         cursor = await conn.execute(DEFAULT_DAYS)
         return await _add_partitions(conn, days_around(today) | {row[0] for row in await cursor.fetchall()})
 
@@ -97,12 +98,21 @@ async def add_partitions(conn: psycopg.AsyncConnection, days: Iterable[date]) ->
 
     Raises ``psycopg.errors.LockNotAvailable`` if the tables stay busy for ``LOCK_TIMEOUT``.
     """
-    async with conn.transaction():
+    async with _upkeep_transaction(conn):
         return await _add_partitions(conn, set(days))
 
 
+@asynccontextmanager
+async def _upkeep_transaction(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+    """A transaction that takes the upkeep's lock before it reads any table: two workers' upkeeps
+    then queue, where one holding a read lock on the default partition while it waited for the
+    other, which needed that partition to create a day, deadlocked."""
+    async with conn.transaction():
+        await conn.execute(TAKE_LOCK, (PARTITIONS_LOCK_ID,))
+        yield
+
+
 async def _add_partitions(conn: psycopg.AsyncConnection, days: set[date]) -> tuple[list[date], int]:
-    await conn.execute(TAKE_LOCK, (PARTITIONS_LOCK_ID,))
     existing = {row[0] for row in await (await conn.execute(PARTITION_NAMES)).fetchall()}
     missing = sorted(d for d in days if any(partition_name(table, d) not in existing for table, _ in TABLES))
     if not missing:

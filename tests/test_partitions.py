@@ -21,7 +21,7 @@ from infra.stack import free_port
 from restaurant_app import database as database_module
 from restaurant_app.database import Database
 from restaurant_app.models import Order
-from restaurant_app.partitions import add_partitions, keep_partitions
+from restaurant_app.partitions import PARTITIONS_LOCK_ID, add_partitions, keep_partitions
 from restaurant_app.traffic import OrderGenerator
 from spark_reports.store import SPARK_ORDER_LINES
 from tests.conftest import service_home
@@ -249,6 +249,22 @@ async def test_a_save_waits_for_a_concurrent_one_with_the_same_order_id(url: str
         await first.commit()
         assert await asyncio.wait_for(second, 30) == (0, ["ConflictingDuplicate"])
     assert query(url, "SELECT created_at, customer_id FROM orders") == [(START, order.customer_id)]
+
+
+async def test_two_upkeeps_at_once_queue_instead_of_deadlocking(url: str):
+    """One worker's upkeep is creating a day while another's starts (two workers starting at once)."""
+    far_day = date(2026, 12, 25)
+    await create_days(url, DAYS)
+    async with await psycopg.AsyncConnection.connect(url) as first:
+        await first.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITIONS_LOCK_ID,))
+        second = asyncio.create_task(keep(url, date(2026, 11, 21)))
+        await asyncio.sleep(1.0)
+        assert not second.done(), "the second upkeep did not wait for the first"
+        # Creating a partition locks the default partition, which the second must not be reading.
+        assert await add_partitions(first, [far_day]) == ([far_day], 0)
+        await first.commit()
+        created, moved = await asyncio.wait_for(second, 30)
+    assert far_day not in created and moved == 0
 
 
 def plan(url: str, sql: str, params: tuple = (), analyze: bool = False) -> list[dict]:
