@@ -6,6 +6,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -78,6 +79,12 @@ def test_latest_reports(reporting_worker: WorkerProcess):
         {"dish": "Caipirinha", "quantity": 1, "revenue": "24.90", "rank": 2},
     ]
     assert body["minute"]["final"] is True and body["minute_under_way"] is None
+    stored = query(reporting_worker.env["DATABASE_URL"],
+                   "SELECT revenue_by_channel, revenue_by_payment FROM report_sales"
+                   " WHERE granularity = 'minute' AND period_start = %s", (last_order,))[0]
+    for name, breakdown in zip(("revenue_by_channel", "revenue_by_payment"), stored, strict=True):
+        expected = {key: f"{Decimal(str(amount)):.2f}" for key, amount in breakdown.items()}
+        assert body["minute"][name] == expected and expected
     assert body["hour"]["period_start"] == "2026-11-20T17:00:00+00:00"
     assert body["day"]["period_start"] == "2026-11-20T03:00:00+00:00"
     assert body["day"]["orders"] == 30 and body["day"]["unique_customers"] == 5

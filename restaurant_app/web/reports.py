@@ -17,10 +17,18 @@ from restaurant_app.worker import app, database, reports_database, settings
 log = logging.getLogger(__name__)
 
 GRANULARITIES = ("minute", "hour", "day")
-SALES_COLUMNS = """
+
+
+def amounts_as_text(column: str) -> str:
+    """A breakdown (jsonb ``{key: amount}``) whose amounts are exact decimal strings, as elsewhere."""
+    return (f"(SELECT coalesce(jsonb_object_agg(key, (value #>> '{{}}')::numeric(16, 2)::text), '{{}}')"
+            f" FROM jsonb_each({column})) AS {column}")
+
+
+SALES_COLUMNS = f"""
 granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
-unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity, revenue_by_channel,
-revenue_by_payment, computed_at, final
+unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
+{amounts_as_text("revenue_by_channel")}, {amounts_as_text("revenue_by_payment")}, computed_at, final
 """
 
 LATEST_SALES = f"""
