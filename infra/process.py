@@ -2,9 +2,12 @@
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
+
+from infra.java import StackError
 
 
 def spawn(command: list[str], log_file: Path, **kwargs: object) -> subprocess.Popen:
@@ -33,6 +36,17 @@ def terminate_all(processes: list[subprocess.Popen], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def check_port_is_free(port: int, service: str, advice: str) -> None:
+    """Fail at once, saying so in one line, when ``service`` could not listen on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise StackError(
+                f"{service} cannot listen on 127.0.0.1:{port}: {exc.strerror}. {advice}"
+            ) from None
 
 
 def tail(log_file: Path, lines: int = 30) -> str:

@@ -2,14 +2,13 @@
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 from infra.java import StackError
-from infra.process import spawn, tail, terminate
+from infra.process import check_port_is_free, spawn, tail, terminate
 from infra.spark_connect import SPARK_HOME
 from restaurant_app.java_runtime import java_executable
 
@@ -43,7 +42,8 @@ class SparkCluster:
         """Start the master, then the worker, and wait until the worker has registered."""
         java_executable()
         for port in (self.port, self.webui_port, self.webui_port + 1):
-            _check_port_is_free(port)
+            check_port_is_free(port, "The Spark cluster", "Stop whatever holds that port, or set"
+                               " SPARK_MASTER to a master already running.")
         self.home.mkdir(parents=True, exist_ok=True)
         try:
             self.master = spawn(self._master_command(), self.master_log, env=self._env(), cwd=self.home)
@@ -106,13 +106,3 @@ class SparkCluster:
                     f" Last lines of {log_file}:\n{tail(log_file)}"
                 )
 
-
-def _check_port_is_free(port: int) -> None:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise StackError(
-                f"The Spark cluster cannot listen on 127.0.0.1:{port}: {exc.strerror}."
-                " Stop whatever holds that port, or set SPARK_MASTER to a master already running."
-            ) from None

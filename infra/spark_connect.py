@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from infra.java import StackError
-from infra.process import ChildProcess, spawn, tail
+from infra.process import ChildProcess, check_port_is_free, spawn, tail
 from restaurant_app.java_runtime import java_executable, jdbc_driver
 from restaurant_app.settings import DEFAULT_JARS_DIR
 
@@ -55,7 +55,8 @@ class SparkConnectServer(ChildProcess):
     def start(self, timeout: float = 120.0) -> None:
         """Start the server and wait until it accepts connections."""
         java_executable()
-        self._check_port_is_free()
+        check_port_is_free(self.port, "The Spark Connect server", "Stop whatever holds that port, or"
+                           " set SPARK_REMOTE to use a server already running.")
         self.home.mkdir(parents=True, exist_ok=True)
         log_config = self.home / "log4j2.properties"
         log_config.write_text(LOG4J2_PROPERTIES.format(level=self.log_level))
@@ -84,16 +85,6 @@ class SparkConnectServer(ChildProcess):
             "--driver-java-options", f"-Dlog4j2.configurationFile={log_config}",
             *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
         ]
-
-    def _check_port_is_free(self) -> None:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", self.port))
-            except OSError as exc:
-                raise StackError(
-                    f"The Spark Connect server cannot listen on 127.0.0.1:{self.port}: {exc.strerror}."
-                    " Stop whatever holds that port, or set SPARK_REMOTE to use a server already running."
-                ) from None
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
