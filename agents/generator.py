@@ -26,11 +26,11 @@ class PublishFailed(Exception):
 async def publish(order: Order) -> None:
     """Publish ``order`` and wait until Kafka acknowledges it; retry with backoff when it does not.
 
-    The guarantee is at least once, never a new order: the same ``Order`` (same id, same
-    content) is sent again only after the producer has reported its delivery failed, that is
-    when Kafka acknowledged nothing. If the broker had in fact written it and only the
-    acknowledgement was lost, the copy is a duplicate of the same order id and content, which
-    the consumer's idempotent storage (keyed on ``order_id``) turns into no new row.
+    The producer is idempotent (``IdempotentProducer``): a lost acknowledgement is retried
+    inside it and written once. What reaches this loop is a send Kafka never wrote (its
+    topic's metadata did not come in time, or the broker refused the record), so sending the
+    same ``Order`` again cannot make a copy. Should one slip through all the same, it carries
+    the same order id and content, which the consumer's storage (keyed on ``order_id``) keeps once.
     Raises ``PublishFailed`` after ``PUBLISH_ATTEMPTS`` failed attempts.
     """
     delay = FIRST_RETRY_SECONDS

@@ -12,7 +12,7 @@ import faust
 from faust import StreamT
 from faust.types import TransportT
 
-from restaurant_app.fast_consumer import FastTransport
+from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.worker import app as product_app
 from restaurant_app.worker import settings
 

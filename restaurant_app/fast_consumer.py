@@ -77,9 +77,3 @@ class FastConsumer(aiokafka.Consumer):
         if self._commit_every is not None and self._n_acked >= self._commit_every:
             self._n_acked = 0
             await self.commit()
-
-
-class FastTransport(aiokafka.Transport):
-    """Faust's aiokafka transport with ``FastConsumer``."""
-
-    Consumer = FastConsumer

@@ -11,12 +11,12 @@ from faust.web import Web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from restaurant_app.database import Database
-from restaurant_app.fast_consumer import FastTransport
 from restaurant_app.kafka_probe import (
     min_insync_replicas,
     replication_factor,
     wait_for_kafka,
 )
+from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.lean_monitor import lean_monitor
 from restaurant_app.metrics import registry
 from restaurant_app.models import Order
@@ -53,7 +53,7 @@ class RestaurantApp(faust.App):
         return RestaurantWeb(self)
 
     def _new_transport(self) -> TransportT:
-        """Faust's factory of ``app.transport``: its aiokafka transport with ``FastConsumer``."""
+        """Faust's factory of ``app.transport``: its aiokafka transport with our consumer and producer."""
         return FastTransport(self.conf.broker_consumer, self)
 
 

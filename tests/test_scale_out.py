@@ -4,6 +4,7 @@ Both tests account for every order: each one on the orders topic is stored once,
 """
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -17,17 +18,20 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import faust
 import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.process import spawn, terminate
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port, local_kafka
 from restaurant_app.kafka_probe import min_insync_replicas, replication_factor
+from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.models import Order
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
@@ -200,6 +204,59 @@ def test_a_broker_of_three_killed_and_restarted_under_load_loses_and_duplicates_
                    message="the restarted broker never caught up with its partitions")
     finally:
         worker.stop()
+
+
+async def leader_of_new_topic(bootstrap_servers: str, topic: str) -> int:
+    """Create ``topic`` (one partition, three replicas, two in sync required); return its leader's id."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 3, topic_configs={"min.insync.replicas": "2"})])
+        while not (described := (await admin.describe_topics([topic]))[0]["partitions"]):
+            await asyncio.sleep(0.2)
+        return described[0]["leader"]
+    finally:
+        await admin.close()
+
+
+async def publish_while_followers_freeze(cluster: KafkaCluster, topic: str, orders: list[Order]) -> None:
+    """Publish ``orders[0]``, then ``orders[1]`` while the partition's followers are frozen.
+
+    The leader writes the second order but cannot gather the in-sync acknowledgements that
+    ``acks=all`` waits for, so it answers the send with a timeout: a lost acknowledgement for
+    an order that is in fact on the partition. The order is then sent again, as the generator
+    does with a send that failed.
+    """
+    leader = await leader_of_new_topic(cluster.bootstrap_servers, topic)
+    followers = [node.process for node in cluster.nodes if node.membership.node_id != leader]
+    app = faust.App("idempotence-test", broker=f"kafka://{cluster.bootstrap_servers}", producer_acks=-1,
+                    producer_request_timeout=2.0)
+    producer = FastTransport(app.conf.broker, app).create_producer()
+    send = functools.partial(producer.send, topic, None, partition=None, timestamp=None, headers=None)
+    await producer.start()
+    try:
+        await (await send(orders[0].dumps()))
+        for follower in followers:
+            os.killpg(follower.pid, signal.SIGSTOP)
+        try:
+            delivery = asyncio.ensure_future(await send(orders[1].dumps()))
+            await asyncio.wait([delivery], timeout=4)  # twice the producer's request timeout
+        finally:
+            for follower in followers:
+                os.killpg(follower.pid, signal.SIGCONT)
+        try:
+            await delivery
+        except KafkaError:
+            await (await send(orders[1].dumps()))
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.integration
+def test_an_order_whose_acknowledgement_was_lost_is_on_the_topic_once(cluster: KafkaCluster):
+    topic, orders = unique_names()["ORDERS_TOPIC"], orders_from(120, 2)
+    asyncio.run(publish_while_followers_freeze(cluster, topic, orders))
+    assert sorted(topic_order_ids(cluster.bootstrap_servers, topic)) == sorted(o.order_id for o in orders)
 
 
 def timeline(workers: list[WorkerProcess]) -> list[tuple[datetime, int, str]]:

@@ -1,0 +1,44 @@
+"""Faust's aiokafka transport, with our consumer and an idempotent producer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from faust.transport.drivers import aiokafka
+
+from restaurant_app.fast_consumer import FastConsumer
+
+STOP_SECONDS = 30.0
+"""How long a stopping producer waits for Kafka to take the batches it still holds."""
+
+
+class IdempotentProducer(aiokafka.Producer):
+    """Faust's aiokafka producer with Kafka's idempotence switched on.
+
+    Delivery guarantee: each ``send`` is written to its partition once, in order, while the
+    process lives. A batch whose acknowledgement was lost (a timeout, a dropped connection, a
+    process paused past its request timeout) is sent again with the same producer id and
+    sequence number, and the broker keeps only the first copy. Such batches are retried until
+    Kafka takes them rather than expired, so a send waits out an outage instead of failing;
+    only errors no retry can mend (a record too large, a refused topic) reach the caller.
+    """
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+    async def on_stop(self) -> None:
+        """Stop; when Kafka is away, give up on undelivered batches after ``STOP_SECONDS``."""
+        try:
+            await asyncio.wait_for(super().on_stop(), STOP_SECONDS)
+        except TimeoutError:
+            self.log.warning("Kafka did not take the last messages within %.0f s of stopping;"
+                             " they were not sent.", STOP_SECONDS)
+
+
+class FastTransport(aiokafka.Transport):
+    """Faust's aiokafka transport with ``FastConsumer`` and ``IdempotentProducer``."""
+
+    Consumer = FastConsumer
+    Producer = IdempotentProducer
