@@ -50,13 +50,13 @@ class ReportRunner:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def launch(self) -> asyncio.Task[Outcome] | None:
+    def launch(self, not_before: float | None = None) -> asyncio.Task[Outcome] | None:
         """Start a run in the background, or return None (and say so) if one is still going."""
         if self.running:
             log.info("Skipping this report run: the previous one is still going after %.0f s.",
                      time.monotonic() - self._started)
             return None
-        self._task = asyncio.create_task(self.run())
+        self._task = asyncio.create_task(self.run(not_before))
         return self._task
 
     async def stop(self) -> None:
@@ -66,16 +66,23 @@ class ReportRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def run(self) -> Outcome:
-        """Run the job to its end (or kill it at the timeout), log the outcome in one line and return it."""
-        self._started = time.monotonic()
-        started_at = datetime.now(UTC)
+    async def run(self, not_before: float | None = None) -> Outcome:
+        """Run the job to its end (or kill it at the timeout), log the outcome in one line and return it.
+
+        With ``not_before`` (Unix time) the job starts now, loads pyspark and begins its run at that
+        moment (``--not-before``); the run's duration and timeout count from then.
+        """
+        now = time.time()
+        head_start = max(0.0, (not_before or now) - now)
+        self._started = time.monotonic() + head_start
+        started_at = datetime.fromtimestamp(now + head_start, UTC)
+        args = [] if not_before is None else ["--not-before", f"{not_before:.3f}"]
         process = await asyncio.create_subprocess_exec(
-            *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *self.command, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=self._job_env(), cwd=self.cwd, start_new_session=True,
         )
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout + head_start)
         except TimeoutError:
             await kill_group(process)
             killed = f"the report job was killed after running for {self.timeout:.0f} s"

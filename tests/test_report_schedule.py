@@ -20,3 +20,12 @@ def test_a_late_tick_gives_one_run_not_one_per_missed_minute():
     assert schedule.due(MINUTE + 5)
     assert schedule.due(MINUTE + 5 + 600)  # ten minutes later (the worker was busy): one run
     assert not schedule.due(MINUTE + 5 + 601)
+
+
+def test_with_a_lead_a_run_is_due_that_much_before_its_moment_and_keeps_the_moment():
+    schedule = AlignedSchedule(interval=60, grace=5, lead=2)
+    assert not schedule.due(MINUTE + 30)
+    assert not schedule.due(MINUTE + 62.9)
+    assert schedule.due(MINUTE + 63)
+    assert schedule.last_due == MINUTE + 65
+    assert not schedule.due(MINUTE + 65)  # its moment has come, but it was launched already

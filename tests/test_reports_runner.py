@@ -113,6 +113,20 @@ async def test_a_successful_run_is_logged_in_one_line(tmp_path: Path, caplog: py
     assert line.endswith(" s: 7 window(s) written, 42 order line(s) read.")
 
 
+async def test_a_run_given_a_head_start_begins_at_its_moment_and_is_timed_from_it(
+    recorder: RecordFailure, database_url: str
+):
+    """The timer launches the job early: the real job loads pyspark, then starts its run on time."""
+    runner = ReportRunner([sys.executable, "-m", "spark_reports"], timeout=300, cwd=PROJECT_ROOT,
+                          env={**os.environ, "DATABASE_URL": database_url})
+    moment = time.time() + 4
+    outcome = await runner.run(not_before=moment)
+    assert outcome.result.status == "succeeded", outcome.result.error
+    [(started,)] = query(database_url, "SELECT extract(epoch FROM started_at) FROM report_runs")
+    assert started >= moment
+    assert outcome.result.seconds <= time.time() - moment
+
+
 async def test_a_tick_while_a_run_is_going_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO)
     runner = ReportRunner([*stand_in(tmp_path, SUCCEEDS), "1.5"], timeout=30)
