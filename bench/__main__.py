@@ -31,7 +31,7 @@ QUICK_RESULTS = Path(__file__).resolve().parent / ".work" / "RESULTS-quick.md"
 
 FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_seconds": 60.0,
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
-        "full_runs": 1, "full_up_to": 1_000_000, "freshness_minutes": 10,
+        "full_runs": 1, "full_up_to": 5_000_000, "freshness_minutes": 10,
         "freshness_history": 100_000}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
@@ -108,7 +108,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"incremental report runs at sizes from {LARGE_REPORT_SIZE:,} on (1)")
     parser.add_argument("--full-runs", type=int, help="full rebuilds at each size (1)")
     parser.add_argument("--full-up-to", type=int,
-                        help="largest size with full rebuilds (1,000,000; each reads every order)")
+                        help="largest size with full rebuilds (5,000,000; each reads every order)")
     parser.add_argument("--freshness-minutes", type=int,
                         help="closed minutes over which report freshness is measured (10)")
     parser.add_argument("--freshness-history", type=int,
