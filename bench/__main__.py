@@ -73,6 +73,7 @@ LATENCY_FIGURES = [
 
 REPORT_FIGURES = [
     Figure("incremental_s", "Spark, incremental run (s)", 1),
+    Figure("warm_incremental_s", "Spark Connect server, incremental run (s)", 1),
     Figure("full_s", "Spark, full rebuild (s)", 1),
     Figure("sql_new_s", "SQL, minutes of the new orders (s)", 3),
     Figure("sql_all_s", "SQL, all minutes (s)", 2),
@@ -186,7 +187,9 @@ def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Repor
         f" longer history. At each size: `python -m spark_reports --full`, then, each time after"
         f" storing {NEW_ORDERS} new orders (one minute's worth) through the product's save path,"
         f" `python -m spark_reports`; wall-clock time of the whole command, Spark start-up"
-        f" included. Beside them, the per-minute figures of `report_sales` as one SQL query in"
+        f" included; then as many incremental runs against a Spark Connect server the bench"
+        f" started once (`SPARK_REMOTE`), as `make run` does. Beside them, the per-minute figures"
+        f" of `report_sales` as one SQL query in"
         f" PostgreSQL, over all minutes and over the minutes of the new orders only (rows fetched"
         f" by the client; no hours, days or insights). Cells: median (min-max, runs).",
         "Orders in the table",

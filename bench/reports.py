@@ -21,12 +21,14 @@ import psycopg
 
 from agents.order_sink import save_orders
 from infra.scratch import ScratchStack
+from infra.spark_connect import SparkConnectServer
+from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
 from restaurant_app.partitions import add_partitions
 from restaurant_app.progress import Progress
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from spark_reports.result import parse_result
 
@@ -199,8 +201,9 @@ def new_orders_since(database_url: str) -> datetime:
 
 
 def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generator: OrderGenerator,
-                    logs: Path, failures: list[str]) -> dict[str, list[float]]:
-    """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them.
+                    logs: Path, failures: list[str], remote: str) -> dict[str, list[float]]:
+    """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them;
+    then as many incremental runs on the Spark Connect server at ``remote``.
 
     A failed full rebuild is added to ``failures`` and the incremental runs go on without it.
     """
@@ -210,8 +213,8 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
     scratch.mkdir(parents=True, exist_ok=True)
     env = {"DATABASE_URL": database_url, "SPARK_LOCAL_DIRS": str(scratch)}
     full_env = {**env, "REPORT_TIMEOUT_SECONDS": str(FULL_REBUILD_TIMEOUT_SECONDS)}
-    figures: dict[str, list[float]] = {"incremental_s": [], "full_s": [], "sql_new_s": [],
-                                       "sql_all_s": []}
+    figures: dict[str, list[float]] = {"incremental_s": [], "warm_incremental_s": [], "full_s": [],
+                                       "sql_new_s": [], "sql_all_s": []}
     for number in range(1, full_runs + 1):
         log_file = logs / f"report-{size}-full-{number}.log"
         try:
@@ -226,6 +229,10 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
         log_file = logs / f"report-{size}-incremental-{number}.log"
         figures["incremental_s"].append(run_report_job(env, False, log_file))
         figures["sql_new_s"].append(minute_report_sql(database_url, new_orders_since(database_url)))
+    for number in range(1, incremental_runs + 1):
+        add_new_orders(database_url, generator)
+        log_file = logs / f"report-{size}-warm-{number}.log"
+        figures["warm_incremental_s"].append(run_report_job({**env, "SPARK_REMOTE": remote}, False, log_file))
     return figures
 
 
@@ -247,12 +254,21 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
     generator = OrderGenerator(seed)
     end = history_end()
     loaded = 0
-    for size, (incremental_runs, full_runs) in plan.items():
-        started = time.monotonic()
-        bulk_load(database_url, loaded, size - 1, end)
-        loaded = size
-        log.info("Loaded %s history orders in %.0f s; running the report job ...",
-                 f"{size:,}", time.monotonic() - started)
-        results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
-                                        stack.home / "logs", failures)
-        log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
+    settings = Settings.from_env()
+    server = SparkConnectServer(stack.home / "spark-connect-reports", free_port(),
+                                timezone=settings.restaurant_timezone,
+                                driver_memory=settings.spark_driver_memory)
+    log.info("  starting the Spark Connect server ...")
+    server.start()
+    try:
+        for size, (incremental_runs, full_runs) in plan.items():
+            started = time.monotonic()
+            bulk_load(database_url, loaded, size - 1, end)
+            loaded = size
+            log.info("Loaded %s history orders in %.0f s; running the report job ...",
+                     f"{size:,}", time.monotonic() - started)
+            results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
+                                            stack.home / "logs", failures, server.remote)
+            log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
+    finally:
+        server.stop()
