@@ -27,14 +27,13 @@ import psutil
 import psycopg
 
 from bench.latency import percentile
-from bench.pipeline import pipeline_env
+from bench.pipeline import pipeline_env, spark_connect_server
 from bench.reports import bulk_load, history_end
 from bench.results import median
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.spark_connect import SparkConnectServer
-from infra.stack import free_port
 from restaurant_app.database import Database
-from restaurant_app.settings import PROJECT_ROOT, Settings
+from restaurant_app.settings import PROJECT_ROOT
 
 log = logging.getLogger("bench")
 
@@ -147,13 +146,7 @@ def freshness_run(stack: ScratchStack, minutes: int, history: int, seed: int) ->
     database_url = stack.new_database("freshness")
     asyncio.run(Database(database_url).migrate())
     bulk_load(database_url, 0, history - 1, history_end())
-    settings = Settings.from_env()
-    server = SparkConnectServer(stack.home / "spark-connect", free_port(),
-                                timezone=settings.restaurant_timezone,
-                                driver_memory=settings.spark_driver_memory)
-    log.info("  starting the Spark Connect server ...")
-    server.start()
-    try:
+    with spark_connect_server(stack.home / "spark-connect") as server:
         env = {**pipeline_env(stack, database_url, f"bench-freshness-{uuid.uuid4().hex[:8]}", "freshness"),
                "SPARK_REMOTE": server.remote, "REPORT_INTERVAL_SECONDS": "60",
                "ORDER_INTERVAL_SECONDS": "1", "ORDERS_PER_TICK": str(ORDERS_PER_SECOND),
@@ -162,8 +155,6 @@ def freshness_run(stack: ScratchStack, minutes: int, history: int, seed: int) ->
         logs.mkdir(parents=True, exist_ok=True)
         prime_reports(env, logs / "freshness-first-report.log")
         return measure(stack, env, server, minutes, database_url)
-    finally:
-        server.stop()
 
 
 def measure(stack: ScratchStack, env: dict[str, str], server: SparkConnectServer, minutes: int,

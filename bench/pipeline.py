@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 
 from infra.scratch import ScratchStack, WorkerProcess, faust_command
+from infra.spark_connect import SparkConnectServer
 from infra.stack import free_port
 from restaurant_app.progress import Progress
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("bench")
 
 QUIET_SECONDS = "86400"
 """Timer interval for the order generator and the reports: they must not fire during a run."""
+
+
+@contextmanager
+def spark_connect_server(home: Path) -> Iterator[SparkConnectServer]:
+    """A Spark Connect server on a free port, its files under ``home``, as ``make run`` starts one."""
+    settings = Settings.from_env()
+    server = SparkConnectServer(home, free_port(), timezone=settings.restaurant_timezone,
+                                driver_memory=settings.spark_driver_memory)
+    log.info("  starting the Spark Connect server ...")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pipeline_env(stack: ScratchStack, database_url: str, topic: str, name: str) -> dict[str, str]:

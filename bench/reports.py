@@ -20,15 +20,14 @@ from pathlib import Path
 import psycopg
 
 from agents.order_sink import save_orders
+from bench.pipeline import spark_connect_server
 from infra.scratch import ScratchStack
-from infra.spark_connect import SparkConnectServer
-from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
 from restaurant_app.partitions import add_partitions
 from restaurant_app.progress import Progress
-from restaurant_app.settings import PROJECT_ROOT, Settings
+from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from spark_reports.result import parse_result
 
@@ -254,13 +253,7 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
     generator = OrderGenerator(seed)
     end = history_end()
     loaded = 0
-    settings = Settings.from_env()
-    server = SparkConnectServer(stack.home / "spark-connect-reports", free_port(),
-                                timezone=settings.restaurant_timezone,
-                                driver_memory=settings.spark_driver_memory)
-    log.info("  starting the Spark Connect server ...")
-    server.start()
-    try:
+    with spark_connect_server(stack.home / "spark-connect-reports") as server:
         for size, (incremental_runs, full_runs) in plan.items():
             started = time.monotonic()
             bulk_load(database_url, loaded, size - 1, end)
@@ -270,5 +263,3 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
             results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
                                             stack.home / "logs", failures, server.remote)
             log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
-    finally:
-        server.stop()
