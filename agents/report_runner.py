@@ -73,7 +73,7 @@ class ReportRunner:
         moment (``--not-before``); the run's duration and timeout count from then.
         """
         now = time.time()
-        head_start = max(0.0, (not_before or now) - now)
+        head_start = 0.0 if not_before is None else max(0.0, not_before - now)
         self._started = time.monotonic() + head_start
         started_at = datetime.fromtimestamp(now + head_start, UTC)
         args = [] if not_before is None else ["--not-before", f"{not_before:.3f}"]

@@ -12,10 +12,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from restaurant_app.settings import PROJECT_ROOT
 from spark_reports.result import parse_result
@@ -61,6 +64,27 @@ def produce(bootstrap_servers: str, topic: str, messages: list[tuple[bytes | Non
             await producer.stop()
 
     asyncio.run(send_all())
+
+
+def admin(bootstrap_servers: str, action: Callable[[AIOKafkaAdminClient], Awaitable[Any]]) -> Any:
+    """Run ``action`` with Kafka's admin client and return what it returns."""
+
+    async def run() -> Any:
+        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await client.start()
+        try:
+            return await action(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def create_topic(bootstrap_servers: str, topic: str, replicas: int = 1, **config: str) -> None:
+    """Create ``topic`` with one partition, ``replicas`` copies of it and ``config``."""
+    response = admin(bootstrap_servers, lambda client: client.create_topics(
+        [NewTopic(topic, 1, replicas, topic_configs=config)]))
+    assert [error[1] for error in response.topic_errors] == [0], response
 
 
 def consume_all(bootstrap_servers: str, topic: str, expected: int, timeout: float = 30.0) -> list:

@@ -1,14 +1,10 @@
 """Fault injection on the real broker and database; each test ends with an exact account of every message."""
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.kafka_broker import KafkaBroker
@@ -16,7 +12,7 @@ from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port
 from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
-from tests.services import consume_all, execute, produce, query, wait_until
+from tests.services import admin, consume_all, create_topic, execute, produce, query, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -93,26 +89,6 @@ def test_a_message_over_the_producers_limit_is_kept_whole_and_dead_lettered_trun
     assert len(dead.value) < 1_000_000 and huge.startswith(dead.value)
 
 
-def admin(bootstrap_servers: str, action: Callable[[AIOKafkaAdminClient], Awaitable[Any]]) -> Any:
-    """Run one request with Kafka's admin client and return its response."""
-
-    async def run() -> Any:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-        await client.start()
-        try:
-            return await action(client)
-        finally:
-            await client.close()
-
-    return asyncio.run(run())
-
-
-def create_topic(kafka: KafkaBroker, topic: str, **config: str) -> None:
-    response = admin(kafka.bootstrap_servers,
-                     lambda client: client.create_topics([NewTopic(topic, 1, 1, topic_configs=config)]))
-    assert [error[1] for error in response.topic_errors] == [0], response
-
-
 def set_topic_config(kafka: KafkaBroker, topic: str, **config: str) -> None:
     admin(kafka.bootstrap_servers,
           lambda client: client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, config)]))
@@ -123,7 +99,7 @@ def test_a_dead_letter_topic_that_is_down_pauses_the_stream_then_gets_every_reje
 ):
     dead_letter_topic = worker.env["DEAD_LETTER_TOPIC"]
     # A topic whose records may be at most 64 bytes refuses every dead letter.
-    create_topic(stack.kafka, dead_letter_topic, **{"max.message.bytes": "64"})
+    create_topic(stack.bootstrap_servers, dead_letter_topic, **{"max.message.bytes": "64"})
     good = orders_from(43, 5)
     bad = [b"{broken", b"[1, 2]"]
     worker.start()

@@ -5,13 +5,12 @@ import os
 import subprocess
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaTimeoutError
 
 from infra.scratch import ScratchStack, faust_command
 from restaurant_app.commands import Deliveries
 from restaurant_app.settings import PROJECT_ROOT
-from tests.services import consume_all, unique_names
+from tests.services import consume_all, create_topic, unique_names
 
 
 async def test_deliveries_count_the_publications_kafka_refused():
@@ -35,18 +34,6 @@ def produce_orders(env: dict[str, str], *args: str) -> subprocess.CompletedProce
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
-def create_topic(bootstrap_servers: str, name: str, config: dict[str, str]) -> None:
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(name, 1, 1, topic_configs=config)])
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
-
-
 @pytest.mark.integration
 def test_two_load_runs_with_the_same_seed_publish_different_orders(stack: ScratchStack):
     env = {**unique_names(), "KAFKA_BROKER": stack.bootstrap_servers, "TOPIC_PARTITIONS": "1"}
@@ -61,7 +48,7 @@ def test_two_load_runs_with_the_same_seed_publish_different_orders(stack: Scratc
 @pytest.mark.integration
 def test_the_load_command_fails_when_kafka_refuses_the_orders(stack: ScratchStack):
     env = {**unique_names(), "KAFKA_BROKER": stack.bootstrap_servers, "TOPIC_PARTITIONS": "1"}
-    create_topic(stack.bootstrap_servers, env["ORDERS_TOPIC"], {"max.message.bytes": "64"})
+    create_topic(stack.bootstrap_servers, env["ORDERS_TOPIC"], **{"max.message.bytes": "64"})
     run = produce_orders(env, "--count", "5")
     assert run.returncode != 0
     assert "Kafka did not acknowledge 5 of 5 order(s)" in run.stdout + run.stderr

@@ -22,7 +22,7 @@ import faust
 import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
@@ -35,7 +35,7 @@ from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.models import Order
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
-from tests.services import query, unique_names, wait_until
+from tests.services import admin, create_topic, query, unique_names, wait_until
 
 STAMP = r"^\[(?P<at>[\d-]+ [\d:,]+)\]"
 """Faust's timestamp at the start of a log line: ``[2026-01-02 12:00:00,123] [pid] [INFO] ...``."""
@@ -134,36 +134,22 @@ def topic_layout(bootstrap_servers: str, topic: str) -> tuple[int, set[int], set
     A topic that does not exist has no partitions and no configuration.
     """
 
-    async def describe() -> tuple[int, set[int], set[int], str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-        await admin.start()
-        try:
-            [described] = await admin.describe_topics([topic])
-            [response] = await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": None})])
-            [[*_, entries]] = [resource[3:] for resource in response.resources]
-            min_insync = next((entry[1] for entry in entries if entry[0] == "min.insync.replicas"), "")
-        finally:
-            await admin.close()
+    async def describe(client: AIOKafkaAdminClient) -> tuple[int, set[int], set[int], str]:
+        [described] = await client.describe_topics([topic])
+        [response] = await client.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": None})])
+        [[*_, entries]] = [resource[3:] for resource in response.resources]
+        min_insync = next((entry[1] for entry in entries if entry[0] == "min.insync.replicas"), "")
         partitions = described["partitions"]
         return (len(partitions), {len(p["replicas"]) for p in partitions},
                 {len(p["isr"]) for p in partitions}, min_insync)
 
-    return asyncio.run(describe())
+    return admin(bootstrap_servers, describe)
 
 
 def group_coordinator(kafka: KafkaCluster, group: str) -> KafkaBroker:
     """The node that keeps the consumer group's offsets and membership."""
-
-    async def find() -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        await admin.start()
-        try:
-            return await admin.find_coordinator(group)
-        finally:
-            await admin.close()
-
-    node_id = asyncio.run(find())
+    node_id = admin(kafka.bootstrap_servers, lambda client: client.find_coordinator(group))
     return next(node for node in kafka.nodes if node.membership.node_id == node_id)
 
 
@@ -206,20 +192,14 @@ def test_a_broker_of_three_killed_and_restarted_under_load_loses_and_duplicates_
         worker.stop()
 
 
-async def leader_of_new_topic(bootstrap_servers: str, topic: str) -> int:
-    """Create ``topic`` (one partition, three replicas, two in sync required); return its leader's id."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 3, topic_configs={"min.insync.replicas": "2"})])
-        while not (described := (await admin.describe_topics([topic]))[0]["partitions"]):
-            await asyncio.sleep(0.2)
-        return described[0]["leader"]
-    finally:
-        await admin.close()
+def partition_leader(bootstrap_servers: str, topic: str) -> int | None:
+    """The node leading partition 0 of ``topic``, once it has one."""
+    [described] = admin(bootstrap_servers, lambda client: client.describe_topics([topic]))
+    return described["partitions"][0]["leader"] if described["partitions"] else None
 
 
-async def publish_while_followers_freeze(cluster: KafkaCluster, topic: str, orders: list[Order]) -> None:
+async def publish_while_followers_freeze(cluster: KafkaCluster, leader: int, topic: str,
+                                         orders: list[Order]) -> None:
     """Publish ``orders[0]``, then ``orders[1]`` while the partition's followers are frozen.
 
     The leader writes the second order but cannot gather the in-sync acknowledgements that
@@ -227,7 +207,6 @@ async def publish_while_followers_freeze(cluster: KafkaCluster, topic: str, orde
     an order that is in fact on the partition. The order is then sent again, as the generator
     does with a send that failed.
     """
-    leader = await leader_of_new_topic(cluster.bootstrap_servers, topic)
     followers = [node.process for node in cluster.nodes if node.membership.node_id != leader]
     app = faust.App("idempotence-test", broker=f"kafka://{cluster.bootstrap_servers}", producer_acks=-1,
                     producer_request_timeout=2.0)
@@ -255,7 +234,9 @@ async def publish_while_followers_freeze(cluster: KafkaCluster, topic: str, orde
 @pytest.mark.integration
 def test_an_order_whose_acknowledgement_was_lost_is_on_the_topic_once(cluster: KafkaCluster):
     topic, orders = unique_names()["ORDERS_TOPIC"], orders_from(120, 2)
-    asyncio.run(publish_while_followers_freeze(cluster, topic, orders))
+    create_topic(cluster.bootstrap_servers, topic, replicas=3, **{"min.insync.replicas": "2"})
+    leader = wait_until(lambda: partition_leader(cluster.bootstrap_servers, topic))
+    asyncio.run(publish_while_followers_freeze(cluster, leader, topic, orders))
     assert sorted(topic_order_ids(cluster.bootstrap_servers, topic)) == sorted(o.order_id for o in orders)
 
 
