@@ -36,7 +36,7 @@ async def publish(order: Order) -> None:
     delay = FIRST_RETRY_SECONDS
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         try:
-            delivery = await orders_topic.send(key=order.order_id, value=order)
+            delivery = await orders_topic.send(key=order.order_id, value=order.dumps())
             await delivery
             return
         except (KafkaError, ProducerSendError) as exc:

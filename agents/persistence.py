@@ -31,7 +31,7 @@ from agents.order_sink import (
 from restaurant_app import metrics
 from restaurant_app.database import until_available
 from restaurant_app.validation import InvalidOrder, parse_order
-from restaurant_app.worker import app, database, dead_letter_topic, raw_orders_topic, settings
+from restaurant_app.worker import app, database, dead_letter_topic, orders_topic, settings
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ async def handle_until_done(events: Sequence[EventT]) -> None:
             delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 
 
-@app.agent(raw_orders_topic, name="persist-orders")
+@app.agent(orders_topic, name="persist-orders")
 async def persist_orders(stream: StreamT) -> None:
     """Store every valid order exactly once; route everything else to the dead-letter topic.
 

@@ -80,7 +80,7 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
     for sent in range(count):
         await pacer.wait_turn(sent)
         order = generator.order()
-        deliveries.watch(await orders_topic.send(key=order.order_id, value=order))
+        deliveries.watch(await orders_topic.send(key=order.order_id, value=order.dumps()))
         progress.update(sent + 1)
     await deliveries.settled()
     progress.finish()

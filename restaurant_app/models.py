@@ -1,16 +1,15 @@
-"""The records that travel through Kafka."""
+"""The records that travel through Kafka, and their JSON form."""
 
 from datetime import datetime
 from decimal import Decimal
-from typing import List  # noqa: UP035 - Faust reads typing.List, not list[...]
 
-import faust
+import msgspec
 
 CHANNELS = ("dine_in", "takeaway", "delivery")
 PAYMENT_METHODS = ("credit_card", "debit_card", "pix", "cash", "meal_voucher")
 
 
-class OrderItem(faust.Record, serializer="json", include_metadata=False, decimals=True):
+class OrderItem(msgspec.Struct, frozen=True, kw_only=True):
     """One line of an order: a dish, its unit price in BRL and how many were ordered."""
 
     dish: str
@@ -23,9 +22,7 @@ class OrderItem(faust.Record, serializer="json", include_metadata=False, decimal
         return self.unit_price * self.quantity
 
 
-class Order(
-    faust.Record, serializer="json", include_metadata=False, decimals=True, isodates=True
-):
+class Order(msgspec.Struct, frozen=True, kw_only=True):
     """A restaurant order; ``order_id`` is its idempotency key, ``created_at`` its event time."""
 
     order_id: str
@@ -34,5 +31,12 @@ class Order(
     customer_name: str
     channel: str
     payment_method: str
-    items: List[OrderItem]  # noqa: UP006
+    items: list[OrderItem]
     total: Decimal
+
+    def dumps(self) -> bytes:
+        """The order as the JSON message the generator publishes: amounts as decimal strings."""
+        return _ENCODER.encode(self)
+
+
+_ENCODER = msgspec.json.Encoder()

@@ -19,7 +19,6 @@ from restaurant_app.kafka_probe import (
 from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.lean_monitor import lean_monitor
 from restaurant_app.metrics import registry
-from restaurant_app.models import Order
 from restaurant_app.replica import ReplicaDatabase
 from restaurant_app.settings import Settings
 
@@ -97,14 +96,9 @@ reports_database = (
 # declare_dead_letter_topic) with ORDERS_TOPIC_PARTITIONS partitions and the replication that
 # settle_replication chose. A topic that exists already is left as it is.
 orders_topic = app.topic(
-    settings.orders_topic, value_type=Order, key_serializer="raw", internal=True
-)
-"""Where the generator publishes orders, as JSON."""
-
-raw_orders_topic = app.topic(
     settings.orders_topic, key_serializer="raw", value_serializer="raw", internal=True
 )
-"""The same topic read as raw bytes, so that a malformed message can be kept as it came."""
+"""Orders as JSON (``Order.dumps``), read as raw bytes so that a malformed message is kept as it came."""
 
 dead_letter_topic = app.topic(
     settings.dead_letter_topic, key_serializer="raw", value_serializer="raw", internal=True
@@ -129,7 +123,7 @@ async def settle_replication(brokers: int) -> None:
         replicas = replication_factor(brokers)
     min_insync = min_insync_replicas(replicas)
     app.conf.topic_replication_factor = replicas
-    for topic in (orders_topic, raw_orders_topic, dead_letter_topic):
+    for topic in (orders_topic, dead_letter_topic):
         topic.config = {**(topic.config or {}), "min.insync.replicas": str(min_insync)}
     log.info("New topics get %d partition(s), %d replica(s) and min.insync.replicas=%d.",
              settings.orders_topic_partitions, replicas, min_insync)

@@ -5,6 +5,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 
+import msgspec
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 from faust.exceptions import ProducerSendError
@@ -107,9 +108,9 @@ async def test_the_generator_timer_feeds_orders_the_consumer_accepts(
     async with persist_orders.test_context() as agent:
         published: list[Order] = []
 
-        async def send(key: str, value: Order) -> asyncio.Future:
-            published.append(value)
-            await agent.put(value.dumps(), key=key.encode())
+        async def send(key: str, value: bytes) -> asyncio.Future:
+            published.append(msgspec.json.decode(value, type=Order))
+            await agent.put(value, key=key.encode())
             return acknowledged()
 
         monkeypatch.setattr(orders_topic, "send", send)
@@ -242,8 +243,8 @@ class StubTopic:
         self.sent: list[Order] = []
         self.failures: list[Exception] = []
 
-    async def send(self, key: str, value: Order) -> asyncio.Future:
-        self.sent.append(value)
+    async def send(self, key: str, value: bytes) -> asyncio.Future:
+        self.sent.append(msgspec.json.decode(value, type=Order))
         failure = self.failures.pop(0) if self.failures else None
         if failure is None:
             return acknowledged()
@@ -273,7 +274,7 @@ async def test_a_failed_publication_is_logged_and_retried_until_kafka_acknowledg
     assert len(placed) >= 3
     first = placed[0].order_id
     assert [o.order_id for o in topic.sent] == [first, first, *(o.order_id for o in placed)]
-    assert topic.sent[0] is topic.sent[1] is topic.sent[2], "a retry sends the same order again"
+    assert topic.sent[0] == topic.sent[1] == topic.sent[2], "a retry sends the same order again"
     retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
     assert len(retries) == 2 and all(first in message for message in retries)
     assert "batch expired" in retries[0] and "no metadata" in retries[1]

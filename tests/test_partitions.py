@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
+import msgspec
 import psycopg
 import pytest
 
@@ -100,7 +101,7 @@ def history() -> list[Order]:
 
 def changed(order: Order, **fields: object) -> Order:
     """The same order with other ``fields``: another version under the same order_id."""
-    return Order(**{**order.asdict(), **fields})
+    return msgspec.structs.replace(order, **fields)
 
 
 def pre_006_database(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:

@@ -1,6 +1,7 @@
 """Every way a message can fail to be an order, and the reason it is given."""
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -12,6 +13,8 @@ from restaurant_app.validation import (
     MAX_NESTING,
     MAX_REASON_LENGTH,
     InvalidOrder,
+    fast_path_order,
+    full_path_order,
     parse_order,
 )
 
@@ -201,3 +204,53 @@ def test_names_in_any_script_are_accepted(name: str):
 def test_an_upper_case_order_id_is_accepted_in_lower_case():
     order_id = "0E8F5B3A-1C2D-4E5F-8A9B-0C1D2E3F4A5B"
     assert parse_order(mutated(set_field("order_id", order_id))).order_id == order_id.lower()
+
+
+# --- The fast path: msgspec decodes the usual form; anything else gets the full path's reason --
+
+
+def test_every_generated_order_takes_the_fast_path_and_gives_what_the_full_path_gives():
+    now, skew = datetime.now(UTC), timedelta(minutes=5)
+    for seed in range(50):
+        raw = OrderGenerator(seed=seed).order(now).dumps()
+        fast = fast_path_order(raw, now, skew)
+        assert fast is not None, raw
+        assert fast == full_path_order(raw, now, skew)
+
+
+def usual_form(change) -> bytes:
+    """A valid order changed by ``change``, written as the generator writes: compact, raw UTF-8."""
+    payload = valid_payload()
+    change(payload)
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (usual_form(lambda p: None)[:-1] + b',"total":"1.00"}', "repeats the key 'total'"),
+    (usual_form(lambda p: None).replace(b'"quantity":', b'"quantity":7,"quantity":', 1),
+     "repeats the key 'quantity'"),
+    (usual_form(set_field("channel", "drive_thru")), "unknown channel 'drive_thru'"),
+    (usual_form(set_item("quantity", 0)), "'items[0].quantity' must be positive, got 0"),
+    (usual_form(set_item("unit_price", "1e3")), "'items[0].unit_price' must be an amount in BRL"),
+    (usual_form(set_field("total", "0.01")), "does not equal the sum of the items"),
+    (usual_form(set_field("customer_name", "Ana\u202e")), "'customer_name' contains a U+202E character"),
+    (usual_form(set_field("order_id", "00000000-0000-0000-0000-000000000000")), "is the nil or max UUID"),
+    (usual_form(set_field("created_at", "2026-11-29T18:00:00")), "must include a time zone"),
+], ids=["total twice", "quantity twice", "channel", "quantity", "price", "total", "bidi", "nil id", "naive"])
+def test_an_order_in_the_usual_form_that_breaks_a_rule_gets_the_full_paths_reason(raw: bytes, reason: str):
+    now, skew = datetime.now(UTC), timedelta(minutes=5)
+    assert fast_path_order(raw, now, skew) is None
+    with pytest.raises(InvalidOrder, match=re.escape(reason)):
+        parse_order(raw, max_clock_skew=skew, now=now)
+
+
+@pytest.mark.parametrize("change", [
+    set_field("customer_name", "  Ana  "),
+    set_field("order_id", "0E8F5B3A-1C2D-4E5F-8A9B-0C1D2E3F4A5B"),
+    lambda p: p.__setitem__("note", "no onions"),
+    lambda p: p["items"][0].__setitem__("unit_price", float(p["items"][0]["unit_price"])),
+], ids=["padded name", "upper-case id", "unknown field", "price as a number"])
+def test_an_unusual_but_valid_order_is_accepted_as_the_full_path_reads_it(change):
+    now, skew = datetime.now(UTC), timedelta(minutes=5)
+    raw = usual_form(change)
+    assert parse_order(raw, max_clock_skew=skew, now=now) == full_path_order(raw, now, skew)

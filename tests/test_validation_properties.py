@@ -1,5 +1,8 @@
 """Properties of ``parse_order``: any bytes give an order that fits the schema, or a short reason.
 
+Every example also runs through both paths: the fast path accepts only what the full path
+accepts, as the same ``Order``, and leaves everything else to the full path and its reasons.
+
 The schema check here is written from ``migrations/001_orders.sql``, not from the
 validation code, so a limit that drifts from its column shows up as a failure.
 """
@@ -21,7 +24,7 @@ from agents.order_sink import Accepted, PostgresOrderSink, Source
 from restaurant_app.database import Database
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS, Order, OrderItem
 from restaurant_app.traffic import OrderGenerator
-from restaurant_app.validation import InvalidOrder, parse_order
+from restaurant_app.validation import InvalidOrder, fast_path_order, full_path_order, parse_order
 
 NOW = datetime.now(UTC)  # one "now" for every example, so that a failure replays the same way
 SKEW = timedelta(minutes=5)
@@ -38,15 +41,29 @@ FAST = settings(max_examples=300, deadline=None)
 
 def outcome(raw: bytes) -> Order | None:
     """Parse ``raw`` and check the result: the order if accepted, None if rejected."""
+    fast = fast_path_order(raw, NOW, SKEW)
+    event("fast path" if fast else "full path")
     try:
         order = parse_order(raw, max_clock_skew=SKEW, now=NOW)
     except InvalidOrder as rejection:
+        assert fast is None, "the fast path accepted what parse_order rejects"
         assert_short_and_printable(str(rejection))
+        assert_full_path_gives(raw, rejection)
         event("rejected")
         return None
     assert_fits_schema(order)
+    assert_full_path_gives(raw, order)
     event("accepted")
     return order
+
+
+def assert_full_path_gives(raw: bytes, expected: Order | InvalidOrder) -> None:
+    """The full path alone gives ``expected``: the same order, or a rejection for the same reason."""
+    try:
+        full: Order | str = full_path_order(raw, NOW, SKEW)
+    except InvalidOrder as rejection:
+        full = str(rejection)
+    assert full == (str(expected) if isinstance(expected, InvalidOrder) else expected)
 
 
 def assert_short_and_printable(reason: str) -> None:
@@ -118,10 +135,11 @@ def to_json(value: Any) -> str:
     if isinstance(value, Raw):
         return str(value)
     if isinstance(value, Pairs):
-        return "{" + ", ".join(f"{json.dumps(key)}: {to_json(item)}" for key, item in value) + "}"
+        return "{" + ", ".join(f"{json.dumps(key, ensure_ascii=False)}: {to_json(item)}"
+                               for key, item in value) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(to_json(item) for item in value) + "]"
-    return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def set_pair(pairs: Pairs, key: str, value: Any) -> None:
