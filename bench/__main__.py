@@ -74,6 +74,7 @@ LATENCY_FIGURES = [
 REPORT_FIGURES = [
     Figure("incremental_s", "Spark, incremental run (s)", 1),
     Figure("warm_incremental_s", "Spark Connect server, incremental run (s)", 1),
+    Figure("warm_cpu_s", "Spark Connect server, incremental run: CPU s, job + server", 2),
     Figure("full_s", "Spark, full rebuild (s)", 1),
     Figure("sql_new_s", "SQL, minutes of the new orders (s)", 3),
     Figure("sql_all_s", "SQL, all minutes (s)", 2),

@@ -27,6 +27,7 @@ import psutil
 import psycopg
 
 from bench.latency import percentile
+from bench.monitor import process_tree_cpu
 from bench.pipeline import pipeline_env, spark_connect_server
 from bench.reports import bulk_load, history_end
 from bench.results import median
@@ -66,18 +67,6 @@ class Observations:
     """(time, CPU seconds of the worker's reaped children, CPU seconds of the server's JVM)."""
 
 
-def tree_cpu(process: psutil.Process) -> float:
-    """CPU seconds of a process and its living descendants."""
-    total = 0.0
-    for proc in [process, *process.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def reaped_children_cpu(process: psutil.Process) -> float:
     """CPU seconds of the children ``process`` has waited for: its finished report jobs."""
     times = process.cpu_times()
@@ -91,7 +80,7 @@ def poll(database_url: str, first: datetime, until: float, worker: WorkerProcess
     with psycopg.connect(database_url, autocommit=True) as conn:
         while time.time() < until:
             worker.check_alive()
-            seen.cpu.append((time.time(), reaped_children_cpu(client), tree_cpu(server)))
+            seen.cpu.append((time.time(), reaped_children_cpu(client), process_tree_cpu(server)))
             for minute, orders, committed in conn.execute(MINUTE_ROWS, (first,)):
                 seen.rows.setdefault(minute, {}).setdefault(orders, committed)
             time.sleep(POLL_SECONDS)

@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from agents.order_sink import save_orders
+from bench.monitor import process_tree_cpu
 from bench.pipeline import spark_connect_server
 from infra.scratch import ScratchStack
+from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
@@ -200,9 +204,9 @@ def new_orders_since(database_url: str) -> datetime:
 
 
 def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generator: OrderGenerator,
-                    logs: Path, failures: list[str], remote: str) -> dict[str, list[float]]:
+                    logs: Path, failures: list[str], server: SparkConnectServer) -> dict[str, list[float]]:
     """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them;
-    then as many incremental runs on the Spark Connect server at ``remote``.
+    then as many incremental runs on the Spark Connect ``server``, with their CPU (job and server).
 
     A failed full rebuild is added to ``failures`` and the incremental runs go on without it.
     """
@@ -211,9 +215,10 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
     scratch = logs.parent / "spark"
     scratch.mkdir(parents=True, exist_ok=True)
     env = {"DATABASE_URL": database_url, "SPARK_LOCAL_DIRS": str(scratch)}
+    remote, server_process = server.remote, psutil.Process(server.process.pid)
     full_env = {**env, "REPORT_TIMEOUT_SECONDS": str(FULL_REBUILD_TIMEOUT_SECONDS)}
-    figures: dict[str, list[float]] = {"incremental_s": [], "warm_incremental_s": [], "full_s": [],
-                                       "sql_new_s": [], "sql_all_s": []}
+    figures: dict[str, list[float]] = {"incremental_s": [], "warm_incremental_s": [], "warm_cpu_s": [],
+                                       "full_s": [], "sql_new_s": [], "sql_all_s": []}
     for number in range(1, full_runs + 1):
         log_file = logs / f"report-{size}-full-{number}.log"
         try:
@@ -231,8 +236,16 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
     for number in range(1, incremental_runs + 1):
         add_new_orders(database_url, generator)
         log_file = logs / f"report-{size}-warm-{number}.log"
+        cpu_before = jobs_cpu() + process_tree_cpu(server_process)
         figures["warm_incremental_s"].append(run_report_job({**env, "SPARK_REMOTE": remote}, False, log_file))
+        figures["warm_cpu_s"].append(jobs_cpu() + process_tree_cpu(server_process) - cpu_before)
     return figures
+
+
+def jobs_cpu() -> float:
+    """CPU seconds of this process's finished children: the report jobs it ran."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def history_end() -> datetime:
@@ -261,5 +274,5 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
             log.info("Loaded %s history orders in %.0f s; running the report job ...",
                      f"{size:,}", time.monotonic() - started)
             results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
-                                            stack.home / "logs", failures, server.remote)
+                                            stack.home / "logs", failures, server)
             log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
