@@ -35,7 +35,7 @@ class Inputs:
 
 @dataclass(frozen=True)
 class Reports:
-    """The rows to stage, one DataFrame per staging table."""
+    """The rows to stage, one DataFrame per kind (``STAGED_KINDS``)."""
 
     sales: DataFrame
     dishes: DataFrame

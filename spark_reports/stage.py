@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import reduce
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restaurant_app.settings import Settings
-from spark_reports.aggregations import Inputs, build_reports, kept, union_all
+from spark_reports.aggregations import Inputs, Reports, build_reports, kept, union_all
 from spark_reports.ledger import ReportRun
 from spark_reports.session import Jdbc, spark_session
 from spark_reports.store import (
@@ -15,7 +17,8 @@ from spark_reports.store import (
     SPARK_STORED_HOURS,
     SPARK_STORED_MINUTE_DISHES,
     SPARK_STORED_MINUTES,
-    STAGING_TABLES,
+    STAGED_KINDS,
+    STAGING_TABLE,
 )
 
 SCOPE_DAYS = """
@@ -36,10 +39,14 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
         reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url)
         inputs = read_inputs(spark, reads, run, settings.spark_jdbc_partitions)
         counts = read_counts(inputs.lines)
-        reports = build_reports(inputs)
-        for kind, table in STAGING_TABLES.items():
-            jdbc.append(getattr(reports, kind), table, settings.spark_jdbc_partitions)
+        jdbc.append(staged_rows(build_reports(inputs)), STAGING_TABLE, settings.spark_jdbc_partitions)
         return counts
+
+
+def staged_rows(reports: Reports) -> DataFrame:
+    """Every report row in one frame, marked with its kind, so that one write stages them all."""
+    frames = [getattr(reports, kind).withColumn("staged", F.lit(kind)) for kind in STAGED_KINDS]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
 
 def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int) -> Inputs:

@@ -15,14 +15,10 @@ from spark_reports.ledger import ReportRun, RunLedger, Skip, skip_note
 # next hour and the same hour the next day (comparisons), and the hours those compare with.
 CONTEXT_HOUR_SHIFTS = [-24, -23, -1, 0, 1, 23, 24]
 
-STAGING_TABLES = {
-    "sales": "report_staging_sales",
-    "dishes": "report_staging_dishes",
-    "customers": "report_staging_customers",
-    "insights": "report_staging_insights",
-    "evaluations": "report_staging_evaluations",
-}
-"""Where Spark writes each kind of row before the publish step moves them into the reports."""
+STAGING_TABLE = "report_staging"
+STAGED_KINDS = ("sales", "dishes", "customers", "insights", "evaluations")
+"""Where Spark writes every report row, each marked with its kind (``staged``); a view per kind
+(``report_staging_sales`` ...) is what the publish step moves into the reports."""
 
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 """The job's transactions only send statements: one idle this long belongs to a hung job."""
@@ -247,7 +243,7 @@ class ReportStore:
     def fill_scope(self, run: ReportRun, zone: str) -> ReportRun:
         """Fill ``report_scope`` with the windows the run recomputes; return the run with their count."""
         with self.conn.transaction():
-            self.conn.execute("TRUNCATE report_scope, " + ", ".join(STAGING_TABLES.values()))
+            self.conn.execute(f"TRUNCATE report_scope, {STAGING_TABLE}")
             if run.since is None:
                 self.conn.execute(SCOPE_ALL_MINUTES)
             else:
@@ -263,7 +259,7 @@ class ReportStore:
         """Replace the recomputed windows with the staged rows in one transaction; return their count."""
         with self.conn.transaction():
             # Fresh statistics, so that joins with the large report tables use their indexes.
-            self.conn.execute("ANALYZE " + ", ".join(STAGING_TABLES.values()))
+            self.conn.execute(f"ANALYZE {STAGING_TABLE}")
             outside = self.conn.execute(STAGED_OUTSIDE_SCOPE).fetchone()
             if outside:
                 raise RuntimeError(
