@@ -2,6 +2,8 @@
 
 ``parse_order`` is total: any bytes give either an ``Order`` that fits the database
 schema or an ``InvalidOrder`` whose reason is short and printable. Nothing else escapes.
+It takes the usual message through ``fast_path_order`` (typed decoding in C) and anything
+else through ``full_path_order``, which checks each rule in Python and says which one broke.
 """
 
 import json
