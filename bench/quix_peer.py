@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bench.ingest import preload
 from bench.monitor import CpuMonitor
-from bench.results import load_average, median
+from bench.results import load_average, run_summary
 from infra.scratch import ScratchStack, scratch_stack
 
 log = logging.getLogger("bench")
@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(drain_with_peer(stack, args.python, topic, args.orders, number))
             log.info("run %d: %s; load average %s", number,
                      ", ".join(f"{k} {v:,.2f}" for k, v in runs[-1].items()), load_average())
-    for key in runs[0]:
-        values = [run[key] for run in runs]
-        print(f"{key}: median {median(values):,.2f} (min {min(values):,.2f}, max {max(values):,.2f},"
-              f" {len(values)} runs)")
+    print(run_summary(runs))
     return 0
 
 

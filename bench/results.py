@@ -78,6 +78,16 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def run_summary(runs: list[dict[str, float]]) -> str:
+    """Each figure of ``runs``: its median, min and max, a line each."""
+    lines = []
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        lines.append(f"{key}: median {median(values):,.2f} (min {min(values):,.2f},"
+                     f" max {max(values):,.2f}, {len(values)} runs)")
+    return "\n".join(lines)
+
+
 def _spread(values: list[float], digits: int) -> str:
     if not values:
         return "no result"
