@@ -27,7 +27,7 @@ import psutil
 import psycopg
 
 from bench.latency import percentile
-from bench.monitor import process_tree_cpu
+from bench.monitor import process_tree_cpu, reaped_children_cpu
 from bench.pipeline import pipeline_env, spark_connect_server
 from bench.reports import bulk_load, history_end
 from bench.results import median
@@ -65,12 +65,6 @@ class Observations:
     rows: dict[datetime, dict[int, datetime]] = field(default_factory=dict)
     cpu: list[tuple[float, float, float]] = field(default_factory=list)
     """(time, CPU seconds of the worker's reaped children, CPU seconds of the server's JVM)."""
-
-
-def reaped_children_cpu(process: psutil.Process) -> float:
-    """CPU seconds of the children ``process`` has waited for: its finished report jobs."""
-    times = process.cpu_times()
-    return times.children_user + times.children_system
 
 
 def poll(database_url: str, first: datetime, until: float, worker: WorkerProcess,

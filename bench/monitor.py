@@ -37,6 +37,12 @@ def process_tree_cpu(root: psutil.Process) -> float:
     return total
 
 
+def reaped_children_cpu(process: psutil.Process) -> float:
+    """CPU seconds of the children ``process`` has waited for (in the benches: finished report jobs)."""
+    times = process.cpu_times()
+    return times.children_user + times.children_system
+
+
 def peak_rss_bytes(pid: int) -> int:
     """The most resident memory the process has had (Linux ``VmHWM``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

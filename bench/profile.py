@@ -21,7 +21,7 @@ from bench.commits import commit_timeline
 from bench.ingest import group_of_workers, preload
 from bench.monitor import CpuMonitor
 from bench.pipeline import pipeline_env, wait_for_orders
-from bench.results import load_average, run_summary
+from bench.results import load_average, run_line, run_summary
 from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
@@ -132,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(1, args.runs + 1):
             spied = raw if number == 1 and not args.no_spy else None
             runs.append(profiled_drain(stack, topic, args.orders, number, spied, args.workers))
-            log.info("run %d: %s; load average %s", number,
-                     ", ".join(f"{k} {v:,.2f}" for k, v in runs[-1].items()), load_average())
+            log.info("run %d: %s; load average %s", number, run_line(runs[-1]), load_average())
     print(run_summary(runs))
     if not args.no_spy:
         print(summarize(raw, runs[0]["worker_us"], args.top))

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bench.ingest import preload
 from bench.monitor import CpuMonitor
-from bench.results import load_average, run_summary
+from bench.results import load_average, run_line, run_summary
 from infra.scratch import ScratchStack, scratch_stack
 
 log = logging.getLogger("bench")
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         topic = preload(stack, args.orders, args.seed)
         for number in range(1, args.runs + 1):
             runs.append(drain_with_peer(stack, args.python, topic, args.orders, number))
-            log.info("run %d: %s; load average %s", number,
-                     ", ".join(f"{k} {v:,.2f}" for k, v in runs[-1].items()), load_average())
+            log.info("run %d: %s; load average %s", number, run_line(runs[-1]), load_average())
     print(run_summary(runs))
     return 0
 

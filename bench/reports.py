@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import psutil
 import psycopg
 
 from agents.order_sink import save_orders
-from bench.monitor import process_tree_cpu
+from bench.monitor import process_tree_cpu, reaped_children_cpu
 from bench.pipeline import spark_connect_server
 from infra.scratch import ScratchStack
 from infra.spark_connect import SparkConnectServer
@@ -216,6 +215,7 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
     scratch.mkdir(parents=True, exist_ok=True)
     env = {"DATABASE_URL": database_url, "SPARK_LOCAL_DIRS": str(scratch)}
     remote, server_process = server.remote, psutil.Process(server.process.pid)
+    bench = psutil.Process()  # its finished children are the report jobs it ran
     full_env = {**env, "REPORT_TIMEOUT_SECONDS": str(FULL_REBUILD_TIMEOUT_SECONDS)}
     figures: dict[str, list[float]] = {"incremental_s": [], "warm_incremental_s": [], "warm_cpu_s": [],
                                        "full_s": [], "sql_new_s": [], "sql_all_s": []}
@@ -236,16 +236,11 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
     for number in range(1, incremental_runs + 1):
         add_new_orders(database_url, generator)
         log_file = logs / f"report-{size}-warm-{number}.log"
-        cpu_before = jobs_cpu() + process_tree_cpu(server_process)
+        cpu_before = reaped_children_cpu(bench) + process_tree_cpu(server_process)
         figures["warm_incremental_s"].append(run_report_job({**env, "SPARK_REMOTE": remote}, False, log_file))
-        figures["warm_cpu_s"].append(jobs_cpu() + process_tree_cpu(server_process) - cpu_before)
+        figures["warm_cpu_s"].append(reaped_children_cpu(bench) + process_tree_cpu(server_process)
+                                     - cpu_before)
     return figures
-
-
-def jobs_cpu() -> float:
-    """CPU seconds of this process's finished children: the report jobs it ran."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def history_end() -> datetime:

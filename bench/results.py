@@ -78,6 +78,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def run_line(run: dict[str, float]) -> str:
+    """One run's figures on one line."""
+    return ", ".join(f"{key} {value:,.2f}" for key, value in run.items())
+
+
 def run_summary(runs: list[dict[str, float]]) -> str:
     """Each figure of ``runs``: its median, min and max, a line each."""
     lines = []

@@ -197,5 +197,6 @@ def customers_seen(lines: DataFrame) -> DataFrame:
     return union_all(pairs).distinct()
 
 
-def union_all(frames: list[DataFrame]) -> DataFrame:
-    return reduce(DataFrame.unionByName, frames)
+def union_all(frames: list[DataFrame], allow_missing_columns: bool = False) -> DataFrame:
+    """The rows of ``frames``, columns matched by name; a column some lack is null there if allowed."""
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=allow_missing_columns), frames)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import reduce
-
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -45,8 +43,8 @@ def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
 
 def staged_rows(reports: Reports) -> DataFrame:
     """Every report row in one frame, marked with its kind, so that one write stages them all."""
-    frames = [getattr(reports, kind).withColumn("staged", F.lit(kind)) for kind in STAGED_KINDS]
-    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+    return union_all([getattr(reports, kind).withColumn("staged", F.lit(kind)) for kind in STAGED_KINDS],
+                     allow_missing_columns=True)
 
 
 def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int) -> Inputs:

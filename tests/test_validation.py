@@ -25,10 +25,10 @@ def valid_payload() -> dict:
     return json.loads(OrderGenerator(seed=11).order().dumps())
 
 
-def mutated(change) -> bytes:
+def mutated(change, **json_options) -> bytes:
     payload = valid_payload()
     change(payload)
-    return json.dumps(payload).encode()
+    return json.dumps(payload, **json_options).encode()
 
 
 def set_item(field: str, value):
@@ -220,9 +220,7 @@ def test_every_generated_order_takes_the_fast_path_and_gives_what_the_full_path_
 
 def usual_form(change) -> bytes:
     """A valid order changed by ``change``, written as the generator writes: compact, raw UTF-8."""
-    payload = valid_payload()
-    change(payload)
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return mutated(change, ensure_ascii=False, separators=(",", ":"))
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
