@@ -80,19 +80,21 @@ def kept(*frames: DataFrame) -> list[DataFrame]:
 def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Per minute: orders, items, revenue, unique customers and breakdowns; and per dish."""
     lines = lines.withColumn("period_start", F.date_trunc("minute", "created_at"))
-    orders = lines.dropDuplicates(["order_id"])
-    sales = (
-        orders.groupBy("period_start").agg(
-            F.count("*").alias("orders"),
-            F.sum("total").cast(MONEY).alias("gross_revenue"),
-            F.count_distinct("customer_id").alias("unique_customers"),
-        )
-        .join(lines.groupBy("period_start").agg(F.sum("quantity").cast("long").alias("items_sold")),
-              "period_start")
+    # Every line of an order carries the order's own columns, so any line's value is the order's.
+    orders = lines.groupBy("period_start", "order_id").agg(
+        F.first("customer_id").alias("customer_id"),
+        F.first("total").alias("total"),
+        F.sum("quantity").alias("items"),
+        *(F.first(column).alias(column) for column in BREAKDOWNS.values()),
     )
-    for name, column in BREAKDOWNS.items():
-        revenue = orders.groupBy("period_start", column).agg(F.sum("total").alias("revenue"))
-        sales = sales.join(as_map(revenue, column, name), "period_start")
+    sales = orders.groupBy("period_start").agg(
+        F.count("*").alias("orders"),
+        F.sum("total").cast(MONEY).alias("gross_revenue"),
+        F.count_distinct("customer_id").alias("unique_customers"),
+        F.sum("items").cast("long").alias("items_sold"),
+        *(summed_by_key(F.collect_list(F.struct(F.col(column).alias("key"), F.col("total").alias("value"))))
+          .alias(name) for name, column in BREAKDOWNS.items()),
+    )
     dishes = lines.groupBy("period_start", "dish").agg(
         F.sum("quantity").cast("long").alias("quantity"),
         F.sum(F.col("unit_price") * F.col("quantity")).cast(MONEY).alias("revenue"),
@@ -100,10 +102,12 @@ def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
     return sales, dishes
 
 
-def as_map(revenue: DataFrame, key: str, name: str) -> DataFrame:
-    """Collect (period_start, key, revenue) rows into one ``{key: revenue}`` map per period."""
-    entry = F.struct(F.col(key).alias("key"), F.col("revenue").cast(MONEY).alias("value"))
-    return revenue.groupBy("period_start").agg(F.map_from_entries(F.collect_list(entry)).alias(name))
+def summed_by_key(entries: Column) -> Column:
+    """``{key: sum of its values}`` from an array of (key, value) structs, without a shuffle."""
+    keys = F.array_distinct(F.transform(entries, lambda entry: entry["key"]))
+    return F.map_from_arrays(keys, F.transform(keys, lambda key: F.aggregate(
+        F.filter(entries, lambda entry: entry["key"] == key), F.lit(0).cast(MONEY),
+        lambda total, entry: (total + entry["value"]).cast(MONEY))))
 
 
 def parse_stored(stored: DataFrame) -> DataFrame:
@@ -136,11 +140,8 @@ def rollup(sales: DataFrame, dishes: DataFrame, unit: str) -> tuple[DataFrame, D
         F.sum("orders").alias("orders"),
         F.sum("items_sold").alias("items_sold"),
         F.sum("gross_revenue").cast(MONEY).alias("gross_revenue"),
+        *(summed_by_key(F.flatten(F.collect_list(F.map_entries(name)))).alias(name) for name in BREAKDOWNS),
     )
-    for name in BREAKDOWNS:
-        entries = sales.select("period_start", F.explode(name).alias("key", "revenue"))
-        revenue = entries.groupBy("period_start", "key").agg(F.sum("revenue").alias("revenue"))
-        totals = totals.join(as_map(revenue, "key", name), "period_start")
     dishes = (
         dishes.withColumn("period_start", F.date_trunc(unit, "period_start"))
         .groupBy("period_start", "dish")

@@ -158,15 +158,15 @@ def revenue_insights(compared: DataFrame, kind: str, earlier: str) -> DataFrame:
 def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
     """Dishes selling clearly more or less than in the same minutes of the previous hour."""
     hours = compared.where(F.col("previous_revenue") > 0).select("hour", "last_offset", "window_end")
-    now = dishes.join(hours.select("hour"), "hour").select(
-        "hour", "dish", F.col("quantity").alias("now"), F.lit(0).alias("before"))
-    before = tag_earlier(dishes, 1).join(hours, F.col("target") == hours["hour"]).where(
-        F.col("offset") <= F.col("last_offset")).select(
-        "hour", "dish", F.lit(0).alias("now"), F.col("quantity").alias("before"))
+    # Each minute's dish row counts for its own hour, and for the next hour as "before".
+    tagged = dishes.withColumn("before", F.explode(F.array(F.lit(False), F.lit(True)))).withColumn(
+        "hour", F.when(F.col("before"), F.col("hour") + interval_hours(1)).otherwise(F.col("hour")))
     both = (
-        now.unionByName(before).groupBy("hour", "dish")
-        .agg(F.sum("now").alias("quantity"), F.sum("before").alias("previous_quantity"))
-        .join(hours.select("hour", "window_end"), "hour")
+        tagged.join(hours, "hour")
+        .where(~F.col("before") | (F.col("offset") <= F.col("last_offset")))
+        .groupBy("hour", "dish", "window_end")
+        .agg(F.sum(F.when(~F.col("before"), F.col("quantity")).otherwise(0)).alias("quantity"),
+             F.sum(F.when(F.col("before"), F.col("quantity")).otherwise(0)).alias("previous_quantity"))
     )
     quantity, previous = F.col("quantity"), F.col("previous_quantity")
     up = (quantity - previous >= TREND_MIN_CHANGE) & (quantity >= previous * TREND_MIN_RATIO)

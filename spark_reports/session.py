@@ -43,6 +43,14 @@ SMALL_RUN_SQL = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false",
+    # The run's inputs are read into one partition each (``one_partition``), so that most
+    # operators need no shuffle: joins keep single partitions (Spark otherwise guesses a table
+    # read over JDBC to be too large for one), never broadcast (each broadcast is a job of its
+    # own), and unions keep their inputs' single partition.
+    "spark.sql.defaultSizeInBytes": "1024",
+    "spark.sql.maxSinglePartitionBytes": str(2**63 - 1),
+    "spark.sql.autoBroadcastJoinThreshold": "-1",
+    "spark.sql.unionOutputPartitioning": "true",
 }
 
 SPARK_CONNECT_PORT = 15002
@@ -57,9 +65,23 @@ class SparkConnectUnavailable(RuntimeError):
     """The Spark Connect server named by ``SPARK_REMOTE`` does not answer."""
 
 
+def is_small(minutes: int) -> bool:
+    """Whether a run of ``minutes`` minute windows is small enough to compute in one partition."""
+    return minutes <= SMALL_RUN_MINUTES
+
+
+def one_partition(frame: DataFrame, minutes: int) -> DataFrame:
+    """``frame`` in one partition for a small run, so that little computed from it shuffles.
+
+    With ``SMALL_RUN_SQL``, most Spark jobs of a small run are then one stage of one task; a
+    shuffle costs the server more to schedule and serialize than its few thousand rows cost.
+    """
+    return frame.coalesce(1) if is_small(minutes) else frame
+
+
 def session_conf(settings: Settings, minutes: int) -> dict[str, str]:
     """The SQL settings of one run's session, which a Spark Connect session sets for itself."""
-    small = minutes <= SMALL_RUN_MINUTES
+    small = is_small(minutes)
     return {
         "spark.sql.session.timeZone": settings.restaurant_timezone,
         # One task per stage for a small run: each task costs the server more to schedule and
@@ -82,7 +104,7 @@ def spark_conf(settings: Settings, minutes: int) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.log.level": "WARN",
         **session_conf(settings, minutes),
-        **(QUICK_START_JVM if minutes <= SMALL_RUN_MINUTES else {}),
+        **(QUICK_START_JVM if is_small(minutes) else {}),
     }
 
 

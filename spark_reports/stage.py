@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from restaurant_app.settings import Settings
 from spark_reports.aggregations import Inputs, Reports, build_reports, kept, union_all
 from spark_reports.ledger import ReportRun
-from spark_reports.session import Jdbc, spark_session
+from spark_reports.session import Jdbc, one_partition, spark_session
 from spark_reports.store import (
     SPARK_ORDER_LINES,
     SPARK_STORED_HOUR_DISHES,
@@ -55,16 +55,17 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int
     the same committed ``report_scope``, and an order committed while they run is not visible in
     the run's snapshot (``until``), so the next run scopes its minute and recomputes it whether
     or not a statement here saw it (as the single statement's orders committed after ``until``).
+    A small run then puts each input in one partition (``one_partition``).
     """
 
     def stored(query: str) -> DataFrame:
         # Read when used: only this job writes reports, so each read finds the same rows.
         # A full rebuild recomputes every window and needs none of them.
-        frame = jdbc.read(spark, query)
+        frame = one_partition(jdbc.read(spark, query), run.minutes)
         return frame.limit(0) if run.full else frame
 
     return Inputs(
-        lines=kept(read_lines(spark, jdbc, run.full, partitions))[0],
+        lines=kept(one_partition(read_lines(spark, jdbc, run.full, partitions), run.minutes))[0],
         stored_minutes=stored(SPARK_STORED_MINUTES),
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
         stored_hours=stored(SPARK_STORED_HOURS),
