@@ -77,6 +77,13 @@ class SparkConnectServer(ChildProcess):
             "spark.default.parallelism": "2",
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
+            # With the UI off, nobody reads the jobs, stages and queries Spark keeps for it. The
+            # defaults keep 1,000 of each, well over an hour of report runs (about ten queries
+            # each), in a heap the garbage collector then goes through on every run.
+            "spark.sql.ui.retainedExecutions": "10",
+            "spark.ui.retainedJobs": "20",
+            "spark.ui.retainedStages": "20",
+            "spark.ui.retainedTasks": "200",
         }
         return [
             str(SPARK_HOME / "bin" / "spark-submit"), "--class", SERVER_CLASS,
