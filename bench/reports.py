@@ -42,6 +42,10 @@ NEW_ORDERS = 120
 """Orders added before each incremental run: one minute at the history rate."""
 LOAD_CHUNK = 500_000
 CUSTOMERS = 50_000
+SERVER_WARM_UP_RUNS = 40
+"""Unmeasured runs on the fresh Spark Connect server before the first measured one: its JIT
+compiler and heap take about that many runs to settle, as the server of `make run` does in its
+first hour. The freshness bench measures a fresh server instead."""
 FULL_REBUILD_TIMEOUT_SECONDS = 1800
 """A full rebuild's timeout: 5M orders take about 320 s here, past the minute timer's 300 s."""
 
@@ -203,9 +207,11 @@ def new_orders_since(database_url: str) -> datetime:
 
 
 def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generator: OrderGenerator,
-                    logs: Path, failures: list[str], server: SparkConnectServer) -> dict[str, list[float]]:
+                    logs: Path, failures: list[str], server: SparkConnectServer,
+                    warm_up: int = 0) -> dict[str, list[float]]:
     """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them;
-    then as many incremental runs on the Spark Connect ``server``, with their CPU (job and server).
+    then ``warm_up`` unmeasured and as many measured incremental runs on the Spark Connect
+    ``server``, with their CPU (job and server).
 
     A failed full rebuild is added to ``failures`` and the incremental runs go on without it.
     """
@@ -233,11 +239,15 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
         log_file = logs / f"report-{size}-incremental-{number}.log"
         figures["incremental_s"].append(run_report_job(env, False, log_file))
         figures["sql_new_s"].append(minute_report_sql(database_url, new_orders_since(database_url)))
+    remote_env = {**env, "SPARK_REMOTE": remote}
+    for number in range(1, warm_up + 1):
+        add_new_orders(database_url, generator)
+        run_report_job(remote_env, False, logs / f"report-{size}-warm-up-{number}.log")
     for number in range(1, incremental_runs + 1):
         add_new_orders(database_url, generator)
         log_file = logs / f"report-{size}-warm-{number}.log"
         cpu_before = reaped_children_cpu(bench) + process_tree_cpu(server_process)
-        figures["warm_incremental_s"].append(run_report_job({**env, "SPARK_REMOTE": remote}, False, log_file))
+        figures["warm_incremental_s"].append(run_report_job(remote_env, False, log_file))
         figures["warm_cpu_s"].append(reaped_children_cpu(bench) + process_tree_cpu(server_process)
                                      - cpu_before)
     return figures
@@ -269,5 +279,6 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
             log.info("Loaded %s history orders in %.0f s; running the report job ...",
                      f"{size:,}", time.monotonic() - started)
             results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
-                                            stack.home / "logs", failures, server)
+                                            stack.home / "logs", failures, server,
+                                            warm_up=SERVER_WARM_UP_RUNS if size == min(plan) else 0)
             log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
