@@ -165,8 +165,8 @@ def finish(sales: DataFrame, dishes: DataFrame, granularity: str) -> tuple[DataF
     top = ranked.where(F.col("rank") == 1).select(
         "period_start", F.col("dish").alias("top_dish"), F.col("quantity").alias("top_dish_quantity")
     )
-    customers = (F.col("unique_customers") if "unique_customers" in sales.columns
-                 else F.lit(None).cast("long"))
+    # Only minutes count their customers: those of an hour or a day cannot be added up.
+    customers = F.col("unique_customers") if granularity == "minute" else F.lit(None).cast("long")
     staged = sales.join(top, "period_start").select(
         F.lit(granularity).alias("granularity"),
         "period_start",
