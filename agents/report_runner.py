@@ -1,4 +1,8 @@
-"""Launching the report job as a subprocess: one at a time, killed if it hangs, outcome logged."""
+"""Launching the report job as a subprocess: one at a time, killed if it hangs, outcome logged.
+
+The job is forked from a fork server (``agents.fork_server``) that has imported its modules, so
+a run does not spend most of a CPU-second importing pyspark, pandas and pyarrow again.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agents.fork_server import ForkedProcess, ForkServer, ForkServerGone
 from restaurant_app import metrics
 from spark_reports.result import JobResult, parse_result
 from spark_reports.watchdog import LAUNCHER_PID_VARIABLE
@@ -32,13 +37,19 @@ class Outcome:
 
 
 class ReportRunner:
-    """Runs the report job as a child process; never two at once, and never longer than ``timeout``."""
+    """Runs the report job as a child process; never two at once, and never longer than ``timeout``.
+
+    ``command`` is a Python command line (``python -m spark_reports``), forked from a fork server
+    that imports the modules in ``preload`` once.
+    """
 
     def __init__(
         self, command: Sequence[str], timeout: float, *, env: dict[str, str] | None = None,
         cwd: Path | None = None, record_failure: RecordFailure | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.command = list(command)
+        self.fork_server = ForkServer(preload)
         self.timeout = timeout
         self.env = env
         self.cwd = cwd
@@ -60,11 +71,13 @@ class ReportRunner:
         return self._task
 
     async def stop(self) -> None:
-        """Kill a run still going, for a clean shutdown; the next run covers its windows."""
+        """Kill a run still going, for a clean shutdown, and stop the fork server; the next run
+        covers the killed run's windows."""
         if self._task is not None and self.running:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.fork_server.stop()
 
     async def run(self, not_before: float | None = None) -> Outcome:
         """Run the job to its end (or kill it at the timeout), log the outcome in one line and return it.
@@ -77,21 +90,10 @@ class ReportRunner:
         self._started = time.monotonic() + head_start
         started_at = datetime.fromtimestamp(now + head_start, UTC)
         args = [] if not_before is None else ["--not-before", f"{not_before:.3f}"]
-        process = await asyncio.create_subprocess_exec(
-            *self.command, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=self._job_env(), cwd=self.cwd, start_new_session=True,
-        )
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), self.timeout + head_start)
-        except TimeoutError:
-            await kill_group(process)
-            killed = f"the report job was killed after running for {self.timeout:.0f} s"
-            outcome = Outcome(JobResult("killed", error=killed), reported=False)
-        except asyncio.CancelledError:
-            await kill_group(process)
-            raise
-        else:
-            outcome = read_outcome(process.returncode, stdout, stderr)
+            outcome = await self._launch_and_wait([*self.command, *args], head_start)
+        except ForkServerGone as exc:
+            outcome = Outcome(JobResult("failed", error=str(exc)), reported=False)
         outcome.result.seconds = self._elapsed()
         log_outcome(outcome.result)
         metrics.report_finished(outcome.result.status, outcome.result.seconds, started_at.timestamp(),
@@ -100,9 +102,33 @@ class ReportRunner:
             await self._record(started_at, outcome.result)
         return outcome
 
-    def _job_env(self) -> dict[str, str]:
-        """The job's environment, naming this process as its launcher: the job stops if it dies."""
-        return {**(os.environ if self.env is None else self.env), LAUNCHER_PID_VARIABLE: str(os.getpid())}
+    async def _launch_and_wait(self, command: list[str], head_start: float) -> Outcome:
+        """Fork the job, wait for its end or kill it at the timeout, and read its outcome."""
+        deadline = asyncio.get_running_loop().time() + self.timeout + head_start
+        try:
+            async with asyncio.timeout_at(deadline):
+                launcher = await self.fork_server.start()
+                process = await self.fork_server.spawn(command, self._job_env(launcher), self.cwd)
+        except TimeoutError:
+            await self.fork_server.stop()
+            gone = f"the fork server did not fork the job within {self.timeout:.0f} s"
+            raise ForkServerGone(gone) from None
+        try:
+            async with asyncio.timeout_at(deadline):
+                stdout, stderr = await process.communicate()
+        except TimeoutError:
+            await kill_group(process)
+            killed = f"the report job was killed after running for {self.timeout:.0f} s"
+            return Outcome(JobResult("killed", error=killed), reported=False)
+        except asyncio.CancelledError:
+            await kill_group(process)
+            raise
+        return read_outcome(process.returncode, stdout, stderr)
+
+    def _job_env(self, launcher: int) -> dict[str, str]:
+        """The job's environment, naming its parent, the fork server, as its launcher: the job stops
+        if the fork server ends, which it does when this process dies."""
+        return {**(os.environ if self.env is None else self.env), LAUNCHER_PID_VARIABLE: str(launcher)}
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._started, 2)
@@ -116,11 +142,19 @@ class ReportRunner:
             log.warning("Could not record the failed report run in report_runs: %s", exc)
 
 
-async def kill_group(process: asyncio.subprocess.Process) -> None:
-    """Kill the job and everything it started (Spark's JVM) and wait for it to go."""
-    with contextlib.suppress(ProcessLookupError):
+async def kill_group(process: ForkedProcess) -> None:
+    """Kill the job and everything it started (Spark's JVM) and wait for it to go.
+
+    A job forked a moment ago may not lead its own process group yet: then it is killed alone,
+    before it could start anything.
+    """
+    try:
         os.killpg(process.pid, signal.SIGKILL)
-    await process.wait()
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ForkServerGone):
+        await process.wait()
 
 
 def read_outcome(returncode: int | None, stdout: bytes, stderr: bytes) -> Outcome:

@@ -4,9 +4,10 @@ A real worker places orders with its generator and runs the report job on its ow
 clock-aligned timer against a Spark Connect server started here. Every ``POLL_SECONDS`` the
 bench reads each minute's ``report_sales`` row with the commit time of the transaction that
 published it (``pg_xact_commit_timestamp``, as the bench's PostgreSQL tracks commit times),
-and samples the CPU time of the worker's reaped children (the report jobs) and of the
-server's JVM. A minute counts once the first row whose ``orders`` equals that minute's orders
-in the ``orders`` table has been seen; earlier, incomplete rows do not count.
+and samples the CPU time of what the worker started (its fork server and the report jobs
+forked from it) and of the server's JVM. A minute counts once the first row whose ``orders``
+equals that minute's orders in the ``orders`` table has been seen; earlier, incomplete rows do
+not count.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import psutil
 import psycopg
 
 from bench.latency import percentile
-from bench.monitor import process_tree_cpu, reaped_children_cpu
+from bench.monitor import descendants_cpu, process_tree_cpu
 from bench.pipeline import pipeline_env, spark_connect_server
 from bench.reports import bulk_load, history_end
 from bench.results import median
@@ -64,7 +65,7 @@ class Observations:
 
     rows: dict[datetime, dict[int, datetime]] = field(default_factory=dict)
     cpu: list[tuple[float, float, float]] = field(default_factory=list)
-    """(time, CPU seconds of the worker's reaped children, CPU seconds of the server's JVM)."""
+    """(time, CPU seconds of what the worker started, CPU seconds of the server's JVM)."""
 
 
 def poll(database_url: str, first: datetime, until: float, worker: WorkerProcess,
@@ -74,7 +75,7 @@ def poll(database_url: str, first: datetime, until: float, worker: WorkerProcess
     with psycopg.connect(database_url, autocommit=True) as conn:
         while time.time() < until:
             worker.check_alive()
-            seen.cpu.append((time.time(), reaped_children_cpu(client), process_tree_cpu(server)))
+            seen.cpu.append((time.time(), descendants_cpu(client), process_tree_cpu(server)))
             for minute, orders, committed in conn.execute(MINUTE_ROWS, (first,)):
                 seen.rows.setdefault(minute, {}).setdefault(orders, committed)
             time.sleep(POLL_SECONDS)

@@ -38,9 +38,21 @@ def process_tree_cpu(root: psutil.Process) -> float:
 
 
 def reaped_children_cpu(process: psutil.Process) -> float:
-    """CPU seconds of the children ``process`` has waited for (in the benches: finished report jobs)."""
+    """CPU seconds of the children ``process`` has waited for."""
     times = process.cpu_times()
     return times.children_user + times.children_system
+
+
+def descendants_cpu(process: psutil.Process) -> float:
+    """CPU seconds of what ``process`` started, living or waited for, one level further down too:
+    for a worker or a bench, its fork server and the report jobs that server forked."""
+    total = reaped_children_cpu(process)
+    for child in process.children():
+        try:
+            total += process_tree_cpu(child) + reaped_children_cpu(child)
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 def peak_rss_bytes(pid: int) -> int:

@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +23,8 @@ import psutil
 import psycopg
 
 from agents.order_sink import save_orders
-from bench.monitor import process_tree_cpu, reaped_children_cpu
+from agents.report_runner import ReportRunner
+from bench.monitor import descendants_cpu, process_tree_cpu
 from bench.pipeline import spark_connect_server
 from infra.scratch import ScratchStack
 from infra.spark_connect import SparkConnectServer
@@ -32,6 +35,7 @@ from restaurant_app.partitions import add_partitions
 from restaurant_app.progress import Progress
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
+from spark_reports import job
 from spark_reports.result import parse_result
 
 log = logging.getLogger("bench")
@@ -211,7 +215,7 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
                     warm_up: int = 0) -> dict[str, list[float]]:
     """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them;
     then ``warm_up`` unmeasured and as many measured incremental runs on the Spark Connect
-    ``server``, with their CPU (job and server).
+    ``server``, launched as the worker launches them, with their CPU (job and server).
 
     A failed full rebuild is added to ``failures`` and the incremental runs go on without it.
     """
@@ -221,7 +225,6 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
     scratch.mkdir(parents=True, exist_ok=True)
     env = {"DATABASE_URL": database_url, "SPARK_LOCAL_DIRS": str(scratch)}
     remote, server_process = server.remote, psutil.Process(server.process.pid)
-    bench = psutil.Process()  # its finished children are the report jobs it ran
     full_env = {**env, "REPORT_TIMEOUT_SECONDS": str(FULL_REBUILD_TIMEOUT_SECONDS)}
     figures: dict[str, list[float]] = {"incremental_s": [], "warm_incremental_s": [], "warm_cpu_s": [],
                                        "full_s": [], "sql_new_s": [], "sql_all_s": []}
@@ -239,18 +242,50 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
         log_file = logs / f"report-{size}-incremental-{number}.log"
         figures["incremental_s"].append(run_report_job(env, False, log_file))
         figures["sql_new_s"].append(minute_report_sql(database_url, new_orders_since(database_url)))
-    remote_env = {**env, "SPARK_REMOTE": remote}
-    for number in range(1, warm_up + 1):
-        add_new_orders(database_url, generator)
-        run_report_job(remote_env, False, logs / f"report-{size}-warm-up-{number}.log")
-    for number in range(1, incremental_runs + 1):
-        add_new_orders(database_url, generator)
-        log_file = logs / f"report-{size}-warm-{number}.log"
-        cpu_before = reaped_children_cpu(bench) + process_tree_cpu(server_process)
-        figures["warm_incremental_s"].append(run_report_job(remote_env, False, log_file))
-        figures["warm_cpu_s"].append(reaped_children_cpu(bench) + process_tree_cpu(server_process)
-                                     - cpu_before)
+    with worker_launcher({**os.environ, **env, "SPARK_REMOTE": remote}) as launch:
+        for _ in range(warm_up):
+            add_new_orders(database_url, generator)
+            launch()
+        for _ in range(incremental_runs):
+            add_new_orders(database_url, generator)
+            cpu_before = launch.cpu() + process_tree_cpu(server_process)
+            figures["warm_incremental_s"].append(launch())
+            figures["warm_cpu_s"].append(launch.cpu() + process_tree_cpu(server_process) - cpu_before)
     return figures
+
+
+class WorkerLauncher:
+    """Runs the report job as the worker's timer does: forked from a fork server that loaded it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.runner = ReportRunner([sys.executable, "-m", "spark_reports"], timeout=300, env=env,
+                                   cwd=PROJECT_ROOT, preload=job.MODULES)
+
+    def __call__(self) -> float:
+        """One incremental run; return its wall-clock seconds."""
+        result = self.loop.run_until_complete(self.runner.run()).result
+        if result.status != "succeeded":
+            raise RuntimeError(f"the report job {result.status}: {result.error}")
+        return result.seconds
+
+    def cpu(self) -> float:
+        """CPU seconds of the jobs launched so far, the one running included."""
+        server = self.runner.fork_server.process
+        return 0.0 if server is None else descendants_cpu(psutil.Process(server.pid))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.runner.stop())
+        self.loop.close()
+
+
+@contextmanager
+def worker_launcher(env: dict[str, str]) -> Iterator[WorkerLauncher]:
+    launcher = WorkerLauncher(env)
+    try:
+        yield launcher
+    finally:
+        launcher.close()
 
 
 def history_end() -> datetime:

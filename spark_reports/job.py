@@ -20,6 +20,9 @@ from spark_reports.watchdog import launcher_pid, start_watchdog
 
 log = logging.getLogger("spark_reports")
 
+MODULES = ("spark_reports.job", "spark_reports.stage")
+"""What a run imports, pyspark's client with pandas and pyarrow among it: about 0.8 CPU-seconds
+that a launcher forking runs from one process (``agents.fork_server``) pays once."""
 LONGEST_ERROR = 2000
 REPLICA_WAIT_SECONDS = 60.0
 """How long Spark waits for REPORTS_DATABASE_URL to replay the run's scope before the run fails."""

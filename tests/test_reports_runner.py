@@ -230,7 +230,8 @@ def test_a_job_whose_worker_is_killed_stops_and_frees_the_report_lock(tmp_path: 
         launcher = subprocess.Popen(stand_in(tmp_path, LAUNCHES_THE_JOB), env=env, cwd=PROJECT_ROOT)
         try:
             wait_until(lambda: report_lock_holder(database_url) == [("Lock",)], timeout=60)
-            [job] = psutil.Process(launcher.pid).children()
+            [fork_server] = psutil.Process(launcher.pid).children()
+            [job] = fork_server.children()
             launcher.kill()
             launcher.wait()
             killed = time.monotonic()
