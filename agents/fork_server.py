@@ -202,7 +202,8 @@ def serve(channel: socket.socket, preload: Sequence[str]) -> None:
         for key, _ in selector.select():
             if key.fileobj is wakeup_r:
                 os.read(wakeup_r, 4096)
-                report_ended(channel)
+                if not report_ended(channel):
+                    return
                 continue
             message, fds, _, _ = socket.recv_fds(channel, MESSAGE_BYTES, 2)
             if not message:
@@ -217,19 +218,31 @@ def serve(channel: socket.socket, preload: Sequence[str]) -> None:
                 run_command(request, *fds)
             for fd in fds:
                 os.close(fd)
-            channel.send(json.dumps({"pid": pid}).encode())
+            if not answer(channel, {"pid": pid}):
+                return
 
 
-def report_ended(channel: socket.socket) -> None:
-    """Wait for every forked process that has ended and tell the client its exit code."""
+def report_ended(channel: socket.socket) -> bool:
+    """Wait for every forked process that has ended and tell the client its exit code; return
+    False if the client is gone."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return True
         if pid == 0:
-            return
-        channel.send(json.dumps({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}).encode())
+            return True
+        if not answer(channel, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}):
+            return False
+
+
+def answer(channel: socket.socket, message: dict) -> bool:
+    """Send ``message`` to the client; return False if the client is gone."""
+    try:
+        channel.send(json.dumps(message).encode())
+    except OSError:
+        return False
+    return True
 
 
 def run_command(request: dict, stdout: int, stderr: int) -> NoReturn:
