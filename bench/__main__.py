@@ -189,7 +189,8 @@ def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Repor
         f" storing {NEW_ORDERS} new orders (one minute's worth) through the product's save path,"
         f" `python -m spark_reports`; wall-clock time of the whole command, Spark start-up"
         f" included; then as many incremental runs against a Spark Connect server the bench"
-        f" started once (`SPARK_REMOTE`), as `make run` does, measured after"
+        f" started once (`SPARK_REMOTE`), each forked by the worker's runner from its fork"
+        f" server, as `make run` does, measured after"
         f" {SERVER_WARM_UP_RUNS} unmeasured runs at the first size have let the server's JIT"
         f" settle (the freshness section measures a fresh server). Beside them, the per-minute figures"
         f" of `report_sales` as one SQL query in"
@@ -244,9 +245,10 @@ def measure_freshness(stack: ScratchStack, args: argparse.Namespace, report: Rep
         f" minute's `report_sales` row and the commit time of the transaction that published it;"
         f" a minute's freshness is the time from its end to the commit of the first row whose"
         f" `orders` equals that minute's orders in the table (earlier, incomplete rows do not"
-        f" count). Costs per incremental run: wall from `report_runs`; client CPU is the worker's"
-        f" reaped children (the `python -m spark_reports` processes), server CPU the Spark"
-        f" Connect JVM's, each the change between the samples around the run.",
+        f" count). Costs per incremental run: wall from `report_runs`; client CPU is what the"
+        f" worker started (its fork server and the `python -m spark_reports` runs forked from"
+        f" it), server CPU the Spark Connect JVM's, each the change between the samples around"
+        f" the run.",
         FRESHNESS_FIGURES,
     )
     report.sections.append(section)
