@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MESSAGE_BYTES = 1 << 20
 """The largest request (a command line and its environment) or answer."""
 STOP_SECONDS = 5.0
+"""How long a server has to end once its socket is closed before it is killed."""
 
 
 class ForkServerGone(RuntimeError):
@@ -84,15 +85,17 @@ class ForkServer:
         self.preload = list(preload)
         self.process: asyncio.subprocess.Process | None = None
         self._socket: socket.socket | None = None
-        self._starting: deque[asyncio.Future[int]] = deque()
+        self._starting: deque[asyncio.Future[tuple[int, asyncio.Future[int]]]] = deque()
         self._running: dict[int, asyncio.Future[int]] = {}
+        self._starting_lock = asyncio.Lock()
 
     async def start(self) -> int:
         """Start the server unless it is running; return its process id."""
-        if self._socket is None or self.process is None or self.process.returncode is not None:
-            await self._start()
-        assert self.process is not None
-        return self.process.pid
+        async with self._starting_lock:
+            if self._socket is None or self.process is None or self.process.returncode is not None:
+                await self._start()
+            assert self.process is not None
+            return self.process.pid
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str],
                     cwd: Path | None = None) -> ForkedProcess:
@@ -115,8 +118,13 @@ class ForkServer:
         finally:
             os.close(stdout_w)
             os.close(stderr_w)
-        pid = await started
-        return ForkedProcess(pid, stdout_r, stderr_r, self._running[pid])
+        try:
+            pid, ended = await started
+        except BaseException:
+            for fd in (stdout_r, stderr_r):
+                os.close(fd)
+            raise
+        return ForkedProcess(pid, stdout_r, stderr_r, ended)
 
     async def _start(self) -> None:
         await self.stop()
@@ -129,7 +137,7 @@ class ForkServer:
         ours.setblocking(False)
         self._socket = ours
         asyncio.get_running_loop().add_reader(ours, self._receive)
-        log.info("Started the report job's fork server (pid %d), which loads %s once for every run.",
+        log.info("Started a fork server (pid %d) that imports %s once for every command it forks.",
                  self.process.pid, ", ".join(self.preload) or "nothing")
 
     def _receive(self) -> None:
@@ -149,17 +157,17 @@ class ForkServer:
             if not ended.done():
                 ended.set_result(answer["returncode"])
         else:
-            self._running[answer["pid"]] = asyncio.get_running_loop().create_future()
+            ended = self._running[answer["pid"]] = asyncio.get_running_loop().create_future()
             started = self._starting.popleft()
             if started.cancelled():  # nobody waits for this command any more
                 os.kill(answer["pid"], signal.SIGKILL)
             else:
-                started.set_result(answer["pid"])
+                started.set_result((answer["pid"], ended))
 
     def _lost(self) -> None:
         """The server is gone: fail whatever waits on it; the next ``spawn`` starts a new one."""
         self._close_socket()
-        gone = ForkServerGone("the report job's fork server stopped")
+        gone = ForkServerGone("the fork server stopped")
         for future in [*self._starting, *self._running.values()]:
             if not future.done():
                 future.set_exception(gone)

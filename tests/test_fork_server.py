@@ -146,3 +146,18 @@ async def test_a_command_whose_caller_stopped_waiting_during_the_start_is_killed
         assert [child.status() for child in fork_server.children()] in ([], ["zombie"])
     finally:
         await server.stop()
+
+
+async def test_commands_started_at_once_share_one_server_and_each_gets_its_own_end():
+    server = ForkServer()
+    try:
+        processes = await asyncio.gather(*(
+            server.spawn([sys.executable, "-c", f"raise SystemExit({code})"], os.environ)
+            for code in range(20)))
+        codes = await asyncio.gather(*(process.wait() for process in processes))
+        servers = [child.pid for child in psutil.Process().children()
+                   if "agents.fork_server" in child.cmdline()]
+    finally:
+        await server.stop()
+    assert codes == list(range(20))
+    assert servers == [server.process.pid]
