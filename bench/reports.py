@@ -3,7 +3,8 @@
 The history is bulk-loaded in SQL (generate_series), not through Kafka: a steady
 ``HISTORY_RATE`` orders/s going back in time from the start of the test, so a larger
 table is a longer history. Before each incremental run, one report interval's worth
-of new orders is stored through the product's save path, as the worker would.
+of new orders is stored through the product's save path, as the worker would, in a minute
+of its own: the minute after the last run's (``NewOrders``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -171,10 +173,27 @@ def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
         conn.execute("VACUUM ANALYZE order_items")
 
 
-def add_new_orders(database_url: str, generator: OrderGenerator) -> None:
-    """Store one interval's new orders (placed now) through the product's save path."""
+@dataclass
+class NewOrders:
+    """Each run's new orders: ``NEW_ORDERS`` spread over a minute of their own, the one after the
+    last run's, as if a minute passed between runs.
 
-    asyncio.run(save_orders(database_url, [generator.order() for _ in range(NEW_ORDERS)]))
+    Placed at the time of storing instead, the orders of the runs made within one minute would
+    pile up in that minute, and each run would recompute a minute of thousands of orders.
+    """
+
+    database_url: str
+    generator: OrderGenerator
+    minute: datetime
+    """The minute of the last orders stored; the next ones go in the minute after it."""
+
+    def add(self) -> datetime:
+        """Store the next minute's orders through the product's save path; return that minute."""
+        self.minute += timedelta(minutes=1)
+        step = timedelta(seconds=60 / NEW_ORDERS)
+        orders = [self.generator.order(self.minute + number * step) for number in range(NEW_ORDERS)]
+        asyncio.run(save_orders(self.database_url, orders))
+        return self.minute
 
 
 def run_report_job(env: dict[str, str], full: bool, log_file: Path) -> float:
@@ -201,16 +220,7 @@ def minute_report_sql(database_url: str, since: datetime | None) -> float:
         return time.monotonic() - started
 
 
-def new_orders_since(database_url: str) -> datetime:
-    """The start of the minute of the oldest order placed less than a minute ago."""
-    with psycopg.connect(database_url) as conn:
-        return conn.execute(
-            "SELECT date_trunc('minute', min(created_at)) FROM orders"
-            " WHERE created_at > now() - interval '1 minute'"
-        ).fetchone()[0]
-
-
-def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generator: OrderGenerator,
+def reports_at_size(database_url: str, size: int, runs: tuple[int, int], new_orders: NewOrders,
                     logs: Path, failures: list[str], server: SparkConnectServer,
                     warm_up: int = 0) -> dict[str, list[float]]:
     """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them;
@@ -238,16 +248,16 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], generat
     for _ in range(max(full_runs, 1)):
         figures["sql_all_s"].append(minute_report_sql(database_url, None))
     for number in range(1, incremental_runs + 1):
-        add_new_orders(database_url, generator)
+        minute = new_orders.add()
         log_file = logs / f"report-{size}-incremental-{number}.log"
         figures["incremental_s"].append(run_report_job(env, False, log_file))
-        figures["sql_new_s"].append(minute_report_sql(database_url, new_orders_since(database_url)))
+        figures["sql_new_s"].append(minute_report_sql(database_url, minute))
     with worker_launcher({**os.environ, **env, "SPARK_REMOTE": remote}) as launch:
         for _ in range(warm_up):
-            add_new_orders(database_url, generator)
+            new_orders.add()
             launch()
         for _ in range(incremental_runs):
-            add_new_orders(database_url, generator)
+            new_orders.add()
             cpu_before = launch.cpu() + process_tree_cpu(server_process)
             figures["warm_incremental_s"].append(launch())
             figures["warm_cpu_s"].append(launch.cpu() + process_tree_cpu(server_process) - cpu_before)
@@ -303,8 +313,9 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
     """
     database_url = stack.new_database("reports")
     asyncio.run(Database(database_url).migrate())
-    generator = OrderGenerator(seed)
     end = history_end()
+    this_minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    new_orders = NewOrders(database_url, OrderGenerator(seed), this_minute)
     loaded = 0
     with spark_connect_server(stack.home / "spark-connect-reports") as server:
         for size, (incremental_runs, full_runs) in plan.items():
@@ -313,7 +324,7 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
             loaded = size
             log.info("Loaded %s history orders in %.0f s; running the report job ...",
                      f"{size:,}", time.monotonic() - started)
-            results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), generator,
+            results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), new_orders,
                                             stack.home / "logs", failures, server,
                                             warm_up=SERVER_WARM_UP_RUNS if size == min(plan) else 0)
             log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})
