@@ -102,29 +102,32 @@ class ForkServer:
         """Fork the Python command line ``argv`` (``python -m module ...``, ``python script ...``
         or ``python -c code ...``), its output in pipes; starts the server if it is not running."""
         await self.start()
-        assert self._socket is not None
         request = json.dumps({"argv": list(argv), "env": dict(env), "cwd": str(cwd or Path.cwd())})
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
+        try:
+            pid, ended = await self._fork(request.encode(), stdout_w, stderr_w)
+        except BaseException:
+            os.close(stdout_r)
+            os.close(stderr_r)
+            raise
+        return ForkedProcess(pid, stdout_r, stderr_r, ended)
+
+    async def _fork(self, request: bytes, stdout: int, stderr: int) -> tuple[int, asyncio.Future[int]]:
+        """Send one request with the write ends of its pipes, which are closed here; return the
+        forked process's id and the future of its end."""
+        assert self._socket is not None
         started = asyncio.get_running_loop().create_future()
         self._starting.append(started)
         try:
-            socket.send_fds(self._socket, [request.encode()], [stdout_w, stderr_w])
+            socket.send_fds(self._socket, [request], [stdout, stderr])
         except OSError as exc:
             self._starting.remove(started)
-            for fd in (stdout_r, stderr_r):
-                os.close(fd)
             raise ForkServerGone(f"the fork server is not answering: {exc}") from exc
         finally:
-            os.close(stdout_w)
-            os.close(stderr_w)
-        try:
-            pid, ended = await started
-        except BaseException:
-            for fd in (stdout_r, stderr_r):
-                os.close(fd)
-            raise
-        return ForkedProcess(pid, stdout_r, stderr_r, ended)
+            os.close(stdout)
+            os.close(stderr)
+        return await started
 
     async def _start(self) -> None:
         await self.stop()

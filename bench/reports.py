@@ -15,8 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -253,7 +252,7 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], new_ord
         log_file = logs / f"report-{size}-incremental-{number}.log"
         figures["incremental_s"].append(run_report_job(env, False, log_file))
         figures["sql_new_s"].append(minute_report_sql(database_url, minute))
-    with worker_launcher({**os.environ, **env, "SPARK_REMOTE": remote}) as launch:
+    with closing(WorkerLauncher({**os.environ, **env, "SPARK_REMOTE": remote})) as launch:
         for _ in range(warm_up):
             new_orders.add()
             launch()
@@ -288,15 +287,6 @@ class WorkerLauncher:
     def close(self) -> None:
         self.loop.run_until_complete(self.runner.stop())
         self.loop.close()
-
-
-@contextmanager
-def worker_launcher(env: dict[str, str]) -> Iterator[WorkerLauncher]:
-    launcher = WorkerLauncher(env)
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 def history_end() -> datetime:

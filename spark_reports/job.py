@@ -56,7 +56,9 @@ def load_spark_client_and_wait(moment: float) -> None:
     """Import pyspark (most of a second, with pandas and pyarrow), then sleep until ``moment``.
 
     The report timer launches the job this way a little before a run is due, so that the run
-    itself, and the snapshot it reads, start on time and without the import's delay.
+    itself, and the snapshot it reads, start on time and without the import's delay. Forked from
+    the worker's fork server, the job has pyspark loaded already, and the early launch covers
+    only the fork server's own first start.
     """
     import spark_reports.stage  # noqa: F401 - loaded here, used in compute_and_publish
 
