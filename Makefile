@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 JARS := .stack/jars/.fetched
 NODE_MODULES := node_modules/.installed
 
-.PHONY: setup run test bench lint psql clean
+.PHONY: setup run check test bench lint psql clean
 
 setup: $(INSTALLED) $(JARS) $(NODE_MODULES)
 
@@ -32,6 +32,11 @@ $(NODE_MODULES): package.json package-lock.json
 
 run: setup
 	$(PY) -m infra run
+
+# The fast tier: lint and every test that starts no service (tests/conftest.py enforces it).
+check: $(INSTALLED) $(NODE_MODULES)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -m "not integration" -q
 
 test: setup
 	$(PY) -m pytest

@@ -1,8 +1,16 @@
-"""Session-wide real services: one Kafka broker and one PostgreSQL server for the whole run."""
+"""Session-wide real services, and the two tiers.
 
+A test marked ``integration`` runs against the real Kafka, PostgreSQL and Spark: one broker
+and one PostgreSQL server serve the whole run. Every other test is in the fast tier
+(``make check``), which starts no service: asking for a service's fixture fails at collection,
+and starting a service's process fails at once (``refuse_services``).
+"""
+
+import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +26,55 @@ def service_home() -> Path:
     pytest makes its tree private again each time a pytest session starts.
     """
     return Path(tempfile.mkdtemp(prefix="restaurant-tests-"))
+
+
+SERVICE_FIXTURES = frozenset({"stack", "own_service_home"})
+"""Fixtures that start services or give them a home."""
+
+SERVICE_PROGRAMS = frozenset({
+    "java", "postgres", "pg_ctl", "initdb", "pg_basebackup", "faust", "chromium", "docker", "kcat",
+})
+SERVICE_MODULES = frozenset({"infra", "spark_reports", "bench", "restaurant_app"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A fast-tier test may not ask for a fixture that starts a service."""
+    misplaced = [
+        f"{item.nodeid} uses {sorted(SERVICE_FIXTURES & set(item.fixturenames))}"
+        for item in items
+        if not item.get_closest_marker("integration") and SERVICE_FIXTURES & set(item.fixturenames)
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "These tests start services but are not marked integration:\n  " + "\n  ".join(misplaced)
+        )
+
+
+def starts_a_service(command: Sequence[str] | str) -> bool:
+    """Whether ``command`` runs one of the product's services (Kafka, PostgreSQL, Spark, a worker...)."""
+    argv = [command] if isinstance(command, str | os.PathLike) else [str(arg) for arg in command]
+    program = os.path.basename(str(argv[0])) if argv else ""
+    module = argv[argv.index("-m") + 1].split(".")[0] if "-m" in argv[:-1] else ""
+    asks_version = argv[1:] == ["-version"]
+    return (program in SERVICE_PROGRAMS and not asks_version) or module in SERVICE_MODULES
+
+
+@pytest.fixture(autouse=True)
+def refuse_services(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the fast tier, starting a service's process raises instead."""
+    if request.node.get_closest_marker("integration"):
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen, args: Sequence[str] | str, *rest: object, **kwargs: object) -> None:
+        if starts_a_service(args):
+            raise RuntimeError(
+                f"{request.node.nodeid} starts a service ({args!r:.120}) but is not marked"
+                " integration: mark it, or keep it in the fast tier without the service"
+            )
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture
