@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from restaurant_app.errors import PipelineError
+
 log = logging.getLogger(__name__)
 
 MESSAGE_BYTES = 1 << 20
@@ -41,7 +43,7 @@ STOP_SECONDS = 5.0
 """How long a server has to end once its socket is closed before it is killed."""
 
 
-class ForkServerGone(RuntimeError):
+class ForkServerGone(PipelineError, RuntimeError):
     """The fork server stopped, so a command could not start or its end is unknown."""
 
 

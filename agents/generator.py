@@ -6,6 +6,7 @@ import logging
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
+from restaurant_app.errors import PipelineError
 from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings
@@ -19,7 +20,7 @@ LONGEST_RETRY_SECONDS = 30.0
 generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone)
 
 
-class PublishFailed(Exception):
+class PublishFailed(PipelineError):
     """Kafka acknowledged none of the attempts to publish an order."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import psycopg
 
 from restaurant_app.database import Database, DatabaseUnavailable, outage_as_unavailable
+from restaurant_app.errors import PipelineError
 from restaurant_app.models import Order
 
 LONGEST_DATABASE_REASON = 200
@@ -73,7 +74,7 @@ class Saved:
                      self.not_dead_lettered + other.not_dead_lettered)
 
 
-class RowsRefused(Exception):
+class RowsRefused(PipelineError):
     """PostgreSQL refused a row of the batch for what it holds (not an outage); nothing was stored."""
 
 

@@ -25,6 +25,7 @@ from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import terminate_all
 from infra.stack import DATABASE_NAME, local_postgres, local_stack
+from restaurant_app.errors import PipelineError
 from restaurant_app.java_runtime import JavaUnavailable
 from restaurant_app.settings import Settings
 
@@ -34,7 +35,7 @@ WORKER_STOP_SECONDS = 90.0
 """Kafka's session timeout (60 s), which a worker caught joining its group may wait out, and some."""
 
 
-class Stop(Exception):
+class Stop(PipelineError):
     """A signal asked us to shut down."""
 
 

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+from restaurant_app.errors import PipelineError
 from restaurant_app.settings import DEFAULT_JARS_DIR
 
 
-class StackError(RuntimeError):
+class StackError(PipelineError, RuntimeError):
     """A local service could not be set up or started; the message says what to do."""
 
 

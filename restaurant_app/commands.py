@@ -5,13 +5,14 @@ import time
 
 from faust.cli import AppCommand, option
 
+from restaurant_app.errors import PipelineError
 from restaurant_app.kafka_probe import count_brokers
 from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings, settle_replication
 
 
-class NotAcknowledged(Exception):
+class NotAcknowledged(PipelineError):
     """Kafka did not acknowledge some of the orders the load command published."""
 
 

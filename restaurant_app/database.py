@@ -14,6 +14,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from restaurant_app.errors import PipelineError
+
 log = logging.getLogger(__name__)
 
 # Any number will do as long as every worker uses the same one.
@@ -32,7 +34,7 @@ T = TypeVar("T")
 ConnectionSetup = Callable[[psycopg.AsyncConnection], Awaitable[None]]
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(PipelineError):
     """PostgreSQL cannot be reached; the caller should wait and try again."""
 
 

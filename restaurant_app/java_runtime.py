@@ -6,10 +6,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from restaurant_app.errors import PipelineError
+
 MINIMUM_JAVA = 17
 
 
-class JavaUnavailable(RuntimeError):
+class JavaUnavailable(PipelineError, RuntimeError):
     """No usable Java runtime; the message says what to do."""
 
 

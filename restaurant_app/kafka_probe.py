@@ -5,10 +5,12 @@ import logging
 
 from aiokafka import AIOKafkaClient
 
+from restaurant_app.errors import PipelineError
+
 log = logging.getLogger(__name__)
 
 
-class KafkaUnavailable(Exception):
+class KafkaUnavailable(PipelineError):
     """No broker answered a metadata request."""
 
 

@@ -15,6 +15,7 @@ import time
 import psycopg
 
 from restaurant_app.database import Database, DatabaseUnavailable, describe
+from restaurant_app.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ FROM (SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn()) AS behind) d
 """
 
 
-class ReplicaBehind(Exception):
+class ReplicaBehind(PipelineError):
     """The replica did not replay the primary's WAL up to the wanted position in time."""
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import msgspec
 
+from restaurant_app.errors import PipelineError
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS, Order, OrderItem
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -63,7 +64,7 @@ _excerpts.maxstring = _excerpts.maxlong = _excerpts.maxother = EXCERPT_LENGTH
 _excerpts.maxlist = _excerpts.maxdict = 3
 
 
-class InvalidOrder(ValueError):
+class InvalidOrder(PipelineError, ValueError):
     """The message is not an acceptable order; the text says why, short and printable."""
 
     def __init__(self, reason: str) -> None:

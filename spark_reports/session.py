@@ -15,6 +15,7 @@ from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.connect.client.retries import DefaultPolicy
 
+from restaurant_app.errors import PipelineError
 from restaurant_app.java_runtime import jdbc_driver
 from restaurant_app.settings import Settings
 
@@ -61,7 +62,7 @@ CONNECT_RETRIES = DefaultPolicy(max_retries=4)
 Spark's default, made for servers far away, retries for ten minutes, past the job's timeout."""
 
 
-class SparkConnectUnavailable(RuntimeError):
+class SparkConnectUnavailable(PipelineError, RuntimeError):
     """The Spark Connect server named by ``SPARK_REMOTE`` does not answer."""
 
 

@@ -4,10 +4,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from restaurant_app.errors import PipelineError
+
 WHOLE_NUMBER = re.compile(r"\d{1,9}", re.ASCII)
 
 
-class BadParameter(ValueError):
+class BadParameter(PipelineError, ValueError):
     """A query parameter is unknown or out of range; the message says which and why."""
 
 

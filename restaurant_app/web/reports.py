@@ -11,6 +11,7 @@ from faust import web
 from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
+from restaurant_app.errors import PipelineError
 from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, reports_database, settings
 
@@ -82,7 +83,7 @@ READY_TIMEOUT_SECONDS = 5.0
 EXAMPLE_MOMENT = "2026-11-29T14:00:00-03:00"
 
 
-class BadRequest(ValueError):
+class BadRequest(PipelineError, ValueError):
     """A query parameter is missing or wrong; the message says which and why."""
 
 

@@ -1,0 +1,31 @@
+"""Every exception the product defines descends from one root, so callers can tell ours apart."""
+
+import ast
+import builtins
+from pathlib import Path
+
+from restaurant_app.settings import PROJECT_ROOT
+
+PACKAGES = ("restaurant_app", "agents", "spark_reports", "infra")
+BUILTIN_EXCEPTIONS = {
+    name for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException)
+}
+
+
+def exception_classes(path: Path) -> list[tuple[str, list[str]]]:
+    """(name, base names) of each exception class in ``path`` but the root."""
+    classes = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef):
+            bases = [ast.unparse(base) for base in node.bases]
+            if (BUILTIN_EXCEPTIONS | {"PipelineError"}) & set(bases) and node.name != "PipelineError":
+                classes.append((f"{path.relative_to(PROJECT_ROOT)}:{node.name}", bases))
+    return classes
+
+
+def test_every_exception_the_product_defines_is_a_pipeline_error():
+    found = [c for package in PACKAGES for p in sorted((PROJECT_ROOT / package).rglob("*.py"))
+             for c in exception_classes(p)]
+    assert len(found) >= 10, found
+    assert [name for name, bases in found if "PipelineError" not in bases] == []
