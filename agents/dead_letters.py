@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from faust.types import TopicT
 
 from agents.order_sink import Rejection
+from restaurant_app.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class DeadLetterPublisher:
         self.value_limit = max(max_request_size - HEADROOM_BYTES, 1024)
 
     async def publish(self, rejections: Sequence[Rejection]) -> None:
-        pending, delay = list(rejections), FIRST_RETRY_SECONDS
+        pending, backoff = list(rejections), Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
         while pending:
             failures = await self._send_all(pending)
             pending = [rejection for rejection, error in zip(pending, failures, strict=True) if error]
@@ -69,10 +70,9 @@ class DeadLetterPublisher:
                 log.warning(
                     "Could not publish %d rejection(s) to the dead-letter topic %r (%s); the stream"
                     " waits and tries again in %.1f s. They are kept in rejected_orders.",
-                    len(pending), self.topic.get_topic_name(), error, delay,
+                    len(pending), self.topic.get_topic_name(), error, backoff.delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+                await backoff.wait()
 
     async def _send_all(self, rejections: Sequence[Rejection]) -> list[str | None]:
         """Send every rejection and wait for each delivery; return each one's error, if any."""

@@ -1,6 +1,5 @@
 """The simulated point of sale: a timer that publishes orders to Kafka, each one acknowledged."""
 
-import asyncio
 import logging
 
 from aiokafka.errors import KafkaError
@@ -8,6 +7,7 @@ from faust.exceptions import ProducerSendError
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.models import Order
+from restaurant_app.retry import Backoff
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings
 
@@ -34,7 +34,7 @@ async def publish(order: Order) -> None:
     the same order id and content, which the consumer's storage (keyed on ``order_id``) keeps once.
     Raises ``PublishFailed`` after ``PUBLISH_ATTEMPTS`` failed attempts.
     """
-    delay = FIRST_RETRY_SECONDS
+    backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         try:
             delivery = await orders_topic.send(key=order.order_id, value=order.dumps())
@@ -46,9 +46,8 @@ async def publish(order: Order) -> None:
                     f"Kafka did not acknowledge order {order.order_id} in {attempt} attempts: {exc}"
                 ) from exc
             log.warning("Kafka did not acknowledge order %s (attempt %d of %d: %s); trying again in %.1f s",
-                        order.order_id, attempt, PUBLISH_ATTEMPTS, exc, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+                        order.order_id, attempt, PUBLISH_ATTEMPTS, exc, backoff.delay)
+        await backoff.wait()
 
 
 async def place_orders() -> list[Order]:

@@ -30,6 +30,7 @@ from agents.order_sink import (
 )
 from restaurant_app import metrics
 from restaurant_app.database import until_available
+from restaurant_app.retry import Backoff
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.worker import app, database, dead_letter_topic, orders_topic, settings
 
@@ -135,7 +136,7 @@ async def handle(events: Sequence[EventT]) -> None:
 
 async def handle_until_done(events: Sequence[EventT]) -> None:
     """Handle the batch, trying again after an error nobody foresaw; ``/health`` shows the hold-up."""
-    delay = FIRST_RETRY_SECONDS
+    backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
     while True:
         try:
             await handle(events)
@@ -148,9 +149,9 @@ async def handle_until_done(events: Sequence[EventT]) -> None:
             error = (f"{type(exc).__name__} while storing the batch from"
                      f" {first.topic}[{first.partition}]@{first.offset}")
             ingest_state.stalled(error)
-            log.exception("%s; its offsets stay uncommitted and it is tried again in %.1f s.", error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+            log.exception("%s; its offsets stay uncommitted and it is tried again in %.1f s.", error,
+                          backoff.delay)
+            await backoff.wait()
 
 
 @app.agent(orders_topic, name="persist-orders")

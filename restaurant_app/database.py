@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from restaurant_app.errors import PipelineError
+from restaurant_app.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,16 @@ def describe(url: str) -> str:
 
 async def until_available(operation: Callable[[], Awaitable[T]], doing: str) -> T:
     """Run ``operation``, waiting out a database outage with growing pauses between tries."""
-    delay = FIRST_RETRY_SECONDS
+    backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
     while True:
         try:
             return await operation()
         except DatabaseUnavailable as exc:
             log.warning(
                 "PostgreSQL is unavailable while %s (%s); trying again in %.1f s.",
-                doing, exc, delay,
+                doing, exc, backoff.delay,
             )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+            await backoff.wait()
 
 
 def migration_files() -> list[tuple[str, str]]:

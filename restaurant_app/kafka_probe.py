@@ -6,6 +6,7 @@ import logging
 from aiokafka import AIOKafkaClient
 
 from restaurant_app.errors import PipelineError
+from restaurant_app.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +47,16 @@ async def wait_for_kafka(
     Returns how many brokers the cluster lists."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
-    delay = 0.5
+    backoff = Backoff(first=0.5, longest=10.0)
     while True:
         try:
             return await count_brokers(bootstrap_servers)
         except KafkaUnavailable as exc:
-            if deadline is not None and loop.time() + delay > deadline:
+            if deadline is not None and loop.time() + backoff.delay > deadline:
                 raise
             if log_failures:
                 log.warning(
                     "Kafka at %s is not reachable (%s); trying again in %.0f s.",
-                    bootstrap_servers, exc, delay,
+                    bootstrap_servers, exc, backoff.delay,
                 )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
+        await backoff.wait()
