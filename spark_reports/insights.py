@@ -12,14 +12,14 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from restaurant_app.report_tables import INSIGHT_COLUMNS
+
 TRAILING_SECONDS = 3600
 TRAILING_MINUTES = 60
 ANOMALY_Z_SCORE = 3.0
 ANOMALY_MIN_ACTIVE_MINUTES = 10
 TREND_MIN_CHANGE = 3
 TREND_MIN_RATIO = 1.5
-
-INSIGHT_COLUMNS = ("kind", "window_start", "window_end", "subject", "message", "figures")
 
 COMPARISONS = (
     # kind, hours back, how the message names the earlier window

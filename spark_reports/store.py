@@ -9,6 +9,14 @@ from datetime import timedelta
 
 import psycopg
 
+from restaurant_app.report_tables import (
+    DISH_COLUMNS,
+    INSIGHT_COLUMNS,
+    SALES_FIGURES,
+    SALES_KEY,
+    SALES_STAMPS,
+    listed,
+)
 from spark_reports.ledger import ReportRun, RunLedger, Skip, skip_note
 
 # Hours whose reports or insights read the minutes of a recomputed hour: the hour itself, the
@@ -174,7 +182,13 @@ SELECT DISTINCT granularity, period_start, customer_id FROM report_staging_custo
 ON CONFLICT DO NOTHING
 """
 
-INSERT_SALES = """
+# Where the staged row has no customer count, it is counted here from report_customers.
+PUBLISHED_SALES = {
+    "unique_customers": "coalesce(st.unique_customers, c.customers)",
+    "avg_spend_per_customer": "coalesce(st.avg_spend_per_customer, round(st.gross_revenue / c.customers, 2))",
+}
+
+INSERT_SALES = f"""
 WITH customers AS (
     SELECT c.granularity, c.period_start, count(*) AS customers
     FROM report_customers c
@@ -182,28 +196,21 @@ WITH customers AS (
     WHERE st.unique_customers IS NULL
     GROUP BY c.granularity, c.period_start
 )
-INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold,
-                          gross_revenue, avg_ticket, unique_customers, avg_spend_per_customer,
-                          top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment,
-                          computed_at, final)
-SELECT st.granularity, st.period_start, st.period_end, st.orders, st.items_sold,
-       st.gross_revenue, st.avg_ticket,
-       coalesce(st.unique_customers, c.customers),
-       coalesce(st.avg_spend_per_customer, round(st.gross_revenue / c.customers, 2)),
-       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment, now(),
-       st.period_end <= %(closed_by)s
+INSERT INTO report_sales ({listed(SALES_KEY + SALES_FIGURES + SALES_STAMPS)})
+SELECT {", ".join(PUBLISHED_SALES.get(c, "st." + c) for c in SALES_KEY + SALES_FIGURES)},
+       now(), st.period_end <= %(closed_by)s
 FROM report_staging_sales st
 LEFT JOIN customers c USING (granularity, period_start)
 """
 
-INSERT_DISHES = """
-INSERT INTO report_dishes (granularity, period_start, dish, quantity, revenue, rank)
-SELECT granularity, period_start, dish, quantity, revenue, rank FROM report_staging_dishes
+INSERT_DISHES = f"""
+INSERT INTO report_dishes ({listed(DISH_COLUMNS)})
+SELECT {listed(DISH_COLUMNS)} FROM report_staging_dishes
 """
 
-INSERT_INSIGHTS = """
-INSERT INTO report_insights (kind, window_start, window_end, subject, message, figures, computed_at)
-SELECT kind, window_start, window_end, subject, message, figures, now()
+INSERT_INSIGHTS = f"""
+INSERT INTO report_insights ({listed(INSIGHT_COLUMNS)}, computed_at)
+SELECT {listed(INSIGHT_COLUMNS)}, now()
 FROM report_staging_insights
 """
 

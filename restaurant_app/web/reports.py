@@ -12,6 +12,15 @@ from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.errors import PipelineError
+from restaurant_app.report_tables import (
+    DISH_COLUMNS,
+    INSIGHT_COLUMNS,
+    SALES_BREAKDOWNS,
+    SALES_FIGURES,
+    SALES_KEY,
+    SALES_STAMPS,
+    listed,
+)
 from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, reports_database, settings
 
@@ -26,11 +35,9 @@ def amounts_as_text(column: str) -> str:
             f" FROM jsonb_each({column})) AS {column}")
 
 
-SALES_COLUMNS = f"""
-granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
-unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-{amounts_as_text("revenue_by_channel")}, {amounts_as_text("revenue_by_payment")}, computed_at, final
-"""
+SALES_COLUMNS = ", ".join(
+    amounts_as_text(c) if c in SALES_BREAKDOWNS else c for c in SALES_KEY + SALES_FIGURES + SALES_STAMPS
+)
 
 LATEST_SALES = f"""
 SELECT {SALES_COLUMNS} FROM report_sales
@@ -45,14 +52,13 @@ WHERE granularity = 'minute' AND NOT final
 ORDER BY period_start DESC LIMIT 1
 """
 
-DISHES_OF_WINDOW = """
-SELECT dish, quantity, revenue, rank FROM report_dishes
+DISHES_OF_WINDOW = f"""
+SELECT {listed(DISH_COLUMNS[2:])} FROM report_dishes
 WHERE granularity = %s AND period_start = %s ORDER BY rank
 """
 
-LATEST_INSIGHTS = """
-SELECT DISTINCT ON (kind, subject) kind, window_start, window_end, subject, message, figures,
-       computed_at
+LATEST_INSIGHTS = f"""
+SELECT DISTINCT ON (kind, subject) {listed(INSIGHT_COLUMNS)}, computed_at
 FROM report_insights
 WHERE window_start >= (SELECT max(window_start) FROM report_insights) - interval '1 hour'
 ORDER BY kind, subject, window_start DESC
@@ -68,8 +74,8 @@ SELECT {SALES_COLUMNS} FROM report_sales
 WHERE granularity = %s AND period_start >= %s AND period_start < %s ORDER BY period_start
 """
 
-INSIGHTS_BETWEEN = """
-SELECT kind, window_start, window_end, subject, message, figures, computed_at
+INSIGHTS_BETWEEN = f"""
+SELECT {listed(INSIGHT_COLUMNS)}, computed_at
 FROM report_insights
 WHERE window_start >= %s AND window_start < %s ORDER BY window_start, kind, subject
 LIMIT %s

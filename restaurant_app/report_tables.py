@@ -1,0 +1,23 @@
+"""The report tables' columns, listed once: the job's publish step and the web's reads are made from them.
+
+A new report figure is a name here, a column in a migration (the report table, and the staging
+table with its view) and its computation in ``spark_reports/aggregations.py``.
+"""
+
+SALES_KEY = ("granularity", "period_start")
+SALES_FIGURES = (
+    "period_end", "orders", "items_sold", "gross_revenue", "avg_ticket", "unique_customers",
+    "avg_spend_per_customer", "top_dish", "top_dish_quantity", "revenue_by_channel", "revenue_by_payment",
+)
+SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment")
+"""Figures stored as jsonb ``{key: amount}``."""
+SALES_STAMPS = ("computed_at", "final")
+"""Set by the publish step, not computed by Spark."""
+
+DISH_COLUMNS = ("granularity", "period_start", "dish", "quantity", "revenue", "rank")
+INSIGHT_COLUMNS = ("kind", "window_start", "window_end", "subject", "message", "figures")
+
+
+def listed(columns: tuple[str, ...], prefix: str = "") -> str:
+    """``a, b, c``, each with ``prefix`` (such as ``st.``) in front."""
+    return ", ".join(prefix + column for column in columns)
