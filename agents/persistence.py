@@ -12,24 +12,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from faust import StreamT
 from faust.types import EventT
 
-from agents.dead_letters import DeadLetterPublisher
-from agents.order_sink import (
+from restaurant_app import metrics
+from restaurant_app.database import until_available
+from restaurant_app.dead_letters import DeadLetterPublisher
+from restaurant_app.ingest_state import ingest_state
+from restaurant_app.order_sink import (
     Accepted,
     OrderSink,
     PostgresOrderSink,
     Rejection,
+    RejectionKind,
     RowsRefused,
     Saved,
     Source,
 )
-from restaurant_app import metrics
-from restaurant_app.database import until_available
 from restaurant_app.retry import Backoff
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.worker import app, database, dead_letter_topic, orders_topic, settings
@@ -44,22 +45,6 @@ sink: OrderSink = PostgresOrderSink(database)
 dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size)
 
 
-@dataclass
-class IngestState:
-    """What ``/health`` says about ingest: whether a batch is held by an error, and which."""
-
-    stalled_since: float | None = None
-    error: str | None = None
-
-    def stalled(self, error: str) -> None:
-        self.stalled_since = self.stalled_since or time.time()
-        self.error = error
-
-    def flowing(self) -> None:
-        self.stalled_since = self.error = None
-
-
-ingest_state = IngestState()
 
 
 def source_of(event: EventT) -> Source:
@@ -104,7 +89,7 @@ async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
         )
     except RowsRefused as exc:
         if len(orders) <= 1:
-            refused = [Rejection(a.source, str(exc), "RefusedByDatabase") for a in orders]
+            refused = [Rejection(a.source, str(exc), RejectionKind.REFUSED_BY_DATABASE) for a in orders]
             if not orders:
                 raise  # a rejection itself was refused: nothing left to split
             return await store([], [*rejections, *refused])

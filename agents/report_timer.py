@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from agents.report_runner import ReportRunner
+from restaurant_app.report_runner import ReportRunner
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.worker import app, settings
 from spark_reports.job import MODULES

@@ -33,7 +33,7 @@ SAMPLES_PER_SECOND = 200
 IDLE = "select (selectors.py"
 LAYERS = (
     ("validation", ("restaurant_app/validation.py", "json/")),
-    ("storage (psycopg, order_sink)", ("psycopg", "agents/order_sink.py")),
+    ("storage (psycopg, order_sink)", ("psycopg", "restaurant_app/order_sink.py")),
     ("metrics (prometheus_client)", ("prometheus_client",)),
     ("faust sensors/monitor", ("faust/sensors",)),
     ("aiokafka fetch/parse", ("aiokafka",)),

@@ -23,8 +23,6 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from agents.order_sink import save_orders
-from agents.report_runner import ReportRunner
 from bench.monitor import descendants_cpu, process_tree_cpu
 from bench.pipeline import spark_connect_server
 from infra.scratch import ScratchStack
@@ -32,12 +30,14 @@ from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS
+from restaurant_app.order_sink import save_orders
 from restaurant_app.partitions import add_partitions
 from restaurant_app.progress import Progress
+from restaurant_app.report_runner import ReportRunner
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from spark_reports import job
-from spark_reports.result import parse_result
+from spark_reports.result import RunStatus, parse_result
 
 log = logging.getLogger("bench")
 
@@ -206,7 +206,7 @@ def run_report_job(env: dict[str, str], full: bool, log_file: Path) -> float:
                                 stderr=subprocess.STDOUT, text=True, check=False)
     seconds = time.monotonic() - started
     outcome = parse_result(log_file.read_text(errors="replace"))
-    if result.returncode != 0 or not outcome or outcome.status != "succeeded":
+    if result.returncode != 0 or not outcome or outcome.status != RunStatus.SUCCEEDED:
         error = " ".join((outcome.error or "").split())[:300] if outcome else "no result line"
         raise RuntimeError(f"the report job failed ({error}); its output is in {log_file}")
     return seconds
@@ -275,7 +275,7 @@ class WorkerLauncher:
     def __call__(self) -> float:
         """One incremental run; return its wall-clock seconds."""
         result = self.loop.run_until_complete(self.runner.run()).result
-        if result.status != "succeeded":
+        if result.status != RunStatus.SUCCEEDED:
             raise RuntimeError(f"the report job {result.status}: {result.error}")
         return result.seconds
 

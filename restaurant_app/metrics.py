@@ -14,13 +14,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from restaurant_app.order_sink import RejectionKind
+from spark_reports.result import RunStatus
+
 # Without this, every counter and histogram gets a *_created series; they only add noise here.
 disable_created_metrics()
 
 registry = CollectorRegistry()
 
-REJECTION_KINDS = ("InvalidOrder", "ConflictingDuplicate", "RefusedByDatabase")
-REPORT_STATUSES = ("succeeded", "failed", "skipped", "killed")
+FINISHED_STATUSES = tuple(status for status in RunStatus if status is not RunStatus.RUNNING)
+
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
@@ -73,13 +76,13 @@ report_last_success_seconds = Gauge(
     registry=registry,
 )
 
-for _kind in REJECTION_KINDS:
+for _kind in RejectionKind:
     rejections.labels(kind=_kind)
-for _status in REPORT_STATUSES:
+for _status in FINISHED_STATUSES:
     report_runs.labels(status=_status)
 
 
-def batch_committed(produced_at: Iterable[float], new_orders: int, rejection_kinds: Iterable[str],
+def batch_committed(produced_at: Iterable[float], new_orders: int, rejection_kinds: Iterable[RejectionKind],
                     committed_at: float) -> None:
     """Count what a batch's transaction stored, and time each message from its Kafka timestamp."""
     orders_stored.inc(new_orders)
@@ -99,11 +102,11 @@ def freshness(started_at: float, finished_at: float) -> float:
     return finished_at - started_at // 60 * 60
 
 
-def report_finished(status: str, seconds: float, started_at: float, finished_at: float) -> None:
+def report_finished(status: RunStatus, seconds: float, started_at: float, finished_at: float) -> None:
     """Count a report run; a successful one also sets the freshness and the time of the last success."""
     report_runs.labels(status=status).inc()
     report_duration_seconds.observe(seconds)
-    if status == "succeeded":
+    if status == RunStatus.SUCCEEDED:
         report_freshness_seconds.set(freshness(started_at, finished_at))
         report_last_success_seconds.set(finished_at)
 

@@ -14,7 +14,7 @@ from restaurant_app.java_runtime import java_executable
 from restaurant_app.replica import wait_until_replayed
 from restaurant_app.settings import Settings
 from spark_reports.ledger import ReportRun, skip_note
-from spark_reports.result import JobResult, result_line
+from spark_reports.result import JobResult, RunStatus, result_line
 from spark_reports.store import ReportStore, report_store
 from spark_reports.watchdog import launcher_pid, start_watchdog
 
@@ -22,7 +22,7 @@ log = logging.getLogger("spark_reports")
 
 MODULES = ("spark_reports.job", "spark_reports.stage")
 """What a run imports, pyspark's client with pandas and pyarrow among it: about 0.8 CPU-seconds
-that a launcher forking runs from one process (``agents.fork_server``) pays once."""
+that a launcher forking runs from one process (``restaurant_app.fork_server``) pays once."""
 LONGEST_ERROR = 2000
 REPLICA_WAIT_SECONDS = 60.0
 """How long Spark waits for REPORTS_DATABASE_URL to replay the run's scope before the run fails."""
@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(settings, full=args.full)
     except psycopg.OperationalError as exc:
-        result = JobResult("failed", error=database_error(exc, settings.database_url))
+        result = JobResult(RunStatus.FAILED, error=database_error(exc, settings.database_url))
         log.error("%s", result.error)
     result.seconds = round(time.monotonic() - started, 2)
     print(result_line(result), flush=True)
-    return 1 if result.status == "failed" else 0
+    return 1 if result.status == RunStatus.FAILED else 0
 
 
 def load_spark_client_and_wait(moment: float) -> None:
@@ -77,7 +77,7 @@ def run(settings: Settings, full: bool = False) -> JobResult:
     with report_store(settings.database_url, settings.report_timeout_seconds) as store:
         if not store.ledger.try_lock():
             log.info("Another report run is still going; this one stops here.")
-            return JobResult("skipped")
+            return JobResult(RunStatus.SKIPPED)
         report_run = store.start_run(full)
         if report_run.skip is not None:
             log.warning("Report run %d: %s", report_run.run_id,
@@ -94,7 +94,7 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
         if report_run.minutes == 0:
             store.ledger.finish(report_run, 0, 0, 0)
             log.info("No new orders since the last run; nothing to recompute.")
-            return JobResult("succeeded", report_run.run_id)
+            return JobResult(RunStatus.SUCCEEDED, report_run.run_id)
         if not settings.spark_remote:  # a Spark of its own needs Java here; Spark Connect does not
             java_executable()
         if settings.reports_database_url:
@@ -111,11 +111,11 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
         error = error_text(exc)
         store.ledger.fail(report_run, error, *counts)
         log.error("Report run %d failed; the reports stay as they were. %s", report_run.run_id, error)
-        return JobResult("failed", report_run.run_id, error=error)
+        return JobResult(RunStatus.FAILED, report_run.run_id, error=error)
     orders_read, rows_read = counts
     log.info("Report run %d wrote %d window(s) from %d order(s) (%d order lines).",
              report_run.run_id, windows, orders_read, rows_read)
-    return JobResult("succeeded", report_run.run_id, windows, orders_read, rows_read)
+    return JobResult(RunStatus.SUCCEEDED, report_run.run_id, windows, orders_read, rows_read)
 
 
 def log_scope(run: ReportRun) -> None:

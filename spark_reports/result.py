@@ -7,17 +7,27 @@ it back with ``parse_result``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
+from enum import StrEnum
 
 RESULT_PREFIX = "REPORT_RESULT "
+
+
+class RunStatus(StrEnum):
+    """A report run's status, in ``report_runs.status``, the result line and the metrics."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # another run held the report lock
+    KILLED = "killed"  # by the runner, past its timeout
 
 
 @dataclass
 class JobResult:
     """The outcome of one run of the job."""
 
-    status: str
-    """'succeeded', 'failed', 'skipped' (another run held the report lock), or 'killed' by the runner."""
+    status: RunStatus
     run_id: int | None = None
     windows: int = 0
     orders_read: int = 0
@@ -38,7 +48,8 @@ def parse_result(stdout: bytes | str) -> JobResult | None:
         if line.startswith(RESULT_PREFIX):
             try:
                 values = json.loads(line.removeprefix(RESULT_PREFIX))
-                return JobResult(**{k: v for k, v in values.items() if k in known})
+                result = JobResult(**{k: v for k, v in values.items() if k in known})
+                return replace(result, status=RunStatus(result.status))
             except (ValueError, TypeError, AttributeError):
                 continue
     return None

@@ -34,7 +34,7 @@ SERVICE_FIXTURES = frozenset({"stack", "own_service_home"})
 SERVICE_PROGRAMS = frozenset({
     "java", "postgres", "pg_ctl", "initdb", "pg_basebackup", "faust", "chromium", "docker", "kcat",
 })
-SERVICE_MODULES = frozenset({"infra", "spark_reports", "bench", "restaurant_app"})
+SERVICE_MODULES = frozenset({"infra", "spark_reports", "bench", "faust"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import agents.persistence
-from agents.order_sink import OrderSink
+from restaurant_app.order_sink import OrderSink
 from restaurant_app.worker import app
 
 __all__ = ["app"]

@@ -12,12 +12,12 @@ from faust.exceptions import ProducerSendError
 
 import agents.generator
 import agents.persistence
-from agents import dead_letters as dead_letters_module
 from agents.generator import PUBLISH_ATTEMPTS, place_orders
-from agents.order_sink import InMemoryOrderSink, Rejection, RowsRefused
 from agents.persistence import persist_orders
 from restaurant_app import database as database_module
+from restaurant_app import dead_letters as dead_letters_module
 from restaurant_app.models import Order
+from restaurant_app.order_sink import InMemoryOrderSink, Rejection, RowsRefused
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import orders_topic
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agents.fork_server import ForkServer, ForkServerGone
+from restaurant_app.fork_server import ForkServer, ForkServerGone
 from spark_reports.job import MODULES
 from tests.services import wait_until
 
@@ -156,7 +156,7 @@ async def test_commands_started_at_once_share_one_server_and_each_gets_its_own_e
             for code in range(20)))
         codes = await asyncio.gather(*(process.wait() for process in processes))
         servers = [child.pid for child in psutil.Process().children()
-                   if "agents.fork_server" in child.cmdline()]
+                   if "restaurant_app.fork_server" in child.cmdline()]
     finally:
         await server.stop()
     assert codes == list(range(20))

@@ -12,13 +12,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import agents.persistence
-from agents.order_sink import InMemoryOrderSink
 from agents.persistence import persist_orders
-from agents.report_runner import ReportRunner
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app import metrics
 from restaurant_app.metrics import ConsumerLagCollector, registry
 from restaurant_app.models import Order
+from restaurant_app.order_sink import InMemoryOrderSink, RejectionKind
+from restaurant_app.report_runner import ReportRunner
 from restaurant_app.traffic import OrderGenerator
 from tests.services import produce, query, wait_until
 
@@ -68,9 +68,9 @@ def test_a_committed_batch_counts_its_orders_rejections_and_latencies():
 
 
 def test_every_rejection_kind_and_report_status_is_shown_from_the_start():
-    for kind in metrics.REJECTION_KINDS:
+    for kind in RejectionKind:
         assert registry.get_sample_value("restaurant_rejections_total", {"kind": kind}) is not None
-    for status in metrics.REPORT_STATUSES:
+    for status in metrics.FINISHED_STATUSES:
         assert registry.get_sample_value("restaurant_report_runs_total", {"status": status}) is not None
 
 

@@ -15,13 +15,13 @@ import msgspec
 import psycopg
 import pytest
 
-import agents.order_sink
-from agents.order_sink import Accepted, PostgresOrderSink, Source, save_orders
+import restaurant_app.order_sink
 from infra.postgres import PostgresServer
 from infra.stack import free_port
 from restaurant_app import database as database_module
 from restaurant_app.database import Database
 from restaurant_app.models import Order
+from restaurant_app.order_sink import Accepted, PostgresOrderSink, Source, save_orders
 from restaurant_app.partitions import PARTITIONS_LOCK_ID, add_partitions, keep_partitions
 from restaurant_app.traffic import OrderGenerator
 from spark_reports.store import SPARK_ORDER_LINES
@@ -35,7 +35,7 @@ DAYS = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)]
 ODD_MOMENT = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
 """An order's created_at far from any day partition: it lands in the default partition."""
 
-# The save path's statement before migration 006 (agents/order_sink.py as it was), with which
+# The save path's statement before migration 006 (restaurant_app/order_sink.py as it was), with which
 # the database that 006 migrates is filled: an order keyed on order_id alone.
 PREVIOUS_INSERT = """
 WITH new AS (
@@ -110,7 +110,7 @@ def pre_006_database(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) 
     earlier = [m for m in database_module.migration_files() if m[0] < "006"]
     with monkeypatch.context() as patch:
         patch.setattr(database_module, "migration_files", lambda: earlier)
-        patch.setattr(agents.order_sink, "INSERT_ORDERS_AND_LINES", PREVIOUS_INSERT)
+        patch.setattr(restaurant_app.order_sink, "INSERT_ORDERS_AND_LINES", PREVIOUS_INSERT)
         asyncio.run(Database(url).migrate())
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(EARLIER_ADDITIONS)

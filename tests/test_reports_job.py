@@ -20,11 +20,11 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from agents.order_sink import ITEM_COLUMNS, ORDER_COLUMNS, item_rows, order_rows, save_orders
 from infra.scratch import ScratchStack
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import Order, OrderItem
+from restaurant_app.order_sink import ITEM_COLUMNS, ORDER_COLUMNS, item_rows, order_rows, save_orders
 from restaurant_app.settings import Settings
 from restaurant_app.traffic import OrderGenerator
 from spark_reports import job

@@ -14,8 +14,8 @@ import psutil
 import psycopg
 import pytest
 
-from agents.report_runner import RecordFailure, ReportRunner
 from restaurant_app.database import Database
+from restaurant_app.report_runner import RecordFailure, ReportRunner
 from restaurant_app.settings import PROJECT_ROOT
 from spark_reports.ledger import REPORT_LOCK_ID, record_failure
 from tests.services import query, wait_until
@@ -67,7 +67,7 @@ GIVES_UP = """
 
 LAUNCHES_THE_JOB = """
     import asyncio, sys
-    from agents.report_runner import ReportRunner
+    from restaurant_app.report_runner import ReportRunner
     asyncio.run(ReportRunner([sys.executable, "-m", "spark_reports"], timeout=300).run())
 """
 """A worker in miniature: the real runner launching the real job."""
@@ -82,7 +82,7 @@ FAILS_AND_SAYS_SO = """
 
 def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "agents.report_runner" and r.getMessage().startswith("Report run")]
+            if r.name == "restaurant_app.report_runner" and r.getMessage().startswith("Report run")]
 
 
 def is_gone(pid: int) -> bool:

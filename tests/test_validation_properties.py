@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from agents.order_sink import Accepted, PostgresOrderSink, Source
 from restaurant_app.database import Database
 from restaurant_app.models import CHANNELS, PAYMENT_METHODS, Order, OrderItem
+from restaurant_app.order_sink import Accepted, PostgresOrderSink, Source
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.validation import InvalidOrder, fast_path_order, full_path_order, parse_order
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from faust import web
 
-from agents.persistence import ingest_state
 from restaurant_app.database import DatabaseUnavailable, describe
+from restaurant_app.ingest_state import ingest_state
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.replica import replica_status
 from restaurant_app.worker import app, database, reports_database, settings

@@ -1,6 +1,6 @@
 """Launching the report job as a subprocess: one at a time, killed if it hangs, outcome logged.
 
-The job is forked from a fork server (``agents.fork_server``) that has imported its modules, so
+The job is forked from a fork server (``restaurant_app.fork_server``) that has imported its modules, so
 a run does not spend most of a CPU-second importing pyspark, pandas and pyarrow again.
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agents.fork_server import ForkedProcess, ForkServer, ForkServerGone
 from restaurant_app import metrics
-from spark_reports.result import JobResult, parse_result
+from restaurant_app.fork_server import ForkedProcess, ForkServer, ForkServerGone
+from spark_reports.result import JobResult, RunStatus, parse_result
 from spark_reports.watchdog import LAUNCHER_PID_VARIABLE
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,12 @@ class ReportRunner:
         try:
             outcome = await self._launch_and_wait([*self.command, *args], head_start)
         except ForkServerGone as exc:
-            outcome = Outcome(JobResult("failed", error=str(exc)), reported=False)
+            outcome = Outcome(JobResult(RunStatus.FAILED, error=str(exc)), reported=False)
         outcome.result.seconds = self._elapsed()
         log_outcome(outcome.result)
         metrics.report_finished(outcome.result.status, outcome.result.seconds, started_at.timestamp(),
                                 time.time())
-        if outcome.result.status in ("killed", "failed") and not outcome.reported:
+        if outcome.result.status in (RunStatus.KILLED, RunStatus.FAILED) and not outcome.reported:
             await self._record(started_at, outcome.result)
         return outcome
 
@@ -119,7 +119,7 @@ class ReportRunner:
         except TimeoutError:
             await kill_group(process)
             killed = f"the report job was killed after running for {self.timeout:.0f} s"
-            return Outcome(JobResult("killed", error=killed), reported=False)
+            return Outcome(JobResult(RunStatus.KILLED, error=killed), reported=False)
         except asyncio.CancelledError:
             await kill_group(process)
             raise
@@ -164,14 +164,15 @@ def read_outcome(returncode: int | None, stdout: bytes, stderr: bytes) -> Outcom
         return Outcome(result, reported=True)
     last_line = next((line for line in reversed(stderr.decode(errors="replace").splitlines())
                       if line.strip()), "no error message")
-    return Outcome(JobResult("failed", error=f"exit code {returncode}: {last_line.strip()}"), reported=False)
+    failed = JobResult(RunStatus.FAILED, error=f"exit code {returncode}: {last_line.strip()}")
+    return Outcome(failed, reported=False)
 
 
 def log_outcome(result: JobResult) -> None:
-    if result.status == "succeeded":
+    if result.status == RunStatus.SUCCEEDED:
         log.info("Report run succeeded in %.1f s: %d window(s) written, %d order line(s) read.",
                  result.seconds, result.windows, result.rows_read)
-    elif result.status == "skipped":
+    elif result.status == RunStatus.SKIPPED:
         log.info("Report run skipped after %.1f s: another report job holds the lock.", result.seconds)
     else:
         log.error("Report run %s after %.1f s: %s.", result.status, result.seconds, result.error)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -51,13 +52,21 @@ class Accepted:
     source: Source
 
 
+class RejectionKind(StrEnum):
+    """A rejection's class of error: the dead letter's exception header and the metric's label."""
+
+    INVALID_ORDER = "InvalidOrder"  # not a valid order
+    CONFLICTING_DUPLICATE = "ConflictingDuplicate"  # another order under an order_id already stored
+    REFUSED_BY_DATABASE = "RefusedByDatabase"  # PostgreSQL refused the row
+
+
 @dataclass(frozen=True)
 class Rejection:
     """A message that is not an acceptable order, and why; ``kind`` names the class of error."""
 
     source: Source
     reason: str
-    kind: str = "InvalidOrder"
+    kind: RejectionKind = RejectionKind.INVALID_ORDER
 
 
 @dataclass
@@ -223,7 +232,7 @@ def versions(orders: Sequence[Accepted]) -> list[list[Accepted]]:
 
 def conflicting_duplicate(accepted: Accepted) -> Rejection:
     reason = f"conflicting duplicate of order {accepted.order.order_id}: same order_id, different content"
-    return Rejection(accepted.source, reason, "ConflictingDuplicate")
+    return Rejection(accepted.source, reason, RejectionKind.CONFLICTING_DUPLICATE)
 
 
 def refused_reason(exc: psycopg.Error) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from faust.types import TopicT
 
-from agents.order_sink import Rejection
+from restaurant_app.order_sink import Rejection
 from restaurant_app.retry import Backoff
 
 log = logging.getLogger(__name__)

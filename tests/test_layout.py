@@ -1,4 +1,4 @@
-"""Every exception the product defines descends from one root, so callers can tell ours apart."""
+"""The rooms' rules, read from the source: one root for our exceptions, and no import upward."""
 
 import ast
 import builtins
@@ -29,3 +29,20 @@ def test_every_exception_the_product_defines_is_a_pipeline_error():
              for c in exception_classes(p)]
     assert len(found) >= 10, found
     assert [name for name, bases in found if "PipelineError" not in bases] == []
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level packages that ``path`` imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_agents_and_the_tools_around_them_import_agents():
+    upward = [str(p.relative_to(PROJECT_ROOT)) for package in ("restaurant_app", "spark_reports", "infra")
+              for p in sorted((PROJECT_ROOT / package).rglob("*.py")) if "agents" in imported_packages(p)]
+    assert upward == []
