@@ -68,10 +68,11 @@ def scratch_stack(home: Path, *, kafka_heap: str = "512m", commit_timestamps: bo
     home.mkdir(parents=True)
     kafka = KafkaBroker(home / "kafka", free_port(), free_port(), heap=kafka_heap, log_level="WARN")
     postgres = PostgresServer(home / "postgres", free_port())
-    kafka.start()
+    kafka.launch()  # the broker's JVM starts while PostgreSQL does
     try:
         postgres.start()
         try:
+            kafka.wait_until_ready(timeout=90.0)
             if commit_timestamps:
                 _track_commit_timestamps(postgres)
             yield ScratchStack(kafka, postgres, home)
