@@ -30,7 +30,8 @@ from agents.order_sink import (
 )
 from restaurant_app import metrics
 from restaurant_app.database import until_available
-from restaurant_app.validation import InvalidOrder, parse_order
+from restaurant_app.kafka_records import forget, unreadable_reason
+from restaurant_app.validation import MAX_REASON_LENGTH, InvalidOrder, parse_order
 from restaurant_app.worker import app, database, dead_letter_topic, orders_topic, settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
     rejections: list[Rejection] = []
     for event in events:
         source = source_of(event)
+        unreadable = unreadable_reason(source.position)
+        if unreadable is not None:
+            reason = f"unreadable Kafka record: {unreadable}"[:MAX_REASON_LENGTH]
+            rejections.append(Rejection(source, reason, "UnreadableRecord"))
+            continue
         try:
             order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW)
         except InvalidOrder as exc:
@@ -167,3 +173,4 @@ async def persist_orders(stream: StreamT) -> None:
         await handle_until_done(events)
         for event in events:
             await stream.ack(event)
+        forget([(e.message.topic, e.message.partition, e.message.offset) for e in events])

@@ -19,7 +19,7 @@ disable_created_metrics()
 
 registry = CollectorRegistry()
 
-REJECTION_KINDS = ("InvalidOrder", "ConflictingDuplicate", "RefusedByDatabase")
+REJECTION_KINDS = ("InvalidOrder", "ConflictingDuplicate", "RefusedByDatabase", "UnreadableRecord")
 REPORT_STATUSES = ("succeeded", "failed", "skipped", "killed")
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -33,7 +33,8 @@ orders_stored = Counter(
 rejections = Counter(
     "restaurant_rejections",
     "Messages rejected, by class of error: InvalidOrder (not a valid order), ConflictingDuplicate"
-    " (another order under a stored order_id), RefusedByDatabase (PostgreSQL refused the row).",
+    " (another order under a stored order_id), RefusedByDatabase (PostgreSQL refused the row),"
+    " UnreadableRecord (Kafka's record itself could not be decoded).",
     ["kind"], registry=registry,
 )
 batch_messages = Histogram(

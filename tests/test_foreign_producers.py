@@ -41,3 +41,40 @@ def test_orders_from_kcat_and_the_java_console_producer_are_stored_once_with_eve
     stored = {str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")}
     assert stored == {o.order_id for o in published}
     worker.check_alive()
+
+
+def rejections(database_url: str) -> list[tuple[int, int, bytes, str]]:
+    rows = query(database_url, "SELECT kafka_partition, kafka_offset, raw, reason FROM rejected_orders")
+    return [(p, o, bytes(raw), reason) for p, o, raw, reason in rows]
+
+
+def test_header_bytes_that_are_not_utf8_and_200_headers_from_kcat_each_get_an_answer(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    generator = OrderGenerator(seed=191)
+    worker.start()
+    topic, servers = worker.env["ORDERS_TOPIC"], stack.bootstrap_servers
+    before, bad_name, bad_value, many, after = (
+        [generator.order() for _ in range(n)] for n in (10, 3, 3, 2, 10))
+    two_hundred = [arg for n in range(200) for arg in ("-H", f"h{n:03d}=value {n}")]
+    kcat(servers, topic, [o.dumps() for o in before])
+    kcat(servers, topic, [o.dumps() for o in bad_name], "-H", b"\xff\xfeorigin=pos-7", "-z", "lz4")
+    kcat(servers, topic, [o.dumps() for o in bad_value], "-H", b"origin=\xff\xfe\x80pos")
+    kcat(servers, topic, [o.dumps() for o in many], *two_hundred)
+    kcat(servers, topic, [b"{not json with 200 headers"], *two_hundred)
+    kcat(servers, topic, [o.dumps() for o in after])
+
+    stored_ones = before + bad_value + many + after
+    wait_until(lambda: account(database_url) == expected(stored_ones, len(bad_name) + 1), timeout=120,
+               message=f"not every message was answered: {account(database_url)}")
+    stored = {str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")}
+    assert stored == {o.order_id for o in stored_ones}
+    found = rejections(database_url)
+    unreadable = sorted(raw for _, _, raw, reason in found if reason.startswith(
+        "unreadable Kafka record: header 1 of 1 has a name that is not UTF-8"))
+    assert unreadable == sorted(o.dumps() for o in bad_name)
+    [invalid] = [reason for _, _, raw, reason in found if raw == b"{not json with 200 headers"]
+    assert not invalid.startswith("unreadable")
+    waiting = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NULL"
+    wait_until(lambda: query(database_url, waiting) == [(0,)], timeout=60)
+    worker.check_alive()
