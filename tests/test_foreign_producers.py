@@ -6,7 +6,7 @@ from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.models import Order
 from restaurant_app.traffic import OrderGenerator
 from tests.foreign_clients import console_producer, kcat
-from tests.services import query, wait_until
+from tests.services import consume_all, query, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +75,41 @@ def test_header_bytes_that_are_not_utf8_and_200_headers_from_kcat_each_get_an_an
     assert unreadable == sorted(o.dumps() for o in bad_name)
     [invalid] = [reason for _, _, raw, reason in found if raw == b"{not json with 200 headers"]
     assert not invalid.startswith("unreadable")
+    waiting = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NULL"
+    wait_until(lambda: query(database_url, waiting) == [(0,)], timeout=60)
+    worker.check_alive()
+
+
+def test_invalid_messages_with_a_990_kb_key_or_600_kb_of_headers_are_rejected_and_dead_lettered(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    generator = OrderGenerator(seed=192)
+    worker.start()
+    topic, servers = worker.env["ORDERS_TOPIC"], stack.bootstrap_servers
+    before, after = [generator.order() for _ in range(5)], [generator.order() for _ in range(5)]
+    big_key, keyed_value = b"k" * 990_000, b"{not an order" + b" " * 40_000
+    headers = [(f"h{n}", bytes([65 + n]) * 100_000) for n in range(6)]
+    headed_value = b"[" + b"1," * 200_000 + b"1]"
+    kcat(servers, topic, [o.dumps() for o in before])
+    kcat(servers, topic, [big_key + b"\t" + keyed_value], "-K", "\t")
+    kcat(servers, topic, [headed_value], *(a for n, v in headers for a in ("-H", f"{n}=".encode() + v)))
+    kcat(servers, topic, [o.dumps() for o in after])
+
+    wait_until(lambda: account(database_url) == expected(before + after, 2), timeout=120,
+               message=f"not every message was answered: {account(database_url)}")
+    rows = query(database_url, "SELECT raw, message_key, header_names, header_values, reason"
+                               " FROM rejected_orders ORDER BY kafka_offset")
+    kept = {bytes(raw): (key and bytes(key), [bytes(n) for n in names], [bytes(v) for v in values])
+            for raw, key, names, values, _ in rows}
+    assert kept[keyed_value] == (big_key, [], [])
+    assert kept[headed_value] == (None, [n.encode() for n, _ in headers], [v for _, v in headers])
+
+    dead = {m.value: m for m in consume_all(servers, worker.env["DEAD_LETTER_TOPIC"], expected=2)}
+    assert set(dead) == {keyed_value, headed_value}
+    keyed = dead[keyed_value]
+    assert big_key.startswith(keyed.key) and len(keyed.key) < len(big_key)
+    assert dict(keyed.headers)["key-truncated-from-bytes"] == b"990000"
+    assert dict(dead[headed_value].headers)["dropped-headers"] == b"6"
     waiting = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NULL"
     wait_until(lambda: query(database_url, waiting) == [(0,)], timeout=60)
     worker.check_alive()
