@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -108,14 +108,17 @@ class DeadLetterPublisher:
     that failed is sent again, after a pause, so a slow topic makes no duplicates.
     """
 
-    def __init__(self, topic: TopicT, max_request_size: int) -> None:
+    def __init__(self, topic: TopicT, max_request_size: int,
+                 held: Callable[[str, float], None] = lambda error, since: None) -> None:
         self.topic = topic
         self.limit = max_request_size
+        self.held = held
+        """Told, while the topic refuses or keeps waiting, what holds the batch and since when."""
 
     async def publish(self, rejections: Sequence[Rejection]) -> None:
-        pending, delay = list(rejections), FIRST_RETRY_SECONDS
+        pending, delay, since = list(rejections), FIRST_RETRY_SECONDS, time.time()
         while pending:
-            failures = await self._send_all(pending)
+            failures = await self._send_all(pending, since)
             pending = [rejection for rejection, error in zip(pending, failures, strict=True) if error]
             if pending:
                 error = next(e for e in failures if e)
@@ -124,10 +127,12 @@ class DeadLetterPublisher:
                     " waits and tries again in %.1f s. They are kept in rejected_orders.",
                     len(pending), self.topic.get_topic_name(), error, delay,
                 )
+                self.held(f"the dead-letter topic {self.topic.get_topic_name()!r} refuses"
+                          f" {len(pending)} rejection(s): {error}", since)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, LONGEST_RETRY_SECONDS)
 
-    async def _send_all(self, rejections: Sequence[Rejection]) -> list[str | None]:
+    async def _send_all(self, rejections: Sequence[Rejection], since: float) -> list[str | None]:
         """Send every rejection and wait for each delivery; return each one's error, if any."""
         deliveries = [asyncio.ensure_future(self._deliver(rejection)) for rejection in rejections]
         waiting = set(deliveries)
@@ -136,6 +141,8 @@ class DeadLetterPublisher:
             if waiting:
                 log.warning("Still waiting for the dead-letter topic %r to take %d rejection(s).",
                             self.topic.get_topic_name(), len(waiting))
+                self.held(f"the dead-letter topic {self.topic.get_topic_name()!r} has not taken"
+                          f" {len(waiting)} rejection(s) yet", since)
         return [describe_error(d.exception()) if d.exception() else None for d in deliveries]
 
     async def _deliver(self, rejection: Rejection) -> None:

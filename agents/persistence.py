@@ -40,14 +40,15 @@ MAX_CLOCK_SKEW = timedelta(seconds=settings.max_clock_skew_seconds)
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
-sink: OrderSink = PostgresOrderSink(database)
-dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size)
-
-
 @dataclass
 class IngestState:
-    """What ``/health`` says about ingest: whether a batch is held by an error, and which."""
+    """What ``/health`` says about ingest: whether a batch is held by an error, and which.
 
+    An error nobody foresaw shows at once; a cause that may pass by itself (PostgreSQL away,
+    the dead-letter topic refusing) once it has held the batch ``alarm_seconds``.
+    """
+
+    alarm_seconds: float
     stalled_since: float | None = None
     error: str | None = None
 
@@ -55,11 +56,19 @@ class IngestState:
         self.stalled_since = self.stalled_since or time.time()
         self.error = error
 
+    def held(self, error: str, since: float) -> None:
+        """The batch is held by ``error`` since ``since``: shown once that is ``alarm_seconds`` ago."""
+        if time.time() - since >= self.alarm_seconds:
+            self.stalled_since = min(self.stalled_since or since, since)
+            self.error = f"a batch has been held for {time.time() - since:.0f} s: {error}"
+
     def flowing(self) -> None:
         self.stalled_since = self.error = None
 
 
-ingest_state = IngestState()
+ingest_state = IngestState(settings.held_batch_alarm_seconds)
+sink: OrderSink = PostgresOrderSink(database)
+dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size, ingest_state.held)
 
 
 def source_of(event: EventT) -> Source:
@@ -106,6 +115,7 @@ async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
         return await until_available(
             lambda: sink.save(orders, rejections),
             f"storing {len(orders)} order(s), whose offsets stay uncommitted until then",
+            ingest_state.held,
         )
     except RowsRefused as exc:
         if len(orders) <= 1:
@@ -132,7 +142,7 @@ async def handle(events: Sequence[EventT]) -> None:
     if saved.not_dead_lettered:
         await dead_letters.publish(saved.not_dead_lettered)
         await until_available(lambda: sink.mark_dead_lettered(saved.not_dead_lettered),
-                              "recording which rejections reached the dead-letter topic")
+                              "recording which rejections reached the dead-letter topic", ingest_state.held)
     refused_orders = len(saved.rejections) - len(rejections)
     log.info("Stored %d new order(s) in PostgreSQL (%d already there, %d rejected)",
              saved.new_orders, len(orders) - saved.new_orders - refused_orders, len(saved.rejections))
