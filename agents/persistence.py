@@ -21,6 +21,7 @@ from restaurant_app import metrics
 from restaurant_app.database import until_available
 from restaurant_app.dead_letters import DeadLetterPublisher
 from restaurant_app.ingest_state import ingest_state
+from restaurant_app.kafka_records import forget, unreadable_reason
 from restaurant_app.order_sink import (
     Accepted,
     OrderSink,
@@ -32,7 +33,7 @@ from restaurant_app.order_sink import (
     Source,
 )
 from restaurant_app.retry import Backoff
-from restaurant_app.validation import InvalidOrder, parse_order
+from restaurant_app.validation import MAX_REASON_LENGTH, InvalidOrder, parse_order
 from restaurant_app.worker import app, database, dead_letter_topic, orders_topic, settings
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,7 @@ FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
 sink: OrderSink = PostgresOrderSink(database)
-dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size)
-
-
+dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size, ingest_state.held)
 
 
 def source_of(event: EventT) -> Source:
@@ -65,6 +64,11 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
     rejections: list[Rejection] = []
     for event in events:
         source = source_of(event)
+        unreadable = unreadable_reason(source.position)
+        if unreadable is not None:
+            reason = f"unreadable Kafka record: {unreadable}"[:MAX_REASON_LENGTH]
+            rejections.append(Rejection(source, reason, RejectionKind.UNREADABLE_RECORD))
+            continue
         try:
             order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW)
         except InvalidOrder as exc:
@@ -86,6 +90,7 @@ async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
         return await until_available(
             lambda: sink.save(orders, rejections),
             f"storing {len(orders)} order(s), whose offsets stay uncommitted until then",
+            ingest_state.held,
         )
     except RowsRefused as exc:
         if len(orders) <= 1:
@@ -112,7 +117,7 @@ async def handle(events: Sequence[EventT]) -> None:
     if saved.not_dead_lettered:
         await dead_letters.publish(saved.not_dead_lettered)
         await until_available(lambda: sink.mark_dead_lettered(saved.not_dead_lettered),
-                              "recording which rejections reached the dead-letter topic")
+                              "recording which rejections reached the dead-letter topic", ingest_state.held)
     refused_orders = len(saved.rejections) - len(rejections)
     log.info("Stored %d new order(s) in PostgreSQL (%d already there, %d rejected)",
              saved.new_orders, len(orders) - saved.new_orders - refused_orders, len(saved.rejections))
@@ -153,3 +158,4 @@ async def persist_orders(stream: StreamT) -> None:
         await handle_until_done(events)
         for event in events:
             await stream.ack(event)
+        forget([(e.message.topic, e.message.partition, e.message.offset) for e in events])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -55,9 +56,13 @@ def describe(url: str) -> str:
     return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
 
 
-async def until_available(operation: Callable[[], Awaitable[T]], doing: str) -> T:
-    """Run ``operation``, waiting out a database outage with growing pauses between tries."""
-    backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
+async def until_available(operation: Callable[[], Awaitable[T]], doing: str,
+                          held: Callable[[str, float], None] | None = None) -> T:
+    """Run ``operation``, waiting out a database outage with growing pauses between tries.
+
+    ``held``, if given, is told after each failed try what holds the work and since when.
+    """
+    backoff, since = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS), time.time()
     while True:
         try:
             return await operation()
@@ -66,6 +71,8 @@ async def until_available(operation: Callable[[], Awaitable[T]], doing: str) -> 
                 "PostgreSQL is unavailable while %s (%s); trying again in %.1f s.",
                 doing, exc, backoff.delay,
             )
+            if held is not None:
+                held(f"PostgreSQL is unavailable while {doing}", since)
             await backoff.wait()
 
 

@@ -1,13 +1,20 @@
-"""What ``/health`` says about ingest: set by the persistence agent, read by the web."""
+"""What ``/health`` says about ingest: set by the agent and the dead-letter publisher, read by the web."""
 
 import time
 from dataclasses import dataclass
 
+from restaurant_app.worker import settings
+
 
 @dataclass
 class IngestState:
-    """What ``/health`` says about ingest: whether a batch is held by an error, and which."""
+    """What ``/health`` says about ingest: whether a batch is held by an error, and which.
 
+    An error nobody foresaw shows at once; a cause that may pass by itself (PostgreSQL away,
+    the dead-letter topic refusing) once it has held the batch ``alarm_seconds``.
+    """
+
+    alarm_seconds: float
     stalled_since: float | None = None
     error: str | None = None
 
@@ -15,8 +22,14 @@ class IngestState:
         self.stalled_since = self.stalled_since or time.time()
         self.error = error
 
+    def held(self, error: str, since: float) -> None:
+        """The batch is held by ``error`` since ``since``: shown once that is ``alarm_seconds`` ago."""
+        if time.time() - since >= self.alarm_seconds:
+            self.stalled_since = min(self.stalled_since or since, since)
+            self.error = f"a batch has been held for {time.time() - since:.0f} s: {error}"
+
     def flowing(self) -> None:
         self.stalled_since = self.error = None
 
 
-ingest_state = IngestState()
+ingest_state = IngestState(settings.held_batch_alarm_seconds)

@@ -1,4 +1,5 @@
-"""Faust's aiokafka transport, with our consumer and an idempotent producer."""
+"""Faust's aiokafka transport, with our consumer, an idempotent producer and a fetcher that survives
+records it cannot decode (``restaurant_app.kafka_records``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka
 
+from restaurant_app import kafka_records
 from restaurant_app.fast_consumer import FastConsumer
 
 STOP_SECONDS = 30.0
@@ -38,7 +40,11 @@ class IdempotentProducer(aiokafka.Producer):
 
 
 class FastTransport(aiokafka.Transport):
-    """Faust's aiokafka transport with ``FastConsumer`` and ``IdempotentProducer``."""
+    """Faust's aiokafka transport with ``FastConsumer``, ``IdempotentProducer`` and lenient record reading."""
 
     Consumer = FastConsumer
     Producer = IdempotentProducer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kafka_records.install()
+        super().__init__(*args, **kwargs)

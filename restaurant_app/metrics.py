@@ -24,7 +24,6 @@ registry = CollectorRegistry()
 
 FINISHED_STATUSES = tuple(status for status in RunStatus if status is not RunStatus.RUNNING)
 
-
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 REPORT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
@@ -36,7 +35,8 @@ orders_stored = Counter(
 rejections = Counter(
     "restaurant_rejections",
     "Messages rejected, by class of error: InvalidOrder (not a valid order), ConflictingDuplicate"
-    " (another order under a stored order_id), RefusedByDatabase (PostgreSQL refused the row).",
+    " (another order under a stored order_id), RefusedByDatabase (PostgreSQL refused the row),"
+    " UnreadableRecord (Kafka's record itself could not be decoded).",
     ["kind"], registry=registry,
 )
 batch_messages = Histogram(

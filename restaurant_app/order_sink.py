@@ -58,6 +58,7 @@ class RejectionKind(StrEnum):
     INVALID_ORDER = "InvalidOrder"  # not a valid order
     CONFLICTING_DUPLICATE = "ConflictingDuplicate"  # another order under an order_id already stored
     REFUSED_BY_DATABASE = "RefusedByDatabase"  # PostgreSQL refused the row
+    UNREADABLE_RECORD = "UnreadableRecord"  # Kafka's record itself could not be decoded
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,11 @@ _BATCH_POSITIONS = (
     "unnest(%s::text[], %s::integer[], %s::bigint[]) AS b (topic, kafka_partition, kafka_offset)"
 )
 
-INSERT_REJECTIONS = """
-INSERT INTO rejected_orders (topic, kafka_partition, kafka_offset, raw, reason)
-SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[], %s::bytea[], %s::text[])
+# One row per statement (a pipeline of them), so no message carries more than one rejection.
+INSERT_REJECTION = """
+INSERT INTO rejected_orders
+    (topic, kafka_partition, kafka_offset, raw, raw_length, reason, message_key, header_names, header_values)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING
 """
 
@@ -248,8 +251,12 @@ def _positions(rejections: Sequence[Rejection]) -> list[list[Any]]:
             [r.source.offset for r in rejections]]
 
 
-def _rejection_columns(rejections: Sequence[Rejection]) -> list[list[Any]]:
-    return [*_positions(rejections), [r.source.value for r in rejections], [r.reason for r in rejections]]
+def _rejection_row(rejection: Rejection) -> tuple[Any, ...]:
+    """A rejection's ``rejected_orders`` row, in ``INSERT_REJECTION`` order."""
+    source = rejection.source
+    names = [name.encode() for name, _ in source.headers]
+    return (*source.position, source.value, None, rejection.reason, source.key, names,
+            [value for _, value in source.headers])
 
 
 async def create_staging_tables(conn: psycopg.AsyncConnection) -> None:
@@ -299,7 +306,7 @@ class PostgresOrderSink:
             saved.new_orders += new_orders
         rejections = saved.rejections
         if rejections:
-            await conn.execute(INSERT_REJECTIONS, _rejection_columns(rejections))
+            await conn.cursor().executemany(INSERT_REJECTION, map(_rejection_row, rejections))
             pending = await conn.execute(NOT_DEAD_LETTERED, _positions(rejections))
             waiting = {tuple(row) for row in await pending.fetchall()}
             saved.not_dead_lettered = [r for r in rejections if r.source.position in waiting]

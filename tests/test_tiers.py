@@ -37,13 +37,14 @@ def test_a_fast_test_asking_for_the_stack_is_refused_at_collection(suite: pytest
 
 
 def test_an_integration_test_may_start_one_and_a_fast_one_may_run_a_plain_program(suite: pytest.Pytester):
-    suite.makepyfile(test_allowed="""
+    suite.makepyfile(test_allowed=f"""
         import subprocess, sys
         import pytest
 
         @pytest.mark.integration
         def test_marked():
-            subprocess.run([sys.executable, "-m", "infra", "--help"], capture_output=True, check=True)
+            subprocess.run([sys.executable, "-m", "infra", "--help"], cwd={str(PROJECT_ROOT)!r},
+                           capture_output=True, check=True)
 
         def test_plain_program():
             subprocess.run([sys.executable, "-c", "pass"], check=True)
