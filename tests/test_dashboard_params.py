@@ -8,8 +8,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from infra.stack import free_port
 from restaurant_app.database import Database
-from restaurant_app.web import dashboard, figures, pages
-from restaurant_app.web.params import BadParameter, Whole, parse
+from restaurant_app.web import dashboard, figures, pages, reports
+from restaurant_app.web.endpoint import BadParameter, Whole, parse
 from restaurant_app.worker import app
 
 HOURS = {"hours": Whole(2, 1, 24)}
@@ -42,7 +42,7 @@ def test_an_unknown_parameter_is_refused_with_what_the_endpoint_takes():
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client() -> AsyncIterator[TestClient]:
     """The worker's real web application (routes and views), served without Kafka or PostgreSQL."""
-    assert pages.dashboard_page and dashboard.summary  # the imports registered the routes
+    assert pages.dashboard_page and dashboard.summary and reports.reports  # the imports registered the routes
     async with TestClient(TestServer(app.web.web_app, host="127.0.0.1")) as test_client:
         yield test_client
 
@@ -57,6 +57,12 @@ async def client() -> AsyncIterator[TestClient]:
     ("/api/dashboard/rejections?hours=1&limit=0", "'limit' must be a whole number from 1 to 200, got '0'"),
     ("/api/dashboard/summary?day=yesterday", "unknown parameter 'day'; this endpoint takes no parameters"),
     ("/api/dashboard/health?verbose=1", "unknown parameter 'verbose'; this endpoint takes no parameters"),
+    ("/api/dashboard/minutes?hours=1&hours=2", "'hours' is given more than once"),
+    ("/api/dashboard/dishes?limit=" + "1" * 65, "'limit' is longer than 64 characters"),
+    ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T13:00:00Z", "'from' must be earlier than 'to'"),
+    ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z&hours=2",
+     "unknown parameter 'hours'; this endpoint takes granularity, from, to"),
+    ("/reports/latest?minute=1", "unknown parameter 'minute'; this endpoint takes no parameters"),
 ])
 @on_one_loop
 async def test_bad_parameters_get_400_with_the_reason(client: TestClient, path: str, reason: str):
