@@ -5,8 +5,10 @@ outage of PostgreSQL and the page's recovery.
 """
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,6 +24,7 @@ from infra.stack import free_port
 from restaurant_app.models import Order
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
+from restaurant_app.web.language import insight_message
 from tests.browser import PageLog, chromium_page
 from tests.conftest import service_home
 from tests.services import produce, query, run_report_job, unique_names, wait_until
@@ -35,6 +38,9 @@ REVENUE_BLUE = (31, 111, 235)
 DISH_GREEN = (47, 158, 114)
 INVALID_MESSAGES = [b"not json at all", b'{"order_id": "x", "items": []}']
 UNAVAILABLE_503 = "the server responded with a status of 503"
+BRAZILIAN_MONEY = re.compile(r"R\$ \d{1,3}(\.\d{3})*,\d{2}")
+PHONE_WIDTH = 375
+PHONE_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard-phone.png"
 
 
 @dataclass
@@ -171,7 +177,7 @@ def ingest_in_database(url: str) -> str:
         url, "SELECT count(*) FILTER (WHERE ingested_at > now() - interval '1 minute'),"
              " count(*) FILTER (WHERE ingested_at > now() - interval '5 minutes') FROM orders")[0]
     per_minute = f"{last_five / 5:.1f}".replace(".", ",").removesuffix(",0")
-    return f"{whole(last_minute)} orders in the last minute ({per_minute}/min over 5 min)"
+    return f"{whole(last_minute)} pedidos no último minuto ({per_minute}/min em 5 min)"
 
 
 # --- What the page shows ------------------------------------------------------------------------
@@ -289,7 +295,7 @@ def test_the_minute_under_way_is_marked_provisional(dashboard: Dashboard):
     }""")
     assert set(flags[:-1]) == {"#1f6feb"}
     assert flags[-1] == "#b9d3fb"
-    assert "provisional" in text(dashboard.page, ".legend")
+    assert text(dashboard.page, ".legend") == "minuto em andamento (provisório)"
 
 
 @pytest.mark.parametrize("granularity", ["hour", "day"])
@@ -304,28 +310,37 @@ def test_the_dish_charts_show_the_spark_reports(dashboard: Dashboard, granularit
 
     eventually(same, message="the dish chart never showed the report")
     if not reported:  # an hour (or day) that began after the report job ran
-        assert "No Spark report" in text(page, f"#dishes-{granularity}-source")
+        assert "Nenhum relatório Spark" in text(page, f"#dishes-{granularity}-source")
         return
     assert mostly(colours_along_tallest_bar(page, chart), DISH_GREEN)
-    assert "computed at" in text(page, f"#dishes-{granularity}-source")
+    assert "calculado às" in text(page, f"#dishes-{granularity}-source")
 
 
-def test_the_latest_insights_are_the_reports_sentences(dashboard: Dashboard):
-    expected = [row[0] for row in query(dashboard.url, "SELECT message FROM report_insights"
-                                                      " ORDER BY window_start DESC, kind, subject LIMIT 6")]
-    assert expected, "the report job wrote no insights"
+def insights_in_database(url: str, lang: str) -> list[str]:
+    """The latest six insights' sentences in ``lang``, from the figures the report job stored."""
+    rows = query(url, "SELECT kind, window_start, window_end, figures FROM report_insights"
+                      " ORDER BY window_start DESC, kind, subject LIMIT 6")
+    keys = ("kind", "window_start", "window_end", "figures")
+    return [insight_message(dict(zip(keys, row, strict=True)), lang, ZONE) for row in rows]
+
+
+def test_the_latest_insights_are_written_from_the_reports_figures(dashboard: Dashboard):
+    expected = insights_in_database(dashboard.url, "pt-BR")
+    assert expected and None not in expected, "the report job wrote no insights"
     shown = dashboard.page.locator("#insights .message").all_inner_texts()
     assert shown == expected
+    for sentence in shown:
+        assert all(BRAZILIAN_MONEY.fullmatch(amount) for amount in re.findall(r"R\$ [\d.,]*\d", sentence))
 
 
 def test_pipeline_health(dashboard: Dashboard):
     page = dashboard.page
 
     def healthy() -> None:
-        assert text(page, "#health-kafka").startswith("reachable")
-        assert text(page, "#health-database") == "reachable"
-        assert text(page, "#health-lag").startswith("0 messages")
-        assert text(page, "#health-run").startswith("succeeded at ")
+        assert text(page, "#health-kafka").startswith("acessível")
+        assert text(page, "#health-database") == "acessível"
+        assert text(page, "#health-lag").startswith("0 mensagens")
+        assert text(page, "#health-run").startswith("concluída às ")
 
     eventually(healthy, message="the pipeline never looked healthy")
     eventually(lambda: shows(page, "#health-ingest", ingest_in_database(dashboard.url)),
@@ -334,13 +349,87 @@ def test_pipeline_health(dashboard: Dashboard):
 
 def test_the_rejections_open_with_their_reasons(dashboard: Dashboard):
     page = dashboard.page
-    assert text(page, "#rejections-button") == "2 — see why"
+    assert text(page, "#rejections-button") == "2 — ver motivos"
     page.click("#rejections-button")
     page.wait_for_selector("#rejections-list li")
     reasons = [row[0] for row in query(dashboard.url, "SELECT reason FROM rejected_orders ORDER BY id DESC")]
     assert page.locator("#rejections-list .reason").all_inner_texts() == reasons
     page.click("#rejections-close")
     assert not page.locator("#rejections-dialog").is_visible()
+
+
+MONEY_CARDS = ("kpi-revenue", "kpi-ticket")
+PORTUGUESE_LABELS = {"#kpi-revenue h2": "Faturamento hoje", "#kpi-orders h2": "Pedidos",
+                     "#kpi-items h2": "Itens vendidos", "#kpi-ticket h2": "Ticket médio",
+                     "#kpi-customers h2": "Clientes únicos", "#health-title": "Saúde do pipeline",
+                     "#insights-title": "Últimos insights"}
+ENGLISH_LABELS = {"#kpi-revenue h2": "Revenue today", "#kpi-orders h2": "Orders",
+                  "#kpi-items h2": "Items sold", "#kpi-ticket h2": "Average ticket",
+                  "#kpi-customers h2": "Unique customers", "#health-title": "Pipeline health",
+                  "#insights-title": "Latest insights"}
+
+
+def labels_on_page(page: Page, labels: dict[str, str]) -> dict[str, str]:
+    return {selector: page.locator(selector).text_content() for selector in labels}
+
+
+def test_the_page_is_in_portuguese_with_brazilian_money_and_dates(dashboard: Dashboard):
+    page = dashboard.page
+    assert page.evaluate("document.documentElement.lang") == "pt-BR"
+    assert labels_on_page(page, PORTUGUESE_LABELS) == PORTUGUESE_LABELS
+    for card in MONEY_CARDS:
+        assert BRAZILIAN_MONEY.fullmatch(text(page, f"#{card} .value")), text(page, f"#{card} .value")
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", text(page, "#today-date"))
+    assert text(page, "#today-date") == datetime.now(ZONE).strftime("%d/%m/%Y")
+    assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d", text(page, "#clock"))
+    badges = page.locator("#insights .badge").all_inner_texts()
+    assert badges and not {"Top dish", "vs previous hour", "Unusual minute"} & set(badges)
+
+
+@contextmanager
+def another_page(dashboard: Dashboard, path: str, width: int = 1280, height: int = 900) -> Iterator[Page]:
+    """One more page of the same browser on ``path``; it must ask nothing elsewhere and raise nothing."""
+    page = dashboard.page.context.browser.new_page(viewport={"width": width, "height": height},
+                                                   locale="en-US")
+    log = PageLog(dashboard.worker.url)
+    page.on("request", log.on_request)
+    page.on("pageerror", lambda error: log.exceptions.append(str(error)))
+    try:
+        page.goto(dashboard.worker.url + path)
+        yield page
+    finally:
+        page.close()
+    assert (log.elsewhere, log.exceptions) == ([], [])
+
+
+def test_english_is_an_option_with_the_same_figures(dashboard: Dashboard):
+    with another_page(dashboard, "/?lang=en") as english:
+        assert english.evaluate("document.documentElement.lang") == "en"
+        assert labels_on_page(english, ENGLISH_LABELS) == ENGLISH_LABELS
+        eventually(lambda: same_figures(english, dashboard.url), message="the English page's figures")
+        eventually(lambda: shows(english, "#health-database", "reachable"))
+        expected = insights_in_database(dashboard.url, "en")
+        assert english.locator("#insights .message").all_inner_texts() == expected
+        assert text(english, "#other-language") == "Português"
+
+
+def test_at_a_phone_s_width_nothing_overflows(dashboard: Dashboard, tmp_path: Path):
+    with another_page(dashboard, "/", PHONE_WIDTH, 812) as phone:
+        eventually(lambda: same_figures(phone, dashboard.url), message="the phone page's figures")
+        widths = phone.evaluate("""() => ({
+            page: document.documentElement.scrollWidth,
+            widest: Math.max(...[...document.querySelectorAll('main *, header *')]
+                .map(e => e.getBoundingClientRect().right)),
+            smallestText: Math.min(...[...document.querySelectorAll('main *')]
+                .filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+                .map(e => parseFloat(getComputedStyle(e).fontSize))),
+        })""")
+        assert widths["page"] <= PHONE_WIDTH, widths
+        assert widths["widest"] <= PHONE_WIDTH + 0.5, widths
+        assert widths["smallestText"] >= 11, widths
+        phone.screenshot(path=tmp_path / "phone.png", full_page=True)
+        if os.environ.get("UPDATE_README_SCREENSHOT"):
+            shutil.copyfile(tmp_path / "phone.png", PHONE_SCREENSHOT)
 
 
 def test_nothing_went_wrong_and_the_screenshot_is_kept(dashboard: Dashboard, tmp_path: Path):
@@ -359,14 +448,14 @@ def test_an_outage_of_postgres_shows_and_the_page_recovers(dashboard: Dashboard,
     dashboard.postgres.stop()
     try:
         banner.wait_for(state="visible", timeout=40_000)
-        assert "PostgreSQL is unavailable: the figures below are as of" in text(page, "#banner")
-        eventually(lambda: shows(page, "#health-database", "unavailable"))
+        assert "O PostgreSQL está indisponível: os números abaixo são de" in text(page, "#banner")
+        eventually(lambda: shows(page, "#health-database", "indisponível"))
         assert kpis_on_page(page) == before, "the last figures should stay on the page"
         page.screenshot(path=tmp_path / "outage.png")
     finally:
         dashboard.postgres.start()
     banner.wait_for(state="hidden", timeout=60_000)
-    eventually(lambda: shows(page, "#health-database", "reachable"))
+    eventually(lambda: shows(page, "#health-database", "acessível"))
     eventually(lambda: same_figures(page, dashboard.url), message="the figures never came back")
     page.screenshot(path=tmp_path / "recovered.png")
     assert log.exceptions == []

@@ -1,5 +1,6 @@
 """The dashboard's endpoints refuse bad parameters with 400 and a reason, with no service running."""
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -61,8 +62,8 @@ async def client() -> AsyncIterator[TestClient]:
     ("/api/dashboard/dishes?limit=" + "1" * 65, "'limit' is longer than 64 characters"),
     ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T13:00:00Z", "'from' must be earlier than 'to'"),
     ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z&hours=2",
-     "unknown parameter 'hours'; this endpoint takes granularity, from, to"),
-    ("/reports/latest?minute=1", "unknown parameter 'minute'; this endpoint takes no parameters"),
+     "unknown parameter 'hours'; this endpoint takes granularity, from, to, lang"),
+    ("/reports/latest?lang=fr", "'lang' must be one of pt-BR, en"),
 ])
 @on_one_loop
 async def test_bad_parameters_get_400_with_the_reason(client: TestClient, path: str, reason: str):
@@ -96,3 +97,24 @@ async def test_the_page_and_its_files_are_served_and_nothing_else(client: TestCl
     assert (await client.get("/static/vendor/chart.umd.min.js")).status == 200
     assert (await client.get("/static/vendor/chart.js")).status == 404
     assert (await client.get("/static/dashboard/index.html")).status == 404
+
+
+@on_one_loop
+async def test_the_page_speaks_portuguese_unless_english_is_asked_for(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    english_browser = {"Accept-Language": "en-US,en;q=0.9"}
+    page = await client.get("/", headers=english_browser)
+    body = await page.text()
+    assert page.headers["Content-Language"] == "pt-BR"
+    assert '<html lang="pt-BR">' in body and "<h2>Ticket médio</h2>" in body
+    assert "{{" not in body and "Average ticket" not in body.split('id="texts"')[0]
+    english = await (await client.get("/?lang=en")).text()
+    assert '<html lang="en">' in english and "<h2>Average ticket</h2>" in english
+    auto = dataclasses.replace(dashboard.settings, dashboard_language="auto")
+    monkeypatch.setattr(dashboard, "settings", auto)
+    assert (await client.get("/", headers=english_browser)).headers["Content-Language"] == "en"
+    portuguese_browser = {"Accept-Language": "pt-BR"}
+    assert (await client.get("/", headers=portuguese_browser)).headers["Content-Language"] == "pt-BR"
+    refused = await client.get("/?lang=fr")
+    assert refused.status == 400 and "'lang' must be one of pt-BR, en" in await refused.text()

@@ -15,8 +15,18 @@ from faust import web
 from restaurant_app.database import DatabaseUnavailable
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.web import figures
-from restaurant_app.web.endpoint import NO_STORE, BadParameter, Parameter, Whole, answer, error, parse
+from restaurant_app.web.endpoint import (
+    NO_STORE,
+    BadParameter,
+    Choice,
+    Parameter,
+    Whole,
+    answer,
+    error,
+    parse,
+)
 from restaurant_app.web.lag import consumer_lag
+from restaurant_app.web.language import LANGUAGES, choose, with_messages
 from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, settings
 
@@ -45,6 +55,11 @@ async def answer_from_database(
                         zone=ZONE)
 
 
+def page_language(request: web.Request, asked: str | None) -> str:
+    """``asked`` if given, else the setting's language (the browser's, with ``auto``)."""
+    return choose(settings.dashboard_language, request.headers.get("Accept-Language"), asked)
+
+
 async def summary_body() -> dict[str, Any]:
     today = await figures.today(settings.restaurant_timezone)
     return {"timezone": settings.restaurant_timezone, "source": "orders", **today}
@@ -59,8 +74,10 @@ async def dishes_body(limit: int) -> dict[str, Any]:
     return {"source": "report_dishes", **windows}
 
 
-async def insights_body(limit: int) -> dict[str, Any]:
-    return {"source": "report_insights", "insights": await figures.latest_insights(limit)}
+async def insights_body(limit: int, lang: str) -> dict[str, Any]:
+    """The latest insights, each ``message`` written in ``lang`` from its figures."""
+    rows = await figures.latest_insights(limit)
+    return {"source": "report_insights", "lang": lang, "insights": with_messages(rows, lang, ZONE)}
 
 
 async def rejections_body(hours: int, limit: int) -> dict[str, Any]:
@@ -87,8 +104,13 @@ async def dishes(view: web.View, request: web.Request) -> web.Response:
 
 @app.page("/api/dashboard/insights")
 async def insights(view: web.View, request: web.Request) -> web.Response:
-    """The latest ``limit`` insights of the Spark reports, newest window first."""
-    return await answer_from_database(view, request, {"limit": Whole(6, 1, 50)}, insights_body)
+    """The latest ``limit`` insights of the Spark reports, newest window first, in ``lang``."""
+    spec = {"limit": Whole(6, 1, 50), "lang": Choice(LANGUAGES)}
+
+    async def read(limit: int, lang: str | None) -> dict[str, Any]:
+        return await insights_body(limit, page_language(request, lang))
+
+    return await answer_from_database(view, request, spec, read)
 
 
 @app.page("/api/dashboard/rejections")

@@ -11,7 +11,9 @@ from faust import web
 from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
+from restaurant_app.web.dashboard import page_language
 from restaurant_app.web.endpoint import BadParameter, Choice, Fetch, Moment, answer, parse
+from restaurant_app.web.language import LANGUAGES, with_messages
 from restaurant_app.worker import app, database, reports_database, settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,9 @@ PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400}
 READY_TIMEOUT_SECONDS = 5.0
 UNREACHABLE = "PostgreSQL is unreachable"
 ZONE = ZoneInfo(settings.restaurant_timezone)
-RANGE = {"granularity": Choice(tuple(PERIOD_SECONDS), "minute"), "from": Moment(ZONE), "to": Moment(ZONE)}
+LANG = {"lang": Choice(LANGUAGES)}
+RANGE = {"granularity": Choice(tuple(PERIOD_SECONDS), "minute"), "from": Moment(ZONE), "to": Moment(ZONE),
+         **LANG}
 
 
 def report_range(query: MultiMapping[str]) -> tuple[str, datetime, datetime]:
@@ -119,9 +123,9 @@ def from_reports(read: Callable[..., Awaitable[Any]]) -> Fetch:
     return fetch
 
 
-async def latest_reports_data() -> dict[str, Any]:
+async def latest_reports_data(lang: str) -> dict[str, Any]:
     """The newest minute, hour and day reports with their dish rankings, the latest insights
-    and the last run of the report job."""
+    (written in ``lang``) and the last run of the report job."""
     latest: dict[str, Any] = {}
     for granularity in GRANULARITIES:
         rows = await reports_database.fetch_all(LATEST_SALES, (granularity,))
@@ -132,7 +136,7 @@ async def latest_reports_data() -> dict[str, Any]:
         latest[granularity] = rows[0] if rows else None
     under_way = await reports_database.fetch_all(MINUTE_UNDER_WAY)
     latest["minute_under_way"] = under_way[0] if under_way else None
-    latest["insights"] = await reports_database.fetch_all(LATEST_INSIGHTS)
+    latest["insights"] = with_messages(await reports_database.fetch_all(LATEST_INSIGHTS), lang, ZONE)
     runs = await reports_database.fetch_all(LAST_RUN)
     latest["last_run"] = runs[0] if runs else None
     return latest
@@ -149,21 +153,28 @@ async def insights_between(
 @app.page("/reports/latest")
 async def latest_reports(view: web.View, request: web.Request) -> web.Response:
     """The newest minute, hour and day reports, the latest insights and the last job run."""
-    return await answer(view, request, {}, from_reports(latest_reports_data), unavailable=UNREACHABLE)
+    fetch = from_reports(latest_reports_data)
+    return await answer(view, request, LANG, fetch, unavailable=UNREACHABLE, check=language_of(request))
 
 
-async def reports_between(granularity: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """Reports of ``granularity`` and insights for ``start`` <= window start < ``end``."""
+async def reports_between(granularity: str, start: datetime, end: datetime, lang: str) -> dict[str, Any]:
+    """Reports of ``granularity`` and insights (in ``lang``) for ``start`` <= window start < ``end``."""
     insights, truncated = await insights_between(start, end)
     return {
         "granularity": granularity, "from": start, "to": end,
         "reports": await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
-        "insights": insights, "insights_truncated": truncated,
+        "insights": with_messages(insights, lang, ZONE), "insights_truncated": truncated,
     }
+
+
+def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A check that settles ``lang``: as asked, else as the setting (or the browser) says."""
+    return lambda params: {**params, "lang": page_language(request, params.get("lang"))}
 
 
 @app.page("/reports")
 async def reports(view: web.View, request: web.Request) -> web.Response:
     """Reports and insights for ``from`` <= window start < ``to``; 400 with a reason on bad parameters."""
+    with_language = language_of(request)
     return await answer(view, request, RANGE, from_reports(reports_between), unavailable=UNREACHABLE,
-                        check=checked_range)
+                        check=lambda params: with_language(checked_range(params)))
