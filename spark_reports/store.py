@@ -202,8 +202,8 @@ SELECT granularity, period_start, dish, quantity, revenue, rank FROM report_stag
 """
 
 INSERT_INSIGHTS = """
-INSERT INTO report_insights (kind, window_start, window_end, subject, message, figures, computed_at)
-SELECT kind, window_start, window_end, subject, message, figures, now()
+INSERT INTO report_insights (kind, window_start, window_end, subject, figures, computed_at)
+SELECT kind, window_start, window_end, subject, figures, now()
 FROM report_staging_insights
 """
 
