@@ -4,13 +4,15 @@ The tests run in order on one page: the figures, the charts, the pipeline's heal
 outage of PostgreSQL and the page's recovery.
 """
 
+import csv
+import io
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -430,6 +432,114 @@ def test_at_a_phone_s_width_nothing_overflows(dashboard: Dashboard, tmp_path: Pa
         phone.screenshot(path=tmp_path / "phone.png", full_page=True)
         if os.environ.get("UPDATE_README_SCREENSHOT"):
             shutil.copyfile(tmp_path / "phone.png", PHONE_SCREENSHOT)
+
+
+HISTORY_FIGURES = ("revenue", "orders", "items", "avg_ticket", "unique_customers")
+
+
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=ZONE)
+
+
+def history_in_database(url: str, first: date, after: date) -> dict[str, str]:
+    """The daily reports' figures over [first, after), as the history should show them."""
+    bounds = (midnight(first), midnight(after))
+    orders, items, revenue = query(
+        url, "SELECT coalesce(sum(orders), 0), coalesce(sum(items_sold), 0), coalesce(sum(gross_revenue), 0)"
+             " FROM report_sales WHERE granularity = 'day' AND period_start >= %s AND period_start < %s",
+        bounds)[0]
+    customers = query(url, "SELECT count(DISTINCT customer_id) FROM report_customers"
+                           " WHERE granularity = 'day' AND period_start >= %s AND period_start < %s",
+                      bounds)[0][0]
+    ticket = (revenue / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else Decimal(0)
+    return {"revenue": brl(revenue), "orders": whole(orders), "items": whole(items),
+            "avg_ticket": brl(ticket), "unique_customers": whole(customers)}
+
+
+def payments_in_database(url: str, first: date, after: date) -> dict[str, str]:
+    rows = query(url, "SELECT p.key, sum((p.value #>> '{}')::numeric) FROM report_sales s,"
+                      " jsonb_each(s.revenue_by_payment) p WHERE s.granularity = 'day'"
+                      " AND s.period_start >= %s AND s.period_start < %s GROUP BY 1",
+                 (midnight(first), midnight(after)))
+    return {name: brl(total) for name, total in rows}
+
+
+def history_on_page(page: Page, column: int) -> dict[str, str]:
+    """One column of the history table (0: the period, 1: the one before, 2: a week before)."""
+    return page.evaluate(
+        """column => Object.fromEntries([...document.querySelectorAll('#history-table tr[data-figure]')]
+            .map(row => [row.dataset.figure, row.querySelectorAll('td')[column].firstChild?.textContent
+                                                 .replace(/\u00a0/g, ' ')]))""",
+        column)
+
+
+def choose_history(page: Page, day: date, period: str) -> None:
+    page.fill("#history-date", day.isoformat())
+    page.dispatch_event("#history-date", "change")
+    page.select_option("#history-period", period)
+
+
+def test_the_history_shows_a_day_a_week_and_a_month_as_the_reports_say(dashboard: Dashboard):
+    page, url = dashboard.page, dashboard.url
+    today = datetime.now(ZONE).date()
+    yesterday, a_week_ago = today - timedelta(days=1), today - timedelta(days=7)
+    choose_history(page, today, "day")
+
+    def day_view() -> None:
+        assert history_on_page(page, 0) == history_in_database(url, today, today + timedelta(days=1))
+        assert history_on_page(page, 1) == history_in_database(url, yesterday, today)
+        assert history_on_page(page, 2) == history_in_database(url, a_week_ago,
+                                                               a_week_ago + timedelta(days=1))
+        assert breakdown_on_page(page, "history-payments") == payments_in_database(
+            url, today, today + timedelta(days=1))
+
+    eventually(day_view, message="the day's history never matched the reports")
+    assert history_on_page(page, 0)["orders"] != "0", "the day under test had no reported sales"
+    assert text(page, "#history-span") == today.strftime("%d/%m/%Y")
+    assert page.locator("#history-table thead .weekday").is_visible()
+    monday = today - timedelta(days=today.weekday())
+    for period, first, after, before in (
+        ("week", monday, monday + timedelta(days=7), monday - timedelta(days=7)),
+        ("month", today.replace(day=1), (today.replace(day=1) + timedelta(days=32)).replace(day=1),
+         (today.replace(day=1) - timedelta(days=1)).replace(day=1)),
+    ):
+        choose_history(page, today, period)
+
+        def period_view(first: date = first, after: date = after, before: date = before) -> None:
+            assert history_on_page(page, 0) == history_in_database(url, first, after)
+            assert history_on_page(page, 1) == history_in_database(url, before, first)
+            assert text(page, "#history-span") == f"{first:%d/%m/%Y} a {after - timedelta(days=1):%d/%m/%Y}"
+
+        eventually(period_view, message=f"the {period}'s history never matched the reports")
+        assert not page.locator("#history-table thead .weekday").is_visible()
+
+
+@pytest.mark.parametrize(("numbers", "separator", "point"), [("br", ";", ","), ("intl", ",", ".")])
+def test_the_history_exports_what_it_shows_as_csv(dashboard: Dashboard, numbers: str, separator: str,
+                                                  point: str):
+    page, url = dashboard.page, dashboard.url
+    today = datetime.now(ZONE).date()
+    choose_history(page, today, "week")
+    page.select_option("#history-numbers", numbers)
+    href = page.get_attribute("#history-csv", "href")
+    assert href and f"numbers={numbers}" in href and "period=week" in href
+    response = page.request.get(dashboard.worker.url + href)
+    assert response.status == 200 and response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text().lstrip("\ufeff")), delimiter=separator))
+    assert rows[0][0] == "Dia" and rows[-1][0] == "Total"
+    monday = today - timedelta(days=today.weekday())
+    wanted = history_in_database(url, monday, monday + timedelta(days=7))
+    columns = ("orders", "items", "revenue", "avg_ticket", "unique_customers")
+    total = dict(zip(columns, rows[-1][1:], strict=True))
+    money_as = {key: wanted[key].removeprefix("R$ ").replace(".", "").replace(",", point)
+                for key in ("revenue", "avg_ticket")}
+    assert total == {**{key: wanted[key].replace(".", "") for key in ("orders", "items", "unique_customers")},
+                     **money_as}
+    week = (midnight(monday), midnight(monday + timedelta(days=7)))
+    days = query(url, "SELECT count(*) FROM report_sales WHERE granularity = 'day' AND period_start >= %s"
+                      " AND period_start < %s", week)[0][0]
+    assert len(rows) == days + 2
 
 
 def test_nothing_went_wrong_and_the_screenshot_is_kept(dashboard: Dashboard, tmp_path: Path):

@@ -115,9 +115,10 @@ def error(view: web.View, reason: str, status: int) -> web.Response:
 async def answer(
     view: web.View, request: web.Request, spec: Mapping[str, Parameter], fetch: Fetch, *,
     unavailable: str, zone: tzinfo | None = None, check: Check | None = None,
+    respond: Callable[[Any], web.Response] | None = None,
 ) -> web.Response:
-    """Check the parameters (each, then together with ``check``), fetch, and answer 200,
-    400 (bad parameter) or 503 (``unavailable``)."""
+    """Check the parameters (each, then together with ``check``), fetch, and answer 200 (JSON,
+    or what ``respond`` makes of the data), 400 (bad parameter) or 503 (``unavailable``)."""
     try:
         params = parse(request.query, spec)
         params = check(params) if check else params
@@ -127,4 +128,6 @@ async def answer(
         body = await fetch(params)
     except (DatabaseUnavailable, TimeoutError):
         return error(view, unavailable, 503)
+    if respond:  # an answer other than JSON, such as CSV
+        return respond(body)
     return view.json(json_ready(body, zone), headers=NO_STORE)

@@ -96,11 +96,11 @@
     compare.append(t('js.vs', { value: beforeShown }));
   }
 
-  function renderBreakdown(id, rows, total) {
+  function renderBreakdown(id, rows, total, empty = t('js.no_sales')) {
     const list = $(id);
     list.replaceChildren();
     if (!rows.length) {
-      list.append(element('li', 'empty', t('js.no_sales')));
+      list.append(element('li', 'empty', empty));
       return;
     }
     for (const row of rows) {
@@ -112,7 +112,7 @@
       bar.append(fill);
       item.append(element('span', 'name', named('name', row.name)), bar,
         element('span', 'amount', money.format(row.revenue)));
-      item.title = t('js.orders_count', { count: whole.format(row.orders) });
+      if (row.orders !== undefined) item.title = t('js.orders_count', { count: whole.format(row.orders) });
       list.append(item);
     }
   }
@@ -254,6 +254,73 @@
         element('span', 'message', insight.message));
       list.append(item);
     }
+  }
+
+  // --- History --------------------------------------------------------------------------------
+
+  const HISTORY_FIGURES = {
+    revenue: (v) => money.format(v), orders: (v) => whole.format(v), items: (v) => whole.format(v),
+    avg_ticket: (v) => money.format(v), unique_customers: (v) => whole.format(v),
+  };
+  const dayShown = (iso) => iso.split('-').reverse().join('/');  // 2026-12-01 -> 01/12/2026
+
+  function historyQuery(extra = {}) {
+    const params = new URLSearchParams({ period: $('history-period').value, lang: LANG, ...extra });
+    if ($('history-date').value) params.set('date', $('history-date').value);
+    return params.toString();
+  }
+
+  async function loadHistory() {
+    $('history-csv').href = `/api/dashboard/history.csv?${historyQuery({ numbers: $('history-numbers').value })}`;
+    let result;
+    try {
+      result = await getJson(`/api/dashboard/history?${historyQuery()}`);
+    } catch {
+      result = { status: 0 };
+    }
+    if (result.status !== 200) {
+      const why = result.status === 503 ? t('js.unavailable') : t('js.server_silent');
+      $('history-span').textContent = t('js.history_failed', { error: why });
+      return;
+    }
+    renderHistory(result.body);
+  }
+
+  function compared(now, before, shown) {
+    const cell = [shown];
+    const ratio = Number(before) > 0 ? (Number(now) - Number(before)) / Number(before) : null;
+    if (ratio !== null) {
+      const direction = ratio > 0 ? 'up' : ratio < 0 ? 'down' : '';
+      cell.push(' ', element('span', `change ${direction}`, change.format(ratio)));
+    }
+    return cell;
+  }
+
+  function renderHistory(body) {
+    const { current, previous } = body;
+    const weekday = body.same_weekday_last_week;
+    if (!$('history-date').value) $('history-date').value = current.first_day;
+    $('history-span').textContent = current.first_day === current.last_day ? dayShown(current.first_day)
+      : t('js.history_span', { first: dayShown(current.first_day), last: dayShown(current.last_day) });
+    if (!current.days_with_sales) $('history-span').append(' · ', element('span', 'empty', t('js.no_history')));
+    $('history-table').classList.toggle('no-weekday', !weekday);
+    for (const [figure, format] of Object.entries(HISTORY_FIGURES)) {
+      const cells = $('history-table').querySelectorAll(`tr[data-figure="${figure}"] td`);
+      cells[0].replaceChildren(format(current[figure]));
+      cells[1].replaceChildren(...compared(current[figure], previous[figure], format(previous[figure])));
+      cells[1].title = t('js.history_span', { first: dayShown(previous.first_day), last: dayShown(previous.last_day) });
+      cells[2].replaceChildren(weekday ? format(weekday[figure]) : '');
+      if (weekday) cells[2].title = dayShown(weekday.first_day);
+    }
+    const dishes = $('history-dishes');
+    dishes.replaceChildren(...current.dishes.map((d) => {
+      const item = element('li', '', `${d.dish} · `);
+      item.dataset.name = d.dish;
+      item.append(element('span', 'amount', t('js.sold_count', { count: whole.format(d.quantity) })),
+        ' · ', money.format(d.revenue));
+      return item;
+    }));
+    renderBreakdown('history-payments', current.by_payment, current.revenue, t('js.no_history'));
   }
 
   // --- Pipeline health ------------------------------------------------------------------------
@@ -409,6 +476,10 @@
     Chart.defaults.color = '#6b7385';
     $('rejections-button').addEventListener('click', showRejections);
     $('rejections-close').addEventListener('click', () => $('rejections-dialog').close());
+    for (const id of ['history-date', 'history-period', 'history-numbers']) {
+      $(id).addEventListener('change', loadHistory);
+    }
+    loadHistory();
     tick();
     setInterval(tick, 1000);
     loop();
