@@ -15,7 +15,9 @@ SALES_STAMPS = ("computed_at", "final")
 """Set by the publish step, not computed by Spark."""
 
 DISH_COLUMNS = ("granularity", "period_start", "dish", "quantity", "revenue", "rank")
-INSIGHT_COLUMNS = ("kind", "window_start", "window_end", "subject", "message", "figures")
+INSIGHT_COLUMNS = ("kind", "window_start", "window_end", "subject", "figures")
+"""What the job stores of an insight; its sentence is written by the web, in the page's language
+(rows stored before migration 013 also have an English ``message``)."""
 
 
 def listed(columns: tuple[str, ...], prefix: str = "") -> str:

@@ -39,6 +39,14 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _one_of(name: str, values: tuple[str, ...]) -> str:
+    """One of ``values``, the first when unset."""
+    value = _str(name, values[0])
+    if value not in values:
+        raise ValueError(f"{name} must be one of {', '.join(values)}, got {value!r}")
+    return value
+
+
 def _optional_int(name: str) -> int | None:
     return _int(name, 0) if os.environ.get(name) else None
 
@@ -69,6 +77,7 @@ class Settings:
     orders_per_tick: int
     generator_seed: int | None
     restaurant_timezone: str
+    dashboard_language: str
     batch_max_orders: int
     batch_within_seconds: float
     max_clock_skew_seconds: float
@@ -118,6 +127,7 @@ class Settings:
             orders_per_tick=_int("ORDERS_PER_TICK", 1),
             generator_seed=_optional_int("GENERATOR_SEED"),
             restaurant_timezone=_str("RESTAURANT_TIMEZONE", "America/Sao_Paulo"),
+            dashboard_language=_one_of("DASHBOARD_LANGUAGE", ("pt-BR", "en", "auto")),
             batch_max_orders=_int("BATCH_MAX_ORDERS", 5000),
             batch_within_seconds=_float("BATCH_WITHIN_SECONDS", 0.05),
             max_clock_skew_seconds=_float("MAX_CLOCK_SKEW_SECONDS", 300.0),

@@ -1,8 +1,10 @@
-"""Insights in plain language, computed from the minute reports around the recomputed windows.
+"""Insights, computed from the minute reports around the recomputed windows.
 
 Every insight belongs to a window: an hour for the best-selling dish, the revenue comparisons
 and the trending dishes, a minute for an anomaly. A run evaluates again every window whose
-figures depend on a recomputed minute, and replaces that window's insights.
+figures depend on a recomputed minute, and replaces that window's insights. An insight is its
+kind and its figures; the web server writes its sentence when it shows it, in the reader's
+language and the restaurant's formats (``restaurant_app/web/language.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ TREND_MIN_CHANGE = 3
 TREND_MIN_RATIO = 1.5
 
 COMPARISONS = (
-    # kind, hours back, how the message names the earlier window
-    ("revenue_vs_previous_hour", 1, "the previous hour"),
-    ("revenue_vs_same_hour_yesterday", 24, "the day before"),
+    # kind, hours back
+    ("revenue_vs_previous_hour", 1),
+    ("revenue_vs_same_hour_yesterday", 24),
 )
 
 
@@ -40,10 +42,10 @@ def build_insights(
     found = [top_dishes(hour_dishes)]
     evaluated = [hour_keys.select(F.lit("top_dish").alias("kind"),
                                   F.col("period_start").alias("window_start"))]
-    for kind, back, earlier in COMPARISONS:
+    for kind, back in COMPARISONS:
         candidates = shifted(hour_keys, back)
         compared = compare_revenue(hours.join(candidates, "hour"), minutes, back)
-        found.append(revenue_insights(compared, kind, earlier))
+        found.append(revenue_insights(compared, kind))
         evaluated.append(candidates.select(F.lit(kind).alias("kind"), F.col("hour").alias("window_start")))
         if back == 1:
             found.append(trending_dishes(compared, with_hour(minute_dishes)))
@@ -74,19 +76,6 @@ def interval_hours(count: int) -> Column:
     return F.expr(f"INTERVAL {count} HOURS")
 
 
-def clock(column: Column, pattern: str = "HH:mm") -> Column:
-    return F.date_format(column, pattern)
-
-
-def money(column: Column) -> Column:
-    return F.concat(F.lit("R$ "), F.format_number(column, 2))
-
-
-def span(start: Column, end: Column) -> Column:
-    """``2026-11-29 14:00 to 14:38`` in the restaurant's time zone."""
-    return F.concat(clock(start, "yyyy-MM-dd HH:mm"), F.lit(" to "), clock(end))
-
-
 def figures(**columns: Column) -> Column:
     """The numbers behind an insight as a JSON object, nulls included."""
     fields = F.struct(*(column.alias(name) for name, column in columns.items()))
@@ -102,9 +91,6 @@ def top_dishes(hour_dishes: DataFrame) -> DataFrame:
         F.col("period_start").alias("window_start"),
         end.alias("window_end"),
         F.lit("").alias("subject"),
-        F.format_string("Best-selling dish from %s: %s, %d sold for %s.",
-                        span(F.col("period_start"), end), F.col("dish"), F.col("quantity"),
-                        money(F.col("revenue"))).alias("message"),
         figures(dish=F.col("dish"), quantity=F.col("quantity"), revenue=F.col("revenue")).alias("figures"),
     )
 
@@ -130,25 +116,14 @@ def tag_earlier(minutes: DataFrame, back: int) -> DataFrame:
     return minutes.withColumn("target", F.col("hour") + interval_hours(back)).drop("hour")
 
 
-def revenue_insights(compared: DataFrame, kind: str, earlier: str) -> DataFrame:
+def revenue_insights(compared: DataFrame, kind: str) -> DataFrame:
     previous = F.col("previous_revenue")
     change = F.round(F.try_divide((F.col("revenue") - previous) * 100, previous), 1)
-    direction = F.when(change > 0, "up").when(change < 0, "down").otherwise("unchanged")
-    message = F.when(
-        previous > 0,
-        F.format_string("Revenue from %s was %s: %s %s%% on the same minutes of %s (%s).",
-                        span(F.col("hour"), F.col("window_end")), money(F.col("revenue")),
-                        direction, F.format_number(F.abs(change), 1), F.lit(earlier), money(previous)),
-    ).otherwise(
-        F.format_string("Revenue from %s was %s; there were no sales in the same minutes of %s.",
-                        span(F.col("hour"), F.col("window_end")), money(F.col("revenue")), F.lit(earlier))
-    )
     return compared.select(
         F.lit(kind).alias("kind"),
         F.col("hour").alias("window_start"),
         "window_end",
         F.lit("").alias("subject"),
-        message.alias("message"),
         figures(revenue=F.col("revenue"), previous_revenue=previous.cast("decimal(16,2)"),
                 change_pct=change, minutes=F.col("last_offset") + 1)
         .alias("figures"),
@@ -172,17 +147,11 @@ def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
     up = (quantity - previous >= TREND_MIN_CHANGE) & (quantity >= previous * TREND_MIN_RATIO)
     down = (previous - quantity >= TREND_MIN_CHANGE) & (previous >= quantity * TREND_MIN_RATIO)
     trending = both.where(up | down).withColumn("rising", up)
-    message = F.format_string(
-        "%s is selling %s: %d sold from %s, against %d in the same minutes of the previous hour.",
-        F.col("dish"), F.when(F.col("rising"), "more").otherwise("less"), quantity,
-        span(F.col("hour"), F.col("window_end")), previous,
-    )
     return trending.select(
         F.when(F.col("rising"), "dish_trending_up").otherwise("dish_trending_down").alias("kind"),
         F.col("hour").alias("window_start"),
         "window_end",
         F.col("dish").alias("subject"),
-        message.alias("message"),
         figures(dish=F.col("dish"), quantity=quantity, previous_quantity=previous,
                 change=quantity - previous).alias("figures"),
     )
@@ -220,19 +189,11 @@ def minute_anomalies(minutes: DataFrame, minute_keys: DataFrame) -> tuple[DataFr
                                       (revenue.cast("double") - F.col("mean")) / F.col("std"))))
     unusual = scored.where((F.col("active") >= ANOMALY_MIN_ACTIVE_MINUTES)
                            & (F.abs(F.col("z")) >= ANOMALY_Z_SCORE))
-    message = F.format_string(
-        "Unusual minute at %s: revenue %s is well %s the previous hour's average of %s a minute"
-        " (z-score %s).",
-        clock(F.col("period_start"), "yyyy-MM-dd HH:mm"), money(revenue),
-        F.when(F.col("z") > 0, "above").otherwise("below"), money(F.col("mean")),
-        F.format_number(F.col("z"), 1),
-    )
     insights = unusual.select(
         F.lit("anomalous_minute").alias("kind"),
         F.col("period_start").alias("window_start"),
         (F.col("period_start") + F.expr("INTERVAL 1 MINUTE")).alias("window_end"),
         F.lit("").alias("subject"),
-        message.alias("message"),
         figures(revenue=revenue, trailing_mean=F.round("mean", 2), trailing_std=F.round("std", 2),
                 z_score=F.round("z", 2), active_minutes=F.col("active")).alias("figures"),
     )

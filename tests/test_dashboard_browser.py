@@ -4,11 +4,15 @@ The tests run in order on one page: the figures, the charts, the pipeline's heal
 outage of PostgreSQL and the page's recovery.
 """
 
+import csv
+import io
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +26,7 @@ from infra.stack import free_port
 from restaurant_app.models import Order
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
+from restaurant_app.web.language import insight_message
 from tests.browser import PageLog, chromium_page
 from tests.conftest import service_home
 from tests.services import produce, query, run_report_job, unique_names, wait_until
@@ -35,6 +40,9 @@ REVENUE_BLUE = (31, 111, 235)
 DISH_GREEN = (47, 158, 114)
 INVALID_MESSAGES = [b"not json at all", b'{"order_id": "x", "items": []}']
 UNAVAILABLE_503 = "the server responded with a status of 503"
+BRAZILIAN_MONEY = re.compile(r"R\$ \d{1,3}(\.\d{3})*,\d{2}")
+PHONE_WIDTH = 375
+PHONE_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard-phone.png"
 
 
 @dataclass
@@ -171,7 +179,7 @@ def ingest_in_database(url: str) -> str:
         url, "SELECT count(*) FILTER (WHERE ingested_at > now() - interval '1 minute'),"
              " count(*) FILTER (WHERE ingested_at > now() - interval '5 minutes') FROM orders")[0]
     per_minute = f"{last_five / 5:.1f}".replace(".", ",").removesuffix(",0")
-    return f"{whole(last_minute)} orders in the last minute ({per_minute}/min over 5 min)"
+    return f"{whole(last_minute)} pedidos no último minuto ({per_minute}/min em 5 min)"
 
 
 # --- What the page shows ------------------------------------------------------------------------
@@ -289,7 +297,7 @@ def test_the_minute_under_way_is_marked_provisional(dashboard: Dashboard):
     }""")
     assert set(flags[:-1]) == {"#1f6feb"}
     assert flags[-1] == "#b9d3fb"
-    assert "provisional" in text(dashboard.page, ".legend")
+    assert text(dashboard.page, ".legend") == "minuto em andamento (provisório)"
 
 
 @pytest.mark.parametrize("granularity", ["hour", "day"])
@@ -304,28 +312,37 @@ def test_the_dish_charts_show_the_spark_reports(dashboard: Dashboard, granularit
 
     eventually(same, message="the dish chart never showed the report")
     if not reported:  # an hour (or day) that began after the report job ran
-        assert "No Spark report" in text(page, f"#dishes-{granularity}-source")
+        assert "Nenhum relatório Spark" in text(page, f"#dishes-{granularity}-source")
         return
     assert mostly(colours_along_tallest_bar(page, chart), DISH_GREEN)
-    assert "computed at" in text(page, f"#dishes-{granularity}-source")
+    assert "calculado às" in text(page, f"#dishes-{granularity}-source")
 
 
-def test_the_latest_insights_are_the_reports_sentences(dashboard: Dashboard):
-    expected = [row[0] for row in query(dashboard.url, "SELECT message FROM report_insights"
-                                                      " ORDER BY window_start DESC, kind, subject LIMIT 6")]
-    assert expected, "the report job wrote no insights"
+def insights_in_database(url: str, lang: str) -> list[str]:
+    """The latest six insights' sentences in ``lang``, from the figures the report job stored."""
+    rows = query(url, "SELECT kind, window_start, window_end, figures FROM report_insights"
+                      " ORDER BY window_start DESC, kind, subject LIMIT 6")
+    keys = ("kind", "window_start", "window_end", "figures")
+    return [insight_message(dict(zip(keys, row, strict=True)), lang, ZONE) for row in rows]
+
+
+def test_the_latest_insights_are_written_from_the_reports_figures(dashboard: Dashboard):
+    expected = insights_in_database(dashboard.url, "pt-BR")
+    assert expected and None not in expected, "the report job wrote no insights"
     shown = dashboard.page.locator("#insights .message").all_inner_texts()
     assert shown == expected
+    for sentence in shown:
+        assert all(BRAZILIAN_MONEY.fullmatch(amount) for amount in re.findall(r"R\$ [\d.,]*\d", sentence))
 
 
 def test_pipeline_health(dashboard: Dashboard):
     page = dashboard.page
 
     def healthy() -> None:
-        assert text(page, "#health-kafka").startswith("reachable")
-        assert text(page, "#health-database") == "reachable"
-        assert text(page, "#health-lag").startswith("0 messages")
-        assert text(page, "#health-run").startswith("succeeded at ")
+        assert text(page, "#health-kafka").startswith("acessível")
+        assert text(page, "#health-database") == "acessível"
+        assert text(page, "#health-lag").startswith("0 mensagens")
+        assert text(page, "#health-run").startswith("concluída às ")
 
     eventually(healthy, message="the pipeline never looked healthy")
     eventually(lambda: shows(page, "#health-ingest", ingest_in_database(dashboard.url)),
@@ -334,13 +351,195 @@ def test_pipeline_health(dashboard: Dashboard):
 
 def test_the_rejections_open_with_their_reasons(dashboard: Dashboard):
     page = dashboard.page
-    assert text(page, "#rejections-button") == "2 — see why"
+    assert text(page, "#rejections-button") == "2 — ver motivos"
     page.click("#rejections-button")
     page.wait_for_selector("#rejections-list li")
     reasons = [row[0] for row in query(dashboard.url, "SELECT reason FROM rejected_orders ORDER BY id DESC")]
     assert page.locator("#rejections-list .reason").all_inner_texts() == reasons
     page.click("#rejections-close")
     assert not page.locator("#rejections-dialog").is_visible()
+
+
+MONEY_CARDS = ("kpi-revenue", "kpi-ticket")
+PORTUGUESE_LABELS = {"#kpi-revenue h2": "Faturamento hoje", "#kpi-orders h2": "Pedidos",
+                     "#kpi-items h2": "Itens vendidos", "#kpi-ticket h2": "Ticket médio",
+                     "#kpi-customers h2": "Clientes únicos", "#health-title": "Saúde do pipeline",
+                     "#insights-title": "Últimos insights"}
+ENGLISH_LABELS = {"#kpi-revenue h2": "Revenue today", "#kpi-orders h2": "Orders",
+                  "#kpi-items h2": "Items sold", "#kpi-ticket h2": "Average ticket",
+                  "#kpi-customers h2": "Unique customers", "#health-title": "Pipeline health",
+                  "#insights-title": "Latest insights"}
+
+
+def labels_on_page(page: Page, labels: dict[str, str]) -> dict[str, str]:
+    return {selector: page.locator(selector).text_content() for selector in labels}
+
+
+def test_the_page_is_in_portuguese_with_brazilian_money_and_dates(dashboard: Dashboard):
+    page = dashboard.page
+    assert page.evaluate("document.documentElement.lang") == "pt-BR"
+    assert labels_on_page(page, PORTUGUESE_LABELS) == PORTUGUESE_LABELS
+    for card in MONEY_CARDS:
+        assert BRAZILIAN_MONEY.fullmatch(text(page, f"#{card} .value")), text(page, f"#{card} .value")
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", text(page, "#today-date"))
+    assert text(page, "#today-date") == datetime.now(ZONE).strftime("%d/%m/%Y")
+    assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d", text(page, "#clock"))
+    badges = page.locator("#insights .badge").all_inner_texts()
+    assert badges and not {"Top dish", "vs previous hour", "Unusual minute"} & set(badges)
+
+
+@contextmanager
+def another_page(dashboard: Dashboard, path: str, width: int = 1280, height: int = 900) -> Iterator[Page]:
+    """One more page of the same browser on ``path``; it must ask nothing elsewhere and raise nothing."""
+    page = dashboard.page.context.browser.new_page(viewport={"width": width, "height": height},
+                                                   locale="en-US")
+    log = PageLog(dashboard.worker.url)
+    page.on("request", log.on_request)
+    page.on("pageerror", lambda error: log.exceptions.append(str(error)))
+    try:
+        page.goto(dashboard.worker.url + path)
+        yield page
+    finally:
+        page.close()
+    assert (log.elsewhere, log.exceptions) == ([], [])
+
+
+def test_english_is_an_option_with_the_same_figures(dashboard: Dashboard):
+    with another_page(dashboard, "/?lang=en") as english:
+        assert english.evaluate("document.documentElement.lang") == "en"
+        assert labels_on_page(english, ENGLISH_LABELS) == ENGLISH_LABELS
+        eventually(lambda: same_figures(english, dashboard.url), message="the English page's figures")
+        eventually(lambda: shows(english, "#health-database", "reachable"))
+        expected = insights_in_database(dashboard.url, "en")
+        assert english.locator("#insights .message").all_inner_texts() == expected
+        assert text(english, "#other-language") == "Português"
+
+
+def test_at_a_phone_s_width_nothing_overflows(dashboard: Dashboard, tmp_path: Path):
+    with another_page(dashboard, "/", PHONE_WIDTH, 812) as phone:
+        eventually(lambda: same_figures(phone, dashboard.url), message="the phone page's figures")
+        widths = phone.evaluate("""() => ({
+            page: document.documentElement.scrollWidth,
+            widest: Math.max(...[...document.querySelectorAll('main *, header *')]
+                .map(e => e.getBoundingClientRect().right)),
+            smallestText: Math.min(...[...document.querySelectorAll('main *')]
+                .filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+                .map(e => parseFloat(getComputedStyle(e).fontSize))),
+        })""")
+        assert widths["page"] <= PHONE_WIDTH, widths
+        assert widths["widest"] <= PHONE_WIDTH + 0.5, widths
+        assert widths["smallestText"] >= 11, widths
+        phone.screenshot(path=tmp_path / "phone.png", full_page=True)
+        if os.environ.get("UPDATE_README_SCREENSHOT"):
+            shutil.copyfile(tmp_path / "phone.png", PHONE_SCREENSHOT)
+
+
+HISTORY_FIGURES = ("revenue", "orders", "items", "avg_ticket", "unique_customers")
+
+
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=ZONE)
+
+
+def history_in_database(url: str, first: date, after: date) -> dict[str, str]:
+    """The daily reports' figures over [first, after), as the history should show them."""
+    bounds = (midnight(first), midnight(after))
+    orders, items, revenue = query(
+        url, "SELECT coalesce(sum(orders), 0), coalesce(sum(items_sold), 0), coalesce(sum(gross_revenue), 0)"
+             " FROM report_sales WHERE granularity = 'day' AND period_start >= %s AND period_start < %s",
+        bounds)[0]
+    customers = query(url, "SELECT count(DISTINCT customer_id) FROM report_customers"
+                           " WHERE granularity = 'day' AND period_start >= %s AND period_start < %s",
+                      bounds)[0][0]
+    ticket = (revenue / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else Decimal(0)
+    return {"revenue": brl(revenue), "orders": whole(orders), "items": whole(items),
+            "avg_ticket": brl(ticket), "unique_customers": whole(customers)}
+
+
+def payments_in_database(url: str, first: date, after: date) -> dict[str, str]:
+    rows = query(url, "SELECT p.key, sum((p.value #>> '{}')::numeric) FROM report_sales s,"
+                      " jsonb_each(s.revenue_by_payment) p WHERE s.granularity = 'day'"
+                      " AND s.period_start >= %s AND s.period_start < %s GROUP BY 1",
+                 (midnight(first), midnight(after)))
+    return {name: brl(total) for name, total in rows}
+
+
+def history_on_page(page: Page, column: int) -> dict[str, str]:
+    """One column of the history table (0: the period, 1: the one before, 2: a week before)."""
+    return page.evaluate(
+        """column => Object.fromEntries([...document.querySelectorAll('#history-table tr[data-figure]')]
+            .map(row => [row.dataset.figure, row.querySelectorAll('td')[column].firstChild?.textContent
+                                                 .replace(/\u00a0/g, ' ')]))""",
+        column)
+
+
+def choose_history(page: Page, day: date, period: str) -> None:
+    page.fill("#history-date", day.isoformat())
+    page.dispatch_event("#history-date", "change")
+    page.select_option("#history-period", period)
+
+
+def test_the_history_shows_a_day_a_week_and_a_month_as_the_reports_say(dashboard: Dashboard):
+    page, url = dashboard.page, dashboard.url
+    today = datetime.now(ZONE).date()
+    yesterday, a_week_ago = today - timedelta(days=1), today - timedelta(days=7)
+    choose_history(page, today, "day")
+
+    def day_view() -> None:
+        assert history_on_page(page, 0) == history_in_database(url, today, today + timedelta(days=1))
+        assert history_on_page(page, 1) == history_in_database(url, yesterday, today)
+        assert history_on_page(page, 2) == history_in_database(url, a_week_ago,
+                                                               a_week_ago + timedelta(days=1))
+        assert breakdown_on_page(page, "history-payments") == payments_in_database(
+            url, today, today + timedelta(days=1))
+
+    eventually(day_view, message="the day's history never matched the reports")
+    assert history_on_page(page, 0)["orders"] != "0", "the day under test had no reported sales"
+    assert text(page, "#history-span") == today.strftime("%d/%m/%Y")
+    assert page.locator("#history-table thead .weekday").is_visible()
+    monday = today - timedelta(days=today.weekday())
+    for period, first, after, before in (
+        ("week", monday, monday + timedelta(days=7), monday - timedelta(days=7)),
+        ("month", today.replace(day=1), (today.replace(day=1) + timedelta(days=32)).replace(day=1),
+         (today.replace(day=1) - timedelta(days=1)).replace(day=1)),
+    ):
+        choose_history(page, today, period)
+
+        def period_view(first: date = first, after: date = after, before: date = before) -> None:
+            assert history_on_page(page, 0) == history_in_database(url, first, after)
+            assert history_on_page(page, 1) == history_in_database(url, before, first)
+            assert text(page, "#history-span") == f"{first:%d/%m/%Y} a {after - timedelta(days=1):%d/%m/%Y}"
+
+        eventually(period_view, message=f"the {period}'s history never matched the reports")
+        assert not page.locator("#history-table thead .weekday").is_visible()
+
+
+@pytest.mark.parametrize(("numbers", "separator", "point"), [("br", ";", ","), ("intl", ",", ".")])
+def test_the_history_exports_what_it_shows_as_csv(dashboard: Dashboard, numbers: str, separator: str,
+                                                  point: str):
+    page, url = dashboard.page, dashboard.url
+    today = datetime.now(ZONE).date()
+    choose_history(page, today, "week")
+    page.select_option("#history-numbers", numbers)
+    href = page.get_attribute("#history-csv", "href")
+    assert href and f"numbers={numbers}" in href and "period=week" in href
+    response = page.request.get(dashboard.worker.url + href)
+    assert response.status == 200 and response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text().lstrip("\ufeff")), delimiter=separator))
+    assert rows[0][0] == "Dia" and rows[-1][0] == "Total"
+    monday = today - timedelta(days=today.weekday())
+    wanted = history_in_database(url, monday, monday + timedelta(days=7))
+    columns = ("orders", "items", "revenue", "avg_ticket", "unique_customers")
+    total = dict(zip(columns, rows[-1][1:], strict=True))
+    money_as = {key: wanted[key].removeprefix("R$ ").replace(".", "").replace(",", point)
+                for key in ("revenue", "avg_ticket")}
+    assert total == {**{key: wanted[key].replace(".", "") for key in ("orders", "items", "unique_customers")},
+                     **money_as}
+    week = (midnight(monday), midnight(monday + timedelta(days=7)))
+    days = query(url, "SELECT count(*) FROM report_sales WHERE granularity = 'day' AND period_start >= %s"
+                      " AND period_start < %s", week)[0][0]
+    assert len(rows) == days + 2
 
 
 def test_nothing_went_wrong_and_the_screenshot_is_kept(dashboard: Dashboard, tmp_path: Path):
@@ -359,14 +558,14 @@ def test_an_outage_of_postgres_shows_and_the_page_recovers(dashboard: Dashboard,
     dashboard.postgres.stop()
     try:
         banner.wait_for(state="visible", timeout=40_000)
-        assert "PostgreSQL is unavailable: the figures below are as of" in text(page, "#banner")
-        eventually(lambda: shows(page, "#health-database", "unavailable"))
+        assert "O PostgreSQL está indisponível: os números abaixo são de" in text(page, "#banner")
+        eventually(lambda: shows(page, "#health-database", "indisponível"))
         assert kpis_on_page(page) == before, "the last figures should stay on the page"
         page.screenshot(path=tmp_path / "outage.png")
     finally:
         dashboard.postgres.start()
     banner.wait_for(state="hidden", timeout=60_000)
-    eventually(lambda: shows(page, "#health-database", "reachable"))
+    eventually(lambda: shows(page, "#health-database", "acessível"))
     eventually(lambda: same_figures(page, dashboard.url), message="the figures never came back")
     page.screenshot(path=tmp_path / "recovered.png")
     assert log.exceptions == []

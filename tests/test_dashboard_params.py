@@ -1,6 +1,10 @@
 """The dashboard's endpoints refuse bad parameters with 400 and a reason, with no service running."""
 
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -8,11 +12,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from infra.stack import free_port
 from restaurant_app.database import Database
-from restaurant_app.web import dashboard, figures, pages
-from restaurant_app.web.params import BadParameter, Whole, parse
+from restaurant_app.web import dashboard, figures, history, pages, reports
+from restaurant_app.web.endpoint import BadParameter, Whole, parse
 from restaurant_app.worker import app
 
 HOURS = {"hours": Whole(2, 1, 24)}
+DAY = {"orders": 2, "items": 5, "revenue": Decimal("1234.50"), "avg_ticket": Decimal("617.25"),
+       "unique_customers": 2}
+CSV_BODY = {"days": [{"day": datetime(2026, 12, 1, 3, tzinfo=UTC), **DAY}], "current": DAY}
 # The Faust app has one aiohttp application, and it can only ever run on one event loop.
 on_one_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -42,7 +49,7 @@ def test_an_unknown_parameter_is_refused_with_what_the_endpoint_takes():
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client() -> AsyncIterator[TestClient]:
     """The worker's real web application (routes and views), served without Kafka or PostgreSQL."""
-    assert pages.dashboard_page and dashboard.summary  # the imports registered the routes
+    assert pages.dashboard_page and dashboard.summary and reports.reports and history.history  # routes
     async with TestClient(TestServer(app.web.web_app, host="127.0.0.1")) as test_client:
         yield test_client
 
@@ -57,6 +64,15 @@ async def client() -> AsyncIterator[TestClient]:
     ("/api/dashboard/rejections?hours=1&limit=0", "'limit' must be a whole number from 1 to 200, got '0'"),
     ("/api/dashboard/summary?day=yesterday", "unknown parameter 'day'; this endpoint takes no parameters"),
     ("/api/dashboard/health?verbose=1", "unknown parameter 'verbose'; this endpoint takes no parameters"),
+    ("/api/dashboard/minutes?hours=1&hours=2", "'hours' is given more than once"),
+    ("/api/dashboard/dishes?limit=" + "1" * 65, "'limit' is longer than 64 characters"),
+    ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T13:00:00Z", "'from' must be earlier than 'to'"),
+    ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z&hours=2",
+     "unknown parameter 'hours'; this endpoint takes granularity, from, to, lang"),
+    ("/reports/latest?lang=fr", "'lang' must be one of pt-BR, en"),
+    ("/api/dashboard/history?period=year", "'period' must be one of day, week, month"),
+    ("/api/dashboard/history?date=2026-02-30", "'date' must be a day such as 2026-11-29"),
+    ("/api/dashboard/history.csv?numbers=us", "'numbers' must be one of br, intl"),
 ])
 @on_one_loop
 async def test_bad_parameters_get_400_with_the_reason(client: TestClient, path: str, reason: str):
@@ -90,3 +106,47 @@ async def test_the_page_and_its_files_are_served_and_nothing_else(client: TestCl
     assert (await client.get("/static/vendor/chart.umd.min.js")).status == 200
     assert (await client.get("/static/vendor/chart.js")).status == 404
     assert (await client.get("/static/dashboard/index.html")).status == 404
+
+
+@on_one_loop
+async def test_the_page_speaks_portuguese_unless_english_is_asked_for(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    english_browser = {"Accept-Language": "en-US,en;q=0.9"}
+    page = await client.get("/", headers=english_browser)
+    body = await page.text()
+    assert page.headers["Content-Language"] == "pt-BR"
+    assert '<html lang="pt-BR">' in body and "<h2>Ticket médio</h2>" in body
+    assert "{{" not in body and "Average ticket" not in body.split('id="texts"')[0]
+    english = await (await client.get("/?lang=en")).text()
+    assert '<html lang="en">' in english and "<h2>Average ticket</h2>" in english
+    auto = dataclasses.replace(dashboard.settings, dashboard_language="auto")
+    monkeypatch.setattr(dashboard, "settings", auto)
+    assert (await client.get("/", headers=english_browser)).headers["Content-Language"] == "en"
+    portuguese_browser = {"Accept-Language": "pt-BR"}
+    assert (await client.get("/", headers=portuguese_browser)).headers["Content-Language"] == "pt-BR"
+    refused = await client.get("/?lang=fr")
+    assert refused.status == 400 and "'lang' must be one of pt-BR, en" in await refused.text()
+
+
+@on_one_loop
+async def test_the_history_csv_is_a_download_in_the_numbers_asked_for(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    async def without_database(read: Callable[..., Awaitable[Any]], params: dict[str, Any]) -> Any:
+        """The fetch, without waiting for a PostgreSQL this test does not have."""
+        return await read(**params)
+
+    async def one_day(period: str, day: date, lang: str) -> dict:
+        return {**CSV_BODY, "lang": lang}
+
+    monkeypatch.setattr(history, "from_database", without_database)
+    monkeypatch.setattr(history, "history_body", one_day)
+    response = await client.get("/api/dashboard/history.csv?period=week&date=2026-12-01&numbers=intl&lang=en")
+    assert response.status == 200 and response.content_type == "text/csv"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="vendas-week-2026-12-01.csv"'
+    assert (await response.text()).lstrip("\ufeff").splitlines() == [
+        "Day,Orders,Items sold,Revenue (R$),Average ticket (R$),Unique customers",
+        "01/12/2026,2,5,1234.50,617.25,2",
+        "Total,2,5,1234.50,617.25,2",
+    ]

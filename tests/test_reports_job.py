@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -27,6 +28,7 @@ from restaurant_app.models import Order, OrderItem
 from restaurant_app.order_sink import ITEM_COLUMNS, ORDER_COLUMNS, item_rows, order_rows, save_orders
 from restaurant_app.settings import Settings
 from restaurant_app.traffic import OrderGenerator
+from restaurant_app.web.language import insight_message
 from spark_reports import job
 from spark_reports.insights import (
     ANOMALY_MIN_ACTIVE_MINUTES,
@@ -436,18 +438,31 @@ def test_insights_equal_sql_over_the_orders(timeline: Timeline):
                      "dish_trending_up", "dish_trending_down", "anomalous_minute"}
 
 
-def test_insight_messages_are_plain_language(timeline: Timeline):
-    messages = dict(query(timeline.url, "SELECT kind || '/' || subject, message FROM report_insights"
-                                        " WHERE window_start >= %s", (HAND_HOUR,)))
-    assert messages["anomalous_minute/"] == (
-        "Unusual minute at 2026-11-22 15:31: revenue R$ 2,157.60 is well above the previous"
-        " hour's average of R$ 30.20 a minute (z-score 57.9)."
+def test_insights_are_figures_that_read_as_plain_language(timeline: Timeline):
+    rows = query(timeline.url, "SELECT kind, subject, window_start, window_end, figures, message"
+                               " FROM report_insights WHERE window_start >= %s", (HAND_HOUR,))
+    assert rows and all(row[5] is None for row in rows)  # the job stores figures, not sentences
+    insights = {f"{kind}/{subject}": {"kind": kind, "window_start": start, "window_end": end,
+                                      "figures": figures}
+                for kind, subject, start, end, figures, _ in rows}
+    zone = ZoneInfo(Settings.from_env().restaurant_timezone)
+
+    def said(key: str, lang: str = "en") -> str | None:
+        return insight_message(insights[key], lang, zone)
+
+    assert said("anomalous_minute/") == (
+        "Unusual minute at 22/11/2026 15:31: revenue R$ 2.157,60 is well above the previous"
+        " hour's average of R$ 30,20 a minute (z-score 57,9)."
     )
-    assert messages["dish_trending_up/Salada Caesar"] == (
-        "Salada Caesar is selling more: 12 sold from 2026-11-22 16:00 to 16:06, against 0 in the"
+    assert said("anomalous_minute/", "pt-BR") == (
+        "Minuto atípico em 22/11/2026 15:31: faturamento de R$ 2.157,60, bem acima da média da"
+        " hora anterior, de R$ 30,20 por minuto (z-score 57,9)."
+    )
+    assert said("dish_trending_up/Salada Caesar") == (
+        "Salada Caesar is selling more: 12 sold from 22/11/2026 16:00 to 16:06, against 0 in the"
         " same minutes of the previous hour."
     )
-    assert messages["top_dish/"].startswith("Best-selling dish from 2026-11-22 16:00 to 17:00: Salada Caesar")
+    assert said("top_dish/").startswith("Best-selling dish from 22/11/2026 16:00 to 17:00: Salada Caesar")
 
 
 def test_special_windows(timeline: Timeline):
@@ -466,9 +481,11 @@ def test_special_windows(timeline: Timeline):
 
 def test_relatorio_vendas_has_the_seed_columns(timeline: Timeline):
     rows = query(timeline.url, "SELECT periodo, total_vendas, prato_mais_vendido, quantidade_total,"
-                               " ticket_medio, created_at FROM relatorio_vendas WHERE periodo = %s",
-                 (LATE_MINUTE,))
-    assert rows[0][:5] == (LATE_MINUTE, Decimal("219.60"), "Pizza Margherita", 4, Decimal("219.60"))
+                               " ticket_medio, created_at, gasto_medio_por_cliente FROM relatorio_vendas"
+                               " WHERE periodo = %s", (LATE_MINUTE,))
+    # two orders of one customer: ticket médio is revenue per order, as everywhere else
+    assert rows[0][:5] == (LATE_MINUTE, Decimal("219.60"), "Pizza Margherita", 4, Decimal("109.80"))
+    assert rows[0][6] == Decimal("219.60")
     count = query(timeline.url, "SELECT count(*) FROM relatorio_vendas")[0][0]
     assert count == len(timeline.expected_late_commit["sales"]["minute"])
 

@@ -9,7 +9,8 @@ from multidict import MultiDict
 
 from infra.stack import free_port
 from restaurant_app.web import health
-from restaurant_app.web.reports import MAX_PARAMETER_LENGTH, BadRequest, report_range
+from restaurant_app.web.endpoint import MAX_PARAMETER_LENGTH, BadParameter
+from restaurant_app.web.reports import report_range
 
 
 class CountingCheck:
@@ -88,7 +89,7 @@ def test_a_good_range_is_accepted():
     ((*GOOD_RANGE, ("granularity", "fortnight")), "'granularity' must be one of minute, hour, day"),
 ])
 def test_a_bad_parameter_is_refused_with_a_short_reason_that_does_not_repeat_it(pairs: tuple, reason: str):
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(BadParameter) as refused:
         report_range(query(*pairs))
     message = str(refused.value)
     assert reason in message

@@ -6,6 +6,7 @@ Money is an exact decimal string and every moment is ISO 8601 on the restaurant'
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,14 +15,23 @@ from faust import web
 from restaurant_app.database import DatabaseUnavailable
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.web import figures
+from restaurant_app.web.endpoint import (
+    NO_STORE,
+    BadParameter,
+    Choice,
+    Parameter,
+    Whole,
+    answer,
+    error,
+    parse,
+)
 from restaurant_app.web.lag import consumer_lag
-from restaurant_app.web.params import BadParameter, Whole, parse
+from restaurant_app.web.language import LANGUAGES, choose, with_messages
 from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, settings
 
 ANSWER_WITHIN_SECONDS = 4.0
 UNAVAILABLE = "PostgreSQL is unavailable; the figures come back by themselves when it returns."
-NO_STORE = {"Cache-Control": "no-store"}
 ZONE = ZoneInfo(settings.restaurant_timezone)
 
 Read = Callable[..., Awaitable[dict[str, Any]]]
@@ -37,17 +47,17 @@ async def from_database(read: Read, params: Mapping[str, int]) -> dict[str, Any]
     return await asyncio.wait_for(ready_then_read(), ANSWER_WITHIN_SECONDS)
 
 
-async def answer(view: web.View, request: web.Request, spec: Mapping[str, Whole], read: Read) -> web.Response:
-    """Check the parameters, read, and answer 200, 400 or 503."""
-    try:
-        params = parse(request.query, spec)
-    except BadParameter as exc:
-        return view.json({"error": str(exc)}, status=400, headers=NO_STORE)
-    try:
-        body = await from_database(read, params)
-    except (DatabaseUnavailable, TimeoutError):
-        return view.json({"error": UNAVAILABLE}, status=503, headers=NO_STORE)
-    return view.json(json_ready(body, ZONE), headers=NO_STORE)
+async def answer_from_database(
+    view: web.View, request: web.Request, spec: Mapping[str, Parameter], read: Read
+) -> web.Response:
+    """The endpoint idiom with the dashboard's reading of PostgreSQL and its clock."""
+    return await answer(view, request, spec, partial(from_database, read), unavailable=UNAVAILABLE,
+                        zone=ZONE)
+
+
+def page_language(request: web.Request, asked: str | None) -> str:
+    """``asked`` if given, else the setting's language (the browser's, with ``auto``)."""
+    return choose(settings.dashboard_language, request.headers.get("Accept-Language"), asked)
 
 
 async def summary_body() -> dict[str, Any]:
@@ -64,8 +74,10 @@ async def dishes_body(limit: int) -> dict[str, Any]:
     return {"source": "report_dishes", **windows}
 
 
-async def insights_body(limit: int) -> dict[str, Any]:
-    return {"source": "report_insights", "insights": await figures.latest_insights(limit)}
+async def insights_body(limit: int, lang: str) -> dict[str, Any]:
+    """The latest insights, each ``message`` written in ``lang`` from its figures."""
+    rows = await figures.latest_insights(limit)
+    return {"source": "report_insights", "lang": lang, "insights": with_messages(rows, lang, ZONE)}
 
 
 async def rejections_body(hours: int, limit: int) -> dict[str, Any]:
@@ -75,32 +87,37 @@ async def rejections_body(hours: int, limit: int) -> dict[str, Any]:
 @app.page("/api/dashboard/summary")
 async def summary(view: web.View, request: web.Request) -> web.Response:
     """Today so far against the same time yesterday, and today's revenue by channel and payment."""
-    return await answer(view, request, {}, summary_body)
+    return await answer_from_database(view, request, {}, summary_body)
 
 
 @app.page("/api/dashboard/minutes")
 async def minutes(view: web.View, request: web.Request) -> web.Response:
     """Revenue and orders per minute over the last ``hours``; the minute under way is provisional."""
-    return await answer(view, request, {"hours": Whole(2, 1, 24)}, minutes_body)
+    return await answer_from_database(view, request, {"hours": Whole(2, 1, 24)}, minutes_body)
 
 
 @app.page("/api/dashboard/dishes")
 async def dishes(view: web.View, request: web.Request) -> web.Response:
     """The top ``limit`` dishes of the hour and of the day under way, from the Spark reports."""
-    return await answer(view, request, {"limit": Whole(8, 1, 50)}, dishes_body)
+    return await answer_from_database(view, request, {"limit": Whole(8, 1, 50)}, dishes_body)
 
 
 @app.page("/api/dashboard/insights")
 async def insights(view: web.View, request: web.Request) -> web.Response:
-    """The latest ``limit`` insights of the Spark reports, newest window first."""
-    return await answer(view, request, {"limit": Whole(6, 1, 50)}, insights_body)
+    """The latest ``limit`` insights of the Spark reports, newest window first, in ``lang``."""
+    spec = {"limit": Whole(6, 1, 50), "lang": Choice(LANGUAGES)}
+
+    async def read(limit: int, lang: str | None) -> dict[str, Any]:
+        return await insights_body(limit, page_language(request, lang))
+
+    return await answer_from_database(view, request, spec, read)
 
 
 @app.page("/api/dashboard/rejections")
 async def rejections(view: web.View, request: web.Request) -> web.Response:
     """The messages refused in the last ``hours``, newest first, with their reasons."""
     spec = {"hours": Whole(1, 1, 168), "limit": Whole(20, 1, 200)}
-    return await answer(view, request, spec, rejections_body)
+    return await answer_from_database(view, request, spec, rejections_body)
 
 
 async def kafka_status() -> dict[str, Any]:
@@ -127,7 +144,7 @@ async def health(view: web.View, request: web.Request) -> web.Response:
     try:
         parse(request.query, {})
     except BadParameter as exc:
-        return view.json({"error": str(exc)}, status=400, headers=NO_STORE)
+        return error(view, str(exc), 400)
     kafka, pipeline = await asyncio.gather(kafka_status(), pipeline_status())
     database_status = {"ok": True} if pipeline else {"ok": False, "error": UNAVAILABLE}
     body = {

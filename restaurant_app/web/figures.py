@@ -89,7 +89,7 @@ ORDER BY w.granularity, d.rank
 """
 
 LATEST_INSIGHTS = """
-SELECT kind, subject, window_start, window_end, message, computed_at
+SELECT kind, subject, window_start, window_end, message, figures, computed_at
 FROM report_insights
 ORDER BY window_start DESC, kind, subject
 LIMIT %s

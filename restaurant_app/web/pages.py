@@ -1,10 +1,17 @@
 """The dashboard page at ``/``, its own files, and the chart library installed by npm."""
 
+import html
+import json
+import re
 from pathlib import Path
 
 from faust import web
 
 from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.web.dashboard import page_language
+from restaurant_app.web.endpoint import BadParameter, Choice, parse
+from restaurant_app.web.language import LANGUAGES
+from restaurant_app.web.texts import TEXTS
 from restaurant_app.worker import app
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -32,10 +39,29 @@ def send_file(view: web.View, path: Path | None, missing: str) -> web.Response:
     return view.text(path.read_text(), content_type=CONTENT_TYPES[path.suffix], headers=FILE_HEADERS)
 
 
+PLACEHOLDER = re.compile(r"\{\{([\w.]+)\}\}")
+
+
+def page_in(lang: str) -> str:
+    """The page with its words in ``lang``, and the words its script writes as JSON."""
+    words = TEXTS[lang]
+    script_words = json.dumps(words, ensure_ascii=False).replace("<", "\\u003c")
+    page = (STATIC_DIR / "index.html").read_text()
+    page = page.replace("{{lang}}", lang).replace("{{other_lang}}", next(o for o in LANGUAGES if o != lang))
+    page = page.replace("{{texts_json}}", script_words)
+    return PLACEHOLDER.sub(lambda match: html.escape(words[match[1]]), page)
+
+
 @app.page("/")
 async def dashboard_page(view: web.View, request: web.Request) -> web.Response:
-    """The sales dashboard."""
-    return view.html((STATIC_DIR / "index.html").read_text(), headers=PAGE_HEADERS)
+    """The sales dashboard, in ``lang`` if asked, else as ``DASHBOARD_LANGUAGE`` says."""
+    try:
+        asked = parse(request.query, {"lang": Choice(LANGUAGES)})["lang"]
+    except BadParameter as exc:
+        return view.error(400, str(exc))
+    lang = page_language(request, asked)
+    headers = {**PAGE_HEADERS, "Content-Language": lang, "Vary": "Accept-Language"}
+    return view.html(page_in(lang), headers=headers)
 
 
 @app.page("/static/dashboard/{name}")

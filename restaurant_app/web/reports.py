@@ -11,7 +11,6 @@ from faust import web
 from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
-from restaurant_app.errors import PipelineError
 from restaurant_app.report_tables import (
     DISH_COLUMNS,
     INSIGHT_COLUMNS,
@@ -21,7 +20,9 @@ from restaurant_app.report_tables import (
     SALES_STAMPS,
     listed,
 )
-from restaurant_app.web.rows import json_ready
+from restaurant_app.web.dashboard import page_language
+from restaurant_app.web.endpoint import BadParameter, Choice, Fetch, Moment, answer, parse
+from restaurant_app.web.language import LANGUAGES, with_messages
 from restaurant_app.worker import app, database, reports_database, settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ WHERE granularity = %s AND period_start = %s ORDER BY rank
 """
 
 LATEST_INSIGHTS = f"""
-SELECT DISTINCT ON (kind, subject) {listed(INSIGHT_COLUMNS)}, computed_at
+SELECT DISTINCT ON (kind, subject) {listed(INSIGHT_COLUMNS)}, message, computed_at
 FROM report_insights
 WHERE window_start >= (SELECT max(window_start) FROM report_insights) - interval '1 hour'
 ORDER BY kind, subject, window_start DESC
@@ -75,7 +76,7 @@ WHERE granularity = %s AND period_start >= %s AND period_start < %s ORDER BY per
 """
 
 INSIGHTS_BETWEEN = f"""
-SELECT {listed(INSIGHT_COLUMNS)}, computed_at
+SELECT {listed(INSIGHT_COLUMNS)}, message, computed_at
 FROM report_insights
 WHERE window_start >= %s AND window_start < %s ORDER BY window_start, kind, subject
 LIMIT %s
@@ -83,74 +84,54 @@ LIMIT %s
 
 MAX_REPORT_ROWS = 10_000
 MAX_INSIGHT_ROWS = 10_000
-MAX_PARAMETER_LENGTH = 64
 PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400}
 READY_TIMEOUT_SECONDS = 5.0
-EXAMPLE_MOMENT = "2026-11-29T14:00:00-03:00"
-
-
-class BadRequest(PipelineError, ValueError):
-    """A query parameter is missing or wrong; the message says which and why."""
-
-
-def parameter(query: MultiMapping[str], name: str) -> str | None:
-    """The one value of parameter ``name``, if given; at most ``MAX_PARAMETER_LENGTH`` characters."""
-    values = query.getall(name, [])
-    if len(values) > 1:
-        raise BadRequest(f"'{name}' is given more than once")
-    if values and len(values[0]) > MAX_PARAMETER_LENGTH:
-        raise BadRequest(f"'{name}' is longer than {MAX_PARAMETER_LENGTH} characters")
-    return values[0] if values else None
-
-
-def parse_moment(name: str, raw: str | None) -> datetime:
-    """An ISO 8601 timestamp; without a UTC offset it is read in the restaurant's time zone."""
-    if not raw:
-        raise BadRequest(f"'{name}' is required: an ISO 8601 timestamp such as {EXAMPLE_MOMENT}")
-    text = raw.strip()
-    if "T" in text:
-        text = text.replace(" ", "+")  # an unescaped '+' in a URL arrives as a space
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"'{name}' is not an ISO 8601 timestamp such as {EXAMPLE_MOMENT}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(settings.restaurant_timezone))
-    return moment
+UNREACHABLE = "PostgreSQL is unreachable"
+ZONE = ZoneInfo(settings.restaurant_timezone)
+LANG = {"lang": Choice(LANGUAGES)}
+RANGE = {"granularity": Choice(tuple(PERIOD_SECONDS), "minute"), "from": Moment(ZONE), "to": Moment(ZONE),
+         **LANG}
 
 
 def report_range(query: MultiMapping[str]) -> tuple[str, datetime, datetime]:
     """Check the ``from``, ``to`` and ``granularity`` parameters of ``GET /reports``."""
-    granularity = parameter(query, "granularity") or "minute"
-    if granularity not in PERIOD_SECONDS:
-        raise BadRequest(f"'granularity' must be one of {', '.join(PERIOD_SECONDS)}")
-    start = parse_moment("from", parameter(query, "from"))
-    end = parse_moment("to", parameter(query, "to"))
+    checked = checked_range(parse(query, RANGE))
+    return checked["granularity"], checked["start"], checked["end"]
+
+
+def checked_range(params: dict[str, Any]) -> dict[str, Any]:
+    """``granularity``, ``start`` and ``end`` if ``from`` < ``to`` and the range holds at most
+    ``MAX_REPORT_ROWS`` windows."""
+    granularity, start, end = params.pop("granularity"), params.pop("from"), params.pop("to")
     if start >= end:
-        raise BadRequest("'from' must be earlier than 'to'")
+        raise BadParameter("'from' must be earlier than 'to'")
     if (end - start).total_seconds() / PERIOD_SECONDS[granularity] > MAX_REPORT_ROWS:
-        raise BadRequest(
+        raise BadParameter(
             f"that range holds more than {MAX_REPORT_ROWS} {granularity} windows; ask for a shorter"
             " range or a coarser granularity"
         )
-    return granularity, start, end
+    return {**params, "granularity": granularity, "start": start, "end": end}
 
 
-async def report_data(view: web.View, read: Callable[[], Awaitable[Any]]) -> web.Response:
-    """Answer with what ``read`` returns, or 503 if PostgreSQL cannot be reached."""
-    try:
-        await asyncio.wait_for(database.ready(), READY_TIMEOUT_SECONDS)
-        await reports_database.ready()
-        return view.json(json_ready(await read()))
-    except (DatabaseUnavailable, TimeoutError) as exc:
-        reason = str(exc) or f"not ready within {READY_TIMEOUT_SECONDS:.0f} s"
-        log.warning("Reports: PostgreSQL at %s is unreachable (%s).", describe(database.url), reason)
-        return view.json({"error": "PostgreSQL is unreachable"}, status=503)
+def from_reports(read: Callable[..., Awaitable[Any]]) -> Fetch:
+    """A fetch that waits for PostgreSQL (and the replica) first, and logs when it cannot."""
+
+    async def fetch(params: dict[str, Any]) -> Any:
+        try:
+            await asyncio.wait_for(database.ready(), READY_TIMEOUT_SECONDS)
+            await reports_database.ready()
+            return await read(**params)
+        except (DatabaseUnavailable, TimeoutError) as exc:
+            reason = str(exc) or f"not ready within {READY_TIMEOUT_SECONDS:.0f} s"
+            log.warning("Reports: PostgreSQL at %s is unreachable (%s).", describe(database.url), reason)
+            raise
+
+    return fetch
 
 
-async def latest_reports_data() -> dict[str, Any]:
+async def latest_reports_data(lang: str) -> dict[str, Any]:
     """The newest minute, hour and day reports with their dish rankings, the latest insights
-    and the last run of the report job."""
+    (written in ``lang``) and the last run of the report job."""
     latest: dict[str, Any] = {}
     for granularity in GRANULARITIES:
         rows = await reports_database.fetch_all(LATEST_SALES, (granularity,))
@@ -161,7 +142,7 @@ async def latest_reports_data() -> dict[str, Any]:
         latest[granularity] = rows[0] if rows else None
     under_way = await reports_database.fetch_all(MINUTE_UNDER_WAY)
     latest["minute_under_way"] = under_way[0] if under_way else None
-    latest["insights"] = await reports_database.fetch_all(LATEST_INSIGHTS)
+    latest["insights"] = with_messages(await reports_database.fetch_all(LATEST_INSIGHTS), lang, ZONE)
     runs = await reports_database.fetch_all(LAST_RUN)
     latest["last_run"] = runs[0] if runs else None
     return latest
@@ -178,23 +159,28 @@ async def insights_between(
 @app.page("/reports/latest")
 async def latest_reports(view: web.View, request: web.Request) -> web.Response:
     """The newest minute, hour and day reports, the latest insights and the last job run."""
-    return await report_data(view, latest_reports_data)
+    fetch = from_reports(latest_reports_data)
+    return await answer(view, request, LANG, fetch, unavailable=UNREACHABLE, check=language_of(request))
+
+
+async def reports_between(granularity: str, start: datetime, end: datetime, lang: str) -> dict[str, Any]:
+    """Reports of ``granularity`` and insights (in ``lang``) for ``start`` <= window start < ``end``."""
+    insights, truncated = await insights_between(start, end)
+    return {
+        "granularity": granularity, "from": start, "to": end,
+        "reports": await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
+        "insights": with_messages(insights, lang, ZONE), "insights_truncated": truncated,
+    }
+
+
+def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A check that settles ``lang``: as asked, else as the setting (or the browser) says."""
+    return lambda params: {**params, "lang": page_language(request, params.get("lang"))}
 
 
 @app.page("/reports")
 async def reports(view: web.View, request: web.Request) -> web.Response:
     """Reports and insights for ``from`` <= window start < ``to``; 400 with a reason on bad parameters."""
-    try:
-        granularity, start, end = report_range(request.query)
-    except BadRequest as exc:
-        return view.json({"error": str(exc)}, status=400)
-
-    async def read() -> dict[str, Any]:
-        insights, truncated = await insights_between(start, end)
-        return {
-            "granularity": granularity, "from": start, "to": end,
-            "reports": await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
-            "insights": insights, "insights_truncated": truncated,
-        }
-
-    return await report_data(view, read)
+    with_language = language_of(request)
+    return await answer(view, request, RANGE, from_reports(reports_between), unavailable=UNREACHABLE,
+                        check=lambda params: with_language(checked_range(params)))

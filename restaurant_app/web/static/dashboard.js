@@ -1,29 +1,21 @@
 // The sales dashboard: reads /api/dashboard/* every few seconds and draws what it gets.
-// Money in BRL as a Brazilian reader expects it; times on the restaurant's clock.
+// Words in the page's language (its texts come with the page); money, numbers and dates the
+// Brazilian way in either language (R$ 1.234,56, dd/mm/aaaa, 24 h), on the restaurant's clock.
 (() => {
   'use strict';
 
+  const LANG = document.documentElement.lang;
+  const TEXTS = JSON.parse(document.getElementById('texts').textContent);
   const REFRESH_MS = 5000;
   const REQUEST_TIMEOUT_MS = 10000;
   const PANELS = [
     ['/api/dashboard/summary', renderSummary],
     ['/api/dashboard/minutes?hours=2', renderMinutes],
     ['/api/dashboard/dishes?limit=8', renderDishes],
-    ['/api/dashboard/insights?limit=6', renderInsights],
+    [`/api/dashboard/insights?limit=6&lang=${LANG}`, renderInsights],
     ['/api/dashboard/health', renderHealth],
   ];
-  const NAMES = {
-    dine_in: 'Dine-in', takeaway: 'Takeaway', delivery: 'Delivery',
-    credit_card: 'Credit card', debit_card: 'Debit card', pix: 'Pix', cash: 'Cash', meal_voucher: 'Meal voucher',
-  };
-  const INSIGHT_BADGES = {
-    top_dish: ['Top dish', ''],
-    revenue_vs_previous_hour: ['vs previous hour', ''],
-    revenue_vs_same_hour_yesterday: ['vs yesterday', ''],
-    dish_trending_up: ['Trending up', 'up'],
-    dish_trending_down: ['Trending down', 'down'],
-    anomalous_minute: ['Unusual minute', 'alert'],
-  };
+  const BADGE_TONES = { dish_trending_up: 'up', dish_trending_down: 'down', anomalous_minute: 'alert' };
   const COLORS = { revenue: '#1f6feb', revenueSoft: '#b9d3fb', orders: '#e8890c', dishes: '#2f9e72', grid: '#edf0f5' };
 
   const money = new Intl.NumberFormat('pt-BR', { style: 'currency', currency: 'BRL' });
@@ -38,10 +30,18 @@
   const charts = {};
   const $ = (id) => document.getElementById(id);
 
+  // The text under ``key`` in the page's language, its {placeholders} filled from ``values``.
+  function t(key, values = {}) {
+    const text = TEXTS[key] ?? key;
+    return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+  }
+
+  const named = (prefix, name) => (TEXTS[`${prefix}.${name}`] ?? name);
+
   function clock(moment, withSeconds = false) {
     const options = { timeZone: zone, hour: '2-digit', minute: '2-digit' };
     if (withSeconds) options.second = '2-digit';
-    return new Intl.DateTimeFormat('pt-BR', options).format(new Date(moment));
+    return new Intl.DateTimeFormat('pt-BR', { ...options, hourCycle: 'h23' }).format(new Date(moment));
   }
 
   function element(tag, className, text) {
@@ -93,14 +93,14 @@
       const arrow = ratio > 0 ? '▲ ' : ratio < 0 ? '▼ ' : '';
       compare.append(element('span', direction, arrow + change.format(ratio)), ' ');
     }
-    compare.append(`vs ${beforeShown}`);
+    compare.append(t('js.vs', { value: beforeShown }));
   }
 
-  function renderBreakdown(id, rows, total) {
+  function renderBreakdown(id, rows, total, empty = t('js.no_sales')) {
     const list = $(id);
     list.replaceChildren();
     if (!rows.length) {
-      list.append(element('li', 'empty', 'No sales yet today.'));
+      list.append(element('li', 'empty', empty));
       return;
     }
     for (const row of rows) {
@@ -110,9 +110,9 @@
       const fill = element('i');
       fill.style.width = `${(100 * Number(row.revenue)) / Number(total)}%`;
       bar.append(fill);
-      item.append(element('span', 'name', NAMES[row.name] || row.name), bar,
+      item.append(element('span', 'name', named('name', row.name)), bar,
         element('span', 'amount', money.format(row.revenue)));
-      item.title = `${whole.format(row.orders)} orders`;
+      if (row.orders !== undefined) item.title = t('js.orders_count', { count: whole.format(row.orders) });
       list.append(item);
     }
   }
@@ -139,14 +139,14 @@
         labels: [],
         datasets: [
           {
-            type: 'bar', label: 'Revenue', yAxisID: 'revenue', data: [], order: 2,
+            type: 'bar', label: t('js.revenue'), yAxisID: 'revenue', data: [], order: 2,
             backgroundColor: (ctx) => (underWay(ctx.dataIndex) ? COLORS.revenueSoft : COLORS.revenue),
             borderColor: COLORS.revenue,
             borderWidth: (ctx) => (underWay(ctx.dataIndex) ? 1.5 : 0),
             borderDash: [3, 2],
           },
           {
-            type: 'line', label: 'Orders', yAxisID: 'orders', data: [], order: 1,
+            type: 'line', label: t('js.orders'), yAxisID: 'orders', data: [], order: 1,
             borderColor: COLORS.orders, backgroundColor: COLORS.orders, borderWidth: 2,
             pointRadius: 0, pointHoverRadius: 3,
             segment: { borderDash: (ctx) => (underWay(ctx.p1DataIndex) ? [4, 4] : undefined) },
@@ -165,7 +165,7 @@
           },
           orders: {
             position: 'right', beginAtZero: true, grid: { drawOnChartArea: false },
-            ticks: { precision: 0 }, title: { display: true, text: 'orders' },
+            ticks: { precision: 0 }, title: { display: true, text: t('js.orders_axis') },
           },
         },
         plugins: {
@@ -175,9 +175,10 @@
           },
           tooltip: {
             callbacks: {
-              title: (items) => items[0].label + (underWay(items[0].dataIndex) ? ' · under way, provisional' : ''),
+              title: (items) => items[0].label + (underWay(items[0].dataIndex) ? t('js.provisional') : ''),
               label: (item) => (item.dataset.yAxisID === 'revenue'
-                ? `Revenue: ${money.format(item.raw)}` : `Orders: ${whole.format(item.raw)}`),
+                ? t('js.revenue_tip', { value: money.format(item.raw) })
+                : t('js.orders_tip', { value: whole.format(item.raw) })),
             },
           },
         },
@@ -188,8 +189,8 @@
   // --- Dishes ---------------------------------------------------------------------------------
 
   function renderDishes(body) {
-    renderDishWindow('hour', body.hour, (start) => `this hour (from ${clock(start)})`);
-    renderDishWindow('day', body.day, () => 'today');
+    renderDishWindow('hour', body.hour, (start) => t('js.this_hour', { time: clock(start) }));
+    renderDishWindow('day', body.day, () => t('js.today'));
   }
 
   function renderDishWindow(granularity, window, describe) {
@@ -203,18 +204,18 @@
     const source = $(`dishes-${granularity}-source`);
     source.replaceChildren();
     if (window && window.computed_at) {
-      source.append(`Spark report of ${describe(window.period_start)}, computed at ${clock(window.computed_at, true)} `,
+      source.append(t('js.report_of', { what: describe(window.period_start), time: clock(window.computed_at, true) }),
         '(', element('code', '', 'report_dishes'), ').');
     } else {
-      source.append(element('span', 'empty', `No Spark report for ${describe(window ? window.period_start : Date.now())} yet;`),
-        ' the job runs every minute.');
+      source.append(element('span', 'empty', t('js.no_report', { what: describe(window ? window.period_start : Date.now()) })),
+        t('js.runs_every_minute'));
     }
   }
 
   function dishesChart() {
     return {
       type: 'bar',
-      data: { labels: [], datasets: [{ label: 'Sold', data: [], backgroundColor: COLORS.dishes, borderRadius: 3, maxBarThickness: 16 }] },
+      data: { labels: [], datasets: [{ label: t('js.sold'), data: [], backgroundColor: COLORS.dishes, borderRadius: 3, maxBarThickness: 16 }] },
       options: {
         indexAxis: 'y',
         animation: false,
@@ -227,7 +228,9 @@
           legend: { display: false },
           tooltip: {
             callbacks: {
-              label: (item) => `${whole.format(item.raw)} sold · ${money.format(item.chart.$revenue[item.dataIndex])}`,
+              label: (item) => t('js.sold_tip', {
+                count: whole.format(item.raw), value: money.format(item.chart.$revenue[item.dataIndex]),
+              }),
             },
           },
         },
@@ -241,15 +244,83 @@
     const list = $('insights');
     list.replaceChildren();
     if (!body.insights.length) {
-      list.append(element('li', 'empty', 'No insights yet: they appear once the report job has run.'));
+      list.append(element('li', 'empty', t('js.no_insights')));
       return;
     }
     for (const insight of body.insights) {
-      const [label, tone] = INSIGHT_BADGES[insight.kind] || [insight.kind, ''];
       const item = element('li');
-      item.append(element('span', `badge ${tone}`, label), element('span', 'message', insight.message));
+      item.dataset.kind = insight.kind;
+      item.append(element('span', `badge ${BADGE_TONES[insight.kind] || ''}`, named('badge', insight.kind)),
+        element('span', 'message', insight.message));
       list.append(item);
     }
+  }
+
+  // --- History --------------------------------------------------------------------------------
+
+  const HISTORY_FIGURES = {
+    revenue: (v) => money.format(v), orders: (v) => whole.format(v), items: (v) => whole.format(v),
+    avg_ticket: (v) => money.format(v), unique_customers: (v) => whole.format(v),
+  };
+  const dayShown = (iso) => iso.split('-').reverse().join('/');  // 2026-12-01 -> 01/12/2026
+
+  function historyQuery(extra = {}) {
+    const params = new URLSearchParams({ period: $('history-period').value, lang: LANG, ...extra });
+    if ($('history-date').value) params.set('date', $('history-date').value);
+    return params.toString();
+  }
+
+  async function loadHistory() {
+    $('history-csv').href = `/api/dashboard/history.csv?${historyQuery({ numbers: $('history-numbers').value })}`;
+    let result;
+    try {
+      result = await getJson(`/api/dashboard/history?${historyQuery()}`);
+    } catch {
+      result = { status: 0 };
+    }
+    if (result.status !== 200) {
+      const why = result.status === 503 ? t('js.unavailable') : t('js.server_silent');
+      $('history-span').textContent = t('js.history_failed', { error: why });
+      return;
+    }
+    renderHistory(result.body);
+  }
+
+  function compared(now, before, shown) {
+    const cell = [shown];
+    const ratio = Number(before) > 0 ? (Number(now) - Number(before)) / Number(before) : null;
+    if (ratio !== null) {
+      const direction = ratio > 0 ? 'up' : ratio < 0 ? 'down' : '';
+      cell.push(' ', element('span', `change ${direction}`, change.format(ratio)));
+    }
+    return cell;
+  }
+
+  function renderHistory(body) {
+    const { current, previous } = body;
+    const weekday = body.same_weekday_last_week;
+    if (!$('history-date').value) $('history-date').value = current.first_day;
+    $('history-span').textContent = current.first_day === current.last_day ? dayShown(current.first_day)
+      : t('js.history_span', { first: dayShown(current.first_day), last: dayShown(current.last_day) });
+    if (!current.days_with_sales) $('history-span').append(' · ', element('span', 'empty', t('js.no_history')));
+    $('history-table').classList.toggle('no-weekday', !weekday);
+    for (const [figure, format] of Object.entries(HISTORY_FIGURES)) {
+      const cells = $('history-table').querySelectorAll(`tr[data-figure="${figure}"] td`);
+      cells[0].replaceChildren(format(current[figure]));
+      cells[1].replaceChildren(...compared(current[figure], previous[figure], format(previous[figure])));
+      cells[1].title = t('js.history_span', { first: dayShown(previous.first_day), last: dayShown(previous.last_day) });
+      cells[2].replaceChildren(weekday ? format(weekday[figure]) : '');
+      if (weekday) cells[2].title = dayShown(weekday.first_day);
+    }
+    const dishes = $('history-dishes');
+    dishes.replaceChildren(...current.dishes.map((d) => {
+      const item = element('li', '', `${d.dish} · `);
+      item.dataset.name = d.dish;
+      item.append(element('span', 'amount', t('js.sold_count', { count: whole.format(d.quantity) })),
+        ' · ', money.format(d.revenue));
+      return item;
+    }));
+    renderBreakdown('history-payments', current.by_payment, current.revenue, t('js.no_history'));
   }
 
   // --- Pipeline health ------------------------------------------------------------------------
@@ -262,73 +333,81 @@
 
   function renderHealth(body) {
     const { kafka, database, pipeline } = body;
-    const brokers = kafka.ok ? `${kafka.brokers} broker${kafka.brokers === 1 ? '' : 's'}` : '';
-    $('health-kafka').replaceChildren(...status(kafka.ok, kafka.ok ? 'reachable' : 'unreachable', brokers));
-    $('health-database').replaceChildren(...status(database.ok, database.ok ? 'reachable' : 'unavailable'));
+    const brokers = kafka.ok ? t('js.brokers', { count: kafka.brokers }) : '';
+    $('health-kafka').replaceChildren(...status(kafka.ok, t(kafka.ok ? 'js.reachable' : 'js.unreachable'), brokers));
+    $('health-database').replaceChildren(...status(database.ok, t(database.ok ? 'js.reachable' : 'js.unavailable')));
     renderLag(body.consumer_lag);
     if (!pipeline) {
       for (const id of ['health-ingest', 'health-run']) $(id).textContent = '–';
       $('rejections-button').textContent = '–';
       return;
     }
-    $('health-ingest').replaceChildren(`${whole.format(pipeline.orders_last_minute)} orders in the last minute `,
-      element('span', 'detail', `(${decimal.format(pipeline.orders_last_5_minutes / 5)}/min over 5 min)`));
+    $('health-ingest').replaceChildren(t('js.ingest', { count: whole.format(pipeline.orders_last_minute) }),
+      element('span', 'detail', t('js.ingest_rate', { rate: decimal.format(pipeline.orders_last_5_minutes / 5) })));
     const rejected = pipeline.rejections_last_hour;
-    $('rejections-button').textContent = rejected ? `${whole.format(rejected)} — see why` : 'none';
+    $('rejections-button').textContent = rejected ? t('js.see_why', { count: whole.format(rejected) }) : t('js.none');
     renderRun(pipeline.last_run);
   }
 
   function renderLag(lag) {
     const cell = $('health-lag');
     if (lag.total === null) {
-      cell.replaceChildren(element('span', 'detail', `unknown${lag.note ? `: ${lag.note}` : ' yet'}`));
+      cell.replaceChildren(element('span', 'detail', t('js.lag_unknown') + (lag.note ? `: ${lag.note}` : t('js.yet'))));
       return;
     }
-    const parts = lag.partitions.map((p) => `partition ${p.partition}: ${p.lag === null ? '?' : whole.format(p.lag)}`);
-    cell.replaceChildren(`${whole.format(lag.total)} message${lag.total === 1 ? '' : 's'} `,
-      element('span', 'detail', `(${lag.partitions.length} partition${lag.partitions.length === 1 ? '' : 's'}, best-effort)`));
+    const parts = lag.partitions.map((p) => t('js.partition_lag', {
+      partition: p.partition, lag: p.lag === null ? '?' : whole.format(p.lag),
+    }));
+    cell.replaceChildren(t('js.messages', { count: whole.format(lag.total) }),
+      element('span', 'detail', t('js.partitions', { count: lag.partitions.length })));
     cell.title = parts.join('\n');
   }
 
   function renderRun(run) {
     const cell = $('health-run');
     if (!run) {
-      cell.replaceChildren(element('span', 'detail', 'no run has finished yet'));
+      cell.replaceChildren(element('span', 'detail', t('js.no_run')));
       return;
     }
     const ok = run.status === 'succeeded';
     const detail = ok
-      ? `ran ${decimal.format(run.duration_seconds)} s; ready ${decimal.format(run.ready_after_minute_seconds)} s`
-        + ' after its last full minute closed'
+      ? t('js.run_detail', {
+        duration: decimal.format(run.duration_seconds), ready: decimal.format(run.ready_after_minute_seconds),
+      })
       : run.error || '';
-    cell.replaceChildren(...status(ok, `${run.status} at ${clock(run.finished_at, true)}`, detail));
-    if (run.another_running) cell.append(element('span', 'detail', ' · a run is in progress'));
+    const said = t('js.run_at', { status: named('js.status', run.status), time: clock(run.finished_at, true) });
+    cell.replaceChildren(...status(ok, said, detail));
+    if (run.another_running) cell.append(element('span', 'detail', t('js.run_in_progress')));
   }
 
   async function showRejections() {
     const dialog = $('rejections-dialog');
     const list = $('rejections-list');
     list.replaceChildren();
-    $('rejections-summary').textContent = 'Loading…';
+    $('rejections-summary').textContent = t('js.loading');
     if (!dialog.open) dialog.showModal();
     let result;
     try {
       result = await getJson('/api/dashboard/rejections?hours=1&limit=50');
     } catch {
-      result = { status: 0, body: { error: 'the dashboard server is not answering' } };
+      result = { status: 0 };
     }
     if (result.status !== 200) {
-      $('rejections-summary').textContent = `Cannot list them now: ${result.body.error}`;
+      const why = result.status === 503 ? t('js.database_down', { frozen: '', retrying: '' }).trim()
+        : t('js.server_silent');
+      $('rejections-summary').textContent = t('js.cannot_list', { error: why });
       return;
     }
     const { total, rejections } = result.body;
     $('rejections-summary').textContent = total === 0
-      ? 'No message was rejected in the last hour.'
-      : `${whole.format(total)} rejected; the latest ${whole.format(rejections.length)} with their reasons:`;
+      ? t('js.no_rejections')
+      : t('js.rejections_summary', { total: whole.format(total), count: whole.format(rejections.length) });
     for (const r of rejections) {
       const item = element('li');
       item.append(element('span', 'reason', r.reason), ' ',
-        element('span', 'detail', `${clock(r.rejected_at, true)} · partition ${r.partition}, offset ${r.offset}`));
+        element('span', 'detail', t('js.rejection_where', {
+          time: clock(r.rejected_at, true), partition: r.partition, offset: r.offset,
+        })));
       list.append(item);
     }
   }
@@ -343,14 +422,14 @@
   }
 
   function renderOutage({ unreachable, databaseDown, kafkaDown }) {
-    const frozen = lastUpdate ? `: the figures below are as of ${clock(lastUpdate, true)}` : '';
-    const retrying = `The page tries again every ${REFRESH_MS / 1000} s and recovers by itself.`;
+    const frozen = lastUpdate ? t('js.as_of', { time: clock(lastUpdate, true) }) : '';
+    const retrying = t('js.retrying', { seconds: REFRESH_MS / 1000 });
     if (unreachable) {
-      showBanner(`The dashboard server is not answering${frozen}. ${retrying}`);
+      showBanner(t('js.server_down', { frozen, retrying }));
     } else if (databaseDown) {
-      showBanner(`PostgreSQL is unavailable${frozen}. ${retrying}`);
+      showBanner(t('js.database_down', { frozen, retrying }));
     } else if (kafkaDown) {
-      showBanner('Kafka is unreachable: no new orders arrive until it is back.', true);
+      showBanner(t('js.kafka_down'), true);
     } else {
       showBanner('');
     }
@@ -373,7 +452,7 @@
     });
     if (!outage.unreachable && !outage.databaseDown) {
       lastUpdate = new Date();
-      $('updated').textContent = `updated ${clock(lastUpdate, true)}`;
+      $('updated').textContent = t('js.updated', { time: clock(lastUpdate, true) });
     }
     renderOutage(outage);
   }
@@ -390,13 +469,17 @@
 
   function start() {
     if (typeof Chart === 'undefined') {
-      showBanner('The chart library is missing: run `make setup` (npm ci) and reload.');
+      showBanner(t('js.no_charts'));
       return;
     }
     Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFamily;
     Chart.defaults.color = '#6b7385';
     $('rejections-button').addEventListener('click', showRejections);
     $('rejections-close').addEventListener('click', () => $('rejections-dialog').close());
+    for (const id of ['history-date', 'history-period', 'history-numbers']) {
+      $(id).addEventListener('change', loadHistory);
+    }
+    loadHistory();
     tick();
     setInterval(tick, 1000);
     loop();

@@ -1,0 +1,180 @@
+"""The dashboard's history: a day, a week or a month from the report tables, compared with the
+period before and, for a day, with the same weekday of the week before; and the same as CSV.
+
+Periods follow the restaurant's calendar: a week starts on Monday. Every figure has the
+definition it has elsewhere: the average ticket is revenue ÷ orders.
+"""
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from faust import web
+
+from restaurant_app.web.dashboard import ZONE, from_database, page_language
+from restaurant_app.web.endpoint import NO_STORE, BadParameter, Choice, answer
+from restaurant_app.web.language import LANGUAGES
+from restaurant_app.web.texts import TEXTS
+from restaurant_app.worker import app, database
+
+PERIODS = ("day", "week", "month")
+TOP_DISHES = 8
+EARLIEST = date(2000, 1, 1)
+UNAVAILABLE = "PostgreSQL is unavailable; the history comes back by itself when it returns."
+
+PERIOD_FIGURES = """
+SELECT count(*) AS days_with_sales,
+       coalesce(sum(orders), 0)::bigint AS orders,
+       coalesce(sum(items_sold), 0)::bigint AS items,
+       coalesce(sum(gross_revenue), 0)::numeric(16,2) AS revenue,
+       coalesce(round(sum(gross_revenue) / nullif(sum(orders), 0), 2), 0)::numeric(16,2) AS avg_ticket,
+       (SELECT count(DISTINCT customer_id) FROM report_customers
+        WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(ends)s)
+           AS unique_customers
+FROM report_sales
+WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(ends)s
+"""
+
+PERIOD_BY_PAYMENT = """
+SELECT p.key AS name, sum((p.value #>> '{}')::numeric)::numeric(16,2) AS revenue
+FROM report_sales s, jsonb_each(s.revenue_by_payment) p
+WHERE s.granularity = 'day' AND s.period_start >= %(starts)s AND s.period_start < %(ends)s
+GROUP BY p.key ORDER BY revenue DESC, name
+"""
+
+PERIOD_DISHES = """
+SELECT dish, sum(quantity)::bigint AS quantity, sum(revenue)::numeric(16,2) AS revenue
+FROM report_dishes
+WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(ends)s
+GROUP BY dish ORDER BY quantity DESC, dish LIMIT %(top)s
+"""
+
+DAYS_OF_PERIOD = """
+SELECT period_start AS day, orders, items_sold AS items, gross_revenue AS revenue, avg_ticket,
+       unique_customers
+FROM report_sales
+WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(ends)s
+ORDER BY period_start
+"""
+
+
+class DayParameter:
+    """A calendar day, ``YYYY-MM-DD``; today on the restaurant's clock when absent."""
+
+    def read(self, name: str, raw: str | None) -> date:
+        if not raw:
+            return datetime.now(ZONE).date()
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            raise BadParameter(f"'{name}' must be a day such as 2026-11-29") from None
+        if day < EARLIEST:
+            raise BadParameter(f"'{name}' must be {EARLIEST.isoformat()} or later")
+        return day
+
+
+SPEC = {"period": Choice(PERIODS, "day"), "date": DayParameter(), "lang": Choice(LANGUAGES)}
+CSV_SPEC = {**SPEC, "numbers": Choice(("br", "intl"), "br")}
+
+
+def period_of(period: str, day: date) -> tuple[date, date]:
+    """The first day of the ``period`` holding ``day``, and the first day after it."""
+    if period == "day":
+        return day, day + timedelta(days=1)
+    if period == "week":
+        monday = day - timedelta(days=day.weekday())
+        return monday, monday + timedelta(days=7)
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
+def previous_of(period: str, day: date) -> date:
+    """A day in the period before the one holding ``day``."""
+    return period_of(period, day)[0] - timedelta(days=1)
+
+
+def midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=ZONE)
+
+
+async def figures_of(period: str, day: date) -> dict[str, Any]:
+    """The period's figures, its revenue by payment method and its top dishes."""
+    first, after = period_of(period, day)
+    bounds = {"starts": midnight(first), "ends": midnight(after), "top": TOP_DISHES}
+    figures = (await database.fetch_all(PERIOD_FIGURES, bounds))[0]
+    return {
+        "first_day": first.isoformat(), "last_day": (after - timedelta(days=1)).isoformat(), **figures,
+        "by_payment": await database.fetch_all(PERIOD_BY_PAYMENT, bounds),
+        "dishes": await database.fetch_all(PERIOD_DISHES, bounds),
+    }
+
+
+async def history_body(period: str, date: date, lang: str) -> dict[str, Any]:
+    """The period holding ``date``, the one before, and for a day the same weekday a week before."""
+    first, after = period_of(period, date)
+    bounds = {"starts": midnight(first), "ends": midnight(after)}
+    return {
+        "period": period, "lang": lang, "timezone": str(ZONE), "source": "report_sales",
+        "current": await figures_of(period, date),
+        "previous": await figures_of(period, previous_of(period, date)),
+        "same_weekday_last_week": (await figures_of("day", date - timedelta(days=7))
+                                   if period == "day" else None),
+        "days": await database.fetch_all(DAYS_OF_PERIOD, bounds),
+    }
+
+
+def with_language(request: web.Request) -> Any:
+    return lambda params: {**params, "lang": page_language(request, params["lang"])}
+
+
+@app.page("/api/dashboard/history")
+async def history(view: web.View, request: web.Request) -> web.Response:
+    """A day, week or month of the report tables, with its comparisons."""
+
+    async def read(**params: Any) -> dict[str, Any]:
+        return await history_body(params["period"], params["date"], params["lang"])
+
+    return await answer(view, request, SPEC, lambda params: from_database(read, params),
+                        unavailable=UNAVAILABLE, zone=ZONE, check=with_language(request))
+
+
+CSV_COLUMNS = ("day", "orders", "items", "revenue", "avg_ticket", "unique_customers")
+
+
+def as_csv(body: dict[str, Any], numbers: str) -> str:
+    """The period's days and its total, one row each; Brazilian (``;`` and ``1234,50``) or
+    international (``,`` and ``1234.50``) numbers."""
+    words = TEXTS[body["lang"]]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";" if numbers == "br" else ",", lineterminator="\r\n")
+    writer.writerow([words[f"history.column.{column}"] for column in CSV_COLUMNS])
+
+    def amount(value: Any) -> str:
+        text = format(value, "f") if value is not None else ""
+        return text.replace(".", ",") if numbers == "br" else text
+
+    for row in body["days"]:
+        writer.writerow([row["day"].astimezone(ZONE).strftime("%d/%m/%Y"), row["orders"], row["items"],
+                         amount(row["revenue"]), amount(row["avg_ticket"]), row["unique_customers"]])
+    total = body["current"]
+    writer.writerow([words["history.total"], total["orders"], total["items"], amount(total["revenue"]),
+                     amount(total["avg_ticket"]), total["unique_customers"]])
+    return out.getvalue()
+
+
+@app.page("/api/dashboard/history.csv")
+async def history_csv(view: web.View, request: web.Request) -> web.Response:
+    """The history's days and total as CSV, for a spreadsheet or an accountant."""
+
+    async def read(**params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        return await history_body(params["period"], params["date"], params["lang"]), params
+
+    def respond(read_back: tuple[dict[str, Any], dict[str, Any]]) -> web.Response:
+        body, params = read_back
+        name = f"vendas-{params['period']}-{params['date'].isoformat()}.csv"
+        return view.bytes(("\ufeff" + as_csv(body, params["numbers"])).encode(), content_type="text/csv",
+                          headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})
+
+    return await answer(view, request, CSV_SPEC, lambda params: from_database(read, params),
+                        unavailable=UNAVAILABLE, check=with_language(request), respond=respond)
