@@ -115,7 +115,7 @@ WHERE s.kind = 'minute'
 """
 
 _STORED_SALES = """
-SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue,
+SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
        r.revenue_by_payment::text AS revenue_by_payment
 FROM report_scope s
@@ -185,13 +185,13 @@ WITH customers AS (
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold,
                           gross_revenue, avg_ticket, unique_customers, avg_spend_per_customer,
                           top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment,
-                          computed_at, final)
+                          identified_revenue, computed_at, final)
 SELECT st.granularity, st.period_start, st.period_end, st.orders, st.items_sold,
        st.gross_revenue, st.avg_ticket,
-       coalesce(st.unique_customers, c.customers),
-       coalesce(st.avg_spend_per_customer, round(st.gross_revenue / c.customers, 2)),
-       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment, now(),
-       st.period_end <= %(closed_by)s
+       coalesce(st.unique_customers, c.customers, 0),
+       coalesce(st.avg_spend_per_customer, round(st.identified_revenue / c.customers, 2)),
+       st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment,
+       st.identified_revenue, now(), st.period_end <= %(closed_by)s
 FROM report_staging_sales st
 LEFT JOIN customers c USING (granularity, period_start)
 """
