@@ -39,6 +39,20 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+SWITCH = {"on": True, "off": False}
+
+
+def _switch(name: str, default: bool) -> bool:
+    """``on`` or ``off`` (any case); unset or empty: ``default``."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return SWITCH[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{name} must be on or off, got {raw!r}") from None
+
+
 def _optional_int(name: str) -> int | None:
     return _int(name, 0) if os.environ.get(name) else None
 
@@ -65,6 +79,7 @@ class Settings:
     topic_replication_factor: int | None
     kafka_nodes: int
     workers: int
+    order_simulator: bool
     order_interval_seconds: float
     orders_per_tick: int
     generator_seed: int | None
@@ -113,6 +128,7 @@ class Settings:
                                       if os.environ.get("TOPIC_REPLICATION_FACTOR") else None),
             kafka_nodes=_count("KAFKA_NODES", 1),
             workers=_count("WORKERS", 1),
+            order_simulator=_switch("ORDER_SIMULATOR", True),
             order_interval_seconds=_float("ORDER_INTERVAL_SECONDS", 10.0),
             orders_per_tick=_int("ORDERS_PER_TICK", 1),
             generator_seed=_optional_int("GENERATOR_SEED"),
