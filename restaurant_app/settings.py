@@ -89,6 +89,7 @@ class Settings:
     max_clock_skew_seconds: float
     web_host: str
     web_port: int
+    orders_api_token: str
     report_interval_seconds: float
     report_grace_seconds: float
     report_timeout_seconds: float
@@ -138,6 +139,7 @@ class Settings:
             max_clock_skew_seconds=_float("MAX_CLOCK_SKEW_SECONDS", 300.0),
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066),
+            orders_api_token=_str("ORDERS_API_TOKEN", ""),
             report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0),
             report_grace_seconds=_float("REPORT_GRACE_SECONDS", 5.0),
             report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),
