@@ -1,4 +1,8 @@
-"""The simulated point of sale: a timer that publishes orders to Kafka, each one acknowledged."""
+"""The simulated point of sale: a timer that publishes orders to Kafka, each one acknowledged.
+
+It runs only with ``ORDER_SIMULATOR=on`` (the default, for demos); a restaurant whose points of
+sale send real orders turns it off, so that no invented order mixes with its sales.
+"""
 
 import logging
 
@@ -74,7 +78,17 @@ async def place_orders() -> list[Order]:
     return orders[:placed]
 
 
-@app.timer(interval=settings.order_interval_seconds, on_leader=True)
 async def emit_orders() -> None:
     """Every tick, on the leader only, so several workers never duplicate the stream."""
     await place_orders()
+
+
+async def say_the_simulator_is_off() -> None:
+    log.info("The order simulator is off (ORDER_SIMULATOR=off): the only orders are those points of"
+             " sale send to topic %r.", orders_topic.get_topic_name())
+
+
+if settings.order_simulator:
+    app.timer(interval=settings.order_interval_seconds, on_leader=True)(emit_orders)
+else:
+    app.task(say_the_simulator_is_off)

@@ -7,6 +7,11 @@ import msgspec
 
 CHANNELS = ("dine_in", "takeaway", "delivery")
 PAYMENT_METHODS = ("credit_card", "debit_card", "pix", "cash", "meal_voucher")
+SCHEMA_VERSION = 1
+"""The version of the order message this code writes; ``SCHEMA_VERSIONS`` are those it reads."""
+SCHEMA_VERSIONS = (1,)
+DEFAULT_STORE = "main"
+"""The store of an order that names none: a restaurant with a single store."""
 
 
 class OrderItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,12 +28,18 @@ class OrderItem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Order(msgspec.Struct, frozen=True, kw_only=True):
-    """A restaurant order; ``order_id`` is its idempotency key, ``created_at`` its event time."""
+    """A restaurant order; ``order_id`` is its idempotency key, ``created_at`` its event time.
 
+    ``customer_id`` and ``customer_name`` are None for an anonymous order. The message contract
+    is ``docs/ORDER_CONTRACT.md``.
+    """
+
+    schema_version: int = SCHEMA_VERSION
     order_id: str
+    store_id: str = DEFAULT_STORE
     created_at: datetime
-    customer_id: int
-    customer_name: str
+    customer_id: int | None = None
+    customer_name: str | None = None
     channel: str
     payment_method: str
     items: list[OrderItem]

@@ -107,6 +107,7 @@ class OrderSink(Protocol):
 ORDER_COLUMNS = (
     ("order_id", "uuid"), ("created_at", "timestamptz"), ("customer_id", "bigint"),
     ("customer_name", "text"), ("channel", "text"), ("payment_method", "text"), ("total", "numeric"),
+    ("store_id", "text"),
 )
 ITEM_KEY_COLUMNS = (("order_id", "uuid"), ("line_no", "smallint"))
 ITEM_FIELD_COLUMNS = (

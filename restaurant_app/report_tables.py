@@ -8,6 +8,7 @@ SALES_KEY = ("granularity", "period_start")
 SALES_FIGURES = (
     "period_end", "orders", "items_sold", "gross_revenue", "avg_ticket", "unique_customers",
     "avg_spend_per_customer", "top_dish", "top_dish_quantity", "revenue_by_channel", "revenue_by_payment",
+    "identified_revenue",
 )
 SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment")
 """Figures stored as jsonb ``{key: amount}``."""

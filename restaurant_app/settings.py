@@ -47,6 +47,20 @@ def _one_of(name: str, values: tuple[str, ...]) -> str:
     return value
 
 
+SWITCH = {"on": True, "off": False}
+
+
+def _switch(name: str, default: bool) -> bool:
+    """``on`` or ``off`` (any case); unset or empty: ``default``."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return SWITCH[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{name} must be on or off, got {raw!r}") from None
+
+
 def _optional_int(name: str) -> int | None:
     return _int(name, 0) if os.environ.get(name) else None
 
@@ -73,6 +87,7 @@ class Settings:
     topic_replication_factor: int | None
     kafka_nodes: int
     workers: int
+    order_simulator: bool
     order_interval_seconds: float
     orders_per_tick: int
     generator_seed: int | None
@@ -84,6 +99,7 @@ class Settings:
     held_batch_alarm_seconds: float
     web_host: str
     web_port: int
+    orders_api_token: str
     report_interval_seconds: float
     report_grace_seconds: float
     report_timeout_seconds: float
@@ -123,6 +139,7 @@ class Settings:
                                       if os.environ.get("TOPIC_REPLICATION_FACTOR") else None),
             kafka_nodes=_count("KAFKA_NODES", 1),
             workers=_count("WORKERS", 1),
+            order_simulator=_switch("ORDER_SIMULATOR", True),
             order_interval_seconds=_float("ORDER_INTERVAL_SECONDS", 10.0),
             orders_per_tick=_int("ORDERS_PER_TICK", 1),
             generator_seed=_optional_int("GENERATOR_SEED"),
@@ -134,6 +151,7 @@ class Settings:
             held_batch_alarm_seconds=_float("HELD_BATCH_ALARM_SECONDS", 60.0),
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066),
+            orders_api_token=_str("ORDERS_API_TOKEN", ""),
             report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0),
             report_grace_seconds=_float("REPORT_GRACE_SECONDS", 5.0),
             report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),

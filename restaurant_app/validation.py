@@ -16,9 +16,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, NoReturn
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from restaurant_app.errors import PipelineError
-from restaurant_app.models import CHANNELS, PAYMENT_METHODS, Order, OrderItem
+from restaurant_app.models import (
+    CHANNELS,
+    DEFAULT_STORE,
+    PAYMENT_METHODS,
+    SCHEMA_VERSIONS,
+    Order,
+    OrderItem,
+)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 # A valid order nests 3 deep (order, items, item); JSON decoding recurses once per level.
@@ -31,6 +39,8 @@ MAX_UNIT_PRICE = Decimal("100000.00")  # unit_price is numeric(10,2)
 MAX_TOTAL = MAX_UNIT_PRICE * MAX_QUANTITY  # total is numeric(12,2)
 MAX_CUSTOMER_ID = 2**63 - 1  # customer_id is a bigint
 MAX_TEXT_LENGTH = 200
+MAX_STORE_ID_LENGTH = 32
+UNVERSIONED = 1  # a message without schema_version is of the first version, written before the field
 EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_UTC_OFFSET = timedelta(hours=14)  # no time zone on Earth is further from UTC
 DEFAULT_MAX_CLOCK_SKEW = timedelta(seconds=300)
@@ -51,6 +61,7 @@ NOT_AN_ORDER_ID = {str(uuid.UUID(int=0)), str(uuid.UUID(int=2**128 - 1))}  # the
 
 # Strings and brackets; a string left open runs to the end, so each character is read once.
 JSON_TOKENS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|[\[\]{}]', re.DOTALL)
+STORE_ID = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_STORE_ID_LENGTH - 1}}}")
 AMOUNT = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 TIMESTAMP = re.compile(
@@ -193,6 +204,7 @@ _DECODER = json.JSONDecoder(
 
 
 def _order(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) -> Order:
+    version = _version(payload)
     items = _field(payload, "items", list, "a list")
     if not items:
         raise InvalidOrder("order has no items")
@@ -201,15 +213,55 @@ def _order(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) ->
     lines = [_item(item, index) for index, item in enumerate(items)]
     total = _checked_total(_money(payload, "total", MAX_TOTAL), lines)
     return Order(
+        schema_version=version,
         order_id=_uuid(payload),
+        store_id=_store(payload),
         created_at=_timestamp(payload, now, max_clock_skew),
-        customer_id=_positive_int(payload, "customer_id", MAX_CUSTOMER_ID),
-        customer_name=_text(payload, "customer_name"),
+        customer_id=_optional(payload, "customer_id", _positive_int, "customer_id", MAX_CUSTOMER_ID),
+        customer_name=_optional(payload, "customer_name", _text, "customer_name"),
         channel=_choice(payload, "channel", CHANNELS),
         payment_method=_choice(payload, "payment_method", PAYMENT_METHODS),
         items=lines,
         total=total,
     )
+
+
+def _version(payload: dict[str, Any]) -> int:
+    """The message's ``schema_version``: one this code reads, or a rejection that says which it reads."""
+    value = payload.get("schema_version")
+    if value is None:
+        return UNVERSIONED
+    return _checked_version(value)
+
+
+def _checked_version(value: Any) -> int:
+    if type(value) is not int or value not in SCHEMA_VERSIONS:
+        known = ", ".join(map(str, SCHEMA_VERSIONS))
+        raise InvalidOrder(f"unknown schema_version {_excerpt(value)}; this pipeline reads version {known}")
+    return value
+
+
+def _optional(payload: dict[str, Any], name: str, read: Any, *args: Any) -> Any:
+    """``read(payload, *args)`` if the field ``name`` is given; None if it is absent or null."""
+    return None if payload.get(name) is None else read(payload, *args)
+
+
+def _store(payload: dict[str, Any]) -> str:
+    value = payload.get("store_id")
+    if value is None:
+        return DEFAULT_STORE
+    if not isinstance(value, str):
+        raise InvalidOrder(f"'store_id' must be text, got {_excerpt(value)}")
+    return _checked_store(value)
+
+
+def _checked_store(value: str) -> str:
+    if not STORE_ID.fullmatch(value):
+        raise InvalidOrder(
+            f"'store_id' must be 1 to {MAX_STORE_ID_LENGTH} lowercase letters, digits, '-' or '_',"
+            f" starting with a letter or digit; got {_excerpt(value)}"
+        )
+    return value
 
 
 def _checked_total(total: Decimal, lines: list[OrderItem]) -> Decimal:
@@ -363,11 +415,13 @@ class _TypedItem(msgspec.Struct, forbid_unknown_fields=True):
     quantity: Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
 
 
-class _TypedOrder(msgspec.Struct, forbid_unknown_fields=True):
+class _TypedOrder(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    schema_version: Literal[SCHEMA_VERSIONS] | UnsetType | None = UNSET
     order_id: str
+    store_id: str | UnsetType | None = UNSET
     created_at: str
-    customer_id: Annotated[int, msgspec.Meta(gt=0, le=MAX_CUSTOMER_ID)]
-    customer_name: str
+    customer_id: Annotated[int, msgspec.Meta(gt=0, le=MAX_CUSTOMER_ID)] | UnsetType | None = UNSET
+    customer_name: str | UnsetType | None = UNSET
     channel: Literal[CHANNELS]
     payment_method: Literal[PAYMENT_METHODS]
     items: Annotated[list[_TypedItem], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
@@ -375,15 +429,22 @@ class _TypedOrder(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _strings_per_object(struct: type[msgspec.Struct]) -> int:
-    """How many JSON strings an object of ``struct`` holds: each key, and each value typed text."""
+    """How many JSON strings an object of ``struct`` always has: each required key, and its text value."""
     text = (msgspec.inspect.StrType, msgspec.inspect.LiteralType)
     fields = msgspec.inspect.type_info(struct).fields
-    return sum(1 + isinstance(field.type, text) for field in fields)
+    return sum(1 + isinstance(field.type, text) for field in fields if field.required)
+
+
+def _optional_strings(typed: _TypedOrder) -> int:
+    """How many JSON strings the optional fields given hold: each key, and its value if text."""
+    values = (getattr(typed, name) for name in _OPTIONAL_FIELDS)
+    return sum(1 + isinstance(value, str) for value in values if value is not UNSET)
 
 
 _TYPED_DECODER = msgspec.json.Decoder(_TypedOrder)
 _ORDER_STRINGS = _strings_per_object(_TypedOrder)
 _LINE_STRINGS = _strings_per_object(_TypedItem)
+_OPTIONAL_FIELDS = tuple(f.name for f in msgspec.inspect.type_info(_TypedOrder).fields if not f.required)
 
 
 def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta) -> Order | None:
@@ -403,7 +464,8 @@ def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta)
         return None
     # With no escapes, each quote opens or closes a string. More strings than the order's keys
     # and text values means a key given twice: msgspec keeps the last, the full path refuses it.
-    if raw.count(b'"') != 2 * (_ORDER_STRINGS + _LINE_STRINGS * len(typed.items)):
+    strings = _ORDER_STRINGS + _optional_strings(typed) + _LINE_STRINGS * len(typed.items)
+    if raw.count(b'"') != 2 * strings:
         return None
     try:
         return _checked_order(typed, now, max_clock_skew)
@@ -422,12 +484,23 @@ def _checked_order(typed: _TypedOrder, now: datetime, max_clock_skew: timedelta)
         for item in typed.items
     ]
     return Order(
+        schema_version=_given(typed.schema_version, UNVERSIONED),
         order_id=_checked_uuid(typed.order_id),
+        store_id=_checked_store(_given(typed.store_id, DEFAULT_STORE)),
         created_at=_checked_moment(typed.created_at, now, max_clock_skew),
-        customer_id=typed.customer_id,
-        customer_name=_checked_text(typed.customer_name, "customer_name"),
+        customer_id=_given(typed.customer_id),
+        customer_name=_maybe_text(_given(typed.customer_name), "customer_name"),
         channel=typed.channel,
         payment_method=typed.payment_method,
         items=lines,
         total=_checked_total(_checked_money(typed.total, "total", MAX_TOTAL), lines),
     )
+
+
+def _given(value: Any, default: Any = None) -> Any:
+    """A typed optional field's value; ``default`` if it was absent or null."""
+    return default if value is None or value is UNSET else value
+
+
+def _maybe_text(value: str | None, label: str) -> str | None:
+    return None if value is None else _checked_text(value, label)

@@ -4,6 +4,8 @@ Minute windows are computed from order lines. Hours are added up from their minu
 from their hours, taking the stored rows of the windows this run does not recompute, so a run
 reads only the orders of the minutes that changed. Unique customers cannot be added up: hours
 and days leave them empty and PostgreSQL counts them from ``report_customers`` when publishing.
+Anonymous orders (no ``customer_id``) count as orders but not as customers: the spend per
+customer is the revenue of the identified customers' orders (``identified_revenue``) over them.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.count("*").alias("orders"),
         F.sum("total").cast(MONEY).alias("gross_revenue"),
         F.count_distinct("customer_id").alias("unique_customers"),
+        F.sum(F.when(F.col("customer_id").isNotNull(), F.col("total")).otherwise(0))
+        .cast(MONEY).alias("identified_revenue"),
         F.sum("items").cast("long").alias("items_sold"),
         *(summed_by_key(F.collect_list(F.struct(F.col(column).alias("key"), F.col("total").alias("value"))))
           .alias(name) for name, column in BREAKDOWNS.items()),
@@ -117,6 +121,7 @@ def parse_stored(stored: DataFrame) -> DataFrame:
         F.col("orders").cast("long"),
         F.col("items_sold").cast("long"),
         F.col("gross_revenue").cast(MONEY),
+        F.col("identified_revenue").cast(MONEY),
         *(F.from_json(name, BREAKDOWN).alias(name) for name in BREAKDOWNS),
     )
 
@@ -140,6 +145,7 @@ def rollup(sales: DataFrame, dishes: DataFrame, unit: str) -> tuple[DataFrame, D
         F.sum("orders").alias("orders"),
         F.sum("items_sold").alias("items_sold"),
         F.sum("gross_revenue").cast(MONEY).alias("gross_revenue"),
+        F.sum("identified_revenue").cast(MONEY).alias("identified_revenue"),
         *(summed_by_key(F.flatten(F.collect_list(F.map_entries(name)))).alias(name) for name in BREAKDOWNS),
     )
     dishes = (
@@ -176,10 +182,13 @@ def finish(sales: DataFrame, dishes: DataFrame, granularity: str) -> tuple[DataF
         "gross_revenue",
         F.round(F.col("gross_revenue") / F.col("orders"), 2).cast(MONEY).alias("avg_ticket"),
         customers.alias("unique_customers"),
-        F.round(F.col("gross_revenue") / customers, 2).cast(MONEY).alias("avg_spend_per_customer"),
+        # None for a window whose orders are all anonymous (no customer to divide by).
+        F.round(F.try_divide(F.col("identified_revenue"), customers), 2).cast(MONEY)
+        .alias("avg_spend_per_customer"),
         "top_dish",
         F.col("top_dish_quantity").cast("long"),
         *(F.to_json(name).alias(name) for name in BREAKDOWNS),
+        "identified_revenue",
     )
     staged_dishes = ranked.select(
         F.lit(granularity).alias("granularity"), "period_start", "dish",
@@ -189,9 +198,10 @@ def finish(sales: DataFrame, dishes: DataFrame, granularity: str) -> tuple[DataF
 
 
 def customers_seen(lines: DataFrame) -> DataFrame:
-    """The (hour, customer) and (day, customer) pairs of the order lines read."""
+    """The (hour, customer) and (day, customer) pairs of the order lines read; anonymous lines have none."""
+    identified = lines.where(F.col("customer_id").isNotNull())
     pairs = [
-        lines.select(F.lit(unit).alias("granularity"),
+        identified.select(F.lit(unit).alias("granularity"),
                      F.date_trunc(unit, "created_at").alias("period_start"), "customer_id")
         for unit in ("hour", "day")
     ]

@@ -123,7 +123,7 @@ WHERE s.kind = 'minute'
 """
 
 _STORED_SALES = """
-SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue,
+SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
        r.revenue_by_payment::text AS revenue_by_payment
 FROM report_scope s
@@ -184,8 +184,9 @@ ON CONFLICT DO NOTHING
 
 # Where the staged row has no customer count, it is counted here from report_customers.
 PUBLISHED_SALES = {
-    "unique_customers": "coalesce(st.unique_customers, c.customers)",
-    "avg_spend_per_customer": "coalesce(st.avg_spend_per_customer, round(st.gross_revenue / c.customers, 2))",
+    "unique_customers": "coalesce(st.unique_customers, c.customers, 0)",
+    "avg_spend_per_customer":
+        "coalesce(st.avg_spend_per_customer, round(st.identified_revenue / c.customers, 2))",
 }
 
 INSERT_SALES = f"""

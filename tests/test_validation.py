@@ -60,7 +60,14 @@ REJECTIONS = [
     (b'"\xff"', "not UTF-8"),
     (b"[1, 2]", "must be a JSON object"),
     (b"x" * (MAX_MESSAGE_BYTES + 1), "the limit is"),
-    (mutated(lambda p: p.pop("customer_id")), "missing field 'customer_id'"),
+    (mutated(lambda p: p.pop("channel")), "missing field 'channel'"),
+    (mutated(set_field("schema_version", 2)), "unknown schema_version 2; this pipeline reads version 1"),
+    (mutated(set_field("schema_version", "1")), "unknown schema_version '1'"),
+    (mutated(set_field("schema_version", 1.0)), "unknown schema_version Decimal('1.0')"),
+    (mutated(set_field("store_id", "Loja 1")), "'store_id' must be 1 to 32 lowercase letters"),
+    (mutated(set_field("store_id", "")), "'store_id' must be 1 to 32"),
+    (mutated(set_field("store_id", "a" * 33)), "'store_id' must be 1 to 32"),
+    (mutated(set_field("store_id", 7)), "'store_id' must be text, got 7"),
     (mutated(set_field("customer_id", "abc")), "'customer_id' must be an integer"),
     (mutated(set_field("customer_id", True)), "'customer_id' must be an integer"),
     (mutated(set_field("customer_id", -4)), "'customer_id' must be positive"),
@@ -216,6 +223,25 @@ def test_every_generated_order_takes_the_fast_path_and_gives_what_the_full_path_
         fast = fast_path_order(raw, now, skew)
         assert fast is not None, raw
         assert fast == full_path_order(raw, now, skew)
+
+
+@pytest.mark.parametrize("change", [
+    lambda p: [p.pop("customer_id"), p.pop("customer_name")],
+    lambda p: p.update(customer_id=None, customer_name=None),
+    lambda p: [p.pop("schema_version"), p.pop("store_id")],
+    lambda p: p.update(schema_version=None, store_id=None),
+    lambda p: p.update(store_id="loja-02", customer_name=None),
+], ids=["anonymous", "anonymous as null", "unversioned", "nulls", "another store"])
+def test_the_optional_fields_take_the_fast_path_left_out_or_null(change):
+    now, skew = datetime.now(UTC), timedelta(minutes=5)
+    raw = usual_form(change)
+    fast = fast_path_order(raw, now, skew)
+    assert fast is not None, raw
+    assert fast == full_path_order(raw, now, skew)
+    payload = json.loads(raw)
+    assert fast.customer_id == payload.get("customer_id")
+    assert fast.store_id == (payload.get("store_id") or "main")
+    assert fast.schema_version == 1
 
 
 def usual_form(change) -> bytes:

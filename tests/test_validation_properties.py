@@ -32,7 +32,24 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 SMALLINT_MAX, INTEGER_MAX, BIGINT_MAX = 2**15 - 1, 2**31 - 1, 2**63 - 1
 REFUSED_CATEGORIES = {"Cc", "Cf", "Cs"}  # NUL is a Cc
 REASON_LIMIT = 200
-VALID_MESSAGES = [OrderGenerator(seed).order(NOW - timedelta(minutes=seed)).dumps() for seed in range(8)]
+GENERATED = [OrderGenerator(seed).order(NOW - timedelta(minutes=seed)).dumps() for seed in range(8)]
+
+
+def without(raw: bytes, *names: str, **changes: Any) -> bytes:
+    """``raw`` without the fields ``names`` and with ``changes``, written as a producer might."""
+    payload = {key: value for key, value in json.loads(raw).items() if key not in names}
+    return json.dumps({**payload, **changes}, ensure_ascii=False).encode()
+
+
+# Every form version 1 allows: as the generator writes it, written before the optional fields
+# existed, anonymous (fields left out or null), and from another store of a chain.
+VALID_MESSAGES = [
+    *GENERATED[:4],
+    without(GENERATED[4], "schema_version", "store_id"),
+    without(GENERATED[5], "customer_id", "customer_name"),
+    without(GENERATED[6], customer_id=None, customer_name=None, schema_version=None, store_id=None),
+    without(GENERATED[7], "customer_name", store_id="loja-07"),
+]
 FAST = settings(max_examples=300, deadline=None)
 
 
@@ -76,9 +93,13 @@ def assert_fits_schema(order: Order) -> None:
     assert str(uuid.UUID(order.order_id)) == order.order_id
     assert uuid.UUID(order.order_id).int != 0
     assert_likely_time(order.created_at)
-    assert_integer(order.customer_id, BIGINT_MAX)
-    for text in (order.customer_name, order.channel, order.payment_method):
+    assert order.schema_version == 1
+    if order.customer_id is not None:
+        assert_integer(order.customer_id, BIGINT_MAX)
+    named = (order.customer_name,) if order.customer_name is not None else ()
+    for text in (*named, order.store_id, order.channel, order.payment_method):
         assert_storable_text(text)
+    assert len(order.store_id) <= 32 and order.store_id.isascii()
     assert order.channel in CHANNELS
     assert order.payment_method in PAYMENT_METHODS
     assert 1 <= len(order.items) <= SMALLINT_MAX
@@ -272,13 +293,19 @@ JSON_VALUES = st.recursive(
 
 ANY_VALUE = st.one_of(WRONG_TYPES, deep_nesting(), NUMBERS, TEXTS, lone_surrogates(), as_json(JSON_VALUES))
 
-ORDER_KEYS = ("order_id", "created_at", "customer_id", "customer_name", "channel", "payment_method",
-              "items", "total")
+ORDER_KEYS = ("schema_version", "order_id", "store_id", "created_at", "customer_id", "customer_name",
+              "channel", "payment_method", "items", "total")
+STORE_IDS = json_string(st.one_of(
+    st.from_regex(r"[a-z0-9][a-z0-9_-]{0,31}", fullmatch=True),
+    st.text(st.sampled_from([*"abcXYZ019_- .", "\u00e7"]), max_size=40),
+))
 FIELD_VALUES = {
+    "schema_version": NUMBERS | as_json(st.sampled_from([1, 2, 0, None, "1", True])),
     "order_id": UUIDS,
+    "store_id": STORE_IDS | as_json(st.none()),
     "created_at": TIMESTAMPS,
-    "customer_id": NUMBERS,
-    "customer_name": TEXTS | lone_surrogates(),
+    "customer_id": NUMBERS | as_json(st.none()),
+    "customer_name": TEXTS | lone_surrogates() | as_json(st.none()),
     "channel": TEXTS | as_json(st.sampled_from(CHANNELS)),
     "payment_method": TEXTS | as_json(st.sampled_from(PAYMENT_METHODS)),
     "items": deep_nesting(),
@@ -425,7 +452,7 @@ def test_the_valid_messages_the_properties_start_from_are_accepted(raw: bytes):
 # --- Accepted orders really go into PostgreSQL -----------------------------------------
 
 READ_ORDER = """
-SELECT order_id::text, created_at, customer_id, customer_name, channel, payment_method, total
+SELECT order_id::text, store_id, created_at, customer_id, customer_name, channel, payment_method, total
 FROM orders WHERE order_id = %s
 """
 READ_LINES = """
@@ -435,7 +462,7 @@ WHERE order_id = %s ORDER BY line_no
 
 
 def expected_rows(order: Order) -> tuple[tuple, list[tuple]]:
-    row = (order.order_id, order.created_at, order.customer_id, order.customer_name,
+    row = (order.order_id, order.store_id, order.created_at, order.customer_id, order.customer_name,
            order.channel, order.payment_method, order.total)
     lines = [(n, i.dish, i.category, i.unit_price, i.quantity) for n, i in enumerate(order.items, 1)]
     return row, lines

@@ -1,0 +1,147 @@
+"""``POST /api/orders``: points of sale send orders over HTTP, one or a batch.
+
+Each order is checked by ``parse_order``, as on Kafka, and published to the orders topic keyed
+by its ``order_id``; the answer is 202 only once Kafka has acknowledged every order of the
+request (``acks=all``). A batch is all or nothing: one bad order and none is published. Sending
+the same order again is safe: the worker stores an ``order_id`` once. The contract is
+``docs/ORDER_CONTRACT.md``.
+"""
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from datetime import timedelta
+
+import msgspec
+from aiokafka.errors import KafkaError
+from faust import web
+from faust.exceptions import ProducerSendError
+
+from restaurant_app.errors import PipelineError
+from restaurant_app.models import Order
+from restaurant_app.validation import MAX_MESSAGE_BYTES, InvalidOrder, parse_order
+from restaurant_app.worker import app, orders_topic, settings
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_ORDERS = 500
+MAX_BODY_BYTES = 2 * 1024 * 1024
+KAFKA_WAIT_SECONDS = 15.0
+RETRY_AFTER_SECONDS = 5
+NO_STORE = {"Cache-Control": "no-store"}
+READ_CHUNK_BYTES = 64 * 1024
+
+_BATCH = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class Refused(PipelineError):
+    """The request cannot be taken: its HTTP status, its reason, any extra fields and headers."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None, **extra: object):
+        super().__init__(reason)
+        self.status, self.reason, self.headers, self.extra = status, reason, headers or {}, extra
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the web server listening on ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_token(authorization: str | None, token: str, host: str) -> None:
+    """Refuse a request without the bearer ``token``; with no token set, refuse beyond loopback."""
+    if not token:
+        if is_loopback(host):
+            return
+        raise Refused(403, "orders are taken over the network only with ORDERS_API_TOKEN set")
+    if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
+        raise Refused(401, "missing or wrong token: send 'Authorization: Bearer <ORDERS_API_TOKEN>'",
+                      {"WWW-Authenticate": "Bearer"})
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, refused with 413 as soon as it is longer than ``limit`` bytes."""
+    too_large = Refused(413, f"the body is over {limit} bytes; send at most {MAX_BATCH_ORDERS} orders"
+                             f" of at most {MAX_MESSAGE_BYTES} bytes each")
+    if (request.content_length or 0) > limit:
+        raise too_large
+    chunks, size = [], 0
+    while chunk := await request.content.read(READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def split_batch(body: bytes) -> tuple[list[bytes], bool]:
+    """The messages of ``body``, each as sent: a JSON array is a batch, anything else one order."""
+    if not body.lstrip().startswith(b"["):
+        return [body], False
+    try:
+        messages = [bytes(raw) for raw in _BATCH.decode(body)]
+    except msgspec.DecodeError as exc:
+        raise Refused(400, f"the body is not a JSON array of orders: {exc}"[:200]) from None
+    if not messages:
+        raise Refused(400, "the batch is empty")
+    if len(messages) > MAX_BATCH_ORDERS:
+        raise Refused(413, f"the batch has {len(messages)} orders, the limit is {MAX_BATCH_ORDERS}")
+    return messages, True
+
+
+def parse_all(messages: list[bytes], batch: bool, max_clock_skew: timedelta) -> list[Order]:
+    """Every message as an order, or a 400 with each bad one's reason (and index, in a batch)."""
+    orders, rejected = [], []
+    for index, raw in enumerate(messages):
+        try:
+            orders.append(parse_order(raw, max_clock_skew=max_clock_skew))
+        except InvalidOrder as exc:
+            rejected.append({"index": index, "error": str(exc)})
+    if not rejected:
+        return orders
+    if not batch:
+        raise Refused(400, rejected[0]["error"])
+    raise Refused(400, f"{len(rejected)} of the {len(messages)} orders are not acceptable; none was taken",
+                  rejected=rejected)
+
+
+async def publish(orders: list[Order]) -> None:
+    """Publish ``orders`` and wait until Kafka has acknowledged them all; 503 if it does not."""
+    try:
+        deliveries = [await orders_topic.send(key=o.order_id, value=o.dumps()) for o in orders]
+        await asyncio.wait_for(asyncio.gather(*deliveries), KAFKA_WAIT_SECONDS)
+    except (KafkaError, ProducerSendError, TimeoutError) as exc:
+        log.warning("Kafka did not acknowledge %d posted order(s) (%s); the sender is told to retry.",
+                    len(orders), exc or type(exc).__name__)
+        raise Refused(503, "Kafka did not acknowledge the orders; send the same request again"
+                           " (an order already taken is not stored twice)",
+                      {"Retry-After": str(RETRY_AFTER_SECONDS)}) from exc
+
+
+async def take_orders(request: web.Request) -> dict[str, object]:
+    """Check, parse and publish the request's orders: the 202's body, or ``Refused`` with the answer."""
+    check_token(request.headers.get("Authorization"), settings.orders_api_token, settings.web_host)
+    messages, batch = split_batch(await read_body(request))
+    orders = parse_all(messages, batch, timedelta(seconds=settings.max_clock_skew_seconds))
+    await publish(orders)
+    if batch:
+        return {"accepted": len(orders), "order_ids": [o.order_id for o in orders]}
+    return {"order_id": orders[0].order_id}
+
+
+@app.page("/api/orders")
+class OrdersView(web.View):
+    """Points of sale post orders here."""
+
+    async def post(self, request: web.Request) -> web.Response:
+        try:
+            taken = await take_orders(request)
+        except Refused as refused:
+            body = {"error": refused.reason, **refused.extra}
+            return self.json(body, status=refused.status, headers={**NO_STORE, **refused.headers})
+        return self.json(taken, status=202, headers=NO_STORE)
