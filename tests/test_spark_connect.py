@@ -232,6 +232,9 @@ class FakeServer:
     def stop(self) -> None:
         self.state = "stopped"
 
+    def exited(self) -> str | None:
+        return None if self.state == "started" else "is not running"
+
 
 @contextmanager
 def stack_with_fake_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fail: bool = False):
