@@ -37,8 +37,9 @@ WORKER_STOP_SECONDS = 90.0
 """Kafka's session timeout (60 s), which a worker caught joining its group may wait out, and some."""
 
 
-class Stop(Exception):
-    """A signal asked us to shut down."""
+class Stop(BaseException):
+    """A signal asked us to shut down; a BaseException, so that no ``except Exception`` (a restart
+    that fails, say) swallows it."""
 
 
 def _raise_stop(signum: int, frame: object) -> None:

@@ -137,3 +137,18 @@ def test_a_restart_that_fails_is_tried_again_and_counts_toward_the_bound(caplog:
                                              (1, "exited with code 1"), (0, "exited with code 0")])
 def test_an_exit_status_is_said_in_words(code: int, words: str):
     assert describe_exit(code) == words
+
+
+class InterruptedPart(FakePart):
+    def restart(self) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while it starts
+
+
+def test_a_signal_during_a_restart_is_not_swallowed():
+    part = InterruptedPart()
+    supervisor, clock = supervised(part)
+    part.die()
+    supervisor.check()
+    clock.now += POLICY.first_delay
+    with pytest.raises(KeyboardInterrupt):
+        supervisor.check()
