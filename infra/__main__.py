@@ -2,7 +2,8 @@
 
 ``python -m infra run``: Kafka (KAFKA_NODES nodes), PostgreSQL, a Spark Connect server (on a Spark
 master and worker with SPARK_CLUSTER=1) and WORKERS Faust workers, in the foreground; Ctrl-C (or
-SIGTERM) stops the workers first, then every service this command started.
+SIGTERM) stops the workers first, then every service this command started. Every process it
+starts is started again when it exits (``infra.supervisor``).
 ``python -m infra psql``: a psql shell on the pipeline's database.
 ``python -m infra partitions N``: give ORDERS_TOPIC N partitions in all (Kafka never takes any away).
 """
@@ -14,7 +15,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
+from functools import partial
 from typing import NoReturn
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
@@ -23,9 +25,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
-from infra.process import terminate_all
+from infra.process import has_exited, terminate_all
 from infra.stack import DATABASE_NAME, local_postgres, local_stack
-from restaurant_app.errors import PipelineError
+from infra.supervisor import GaveUp, Supervisor
 from restaurant_app.java_runtime import JavaUnavailable
 from restaurant_app.settings import Settings
 
@@ -35,8 +37,9 @@ WORKER_STOP_SECONDS = 90.0
 """Kafka's session timeout (60 s), which a worker caught joining its group may wait out, and some."""
 
 
-class Stop(PipelineError):
-    """A signal asked us to shut down."""
+class Stop(BaseException):
+    """A signal asked us to shut down; a BaseException, so that no ``except Exception`` (a restart
+    that fails, say) swallows it."""
 
 
 def _raise_stop(signum: int, frame: object) -> None:
@@ -44,16 +47,40 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def run(settings: Settings, worker_args: list[str]) -> int:
-    with local_stack(settings.data_dir, settings) as env:
-        workers: list[subprocess.Popen] = []
+    """Start the stack and the workers, and keep every one of them running until a signal or a
+    part that keeps dying stops it all: the workers first, then the services, in reverse order."""
+    supervisor = Supervisor()
+    with local_stack(settings.data_dir, settings, supervisor=supervisor) as env:
+        workers: list[Worker] = []
+        return_code = 0
         try:
             for number in range(1, settings.workers + 1):
-                workers.append(start_worker(settings, number, {**os.environ, **env}, worker_args))
-            return wait_for_workers(workers)
+                workers.append(Worker(settings, number, {**os.environ, **env}, worker_args))
+                supervisor.add(workers[-1])
+            supervisor.watch(threading.Event())  # until a signal (Stop) or GaveUp
         except Stop as stop:
             log.info("Received %s; stopping the worker(s) ...", stop)
-            stop_workers(workers)
-            return 0
+        except GaveUp as exc:
+            log.error("%s make run stops.", exc)
+            return_code = 1
+        stop_workers([worker.process for worker in workers])
+        return return_code
+
+
+class Worker:
+    """Worker ``number`` of ``make run``: a Faust worker process, started again by ``restart``."""
+
+    def __init__(self, settings: Settings, number: int, env: dict[str, str], worker_args: list[str]
+                 ) -> None:
+        self.name = f"Worker {number}"
+        self._start = partial(start_worker, settings, number, env, worker_args)
+        self.process = self._start()
+
+    def exited(self) -> str | None:
+        return has_exited(self.process)
+
+    def restart(self) -> None:
+        self.process = self._start()
 
 
 def own_place(settings: Settings, number: int) -> dict[str, str]:
@@ -72,21 +99,6 @@ def start_worker(settings: Settings, number: int, env: dict[str, str], worker_ar
     log.info("Starting worker %d of %d: faust -A restaurant_app worker, web server on port %s",
              number, settings.workers, env.get("WEB_PORT", settings.web_port))
     return subprocess.Popen(command, env=env, start_new_session=True)
-
-
-def wait_for_workers(workers: list[subprocess.Popen]) -> int:
-    """Wait until every worker has exited, saying when each does; return the first failing exit code."""
-    running = dict(enumerate(workers, 1))
-    codes: list[int] = []
-    while running:
-        time.sleep(0.5)
-        for number, worker in list(running.items()):
-            if worker.poll() is not None:
-                del running[number]
-                codes.append(worker.returncode)
-                log.info("Worker %d exited with code %d; %d still running.",
-                         number, worker.returncode, len(running))
-    return next((code for code in codes if code), 0)
 
 
 def stop_workers(workers: list[subprocess.Popen]) -> None:

@@ -82,8 +82,21 @@ class PostgresServer:
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; ``mode`` is pg_ctl's: smart, fast or immediate."""
-        if (self.data_dir / "postmaster.pid").exists():
+        if self.postmaster_pid() is not None:
             self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data_dir))
+
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's process id; None if there is none (a pid file may outlive it)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        return None if state in ("Z", "X") else pid
+
+    def exited(self) -> str | None:
+        """None while the server runs; else that it is gone (it is not our child: its status is unknown)."""
+        return None if self.postmaster_pid() is not None else "is not running (its postmaster is gone)"
 
     def create_database(self, name: str) -> None:
         """Create database ``name`` unless it exists."""

@@ -39,8 +39,12 @@ def terminate_all(processes: list[subprocess.Popen], timeout: float) -> None:
 
 
 def check_port_is_free(port: int, service: str, advice: str) -> None:
-    """Fail at once, saying so in one line, when ``service`` could not listen on 127.0.0.1:``port``."""
+    """Fail at once, saying so in one line, when ``service`` could not listen on 127.0.0.1:``port``.
+
+    Connections closed a moment ago (TIME_WAIT, after a crash) do not count: servers reuse the address.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -56,6 +60,24 @@ def tail(log_file: Path, lines: int = 30) -> str:
     return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
 
 
+def describe_exit(returncode: int) -> str:
+    """A child's exit status in words: its code, or the signal that ended it."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def has_exited(process: subprocess.Popen | None) -> str | None:
+    """None while ``process`` runs; else how it ended, in words."""
+    if process is None:
+        return "is not running"
+    code = process.poll()
+    return None if code is None else describe_exit(code)
+
+
 class ChildProcess:
     """Owns one long-running child process, in ``self.process``; ``stop`` and ``kill`` end it."""
 
@@ -67,6 +89,10 @@ class ChildProcess:
         if self.process is not None:
             terminate(self.process, timeout=self.stop_timeout)
             self.process = None
+
+    def exited(self) -> str | None:
+        """None while it runs; else how it ended, in words (for the supervisor)."""
+        return has_exited(self.process)
 
     def kill(self) -> None:
         """SIGKILL: it gets no chance to flush, commit or hand anything over."""

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from infra.java import StackError
-from infra.process import check_port_is_free, spawn, tail, terminate
+from infra.process import check_port_is_free, has_exited, spawn, tail, terminate
 from infra.spark_connect import SPARK_HOME
 from restaurant_app.java_runtime import java_executable
 
@@ -59,6 +59,17 @@ class SparkCluster:
             if process is not None:
                 terminate(process)
         self.worker = self.master = None
+
+    def exited(self, part: str) -> str | None:
+        """None while the ``master`` or ``worker`` runs; else how it ended, in words."""
+        return has_exited(getattr(self, part))
+
+    def restart(self, part: str, timeout: float = 90.0) -> None:
+        """Start the ``master`` or the ``worker`` again; wait until a worker is registered again."""
+        command = self._master_command() if part == "master" else self._worker_command()
+        log_file = self.master_log if part == "master" else self.worker_log
+        setattr(self, part, spawn(command, log_file, env=self._env(), cwd=self.home))
+        self._wait_until_ready(timeout)
 
     def alive_workers(self) -> int:
         """How many workers the master counts alive; 0 while it does not answer."""

@@ -3,9 +3,10 @@
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from infra.java import StackError
@@ -13,6 +14,7 @@ from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.postgres import PostgresReplica, PostgresServer
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
+from infra.supervisor import Part, Supervisor
 from restaurant_app.database import describe
 from restaurant_app.settings import Settings
 
@@ -50,7 +52,7 @@ def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1) -> KafkaBroker
 @contextmanager
 def local_stack(
     data_dir: Path, settings: Settings, kafka_port: int = 9092, postgres_port: int = POSTGRES_PORT,
-    spark_port: int = 15002, replica_port: int = REPLICA_PORT,
+    spark_port: int = 15002, replica_port: int = REPLICA_PORT, supervisor: Supervisor | None = None,
 ) -> Iterator[dict[str, str]]:
     """Start Kafka (of ``KAFKA_NODES``), PostgreSQL and Spark Connect unless ``KAFKA_BROKER`` /
     ``DATABASE_URL`` / ``SPARK_REMOTE`` name them; with ``POSTGRES_REPLICA=1``, a streaming
@@ -58,9 +60,11 @@ def local_stack(
     master and worker that the Spark Connect server and the report runs use.
 
     Yields the environment variables that point the app at the services, and
-    stops what it started on exit. Data stays in ``data_dir`` between runs.
+    stops what it started on exit. Data stays in ``data_dir`` between runs. Each process it
+    starts is given to ``supervisor``, if any, to be started again when it exits.
     """
     env: dict[str, str] = {}
+    watch = supervisor.add if supervisor is not None else lambda part: None
     with ExitStack() as stack:
         if os.environ.get("KAFKA_BROKER"):
             log.info("Using the Kafka broker at %s", os.environ["KAFKA_BROKER"])
@@ -70,6 +74,8 @@ def local_stack(
                      settings.kafka_nodes, kafka.bootstrap_servers)
             kafka.start()
             stack.callback(_stopping, "Kafka", kafka.stop)
+            for name, node in kafka_nodes(kafka):
+                watch(Part(name, node.exited, node.start))
             env["KAFKA_BROKER"] = kafka.bootstrap_servers
             log.info("Kafka is ready; its data and logs are in %s", kafka.home)
         if os.environ.get("DATABASE_URL"):
@@ -82,6 +88,7 @@ def local_stack(
             log.info("Starting PostgreSQL on 127.0.0.1:%d ...", postgres_port)
             postgres.start()
             stack.callback(_stopping, "PostgreSQL", postgres.stop)
+            watch(Part("PostgreSQL", postgres.exited, postgres.start))
             postgres.create_database(DATABASE_NAME)
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
             log.info("PostgreSQL is ready: %s; its password is in %s",
@@ -89,14 +96,22 @@ def local_stack(
             if os.environ.get("POSTGRES_REPLICA") == "1":
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
+                watch(Part("The PostgreSQL replica", replica.exited, replica.start))
         if os.environ.get("SPARK_CLUSTER") == "1":
-            env.update(_start_spark_cluster(stack, data_dir / "spark-cluster"))
+            env.update(_start_spark_cluster(stack, data_dir / "spark-cluster", watch))
             settings = replace(settings, spark_master=env["SPARK_MASTER"])
         if os.environ.get("SPARK_REMOTE"):
             log.info("Using the Spark Connect server at %s", os.environ["SPARK_REMOTE"])
         else:
-            env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings))
+            env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings, watch))
         yield env
+
+
+def kafka_nodes(kafka: KafkaBroker | KafkaCluster) -> list[tuple[str, KafkaBroker]]:
+    """Each Kafka process with its name for the logs."""
+    if isinstance(kafka, KafkaBroker):
+        return [("Kafka", kafka)]
+    return [(f"Kafka node {node.membership.node_id}", node) for node in kafka.nodes]
 
 
 def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
@@ -109,18 +124,21 @@ def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
     return url
 
 
-def _start_spark_cluster(stack: ExitStack, home: Path) -> dict[str, str]:
+def _start_spark_cluster(stack: ExitStack, home: Path, watch: Callable[[Part], None]) -> dict[str, str]:
     """Start a Spark master and one worker; the report runs and the Spark Connect server use them."""
     cluster = SparkCluster(home)
     log.info("Starting a Spark master on 127.0.0.1:%d and one worker ...", cluster.port)
     cluster.start()
     stack.callback(_stopping, "the Spark cluster", cluster.stop)
+    for part in ("master", "worker"):
+        watch(Part(f"The Spark {part}", partial(cluster.exited, part), partial(cluster.restart, part)))
     log.info("The Spark cluster is ready at %s (web UI http://127.0.0.1:%d); its logs are in %s",
              cluster.url, cluster.webui_port, cluster.home)
     return {"SPARK_MASTER": cluster.url}
 
 
-def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings) -> dict[str, str]:
+def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings,
+                         watch: Callable[[Part], None]) -> dict[str, str]:
     """Start the Spark Connect server; if it cannot start, each report run starts its own Spark."""
     server = SparkConnectServer(
         home, port, timezone=settings.restaurant_timezone, master=settings.spark_master,
@@ -133,6 +151,7 @@ def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Sett
         log.error("%s\nThe pipeline runs without it: each report run starts its own Spark.", exc)
         return {}
     stack.callback(_stopping, "the Spark Connect server", server.stop)
+    watch(Part("The Spark Connect server", server.exited, server.start))
     log.info("The Spark Connect server is ready at %s; its log is %s", server.remote, server.log_file)
     return {"SPARK_REMOTE": server.remote}
 

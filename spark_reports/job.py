@@ -11,9 +11,9 @@ import psycopg
 
 from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
-from restaurant_app.replica import wait_until_replayed
+from restaurant_app.replica import ReplicaBehind, wait_until_replayed
 from restaurant_app.settings import Settings
-from spark_reports.ledger import ReportRun, skip_note
+from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, ReportRun, skip_note
 from spark_reports.result import JobResult, RunStatus, result_line
 from spark_reports.store import ReportStore, report_store
 from spark_reports.watchdog import launcher_pid, start_watchdog
@@ -26,6 +26,15 @@ that a launcher forking runs from one process (``restaurant_app.fork_server``) p
 LONGEST_ERROR = 2000
 REPLICA_WAIT_SECONDS = 60.0
 """How long Spark waits for REPORTS_DATABASE_URL to replay the run's scope before the run fails."""
+OUTAGE_SIGNS = (
+    "PSQLException: Connection to",  # Spark's JDBC reads and writes, PostgreSQL down
+    "An I/O error occurred while sending to the backend",
+    "the database system is starting up", "the database system is shutting down",
+    "the database system is in recovery mode",
+    "terminating connection due to administrator command",
+    "UNAVAILABLE", "Connection refused",  # the Spark Connect server gone in mid-run
+)
+"""Words in an error from Spark that show a part unavailable rather than the orders at fault."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +117,12 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
         counts = stage_reports(settings, report_run)
         windows = store.publish(report_run, *counts, settings.report_grace_seconds)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
-        error = error_text(exc)
-        store.ledger.fail(report_run, error, *counts)
-        log.error("Report run %d failed; the reports stay as they were. %s", report_run.run_id, error)
+        error, outage = error_text(exc), is_outage(exc)
+        store.ledger.fail(report_run, error, *counts, outage=outage)
+        log.error("Report run %d failed (%s); the reports stay as they were. %s", report_run.run_id,
+                  "an outage: the next run reads the same orders again" if outage
+                  else f"counted toward skipping these orders after {FAILURES_BEFORE_SKIPPING} such failures",
+                  error)
         return JobResult(RunStatus.FAILED, report_run.run_id, error=error)
     orders_read, rows_read = counts
     log.info("Report run %d wrote %d window(s) from %d order(s) (%d order lines).",
@@ -118,12 +130,23 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
     return JobResult(RunStatus.SUCCEEDED, report_run.run_id, windows, orders_read, rows_read)
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether a run failed because a part was unavailable (PostgreSQL, its replica, the Spark
+    Connect server, a timeout), not because of the orders it read."""
+    from spark_reports.session import SparkConnectUnavailable  # pyspark is loaded by now
+
+    if isinstance(exc, (psycopg.OperationalError, ReplicaBehind, SparkConnectUnavailable, OSError)):
+        return True
+    return any(sign in str(exc) for sign in OUTAGE_SIGNS)
+
+
 def log_scope(run: ReportRun) -> None:
     since = run.since
-    log.info("Report run %d (%s): recomputing %d minute window(s) with %s.",
+    log.info("Report run %d (%s): recomputing %d minute window(s) with %s%s.",
              run.run_id, "full rebuild" if run.full else "incremental", run.minutes,
              "every order" if since is None else
-             f"the orders committed since run {since.run_id} ({since.taken_at:%Y-%m-%d %H:%M:%S %Z})")
+             f"the orders committed since run {since.run_id} ({since.taken_at:%Y-%m-%d %H:%M:%S %Z})",
+             ", and the windows skipped earlier" if run.retry_skipped else "")
 
 
 def error_text(exc: BaseException) -> str:

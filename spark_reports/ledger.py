@@ -22,12 +22,14 @@ LOCK_FOR_TRANSACTION = "SELECT pg_advisory_xact_lock(%s)"
 WAIT_FOR_LOCK_AT_MOST = "SET LOCAL lock_timeout = '5s'"
 
 FAILURES_BEFORE_SKIPPING = 3
-"""Incremental runs in a row that may fail on the same orders; the next run skips those orders."""
+"""Incremental runs that may fail on the same orders, not counting outages; the next run skips them."""
+SKIP_RETRY_SECONDS = 3600
+"""After a run that recomputed the skipped windows failed on them, the next try waits this long."""
 
 ABANDONED = "The run stopped before finishing (it was killed or crashed)."
 
 ABANDON_RUNS = """
-UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(),
+UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(), outage = true,
        error = concat_ws(' ', error, %s::text)
 WHERE status = 'running'
 """
@@ -41,18 +43,28 @@ WHERE snapshot IS NOT NULL AND (status = 'succeeded' OR mode = 'incremental')
 ORDER BY run_id DESC LIMIT 1
 """
 
-# Failed incremental runs that started from the same snapshot (all come after that run).
+# Incremental runs that started from the same snapshot (all come after that run) and failed
+# on their orders: an outage (a part unreachable, a timeout, a job that died) does not count.
 FAILURES_FROM = """
 SELECT count(*) FROM report_runs
 WHERE run_id > coalesce(%(since_run)s::bigint, 0) AND status = 'failed' AND mode = 'incremental'
-  AND snapshot IS NOT NULL AND since_run IS NOT DISTINCT FROM %(since_run)s::bigint
+  AND NOT outage AND snapshot IS NOT NULL AND since_run IS NOT DISTINCT FROM %(since_run)s::bigint
+"""
+
+# Whether a run should recompute the skipped windows too: there are some, and no run that tried
+# lately failed on its orders.
+RETRY_SKIPS = """
+SELECT EXISTS (SELECT 1 FROM report_skipped_windows)
+   AND NOT EXISTS (SELECT 1 FROM report_runs
+                   WHERE retried_skips AND status = 'failed' AND NOT outage
+                     AND started_at > now() - %s * interval '1 second')
 """
 
 RUN_WATERMARK = "SELECT run_id, snapshot::text, watermark FROM report_runs WHERE run_id = %s"
 
 START_RUN = """
-INSERT INTO report_runs (mode, status, since_run, orders_since, snapshot, watermark)
-VALUES (%s, 'running', %s, %s, pg_current_snapshot(), clock_timestamp())
+INSERT INTO report_runs (mode, status, since_run, orders_since, snapshot, watermark, retried_skips)
+VALUES (%s, 'running', %s, %s, pg_current_snapshot(), clock_timestamp(), %s)
 RETURNING run_id, snapshot::text, watermark
 """
 
@@ -66,13 +78,13 @@ WHERE run_id = %s
 
 FAIL_RUN = """
 UPDATE report_runs SET status = 'failed', finished_at = clock_timestamp(),
-       error = concat_ws(' ', error, %s::text), orders_read = %s, rows_read = %s
+       error = concat_ws(' ', error, %s::text), orders_read = %s, rows_read = %s, outage = %s
 WHERE run_id = %s
 """
 
 RECORD_FAILURE = """
-INSERT INTO report_runs (mode, status, started_at, finished_at, watermark, error)
-VALUES ('incremental', 'failed', %s, clock_timestamp(), clock_timestamp(), %s)
+INSERT INTO report_runs (mode, status, started_at, finished_at, watermark, error, outage)
+VALUES ('incremental', 'failed', %s, clock_timestamp(), clock_timestamp(), %s, true)
 """
 
 
@@ -108,6 +120,8 @@ class ReportRun:
     """Its own snapshot: it reads the orders committed by then, and the next run starts here."""
     skip: Skip | None = None
     skipped_windows: int = 0
+    retry_skipped: bool = False
+    """It recomputes the windows listed in report_skipped_windows as well."""
     minutes: int = 0
 
 
@@ -125,34 +139,38 @@ class RunLedger:
     def start(self, full: bool) -> ReportRun:
         """Mark runs left 'running' as failed, record a new run with its snapshot; call in a transaction."""
         self.conn.execute(ABANDON_RUNS, (ABANDONED,))
-        since, skip = (None, None) if full else self._since()
+        since, skip, after_success = (None, None, False) if full else self._since()
+        retry = after_success and self.conn.execute(RETRY_SKIPS, (SKIP_RETRY_SECONDS,)).fetchone()[0]
         run_id, snapshot, taken_at = self.conn.execute(START_RUN, (
             "full" if full else "incremental",
-            None if since is None else since.run_id, None if since is None else since.taken_at,
+            None if since is None else since.run_id, None if since is None else since.taken_at, retry,
         )).fetchone()
-        return ReportRun(run_id, full, since, Watermark(run_id, snapshot, taken_at), skip)
+        return ReportRun(run_id, full, since, Watermark(run_id, snapshot, taken_at), skip,
+                         retry_skipped=retry)
 
-    def _since(self) -> tuple[Watermark | None, Skip | None]:
+    def _since(self) -> tuple[Watermark | None, Skip | None, bool]:
         """Where an incremental run starts reading, and the orders it skips, if any.
 
         After a run that succeeded: its snapshot. After a failed run: where that run started,
-        so its orders are read again; but once ``FAILURES_BEFORE_SKIPPING`` runs in a row have
-        failed from there, after the last of them, skipping the orders they failed on. Each
-        later run then reads only what came after, so a window that always fails cannot make
-        every run bigger until all of them time out.
+        so its orders are read again; but once ``FAILURES_BEFORE_SKIPPING`` runs have failed
+        from there on those orders (outages do not count: they retry the same orders however
+        long they last), after the last of them, skipping the orders they failed on. Each later
+        run then reads only what came after, so a window that always fails cannot make every
+        run bigger until all of them time out. The third value: whether the last run succeeded
+        (or there was none), after which a run retries the skipped windows.
         """
         last = self.conn.execute(LAST_SCOPED_RUN).fetchone()
         if last is None:
-            return None, None
+            return None, None, True
         run_id, succeeded, since_run = last
         if succeeded:
-            return self._watermark(run_id), None
+            return self._watermark(run_id), None, True
         since = None if since_run is None else self._watermark(since_run)
         failures = self.conn.execute(FAILURES_FROM, {"since_run": since_run}).fetchone()[0]
         if failures < FAILURES_BEFORE_SKIPPING:
-            return since, None
+            return since, None, False
         until = self._watermark(run_id)
-        return until, Skip(since, until, failures)
+        return until, Skip(since, until, failures), False
 
     def _watermark(self, run_id: int) -> Watermark:
         return Watermark(*self.conn.execute(RUN_WATERMARK, (run_id,)).fetchone())
@@ -164,17 +182,19 @@ class RunLedger:
     def finish(self, run: ReportRun, windows: int, orders_read: int, rows_read: int) -> None:
         self.conn.execute(FINISH_RUN, (windows, orders_read, rows_read, run.run_id))
 
-    def fail(self, run: ReportRun, error: str, orders_read: int | None, rows_read: int | None) -> None:
-        self.conn.execute(FAIL_RUN, (error, orders_read, rows_read, run.run_id))
+    def fail(self, run: ReportRun, error: str, orders_read: int | None, rows_read: int | None,
+             outage: bool) -> None:
+        """Record the failure; ``outage``: a part was unavailable, the orders were not at fault."""
+        self.conn.execute(FAIL_RUN, (error, orders_read, rows_read, outage, run.run_id))
 
 
 def skip_note(skip: Skip, windows: int) -> str:
     """The skip in plain words, for the log and the run's record."""
     after = "every order" if skip.since is None else f"the orders committed after run {skip.since.run_id}"
-    return (f"{skip.failures} runs in a row failed on {after}, so this run skips ahead to those"
+    return (f"{skip.failures} runs failed on {after}, so this run skips ahead to those"
             f" committed after run {skip.until.run_id}. {windows} minute window(s) may miss skipped"
-            " orders until a run recomputes them; they are listed in report_skipped_windows,"
-            " and python -m spark_reports --full rebuilds everything.")
+            " orders until a run recomputes them; they are listed in report_skipped_windows and"
+            " tried again after a run succeeds, and python -m spark_reports --full rebuilds everything.")
 
 
 async def record_failure(database_url: str, started_at: datetime, reason: str) -> None:

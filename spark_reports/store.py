@@ -78,6 +78,12 @@ ON CONFLICT (period_start) DO NOTHING
 SKIP_MINUTES_BETWEEN = _SKIP_MINUTES.format(committed=COMMITTED_BETWEEN)
 SKIP_MINUTES_BY = _SKIP_MINUTES.format(committed=COMMITTED_BY)
 
+SCOPE_SKIPPED_MINUTES = """
+INSERT INTO report_scope (kind, period_start, period_end)
+SELECT 'minute', period_start, period_start + interval '1 minute' FROM report_skipped_windows
+ON CONFLICT (kind, period_start) DO NOTHING
+"""
+
 SCOPE_HOURS_AND_DAYS = """
 INSERT INTO report_scope (kind, period_start, period_end)
 SELECT DISTINCT 'hour', date_trunc('hour', period_start, %(zone)s),
@@ -257,6 +263,8 @@ class ReportStore:
             else:
                 self.conn.execute(SCOPE_NEW_MINUTES, {"since": run.since.snapshot,
                                                       "until": run.until.snapshot})
+            if run.retry_skipped:
+                self.conn.execute(SCOPE_SKIPPED_MINUTES)
             self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone})
             self.conn.execute(SCOPE_CONTEXT, (CONTEXT_HOUR_SHIFTS,))
             self.conn.execute("ANALYZE report_scope")

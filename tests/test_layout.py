@@ -9,8 +9,9 @@ from restaurant_app.settings import PROJECT_ROOT
 PACKAGES = ("restaurant_app", "agents", "spark_reports", "infra")
 BUILTIN_EXCEPTIONS = {
     name for name, value in vars(builtins).items()
-    if isinstance(value, type) and issubclass(value, BaseException)
+    if isinstance(value, type) and issubclass(value, Exception)
 }
+"""The errors; a signal's class (``BaseException``, like ``KeyboardInterrupt``) is not one."""
 
 
 def exception_classes(path: Path) -> list[tuple[str, list[str]]]:

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from infra.scratch import ScratchStack
+from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import Order, OrderItem
@@ -110,9 +111,9 @@ def after_the_first_run() -> list[Order]:
     return [*late_orders(), slow_order()]
 
 
-def run_job(url: str, full: bool = False) -> dict:
+def run_job(url: str, full: bool = False, **changes: str) -> dict:
     """One run of the job in this process, as ``python -m spark_reports`` would do it."""
-    settings = replace(Settings.from_env(), database_url=url, spark_driver_memory="512m")
+    settings = replace(Settings.from_env(), database_url=url, spark_driver_memory="512m", **changes)
     return asdict(job.run(settings, full=full))
 
 
@@ -598,8 +599,47 @@ def test_orders_that_fail_every_run_are_skipped_after_a_few_and_listed(
     assert scopes == [0, 1, 1, 1, 2, 2]
     assert query(url, "SELECT period_start, run_id FROM report_skipped_windows") == [(failing, skipping)]
     [note] = query(url, "SELECT error FROM report_runs WHERE run_id = %s", (skipping,))[0]
-    assert note.startswith(f"3 runs in a row failed on the orders committed after run {start}, so this run"
+    assert note.startswith(f"3 runs failed on the orders committed after run {start}, so this run"
                            f" skips ahead to those committed after run {failed[-1]}. 1 minute window(s)")
     assert note.endswith("Java 17 or newer is needed for Kafka and Spark, but no 'java' was found."
                          " Install a JDK (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME.")
-    assert any(r.levelname == "WARNING" and "runs in a row failed" in r.getMessage() for r in caplog.records)
+    assert any(r.levelname == "WARNING" and "runs failed on" in r.getMessage() for r in caplog.records)
+
+    monkeypatch.undo()  # Java again: the runs succeed
+    recovered, filled = run_job(url), run_job(url)
+    assert recovered["status"] == filled["status"] == "succeeded"
+    scopes = [int(found[1]) for record in caplog.records
+              if (found := re.search(r"recomputing (\d+) minute", record.getMessage()))]
+    # The first success reads the newer orders again; the run after it, the skipped minute alone.
+    assert scopes[-2:] == [2, 1]
+    assert query(url, "SELECT retried_skips FROM report_runs WHERE run_id IN (%s, %s) ORDER BY run_id",
+                 (recovered["run_id"], filled["run_id"])) == [(False,), (True,)]
+    assert query(url, "SELECT count(*) FROM report_skipped_windows") == [(0,)]
+    assert sales_rows(snapshot(url), "minute") == expected(url)["sales"]["minute"]
+
+
+def test_runs_failed_by_an_outage_never_skip_orders_and_the_next_success_reads_them_all(
+    stack: ScratchStack, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="spark_reports")
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    start = run_job(url)["run_id"]
+    unreachable = f"sc://127.0.0.1:{free_port()}"
+    failed = []
+    for minute in range(1, FAILURES_BEFORE_SKIPPING + 3):
+        save(url, [make_order(DAYS[0] + timedelta(minutes=minute), minute, [("Caipirinha", minute)])])
+        failed.append(run_job(url, spark_remote=unreachable))
+    assert [run["status"] for run in failed] == ["failed"] * len(failed)
+    assert all("(SPARK_REMOTE) is unreachable" in run["error"] for run in failed)
+    back = run_job(url)
+    assert back["status"] == "succeeded" and back["windows"] > 0
+    runs = query(url, "SELECT run_id, status, since_run, outage FROM report_runs ORDER BY run_id")
+    assert runs == [(start, "succeeded", None, False),
+                    *[(run["run_id"], "failed", start, True) for run in failed],
+                    (back["run_id"], "succeeded", start, False)]
+    assert query(url, "SELECT count(*) FROM report_skipped_windows") == [(0,)]
+    assert "skips ahead" not in caplog.text
+    assert "an outage: the next run reads the same orders again" in caplog.text
+    for unit in ("minute", "hour", "day"):
+        assert sales_rows(snapshot(url), unit) == expected(url)["sales"][unit]

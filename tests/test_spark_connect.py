@@ -149,7 +149,7 @@ def test_a_server_that_is_down_fails_the_run_in_one_line_and_the_next_run_recove
     assert (failed["status"], failed["exit_code"]) == ("failed", 1)
     assert failed["error"].startswith(f"The Spark Connect server at {nowhere} (SPARK_REMOTE) is unreachable")
     assert "\n" not in failed["error"] and failed["seconds"] < 15
-    assert query(url, "SELECT status, error FROM report_runs") == [("failed", failed["error"])]
+    assert query(url, "SELECT status, error, outage FROM report_runs") == [("failed", failed["error"], True)]
     assert query(url, "SELECT count(*) FROM report_sales") == [(0,)]
 
     recovered = run_report_job(url, env=on_server(spark_server))
@@ -182,7 +182,7 @@ def test_a_server_that_stops_answering_fails_the_run_in_one_line(stack: ScratchS
     assert (failed["status"], failed["exit_code"]) == ("failed", 1)
     assert failed["error"] == f"The Spark Connect server at {remote} (SPARK_REMOTE) stopped answering."
     assert failed["seconds"] < 30  # not the ten minutes of retries of Spark's client
-    assert query(url, "SELECT status, error FROM report_runs") == [("failed", failed["error"])]
+    assert query(url, "SELECT status, error, outage FROM report_runs") == [("failed", failed["error"], True)]
 
 
 # ---- the server on its own ------------------------------------------------------------------
@@ -231,6 +231,9 @@ class FakeServer:
 
     def stop(self) -> None:
         self.state = "stopped"
+
+    def exited(self) -> str | None:
+        return None if self.state == "started" else "is not running"
 
 
 @contextmanager

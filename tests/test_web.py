@@ -55,8 +55,9 @@ def healthy_worker(
 def test_health_is_ok_when_kafka_and_postgres_answer(healthy_worker: WorkerProcess):
     status, body = get(f"{healthy_worker.url}/health")
     assert status == 200
-    assert body == {"status": "ok", "kafka": {"ok": True, "brokers": 1}, "database": {"ok": True},
-                    "ingest": {"ok": True}}
+    assert body == {"status": "ok", "down": [], "kafka": {"ok": True, "brokers": 1}, "database": {"ok": True},
+                    "ingest": {"ok": True},
+                    "reports": {"ok": True, "skipped_windows": 0, "oldest_skipped": None}}
 
 
 def probes_logged(stack: ScratchStack, offset: int) -> int:

@@ -110,3 +110,16 @@ async def test_an_unreachable_spark_connect_server_is_named_and_logged(caplog: p
         status = await health.spark_status(remote)
     assert status == {"ok": False, "remote": remote, "error": "Spark Connect is unreachable"}
     assert f"Spark Connect server at {remote} is unreachable (" in caplog.text
+
+
+@pytest.mark.parametrize(("down", "status", "code"), [
+    ((), "ok", 200), (("spark",), "degraded", 200), (("replica", "reports"), "degraded", 200),
+    (("database",), "unavailable", 503), (("spark", "kafka"), "unavailable", 503),
+    (("ingest",), "unavailable", 503),
+])
+def test_the_overall_status_names_the_parts_down_and_is_503_only_when_orders_are_not_stored(
+    down: tuple[str, ...], status: str, code: int
+):
+    names = ("kafka", "database", "ingest", "reports", "replica", "spark")
+    parts = {name: {"ok": name not in down} for name in names}
+    assert health.overall(parts) == (status, code, [name for name in parts if name in down])

@@ -1,8 +1,9 @@
-"""``GET /health``: whether Kafka and PostgreSQL are reachable, from probes run at most once a second.
+"""``GET /health``: each part's status, from probes run at most once a second, and the overall one.
 
-With ``SPARK_REMOTE`` set it also says whether the Spark Connect server answers; that does not
-change the overall status, since the reports are not the stream: the worker stores orders
-without Spark, and a restart of the worker would not bring Spark back.
+The overall status is ``unavailable`` (503) when Kafka, PostgreSQL or ingest is down: orders are
+not being stored. It is ``degraded`` (200) when only another part is down: the replica, the Spark
+Connect server, or the reports, which have windows a run skipped; the worker still stores orders,
+and the reports catch up once the part is back. ``down`` names the parts that are not ok.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.ingest_state import ingest_state
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.replica import replica_status
+from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, reports_database, settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,13 @@ SPARK_TIMEOUT_SECONDS = 2.0
 SPARK_CONNECT_PORT = 15002
 
 Status = dict[str, object]
+
+STORING_PARTS = ("kafka", "database", "ingest")
+"""The parts without which no order is stored: any of them down makes /health answer 503."""
+
+SKIPPED_WINDOWS = """
+SELECT count(*)::int AS skipped_windows, min(period_start) AS oldest_skipped FROM report_skipped_windows
+"""
 
 
 class CachedProbe:
@@ -96,10 +105,28 @@ async def spark_status(remote: str) -> Status:
     return {"ok": True, "remote": remote}
 
 
+async def reports_status() -> Status:
+    """Whether some minute windows may miss orders that a report run skipped after repeated failures."""
+    try:
+        rows = await asyncio.wait_for(database.fetch_all(SKIPPED_WINDOWS), DATABASE_TIMEOUT_SECONDS)
+    except (DatabaseUnavailable, TimeoutError):
+        return {"ok": False, "error": "PostgreSQL is unreachable"}
+    return {"ok": rows[0]["skipped_windows"] == 0, **rows[0]}
+
+
+def overall(parts: dict[str, Status]) -> tuple[str, int, list[str]]:
+    """The overall status, its HTTP code and the parts that are down (see the module's docstring)."""
+    down = [name for name, part in parts.items() if not part["ok"]]
+    if any(name in STORING_PARTS for name in down):
+        return "unavailable", 503, down
+    return ("degraded" if down else "ok"), 200, down
+
+
 kafka_check = CachedProbe(kafka_status)
 database_check = CachedProbe(database_status)
 replica_check = CachedProbe(partial(replica_status, database, reports_database))
 spark_check = CachedProbe(lambda: spark_status(settings.spark_remote))
+reports_check = CachedProbe(reports_status)
 
 
 def ingest_status() -> Status:
@@ -111,17 +138,13 @@ def ingest_status() -> Status:
 
 @app.page("/health")
 async def health(view: web.View, request: web.Request) -> web.Response:
-    """200 when Kafka and PostgreSQL are reachable and ingest flows, 503 otherwise, with each one's status.
-
-    The Spark Connect server's status is shown when ``SPARK_REMOTE`` is set, and does not count.
-    """
-    kafka, postgres = await asyncio.gather(kafka_check.status(), database_check.status())
-    ingest = ingest_status()
-    healthy = kafka["ok"] and postgres["ok"] and ingest["ok"]
-    body = {"status": "ok" if healthy else "unavailable", "kafka": kafka, "database": postgres,
-            "ingest": ingest}
+    """Each part's status and the overall one: 503 when orders are not being stored, else 200."""
+    kafka, postgres, reports = await asyncio.gather(
+        kafka_check.status(), database_check.status(), reports_check.status())
+    parts = {"kafka": kafka, "database": postgres, "ingest": ingest_status(), "reports": reports}
     if settings.reports_database_url:
-        body["replica"] = await replica_check.status()
+        parts["replica"] = await replica_check.status()
     if settings.spark_remote:
-        body["spark"] = await spark_check.status()
-    return view.json(body, status=200 if healthy else 503)
+        parts["spark"] = await spark_check.status()
+    status, code, down = overall(parts)
+    return view.json(json_ready({"status": status, "down": down, **parts}), status=code)

@@ -1,0 +1,114 @@
+"""make run's supervision on the real processes: each one killed with SIGKILL comes back by itself."""
+
+import logging
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+from infra.scratch import WorkerProcess
+from infra.stack import free_port, local_stack
+from infra.supervisor import Part, RestartPolicy, Supervisor
+from restaurant_app.settings import Settings
+from tests.services import consume_all, query, run_report_job, unique_names, wait_until
+
+BACK = re.compile(r"(.+) is back, ([\d.]+) s after it went down\.")
+
+
+def listener(port: int) -> psutil.Process:
+    """The process listening on 127.0.0.1:``port``."""
+    pids = {conn.pid for conn in psutil.net_connections(kind="tcp")
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN}
+    assert len(pids) == 1, f"port {port}: {pids}"
+    return psutil.Process(pids.pop())
+
+
+def comebacks(caplog: pytest.LogCaptureFixture) -> list[tuple[str, float]]:
+    """Each part the supervisor brought back, with the seconds it was down, as it logged them."""
+    return [(match[1], float(match[2])) for match in map(BACK.fullmatch, caplog.messages) if match]
+
+
+def stored_ids(database_url: str) -> set[str]:
+    return {row[0] for row in query(database_url, "SELECT order_id::text FROM orders")}
+
+
+@contextmanager
+def watching(supervisor: Supervisor) -> Iterator[None]:
+    """The supervisor's watch in a thread, as make run's main loop, until the block ends."""
+    stop, failures = threading.Event(), []
+
+    def watch() -> None:
+        try:
+            supervisor.watch(stop, interval=0.5)
+        except Exception as exc:  # noqa: BLE001 - handed to the test below
+            failures.append(exc)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=300)
+    assert failures == []
+
+
+@pytest.fixture
+def services_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """make run's defaults: it starts Kafka, PostgreSQL and Spark Connect itself."""
+    for name in ("KAFKA_BROKER", "DATABASE_URL", "SPARK_REMOTE", "POSTGRES_REPLICA", "SPARK_CLUSTER",
+                 "KAFKA_NODES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPARK_DRIVER_MEMORY", "512m")
+
+
+@pytest.mark.integration
+def test_kafka_postgres_spark_connect_and_a_worker_killed_come_back_and_the_pipeline_goes_on(
+    services_env: None, own_service_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+):
+    ports = {"kafka_port": free_port(), "postgres_port": free_port(), "spark_port": free_port()}
+    supervisor = Supervisor(RestartPolicy(first_delay=1.0))
+    with caplog.at_level(logging.INFO, logger="infra"), \
+            local_stack(own_service_home, Settings.from_env(), supervisor=supervisor, **ports) as env:
+        assert [part.name for part in supervisor.parts] == [
+            "Kafka", "PostgreSQL", "The Spark Connect server"]
+        names = unique_names()
+        worker = WorkerProcess({**names, **env, "ORDER_INTERVAL_SECONDS": "1",
+                                "REPORT_INTERVAL_SECONDS": "3600"}, tmp_path / "worker.log")
+        worker.start(ready_timeout=180)
+        supervisor.add(Part("Worker 1", worker.exited, lambda: worker.start(ready_timeout=None)))
+        database_url = env["DATABASE_URL"]
+        try:
+            with watching(supervisor):
+                victims = {
+                    "The Spark Connect server": lambda: listener(ports["spark_port"]).pid,
+                    "Kafka": lambda: listener(ports["kafka_port"]).pid,
+                    "PostgreSQL": lambda: int(
+                        (own_service_home / "postgres/data/postmaster.pid").read_text().split()[0]),
+                    "Worker 1": lambda: worker.pid,
+                }
+                for number, (name, pid) in enumerate(victims.items(), 1):
+                    before = len(stored_ids(database_url))
+                    os.kill(pid(), signal.SIGKILL)
+                    wait_until(lambda n=number: len(comebacks(caplog)) >= n, timeout=240,
+                               message=f"{name} did not come back:\n{caplog.text[-3000:]}")
+                    assert comebacks(caplog)[-1][0] == name
+                    wait_until(lambda b=before: len(stored_ids(database_url)) > b + 3, timeout=180,
+                               message=f"no order was stored after {name} came back")
+                published = {record.key.decode() for record in consume_all(
+                    env["KAFKA_BROKER"], names["ORDERS_TOPIC"], expected=10**9, timeout=10)}
+                wait_until(lambda: stored_ids(database_url) >= published, timeout=120,
+                           message="orders published were not stored")
+                report = run_report_job(database_url, env={"SPARK_REMOTE": env["SPARK_REMOTE"]})
+            assert report["status"] == "succeeded" and report["windows"] > 0, report
+        finally:
+            worker.stop()
+    assert "Kafka was killed by SIGKILL; starting it again in 1 s" in caplog.text
+    assert "PostgreSQL is not running (its postmaster is gone)" in caplog.text
+    print("Seconds each part was down:", dict(comebacks(caplog)))
