@@ -270,14 +270,18 @@
     return params.toString();
   }
 
+  let historyAsked = 0;  // the latest request: an answer to an earlier one arrives too late to show
+
   async function loadHistory() {
     $('history-csv').href = `/api/dashboard/history.csv?${historyQuery({ numbers: $('history-numbers').value })}`;
+    const asked = ++historyAsked;
     let result;
     try {
       result = await getJson(`/api/dashboard/history?${historyQuery()}`);
     } catch {
       result = { status: 0 };
     }
+    if (asked !== historyAsked) return;
     if (result.status !== 200) {
       const why = result.status === 503 ? t('js.unavailable') : t('js.server_silent');
       $('history-span').textContent = t('js.history_failed', { error: why });
