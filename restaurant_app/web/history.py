@@ -12,7 +12,7 @@ from typing import Any
 
 from faust import web
 
-from restaurant_app.web.dashboard import ZONE, from_database, page_language
+from restaurant_app.web.dashboard import ZONE, from_database, language_of
 from restaurant_app.web.endpoint import NO_STORE, BadParameter, Choice, answer
 from restaurant_app.web.language import LANGUAGES
 from restaurant_app.web.texts import TEXTS
@@ -110,22 +110,18 @@ async def figures_of(period: str, day: date) -> dict[str, Any]:
     }
 
 
-async def history_body(period: str, date: date, lang: str) -> dict[str, Any]:
-    """The period holding ``date``, the one before, and for a day the same weekday a week before."""
-    first, after = period_of(period, date)
+async def history_body(period: str, day: date, lang: str) -> dict[str, Any]:
+    """The period holding ``day``, the one before, and for a day the same weekday a week before."""
+    first, after = period_of(period, day)
     bounds = {"starts": midnight(first), "ends": midnight(after)}
     return {
         "period": period, "lang": lang, "timezone": str(ZONE), "source": "report_sales",
-        "current": await figures_of(period, date),
-        "previous": await figures_of(period, previous_of(period, date)),
-        "same_weekday_last_week": (await figures_of("day", date - timedelta(days=7))
+        "current": await figures_of(period, day),
+        "previous": await figures_of(period, previous_of(period, day)),
+        "same_weekday_last_week": (await figures_of("day", day - timedelta(days=7))
                                    if period == "day" else None),
         "days": await database.fetch_all(DAYS_OF_PERIOD, bounds),
     }
-
-
-def with_language(request: web.Request) -> Any:
-    return lambda params: {**params, "lang": page_language(request, params["lang"])}
 
 
 @app.page("/api/dashboard/history")
@@ -136,7 +132,7 @@ async def history(view: web.View, request: web.Request) -> web.Response:
         return await history_body(params["period"], params["date"], params["lang"])
 
     return await answer(view, request, SPEC, lambda params: from_database(read, params),
-                        unavailable=UNAVAILABLE, zone=ZONE, check=with_language(request))
+                        unavailable=UNAVAILABLE, zone=ZONE, check=language_of(request))
 
 
 CSV_COLUMNS = ("day", "orders", "items", "revenue", "avg_ticket", "unique_customers")
@@ -177,4 +173,4 @@ async def history_csv(view: web.View, request: web.Request) -> web.Response:
                           headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})
 
     return await answer(view, request, CSV_SPEC, lambda params: from_database(read, params),
-                        unavailable=UNAVAILABLE, check=with_language(request), respond=respond)
+                        unavailable=UNAVAILABLE, check=language_of(request), respond=respond)

@@ -11,7 +11,7 @@ from faust import web
 from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
-from restaurant_app.web.dashboard import page_language
+from restaurant_app.web.dashboard import language_of
 from restaurant_app.web.endpoint import BadParameter, Choice, Fetch, Moment, answer, parse
 from restaurant_app.web.language import LANGUAGES, with_messages
 from restaurant_app.worker import app, database, reports_database, settings
@@ -165,11 +165,6 @@ async def reports_between(granularity: str, start: datetime, end: datetime, lang
         "reports": await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
         "insights": with_messages(insights, lang, ZONE), "insights_truncated": truncated,
     }
-
-
-def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A check that settles ``lang``: as asked, else as the setting (or the browser) says."""
-    return lambda params: {**params, "lang": page_language(request, params.get("lang"))}
 
 
 @app.page("/reports")
