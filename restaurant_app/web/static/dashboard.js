@@ -356,7 +356,7 @@
   function renderLag(lag) {
     const cell = $('health-lag');
     if (lag.total === null) {
-      cell.replaceChildren(element('span', 'detail', t('js.lag_unknown') + (lag.note ? `: ${lag.note}` : t('js.yet'))));
+      cell.replaceChildren(element('span', 'detail', t('js.lag_unknown') + (lag.note ? t('js.not_started') : t('js.yet'))));
       return;
     }
     const parts = lag.partitions.map((p) => t('js.partition_lag', {
