@@ -77,6 +77,9 @@ async def client() -> AsyncIterator[TestClient]:
     ("/api/dashboard/history?period=year", "'period' must be one of day, week, month"),
     ("/api/dashboard/history?date=2026-02-30", "'date' must be a day such as 2026-11-29"),
     ("/api/dashboard/history.csv?numbers=us", "'numbers' must be one of br, intl"),
+    ("/reports.csv?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z&numbers=us",
+     "'numbers' must be one of br, intl"),
+    ("/reports.csv?from=2026-11-20T14:00:00Z&to=2026-11-20T13:00:00Z", "'from' must be earlier than 'to'"),
 ])
 @on_one_loop
 async def test_bad_parameters_get_400_with_the_reason(client: TestClient, path: str, reason: str):
