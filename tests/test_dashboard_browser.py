@@ -43,6 +43,7 @@ UNAVAILABLE_503 = "the server responded with a status of 503"
 BRAZILIAN_MONEY = re.compile(r"R\$ \d{1,3}(\.\d{3})*,\d{2}")
 PHONE_WIDTH = 375
 PHONE_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard-phone.png"
+AXE = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @dataclass
@@ -389,10 +390,11 @@ def test_the_page_is_in_portuguese_with_brazilian_money_and_dates(dashboard: Das
 
 
 @contextmanager
-def another_page(dashboard: Dashboard, path: str, width: int = 1280, height: int = 900) -> Iterator[Page]:
+def another_page(dashboard: Dashboard, path: str, width: int = 1280, height: int = 900,
+                 bypass_csp: bool = False) -> Iterator[Page]:
     """One more page of the same browser on ``path``; it must ask nothing elsewhere and raise nothing."""
     page = dashboard.page.context.browser.new_page(viewport={"width": width, "height": height},
-                                                   locale="en-US")
+                                                   locale="en-US", bypass_csp=bypass_csp)
     log = PageLog(dashboard.worker.url)
     page.on("request", log.on_request)
     page.on("pageerror", lambda error: log.exceptions.append(str(error)))
@@ -540,6 +542,22 @@ def test_the_history_exports_what_it_shows_as_csv(dashboard: Dashboard, numbers:
     days = query(url, "SELECT count(*) FROM report_sales WHERE granularity = 'day' AND period_start >= %s"
                       " AND period_start < %s", week)[0][0]
     assert len(rows) == days + 2
+
+
+@pytest.mark.parametrize("width", [PHONE_WIDTH, 1280])
+def test_axe_finds_nothing_serious(dashboard: Dashboard, width: int):
+    """axe-core (npm), run in the page once its figures and history are drawn: no serious or
+    critical WCAG 2 A/AA violation. Its script is injected, hence this page ignores the CSP."""
+    with another_page(dashboard, "/", width, 900, bypass_csp=True) as page:
+        eventually(lambda: same_figures(page, dashboard.url), message="the page's figures")
+        page.wait_for_selector("#history-table tr[data-figure='orders'] td:not(:empty)")
+        page.add_script_tag(path=str(AXE))
+        violations = page.evaluate("""async () => {
+            const result = await axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa'] });
+            return result.violations.filter(v => ['serious', 'critical'].includes(v.impact))
+                .map(v => `${v.id}: ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`);
+        }""")
+        assert violations == []
 
 
 def test_nothing_went_wrong_and_the_screenshot_is_kept(dashboard: Dashboard, tmp_path: Path):

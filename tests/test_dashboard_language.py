@@ -6,8 +6,18 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from restaurant_app.web.language import browser_language, choose, insight_message, moment, money, number
+from restaurant_app.web.language import (
+    LANGUAGES,
+    browser_language,
+    choose,
+    insight_message,
+    moment,
+    money,
+    number,
+)
 from restaurant_app.web.pages import STATIC_DIR
 from restaurant_app.web.texts import EN, PT_BR
 
@@ -110,3 +120,9 @@ def test_an_insight_without_its_figures_keeps_its_stored_sentence():
     old = {**insight("anomalous_minute", {}), "message": "Unusual minute at 2026-11-22 16:00: …"}
     assert insight_message(old, "pt-BR", SAO_PAULO) is None
     assert insight_message({**old, "kind": "a_kind_from_the_future"}, "en", SAO_PAULO) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_any_accept_language_header_gives_one_of_our_languages(header: str):
+    assert browser_language(header) in LANGUAGES

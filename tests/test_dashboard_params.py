@@ -6,14 +6,18 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import hypothesis
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import strategies as st
+from multidict import MultiDict
 
 from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.web import dashboard, figures, history, pages, reports
-from restaurant_app.web.endpoint import BadParameter, Whole, parse
+from restaurant_app.web.endpoint import BadParameter, Choice, Moment, Whole, parse
+from restaurant_app.web.history import DayParameter
 from restaurant_app.worker import app
 
 HOURS = {"hours": Whole(2, 1, 24)}
@@ -73,6 +77,9 @@ async def client() -> AsyncIterator[TestClient]:
     ("/api/dashboard/history?period=year", "'period' must be one of day, week, month"),
     ("/api/dashboard/history?date=2026-02-30", "'date' must be a day such as 2026-11-29"),
     ("/api/dashboard/history.csv?numbers=us", "'numbers' must be one of br, intl"),
+    ("/reports.csv?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z&numbers=us",
+     "'numbers' must be one of br, intl"),
+    ("/reports.csv?from=2026-11-20T14:00:00Z&to=2026-11-20T13:00:00Z", "'from' must be earlier than 'to'"),
 ])
 @on_one_loop
 async def test_bad_parameters_get_400_with_the_reason(client: TestClient, path: str, reason: str):
@@ -150,3 +157,20 @@ async def test_the_history_csv_is_a_download_in_the_numbers_asked_for(
         "01/12/2026,2,5,1234.50,617.25,2",
         "Total,2,5,1234.50,617.25,2",
     ]
+
+
+ANY_SPEC = {"hours": Whole(2, 1, 24), "lang": Choice(("pt-BR", "en")), "from": Moment(UTC),
+            "day": DayParameter()}
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.lists(st.tuples(st.sampled_from([*ANY_SPEC, "other"]), st.text(max_size=100)),
+                           max_size=6))
+def test_any_query_is_read_or_refused_with_a_short_reason(pairs: list[tuple[str, str]]):
+    try:
+        params = parse(MultiDict(pairs), ANY_SPEC)
+    except BadParameter as refused:
+        assert len(str(refused)) < 120
+        return
+    assert set(params) == set(ANY_SPEC)
+    assert 1 <= params["hours"] <= 24 and params["lang"] in (None, "pt-BR", "en")

@@ -1,6 +1,8 @@
 """A real worker whose timer runs the real report job, and the report endpoints it serves."""
 
 import asyncio
+import csv
+import io
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,7 +16,7 @@ import pytest
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.database import Database
 from restaurant_app.web import reports
-from tests.services import get, query, unique_names, wait_until
+from tests.services import fetch, get, query, unique_names, wait_until
 from tests.test_reports_job import make_order, save
 
 pytestmark = pytest.mark.integration
@@ -116,6 +118,21 @@ def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker
         assert [r["period_start"] for r in body["reports"]] == [
             "2026-11-20T14:00:00+00:00", "2026-11-20T15:00:00+00:00"]
         assert sum(r["orders"] for r in body["reports"]) == 18
+
+
+def test_reports_as_csv_in_brazilian_and_international_numbers(reporting_worker: WorkerProcess):
+    window = {"granularity": "hour", "from": "2026-11-20T11:00", "to": "2026-11-20T13:00"}
+    _, body = get(reports_url(reporting_worker, **window))
+    for numbers, separator in (("br", ";"), ("intl", ",")):
+        query_string = urllib.parse.urlencode({**window, "numbers": numbers})
+        status, raw = fetch(f"{reporting_worker.url}/reports.csv?{query_string}")
+        assert status == 200
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig")), delimiter=separator))
+        assert [row["period_start"] for row in rows] == ["20/11/2026 11:00", "20/11/2026 12:00"]
+        assert [int(row["orders"]) for row in rows] == [r["orders"] for r in body["reports"]]
+        revenue = [Decimal(row["gross_revenue"].replace(",", ".")) for row in rows]
+        assert revenue == [Decimal(r["gross_revenue"]) for r in body["reports"]]
+        assert ("," in rows[0]["gross_revenue"]) == (numbers == "br")
 
 
 @pytest.mark.parametrize(("params", "reason"), [

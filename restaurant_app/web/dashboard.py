@@ -60,6 +60,11 @@ def page_language(request: web.Request, asked: str | None) -> str:
     return choose(settings.dashboard_language, request.headers.get("Accept-Language"), asked)
 
 
+def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A parameter check that settles ``lang``: as asked, else as the setting (or the browser) says."""
+    return lambda params: {**params, "lang": page_language(request, params.get("lang"))}
+
+
 async def summary_body() -> dict[str, Any]:
     today = await figures.today(settings.restaurant_timezone)
     return {"timezone": settings.restaurant_timezone, "source": "orders", **today}

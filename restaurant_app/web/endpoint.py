@@ -5,10 +5,13 @@ the database; ``answer`` checks the parameters and answers 200 with the data, 40
 ``{"error": reason}`` for a bad parameter, or 503 with ``{"error": ...}`` while PostgreSQL is away.
 """
 
+import csv
+import io
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from decimal import Decimal
 from typing import Any, Protocol
 
 from faust import web
@@ -22,6 +25,7 @@ WHOLE_NUMBER = re.compile(r"\d{1,9}", re.ASCII)
 MAX_PARAMETER_LENGTH = 64
 EXAMPLE_MOMENT = "2026-11-29T14:00:00-03:00"
 NO_STORE = {"Cache-Control": "no-store"}
+CSV_NUMBERS = ("br", "intl")
 
 
 class BadParameter(PipelineError, ValueError):
@@ -132,3 +136,26 @@ async def answer(
     if respond:  # an answer other than JSON, such as CSV
         return respond(body)
     return view.json(json_ready(body, zone), headers=NO_STORE)
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]], numbers: str) -> str:
+    """Rows as CSV: ``br`` numbers (``;`` between fields, ``1234,50``) or ``intl`` (``,`` and
+    ``1234.50``); amounts exact, without thousands separators, so that spreadsheets read them."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";" if numbers == "br" else ",", lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([amount_text(value, numbers) if isinstance(value, Decimal | float) else value
+                         for value in row])
+    return out.getvalue()
+
+
+def amount_text(value: Decimal | float, numbers: str) -> str:
+    text = format(value, "f")
+    return text.replace(".", ",") if numbers == "br" else text
+
+
+def csv_download(view: web.View, name: str, text: str) -> web.Response:
+    """``text`` as a CSV file named ``name``, with the byte-order mark spreadsheets look for."""
+    return view.bytes(("\ufeff" + text).encode(), content_type="text/csv",
+                      headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})

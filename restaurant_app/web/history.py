@@ -5,15 +5,13 @@ Periods follow the restaurant's calendar: a week starts on Monday. Every figure 
 definition it has elsewhere: the average ticket is revenue ÷ orders.
 """
 
-import csv
-import io
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from faust import web
 
-from restaurant_app.web.dashboard import ZONE, from_database, page_language
-from restaurant_app.web.endpoint import NO_STORE, BadParameter, Choice, answer
+from restaurant_app.web.dashboard import ZONE, from_database, language_of
+from restaurant_app.web.endpoint import CSV_NUMBERS, BadParameter, Choice, answer, csv_download, csv_text
 from restaurant_app.web.language import LANGUAGES
 from restaurant_app.web.texts import TEXTS
 from restaurant_app.worker import app, database
@@ -75,7 +73,7 @@ class DayParameter:
 
 
 SPEC = {"period": Choice(PERIODS, "day"), "date": DayParameter(), "lang": Choice(LANGUAGES)}
-CSV_SPEC = {**SPEC, "numbers": Choice(("br", "intl"), "br")}
+CSV_SPEC = {**SPEC, "numbers": Choice(CSV_NUMBERS, "br")}
 
 
 def period_of(period: str, day: date) -> tuple[date, date]:
@@ -110,22 +108,18 @@ async def figures_of(period: str, day: date) -> dict[str, Any]:
     }
 
 
-async def history_body(period: str, date: date, lang: str) -> dict[str, Any]:
-    """The period holding ``date``, the one before, and for a day the same weekday a week before."""
-    first, after = period_of(period, date)
+async def history_body(period: str, day: date, lang: str) -> dict[str, Any]:
+    """The period holding ``day``, the one before, and for a day the same weekday a week before."""
+    first, after = period_of(period, day)
     bounds = {"starts": midnight(first), "ends": midnight(after)}
     return {
         "period": period, "lang": lang, "timezone": str(ZONE), "source": "report_sales",
-        "current": await figures_of(period, date),
-        "previous": await figures_of(period, previous_of(period, date)),
-        "same_weekday_last_week": (await figures_of("day", date - timedelta(days=7))
+        "current": await figures_of(period, day),
+        "previous": await figures_of(period, previous_of(period, day)),
+        "same_weekday_last_week": (await figures_of("day", day - timedelta(days=7))
                                    if period == "day" else None),
         "days": await database.fetch_all(DAYS_OF_PERIOD, bounds),
     }
-
-
-def with_language(request: web.Request) -> Any:
-    return lambda params: {**params, "lang": page_language(request, params["lang"])}
 
 
 @app.page("/api/dashboard/history")
@@ -136,31 +130,19 @@ async def history(view: web.View, request: web.Request) -> web.Response:
         return await history_body(params["period"], params["date"], params["lang"])
 
     return await answer(view, request, SPEC, lambda params: from_database(read, params),
-                        unavailable=UNAVAILABLE, zone=ZONE, check=with_language(request))
+                        unavailable=UNAVAILABLE, zone=ZONE, check=language_of(request))
 
 
 CSV_COLUMNS = ("day", "orders", "items", "revenue", "avg_ticket", "unique_customers")
 
 
 def as_csv(body: dict[str, Any], numbers: str) -> str:
-    """The period's days and its total, one row each; Brazilian (``;`` and ``1234,50``) or
-    international (``,`` and ``1234.50``) numbers."""
+    """The period's days and its total, one row each, in ``numbers`` (``br`` or ``intl``)."""
     words = TEXTS[body["lang"]]
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";" if numbers == "br" else ",", lineterminator="\r\n")
-    writer.writerow([words[f"history.column.{column}"] for column in CSV_COLUMNS])
-
-    def amount(value: Any) -> str:
-        text = format(value, "f") if value is not None else ""
-        return text.replace(".", ",") if numbers == "br" else text
-
-    for row in body["days"]:
-        writer.writerow([row["day"].astimezone(ZONE).strftime("%d/%m/%Y"), row["orders"], row["items"],
-                         amount(row["revenue"]), amount(row["avg_ticket"]), row["unique_customers"]])
-    total = body["current"]
-    writer.writerow([words["history.total"], total["orders"], total["items"], amount(total["revenue"]),
-                     amount(total["avg_ticket"]), total["unique_customers"]])
-    return out.getvalue()
+    days = [[row["day"].astimezone(ZONE).strftime("%d/%m/%Y"), *(row[column] for column in CSV_COLUMNS[1:])]
+            for row in body["days"]]
+    total = [words["history.total"], *(body["current"][column] for column in CSV_COLUMNS[1:])]
+    return csv_text([words[f"history.column.{column}"] for column in CSV_COLUMNS], [*days, total], numbers)
 
 
 @app.page("/api/dashboard/history.csv")
@@ -173,8 +155,7 @@ async def history_csv(view: web.View, request: web.Request) -> web.Response:
     def respond(read_back: tuple[dict[str, Any], dict[str, Any]]) -> web.Response:
         body, params = read_back
         name = f"vendas-{params['period']}-{params['date'].isoformat()}.csv"
-        return view.bytes(("\ufeff" + as_csv(body, params["numbers"])).encode(), content_type="text/csv",
-                          headers={"Content-Disposition": f'attachment; filename="{name}"', **NO_STORE})
+        return csv_download(view, name, as_csv(body, params["numbers"]))
 
     return await answer(view, request, CSV_SPEC, lambda params: from_database(read, params),
-                        unavailable=UNAVAILABLE, check=with_language(request), respond=respond)
+                        unavailable=UNAVAILABLE, check=language_of(request), respond=respond)

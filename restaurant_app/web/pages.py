@@ -9,7 +9,7 @@ from faust import web
 
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.web.dashboard import page_language
-from restaurant_app.web.endpoint import BadParameter, Choice, parse
+from restaurant_app.web.endpoint import BadParameter, Choice, error, parse
 from restaurant_app.web.language import LANGUAGES
 from restaurant_app.web.texts import TEXTS
 from restaurant_app.worker import app
@@ -58,7 +58,7 @@ async def dashboard_page(view: web.View, request: web.Request) -> web.Response:
     try:
         asked = parse(request.query, {"lang": Choice(LANGUAGES)})["lang"]
     except BadParameter as exc:
-        return view.error(400, str(exc))
+        return error(view, str(exc), 400)
     lang = page_language(request, asked)
     headers = {**PAGE_HEADERS, "Content-Language": lang, "Vary": "Accept-Language"}
     return view.html(page_in(lang), headers=headers)

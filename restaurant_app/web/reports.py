@@ -20,9 +20,19 @@ from restaurant_app.report_tables import (
     SALES_STAMPS,
     listed,
 )
-from restaurant_app.web.dashboard import page_language
-from restaurant_app.web.endpoint import BadParameter, Choice, Fetch, Moment, answer, parse
-from restaurant_app.web.language import LANGUAGES, with_messages
+from restaurant_app.web.dashboard import language_of
+from restaurant_app.web.endpoint import (
+    CSV_NUMBERS,
+    BadParameter,
+    Choice,
+    Fetch,
+    Moment,
+    answer,
+    csv_download,
+    csv_text,
+    parse,
+)
+from restaurant_app.web.language import LANGUAGES, moment, with_messages
 from restaurant_app.worker import app, database, reports_database, settings
 
 log = logging.getLogger(__name__)
@@ -187,14 +197,36 @@ async def reports_between(granularity: str, start: datetime, end: datetime, lang
     }
 
 
-def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A check that settles ``lang``: as asked, else as the setting (or the browser) says."""
-    return lambda params: {**params, "lang": page_language(request, params.get("lang"))}
-
-
 @app.page("/reports")
 async def reports(view: web.View, request: web.Request) -> web.Response:
     """Reports and insights for ``from`` <= window start < ``to``; 400 with a reason on bad parameters."""
     with_language = language_of(request)
     return await answer(view, request, RANGE, from_reports(reports_between), unavailable=UNREACHABLE,
                         check=lambda params: with_language(checked_range(params)))
+
+
+CSV_COLUMNS = ("period_start", *(c for c in SALES_FIGURES if c not in SALES_BREAKDOWNS), "final")
+CSV_RANGE = {**{name: kind for name, kind in RANGE.items() if name != "lang"},
+             "numbers": Choice(CSV_NUMBERS, "br")}
+
+
+def reports_csv_text(rows: list[dict[str, Any]], numbers: str) -> str:
+    """Report rows as CSV, moments as ``dd/mm/aaaa HH:MM`` on the restaurant's clock."""
+    def cell(value: Any) -> Any:
+        return moment(value, ZONE) if isinstance(value, datetime) else value
+
+    return csv_text(CSV_COLUMNS, ([cell(row[column]) for column in CSV_COLUMNS] for row in rows), numbers)
+
+
+@app.page("/reports.csv")
+async def reports_csv(view: web.View, request: web.Request) -> web.Response:
+    """The sales reports for ``from`` <= window start < ``to`` as a CSV download."""
+
+    async def read(granularity: str, start: datetime, end: datetime, numbers: str) -> tuple[list, str]:
+        return await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)), numbers
+
+    def respond(read_back: tuple[list[dict[str, Any]], str]) -> web.Response:
+        return csv_download(view, "relatorio-vendas.csv", reports_csv_text(*read_back))
+
+    return await answer(view, request, CSV_RANGE, from_reports(read), unavailable=UNREACHABLE,
+                        check=checked_range, respond=respond)

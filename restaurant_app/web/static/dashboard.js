@@ -270,14 +270,18 @@
     return params.toString();
   }
 
+  let historyAsked = 0;  // the latest request: an answer to an earlier one arrives too late to show
+
   async function loadHistory() {
     $('history-csv').href = `/api/dashboard/history.csv?${historyQuery({ numbers: $('history-numbers').value })}`;
+    const asked = ++historyAsked;
     let result;
     try {
       result = await getJson(`/api/dashboard/history?${historyQuery()}`);
     } catch {
       result = { status: 0 };
     }
+    if (asked !== historyAsked) return;
     if (result.status !== 200) {
       const why = result.status === 503 ? t('js.unavailable') : t('js.server_silent');
       $('history-span').textContent = t('js.history_failed', { error: why });
@@ -352,7 +356,7 @@
   function renderLag(lag) {
     const cell = $('health-lag');
     if (lag.total === null) {
-      cell.replaceChildren(element('span', 'detail', t('js.lag_unknown') + (lag.note ? `: ${lag.note}` : t('js.yet'))));
+      cell.replaceChildren(element('span', 'detail', t('js.lag_unknown') + (lag.note ? t('js.not_started') : t('js.yet'))));
       return;
     }
     const parts = lag.partitions.map((p) => t('js.partition_lag', {
