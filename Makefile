@@ -38,8 +38,10 @@ check: $(INSTALLED) $(NODE_MODULES)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not integration" -q
 
+# Two pytest processes, each with its own Kafka and PostgreSQL, take whole test files
+# (`--dist loadfile`), the longest first (tests/conftest.py), so their waits overlap.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 bench: setup
 	$(PY) -m bench

@@ -37,8 +37,19 @@ SERVICE_PROGRAMS = frozenset({
 SERVICE_MODULES = frozenset({"infra", "spark_reports", "bench", "faust"})
 
 
+LONGEST_FIRST = (
+    "test_spark_cluster.py", "test_spark_connect.py", "test_replica.py", "test_scale_out.py",
+    "test_resilience.py", "test_reports_job.py", "test_faults.py", "test_supervised_stack.py",
+    "test_report_outage.py", "test_dashboard_browser.py", "test_reports_web.py", "test_infra.py",
+)
+"""The test files that take longest (``pytest --durations``), started first, so that the two
+processes of ``make test`` (``-n 2 --dist loadfile``) end at about the same time."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A fast-tier test may not ask for a fixture that starts a service."""
+    """The longest files first; a fast-tier test may not ask for a fixture that starts a service."""
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     misplaced = [
         f"{item.nodeid} uses {sorted(SERVICE_FIXTURES & set(item.fixturenames))}"
         for item in items
