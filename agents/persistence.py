@@ -37,6 +37,7 @@ from restaurant_app.worker import app, database, dead_letter_topic, orders_topic
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = timedelta(seconds=settings.max_clock_skew_seconds)
+MAX_ORDER_AGE = timedelta(days=settings.max_order_age_days)
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
@@ -95,7 +96,7 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
             rejections.append(Rejection(source, reason, "UnreadableRecord"))
             continue
         try:
-            order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW)
+            order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW, max_age=MAX_ORDER_AGE)
         except InvalidOrder as exc:
             rejections.append(Rejection(source, str(exc)))
             continue

@@ -72,6 +72,7 @@ class Settings:
     batch_max_orders: int
     batch_within_seconds: float
     max_clock_skew_seconds: float
+    max_order_age_days: float
     held_batch_alarm_seconds: float
     web_host: str
     web_port: int
@@ -121,6 +122,7 @@ class Settings:
             batch_max_orders=_int("BATCH_MAX_ORDERS", 5000),
             batch_within_seconds=_float("BATCH_WITHIN_SECONDS", 0.05),
             max_clock_skew_seconds=_float("MAX_CLOCK_SKEW_SECONDS", 300.0),
+            max_order_age_days=_float("MAX_ORDER_AGE_DAYS", 7.0),
             held_batch_alarm_seconds=_float("HELD_BATCH_ALARM_SECONDS", 60.0),
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066),
