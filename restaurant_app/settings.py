@@ -7,12 +7,30 @@ else takes the settings it needs as arguments.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "jars"
 """Where ``make setup`` puts the jars Maven fetched: Kafka and the PostgreSQL JDBC driver."""
+
+
+SECRET_PARAMETER = re.compile(r"(;\s*token\s*=\s*)[^;/\s]*", re.IGNORECASE)
+"""A Spark Connect URL's ``;token=...`` parameter (``sc://host:port/;token=...``)."""
+
+
+def shown_remote(remote: str) -> str:
+    """``SPARK_REMOTE`` as logs and answers show it: ``sc://host:port``, never its parameters or user."""
+    address = urlsplit(remote)
+    port = f":{address.port}" if address.port else ""
+    return f"{address.scheme}://{address.hostname or ''}{port}"
+
+
+def redacted(text: str) -> str:
+    """``text`` with the value of any ``;token=`` parameter hidden."""
+    return SECRET_PARAMETER.sub(r"\1<hidden>", text)
 
 
 def _str(name: str, default: str) -> str:
