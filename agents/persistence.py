@@ -68,7 +68,7 @@ class IngestState:
 
 
 ingest_state = IngestState(settings.held_batch_alarm_seconds)
-sink: OrderSink = PostgresOrderSink(database)
+sink: OrderSink = PostgresOrderSink(database, settings.rejected_raw_max_bytes)
 dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size, ingest_state.held)
 
 

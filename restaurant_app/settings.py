@@ -89,6 +89,8 @@ class Settings:
     restaurant_timezone: str
     batch_max_orders: int
     batch_within_seconds: float
+    ingest_max_bytes: int
+    rejected_raw_max_bytes: int
     max_clock_skew_seconds: float
     max_order_age_days: float
     held_batch_alarm_seconds: float
@@ -139,6 +141,8 @@ class Settings:
             restaurant_timezone=_str("RESTAURANT_TIMEZONE", "America/Sao_Paulo"),
             batch_max_orders=_int("BATCH_MAX_ORDERS", 5000),
             batch_within_seconds=_float("BATCH_WITHIN_SECONDS", 0.05),
+            ingest_max_bytes=_count("INGEST_MAX_BYTES", 64 * 1024 * 1024),
+            rejected_raw_max_bytes=_count("REJECTED_RAW_MAX_BYTES", 1_048_588),
             max_clock_skew_seconds=_float("MAX_CLOCK_SKEW_SECONDS", 300.0),
             max_order_age_days=_float("MAX_ORDER_AGE_DAYS", 7.0),
             held_batch_alarm_seconds=_float("HELD_BATCH_ALARM_SECONDS", 60.0),
