@@ -39,10 +39,11 @@ from restaurant_app.worker import app, database, dead_letter_topic, orders_topic
 log = logging.getLogger(__name__)
 
 MAX_CLOCK_SKEW = timedelta(seconds=settings.max_clock_skew_seconds)
+MAX_ORDER_AGE = timedelta(days=settings.max_order_age_days)
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
-sink: OrderSink = PostgresOrderSink(database)
+sink: OrderSink = PostgresOrderSink(database, settings.rejected_raw_max_bytes)
 dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size, ingest_state.held)
 
 
@@ -70,7 +71,7 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
             rejections.append(Rejection(source, reason, RejectionKind.UNREADABLE_RECORD))
             continue
         try:
-            order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW)
+            order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW, max_age=MAX_ORDER_AGE)
         except InvalidOrder as exc:
             rejections.append(Rejection(source, str(exc)))
             continue

@@ -5,12 +5,18 @@ Faust's ``Consumer._drain_messages`` hands each fetched message to the streams w
 ``asyncio.wait`` per message, about a seventh of the worker's CPU per order. Here the callback
 is awaited directly while the flow runs; while it is suspended (a rebalance) the message goes
 through ``wait_first`` as before. Offsets, gaps and commits are handled as in Faust.
+
+Faust bounds what it holds in messages (the stream's buffer, the take's batch), which is
+gigabytes when each message is near Kafka's 1 MB. Here the bytes of the messages handed on and
+not yet acknowledged are bounded too: once they reach ``max_bytes_in_flight``, the fetch loop
+waits for acknowledgements before it hands on the next message (one message alone always goes).
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+from weakref import WeakSet
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka
@@ -19,10 +25,49 @@ from mode import ServiceT
 
 YIELD_EVERY = 100
 """Messages handed on between yields to the event loop, as in Faust."""
+ROOM_CHECK_SECONDS = 0.02
+"""How often a fetch loop that waits for room looks again."""
+
+
+def message_bytes(message: Message) -> int:
+    """What a message holds in memory, about: its key, value and headers."""
+    headers = sum(len(name) + len(value or b"") for name, value in message.headers or ())
+    return len(message.key or b"") + len(message.value or b"") + headers
 
 
 class FastConsumer(aiokafka.Consumer):
-    """Faust's aiokafka consumer, awaiting the stream callback directly while the flow runs."""
+    """Faust's aiokafka consumer, awaiting the stream callback directly while the flow runs,
+    with the bytes of the messages not yet acknowledged bounded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bytes_in_flight = 0
+        self.in_flight: WeakSet[Message] = WeakSet()
+        """Messages handed on and not acknowledged; one dropped in a rebalance leaves by itself."""
+
+    @property
+    def max_bytes_in_flight(self) -> int:
+        return self.transport.max_bytes_in_flight  # type: ignore[attr-defined]
+
+    def ack(self, message: Message) -> bool:
+        """Faust's acknowledgement; the message's bytes are no longer in flight."""
+        if message in self.in_flight:
+            self.in_flight.discard(message)
+            self.bytes_in_flight -= message_bytes(message)
+        return super().ack(message)
+
+    async def _room_for(self, message: Message) -> None:
+        """Wait until ``message`` fits in flight, or nothing else is; then count it in."""
+        size = message_bytes(message)
+        while self.bytes_in_flight and self.bytes_in_flight + size > self.max_bytes_in_flight:
+            # Count again: a message dropped in a rebalance is never acknowledged.
+            self.bytes_in_flight = sum(map(message_bytes, list(self.in_flight)))
+            if self.should_stop or not self.bytes_in_flight or (
+                    self.bytes_in_flight + size <= self.max_bytes_in_flight):
+                break
+            await asyncio.sleep(ROOM_CHECK_SECONDS)
+        self.in_flight.add(message)
+        self.bytes_in_flight += size
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         """Faust's fetch loop (``faust.transport.consumer.Consumer``), without a task per message."""
@@ -64,6 +109,7 @@ class FastConsumer(aiokafka.Consumer):
             if last is not None and offset < last:
                 continue  # already read: Faust drops it too
             await self._before(tp, message, last)
+            await self._room_for(message)
             if suspended():
                 await self.wait_first(callback(message), self.suspend_flow.wait())
             else:

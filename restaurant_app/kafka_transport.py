@@ -14,6 +14,7 @@ from restaurant_app.fast_consumer import FastConsumer
 
 STOP_SECONDS = 30.0
 """How long a stopping producer waits for Kafka to take the batches it still holds."""
+DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 
 class IdempotentProducer(aiokafka.Producer):
@@ -45,6 +46,9 @@ class FastTransport(aiokafka.Transport):
     Consumer = FastConsumer
     Producer = IdempotentProducer
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+                 **kwargs: Any) -> None:
         kafka_records.install()
+        self.max_bytes_in_flight = max_bytes_in_flight
+        """Most bytes of consumed messages not yet acknowledged (see ``FastConsumer``)."""
         super().__init__(*args, **kwargs)

@@ -252,11 +252,15 @@ def _positions(rejections: Sequence[Rejection]) -> list[list[Any]]:
             [r.source.offset for r in rejections]]
 
 
-def _rejection_row(rejection: Rejection) -> tuple[Any, ...]:
-    """A rejection's ``rejected_orders`` row, in ``INSERT_REJECTION`` order."""
+def _rejection_row(rejection: Rejection, raw_max_bytes: int | None = None) -> tuple[Any, ...]:
+    """A rejection's ``rejected_orders`` row, in ``INSERT_REJECTION`` order; a value longer than
+    ``raw_max_bytes`` is cut to it, with its full length in ``raw_length``."""
     source = rejection.source
+    raw, length = source.value, None
+    if raw_max_bytes is not None and len(raw) > raw_max_bytes:
+        raw, length = raw[:raw_max_bytes], len(raw)
     names = [name.encode() for name, _ in source.headers]
-    return (*source.position, source.value, None, rejection.reason, source.key, names,
+    return (*source.position, raw, length, rejection.reason, source.key, names,
             [value for _, value in source.headers])
 
 
@@ -276,8 +280,10 @@ async def _copy(conn: psycopg.AsyncConnection, statement: str, rows: Iterator[tu
 class PostgresOrderSink:
     """An ``OrderSink`` on the worker's PostgreSQL: one transaction per batch."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, raw_max_bytes: int | None = None) -> None:
         self.database = database
+        self.raw_max_bytes = raw_max_bytes
+        """A rejected value longer than this is kept cut to it, with its full length."""
         database.prepare_connections(create_staging_tables)
 
     async def ready(self) -> None:
@@ -307,7 +313,8 @@ class PostgresOrderSink:
             saved.new_orders += new_orders
         rejections = saved.rejections
         if rejections:
-            await conn.cursor().executemany(INSERT_REJECTION, map(_rejection_row, rejections))
+            rows = (_rejection_row(r, self.raw_max_bytes) for r in rejections)
+            await conn.cursor().executemany(INSERT_REJECTION, rows)
             pending = await conn.execute(NOT_DEAD_LETTERED, _positions(rejections))
             waiting = {tuple(row) for row in await pending.fetchall()}
             saved.not_dead_lettered = [r for r in rejections if r.source.position in waiting]

@@ -30,6 +30,8 @@ TABLES = (("orders", "created_at"), ("order_items", "order_created_at"))
 """Each partitioned table and its partition column."""
 DAYS_BEHIND = 1
 DAYS_AHEAD = 7
+DAYS_PER_TRANSACTION = 16
+"""Most days the upkeep creates in one transaction: each holds about a dozen locks until it commits."""
 # Any number will do as long as every worker uses the same one.
 PARTITIONS_LOCK_ID = 7_140_817
 LOCK_TIMEOUT = "5s"
@@ -85,11 +87,20 @@ def days_around(today: date) -> set[date]:
 
 async def keep_partitions(conn: psycopg.AsyncConnection, today: date | None = None) -> tuple[list[date], int]:
     """Create the partitions of the days around ``today`` (UTC) and of the days with rows in the
-    default partition; return the days created and how many orders moved into them."""
+    default partition, at most ``DAYS_PER_TRANSACTION`` days per transaction (each day takes
+    locks until its transaction ends); return the days created and how many orders moved into them."""
     today = today or datetime.now(UTC).date()
-    async with _upkeep_transaction(conn):
-        cursor = await conn.execute(DEFAULT_DAYS)
-        return await _add_partitions(conn, days_around(today) | {row[0] for row in await cursor.fetchall()})
+    created: list[date] = []
+    moved = 0
+    while True:
+        async with _upkeep_transaction(conn):
+            cursor = await conn.execute(DEFAULT_DAYS)
+            days = days_around(today) | {row[0] for row in await cursor.fetchall()}
+            added, count = await _add_partitions(conn, days, DAYS_PER_TRANSACTION)
+        created += added
+        moved += count
+        if len(added) < DAYS_PER_TRANSACTION:
+            return created, moved
 
 
 async def add_partitions(conn: psycopg.AsyncConnection, days: Iterable[date]) -> tuple[list[date], int]:
@@ -112,9 +123,12 @@ async def _upkeep_transaction(conn: psycopg.AsyncConnection) -> AsyncIterator[No
         yield
 
 
-async def _add_partitions(conn: psycopg.AsyncConnection, days: set[date]) -> tuple[list[date], int]:
+async def _add_partitions(conn: psycopg.AsyncConnection, days: set[date],
+                          most: int | None = None) -> tuple[list[date], int]:
+    """Create the missing partitions of ``days`` (the first ``most`` of them, if given)."""
     existing = {row[0] for row in await (await conn.execute(PARTITION_NAMES)).fetchall()}
     missing = sorted(d for d in days if any(partition_name(table, d) not in existing for table, _ in TABLES))
+    missing = missing[:most]
     if not missing:
         return [], 0
     await conn.execute(SET_LOCK_TIMEOUT, (LOCK_TIMEOUT,))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from restaurant_app import metrics
 from restaurant_app.fork_server import ForkedProcess, ForkServer, ForkServerGone
+from restaurant_app.settings import redacted
 from spark_reports.result import JobResult, RunStatus, parse_result
 from spark_reports.watchdog import LAUNCHER_PID_VARIABLE
 
@@ -164,7 +165,7 @@ def read_outcome(returncode: int | None, stdout: bytes, stderr: bytes) -> Outcom
         return Outcome(result, reported=True)
     last_line = next((line for line in reversed(stderr.decode(errors="replace").splitlines())
                       if line.strip()), "no error message")
-    failed = JobResult(RunStatus.FAILED, error=f"exit code {returncode}: {last_line.strip()}")
+    failed = JobResult(RunStatus.FAILED, error=redacted(f"exit code {returncode}: {last_line.strip()}"))
     return Outcome(failed, reported=False)
 
 

@@ -7,12 +7,30 @@ else takes the settings it needs as arguments.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "jars"
 """Where ``make setup`` puts the jars Maven fetched: Kafka and the PostgreSQL JDBC driver."""
+
+
+SECRET_PARAMETER = re.compile(r"(;\s*token\s*=\s*)[^;/\s]*", re.IGNORECASE)
+"""A Spark Connect URL's ``;token=...`` parameter (``sc://host:port/;token=...``)."""
+
+
+def shown_remote(remote: str) -> str:
+    """``SPARK_REMOTE`` as logs and answers show it: ``sc://host:port``, never its parameters or user."""
+    address = urlsplit(remote)
+    port = f":{address.port}" if address.port else ""
+    return f"{address.scheme}://{address.hostname or ''}{port}"
+
+
+def redacted(text: str) -> str:
+    """``text`` with the value of any ``;token=`` parameter hidden."""
+    return SECRET_PARAMETER.sub(r"\1<hidden>", text)
 
 
 def _str(name: str, default: str) -> str:
@@ -95,7 +113,10 @@ class Settings:
     dashboard_language: str
     batch_max_orders: int
     batch_within_seconds: float
+    ingest_max_bytes: int
+    rejected_raw_max_bytes: int
     max_clock_skew_seconds: float
+    max_order_age_days: float
     held_batch_alarm_seconds: float
     web_host: str
     web_port: int
@@ -147,7 +168,10 @@ class Settings:
             dashboard_language=_one_of("DASHBOARD_LANGUAGE", ("pt-BR", "en", "auto")),
             batch_max_orders=_int("BATCH_MAX_ORDERS", 5000),
             batch_within_seconds=_float("BATCH_WITHIN_SECONDS", 0.05),
+            ingest_max_bytes=_count("INGEST_MAX_BYTES", 64 * 1024 * 1024),
+            rejected_raw_max_bytes=_count("REJECTED_RAW_MAX_BYTES", 1_048_588),
             max_clock_skew_seconds=_float("MAX_CLOCK_SKEW_SECONDS", 300.0),
+            max_order_age_days=_float("MAX_ORDER_AGE_DAYS", 7.0),
             held_batch_alarm_seconds=_float("HELD_BATCH_ALARM_SECONDS", 60.0),
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066),

@@ -100,15 +100,21 @@ def parse_order(
     raw: bytes | None,
     *,
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    max_age: timedelta | None = None,
     now: datetime | None = None,
 ) -> Order:
     """Decode and check one message; raise ``InvalidOrder`` with the first problem found.
 
     ``created_at`` may be at most ``max_clock_skew`` later than ``now``, an aware
-    datetime that defaults to the current time.
+    datetime that defaults to the current time, and, if ``max_age`` is given, at most
+    ``max_age`` earlier.
     """
     now = datetime.now(UTC) if now is None else now
-    return fast_path_order(raw, now, max_clock_skew) or full_path_order(raw, now, max_clock_skew)
+    order = fast_path_order(raw, now, max_clock_skew) or full_path_order(raw, now, max_clock_skew)
+    if max_age is not None and order.created_at < now - max_age:
+        raise InvalidOrder(f"'created_at' {order.created_at.isoformat()} is more than"
+                           f" {max_age.total_seconds() / 86400:g} days in the past")
+    return order
 
 
 def full_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta) -> Order:

@@ -53,7 +53,7 @@ class RestaurantApp(faust.App):
 
     def _new_transport(self) -> TransportT:
         """Faust's factory of ``app.transport``: its aiokafka transport with our consumer and producer."""
-        return FastTransport(self.conf.broker_consumer, self)
+        return FastTransport(self.conf.broker_consumer, self, max_bytes_in_flight=settings.ingest_max_bytes)
 
 
 app = RestaurantApp(

@@ -12,7 +12,7 @@ import psycopg
 from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.replica import ReplicaBehind, wait_until_replayed
-from restaurant_app.settings import Settings
+from restaurant_app.settings import Settings, redacted
 from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, ReportRun, skip_note
 from spark_reports.result import JobResult, RunStatus, result_line
 from spark_reports.store import ReportStore, report_store
@@ -150,7 +150,7 @@ def log_scope(run: ReportRun) -> None:
 
 
 def error_text(exc: BaseException) -> str:
-    """The gist of an error: its message without the Java stack trace."""
+    """The gist of an error: its message without the Java stack trace, and without any token."""
     text = str(exc).strip() or type(exc).__name__
     text = text.split("\n\tat ")[0].split("\nJVM stacktrace:")[0].strip()
-    return text[:LONGEST_ERROR]
+    return redacted(text)[:LONGEST_ERROR]

@@ -13,6 +13,8 @@ from datetime import datetime
 
 import psycopg
 
+from restaurant_app.settings import redacted
+
 log = logging.getLogger(__name__)
 
 # Any number will do as long as every report job uses the same one.
@@ -177,7 +179,7 @@ class RunLedger:
 
     def note(self, run: ReportRun, text: str) -> None:
         """Keep a remark about the run in its ``error`` column, which a failure would add to."""
-        self.conn.execute(NOTE_RUN, (text, run.run_id))
+        self.conn.execute(NOTE_RUN, (redacted(text), run.run_id))
 
     def finish(self, run: ReportRun, windows: int, orders_read: int, rows_read: int) -> None:
         self.conn.execute(FINISH_RUN, (windows, orders_read, rows_read, run.run_id))
@@ -185,7 +187,7 @@ class RunLedger:
     def fail(self, run: ReportRun, error: str, orders_read: int | None, rows_read: int | None,
              outage: bool) -> None:
         """Record the failure; ``outage``: a part was unavailable, the orders were not at fault."""
-        self.conn.execute(FAIL_RUN, (error, orders_read, rows_read, outage, run.run_id))
+        self.conn.execute(FAIL_RUN, (redacted(error), orders_read, rows_read, outage, run.run_id))
 
 
 def skip_note(skip: Skip, windows: int) -> str:
@@ -209,8 +211,8 @@ async def record_failure(database_url: str, started_at: datetime, reason: str) -
         async with await connecting as conn, conn.transaction():
             await conn.execute(WAIT_FOR_LOCK_AT_MOST)
             await conn.execute(LOCK_FOR_TRANSACTION, (REPORT_LOCK_ID,))
-            cursor = await conn.execute(ABANDON_RUNS, (reason,))
+            cursor = await conn.execute(ABANDON_RUNS, (redacted(reason),))
             if cursor.rowcount == 0:
-                await conn.execute(RECORD_FAILURE, (started_at, reason))
+                await conn.execute(RECORD_FAILURE, (started_at, redacted(reason)))
     except psycopg.errors.LockNotAvailable:
         log.warning("Another report job is running; the failure of the last one is not recorded.")

@@ -17,7 +17,7 @@ from pyspark.sql.connect.client.retries import DefaultPolicy
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.java_runtime import jdbc_driver
-from restaurant_app.settings import Settings
+from restaurant_app.settings import Settings, shown_remote
 
 JDBC_DRIVER_CLASS = "org.postgresql.Driver"
 FETCH_SIZE = 10_000
@@ -133,7 +133,7 @@ def lost_server_explained(remote: str) -> Iterator[None]:
         if exc.getGrpcStatusCode() != grpc.StatusCode.UNAVAILABLE:
             raise
         raise SparkConnectUnavailable(
-            f"The Spark Connect server at {remote} (SPARK_REMOTE) stopped answering."
+            f"The Spark Connect server at {shown_remote(remote)} (SPARK_REMOTE) stopped answering."
         ) from None
 
 
@@ -177,7 +177,7 @@ def check_reachable(remote: str) -> None:
         socket.create_connection((host, port), CONNECT_TIMEOUT_SECONDS).close()
     except OSError as exc:
         raise SparkConnectUnavailable(
-            f"The Spark Connect server at {remote} (SPARK_REMOTE) is unreachable:"
+            f"The Spark Connect server at {shown_remote(remote)} (SPARK_REMOTE) is unreachable:"
             f" {exc.strerror or exc}. Start it (make run starts one) or unset SPARK_REMOTE"
             " to run Spark inside the job."
         ) from None

@@ -1,8 +1,11 @@
 """A dead letter fits the producer's limit whatever the rejected message's key, headers and value weigh."""
 
+import asyncio
+
 import pytest
 
-from restaurant_app.dead_letters import ERROR_HEADER, dead_letter
+from restaurant_app import dead_letters as dead_letters_module
+from restaurant_app.dead_letters import ERROR_HEADER, DeadLetterPublisher, dead_letter
 from restaurant_app.order_sink import Rejection, Source
 
 LIMIT = 1_000_000
@@ -56,3 +59,36 @@ def test_every_mix_of_key_headers_and_value_fits(key_size: int, header_size: int
     assert len(errors_of(letter.headers)) == 6
     if len(letter.value) < value_size:
         assert dict(letter.headers)["truncated-from-bytes"] == str(value_size).encode()
+
+
+class RefusingTopic:
+    """A dead-letter topic that refuses the first ``refusals`` sends."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.sent = refusals, []
+
+    def get_topic_name(self) -> str:
+        return "dead"
+
+    async def send(self, key: bytes | None, value: bytes, headers: list) -> asyncio.Future:
+        delivery = asyncio.get_running_loop().create_future()
+        if self.refusals:
+            self.refusals -= 1
+            delivery.set_exception(RuntimeError("record too large"))
+        else:
+            self.sent.append(value)
+            delivery.set_result(None)
+        return delivery
+
+
+async def test_a_topic_that_refuses_tells_what_holds_the_batch_and_since_when(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(dead_letters_module, "FIRST_RETRY_SECONDS", 0.01)
+    topic, told = RefusingTopic(refusals=2), []
+    publisher = DeadLetterPublisher(topic, LIMIT, lambda error, since: told.append((error, since)))
+    await publisher.publish([rejection()])
+    assert topic.sent == [b"{broken"]
+    assert [error for error, _ in told] == ["the dead-letter topic 'dead' refuses 1 rejection(s):"
+                                            " RuntimeError: record too large"] * 2
+    assert told[0][1] == told[1][1]

@@ -19,6 +19,7 @@ import restaurant_app.order_sink
 from infra.postgres import PostgresServer
 from infra.stack import free_port
 from restaurant_app import database as database_module
+from restaurant_app import partitions as partitions_module
 from restaurant_app.database import Database
 from restaurant_app.models import Order
 from restaurant_app.order_sink import Accepted, PostgresOrderSink, Source, save_orders
@@ -303,3 +304,26 @@ def test_a_query_for_some_minutes_reads_only_their_days_partitions(url: str):
     read = {n["Relation Name"] for n in nodes if n["Actual Loops"] > 0}
     assert read == {"report_scope", "orders_p20261121", "order_items_p20261121"}
     assert {n["Relation Name"] for n in nodes} > read  # the other days: planned, never run
+
+
+def test_many_days_in_the_default_partition_are_moved_in_transactions_of_bounded_size(
+    url: str, monkeypatch: pytest.MonkeyPatch
+):
+    generator = OrderGenerator(seed=19)
+    orders = [generator.order(ODD_MOMENT + timedelta(days=n)) for n in range(40)]
+    asyncio.run(save_orders(url, orders))
+    sizes: list[int] = []
+    add = partitions_module._add_partitions
+
+    async def counted(conn, days, most=None):
+        added = await add(conn, days, most)
+        sizes.append(len(added[0]))
+        return added
+
+    monkeypatch.setattr(partitions_module, "_add_partitions", counted)
+    today = date(2026, 11, 29)
+    created, moved = asyncio.run(keep(url, today))
+
+    assert len(created) == 40 + 9 and moved == 40
+    assert max(sizes) == partitions_module.DAYS_PER_TRANSACTION and len(sizes) == 4
+    assert query(url, DEFAULT_ROWS) == [(0, 0)]

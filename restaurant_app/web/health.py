@@ -20,6 +20,7 @@ from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.ingest_state import ingest_state
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.replica import replica_status
+from restaurant_app.settings import shown_remote
 from restaurant_app.web.rows import json_ready
 from restaurant_app.worker import app, database, reports_database, settings
 
@@ -98,11 +99,11 @@ async def spark_status(remote: str) -> Status:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), SPARK_TIMEOUT_SECONDS)
     except (OSError, TimeoutError) as exc:
-        log.warning("Health check: the Spark Connect server at %s is unreachable (%s).", remote,
+        log.warning("Health check: the Spark Connect server at %s is unreachable (%s).", shown_remote(remote),
                     str(exc) or "no answer")
-        return {"ok": False, "remote": remote, "error": "Spark Connect is unreachable"}
+        return {"ok": False, "remote": shown_remote(remote), "error": "Spark Connect is unreachable"}
     writer.close()
-    return {"ok": True, "remote": remote}
+    return {"ok": True, "remote": shown_remote(remote)}
 
 
 async def reports_status() -> Status:

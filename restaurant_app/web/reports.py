@@ -65,7 +65,7 @@ ORDER BY period_start DESC LIMIT 1
 
 DISHES_OF_WINDOW = f"""
 SELECT {listed(DISH_COLUMNS[2:])} FROM report_dishes
-WHERE granularity = %s AND period_start = %s ORDER BY rank
+WHERE granularity = %s AND period_start = %s ORDER BY rank, dish LIMIT %s
 """
 
 LATEST_INSIGHTS = f"""
@@ -73,6 +73,7 @@ SELECT DISTINCT ON (kind, subject) {listed(INSIGHT_COLUMNS)}, message, computed_
 FROM report_insights
 WHERE window_start >= (SELECT max(window_start) FROM report_insights) - interval '1 hour'
 ORDER BY kind, subject, window_start DESC
+LIMIT %s
 """
 
 LAST_RUN = """
@@ -105,6 +106,9 @@ SELECT count(*)::int AS count, min(period_start) AS oldest FROM report_skipped_w
 
 MAX_REPORT_ROWS = 10_000
 MAX_INSIGHT_ROWS = 10_000
+MAX_LATEST_DISHES = 100
+"""Most dishes ``/reports/latest`` gives of each window (the best ranked)."""
+MAX_LATEST_INSIGHTS = 500
 PERIOD_SECONDS = {"minute": 60, "hour": 3_600, "day": 86_400}
 READY_TIMEOUT_SECONDS = 5.0
 UNREACHABLE = "PostgreSQL is unreachable"
@@ -157,13 +161,17 @@ async def latest_reports_data(lang: str) -> dict[str, Any]:
     for granularity in GRANULARITIES:
         rows = await reports_database.fetch_all(LATEST_SALES, (granularity,))
         if rows:
-            rows[0]["dishes"] = await reports_database.fetch_all(
-                DISHES_OF_WINDOW, (granularity, rows[0]["period_start"])
+            dishes = await reports_database.fetch_all(
+                DISHES_OF_WINDOW, (granularity, rows[0]["period_start"], MAX_LATEST_DISHES + 1)
             )
+            rows[0]["dishes"] = dishes[:MAX_LATEST_DISHES]
+            rows[0]["dishes_truncated"] = len(dishes) > MAX_LATEST_DISHES
         latest[granularity] = rows[0] if rows else None
     under_way = await reports_database.fetch_all(MINUTE_UNDER_WAY)
     latest["minute_under_way"] = under_way[0] if under_way else None
-    latest["insights"] = with_messages(await reports_database.fetch_all(LATEST_INSIGHTS), lang, ZONE)
+    insights = await reports_database.fetch_all(LATEST_INSIGHTS, (MAX_LATEST_INSIGHTS + 1,))
+    latest["insights"] = with_messages(insights[:MAX_LATEST_INSIGHTS], lang, ZONE)
+    latest["insights_truncated"] = len(insights) > MAX_LATEST_INSIGHTS
     runs = await reports_database.fetch_all(LAST_RUN)
     latest["last_run"] = runs[0] if runs else None
     latest["skipped_windows"] = (await reports_database.fetch_all(SKIPPED_COUNT))[0]
