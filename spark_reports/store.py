@@ -93,7 +93,7 @@ COUNT_SCOPE = "SELECT count(*) FROM report_scope WHERE kind = 'minute'"
 
 # Read by Spark over JDBC; the windows to read are the rows of report_scope.
 _ORDER_LINE_COLUMNS = """
-SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.channel,
+SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.store_id, o.channel,
        o.payment_method, o.total, i.line_no, i.dish, i.unit_price, i.quantity
 """
 
@@ -117,7 +117,8 @@ WHERE s.kind = 'minute'
 _STORED_SALES = """
 SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
-       r.revenue_by_payment::text AS revenue_by_payment
+       r.revenue_by_payment::text AS revenue_by_payment,
+       r.revenue_by_store::text AS revenue_by_store
 FROM report_scope s
 JOIN report_sales r ON r.period_start >= s.period_start AND r.period_start < s.period_end
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
@@ -185,13 +186,13 @@ WITH customers AS (
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold,
                           gross_revenue, avg_ticket, unique_customers, avg_spend_per_customer,
                           top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment,
-                          identified_revenue, computed_at, final)
+                          identified_revenue, revenue_by_store, computed_at, final)
 SELECT st.granularity, st.period_start, st.period_end, st.orders, st.items_sold,
        st.gross_revenue, st.avg_ticket,
        coalesce(st.unique_customers, c.customers, 0),
        coalesce(st.avg_spend_per_customer, round(st.identified_revenue / c.customers, 2)),
        st.top_dish, st.top_dish_quantity, st.revenue_by_channel, st.revenue_by_payment,
-       st.identified_revenue, now(), st.period_end <= %(closed_by)s
+       st.identified_revenue, st.revenue_by_store, now(), st.period_end <= %(closed_by)s
 FROM report_staging_sales st
 LEFT JOIN customers c USING (granularity, period_start)
 """

@@ -7,6 +7,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.traffic import OrderGenerator
@@ -20,7 +21,7 @@ from restaurant_app.web.orders_api import (
     parse_all,
     split_batch,
 )
-from tests.services import query, wait_until
+from tests.services import admin, create_topic, query, wait_until
 
 TOKEN = "s3cret-token"
 SKEW = timedelta(minutes=5)
@@ -171,3 +172,33 @@ def test_posted_orders_are_stored_exactly_once_and_bad_ones_refused_with_their_r
     never = [parse_order(raw).order_id for raw in refused_batch if raw != refused_batch[2]]
     refused_stored = "SELECT count(*) FROM order_keys WHERE order_id::text = ANY(%s)"
     assert query(database_url, refused_stored, (never,)) == [(0,)]
+
+
+def set_max_message_bytes(bootstrap_servers: str, topic: str, size: int) -> None:
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(size)})
+    admin(bootstrap_servers, lambda client: client.alter_configs([resource]))
+
+
+@pytest.mark.integration
+def test_when_kafka_does_not_take_the_order_the_answer_is_503_and_a_retry_stores_it_once(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    # The topic takes no record of more than 64 bytes: Kafka refuses the order.
+    topic = worker.env["ORDERS_TOPIC"]
+    create_topic(stack.kafka.bootstrap_servers, topic, **{"max.message.bytes": "64"})
+    worker.env["ORDERS_API_TOKEN"] = TOKEN
+    worker.start()
+    url = f"{worker.url}/api/orders"
+    (raw,) = messages(1, seed=44)
+
+    status, answer, headers = post(url, raw)
+    assert status == 503 and headers["Retry-After"] == "5"
+    assert "send the same request again" in answer["error"]
+    worker.wait_for_log("Kafka did not acknowledge 1 posted order(s)", timeout=10)
+
+    set_max_message_bytes(stack.kafka.bootstrap_servers, topic, 1024 * 1024)
+    status, answer, _ = wait_until(lambda: (r := post(url, raw))[0] == 202 and r, timeout=60,
+                                   message="Kafka never took the order")
+    assert answer == {"order_id": parse_order(raw).order_id}
+    wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 1)
+    assert query(database_url, "SELECT order_id::text FROM orders") == [(parse_order(raw).order_id,)]

@@ -28,7 +28,8 @@ def amounts_as_text(column: str) -> str:
 SALES_COLUMNS = f"""
 granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
 unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-{amounts_as_text("revenue_by_channel")}, {amounts_as_text("revenue_by_payment")}, computed_at, final
+{amounts_as_text("revenue_by_channel")}, {amounts_as_text("revenue_by_payment")},
+{amounts_as_text("revenue_by_store")}, computed_at, final
 """
 
 LATEST_SALES = f"""
