@@ -219,6 +219,7 @@ def test_when_kafka_does_not_take_the_order_the_answer_is_503_and_a_retry_stores
     assert status == 503 and headers["Retry-After"] == "5"
     assert "send the same request again" in answer["error"]
     worker.wait_for_log("Kafka did not acknowledge 1 posted order(s)", timeout=10)
+    worker.wait_for_log("Refused a POST /api/orders from 127.0.0.1 with 503", timeout=10)
 
     set_max_message_bytes(stack.kafka.bootstrap_servers, topic, 1024 * 1024)
     status, answer, _ = wait_until(lambda: (r := post(url, raw))[0] == 202 and r, timeout=60,

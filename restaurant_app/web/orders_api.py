@@ -139,6 +139,8 @@ class OrdersView(web.View):
         try:
             taken = await take_orders(request)
         except Refused as refused:
+            log.warning("Refused a POST /api/orders from %s with %d: %s", request.remote, refused.status,
+                        refused.reason)
             body = {"error": refused.reason, **refused.extra}
             return self.json(body, status=refused.status, headers={**NO_STORE, **refused.headers})
         return self.json(taken, status=202, headers=NO_STORE)
