@@ -70,7 +70,8 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
     and fails, saying how many, if Kafka refused any.
     """
     generator = OrderGenerator(
-        seed if seed is not None else settings.generator_seed, settings.restaurant_timezone
+        seed if seed is not None else settings.generator_seed, settings.restaurant_timezone,
+        settings.simulated_stores,
     )
     await settle_replication(await count_brokers(settings.bootstrap_servers))
     await orders_topic.maybe_declare()
