@@ -96,8 +96,8 @@ def api_run(stack: ScratchStack, seconds: float, rate: float, seed: int, number:
            "ORDER_SIMULATOR": "off"}
     log_file = stack.home / "logs" / f"api-worker-{number}.log"
     worker = WorkerProcess(env, log_file, web_port=int(env["WEB_PORT"]))
-    worker.start(ready_timeout=120)
     try:
+        worker.start(ready_timeout=120)
         url = f"{worker.url}/api/orders"
         generator = OrderGenerator(seed)
         warm = asyncio.run(batches(url, generator, WARM_UP_SECONDS))[2]
