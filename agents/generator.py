@@ -21,7 +21,7 @@ PUBLISH_ATTEMPTS = 8
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
-generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone)
+generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone, settings.simulated_stores)
 
 
 class PublishFailed(PipelineError):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench.api import BATCH_CLIENTS, BATCH_SIZE, api_run
 from bench.freshness import TARGET_CPU_SECONDS, freshness_run, freshness_targets, rows
 from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
@@ -44,6 +45,8 @@ TWO_WORKERS_TARGET = 11_000
 SPEEDUP_TARGET = 50
 P99_TARGET_MS = 250
 REPORT_GROWTH_TARGET = 1.5
+API_BATCH_TARGET = 5_000
+API_P99_TARGET_MS = 50
 
 INGEST_FIGURES = [
     Figure("orders_per_s", "Worker: orders/s"),
@@ -71,6 +74,16 @@ LATENCY_FIGURES = [
     Figure("max_ms", "max (ms)", 1),
 ]
 
+API_FIGURES = [
+    Figure("batch_orders_per_s", "Batches: orders/s taken"),
+    Figure("batch_p50_ms", "Batches: p50 to the 202 (ms)", 1),
+    Figure("batch_p99_ms", "Batches: p99 to the 202 (ms)", 1),
+    Figure("single_requests_per_s", "Single orders: requests/s (achieved)"),
+    Figure("single_p50_ms", "Single orders: p50 to the 202 (ms)", 1),
+    Figure("single_p99_ms", "Single orders: p99 to the 202 (ms)", 1),
+    Figure("orders_stored", "Orders stored, each once"),
+]
+
 REPORT_FIGURES = [
     Figure("incremental_s", "Spark, incremental run (s)", 1),
     Figure("warm_incremental_s", "Spark Connect server, incremental run (s)", 1),
@@ -93,7 +106,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
-    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness"),
+    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "api"),
                         action="append",
                         help="run only this part (may be repeated)")
     parser.add_argument("--orders", type=int, help="orders preloaded for the ingest test (200,000)")
@@ -101,6 +114,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="orders the naive baseline consumer stores in each run (10,000)")
     parser.add_argument("--runs", type=int, help="runs of each ingest and latency measurement (3)")
     parser.add_argument("--latency-rate", type=float, default=1000.0, help="orders/s (1,000)")
+    parser.add_argument("--api-rate", type=float, default=1000.0,
+                        help="single-order requests/s to POST /api/orders (1,000)")
     parser.add_argument("--latency-seconds", type=float, help="length of a latency run (60)")
     parser.add_argument("--report-sizes",
                         help="orders in the table for the report runs (10000,100000,1000000,5000000)")
@@ -263,8 +278,31 @@ def measure_freshness(stack: ScratchStack, args: argparse.Namespace, report: Rep
                             " had a complete report while measured.")
 
 
+def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
+    section = Section(
+        "Orders over HTTP (POST /api/orders)",
+        f"One worker (simulator off) takes orders over HTTP from an aiohttp client in the bench's"
+        f" process: {BATCH_CLIENTS} clients posting batches of {BATCH_SIZE} back to back for"
+        f" {args.latency_seconds:.0f} s, then single-order requests started at"
+        f" {args.api_rate:,.0f}/s for as long, whatever the answers. Latency is from sending a"
+        f" request to its 202 (after Kafka's acknowledgement, acks=all). Every order taken is then"
+        f" checked stored exactly once.",
+        API_FIGURES,
+    )
+    report.sections.append(section)
+    for number in range(1, args.runs + 1):
+        log.info("API run %d of %d ...", number, args.runs)
+        section.runs.append(api_run(stack, args.latency_seconds, args.api_rate, args.seed, number))
+    batches = median([run["batch_orders_per_s"] for run in section.runs])
+    p99 = median([run["single_p99_ms"] for run in section.runs])
+    report.targets.append((f"At least {API_BATCH_TARGET:,} orders/s in batches of {BATCH_SIZE}",
+                           f"{batches:,.0f} orders/s", batches >= API_BATCH_TARGET))
+    report.targets.append((f"{args.api_rate:,.0f} single-order requests/s with p99 at most"
+                           f" {API_P99_TARGET_MS} ms", f"{p99:.0f} ms", p99 <= API_P99_TARGET_MS))
+
+
 MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,
-                "freshness": measure_freshness}
+                "freshness": measure_freshness, "api": measure_api}
 
 
 def run(args: argparse.Namespace, report: Report) -> bool:

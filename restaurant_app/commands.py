@@ -1,7 +1,11 @@
-"""Command-line load mode: ``faust -A restaurant_app produce-orders --count N --rate R``."""
+"""Command-line load mode: ``faust -A restaurant_app produce-orders --count N --rate R``, or
+``--file orders.jsonl`` to replay real orders, one JSON message a line, as a producer would."""
 
 import asyncio
+import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from faust.cli import AppCommand, option
 
@@ -56,6 +60,42 @@ class Pacer:
             await asyncio.sleep(ahead)
 
 
+Message = tuple[bytes | str | None, bytes]
+"""A Kafka key and value."""
+
+
+def generated(generator: OrderGenerator, count: int) -> Iterator[Message]:
+    """``count`` new orders, spread evenly over the simulated stores, keyed by their order_id."""
+    stores = generator.stores
+    for number in range(count):
+        order = generator.order(store_id=stores[number % len(stores)].store_id)
+        yield order.order_id, order.dumps()
+
+
+def replayed(path: Path) -> Iterator[Message]:
+    """Each non-blank line of ``path`` as it is, keyed by the order_id it names (if any)."""
+    with path.open("rb") as lines:
+        for line in lines:
+            message = line.rstrip(b"\r\n")
+            if message.strip():
+                yield order_key(message), message
+
+
+def order_key(message: bytes) -> bytes | None:
+    """The ``order_id`` a message names, as a producer keys it; None if it names none."""
+    try:
+        payload = json.loads(message)
+    except ValueError:
+        return None
+    order_id = payload.get("order_id") if isinstance(payload, dict) else None
+    return order_id.encode() if isinstance(order_id, str) else None
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as lines:
+        return sum(1 for line in lines if line.strip())
+
+
 @app.command(
     option("--count", type=int, default=10_000, show_default=True,
            help="How many orders to publish."),
@@ -63,25 +103,30 @@ class Pacer:
            help="Orders per second; 0 publishes as fast as possible."),
     option("--seed", type=int, default=None,
            help="Seed for reproducible orders (default: GENERATOR_SEED, else random)."),
+    option("--file", type=Path, default=None,
+           help="A JSON-lines file of orders to publish line by line, as they are, instead."),
 )
-async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | None) -> None:
-    """Publish generated orders to ORDERS_TOPIC at a steady rate, to load the pipeline.
+async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | None,
+                         file: Path | None) -> None:
+    """Publish generated orders (or a file's) to ORDERS_TOPIC at a steady rate, to load the pipeline.
 
     Sends do not wait for one another; the command waits for every acknowledgement at the end
     and fails, saying how many, if Kafka refused any.
     """
-    generator = OrderGenerator(
-        seed if seed is not None else settings.generator_seed, settings.restaurant_timezone
-    )
+    if file is not None:
+        messages, count = replayed(file), count_lines(file)
+    else:
+        generator = OrderGenerator(seed if seed is not None else settings.generator_seed,
+                                   settings.restaurant_timezone, settings.simulated_stores)
+        messages = generated(generator, count)
     await settle_replication(await count_brokers(settings.bootstrap_servers))
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
     deliveries = Deliveries()
     progress = Progress("Publishing orders", count, stream=self.stderr)
-    for sent in range(count):
+    for sent, (key, value) in enumerate(messages):
         await pacer.wait_turn(sent)
-        order = generator.order()
-        deliveries.watch(await orders_topic.send(key=order.order_id, value=order.dumps()))
+        deliveries.watch(await orders_topic.send(key=key, value=value))
         progress.update(sent + 1)
     await deliveries.settled()
     progress.finish()

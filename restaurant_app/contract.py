@@ -1,13 +1,14 @@
-"""The order message's JSON Schema, built from the ``Order`` model and the limits ``parse_order`` checks.
+"""The order message's JSON Schema, built from the ``Order`` model and the limits ``parse_order`` checks,
+and the OpenAPI document of ``POST /api/orders`` around it.
 
-``python -m restaurant_app.contract`` writes it to ``docs/order.schema.json``; a test keeps that
-file equal to what this module builds. The schema says what a message must look like; the
-rules it cannot say (totals, clock skew, characters) are in ``docs/ORDER_CONTRACT.md``.
+``python -m restaurant_app.contract`` writes them to ``docs/order.schema.json`` and
+``docs/openapi.json``; a test keeps those files equal to what this module builds. The schema
+says what a message must look like; the rules it cannot say (totals, clock skew, characters)
+are in ``docs/ORDER_CONTRACT.md``.
 """
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from restaurant_app.models import (
@@ -34,6 +35,12 @@ from restaurant_app.validation import (
 )
 
 SCHEMA_PATH = PROJECT_ROOT / "docs" / "order.schema.json"
+OPENAPI_PATH = PROJECT_ROOT / "docs" / "openapi.json"
+MAX_BATCH_ORDERS = 500
+"""The most orders one ``POST /api/orders`` takes."""
+MAX_BODY_BYTES = 2 * 1024 * 1024
+"""The largest body ``POST /api/orders`` reads."""
+RETRY_AFTER_SECONDS = 5
 SCHEMA_ID = "https://restaurant-sales.example/schemas/order/v1.json"
 
 
@@ -128,14 +135,96 @@ def order_schema() -> dict[str, Any]:
     }
 
 
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    properties = {"error": {"type": "string", "maxLength": 200}, **extra}
+    body = {"type": "object", "required": ["error"], "properties": properties}
+    return {"description": description, "content": {"application/json": {"schema": body}}}
+
+
+ORDER_REF = {"$ref": "#/components/schemas/Order"}
+ORDER_ID = {"type": "string", "format": "uuid"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _request_body() -> dict[str, Any]:
+    batch = {"type": "array", "items": ORDER_REF, "minItems": 1, "maxItems": MAX_BATCH_ORDERS}
+    return {"required": True, "content": _json({"oneOf": [ORDER_REF, batch]})}
+
+
+def _accepted() -> dict[str, Any]:
+    one = {"type": "object", "required": ["order_id"], "properties": {"order_id": ORDER_ID}}
+    many = {"type": "object", "required": ["accepted", "order_ids"],
+            "properties": {"accepted": {"type": "integer"},
+                           "order_ids": {"type": "array", "items": ORDER_ID}}}
+    return {"description": "Kafka has the order(s).", "content": _json({"oneOf": [one, many]})}
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    properties = {"error": {"type": "string", "maxLength": 200}, **extra}
+    return {"description": description,
+            "content": _json({"type": "object", "required": ["error"], "properties": properties})}
+
+
+def _responses() -> dict[str, Any]:
+    rejected = {"type": "array", "items": {
+        "type": "object", "required": ["index", "error"],
+        "properties": {"index": {"type": "integer", "minimum": 0}, "error": {"type": "string"}}}}
+    retry = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}
+    return {
+        "202": _accepted(),
+        "400": _error("Not an acceptable order; for a batch, every bad order's index and reason,"
+                      " and none of the batch was taken.", rejected=rejected),
+        "401": _error("Missing or wrong token."),
+        "403": _error("No ORDERS_API_TOKEN is set and the server listens beyond loopback."),
+        "413": _error(f"Over {MAX_BODY_BYTES} bytes or {MAX_BATCH_ORDERS} orders."),
+        "503": {**_error("Kafka did not acknowledge in time: send the same request again."),
+                "headers": retry},
+    }
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``POST /api/orders``, with the order schema as its body."""
+    order = {key: value for key, value in order_schema().items() if key not in ("$schema", "$id")}
+    post = {
+        "summary": "Send one order, or a batch of orders",
+        "description": (
+            f"One order (an object) or a batch (an array of 1 to {MAX_BATCH_ORDERS}), at most"
+            f" {MAX_BODY_BYTES} bytes. Each is checked as on Kafka; 202 once Kafka has acknowledged"
+            " every order. A batch is all or nothing. Sending the same order again is safe."),
+        "security": [{"token": []}],
+        "requestBody": _request_body(),
+        "responses": _responses(),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Restaurant sales: orders from points of sale", "version": str(SCHEMA_VERSION),
+                 "description": "The order contract is docs/ORDER_CONTRACT.md."},
+        "paths": {"/api/orders": {"post": post}},
+        "components": {
+            "schemas": {"Order": order},
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
+                                          "description": "ORDERS_API_TOKEN"}},
+        },
+    }
+
+
+def as_text(document: dict[str, Any]) -> str:
+    """A document as the committed files hold it."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
 def schema_text() -> str:
     """The schema as the committed file holds it."""
-    return json.dumps(order_schema(), indent=2, ensure_ascii=False) + "\n"
+    return as_text(order_schema())
 
 
-def main(path: Path = SCHEMA_PATH) -> None:
-    path.write_text(schema_text(), encoding="utf-8")
-    print(f"Wrote the order schema to {path}", file=sys.stderr)
+def main() -> None:
+    for path, document in ((SCHEMA_PATH, order_schema()), (OPENAPI_PATH, openapi())):
+        path.write_text(as_text(document), encoding="utf-8")
+        print(f"Wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

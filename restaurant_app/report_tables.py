@@ -8,9 +8,9 @@ SALES_KEY = ("granularity", "period_start")
 SALES_FIGURES = (
     "period_end", "orders", "items_sold", "gross_revenue", "avg_ticket", "unique_customers",
     "avg_spend_per_customer", "top_dish", "top_dish_quantity", "revenue_by_channel", "revenue_by_payment",
-    "identified_revenue",
+    "identified_revenue", "revenue_by_store",
 )
-SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment")
+SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment", "revenue_by_store")
 """Figures stored as jsonb ``{key: amount}``."""
 SALES_STAMPS = ("computed_at", "final")
 """Set by the publish step, not computed by Spark."""

@@ -106,6 +106,7 @@ class Settings:
     kafka_nodes: int
     workers: int
     order_simulator: bool
+    simulated_stores: int
     order_interval_seconds: float
     orders_per_tick: int
     generator_seed: int | None
@@ -161,6 +162,7 @@ class Settings:
             kafka_nodes=_count("KAFKA_NODES", 1),
             workers=_count("WORKERS", 1),
             order_simulator=_switch("ORDER_SIMULATOR", True),
+            simulated_stores=_count("SIMULATED_STORES", 1),
             order_interval_seconds=_float("ORDER_INTERVAL_SECONDS", 10.0),
             orders_per_tick=_int("ORDERS_PER_TICK", 1),
             generator_seed=_optional_int("GENERATOR_SEED"),

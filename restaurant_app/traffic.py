@@ -2,7 +2,8 @@
 
 import random
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 from faker import Faker
 
 from restaurant_app.menu import DESSERTS, DRINKS, MAIN_COURSES, Dish
-from restaurant_app.models import Order, OrderItem
+from restaurant_app.models import DEFAULT_STORE, Order, OrderItem
 
 # How busy each local hour is against the quietest one: lunch and dinner peaks.
 HOURLY_DEMAND = (
@@ -25,6 +26,32 @@ REGULAR_CUSTOMERS = 2_000
 """Customer ids 1 to 2,000 are the regulars; every larger id is a first-time customer."""
 LAST_CUSTOMER_ID = 2**31 - 1
 """First-time customers' ids are drawn up to here, so two runs practically never pick the same one."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """A simulated store: its id, its size against the quietest hour's base, and how many hours
+    its day runs ahead of (or behind) the restaurant's clock."""
+
+    store_id: str
+    size: float = 1.0
+    shift_hours: int = 0
+
+
+SINGLE_STORE = Store(DEFAULT_STORE)
+
+
+def chain(stores: int) -> tuple[Store, ...]:
+    """The simulated stores: the single store ``main``, or ``loja-01`` to ``loja-NN``.
+
+    Each store of a chain has a size (0.5 to 2 times the base) and a peak one hour early, on
+    time or one hour late, a pure function of its number, so store N is the same in every process.
+    """
+    if stores == 1:
+        return (SINGLE_STORE,)
+    profiles = (random.Random(number) for number in range(1, stores + 1))
+    return tuple(Store(f"loja-{number:02d}", 0.5 + 1.5 * profile.random(), profile.choice((-1, 0, 1)))
+                 for number, profile in enumerate(profiles, start=1))
 
 
 @cache
@@ -59,29 +86,35 @@ class OrderGenerator:
     restart or a new leader with the same GENERATOR_SEED places new orders and meets new people.
     """
 
-    def __init__(self, seed: int | None = None, timezone_name: str = "America/Sao_Paulo"):
+    def __init__(self, seed: int | None = None, timezone_name: str = "America/Sao_Paulo", stores: int = 1):
         self.random = random.Random(seed)
         self.fresh = random.SystemRandom()
         self.zone = ZoneInfo(timezone_name)
+        self.stores = chain(stores)
 
-    def demand(self, moment: datetime) -> float:
-        """How busy the restaurant is at ``moment``: 1.0 is the quietest hour."""
-        return HOURLY_DEMAND[moment.astimezone(self.zone).hour]
+    def demand(self, moment: datetime, store: Store = SINGLE_STORE) -> float:
+        """How busy ``store`` is at ``moment``: 1.0 is the single store's quietest hour."""
+        local = moment.astimezone(self.zone) + timedelta(hours=store.shift_hours)
+        return store.size * HOURLY_DEMAND[local.hour]
 
     def orders_for_tick(self, base: int, moment: datetime | None = None) -> list[Order]:
-        """The orders placed during one tick, about ``base`` scaled by the hour's demand."""
+        """The orders placed during one tick in every store, about ``base`` scaled by each one's demand."""
         moment = moment or datetime.now(UTC)
-        expected = base * self.demand(moment)
-        count = int(expected) + (self.random.random() < expected - int(expected))
-        return [self.order(moment) for _ in range(count)]
+        orders = []
+        for store in self.stores:
+            expected = base * self.demand(moment, store)
+            count = int(expected) + (self.random.random() < expected - int(expected))
+            orders += [self.order(moment, store.store_id) for _ in range(count)]
+        return orders
 
-    def order(self, moment: datetime | None = None) -> Order:
+    def order(self, moment: datetime | None = None, store_id: str = DEFAULT_STORE) -> Order:
         moment = moment or datetime.now(UTC)
         customer_id = self._customer_id()
         channel = self._weighted(CHANNEL_WEIGHTS)
         items = self._basket(party=1 if channel == "delivery" else self._party_size())
         return Order(
             order_id=str(uuid.uuid4()),
+            store_id=store_id,
             created_at=moment,
             customer_id=customer_id,
             customer_name=customer_name(customer_id),

@@ -21,7 +21,8 @@ from spark_reports.insights import build_insights
 
 MONEY = DecimalType(16, 2)
 BREAKDOWN = MapType(StringType(), MONEY)
-BREAKDOWNS = {"revenue_by_channel": "channel", "revenue_by_payment": "payment_method"}
+BREAKDOWNS = {"revenue_by_channel": "channel", "revenue_by_payment": "payment_method",
+              "revenue_by_store": "store_id"}
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ COUNT_SCOPE = "SELECT count(*) FROM report_scope WHERE kind = 'minute'"
 
 # Read by Spark over JDBC; the windows to read are the rows of report_scope.
 _ORDER_LINE_COLUMNS = """
-SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.channel,
+SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.store_id, o.channel,
        o.payment_method, o.total, i.line_no, i.dish, i.unit_price, i.quantity
 """
 
@@ -131,7 +131,8 @@ WHERE s.kind = 'minute'
 _STORED_SALES = """
 SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
-       r.revenue_by_payment::text AS revenue_by_payment
+       r.revenue_by_payment::text AS revenue_by_payment,
+       r.revenue_by_store::text AS revenue_by_store
 FROM report_scope s
 JOIN report_sales r ON r.period_start >= s.period_start AND r.period_start < s.period_end
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'

@@ -61,12 +61,13 @@ class Dashboard:
 
 
 def known_orders(now: datetime) -> list[Order]:
-    """Every 3 minutes over the last 90, two in the last seconds, and a dozen at this time yesterday."""
+    """Every 3 minutes over the last 90, two in the last seconds, and a dozen at this time yesterday,
+    from two stores of a chain."""
     generator = OrderGenerator(seed=42, timezone_name=SETTINGS.restaurant_timezone)
     moments = [now - timedelta(minutes=3 * n, seconds=20) for n in range(30)]
     moments += [now - timedelta(seconds=4), now - timedelta(seconds=2)]
     moments += [now - timedelta(days=1, minutes=10 + 7 * n) for n in range(12)]
-    return [generator.order(moment) for moment in moments]
+    return [generator.order(moment, ("main", "loja-centro")[n % 2]) for n, moment in enumerate(moments)]
 
 
 def publish(dashboard_worker: WorkerProcess, stack: ScratchStack, orders: list[Order]) -> None:
@@ -158,7 +159,7 @@ def yesterday_revenue_in_database(url: str) -> str:
 
 TODAY_BY = {
     column: f"SELECT {column}, sum(total) FROM orders WHERE created_at >= %s AND created_at <= %s GROUP BY 1"
-    for column in ("channel", "payment_method")
+    for column in ("channel", "payment_method", "store_id")
 }
 
 
@@ -273,6 +274,7 @@ def test_today_so_far_equals_the_database(dashboard: Dashboard):
         assert yesterday_revenue_in_database(url) in text(page, "#kpi-revenue .compare")
         assert breakdown_on_page(page, "by-channel") == today_by_in_database(url, "channel")
         assert breakdown_on_page(page, "by-payment") == today_by_in_database(url, "payment_method")
+        assert breakdown_on_page(page, "by-store") == today_by_in_database(url, "store_id")
 
     eventually(same, message="the page's figures never matched the database")
     assert text(page, "#zone") == SETTINGS.restaurant_timezone

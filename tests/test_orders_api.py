@@ -6,9 +6,12 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+import jsonschema
 import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.scratch import ScratchStack, WorkerProcess
+from restaurant_app.contract import OPENAPI_PATH, as_text, openapi
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.web.orders_api import (
@@ -20,10 +23,11 @@ from restaurant_app.web.orders_api import (
     parse_all,
     split_batch,
 )
-from tests.services import query, wait_until
+from tests.services import admin, create_topic, query, wait_until
 
 TOKEN = "s3cret-token"
 SKEW = timedelta(minutes=5)
+DOCUMENTED = openapi()["paths"]["/api/orders"]["post"]["responses"]
 
 
 def messages(count: int, seed: int = 40) -> list[bytes]:
@@ -99,7 +103,25 @@ def test_a_token_is_required_beyond_loopback_and_checked_when_set():
         assert refused.value.status == 401 and refused.value.headers == {"WWW-Authenticate": "Bearer"}
 
 
+def test_the_committed_openapi_document_is_the_one_the_code_builds():
+    assert OPENAPI_PATH.read_text(encoding="utf-8") == as_text(openapi()), (
+        "docs/openapi.json is out of date: run python -m restaurant_app.contract"
+    )
+    document = openapi()
+    assert document["components"]["schemas"]["Order"]["properties"] == json.loads(
+        (OPENAPI_PATH.parent / "order.schema.json").read_text())["properties"]
+    for answer in DOCUMENTED.values():
+        jsonschema.Draft202012Validator.check_schema(answer["content"]["application/json"]["schema"])
+
+
 # --- A real worker, Kafka and PostgreSQL -----------------------------------------------
+
+
+def documented(status: int, answer: dict) -> dict:
+    """``answer``, once checked against what docs/openapi.json says a ``status`` answer holds."""
+    schema = DOCUMENTED[str(status)]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(answer)
+    return answer
 
 
 def post(url: str, body: bytes, token: str | None = TOKEN) -> tuple[int, dict, dict]:
@@ -108,9 +130,10 @@ def post(url: str, body: bytes, token: str | None = TOKEN) -> tuple[int, dict, d
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
+            status, body = response.status, response.read()
+            return status, documented(status, json.loads(body)), dict(response.headers)
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), dict(error.headers)
+        return error.code, documented(error.code, json.loads(error.read())), dict(error.headers)
 
 
 def curl(url: str, body: bytes, *options: str) -> tuple[int, dict]:
@@ -122,7 +145,7 @@ def curl(url: str, body: bytes, *options: str) -> tuple[int, dict]:
         input=body, capture_output=True, check=True,
     )
     answer, status = completed.stdout.rsplit(b"\n", 1)
-    return int(status), json.loads(answer)
+    return int(status), documented(int(status), json.loads(answer))
 
 
 @pytest.mark.integration
@@ -132,6 +155,8 @@ def test_posted_orders_are_stored_exactly_once_and_bad_ones_refused_with_their_r
     worker.env["ORDERS_API_TOKEN"] = TOKEN
     worker.start()
     url = f"{worker.url}/api/orders"
+    with urllib.request.urlopen(f"{worker.url}/api/openapi.json", timeout=30) as response:
+        assert json.loads(response.read()) == json.loads(OPENAPI_PATH.read_text())
     single, *batch = messages(101, seed=41)
     single_id = parse_order(single).order_id
 
@@ -171,3 +196,34 @@ def test_posted_orders_are_stored_exactly_once_and_bad_ones_refused_with_their_r
     never = [parse_order(raw).order_id for raw in refused_batch if raw != refused_batch[2]]
     refused_stored = "SELECT count(*) FROM order_keys WHERE order_id::text = ANY(%s)"
     assert query(database_url, refused_stored, (never,)) == [(0,)]
+
+
+def set_max_message_bytes(bootstrap_servers: str, topic: str, size: int) -> None:
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(size)})
+    admin(bootstrap_servers, lambda client: client.alter_configs([resource]))
+
+
+@pytest.mark.integration
+def test_when_kafka_does_not_take_the_order_the_answer_is_503_and_a_retry_stores_it_once(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    # The topic takes no record of more than 64 bytes: Kafka refuses the order.
+    topic = worker.env["ORDERS_TOPIC"]
+    create_topic(stack.kafka.bootstrap_servers, topic, **{"max.message.bytes": "64"})
+    worker.env["ORDERS_API_TOKEN"] = TOKEN
+    worker.start()
+    url = f"{worker.url}/api/orders"
+    (raw,) = messages(1, seed=44)
+
+    status, answer, headers = post(url, raw)
+    assert status == 503 and headers["Retry-After"] == "5"
+    assert "send the same request again" in answer["error"]
+    worker.wait_for_log("Kafka did not acknowledge 1 posted order(s)", timeout=10)
+    worker.wait_for_log("Refused a POST /api/orders from 127.0.0.1 with 503", timeout=10)
+
+    set_max_message_bytes(stack.kafka.bootstrap_servers, topic, 1024 * 1024)
+    status, answer, _ = wait_until(lambda: (r := post(url, raw))[0] == 202 and r, timeout=60,
+                                   message="Kafka never took the order")
+    assert answer == {"order_id": parse_order(raw).order_id}
+    wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 1)
+    assert query(database_url, "SELECT order_id::text FROM orders") == [(parse_order(raw).order_id,)]

@@ -131,7 +131,8 @@ def test_the_migration_keeps_every_row_columns_defaults_and_indexes(
     assert asyncio.run(Database(url).migrate()) == [m[0] for m in database_module.migration_files()
                                                     if m[0] >= "006"]
 
-    assert query(url, "SELECT * FROM orders ORDER BY order_id") == orders_before
+    # Migration 012 adds the order's store at the end: the single store, 'main', for every order before.
+    assert query(url, "SELECT * FROM orders ORDER BY order_id") == [(*row, "main") for row in orders_before]
     assert query(url, f"SELECT {ITEM_COLUMNS} FROM order_items ORDER BY order_id, line_no") == items_before
     assert query(url, "SELECT * FROM pedidos ORDER BY pedido_id, nome_prato") == pedidos_before
     assert query(url, LINES_WITH_THEIR_ORDER) == [(len(items_before),)]

@@ -1,16 +1,19 @@
-"""The load command `produce-orders`: new order ids on every run, and a failure when Kafka refuses."""
+"""The load command `produce-orders`: new order ids on every run, a failure when Kafka refuses, and a
+file of real orders replayed as a producer would."""
 
 import asyncio
+import json
 import os
 import subprocess
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from infra.scratch import ScratchStack, faust_command
-from restaurant_app.commands import Deliveries
+from infra.scratch import ScratchStack, WorkerProcess, faust_command
+from restaurant_app.commands import Deliveries, count_lines, generated, replayed
 from restaurant_app.settings import PROJECT_ROOT
-from tests.services import consume_all, create_topic, unique_names
+from restaurant_app.traffic import OrderGenerator
+from tests.services import consume_all, create_topic, query, unique_names, wait_until
 
 
 async def test_deliveries_count_the_publications_kafka_refused():
@@ -52,3 +55,38 @@ def test_the_load_command_fails_when_kafka_refuses_the_orders(stack: ScratchStac
     run = produce_orders(env, "--count", "5")
     assert run.returncode != 0
     assert "Kafka did not acknowledge 5 of 5 order(s)" in run.stdout + run.stderr
+
+
+def test_a_replayed_file_gives_each_line_as_it_is_keyed_by_its_order_id(tmp_path):
+    order = OrderGenerator(seed=50).order()
+    path = tmp_path / "orders.jsonl"
+    path.write_bytes(order.dumps() + b"\r\n\n  \n" + b'{"order_id": 7}\n' + b"not json")
+    assert list(replayed(path)) == [(order.order_id.encode(), order.dumps()), (None, b'{"order_id": 7}'),
+                                    (None, b"not json")]
+    assert count_lines(path) == 3
+
+
+def test_generated_orders_are_spread_over_the_simulated_stores():
+    stores = [json.loads(value)["store_id"] for _, value in generated(OrderGenerator(seed=51, stores=3), 7)]
+    assert stores == ["loja-01", "loja-02", "loja-03"] * 2 + ["loja-01"]
+
+
+@pytest.mark.integration
+def test_a_file_of_real_orders_is_replayed_and_each_ends_stored_or_rejected(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str, tmp_path
+):
+    orders = OrderGenerator(seed=52).orders_for_tick(3)
+    anonymous = {k: v for k, v in json.loads(orders[0].dumps()).items() if not k.startswith("customer")}
+    lines = [o.dumps() for o in orders[1:]] + [json.dumps(anonymous).encode(), b'{"order_id": "nope"}']
+    path = tmp_path / "orders.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    worker.start()
+    run = produce_orders(worker.env, "--file", str(path), "--rate", "100")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"Published {len(lines)} order(s)" in run.stdout
+    stored = "SELECT order_id::text FROM orders ORDER BY 1"
+    wait_until(lambda: len(query(database_url, stored)) == len(orders), message="the orders never arrived")
+    assert query(database_url, stored) == sorted((o.order_id,) for o in orders)
+    rejected = wait_until(lambda: query(database_url, "SELECT raw, reason FROM rejected_orders") or None)
+    assert [bytes(r[0]) for r in rejected] == [lines[-1]]
+    assert rejected[0][1] == "missing field 'items'"

@@ -47,6 +47,9 @@ FROM today GROUP BY channel
 UNION ALL
 SELECT 'payment', payment_method, count(*), sum(total)::numeric(16,2)
 FROM today GROUP BY payment_method
+UNION ALL
+SELECT 'store', store_id, count(*), sum(total)::numeric(16,2)
+FROM today GROUP BY store_id
 ORDER BY breakdown, revenue DESC, name
 """
 
@@ -129,7 +132,7 @@ LIMIT %s
 
 
 async def today(zone: str) -> dict[str, Any]:
-    """Today so far and the same stretch of yesterday, with today's channels and payments."""
+    """Today so far and the same stretch of yesterday, with today's channels, payments and stores."""
     periods = await database.fetch_all(TODAY_AGAINST_YESTERDAY, (zone,))
     parts = await database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, (zone,))
     by_period = {row.pop("period"): row for row in periods}
@@ -138,6 +141,7 @@ async def today(zone: str) -> dict[str, Any]:
         "yesterday": by_period["yesterday"],
         "by_channel": [without(row, "breakdown") for row in parts if row["breakdown"] == "channel"],
         "by_payment": [without(row, "breakdown") for row in parts if row["breakdown"] == "payment"],
+        "by_store": [without(row, "breakdown") for row in parts if row["breakdown"] == "store"],
     }
 
 

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from faust import web
 from faust.exceptions import ProducerSendError
 
+from restaurant_app.contract import MAX_BATCH_ORDERS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, openapi
 from restaurant_app.errors import PipelineError
 from restaurant_app.models import Order
 from restaurant_app.validation import MAX_MESSAGE_BYTES, InvalidOrder, parse_order
@@ -25,10 +26,7 @@ from restaurant_app.worker import app, orders_topic, settings
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_ORDERS = 500
-MAX_BODY_BYTES = 2 * 1024 * 1024
 KAFKA_WAIT_SECONDS = 15.0
-RETRY_AFTER_SECONDS = 5
 NO_STORE = {"Cache-Control": "no-store"}
 READ_CHUNK_BYTES = 64 * 1024
 
@@ -142,6 +140,17 @@ class OrdersView(web.View):
         try:
             taken = await take_orders(request)
         except Refused as refused:
+            log.warning("Refused a POST /api/orders from %s with %d: %s", request.remote, refused.status,
+                        refused.reason)
             body = {"error": refused.reason, **refused.extra}
             return self.json(body, status=refused.status, headers={**NO_STORE, **refused.headers})
         return self.json(taken, status=202, headers=NO_STORE)
+
+
+@app.page("/api/openapi.json")
+async def openapi_document(view: web.View, request: web.Request) -> web.Response:
+    """The OpenAPI document of ``POST /api/orders`` (also ``docs/openapi.json``)."""
+    return view.json(OPENAPI)
+
+
+OPENAPI = openapi()

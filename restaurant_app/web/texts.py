@@ -39,6 +39,7 @@ PT_BR = {
     "dishes.source": "Relatório Spark (report_dishes).",
     "breakdown.title": "Faturamento de hoje por canal",
     "breakdown.payment": "Por forma de pagamento",
+    "breakdown.store": "Por loja",
     "breakdown.source": "Ao vivo da tabela orders.",
     "insights.title": "Últimos insights",
     "insights.source": ("Calculados pelo job de relatórios Spark (report_insights), janela mais recente"
@@ -194,6 +195,7 @@ EN = {
     "dishes.source": "Spark report (report_dishes).",
     "breakdown.title": "Revenue today by channel",
     "breakdown.payment": "By payment method",
+    "breakdown.store": "By store",
     "breakdown.source": "Live from the orders table.",
     "insights.title": "Latest insights",
     "insights.source": "Written by the Spark report job (report_insights), newest window first.",

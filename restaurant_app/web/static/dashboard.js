@@ -80,6 +80,7 @@
       yesterday.unique_customers, whole.format(yesterday.unique_customers));
     renderBreakdown('by-channel', body.by_channel, today.revenue);
     renderBreakdown('by-payment', body.by_payment, today.revenue);
+    renderBreakdown('by-store', body.by_store, today.revenue);
   }
 
   function renderKpi(id, shown, now, before, beforeShown) {
