@@ -12,11 +12,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from infra.scratch import WorkerProcess
+from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port, local_stack
 from infra.supervisor import Part, RestartPolicy, Supervisor
 from restaurant_app.settings import Settings
-from tests.services import consume_all, query, run_report_job, unique_names, wait_until
+from tests.services import (
+    consume_all,
+    create_topic,
+    produce,
+    query,
+    run_report_job,
+    unique_names,
+    wait_until,
+)
+from tests.test_scale_out import topic_layout
 
 BACK = re.compile(r"(.+) is back, ([\d.]+) s after it went down\.")
 
@@ -120,3 +129,29 @@ def test_kafka_postgres_its_replica_spark_connect_and_a_worker_killed_come_back_
     assert "Kafka was killed by SIGKILL; starting it again in 1 s" in caplog.text
     assert "PostgreSQL is not running (its postmaster is gone)" in caplog.text
     print("Seconds each part was down:", dict(comebacks(caplog)))
+
+
+@pytest.mark.integration
+def test_one_of_three_kafka_nodes_killed_comes_back_and_rejoins_every_partition(
+    stack: ScratchStack, own_service_home: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    monkeypatch.delenv("KAFKA_BROKER", raising=False)
+    monkeypatch.setenv("KAFKA_NODES", "3")
+    monkeypatch.setenv("DATABASE_URL", stack.new_database())  # Kafka alone is started
+    monkeypatch.setenv("SPARK_REMOTE", "sc://127.0.0.1:1")
+    supervisor = Supervisor(RestartPolicy(first_delay=1.0))
+    port = free_port()
+    with caplog.at_level(logging.INFO, logger="infra"), \
+            local_stack(own_service_home, Settings.from_env(), kafka_port=port, supervisor=supervisor) as env:
+        assert [part.name for part in supervisor.parts] == [f"Kafka node {i}" for i in (1, 2, 3)]
+        topic = unique_names()["ORDERS_TOPIC"]
+        create_topic(env["KAFKA_BROKER"], topic, replicas=3)
+        with watching(supervisor):
+            os.kill(listener(port + 2).pid, signal.SIGKILL)  # node 2
+            wait_until(lambda: comebacks(caplog), timeout=240, message=caplog.text[-3000:])
+            produce(env["KAFKA_BROKER"], topic, [(None, b"after the restart")])
+            in_sync = wait_until(lambda: topic_layout(env["KAFKA_BROKER"], topic)[2] == {3}, timeout=120)
+    assert in_sync and [name for name, _ in comebacks(caplog)] == ["Kafka node 2"]
+    assert "Kafka node 2 was killed by SIGKILL" in caplog.text
+    print("Seconds node 2 was down:", comebacks(caplog)[0][1])
