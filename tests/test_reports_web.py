@@ -187,7 +187,8 @@ def test_a_skipped_window_is_shown_until_the_next_run_fills_it(reporting_worker:
                                                           "to": "2026-11-20T15:00:00Z"}))
         conn.execute("SELECT pg_advisory_unlock(%s)", (REPORT_LOCK_ID,))
     assert (status, health["down"]) == (200, ["reports"])
-    assert health["reports"] == {"ok": False, "skipped_windows": 1, "oldest_skipped": skipped.isoformat()}
+    assert health["reports"] == {"ok": False, "skipped_windows": 1, "oldest_skipped": skipped.isoformat(),
+                                 "failed_runs": 0}
     assert latest["skipped_windows"] == {"count": 1, "oldest": skipped.isoformat()}
     assert between["skipped_windows"] == [skipped.isoformat()]
     wait_until(lambda: query(url, "SELECT count(*) FROM report_skipped_windows") == [(0,)], timeout=240,
