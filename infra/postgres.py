@@ -89,10 +89,9 @@ class PostgresServer:
         """The running postmaster's process id; None if there is none (a pid file may outlive it)."""
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, IndexError, ValueError):
             return None
-        return None if state in ("Z", "X") else pid
+        return pid if _running(pid) else None
 
     def exited(self) -> str | None:
         """None while the server runs; else that it is gone (it is not our child: its status is unknown)."""
@@ -234,6 +233,21 @@ class PostgresReplica(PostgresServer):
         # Queries on the replica hold back the primary's clean-up instead of being cancelled by it.
         with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
             conf.write("hot_standby = on\nhot_standby_feedback = on\n")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs; one that died and was not reaped yet (a zombie) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, as another user's process
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True  # no /proc here: the signal test has to do
+    return state not in ("Z", "X")
 
 
 def _system_user() -> pwd.struct_passwd:

@@ -49,7 +49,8 @@ def test_runs_during_a_spark_outage_skip_nothing_and_the_reports_catch_up(
     finally:
         worker.stop()
         server.stop()
-    assert (status, during["status"], during["down"]) == (200, "degraded", ["spark"])
+    assert (status, during["status"], during["down"]) == (200, "degraded", ["reports", "spark"])
+    assert during["reports"]["failed_runs"] >= 1 and during["reports"]["skipped_windows"] == 0
     assert final["status"] == "succeeded", final
     outages = query(database_url,
                     "SELECT bool_and(outage), count(*) FROM report_runs WHERE status = 'failed'")

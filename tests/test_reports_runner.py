@@ -159,8 +159,9 @@ async def test_a_hung_job_is_killed_with_what_it_started_and_recorded(
     assert outcome_lines(caplog) == [
         f"Report run killed after {outcome.seconds:.1f} s: the report job was killed after running for 6 s."
     ]
-    assert query(database_url, "SELECT status, error FROM report_runs") == [
-        ("failed", "the report job was killed after running for 6 s")
+    # A timeout is an outage: it never counts toward skipping the run's orders.
+    assert query(database_url, "SELECT status, error, outage FROM report_runs") == [
+        ("failed", "the report job was killed after running for 6 s", True)
     ]
 
 
@@ -172,8 +173,8 @@ async def test_a_crashed_job_is_logged_and_recorded(
     outcome = (await runner.run()).result
     assert outcome.status == "failed"
     assert outcome.error == "exit code 3: RuntimeError: the stand-in job broke"
-    assert query(database_url, "SELECT status, error, finished_at IS NOT NULL FROM report_runs") == [
-        ("failed", "exit code 3: RuntimeError: the stand-in job broke", True)
+    assert query(database_url, "SELECT status, error, finished_at IS NOT NULL, outage FROM report_runs") == [
+        ("failed", "exit code 3: RuntimeError: the stand-in job broke", True, True)
     ]
 
 

@@ -16,6 +16,7 @@ import pytest
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.database import Database
 from restaurant_app.web import reports
+from spark_reports.ledger import REPORT_LOCK_ID
 from tests.services import fetch, get, query, unique_names, wait_until
 from tests.test_reports_job import make_order, save
 
@@ -185,3 +186,32 @@ async def test_insights_are_capped_with_a_flag_that_says_so(
         assert (len(rows), truncated) == (3, False)
     finally:
         await database.close()
+
+
+def test_a_skipped_window_is_shown_until_the_next_run_fills_it(reporting_worker: WorkerProcess):
+    url = reporting_worker.env["DATABASE_URL"]
+    skipped = START + timedelta(minutes=7)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (REPORT_LOCK_ID,))  # no run fills it meanwhile
+        conn.execute("DELETE FROM report_sales WHERE granularity = 'minute' AND period_start = %s",
+                     (skipped,))
+        conn.execute("INSERT INTO report_skipped_windows (period_start, run_id)"
+                     " SELECT %s, max(run_id) FROM report_runs", (skipped,))
+        wait_until(lambda: get(f"{reporting_worker.url}/health")[1]["status"] == "degraded", timeout=10)
+        status, health = get(f"{reporting_worker.url}/health")
+        _, latest = get(f"{reporting_worker.url}/reports/latest")
+        _, between = get(reports_url(reporting_worker, **{"from": "2026-11-20T14:00:00Z",
+                                                          "to": "2026-11-20T15:00:00Z"}))
+        conn.execute("SELECT pg_advisory_unlock(%s)", (REPORT_LOCK_ID,))
+    assert (status, health["down"]) == (200, ["reports"])
+    assert health["reports"] == {"ok": False, "skipped_windows": 1, "oldest_skipped": skipped.isoformat(),
+                                 "failed_runs": 0}
+    assert latest["skipped_windows"] == {"count": 1, "oldest": skipped.isoformat()}
+    assert between["skipped_windows"] == [skipped.isoformat()]
+    wait_until(lambda: query(url, "SELECT count(*) FROM report_skipped_windows") == [(0,)], timeout=240,
+               message="no run filled the skipped window")
+    assert query(url, "SELECT orders FROM report_sales WHERE granularity = 'minute' AND period_start = %s",
+                 (skipped,)) == [(1,)]
+    retried = "SELECT count(*) FROM report_runs WHERE retried_skips AND status = 'succeeded'"
+    assert query(url, retried) == [(1,)]
+    wait_until(lambda: get(f"{reporting_worker.url}/health")[1]["status"] == "ok", timeout=10)

@@ -12,11 +12,20 @@ from pathlib import Path
 import psutil
 import pytest
 
-from infra.scratch import WorkerProcess
+from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port, local_stack
 from infra.supervisor import Part, RestartPolicy, Supervisor
 from restaurant_app.settings import Settings
-from tests.services import consume_all, query, run_report_job, unique_names, wait_until
+from tests.services import (
+    consume_all,
+    create_topic,
+    produce,
+    query,
+    run_report_job,
+    unique_names,
+    wait_until,
+)
+from tests.test_scale_out import topic_layout
 
 BACK = re.compile(r"(.+) is back, ([\d.]+) s after it went down\.")
 
@@ -62,22 +71,27 @@ def watching(supervisor: Supervisor) -> Iterator[None]:
 @pytest.fixture
 def services_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """make run's defaults: it starts Kafka, PostgreSQL and Spark Connect itself."""
-    for name in ("KAFKA_BROKER", "DATABASE_URL", "SPARK_REMOTE", "POSTGRES_REPLICA", "SPARK_CLUSTER",
-                 "KAFKA_NODES"):
+    for name in ("KAFKA_BROKER", "DATABASE_URL", "SPARK_REMOTE", "SPARK_CLUSTER", "KAFKA_NODES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SPARK_DRIVER_MEMORY", "512m")
+    monkeypatch.setenv("POSTGRES_REPLICA", "1")
 
 
 @pytest.mark.integration
-def test_kafka_postgres_spark_connect_and_a_worker_killed_come_back_and_the_pipeline_goes_on(
+def postmaster(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def test_kafka_postgres_its_replica_spark_connect_and_a_worker_killed_come_back_and_the_pipeline_goes_on(
     services_env: None, own_service_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ):
-    ports = {"kafka_port": free_port(), "postgres_port": free_port(), "spark_port": free_port()}
+    ports = {"kafka_port": free_port(), "postgres_port": free_port(), "spark_port": free_port(),
+             "replica_port": free_port()}
     supervisor = Supervisor(RestartPolicy(first_delay=1.0))
     with caplog.at_level(logging.INFO, logger="infra"), \
             local_stack(own_service_home, Settings.from_env(), supervisor=supervisor, **ports) as env:
         assert [part.name for part in supervisor.parts] == [
-            "Kafka", "PostgreSQL", "The Spark Connect server"]
+            "Kafka", "PostgreSQL", "The PostgreSQL replica", "The Spark Connect server"]
         names = unique_names()
         worker = WorkerProcess({**names, **env, "ORDER_INTERVAL_SECONDS": "1",
                                 "REPORT_INTERVAL_SECONDS": "3600"}, tmp_path / "worker.log")
@@ -89,8 +103,8 @@ def test_kafka_postgres_spark_connect_and_a_worker_killed_come_back_and_the_pipe
                 victims = {
                     "The Spark Connect server": lambda: listener(ports["spark_port"]).pid,
                     "Kafka": lambda: listener(ports["kafka_port"]).pid,
-                    "PostgreSQL": lambda: int(
-                        (own_service_home / "postgres/data/postmaster.pid").read_text().split()[0]),
+                    "PostgreSQL": lambda: postmaster(own_service_home / "postgres/data"),
+                    "The PostgreSQL replica": lambda: postmaster(own_service_home / "postgres-replica/data"),
                     "Worker 1": lambda: worker.pid,
                 }
                 for number, (name, pid) in enumerate(victims.items(), 1):
@@ -105,10 +119,39 @@ def test_kafka_postgres_spark_connect_and_a_worker_killed_come_back_and_the_pipe
                     env["KAFKA_BROKER"], names["ORDERS_TOPIC"], expected=10**9, timeout=10)}
                 wait_until(lambda: stored_ids(database_url) >= published, timeout=120,
                            message="orders published were not stored")
-                report = run_report_job(database_url, env={"SPARK_REMOTE": env["SPARK_REMOTE"]})
+                # The job reads the orders from the replica, which streams from the primary again.
+                report = run_report_job(database_url, env={
+                    "SPARK_REMOTE": env["SPARK_REMOTE"], "REPORTS_DATABASE_URL": env["REPORTS_DATABASE_URL"]})
             assert report["status"] == "succeeded" and report["windows"] > 0, report
+            assert report["orders_read"] >= len(published) > 0, report
         finally:
             worker.stop()
     assert "Kafka was killed by SIGKILL; starting it again in 1 s" in caplog.text
     assert "PostgreSQL is not running (its postmaster is gone)" in caplog.text
     print("Seconds each part was down:", dict(comebacks(caplog)))
+
+
+@pytest.mark.integration
+def test_one_of_three_kafka_nodes_killed_comes_back_and_rejoins_every_partition(
+    stack: ScratchStack, own_service_home: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    monkeypatch.delenv("KAFKA_BROKER", raising=False)
+    monkeypatch.setenv("KAFKA_NODES", "3")
+    monkeypatch.setenv("DATABASE_URL", stack.new_database())  # Kafka alone is started
+    monkeypatch.setenv("SPARK_REMOTE", "sc://127.0.0.1:1")
+    supervisor = Supervisor(RestartPolicy(first_delay=1.0))
+    port = free_port()
+    with caplog.at_level(logging.INFO, logger="infra"), \
+            local_stack(own_service_home, Settings.from_env(), kafka_port=port, supervisor=supervisor) as env:
+        assert [part.name for part in supervisor.parts] == [f"Kafka node {i}" for i in (1, 2, 3)]
+        topic = unique_names()["ORDERS_TOPIC"]
+        create_topic(env["KAFKA_BROKER"], topic, replicas=3)
+        with watching(supervisor):
+            os.kill(listener(port + 2).pid, signal.SIGKILL)  # node 2
+            wait_until(lambda: comebacks(caplog), timeout=240, message=caplog.text[-3000:])
+            produce(env["KAFKA_BROKER"], topic, [(None, b"after the restart")])
+            in_sync = wait_until(lambda: topic_layout(env["KAFKA_BROKER"], topic)[2] == {3}, timeout=120)
+    assert in_sync and [name for name, _ in comebacks(caplog)] == ["Kafka node 2"]
+    assert "Kafka node 2 was killed by SIGKILL" in caplog.text
+    print("Seconds node 2 was down:", comebacks(caplog)[0][1])

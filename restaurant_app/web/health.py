@@ -2,8 +2,8 @@
 
 The overall status is ``unavailable`` (503) when Kafka, PostgreSQL or ingest is down: orders are
 not being stored. It is ``degraded`` (200) when only another part is down: the replica, the Spark
-Connect server, or the reports, which have windows a run skipped; the worker still stores orders,
-and the reports catch up once the part is back. ``down`` names the parts that are not ok.
+Connect server, or the reports (the last runs failed, or a run skipped windows); the worker still
+stores orders, and the reports catch up once the part is back. ``down`` names the parts that are not ok.
 """
 
 import asyncio
@@ -36,8 +36,13 @@ Status = dict[str, object]
 STORING_PARTS = ("kafka", "database", "ingest")
 """The parts without which no order is stored: any of them down makes /health answer 503."""
 
-SKIPPED_WINDOWS = """
-SELECT count(*)::int AS skipped_windows, min(period_start) AS oldest_skipped FROM report_skipped_windows
+# Minute windows a run skipped, and the report runs that failed since the last one that succeeded.
+REPORTS_STATE = """
+SELECT (SELECT count(*)::int FROM report_skipped_windows) AS skipped_windows,
+       (SELECT min(period_start) FROM report_skipped_windows) AS oldest_skipped,
+       (SELECT count(*)::int FROM report_runs
+        WHERE status = 'failed' AND run_id > coalesce((SELECT max(run_id) FROM report_runs
+                                                       WHERE status = 'succeeded'), 0)) AS failed_runs
 """
 
 
@@ -107,12 +112,14 @@ async def spark_status(remote: str) -> Status:
 
 
 async def reports_status() -> Status:
-    """Whether some minute windows may miss orders that a report run skipped after repeated failures."""
+    """Not ok while the last report runs failed (``failed_runs`` since the last success), or while
+    some minute windows may miss orders a run skipped after repeated failures (``skipped_windows``)."""
     try:
-        rows = await asyncio.wait_for(database.fetch_all(SKIPPED_WINDOWS), DATABASE_TIMEOUT_SECONDS)
+        rows = await asyncio.wait_for(database.fetch_all(REPORTS_STATE), DATABASE_TIMEOUT_SECONDS)
     except (DatabaseUnavailable, TimeoutError):
         return {"ok": False, "error": "PostgreSQL is unreachable"}
-    return {"ok": rows[0]["skipped_windows"] == 0, **rows[0]}
+    state = rows[0]
+    return {"ok": state["skipped_windows"] == 0 and state["failed_runs"] == 0, **state}
 
 
 def overall(parts: dict[str, Status]) -> tuple[str, int, list[str]]:
