@@ -77,11 +77,11 @@ def services_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSTGRES_REPLICA", "1")
 
 
-@pytest.mark.integration
 def postmaster(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().split()[0])
 
 
+@pytest.mark.integration
 def test_kafka_postgres_its_replica_spark_connect_and_a_worker_killed_come_back_and_the_pipeline_goes_on(
     services_env: None, own_service_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ):
