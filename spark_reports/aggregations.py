@@ -19,7 +19,7 @@ from pyspark.sql.types import DecimalType, MapType, StringType
 
 from spark_reports.insights import build_insights
 
-MONEY = DecimalType(16, 2)
+MONEY = DecimalType(24, 2)  # the reports' numeric(24,2), migration 017
 BREAKDOWN = MapType(StringType(), MONEY)
 BREAKDOWNS = {"revenue_by_channel": "channel", "revenue_by_payment": "payment_method",
               "revenue_by_store": "store_id"}

@@ -128,7 +128,7 @@ def run_report_job(
     return {**asdict(result), "exit_code": completed.returncode}
 
 
-def execute(database_url: str, sql: str, params: tuple = ()) -> None:
+def execute(database_url: str, sql: str, params: tuple | dict = ()) -> None:
     """Run one statement that returns no rows, and commit it."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql, params)
