@@ -9,7 +9,7 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka
 
-from restaurant_app import kafka_records
+from restaurant_app import kafka_records, lost_offsets
 from restaurant_app.fast_consumer import FastConsumer
 
 STOP_SECONDS = 30.0
@@ -49,6 +49,7 @@ class FastTransport(aiokafka.Transport):
     def __init__(self, *args: Any, max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
                  **kwargs: Any) -> None:
         kafka_records.install()
+        lost_offsets.install()
         self.max_bytes_in_flight = max_bytes_in_flight
         """Most bytes of consumed messages not yet acknowledged (see ``FastConsumer``)."""
         super().__init__(*args, **kwargs)

@@ -32,6 +32,12 @@ orders_stored = Counter(
     "restaurant_orders_stored", "Orders stored in PostgreSQL; a redelivered order is not counted again.",
     registry=registry,
 )
+offsets_out_of_range = Counter(
+    "restaurant_kafka_offsets_out_of_range",
+    "Times Kafka no longer held the offset the worker was to read next (deleted by retention, or"
+    " truncated): orders there may be lost; see /health.",
+    ["topic"], registry=registry,
+)
 rejections = Counter(
     "restaurant_rejections",
     "Messages rejected, by class of error: InvalidOrder (not a valid order), ConflictingDuplicate"

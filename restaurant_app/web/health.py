@@ -2,7 +2,8 @@
 
 The overall status is ``unavailable`` (503) when Kafka, PostgreSQL or ingest is down: orders are
 not being stored. It is ``degraded`` (200) when only another part is down: the replica, the Spark
-Connect server, or the reports (the last runs failed, or a run skipped windows); the worker still
+Connect server, the reports (the last runs failed, or a run skipped windows), or Kafka's retention
+(it deleted orders before they were stored, ``restaurant_app/lost_offsets.py``); the worker still
 stores orders, and the reports catch up once the part is back. ``down`` names the parts that are not ok.
 """
 
@@ -19,6 +20,7 @@ from faust import web
 from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.ingest_state import ingest_state
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
+from restaurant_app.lost_offsets import lost_offsets
 from restaurant_app.replica import replica_status
 from restaurant_app.settings import shown_remote
 from restaurant_app.web.rows import json_ready
@@ -149,7 +151,8 @@ async def health(view: web.View, request: web.Request) -> web.Response:
     """Each part's status and the overall one: 503 when orders are not being stored, else 200."""
     kafka, postgres, reports = await asyncio.gather(
         kafka_check.status(), database_check.status(), reports_check.status())
-    parts = {"kafka": kafka, "database": postgres, "ingest": ingest_status(), "reports": reports}
+    parts = {"kafka": kafka, "database": postgres, "ingest": ingest_status(), "reports": reports,
+             "kafka_retention": lost_offsets.status()}
     if settings.reports_database_url:
         parts["replica"] = await replica_check.status()
     if settings.spark_remote:
