@@ -1,4 +1,5 @@
-"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness.
+"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness,
+and the dashboard's reads over a year of reports.
 
 Starts its own Kafka and PostgreSQL on free ports under bench/.work/ and writes the
 figures to bench/RESULTS.md. ``--quick`` runs everything small, for development.
@@ -15,11 +16,12 @@ from pathlib import Path
 import psycopg
 
 from bench.api import BATCH_CLIENTS, BATCH_SIZE, api_run
+from bench.dashboard import STORES, TARGET_P95_MS, dashboard_bench
 from bench.freshness import TARGET_CPU_SECONDS, freshness_run, freshness_targets, rows
 from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
-from bench.results import Figure, Grid, Report, Section, load_average, median
+from bench.results import Figure, Grid, Report, Section, Table, load_average, median
 from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
@@ -33,11 +35,11 @@ QUICK_RESULTS = Path(__file__).resolve().parent / ".work" / "RESULTS-quick.md"
 FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_seconds": 60.0,
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
         "full_runs": 1, "full_up_to": 5_000_000, "freshness_minutes": 10,
-        "freshness_history": 100_000}
+        "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
-         "freshness_history": 10_000}
+         "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50}
 LARGE_REPORT_SIZE = 1_000_000
 
 INGEST_TARGET = 20_000
@@ -106,7 +108,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
-    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "api"),
+    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "api",
+                                           "dashboard"),
                         action="append",
                         help="run only this part (may be repeated)")
     parser.add_argument("--orders", type=int, help="orders preloaded for the ingest test (200,000)")
@@ -130,6 +133,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="closed minutes over which report freshness is measured (10)")
     parser.add_argument("--freshness-history", type=int,
                         help="older orders in the table while freshness is measured (100,000)")
+    parser.add_argument("--dashboard-days", type=int,
+                        help="days of a 50-store chain's reports behind the dashboard's reads (365)")
+    parser.add_argument("--dashboard-requests", type=int,
+                        help="timed requests to each dashboard endpoint (200)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generated orders (42)")
     parser.add_argument("--output", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
@@ -301,8 +308,38 @@ def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -
                            f" {API_P99_TARGET_MS} ms", f"{p99:.0f} ms", p99 <= API_P99_TARGET_MS))
 
 
+def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
+    table = Table(
+        f"Dashboard over {args.dashboard_days} days of a {STORES}-store chain's reports",
+        f"The report tables filled in bulk in SQL (`bench/dashboard.py`) with {args.dashboard_days} days"
+        f" of reports at {STORES} stores' volume (400 orders a store a day, 11:00 to 23:00): a minute"
+        f" row for each open minute, hours and days added up from them, every dish of every window,"
+        f" the customers of each hour and day, two insights an hour. The tables have no store column"
+        f" yet, so the chain is one chain-wide set of reports. The orders of the last 48 hours at the same"
+        f" volume (40,000, spread evenly), for today so far and yesterday. A real worker"
+        f" (`faust -A restaurant_app worker`) answers; each endpoint gets"
+        f" {args.dashboard_requests} requests one after another on one kept-alive connection, after 10"
+        f" unmeasured ones, the history's on days spread over the year. Milliseconds from the request"
+        f" sent to the whole answer read.",
+        ["Endpoint", "p50 (ms)", "p95 (ms)", "max (ms)", "requests"],
+    )
+    report.sections.append(table)
+    log.info("Dashboard over %d days of reports ...", args.dashboard_days)
+    rows, figures = dashboard_bench(stack, args.dashboard_days, args.dashboard_requests)
+    table.intro += " Rows: " + ", ".join(f"`{name}` {count:,}" for name, count in rows.items()) + "."
+    for path, measured in figures.items():
+        table.rows.append([f"`{path}`", f"{measured['p50_ms']:.1f}", f"{measured['p95_ms']:.1f}",
+                           f"{measured['max_ms']:.1f}", str(measured["requests"])])
+    slowest = max(figures, key=lambda path: figures[path]["p95_ms"])
+    worst = figures[slowest]["p95_ms"]
+    report.targets.append((
+        f"`/api/dashboard/*` p95 at most {TARGET_P95_MS:.0f} ms over {args.dashboard_days} days of a"
+        f" {STORES}-store chain's reports", f"slowest p95 {worst:.1f} ms (`{slowest}`)",
+        worst <= TARGET_P95_MS))
+
+
 MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,
-                "freshness": measure_freshness, "api": measure_api}
+                "freshness": measure_freshness, "api": measure_api, "dashboard": measure_dashboard}
 
 
 def run(args: argparse.Namespace, report: Report) -> bool:

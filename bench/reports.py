@@ -135,10 +135,10 @@ def menu_params() -> dict[str, list]:
     }
 
 
-def history_days(first: int, last: int, end: datetime) -> list[date]:
-    """The UTC days of history orders ``first`` to ``last``."""
-    oldest = (end - timedelta(seconds=last / HISTORY_RATE)).date()
-    newest = (end - timedelta(seconds=first / HISTORY_RATE)).date()
+def history_days(first: int, last: int, end: datetime, rate: float = HISTORY_RATE) -> list[date]:
+    """The UTC days of history orders ``first`` to ``last``, ``rate`` a second back from ``end``."""
+    oldest = (end - timedelta(seconds=last / rate)).date()
+    newest = (end - timedelta(seconds=first / rate)).date()
     return [oldest + timedelta(days=n) for n in range((newest - oldest).days + 1)]
 
 
@@ -147,9 +147,10 @@ async def add_day_partitions(database_url: str, days: list[date]) -> None:
         await add_partitions(conn, days)
 
 
-def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
-    """Add history orders numbered ``first`` to ``last`` (inclusive), in chunks, into their day partitions."""
-    asyncio.run(add_day_partitions(database_url, history_days(first, last, end)))
+def bulk_load(database_url: str, first: int, last: int, end: datetime, rate: float = HISTORY_RATE) -> None:
+    """Add history orders numbered ``first`` to ``last`` (inclusive), ``rate`` a second going back
+    from ``end``, in chunks, into their day partitions."""
+    asyncio.run(add_day_partitions(database_url, history_days(first, last, end, rate)))
     with psycopg.connect(database_url, autocommit=True) as conn:
         # Only the bench's own scratch database: losing it in a crash costs nothing.
         conn.execute("SET synchronous_commit = off")
@@ -161,7 +162,7 @@ def bulk_load(database_url: str, first: int, last: int, end: datetime) -> None:
             with Progress("Loading history orders", last - first + 1) as progress:
                 for start in range(first, last + 1, LOAD_CHUNK):
                     params = {**menu_params(), "first": start, "last": min(start + LOAD_CHUNK - 1, last),
-                              "end": end, "step": 1 / HISTORY_RATE, "customers": CUSTOMERS}
+                              "end": end, "step": 1 / rate, "customers": CUSTOMERS}
                     with conn.transaction():
                         conn.execute(LOAD_ORDERS, params)
                         conn.execute(LOAD_ITEMS, params)

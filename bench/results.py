@@ -74,6 +74,21 @@ class Grid:
         return [f"## {self.title}", "", self.intro, "", *self.table(), ""]
 
 
+@dataclass
+class Table:
+    """A titled table of cells as they are written: one row per thing measured."""
+
+    title: str
+    intro: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+    def markdown(self) -> list[str]:
+        return [f"## {self.title}", "", self.intro, "", f"| {' | '.join(self.header)} |",
+                "| --- " + "| ---: " * (len(self.header) - 1) + "|",
+                *(f"| {' | '.join(row)} |" for row in self.rows), ""]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -149,7 +164,7 @@ class Report:
     command: str
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_at_start: str = field(default_factory=load_average)
-    sections: list[Section | Grid] = field(default_factory=list)
+    sections: list[Section | Grid | Table] = field(default_factory=list)
     targets: list[tuple[str, str, bool]] = field(default_factory=list)
     """(target, what was measured, whether it was met)."""
     notes: list[str] = field(default_factory=list)

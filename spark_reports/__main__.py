@@ -1,4 +1,4 @@
-"""``python -m spark_reports [--full]``: one run of the report job."""
+"""``python -m spark_reports [--full | --from DAY --to DAY]``: one run of the report job."""
 
 import sys
 

@@ -6,6 +6,9 @@ import argparse
 import logging
 import os
 import time
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -13,7 +16,7 @@ from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.replica import ReplicaBehind, wait_until_replayed
 from restaurant_app.settings import Settings, redacted
-from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, ReportRun, skip_note
+from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, ReportRun, Span, skip_note
 from spark_reports.result import JobResult, RunStatus, result_line
 from spark_reports.store import ReportStore, report_store
 from spark_reports.watchdog import launcher_pid, start_watchdog
@@ -39,11 +42,21 @@ OUTAGE_SIGNS = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_reports", description=__doc__)
-    parser.add_argument("--full", action="store_true",
-                        help="recompute every report from all orders instead of only the changed windows")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--full", action="store_true",
+                       help="recompute every report from all orders instead of only the changed windows")
+    scope.add_argument("--from", dest="first", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                       help="recompute the reports of the days from this one to --to, in the"
+                            " restaurant's time zone, from the orders stored now")
+    parser.add_argument("--to", dest="last", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="the last day --from rebuilds (included)")
     parser.add_argument("--not-before", type=float, metavar="EPOCH_SECONDS",
                         help="load the Spark client, then wait until this Unix time to start the run")
     args = parser.parse_args(argv)
+    if (args.first is None) != (args.last is None):
+        parser.error("--from and --to go together")
+    if args.first is not None and args.first > args.last:
+        parser.error(f"--from {args.first} is after --to {args.last}")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     settings = Settings.from_env()
@@ -52,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         load_spark_client_and_wait(args.not_before)
     started = time.monotonic()
     try:
-        result = run(settings, full=args.full)
+        span = None if args.first is None else day_span(args.first, args.last, settings.restaurant_timezone)
+        result = run(settings, full=args.full, span=span)
     except psycopg.OperationalError as exc:
         result = JobResult(RunStatus.FAILED, error=database_error(exc, settings.database_url))
         log.error("%s", result.error)
@@ -81,13 +95,23 @@ def database_error(exc: psycopg.OperationalError, url: str) -> str:
     return f"PostgreSQL at {describe(url)} stopped the report job: {str(exc).strip()}"
 
 
-def run(settings: Settings, full: bool = False) -> JobResult:
-    """Run the job once, under the report lock; a run already going makes this one a no-op."""
+def day_span(first: date, last: date, zone: str) -> Span:
+    """The days from ``first`` to ``last`` (included) in ``zone``: its midnight to the one after ``last``."""
+    tz = ZoneInfo(zone)
+    return Span(datetime.combine(first, clock_time.min, tz),
+                datetime.combine(last + timedelta(days=1), clock_time.min, tz))
+
+
+def run(settings: Settings, full: bool = False, span: Span | None = None) -> JobResult:
+    """Run the job once, under the report lock; a run already going makes this one a no-op.
+
+    ``full`` recomputes every report; ``span``, the reports of its days only.
+    """
     with report_store(settings.database_url, settings.report_timeout_seconds) as store:
         if not store.ledger.try_lock():
             log.info("Another report run is still going; this one stops here.")
             return JobResult(RunStatus.SKIPPED)
-        report_run = store.start_run(full)
+        report_run = store.start_run(full, span)
         if report_run.skip is not None:
             log.warning("Report run %d: %s", report_run.run_id,
                         skip_note(report_run.skip, report_run.skipped_windows))
@@ -142,6 +166,11 @@ def is_outage(exc: BaseException) -> bool:
 
 def log_scope(run: ReportRun) -> None:
     since = run.since
+    if run.span is not None:
+        log.info("Report run %d (range rebuild): recomputing the %d minute window(s) from %s to %s"
+                 " with the orders stored now.", run.run_id, run.minutes,
+                 f"{run.span.start:%Y-%m-%d %H:%M %Z}", f"{run.span.end:%Y-%m-%d %H:%M %Z}")
+        return
     log.info("Report run %d (%s): recomputing %d minute window(s) with %s%s.",
              run.run_id, "full rebuild" if run.full else "incremental", run.minutes,
              "every order" if since is None else

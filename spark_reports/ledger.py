@@ -38,10 +38,11 @@ WHERE status = 'running'
 
 # The last run that read the orders of a scope: one that succeeded, or an incremental one that
 # failed. A failed full rebuild changes nothing for the incremental runs, and neither does a
-# failure the worker recorded for a job that never started its run (no snapshot).
+# failure the worker recorded for a job that never started its run (no snapshot). A range
+# rebuild read only its days: the orders committed elsewhere since the last run are still unread.
 LAST_SCOPED_RUN = """
 SELECT run_id, status = 'succeeded', since_run FROM report_runs
-WHERE snapshot IS NOT NULL AND (status = 'succeeded' OR mode = 'incremental')
+WHERE snapshot IS NOT NULL AND mode <> 'range' AND (status = 'succeeded' OR mode = 'incremental')
 ORDER BY run_id DESC LIMIT 1
 """
 
@@ -65,8 +66,9 @@ SELECT EXISTS (SELECT 1 FROM report_skipped_windows)
 RUN_WATERMARK = "SELECT run_id, snapshot::text, watermark FROM report_runs WHERE run_id = %s"
 
 START_RUN = """
-INSERT INTO report_runs (mode, status, since_run, orders_since, snapshot, watermark, retried_skips)
-VALUES (%s, 'running', %s, %s, pg_current_snapshot(), clock_timestamp(), %s)
+INSERT INTO report_runs (mode, status, since_run, orders_since, snapshot, watermark, retried_skips,
+                         range_start, range_end)
+VALUES (%s, 'running', %s, %s, pg_current_snapshot(), clock_timestamp(), %s, %s, %s)
 RETURNING run_id, snapshot::text, watermark
 """
 
@@ -111,6 +113,20 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Span:
+    """The days a range rebuild recomputes: from ``start`` (a local midnight) up to ``end``, the
+    midnight after its last day."""
+
+    start: datetime
+    end: datetime
+
+
+def run_mode(full: bool, span: Span | None) -> str:
+    """The run's mode in report_runs."""
+    return "range" if span is not None else "full" if full else "incremental"
+
+
+@dataclass(frozen=True)
 class ReportRun:
     """A run in progress: what it reads and how many minute windows it recomputes."""
 
@@ -125,6 +141,17 @@ class ReportRun:
     retry_skipped: bool = False
     """It recomputes the windows listed in report_skipped_windows as well."""
     minutes: int = 0
+    span: Span | None = None
+    """A range rebuild's days: it recomputes every window in them from the orders stored now."""
+
+    @property
+    def mode(self) -> str:
+        return run_mode(self.full, self.span)
+
+    @property
+    def by_day(self) -> bool:
+        """Whether it recomputes whole days (a full or range rebuild), reading a day at a time."""
+        return self.full or self.span is not None
 
 
 class RunLedger:
@@ -138,17 +165,22 @@ class RunLedger:
         row = self.conn.execute(TRY_LOCK, (REPORT_LOCK_ID,)).fetchone()
         return bool(row and row[0])
 
-    def start(self, full: bool) -> ReportRun:
-        """Mark runs left 'running' as failed, record a new run with its snapshot; call in a transaction."""
+    def start(self, full: bool, span: Span | None = None) -> ReportRun:
+        """Mark runs left 'running' as failed, record a new run with its snapshot; call in a transaction.
+
+        A full or range rebuild reads what it rebuilds whatever earlier runs did: no start, no skip.
+        """
         self.conn.execute(ABANDON_RUNS, (ABANDONED,))
-        since, skip, after_success = (None, None, False) if full else self._since()
+        rebuild = full or span is not None
+        since, skip, after_success = (None, None, False) if rebuild else self._since()
         retry = after_success and self.conn.execute(RETRY_SKIPS, (SKIP_RETRY_SECONDS,)).fetchone()[0]
         run_id, snapshot, taken_at = self.conn.execute(START_RUN, (
-            "full" if full else "incremental",
-            None if since is None else since.run_id, None if since is None else since.taken_at, retry,
+            run_mode(full, span), None if since is None else since.run_id,
+            None if since is None else since.taken_at, retry,
+            None if span is None else span.start, None if span is None else span.end,
         )).fetchone()
         return ReportRun(run_id, full, since, Watermark(run_id, snapshot, taken_at), skip,
-                         retry_skipped=retry)
+                         retry_skipped=retry, span=span)
 
     def _since(self) -> tuple[Watermark | None, Skip | None, bool]:
         """Where an incremental run starts reading, and the orders it skips, if any.

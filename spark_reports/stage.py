@@ -65,7 +65,7 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int
         return frame.limit(0) if run.full else frame
 
     return Inputs(
-        lines=kept(one_partition(read_lines(spark, jdbc, run.full, partitions), run.minutes))[0],
+        lines=kept(one_partition(read_lines(spark, jdbc, run.by_day, partitions), run.minutes))[0],
         stored_minutes=stored(SPARK_STORED_MINUTES),
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
         stored_hours=stored(SPARK_STORED_HOURS),
@@ -73,14 +73,14 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int
     )
 
 
-def read_lines(spark: SparkSession, jdbc: Jdbc, full: bool, partitions: int) -> DataFrame:
-    """The order lines of the scope's minutes, split in ``partitions`` reads; for a full rebuild,
-    one query (and partition) per day.
+def read_lines(spark: SparkSession, jdbc: Jdbc, by_day: bool, partitions: int) -> DataFrame:
+    """The order lines of the scope's minutes, split in ``partitions`` reads; for a full or range
+    rebuild, one query (and partition) per day.
 
     Read in one piece, every order line of a large history would be one partition, too big
     for the driver's memory in local mode; a day at a time, Spark can keep or spill each alone.
     """
-    if not full:
+    if not by_day:
         return jdbc.read_split(spark, SPARK_ORDER_LINES, "order_id", partitions)
     days = jdbc.read(spark, SCOPE_DAYS).collect()
     return union_all([jdbc.read(spark, ORDER_LINES_OF_DAY.format(start=start, end=end))

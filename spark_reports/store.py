@@ -17,7 +17,7 @@ from restaurant_app.report_tables import (
     SALES_STAMPS,
     listed,
 )
-from spark_reports.ledger import ReportRun, RunLedger, Skip, skip_note
+from spark_reports.ledger import ReportRun, RunLedger, Skip, Span, skip_note
 
 # Hours whose reports or insights read the minutes of a recomputed hour: the hour itself, the
 # next hour and the same hour the next day (comparisons), and the hours those compare with.
@@ -78,6 +78,21 @@ ON CONFLICT (period_start) DO NOTHING
 SKIP_MINUTES_BETWEEN = _SKIP_MINUTES.format(committed=COMMITTED_BETWEEN)
 SKIP_MINUTES_BY = _SKIP_MINUTES.format(committed=COMMITTED_BY)
 
+# A range rebuild: every minute of the span with an order or a report now, and the span itself
+# (kind 'span'), inside which no stored report row is read: all of them are recomputed.
+SCOPE_SPAN_MINUTES = """
+INSERT INTO report_scope (kind, period_start, period_end)
+SELECT 'minute', minute, minute + interval '1 minute' FROM (
+    SELECT date_trunc('minute', o.created_at) AS minute FROM orders o
+    WHERE o.created_at >= %(start)s AND o.created_at < %(end)s
+    UNION
+    SELECT period_start FROM report_sales
+    WHERE granularity = 'minute' AND period_start >= %(start)s AND period_start < %(end)s
+) minutes
+UNION ALL
+SELECT 'span', %(start)s, %(end)s
+"""
+
 SCOPE_SKIPPED_MINUTES = """
 INSERT INTO report_scope (kind, period_start, period_end)
 SELECT 'minute', period_start, period_start + interval '1 minute' FROM report_skipped_windows
@@ -128,6 +143,11 @@ CROSS JOIN LATERAL (
 WHERE s.kind = 'minute'
 """
 
+_OUTSIDE_SPAN = """
+AND NOT EXISTS (SELECT 1 FROM report_scope x WHERE x.kind = 'span'
+                AND r.period_start >= x.period_start AND r.period_start < x.period_end)
+"""
+
 _STORED_SALES = """
 SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
@@ -136,14 +156,14 @@ SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_rev
 FROM report_scope s
 JOIN report_sales r ON r.period_start >= s.period_start AND r.period_start < s.period_end
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
-"""
+""" + _OUTSIDE_SPAN
 
 _STORED_DISHES = """
 SELECT r.period_start, r.dish, r.quantity, r.revenue
 FROM report_scope s
 JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.period_end
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
-"""
+""" + _OUTSIDE_SPAN
 
 SPARK_STORED_MINUTES = _STORED_SALES.format(scope="context", granularity="minute")
 SPARK_STORED_MINUTE_DISHES = _STORED_DISHES.format(scope="context", granularity="minute")
@@ -165,6 +185,17 @@ WHERE s.kind = r.granularity AND s.period_start = r.period_start
 DELETE_SCOPED_DISHES = """
 DELETE FROM report_dishes r USING report_scope s
 WHERE s.kind = r.granularity AND s.period_start = r.period_start
+"""
+
+# A range rebuild counts the customers of its hours and days again from all their orders, and
+# evaluates every window of its span again: insights of windows left without orders go.
+DELETE_SCOPED_CUSTOMERS = """
+DELETE FROM report_customers r USING report_scope s
+WHERE s.kind = r.granularity AND s.period_start = r.period_start
+"""
+DELETE_SPAN_INSIGHTS = """
+DELETE FROM report_insights i USING report_scope s
+WHERE s.kind = 'span' AND i.window_start >= s.period_start AND i.window_start < s.period_end
 """
 
 DELETE_EVALUATED_INSIGHTS = """
@@ -237,10 +268,10 @@ class ReportStore:
     def close(self) -> None:
         self.conn.close()
 
-    def start_run(self, full: bool) -> ReportRun:
+    def start_run(self, full: bool, span: Span | None = None) -> ReportRun:
         """Record a new run; if it skips orders, record their minute windows in the same transaction."""
         with self.conn.transaction():
-            run = self.ledger.start(full)
+            run = self.ledger.start(full, span)
             if run.skip is not None:
                 run = replace(run, skipped_windows=self._record_skip(run, run.skip))
         return run
@@ -259,7 +290,9 @@ class ReportStore:
         """Fill ``report_scope`` with the windows the run recomputes; return the run with their count."""
         with self.conn.transaction():
             self.conn.execute(f"TRUNCATE report_scope, {STAGING_TABLE}")
-            if run.since is None:
+            if run.span is not None:
+                self.conn.execute(SCOPE_SPAN_MINUTES, {"start": run.span.start, "end": run.span.end})
+            elif run.since is None:
                 self.conn.execute(SCOPE_ALL_MINUTES)
             else:
                 self.conn.execute(SCOPE_NEW_MINUTES, {"since": run.since.snapshot,
@@ -290,6 +323,9 @@ class ReportStore:
                 for statement in (DELETE_SCOPED_SALES, DELETE_SCOPED_DISHES, DELETE_EVALUATED_INSIGHTS,
                                   DELETE_RECOMPUTED_SKIPS):
                     self.conn.execute(statement)
+                if run.span is not None:
+                    self.conn.execute(DELETE_SCOPED_CUSTOMERS)
+                    self.conn.execute(DELETE_SPAN_INSIGHTS)
             self.conn.execute(INSERT_CUSTOMERS)
             # A window is final if it had closed, grace included, when the run took its snapshot.
             closed_by = run.until.taken_at - timedelta(seconds=grace_seconds)

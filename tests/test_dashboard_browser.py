@@ -41,7 +41,13 @@ DISH_GREEN = (47, 158, 114)
 INVALID_MESSAGES = [b"not json at all", b'{"order_id": "x", "items": []}']
 UNAVAILABLE_503 = "the server responded with a status of 503"
 BRAZILIAN_MONEY = re.compile(r"R\$ \d{1,3}(\.\d{3})*,\d{2}")
-PHONE_WIDTH = 375
+PHONE_WIDTH = 360
+TAP_TARGET = 44
+"""The least width and height of a control a finger taps at a phone's width (WCAG 2.5.5), in CSS px."""
+PHONE_CONTROLS = ("other-language", "rejections-button", "history-date", "history-period",
+                  "history-numbers", "history-csv")
+"""The page's controls, in the order the keyboard's Tab reaches them."""
+CHARTS = ("minutes-chart", "dishes-hour-chart", "dishes-day-chart")
 PHONE_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard-phone.png"
 AXE = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
@@ -433,9 +439,88 @@ def test_at_a_phone_s_width_nothing_overflows(dashboard: Dashboard, tmp_path: Pa
         assert widths["page"] <= PHONE_WIDTH, widths
         assert widths["widest"] <= PHONE_WIDTH + 0.5, widths
         assert widths["smallestText"] >= 11, widths
+        phone.wait_for_selector("#history-table tr[data-figure='orders'] td:not(:empty)")
         phone.screenshot(path=tmp_path / "phone.png", full_page=True)
         if os.environ.get("UPDATE_README_SCREENSHOT"):
             shutil.copyfile(tmp_path / "phone.png", PHONE_SCREENSHOT)
+
+
+
+def control_sizes(page: Page) -> dict[str, list[float]]:
+    return page.evaluate("""ids => Object.fromEntries(ids.map(id => {
+        const box = document.getElementById(id).getBoundingClientRect();
+        return [id, [box.width, box.height, box.right]];
+    }))""", list(PHONE_CONTROLS))
+
+
+def test_at_a_phone_s_width_every_control_is_a_tap_target(dashboard: Dashboard):
+    with another_page(dashboard, "/", PHONE_WIDTH, 812) as phone:
+        phone.wait_for_selector("#rejections-button:not(:empty)")
+        small = {control: size for control, size in control_sizes(phone).items()
+                 if size[0] < TAP_TARGET or size[1] < TAP_TARGET or size[2] > PHONE_WIDTH}
+        assert small == {}, f"controls smaller than {TAP_TARGET} px or out of the page"
+
+
+def chart_measures(page: Page) -> dict[str, dict]:
+    """Each chart's canvas and plot area, its axes' label size, and the room between its labels."""
+    return page.evaluate("""ids => Object.fromEntries(ids.map(id => {
+        const chart = Chart.getChart(id);
+        const box = chart.canvas.getBoundingClientRect();
+        const axes = Object.values(chart.scales).filter(s => s.options.display !== false
+                                                           && s.ticks.length);
+        const gaps = axes.map(s => {
+            const at = s.ticks.map((_, i) => s.getPixelForTick(i));
+            const room = at.slice(1).map((p, i) => Math.abs(p - at[i]));
+            const label = s.isHorizontal()
+                ? Math.max(...s._labelSizes.widths) : s._labelSizes.highest.height;
+            return room.length ? Math.min(...room) - label : Infinity;
+        });
+        return [id, { right: box.right, width: box.width, height: box.height,
+                      plotWidth: chart.chartArea.width, plotHeight: chart.chartArea.height,
+                      fontSize: Math.min(...axes.map(s => s._resolveTickFontOptions(0).size)),
+                      xLabels: chart.scales.x.ticks.length, tightest: Math.min(...gaps) }];
+    }))""", list(CHARTS))
+
+
+def test_at_a_phone_s_width_the_charts_are_readable(dashboard: Dashboard):
+    """Each chart fits the page, its labels are 11 px or more and never overlap, and its bars
+    have at least half the chart's width and 100 px of height to be drawn in."""
+    with another_page(dashboard, "/", PHONE_WIDTH, 812) as phone:
+        eventually(lambda: same_figures(phone, dashboard.url), message="the phone page's figures")
+        for chart, measure in chart_measures(phone).items():
+            if measure["width"] == 0:  # a dish chart hidden: no report for its hour yet
+                continue
+            assert measure["right"] <= PHONE_WIDTH, (chart, measure)
+            assert measure["fontSize"] >= 11, (chart, measure)
+            assert measure["tightest"] >= 0, (chart, measure)
+            assert measure["plotWidth"] >= measure["width"] / 2, (chart, measure)
+            assert measure["plotHeight"] >= 100, (chart, measure)
+            assert measure["xLabels"] >= 3, (chart, measure)
+
+
+def focus_walk(page: Page, presses: int) -> list[dict]:
+    """Where each press of Tab lands: the focused element's id and its focus outline."""
+    page.evaluate("document.activeElement?.blur()")
+    landed = []
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        landed.append(page.evaluate("""() => { const e = document.activeElement;
+            const style = getComputedStyle(e);
+            return { id: e.id, outline: style.outlineStyle,
+                     width: parseFloat(style.outlineWidth), color: style.outlineColor }; }"""))
+    return landed
+
+
+def test_the_keyboard_reaches_every_control_with_a_visible_focus(dashboard: Dashboard):
+    with another_page(dashboard, "/", PHONE_WIDTH, 812) as phone:
+        phone.wait_for_selector("#rejections-button:not(:empty)")
+        landed = focus_walk(phone, 20)
+        order = [stop["id"] for stop in landed if stop["id"] in PHONE_CONTROLS]
+        reached = list(dict.fromkeys(order))  # the date picker takes a Tab per field
+        assert reached == list(PHONE_CONTROLS), landed
+        unmarked = [stop for stop in landed if stop["id"] in PHONE_CONTROLS
+                    and (stop["outline"] == "none" or stop["width"] < 2)]
+        assert unmarked == [], "a control shows no focus outline"
 
 
 HISTORY_FIGURES = ("revenue", "orders", "items", "avg_ticket", "unique_customers")

@@ -213,6 +213,16 @@
     }
   }
 
+  const NARROW_CHART = 420;
+
+  /** A name cut in two lines at the space nearest its middle; a short name stays whole. */
+  function twoLines(name) {
+    const spaces = [...name.matchAll(/ /g)].map((m) => m.index);
+    if (name.length <= 12 || !spaces.length) return name;
+    const cut = spaces.reduce((a, b) => (Math.abs(b - name.length / 2) < Math.abs(a - name.length / 2) ? b : a));
+    return [name.slice(0, cut), name.slice(cut + 1)];
+  }
+
   function dishesChart() {
     return {
       type: 'bar',
@@ -223,7 +233,17 @@
         maintainAspectRatio: false,
         scales: {
           x: { beginAtZero: true, grid: { color: COLORS.grid }, ticks: { precision: 0 } },
-          y: { grid: { display: false }, ticks: { autoSkip: false } },
+          y: {
+            grid: { display: false },
+            ticks: {
+              autoSkip: false,
+              // On a phone a long dish name takes two lines, leaving the bars room to be read.
+              callback(value) {
+                const name = this.getLabelForValue(value);
+                return this.chart.width < NARROW_CHART ? twoLines(name) : name;
+              },
+            },
+          },
         },
         plugins: {
           legend: { display: false },
