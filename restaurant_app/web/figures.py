@@ -24,8 +24,8 @@ periods AS (
 SELECT p.period, p.starts, p.ends, o.orders, o.revenue, i.items, o.avg_ticket, o.unique_customers
 FROM periods p
 CROSS JOIN LATERAL (
-    SELECT count(*) AS orders, coalesce(sum(total), 0)::numeric(16,2) AS revenue,
-           coalesce(round(avg(total), 2), 0)::numeric(16,2) AS avg_ticket,
+    SELECT count(*) AS orders, coalesce(sum(total), 0)::numeric(24,2) AS revenue,
+           coalesce(round(avg(total), 2), 0)::numeric(24,2) AS avg_ticket,
            count(DISTINCT customer_id) AS unique_customers
     FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
 ) o
@@ -43,13 +43,13 @@ today AS (
     WHERE o.created_at >= date_trunc('day', c.now, c.zone) AND o.created_at <= c.now
 )
 SELECT 'channel' AS breakdown, channel AS name, count(*) AS orders,
-       sum(total)::numeric(16,2) AS revenue
+       sum(total)::numeric(24,2) AS revenue
 FROM today GROUP BY channel
 UNION ALL
-SELECT 'payment', payment_method, count(*), sum(total)::numeric(16,2)
+SELECT 'payment', payment_method, count(*), sum(total)::numeric(24,2)
 FROM today GROUP BY payment_method
 UNION ALL
-SELECT 'store', store_id, count(*), sum(total)::numeric(16,2)
+SELECT 'store', store_id, count(*), sum(total)::numeric(24,2)
 FROM today GROUP BY store_id
 ORDER BY breakdown, revenue DESC, name
 """
@@ -67,7 +67,7 @@ sales AS (
     GROUP BY 1
 )
 SELECT m.minute, coalesce(s.orders, 0) AS orders,
-       coalesce(s.revenue, 0)::numeric(16,2) AS revenue,
+       coalesce(s.revenue, 0)::numeric(24,2) AS revenue,
        m.minute = c.current AS provisional
 FROM clock c
 CROSS JOIN generate_series(c.first, c.current, interval '1 minute') AS m (minute)
@@ -84,7 +84,7 @@ windows AS (
     SELECT 'day', date_trunc('day', c.now, c.zone) FROM clock c
 )
 SELECT w.granularity, w.period_start, s.computed_at, d.dish, d.quantity,
-       d.revenue::numeric(16,2) AS revenue, d.rank
+       d.revenue::numeric(24,2) AS revenue, d.rank
 FROM windows w
 LEFT JOIN report_sales s ON s.granularity = w.granularity AND s.period_start = w.period_start
 LEFT JOIN report_dishes d ON d.granularity = w.granularity AND d.period_start = w.period_start

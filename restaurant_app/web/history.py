@@ -25,8 +25,8 @@ PERIOD_FIGURES = """
 SELECT count(*) AS days_with_sales,
        coalesce(sum(orders), 0)::bigint AS orders,
        coalesce(sum(items_sold), 0)::bigint AS items,
-       coalesce(sum(gross_revenue), 0)::numeric(16,2) AS revenue,
-       coalesce(round(sum(gross_revenue) / nullif(sum(orders), 0), 2), 0)::numeric(16,2) AS avg_ticket,
+       coalesce(sum(gross_revenue), 0)::numeric(24,2) AS revenue,
+       coalesce(round(sum(gross_revenue) / nullif(sum(orders), 0), 2), 0)::numeric(24,2) AS avg_ticket,
        (SELECT count(DISTINCT customer_id) FROM report_customers
         WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(ends)s)
            AS unique_customers
@@ -35,14 +35,14 @@ WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(en
 """
 
 PERIOD_BY_PAYMENT = """
-SELECT p.key AS name, sum((p.value #>> '{}')::numeric)::numeric(16,2) AS revenue
+SELECT p.key AS name, sum((p.value #>> '{}')::numeric)::numeric(24,2) AS revenue
 FROM report_sales s, jsonb_each(s.revenue_by_payment) p
 WHERE s.granularity = 'day' AND s.period_start >= %(starts)s AND s.period_start < %(ends)s
 GROUP BY p.key ORDER BY revenue DESC, name
 """
 
 PERIOD_DISHES = """
-SELECT dish, sum(quantity)::bigint AS quantity, sum(revenue)::numeric(16,2) AS revenue
+SELECT dish, sum(quantity)::bigint AS quantity, sum(revenue)::numeric(24,2) AS revenue
 FROM report_dishes
 WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(ends)s
 GROUP BY dish ORDER BY quantity DESC, dish LIMIT %(top)s

@@ -42,7 +42,7 @@ GRANULARITIES = ("minute", "hour", "day")
 
 def amounts_as_text(column: str) -> str:
     """A breakdown (jsonb ``{key: amount}``) whose amounts are exact decimal strings, as elsewhere."""
-    return (f"(SELECT coalesce(jsonb_object_agg(key, (value #>> '{{}}')::numeric(16, 2)::text), '{{}}')"
+    return (f"(SELECT coalesce(jsonb_object_agg(key, (value #>> '{{}}')::numeric(24, 2)::text), '{{}}')"
             f" FROM jsonb_each({column})) AS {column}")
 
 
