@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from playwright.sync_api import Page
 
@@ -27,6 +28,7 @@ from restaurant_app.models import Order
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.web.language import insight_message
+from spark_reports.ledger import REPORT_LOCK_ID
 from tests.browser import PageLog, chromium_page
 from tests.conftest import service_home
 from tests.services import produce, query, run_report_job, unique_names, wait_until
@@ -356,6 +358,28 @@ def test_pipeline_health(dashboard: Dashboard):
     eventually(healthy, message="the pipeline never looked healthy")
     eventually(lambda: shows(page, "#health-ingest", ingest_in_database(dashboard.url)),
                message="the ingest rate never matched the database")
+
+
+def test_a_window_a_run_skipped_shows_until_a_run_fills_it(dashboard: Dashboard):
+    page = dashboard.page
+    skipped = datetime(2026, 11, 20, 14, 7, tzinfo=UTC)
+    with psycopg.connect(dashboard.url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (REPORT_LOCK_ID,))  # no run fills it meanwhile
+        try:
+            conn.execute("INSERT INTO report_skipped_windows (period_start, run_id)"
+                         " SELECT %s, max(run_id) FROM report_runs", (skipped,))
+            eventually(lambda: shows(page, "#health-skipped", (
+                "1 minuto(s) desde 20/11/2026 11:07 podem estar sem pedidos nos relatórios: uma execução"
+                " os pulou após falhas repetidas; serão refeitos")),
+                message="the skipped window never showed")
+            conn.execute("DELETE FROM report_skipped_windows WHERE period_start = %s", (skipped,))
+            eventually(lambda: (assert_hidden(page, "#health-skipped")), message="it never went away")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (REPORT_LOCK_ID,))
+
+
+def assert_hidden(page: Page, selector: str) -> None:
+    assert page.locator(selector).is_hidden()
 
 
 def test_the_rejections_open_with_their_reasons(dashboard: Dashboard):

@@ -200,6 +200,7 @@ def test_a_skipped_window_is_shown_until_the_next_run_fills_it(reporting_worker:
         wait_until(lambda: get(f"{reporting_worker.url}/health")[1]["status"] == "degraded", timeout=10)
         status, health = get(f"{reporting_worker.url}/health")
         _, latest = get(f"{reporting_worker.url}/reports/latest")
+        _, dashboard = get(f"{reporting_worker.url}/api/dashboard/health")
         _, between = get(reports_url(reporting_worker, **{"from": "2026-11-20T14:00:00Z",
                                                           "to": "2026-11-20T15:00:00Z"}))
         conn.execute("SELECT pg_advisory_unlock(%s)", (REPORT_LOCK_ID,))
@@ -207,6 +208,7 @@ def test_a_skipped_window_is_shown_until_the_next_run_fills_it(reporting_worker:
     assert health["reports"] == {"ok": False, "skipped_windows": 1, "oldest_skipped": skipped.isoformat(),
                                  "failed_runs": 0}
     assert latest["skipped_windows"] == {"count": 1, "oldest": skipped.isoformat()}
+    assert dashboard["pipeline"]["skipped_windows"]["count"] == 1
     assert between["skipped_windows"] == [skipped.isoformat()]
     wait_until(lambda: query(url, "SELECT count(*) FROM report_skipped_windows") == [(0,)], timeout=240,
                message="no run filled the skipped window")

@@ -122,6 +122,12 @@ ORDER BY run_id DESC
 LIMIT 1
 """
 
+# Minute windows that may miss orders a report run skipped after repeated failures, until a run
+# recomputes them (spark_reports/ledger.py).
+SKIPPED_COUNT = """
+SELECT count(*)::int AS count, min(period_start) AS oldest FROM report_skipped_windows
+"""
+
 RECENT_REJECTIONS = """
 SELECT count(*) OVER () AS total, rejected_at, topic, kafka_partition AS partition,
        kafka_offset AS offset, reason
@@ -168,10 +174,11 @@ async def latest_insights(limit: int) -> list[dict[str, Any]]:
 
 
 async def pipeline() -> dict[str, Any]:
-    """Ingest rate, rejections of the last hour and the last report run."""
+    """Ingest rate, rejections of the last hour, the last report run and the skipped windows."""
     counts = (await database.fetch_all(INGEST_AND_REJECTIONS))[0]
     runs = await database.fetch_all(LAST_FINISHED_RUN)
-    return {**counts, "last_run": runs[0] if runs else None}
+    skipped = (await database.fetch_all(SKIPPED_COUNT))[0]
+    return {**counts, "last_run": runs[0] if runs else None, "skipped_windows": skipped}
 
 
 async def recent_rejections(hours: int, limit: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from restaurant_app.web.endpoint import (
     csv_text,
     parse,
 )
+from restaurant_app.web.figures import SKIPPED_COUNT
 from restaurant_app.web.language import LANGUAGES, moment, with_messages
 from restaurant_app.worker import app, database, reports_database, settings
 
@@ -98,10 +99,6 @@ LIMIT %s
 SKIPPED_BETWEEN = """
 SELECT period_start FROM report_skipped_windows
 WHERE period_start >= %s AND period_start < %s ORDER BY period_start LIMIT %s
-"""
-
-SKIPPED_COUNT = """
-SELECT count(*)::int AS count, min(period_start) AS oldest FROM report_skipped_windows
 """
 
 MAX_REPORT_ROWS = 10_000

@@ -82,6 +82,8 @@ PT_BR = {
     "js.run_detail": "levou {duration} s; pronto {ready} s depois do fim do último minuto completo",
     "js.run_at": "{status} às {time}",
     "js.run_in_progress": " · uma execução em andamento",
+    "js.skipped_windows": ("{count} minuto(s) desde {oldest} podem estar sem pedidos nos relatórios:"
+                           " uma execução os pulou após falhas repetidas; serão refeitos"),
     "js.status.succeeded": "concluída",
     "js.status.failed": "falhou",
     "js.status.killed": "interrompida",
@@ -237,6 +239,8 @@ EN = {
     "js.run_detail": "ran {duration} s; ready {ready} s after its last full minute closed",
     "js.run_at": "{status} at {time}",
     "js.run_in_progress": " · a run is in progress",
+    "js.skipped_windows": ("{count} minute(s) since {oldest} may miss orders in the reports: a run"
+                           " skipped them after repeated failures; they will be recomputed"),
     "js.status.succeeded": "succeeded",
     "js.status.failed": "failed",
     "js.status.killed": "killed",

@@ -44,6 +44,12 @@
     return new Intl.DateTimeFormat('pt-BR', { ...options, hourCycle: 'h23' }).format(new Date(moment));
   }
 
+  // dd/mm/aaaa HH:MM on the restaurant's clock, as everywhere on the page.
+  function dayAndClock(moment) {
+    const day = new Intl.DateTimeFormat('pt-BR', { timeZone: zone, dateStyle: 'short' }).format(new Date(moment));
+    return `${day} ${clock(moment)}`;
+  }
+
   function element(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
@@ -372,6 +378,15 @@
     const rejected = pipeline.rejections_last_hour;
     $('rejections-button').textContent = rejected ? t('js.see_why', { count: whole.format(rejected) }) : t('js.none');
     renderRun(pipeline.last_run);
+    renderSkipped(pipeline.skipped_windows);
+  }
+
+  function renderSkipped(skipped) {
+    const cell = $('health-skipped');
+    cell.hidden = skipped.count === 0;
+    cell.textContent = skipped.count === 0 ? '' : t('js.skipped_windows', {
+      count: whole.format(skipped.count), oldest: dayAndClock(skipped.oldest),
+    });
   }
 
   function renderLag(lag) {
