@@ -22,7 +22,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import psycopg
 from psycopg import sql
 
-from restaurant_app.settings import Settings
+from restaurant_app.logs import configure_logging
+from restaurant_app.settings import settings_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ async def _insertable_columns(conn: psycopg.AsyncConnection, table: str) -> sql.
 
 
 async def _main() -> None:
-    settings = Settings.from_env()
+    settings = settings_or_exit()
+    configure_logging(settings)
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         created, moved = await keep_partitions(conn)
     log.info("%s", describe_upkeep(created, moved))
@@ -172,5 +174,4 @@ def describe_upkeep(created: list[date], moved: int) -> str:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     asyncio.run(_main())

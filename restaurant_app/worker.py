@@ -18,13 +18,14 @@ from restaurant_app.kafka_probe import (
 )
 from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.lean_monitor import lean_monitor
+from restaurant_app.logs import faust_logging_config
 from restaurant_app.metrics import registry
 from restaurant_app.replica import ReplicaDatabase
-from restaurant_app.settings import Settings
+from restaurant_app.settings import settings_or_exit
 
 log = logging.getLogger(__name__)
 
-settings = Settings.from_env()
+settings = settings_or_exit()
 
 
 class RestaurantWeb(AiohttpWeb):
@@ -70,6 +71,7 @@ app = RestaurantApp(
     web_bind=settings.web_host,
     web_port=settings.web_port,
     web_stats_enabled=True,
+    logging_config=faust_logging_config(settings),
     broker_commit_every=10_000,
     broker_commit_interval=1.0,
     stream_buffer_maxsize=20_000,

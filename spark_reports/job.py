@@ -11,8 +11,9 @@ import psycopg
 
 from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
+from restaurant_app.logs import configure_logging
 from restaurant_app.replica import ReplicaBehind, wait_until_replayed
-from restaurant_app.settings import Settings
+from restaurant_app.settings import Settings, settings_or_exit
 from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, ReportRun, skip_note
 from spark_reports.result import JobResult, RunStatus, result_line
 from spark_reports.store import ReportStore, report_store
@@ -44,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--not-before", type=float, metavar="EPOCH_SECONDS",
                         help="load the Spark client, then wait until this Unix time to start the run")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    settings = Settings.from_env()
+    settings = settings_or_exit()
+    configure_logging(settings)
+    logging.getLogger("py4j").setLevel(max(logging.WARNING, logging.root.level))
     start_watchdog(launcher_pid(os.environ), settings.report_timeout_seconds)
     if args.not_before is not None:
         load_spark_client_and_wait(args.not_before)
