@@ -142,6 +142,11 @@ def _count(name: str, default: int, *, old_name: str = "") -> int:
     return _int(name, default, 1)
 
 
+def _days(name: str, default: int) -> int:
+    """How many days something is kept; 0 keeps it for ever."""
+    return _int(name, default, 0, 36_500)
+
+
 def _optional_count(name: str) -> int | None:
     return _count(name, 1) if _raw(name) is not None else None
 
@@ -188,6 +193,12 @@ class Settings:
     jars_dir: Path
     postgres_replica: bool
     spark_cluster: bool
+    orders_retention_days: int
+    rejected_retention_days: int
+    report_runs_retention_days: int
+    minute_reports_retention_days: int
+    hour_reports_retention_days: int
+    topic_retention_hours: int
     log_level: str
     log_format: str
 
@@ -242,6 +253,12 @@ class Settings:
             jars_dir=Path(_str("JARS_DIR", str(DEFAULT_JARS_DIR))),
             postgres_replica=_flag("POSTGRES_REPLICA", False),
             spark_cluster=_flag("SPARK_CLUSTER", False),
+            orders_retention_days=_days("ORDERS_RETENTION_DAYS", 400),
+            rejected_retention_days=_days("REJECTED_RETENTION_DAYS", 30),
+            report_runs_retention_days=_days("REPORT_RUNS_RETENTION_DAYS", 7),
+            minute_reports_retention_days=_days("MINUTE_REPORTS_RETENTION_DAYS", 7),
+            hour_reports_retention_days=_days("HOUR_REPORTS_RETENTION_DAYS", 90),
+            topic_retention_hours=_int("TOPIC_RETENTION_HOURS", 168, 0),
             log_level=_log_level("LOG_LEVEL", "info"),
             log_format=_one_of("LOG_FORMAT", ("text", "json")),
         )

@@ -125,7 +125,14 @@ async def settle_replication(brokers: int) -> None:
         replicas = replication_factor(brokers)
     min_insync = min_insync_replicas(replicas)
     app.conf.topic_replication_factor = replicas
+    retention_ms = retention_ms_of(settings.topic_retention_hours)
     for topic in (orders_topic, dead_letter_topic):
-        topic.config = {**(topic.config or {}), "min.insync.replicas": str(min_insync)}
-    log.info("New topics get %d partition(s), %d replica(s) and min.insync.replicas=%d.",
-             settings.orders_topic_partitions, replicas, min_insync)
+        topic.config = {**(topic.config or {}), "min.insync.replicas": str(min_insync),
+                        "retention.ms": str(retention_ms)}
+    log.info("New topics get %d partition(s), %d replica(s), min.insync.replicas=%d and"
+             " retention.ms=%d.", settings.orders_topic_partitions, replicas, min_insync, retention_ms)
+
+
+def retention_ms_of(hours: int) -> int:
+    """TOPIC_RETENTION_HOURS as Kafka's ``retention.ms``: 0 hours keeps messages for ever (-1)."""
+    return hours * 3_600_000 if hours else -1
