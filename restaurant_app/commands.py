@@ -5,13 +5,11 @@ import time
 
 from faust.cli import AppCommand, option
 
-from restaurant_app import erasure
-from restaurant_app.database import outage_as_unavailable
 from restaurant_app.errors import PipelineError
-from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers, topic_retention_ms
+from restaurant_app.kafka_probe import count_brokers
 from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
-from restaurant_app.worker import app, database, orders_topic, settings, settle_replication
+from restaurant_app.worker import app, orders_topic, settings, settle_replication
 
 
 class NotAcknowledged(PipelineError):
@@ -95,41 +93,3 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
         f"Published {count} order(s) to {orders_topic.get_topic_name()!r} in {elapsed:.1f} s"
         f" ({count / elapsed:,.0f} orders/s)"
     )
-
-
-@app.command(
-    option("--customer-id", type=int, required=True, help="The customer to erase."),
-    option("--name", "also_named", multiple=True,
-           help="A name the customer used that no stored order of theirs carries (a rejected"
-                " message's, say); the names on their stored orders are found by id. Repeatable."),
-    option("--dry-run", is_flag=True, default=False, help="Say what would change; change nothing."),
-)
-async def erase_customer(self: AppCommand, customer_id: int, also_named: tuple[str, ...],
-                                 dry_run: bool) -> None:
-    """Erase one customer at their request (LGPD): anonymise their orders, empty the rejected
-    messages that name them, delete their report rows; say what Kafka still keeps, and how long."""
-    await database.migrate()
-    with outage_as_unavailable():
-        async with await database.connect() as conn:
-            erased = await erasure.erase_customer(conn, customer_id, list(also_named), dry_run=dry_run)
-    self.say(erased.describe(dry_run))
-    self.say(await kafka_copies([settings.orders_topic, settings.dead_letter_topic]))
-
-
-async def kafka_copies(topics: list[str]) -> str:
-    """What Kafka keeps of the erased customer's messages, which no one can edit there."""
-    try:
-        retention = await topic_retention_ms(settings.bootstrap_servers, topics)
-    except KafkaUnavailable as exc:
-        return f"Kafka could not be asked how long it keeps topics {', '.join(topics)}: {exc}."
-    kept = "; ".join(f"{topic!r} {describe_retention(ms)}" for topic, ms in retention.items())
-    return (f"Kafka's copies of the messages cannot be edited; they are deleted with their"
-            f" segment when the topic's retention ends: {kept}.")
-
-
-def describe_retention(ms: int | None) -> str:
-    if ms is None:
-        return "does not exist"
-    if ms < 0:
-        return "keeps messages for ever (retention.ms=-1)"
-    return f"keeps messages {ms / 86_400_000:g} day(s) (retention.ms={ms})"

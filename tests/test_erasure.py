@@ -5,6 +5,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from infra.scratch import ScratchStack, WorkerProcess, faust_command
+from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.erasure import ERASED, names_customer, needles, without_names
 from restaurant_app.menu import MENU
 from restaurant_app.models import Order, OrderItem
@@ -90,7 +91,8 @@ def rows_naming(database_url: str, forms: list[str]) -> dict[str, int]:
 
 
 def erase(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(faust_command("erase-customer", *args), env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "restaurant_app.admin", "erase-customer", *args],
+                          env={**os.environ, **env},
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180, check=False)
 
 
