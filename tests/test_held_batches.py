@@ -38,9 +38,13 @@ def test_a_dead_letter_topic_that_refuses_for_longer_than_the_bound_makes_health
     assert body["kafka"]["ok"] and body["database"]["ok"] and not body["ingest"]["ok"]
     assert "a batch has been held for" in body["ingest"]["error"]
     assert f"the dead-letter topic {dead_letter_topic!r}" in body["ingest"]["error"]
+    ready_status, ready = get(worker.url + "/readyz")
+    assert (ready_status, ready["status"], ready["down"]) == (503, "unavailable", ["ingest"])
+    assert get(worker.url + "/livez") == (200, {"status": "alive"})
 
     set_topic_config(stack.bootstrap_servers, dead_letter_topic, **{"max.message.bytes": "1048588"})
     wait_until(lambda: get(worker.url + "/health")[0] == 200, timeout=90)
+    assert get(worker.url + "/readyz")[0] == 200
     assert query(database_url, "SELECT count(*) FROM orders") == [(len(good),)]
     dead_lettered = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NOT NULL"
     assert query(database_url, dead_lettered) == [(1,)]
