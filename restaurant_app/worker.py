@@ -39,6 +39,15 @@ class RestaurantWeb(AiohttpWeb):
     production_blueprints = debug_blueprints = optional_blueprints = ()
 
 
+class RestaurantWorker(faust.Worker):
+    """Faust's worker, logging at LOG_LEVEL whatever its ``-l`` says, and without its terminal
+    spinner, whose escape codes would garble logs read by anything but a terminal."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, logging.getLevelNamesMapping()[settings.log_level])
+
+
 class RestaurantApp(faust.App):
     """A Faust app that waits for Kafka at start-up instead of failing with a traceback."""
 
@@ -72,6 +81,7 @@ app = RestaurantApp(
     web_port=settings.web_port,
     web_stats_enabled=True,
     logging_config=faust_logging_config(settings),
+    Worker=RestaurantWorker,
     broker_commit_every=10_000,
     broker_commit_interval=1.0,
     stream_buffer_maxsize=20_000,

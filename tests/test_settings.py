@@ -186,3 +186,18 @@ def test_every_program_stops_on_a_bad_setting_with_one_line(command: list[str], 
     [line] = done.stderr.splitlines()
     assert line.startswith(f"Configuration error: {name} must be ") and line.endswith(f"got {value!r}")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_a_worker_with_log_format_json_writes_one_json_object_a_line(worker):
+    """And at LOG_LEVEL, whatever Faust's -l says."""
+    worker.log_level = "warn"  # faust -l warn
+    worker.env.update(LOG_FORMAT="json", LOG_LEVEL="Info")
+    worker.start()
+    worker.stop()
+    output = worker.log_file.read_text()
+    banner_end = output.index("+\n", output.index("| appdir")) + 2  # Faust's banner, on stdout
+    lines = output[banner_end:].splitlines()
+    entries = [json.loads(line) for line in lines]  # fails on any line that is not one JSON object
+    assert len(entries) > 5 and "INFO" in {entry["level"] for entry in entries}
+    assert any(entry["message"].endswith("Ready") for entry in entries)
