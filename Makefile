@@ -6,7 +6,11 @@ INSTALLED := $(VENV)/.installed
 JARS := .stack/jars/.fetched
 NODE_MODULES := node_modules/.installed
 
-.PHONY: setup run check test bench lint psql clean
+PROMTOOL := .stack/bin/promtool
+# promtool of Prometheus 3, by its Go module version (github.com/prometheus/prometheus v0.316.0)
+PROMTOOL_VERSION := v0.316.0
+
+.PHONY: setup run check test rules bench lint psql clean
 
 setup: $(INSTALLED) $(JARS) $(NODE_MODULES)
 
@@ -38,8 +42,17 @@ check: $(INSTALLED) $(NODE_MODULES)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not integration" -q
 
-test: setup
+test: setup rules
 	$(PY) -m pytest
+
+# The alert rules (ops/prometheus/alerts.yml), checked and tested by promtool, built with Go once.
+rules: $(PROMTOOL)
+	$(PROMTOOL) check rules ops/prometheus/alerts.yml
+	cd ops/prometheus && $(CURDIR)/$(PROMTOOL) test rules alerts.test.yml
+
+$(PROMTOOL):
+	@command -v go >/dev/null || { echo "Go is needed to build promtool, which tests the alert rules"; exit 1; }
+	GOBIN=$(CURDIR)/.stack/bin go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 bench: setup
 	$(PY) -m bench
