@@ -6,7 +6,11 @@ INSTALLED := $(VENV)/.installed
 JARS := .stack/jars/.fetched
 NODE_MODULES := node_modules/.installed
 
-.PHONY: setup run check test bench lint psql clean
+PROMTOOL := .stack/bin/promtool
+# promtool of Prometheus 3, by its Go module version (github.com/prometheus/prometheus v0.316.0)
+PROMTOOL_VERSION := v0.316.0
+
+.PHONY: setup run check test rules bench lint psql clean
 
 setup: $(INSTALLED) $(JARS) $(NODE_MODULES)
 
@@ -40,8 +44,17 @@ check: $(INSTALLED) $(NODE_MODULES)
 
 # Two pytest processes, each with its own Kafka and PostgreSQL, take whole test files
 # (`--dist loadfile`), the longest first (tests/conftest.py), so their waits overlap.
-test: setup
+test: setup rules
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# The alert rules (ops/prometheus/alerts.yml), checked and tested by promtool, built with Go once.
+rules: $(PROMTOOL)
+	$(PROMTOOL) check rules ops/prometheus/alerts.yml
+	cd ops/prometheus && $(CURDIR)/$(PROMTOOL) test rules alerts.test.yml
+
+$(PROMTOOL):
+	@command -v go >/dev/null || { echo "Go is needed to build promtool, which tests the alert rules"; exit 1; }
+	GOBIN=$(CURDIR)/.stack/bin go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 bench: setup
 	$(PY) -m bench

@@ -1,7 +1,9 @@
-"""The orders' day partitions, kept by the worker: at start-up, then every hour on the leader.
+"""The orders' day partitions and the retentions, kept by the worker: the partitions at start-up,
+then both every hour on the leader.
 
 Each run creates the partitions of yesterday to a week ahead and moves rows out of the default
 partition (``restaurant_app/partitions.py``); when every partition is there it changes nothing.
+Then one bounded step of each retention removes what is older than it (``restaurant_app/retention.py``).
 Hourly rather than daily: a run that finds the tables busy gives up after a few seconds.
 """
 
@@ -12,7 +14,8 @@ import psycopg
 
 from restaurant_app.database import outage_as_unavailable, until_available
 from restaurant_app.partitions import describe_upkeep, keep_partitions
-from restaurant_app.worker import app, database
+from restaurant_app.retention import Removed, apply_retention
+from restaurant_app.worker import app, database, settings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,29 @@ async def upkeep() -> None:
         log.info("%s", describe_upkeep(*done))
 
 
+async def retain_once() -> Removed | None:
+    """One step of every retention on a connection of its own; None if the orders stayed busy."""
+    with outage_as_unavailable():
+        async with await database.connect() as conn:
+            try:
+                return await apply_retention(conn, settings)
+            except psycopg.errors.LockNotAvailable:
+                return None
+
+
+async def retention() -> None:
+    """Remove what the retentions say is old; a failure is logged and tried again in an hour."""
+    try:
+        removed = await until_available(retain_once, "removing data older than its retention")
+    except psycopg.Error as exc:
+        log.error("Could not remove data older than its retention: %s", exc)
+        return
+    if removed is None:
+        log.warning("The orders tables were busy; old days of orders will be dropped in an hour.")
+    else:
+        log.info("%s", removed.describe())
+
+
 @app.task
 async def partitions_at_start() -> None:
     await upkeep()
@@ -52,3 +78,4 @@ async def partitions_at_start() -> None:
 @app.timer(interval=UPKEEP_INTERVAL_SECONDS, on_leader=True)
 async def partitions_every_hour() -> None:
     await upkeep()
+    await retention()

@@ -29,7 +29,8 @@ from infra.process import has_exited, terminate_all
 from infra.stack import DATABASE_NAME, local_postgres, local_stack
 from infra.supervisor import GaveUp, Supervisor
 from restaurant_app.java_runtime import JavaUnavailable
-from restaurant_app.settings import Settings
+from restaurant_app.logs import configure_logging
+from restaurant_app.settings import Settings, settings_or_exit
 
 log = logging.getLogger("infra")
 
@@ -94,8 +95,7 @@ def own_place(settings: Settings, number: int) -> dict[str, str]:
 def start_worker(settings: Settings, number: int, env: dict[str, str], worker_args: list[str]
                  ) -> subprocess.Popen:
     env = {**env, **own_place(settings, number)}
-    command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker",
-               "-l", settings.log_level, *worker_args]
+    command = [sys.executable, "-m", "faust", "-A", "restaurant_app", "worker", *worker_args]
     log.info("Starting worker %d of %d: faust -A restaurant_app worker, web server on port %s",
              number, settings.workers, env.get("WEB_PORT", settings.web_port))
     return subprocess.Popen(command, env=env, start_new_session=True)
@@ -151,8 +151,8 @@ def main() -> int:
     grow = commands.add_parser("partitions", help="give ORDERS_TOPIC more partitions (make run must be up)")
     grow.add_argument("count", type=int, help="how many partitions the topic should have in all")
     args, worker_args = parser.parse_known_args()
-    settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    settings = settings_or_exit()
+    configure_logging(settings)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)

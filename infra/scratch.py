@@ -108,7 +108,7 @@ class WorkerProcess(ChildProcess):
 
     def start(self, ready_timeout: float | None = 60.0) -> WorkerProcess:
         """Start the worker; wait until it is ready unless ``ready_timeout`` is None."""
-        env = {**os.environ, "WEB_PORT": str(self.web_port), **self.env}
+        env = {**os.environ, "WEB_PORT": str(self.web_port), "LOG_LEVEL": self.log_level, **self.env}
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         self.started_at = time.time()
         self.process = spawn(faust_command("worker", "-l", self.log_level, app=self.app),

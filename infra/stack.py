@@ -55,8 +55,8 @@ def local_stack(
     spark_port: int = 15002, replica_port: int = REPLICA_PORT, supervisor: Supervisor | None = None,
 ) -> Iterator[dict[str, str]]:
     """Start Kafka (of ``KAFKA_NODES``), PostgreSQL and Spark Connect unless ``KAFKA_BROKER`` /
-    ``DATABASE_URL`` / ``SPARK_REMOTE`` name them; with ``POSTGRES_REPLICA=1``, a streaming
-    replica of that PostgreSQL too, where the reports are read; with ``SPARK_CLUSTER=1``, a Spark
+    ``DATABASE_URL`` / ``SPARK_REMOTE`` name them; with ``POSTGRES_REPLICA`` on, a streaming
+    replica of that PostgreSQL too, where the reports are read; with ``SPARK_CLUSTER`` on, a Spark
     master and worker that the Spark Connect server and the report runs use.
 
     Yields the environment variables that point the app at the services, and
@@ -80,8 +80,8 @@ def local_stack(
             log.info("Kafka is ready; its data and logs are in %s", kafka.home)
         if os.environ.get("DATABASE_URL"):
             log.info("Using the PostgreSQL named by DATABASE_URL")
-            if os.environ.get("POSTGRES_REPLICA") == "1":
-                log.warning("POSTGRES_REPLICA=1 replicates only the PostgreSQL started here; with"
+            if settings.postgres_replica:
+                log.warning("POSTGRES_REPLICA=on replicates only the PostgreSQL started here; with"
                             " DATABASE_URL set, name your replica in REPORTS_DATABASE_URL instead.")
         else:
             postgres = local_postgres(data_dir, postgres_port)
@@ -93,11 +93,11 @@ def local_stack(
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
             log.info("PostgreSQL is ready: %s; its password is in %s",
                      describe(env["DATABASE_URL"]), postgres.password_file)
-            if os.environ.get("POSTGRES_REPLICA") == "1":
+            if settings.postgres_replica:
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
                 watch(Part("The PostgreSQL replica", replica.exited, replica.start))
-        if os.environ.get("SPARK_CLUSTER") == "1":
+        if settings.spark_cluster:
             env.update(_start_spark_cluster(stack, data_dir / "spark-cluster", watch))
             settings = replace(settings, spark_master=env["SPARK_MASTER"])
         if os.environ.get("SPARK_REMOTE"):

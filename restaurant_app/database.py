@@ -150,6 +150,17 @@ class Database:
                         applied.append(version)
         return applied
 
+    async def pending_migrations(self) -> list[str]:
+        """The migrations ``migrate`` would apply, without applying them."""
+        with outage_as_unavailable():
+            async with await self.connect() as conn:
+                cursor = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                done: set[str] = set()
+                if (await cursor.fetchone())[0]:
+                    cursor = await conn.execute("SELECT version FROM schema_migrations")
+                    done = {row[0] for row in await cursor.fetchall()}
+        return [version for version, _ in migration_files() if version not in done]
+
     async def fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[dict]:
         """Run a read-only query on a pooled connection and return its rows as dictionaries."""
         with outage_as_unavailable():

@@ -3,6 +3,9 @@
 import time
 from dataclasses import dataclass
 
+from prometheus_client import Gauge
+
+from restaurant_app.metrics import registry
 from restaurant_app.worker import settings
 
 
@@ -31,5 +34,14 @@ class IngestState:
     def flowing(self) -> None:
         self.stalled_since = self.error = None
 
+    def held_seconds(self) -> float:
+        """How long the batch /health names has been held; 0 while orders flow."""
+        return time.time() - self.stalled_since if self.error and self.stalled_since else 0.0
+
 
 ingest_state = IngestState(settings.held_batch_alarm_seconds)
+
+Gauge("restaurant_ingest_held_seconds",
+      "Seconds the batch that /health names has been held by an error (PostgreSQL away, the"
+      " dead-letter topic refusing, after HELD_BATCH_ALARM_SECONDS; an unforeseen error at once);"
+      " 0 while orders flow.", registry=registry).set_function(ingest_state.held_seconds)

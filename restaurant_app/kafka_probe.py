@@ -4,6 +4,8 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaClient
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.retry import Backoff
@@ -60,3 +62,25 @@ async def wait_for_kafka(
                     bootstrap_servers, exc, backoff.delay,
                 )
         await backoff.wait()
+
+
+async def topic_retention_ms(bootstrap_servers: str, topics: list[str], timeout: float = 5.0
+                             ) -> dict[str, int | None]:
+    """Each topic's ``retention.ms`` (-1: kept for ever; None: no such topic), as the brokers say."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        resources = [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
+        responses = await asyncio.wait_for(admin.describe_configs(resources), timeout)
+    except Exception as exc:
+        raise KafkaUnavailable(str(exc) or type(exc).__name__) from exc
+    finally:
+        await admin.close()
+    found: dict[str, int | None] = dict.fromkeys(topics)
+    for response in responses:
+        for error_code, _message, _type, name, entries in response.resources:
+            values = {entry[0]: entry[1] for entry in entries}
+            if error_code == 0 and values.get("retention.ms") is not None:
+                found[name] = int(values["retention.ms"])
+    return found

@@ -7,8 +7,9 @@ copy, ``order_created_at``), one partition per day, named ``orders_p20261129`` a
 
 ``keep_partitions`` creates the partitions of yesterday to ``DAYS_AHEAD`` days ahead, and of
 every day that has rows in the default partitions, moving those rows into their new day. The
-worker runs it at start-up and every hour (``agents/partitions.py``);
-``python -m restaurant_app.partitions`` runs it once against ``DATABASE_URL``.
+worker runs it at start-up and every hour (``agents/partitions.py``), the leader's hourly run
+followed by the retentions (``restaurant_app/retention.py``); ``python -m restaurant_app.partitions``
+runs both once against ``DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import psycopg
 from psycopg import sql
 
-from restaurant_app.settings import Settings
+from restaurant_app.logs import configure_logging
+from restaurant_app.settings import settings_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ async def keep_partitions(conn: psycopg.AsyncConnection, today: date | None = No
     created: list[date] = []
     moved = 0
     while True:
-        async with _upkeep_transaction(conn):
+        async with upkeep_transaction(conn):
             cursor = await conn.execute(DEFAULT_DAYS)
             days = days_around(today) | {row[0] for row in await cursor.fetchall()}
             added, count = await _add_partitions(conn, days, DAYS_PER_TRANSACTION)
@@ -109,12 +111,12 @@ async def add_partitions(conn: psycopg.AsyncConnection, days: Iterable[date]) ->
 
     Raises ``psycopg.errors.LockNotAvailable`` if the tables stay busy for ``LOCK_TIMEOUT``.
     """
-    async with _upkeep_transaction(conn):
+    async with upkeep_transaction(conn):
         return await _add_partitions(conn, set(days))
 
 
 @asynccontextmanager
-async def _upkeep_transaction(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
+async def upkeep_transaction(conn: psycopg.AsyncConnection) -> AsyncIterator[None]:
     """A transaction that takes the upkeep's lock before it reads any table: two workers' upkeeps
     then queue, where one holding a read lock on the default partition while it waited for the
     other, which needed that partition to create a day, deadlocked."""
@@ -170,10 +172,14 @@ async def _insertable_columns(conn: psycopg.AsyncConnection, table: str) -> sql.
 
 
 async def _main() -> None:
-    settings = Settings.from_env()
+    from restaurant_app.retention import apply_retention  # it builds on this module
+
+    settings = settings_or_exit()
+    configure_logging(settings)
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         created, moved = await keep_partitions(conn)
-    log.info("%s", describe_upkeep(created, moved))
+        log.info("%s", describe_upkeep(created, moved))
+        log.info("%s", (await apply_retention(conn, settings)).describe())
 
 
 def describe_upkeep(created: list[date], moved: int) -> str:
@@ -186,5 +192,4 @@ def describe_upkeep(created: list[date], moved: int) -> str:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     asyncio.run(_main())

@@ -1,20 +1,55 @@
 """Configuration from environment variables (see the README table).
 
-Each program reads it once, at its entry point, with ``Settings.from_env()``; everything
-else takes the settings it needs as arguments.
+Each program reads it once, at its entry point, with ``Settings.from_env()`` (or
+``settings_or_exit()``, which turns a bad value into one line on stderr and exit code 2);
+everything else takes the settings it needs as arguments. Every value is parsed and
+range-checked here, so that a mistake stops the program before it starts anything.
+
+Our own few lines of parsing rather than pydantic-settings: the settings are flat strings,
+numbers and switches, and a new dependency (with pydantic's core) would buy no check these
+helpers do not make, while its errors would need rewording into one line anyway.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from restaurant_app.errors import PipelineError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "jars"
 """Where ``make setup`` puts the jars Maven fetched: Kafka and the PostgreSQL JDBC driver."""
+
+EXIT_BAD_SETTING = 2
+"""The exit code of a program that stopped on a bad setting (as for a bad command-line option)."""
+
+FLAGS = {"true": True, "1": True, "on": True, "yes": True,
+         "false": False, "0": False, "off": False, "no": False}
+"""What a switch accepts, in any case."""
+
+LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING",
+              "error": "ERROR", "critical": "CRITICAL", "crit": "CRITICAL"}
+"""What LOG_LEVEL accepts, in any case, and the name of the level in Python's ``logging``."""
+
+
+class SettingError(PipelineError, ValueError):
+    """An environment variable has a value the pipeline cannot use; the message names both."""
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value with spaces trimmed; None when unset or empty."""
+    return (os.environ.get(name) or "").strip() or None
+
+
+def _bad(name: str, accepts: str, raw: object) -> SettingError:
+    return SettingError(f"{name} must be {accepts}, got {raw!r}")
 
 
 SECRET_PARAMETER = re.compile(r"(;\s*token\s*=\s*)[^;/\s]*", re.IGNORECASE)
@@ -34,61 +69,108 @@ def redacted(text: str) -> str:
 
 
 def _str(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+    return _raw(name) or default
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
+def _int(name: str, default: int, low: int | None = None, high: int | None = None) -> int:
+    """An integer from ``low`` to ``high`` (either open when None); unset or empty: ``default``."""
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        value = None
+    if value is None or (low is not None and value < low) or (high is not None and value > high):
+        raise _bad(name, _range("an integer", low, high), raw)
+    return value
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
+def _float(name: str, default: float, low: float = 0.0, *, above: bool = False) -> float:
+    """A finite number of at least ``low`` (more than ``low`` when ``above``); unset: ``default``."""
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        value = math.nan
+    if not math.isfinite(value) or value < low or (above and value == low):
+        raise _bad(name, f"a number {'above' if above else 'of at least'} {low:g}", raw)
+    return value
+
+
+def _range(kind: str, low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"{kind} from {low} to {high}"
+    if low is not None:
+        return f"{kind} of at least {low}"
+    return kind
 
 
 def _one_of(name: str, values: tuple[str, ...]) -> str:
     """One of ``values``, the first when unset."""
     value = _str(name, values[0])
     if value not in values:
-        raise ValueError(f"{name} must be one of {', '.join(values)}, got {value!r}")
+        raise _bad(name, f"one of {', '.join(values)}", value)
     return value
 
 
-SWITCH = {"on": True, "off": False}
-
-
-def _switch(name: str, default: bool) -> bool:
-    """``on`` or ``off`` (any case); unset or empty: ``default``."""
-    raw = os.environ.get(name)
-    if not raw:
+def _flag(name: str, default: bool) -> bool:
+    """A switch: true/false, 1/0, on/off or yes/no in any case; unset or empty: ``default``."""
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
-        return SWITCH[raw.strip().lower()]
+        return FLAGS[raw.lower()]
     except KeyError:
-        raise ValueError(f"{name} must be on or off, got {raw!r}") from None
+        raise _bad(name, "true or false (also 1/0, on/off, yes/no)", raw) from None
 
 
-def _optional_int(name: str) -> int | None:
-    return _int(name, 0) if os.environ.get(name) else None
+def _log_level(name: str, default: str) -> str:
+    """A level name of Python's ``logging`` (``INFO``...), from any case of LOG_LEVELS' keys."""
+    raw = _raw(name) or default
+    try:
+        return LOG_LEVELS[raw.lower()]
+    except KeyError:
+        raise _bad(name, "one of debug, info, warning (or warn), error, critical (any case)",
+                   raw) from None
+
+
+def _timezone(name: str, default: str) -> str:
+    value = _str(name, default)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _bad(name, "an IANA time zone such as America/Sao_Paulo", value) from None
+    return value
+
+
+def _spark_remote(name: str) -> str:
+    value = _str(name, "")
+    if value and not value.startswith("sc://"):
+        raise _bad(name, "empty or a Spark Connect URL sc://host:port", value)
+    return value
 
 
 def _count(name: str, default: int, *, old_name: str = "") -> int:
     """A positive integer, read from ``name`` or else from its former name ``old_name``."""
-    value = _int(name, _int(old_name, default) if old_name else default)
-    if value < 1:
-        raise ValueError(f"{name} must be 1 or more, got {value}")
-    return value
+    if old_name and _raw(name) is None:
+        return _int(old_name, default, 1)
+    return _int(name, default, 1)
+
+
+def _days(name: str, default: int) -> int:
+    """How many days something is kept; 0 keeps it for ever."""
+    return _int(name, default, 0, 36_500)
+
+
+def _optional_count(name: str) -> int | None:
+    return _count(name, 1) if _raw(name) is not None else None
+
+
+def _optional_int(name: str) -> int | None:
+    return _int(name, 0) if _raw(name) is not None else None
 
 
 @dataclass(frozen=True)
@@ -131,7 +213,16 @@ class Settings:
     spark_jdbc_partitions: int
     data_dir: Path
     jars_dir: Path
+    postgres_replica: bool
+    spark_cluster: bool
+    orders_retention_days: int
+    rejected_retention_days: int
+    report_runs_retention_days: int
+    minute_reports_retention_days: int
+    hour_reports_retention_days: int
+    topic_retention_hours: int
     log_level: str
+    log_format: str
 
     @property
     def kafka_url(self) -> str:
@@ -146,7 +237,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        data_dir = Path(_str("DATA_DIR", str(PROJECT_ROOT / ".stack")))
+        """Every setting from the environment; a bad value raises SettingError naming it."""
         return cls(
             kafka_broker=_str("KAFKA_BROKER", "localhost:9092"),
             database_url=_str(
@@ -157,36 +248,52 @@ class Settings:
             orders_topic=_str("ORDERS_TOPIC", "orders"),
             dead_letter_topic=_str("DEAD_LETTER_TOPIC", "orders-dead-letter"),
             orders_topic_partitions=_count("ORDERS_TOPIC_PARTITIONS", 6, old_name="TOPIC_PARTITIONS"),
-            topic_replication_factor=(_count("TOPIC_REPLICATION_FACTOR", 1)
-                                      if os.environ.get("TOPIC_REPLICATION_FACTOR") else None),
+            topic_replication_factor=_optional_count("TOPIC_REPLICATION_FACTOR"),
             kafka_nodes=_count("KAFKA_NODES", 1),
             workers=_count("WORKERS", 1),
-            order_simulator=_switch("ORDER_SIMULATOR", True),
+            order_simulator=_flag("ORDER_SIMULATOR", True),
             simulated_stores=_count("SIMULATED_STORES", 1),
-            order_interval_seconds=_float("ORDER_INTERVAL_SECONDS", 10.0),
-            orders_per_tick=_int("ORDERS_PER_TICK", 1),
+            order_interval_seconds=_float("ORDER_INTERVAL_SECONDS", 10.0, above=True),
+            orders_per_tick=_count("ORDERS_PER_TICK", 1),
             generator_seed=_optional_int("GENERATOR_SEED"),
-            restaurant_timezone=_str("RESTAURANT_TIMEZONE", "America/Sao_Paulo"),
+            restaurant_timezone=_timezone("RESTAURANT_TIMEZONE", "America/Sao_Paulo"),
             dashboard_language=_one_of("DASHBOARD_LANGUAGE", ("pt-BR", "en", "auto")),
-            batch_max_orders=_int("BATCH_MAX_ORDERS", 5000),
-            batch_within_seconds=_float("BATCH_WITHIN_SECONDS", 0.05),
+            batch_max_orders=_count("BATCH_MAX_ORDERS", 5000),
+            batch_within_seconds=_float("BATCH_WITHIN_SECONDS", 0.05, above=True),
             ingest_max_bytes=_count("INGEST_MAX_BYTES", 64 * 1024 * 1024),
             rejected_raw_max_bytes=_count("REJECTED_RAW_MAX_BYTES", 1_048_588),
             max_clock_skew_seconds=_float("MAX_CLOCK_SKEW_SECONDS", 300.0),
-            max_order_age_days=_float("MAX_ORDER_AGE_DAYS", 7.0),
-            held_batch_alarm_seconds=_float("HELD_BATCH_ALARM_SECONDS", 60.0),
+            max_order_age_days=_float("MAX_ORDER_AGE_DAYS", 7.0, above=True),
+            held_batch_alarm_seconds=_float("HELD_BATCH_ALARM_SECONDS", 60.0, above=True),
             web_host=_str("WEB_HOST", "127.0.0.1"),
-            web_port=_int("WEB_PORT", 6066),
+            web_port=_int("WEB_PORT", 6066, 1, 65535),
             orders_api_token=_str("ORDERS_API_TOKEN", ""),
-            report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0),
+            report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0, above=True),
             report_grace_seconds=_float("REPORT_GRACE_SECONDS", 5.0),
-            report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0),
+            report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0, above=True),
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
-            spark_remote=_str("SPARK_REMOTE", ""),
+            spark_remote=_spark_remote("SPARK_REMOTE"),
             spark_jdbc_partitions=_count("SPARK_JDBC_PARTITIONS", 2),
-            data_dir=data_dir,
+            data_dir=Path(_str("DATA_DIR", str(PROJECT_ROOT / ".stack"))),
             jars_dir=Path(_str("JARS_DIR", str(DEFAULT_JARS_DIR))),
-            log_level=_str("LOG_LEVEL", "info"),
+            postgres_replica=_flag("POSTGRES_REPLICA", False),
+            spark_cluster=_flag("SPARK_CLUSTER", False),
+            orders_retention_days=_days("ORDERS_RETENTION_DAYS", 400),
+            rejected_retention_days=_days("REJECTED_RETENTION_DAYS", 30),
+            report_runs_retention_days=_days("REPORT_RUNS_RETENTION_DAYS", 7),
+            minute_reports_retention_days=_days("MINUTE_REPORTS_RETENTION_DAYS", 7),
+            hour_reports_retention_days=_days("HOUR_REPORTS_RETENTION_DAYS", 90),
+            topic_retention_hours=_int("TOPIC_RETENTION_HOURS", 168, 0),
+            log_level=_log_level("LOG_LEVEL", "info"),
+            log_format=_one_of("LOG_FORMAT", ("text", "json")),
         )
 
+
+def settings_or_exit() -> Settings:
+    """``Settings.from_env()``, or the reason on one line of stderr and exit code 2."""
+    try:
+        return Settings.from_env()
+    except SettingError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_SETTING) from None

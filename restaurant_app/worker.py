@@ -18,13 +18,14 @@ from restaurant_app.kafka_probe import (
 )
 from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.lean_monitor import lean_monitor
+from restaurant_app.logs import faust_logging_config
 from restaurant_app.metrics import registry
 from restaurant_app.replica import ReplicaDatabase
-from restaurant_app.settings import Settings
+from restaurant_app.settings import settings_or_exit
 
 log = logging.getLogger(__name__)
 
-settings = Settings.from_env()
+settings = settings_or_exit()
 
 
 class RestaurantWeb(AiohttpWeb):
@@ -36,6 +37,15 @@ class RestaurantWeb(AiohttpWeb):
 
     default_blueprints = (("/stats", "faust.web.apps.stats:blueprint"),)
     production_blueprints = debug_blueprints = optional_blueprints = ()
+
+
+class RestaurantWorker(faust.Worker):
+    """Faust's worker, logging at LOG_LEVEL whatever its ``-l`` says, and without its terminal
+    spinner, whose escape codes would garble logs read by anything but a terminal."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, logging.getLevelNamesMapping()[settings.log_level])
 
 
 class RestaurantApp(faust.App):
@@ -70,6 +80,8 @@ app = RestaurantApp(
     web_bind=settings.web_host,
     web_port=settings.web_port,
     web_stats_enabled=True,
+    logging_config=faust_logging_config(settings),
+    Worker=RestaurantWorker,
     broker_commit_every=10_000,
     broker_commit_interval=1.0,
     stream_buffer_maxsize=20_000,
@@ -123,7 +135,14 @@ async def settle_replication(brokers: int) -> None:
         replicas = replication_factor(brokers)
     min_insync = min_insync_replicas(replicas)
     app.conf.topic_replication_factor = replicas
+    retention_ms = retention_ms_of(settings.topic_retention_hours)
     for topic in (orders_topic, dead_letter_topic):
-        topic.config = {**(topic.config or {}), "min.insync.replicas": str(min_insync)}
-    log.info("New topics get %d partition(s), %d replica(s) and min.insync.replicas=%d.",
-             settings.orders_topic_partitions, replicas, min_insync)
+        topic.config = {**(topic.config or {}), "min.insync.replicas": str(min_insync),
+                        "retention.ms": str(retention_ms)}
+    log.info("New topics get %d partition(s), %d replica(s), min.insync.replicas=%d and"
+             " retention.ms=%d.", settings.orders_topic_partitions, replicas, min_insync, retention_ms)
+
+
+def retention_ms_of(hours: int) -> int:
+    """TOPIC_RETENTION_HOURS as Kafka's ``retention.ms``: 0 hours keeps messages for ever (-1)."""
+    return hours * 3_600_000 if hours else -1

@@ -14,8 +14,9 @@ import psycopg
 
 from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
+from restaurant_app.logs import configure_logging
 from restaurant_app.replica import ReplicaBehind, wait_until_replayed
-from restaurant_app.settings import Settings, redacted
+from restaurant_app.settings import Settings, redacted, settings_or_exit
 from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, ReportRun, Span, skip_note
 from spark_reports.result import JobResult, RunStatus, result_line
 from spark_reports.store import ReportStore, report_store
@@ -57,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--from and --to go together")
     if args.first is not None and args.first > args.last:
         parser.error(f"--from {args.first} is after --to {args.last}")
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
-    settings = Settings.from_env()
+    settings = settings_or_exit()
+    configure_logging(settings)
+    logging.getLogger("py4j").setLevel(max(logging.WARNING, logging.root.level))
     start_watchdog(launcher_pid(os.environ), settings.report_timeout_seconds)
     if args.not_before is not None:
         load_spark_client_and_wait(args.not_before)

@@ -58,7 +58,7 @@ def replicated() -> Iterator[Replicated]:
                 env.delenv("DATABASE_URL", raising=False)
                 env.setenv("KAFKA_BROKER", "127.0.0.1:9")  # any: this stack starts no Kafka
                 env.setenv("SPARK_REMOTE", "sc://127.0.0.1:9")  # nor a Spark Connect server
-                env.setenv("POSTGRES_REPLICA", "1")
+                env.setenv("POSTGRES_REPLICA", "true")  # any spelling of on
                 urls = services.enter_context(local_stack(
                     home, Settings.from_env(), postgres_port=port, replica_port=replica_port))
             primary = PostgresServer(home / "postgres", port)

@@ -373,7 +373,7 @@ def test_orders_topic_partitions_default_to_six_and_the_former_name_still_counts
                                   "TOPIC_REPLICATION_FACTOR"])
 def test_counts_below_one_are_refused(monkeypatch: pytest.MonkeyPatch, name: str):
     monkeypatch.setenv(name, "0")
-    with pytest.raises(ValueError, match=f"{name} must be 1 or more"):
+    with pytest.raises(ValueError, match=f"{name} must be an integer of at least 1, got '0'"):
         Settings.from_env()
 
 

@@ -66,6 +66,13 @@ def probes_logged(stack: ScratchStack, offset: int) -> int:
     return sum(line.endswith("statement: SELECT 1") for line in text.splitlines())
 
 
+def test_readyz_and_livez_answer_200_when_it_can_store(healthy_worker: WorkerProcess):
+    status, body = get(f"{healthy_worker.url}/readyz")
+    assert (status, body["status"], body["down"]) == (200, "ready", [])
+    assert sorted(body) == ["database", "down", "ingest", "kafka", "status"]
+    assert get(f"{healthy_worker.url}/livez") == (200, {"status": "alive"})
+
+
 def test_many_concurrent_health_requests_share_a_few_probes(
     healthy_worker: WorkerProcess, stack: ScratchStack
 ):

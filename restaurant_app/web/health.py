@@ -1,4 +1,6 @@
-"""``GET /health``: each part's status, from probes run at most once a second, and the overall one.
+"""``GET /health``: each part's status, from probes run at most once a second, and the overall one;
+``GET /readyz`` (can this worker store orders: 200 or 503) and ``GET /livez`` (does it answer at
+all) for orchestrators' probes.
 
 The overall status is ``unavailable`` (503) when Kafka, PostgreSQL or ingest is down: orders are
 not being stored. It is ``degraded`` (200) when only another part is down: the replica, the Spark
@@ -159,3 +161,23 @@ async def health(view: web.View, request: web.Request) -> web.Response:
         parts["spark"] = await spark_check.status()
     status, code, down = overall(parts)
     return view.json(json_ready({"status": status, "down": down, **parts}), status=code)
+
+
+@app.page("/readyz")
+async def readyz(view: web.View, request: web.Request) -> web.Response:
+    """Whether this worker can store orders now: 200, or 503 naming the storing parts that are down.
+
+    A readiness probe: the parts that only delay reports (replica, Spark, skipped windows) are
+    left to /health."""
+    kafka, postgres = await asyncio.gather(kafka_check.status(), database_check.status())
+    parts = {"kafka": kafka, "database": postgres, "ingest": ingest_status()}
+    _, code, down = overall(parts)
+    status = "ready" if code == 200 else "unavailable"
+    return view.json(json_ready({"status": status, "down": down, **parts}), status=code)
+
+
+@app.page("/livez")
+async def livez(view: web.View, request: web.Request) -> web.Response:
+    """200 whenever the worker's event loop answers: a liveness probe, which checks no other part
+    (a worker waiting out a PostgreSQL outage is alive, and restarting it would not help)."""
+    return view.json({"status": "alive"})
