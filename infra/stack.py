@@ -2,6 +2,7 @@
 
 import logging
 import os
+import random
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,11 +26,34 @@ POSTGRES_PORT = 5432
 REPLICA_PORT = 5433
 
 
+SCRATCH_PORTS = range(20_000, 32_000)
+"""Where the tests' and the bench's services listen: below the kernel's ephemeral ports (32768
+and up), so that no outgoing connection takes the port of a service while it restarts."""
+_handed_out: set[int] = set()
+
+
+def scratch_ports() -> range:
+    """This process's share of ``SCRATCH_PORTS``: the processes of ``pytest -n N`` (pytest-xdist
+    names them in ``PYTEST_XDIST_WORKER``) each take their own, so none hands out another's port."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", "gw0"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    share = len(SCRATCH_PORTS) // int(count or 1)
+    start = SCRATCH_PORTS.start + int(worker.removeprefix("gw") or 0) * share
+    return range(start, start + share)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not handed out."""
+    ports = [port for port in scratch_ports() if port not in _handed_out]
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise StackError(f"no free port left among {scratch_ports()}")
 
 
 def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:

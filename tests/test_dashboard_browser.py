@@ -372,8 +372,11 @@ def test_a_window_a_run_skipped_shows_until_a_run_fills_it(dashboard: Dashboard)
                 "1 minuto(s) desde 20/11/2026 11:07 podem estar sem pedidos nos relatórios: uma execução"
                 " os pulou após falhas repetidas; serão refeitos")),
                 message="the skipped window never showed")
+            eventually(lambda: shows(page, "#health-down", "Com problema agora: relatórios"),
+                       message="the page never said which part is down")
             conn.execute("DELETE FROM report_skipped_windows WHERE period_start = %s", (skipped,))
-            eventually(lambda: (assert_hidden(page, "#health-skipped")), message="it never went away")
+            eventually(lambda: (assert_hidden(page, "#health-skipped"), assert_hidden(page, "#health-down")),
+                       message="it never went away")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (REPORT_LOCK_ID,))
 

@@ -76,7 +76,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(
     at_kill = stored(database_url)[0]
     assert at_kill < len(orders), "the worker finished before it could be killed mid-stream"
 
-    worker.start()
+    worker.start(ready_timeout=150)  # the killed member keeps its partitions for the session timeout
     wait_until(lambda: stored(database_url) == expected(orders), timeout=120,
                message="orders were lost after the worker was killed")
     distinct = query(database_url, "SELECT count(DISTINCT order_id) FROM orders")[0][0]

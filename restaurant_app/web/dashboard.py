@@ -25,6 +25,7 @@ from restaurant_app.web.endpoint import (
     error,
     parse,
 )
+from restaurant_app.web.health import every_part, overall
 from restaurant_app.web.lag import consumer_lag
 from restaurant_app.web.language import LANGUAGES, choose, with_messages
 from restaurant_app.web.rows import json_ready
@@ -150,9 +151,12 @@ async def health(view: web.View, request: web.Request) -> web.Response:
         parse(request.query, {})
     except BadParameter as exc:
         return error(view, str(exc), 400)
-    kafka, pipeline = await asyncio.gather(kafka_status(), pipeline_status())
+    kafka, pipeline, parts = await asyncio.gather(kafka_status(), pipeline_status(), every_part())
     database_status = {"ok": True} if pipeline else {"ok": False, "error": UNAVAILABLE}
+    status, _, down = overall(parts)
     body = {
+        "status": status,
+        "down": down,
         "kafka": kafka,
         "database": database_status,
         "consumer_lag": consumer_lag(settings.orders_topic),

@@ -148,9 +148,8 @@ def ingest_status() -> Status:
     return {"ok": False, "error": ingest_state.error, "since": ingest_state.stalled_since}
 
 
-@app.page("/health")
-async def health(view: web.View, request: web.Request) -> web.Response:
-    """Each part's status and the overall one: 503 when orders are not being stored, else 200."""
+async def every_part() -> dict[str, Status]:
+    """Each part's status: the replica's and Spark's where they are configured."""
     kafka, postgres, reports = await asyncio.gather(
         kafka_check.status(), database_check.status(), reports_check.status())
     parts = {"kafka": kafka, "database": postgres, "ingest": ingest_status(), "reports": reports,
@@ -159,6 +158,13 @@ async def health(view: web.View, request: web.Request) -> web.Response:
         parts["replica"] = await replica_check.status()
     if settings.spark_remote:
         parts["spark"] = await spark_check.status()
+    return parts
+
+
+@app.page("/health")
+async def health(view: web.View, request: web.Request) -> web.Response:
+    """Each part's status and the overall one: 503 when orders are not being stored, else 200."""
+    parts = await every_part()
     status, code, down = overall(parts)
     return view.json(json_ready({"status": status, "down": down, **parts}), status=code)
 

@@ -364,6 +364,7 @@
 
   function renderHealth(body) {
     const { kafka, database, pipeline } = body;
+    renderDown(body.down || []);
     const brokers = kafka.ok ? t('js.brokers', { count: kafka.brokers }) : '';
     $('health-kafka').replaceChildren(...status(kafka.ok, t(kafka.ok ? 'js.reachable' : 'js.unreachable'), brokers));
     $('health-database').replaceChildren(...status(database.ok, t(database.ok ? 'js.reachable' : 'js.unavailable')));
@@ -379,6 +380,15 @@
     $('rejections-button').textContent = rejected ? t('js.see_why', { count: whole.format(rejected) }) : t('js.none');
     renderRun(pipeline.last_run);
     renderSkipped(pipeline.skipped_windows);
+  }
+
+  // The parts /health names as down: the page says which, in the reader's words.
+  function renderDown(down) {
+    const cell = $('health-down');
+    cell.hidden = down.length === 0;
+    cell.textContent = down.length === 0 ? '' : t('js.parts_down', {
+      parts: down.map((part) => named('part', part)).join(', '),
+    });
   }
 
   function renderSkipped(skipped) {
