@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 JARS := .stack/jars/.fetched
 NODE_MODULES := node_modules/.installed
 
-.PHONY: setup run check test bench lint psql clean
+.PHONY: setup run check test compose-check bench lint psql clean
 
 setup: $(INSTALLED) $(JARS) $(NODE_MODULES)
 
@@ -39,7 +39,11 @@ check: $(INSTALLED) $(NODE_MODULES)
 	$(PY) -m pytest -m "not integration" -q
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not compose"
+
+# docker-compose.yml as containers: engine, Compose and images set up when missing (compose/check.sh).
+compose-check: setup
+	compose/check.sh
 
 bench: setup
 	$(PY) -m bench

@@ -142,14 +142,19 @@ class Stage:
 def dockerfile_stages() -> tuple[Stage, ...]:
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     stages: list[Stage] = []
+    build_args: dict[str, str] = {}  # the ARGs before the first FROM, at their defaults
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         keyword, _, args = line.partition(" ")
         keyword, args = keyword.upper(), args.strip()
+        if keyword == "ARG" and not stages:
+            name, _, default = args.partition("=")
+            build_args[name] = default
+            continue
         if keyword == "FROM":
-            words = args.split()
+            words = Stage(base="", name=None, env=build_args).expand(args).split()
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base=words[0], name=name))
             continue
