@@ -22,7 +22,7 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     pg_ctl --pgdata="$PGDATA" --options="-c listen_addresses=''" --wait start
     if [ "$POSTGRES_DB" != postgres ]; then
         psql -v ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname=postgres \
-            --set db="$POSTGRES_DB" --command='CREATE DATABASE :"db"'
+            --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db"'
     fi
     for script in /docker-entrypoint-initdb.d/*; do
         case "$script" in
