@@ -17,7 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -41,7 +41,7 @@ LOADED_ORDERS = 300
 
 READ_TOPIC = """
 import asyncio, json, os, sys
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 def order_id(value):
     try:
@@ -50,12 +50,13 @@ def order_id(value):
         return None
 
 async def main(topic):
-    consumer = AIOKafkaConsumer(bootstrap_servers=os.environ["KAFKA_BROKER"], enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=os.environ["KAFKA_BROKER"],
+                                enable_auto_commit=False)  # no group: every partition is assigned
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
+        while len(consumer.assignment()) < int(os.environ["ORDERS_TOPIC_PARTITIONS"]):
+            await asyncio.sleep(0.1)  # until the metadata lists every partition
+        partitions = sorted(consumer.assignment())
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
         messages, left = [], set(partitions)
@@ -195,10 +196,20 @@ def landed(stack: Stack) -> tuple[set[str], set[tuple[int, int]]]:
     return stored, rejected
 
 
-def account(stack: Stack, timeout: float = 300) -> list[Message]:
+def read_topic(stack: Stack, at_least: int = 0) -> list[Message]:
+    """The orders topic's messages, read again while fewer than ``at_least`` (a read made while
+    the brokers start may see none yet)."""
+    def enough():
+        read = stack.topic()
+        return read if len(read) >= max(at_least, 1) else None
+
+    return wait_for(f"{at_least} or more messages in the orders topic", enough, timeout=180)
+
+
+def account(stack: Stack, at_least: int = 0, timeout: float = 300) -> list[Message]:
     """Every message in the orders topic now is stored once as an order or recorded once as a
     rejection, never both, and every stored order is a published message. The messages read."""
-    messages = stack.topic()
+    messages = read_topic(stack, at_least)
     ids = [order_id for _, _, order_id in messages if order_id]
     assert len(ids) == len(set(ids)), "an order was published twice"
 
@@ -210,7 +221,7 @@ def account(stack: Stack, timeout: float = 300) -> list[Message]:
     stored, rejected = wait_for("every published message stored or rejected", every_message_landed, timeout)
     both = [m for m in messages if m[2] in stored and m[:2] in rejected]
     assert both == [], f"messages both stored and rejected: {both[:5]}"
-    published = {order_id for _, _, order_id in stack.topic() if order_id}
+    published = {order_id for _, _, order_id in read_topic(stack, len(messages)) if order_id}
     assert stored <= published, f"stored orders never published: {sorted(stored - published)[:5]}"
     return messages
 
@@ -302,6 +313,89 @@ def test_the_replica_serves_the_reports(stack: Stack):
     assert dashboard_ip in clients
 
 
+READ_PARTITIONS = """
+import re, sys, urllib.request
+for name in sys.argv[1:]:
+    text = urllib.request.urlopen(f"http://{name}:6066/metrics", timeout=10).read().decode()
+    print(name, *sorted(set(re.findall(r'restaurant_consumer_lag_messages\\{[^}]*partition="(\\d+)"', text))))
+"""
+"""Each worker's /metrics, read on the network: the orders partitions it reads (the lag gauge's)."""
+
+
+def workers(stack: Stack) -> list[str]:
+    names = stack.compose("ps", "--format", "{{.Name}}", "dashboard", "worker").stdout.decode()
+    return sorted(names.split())
+
+
+def partitions_read(stack: Stack) -> dict[str, set[int]]:
+    lines = stack.python(READ_PARTITIONS, *workers(stack)).splitlines()
+    return {words[0]: {int(p) for p in words[1:]} for words in map(str.split, lines)}
+
+
+def logged_since(container: str, since: str, text: str) -> bool:
+    logs = subprocess.run(["docker", "logs", "--since", since, container],
+                          capture_output=True, text=True, check=True)
+    return text in logs.stdout + logs.stderr
+
+
+def test_scaled_workers_share_the_partitions_with_one_generator_and_one_report_launcher(stack: Stack):
+    stack.up("--scale", "worker=3", "--wait", "--wait-timeout", "600")
+    assert len(workers(stack)) == 4
+
+    def shared():
+        read = partitions_read(stack)
+        everyone = [p for partitions in read.values() for p in partitions]
+        return read if all(read.values()) and sorted(everyone) == list(range(6)) else None
+
+    read = wait_for("the 6 partitions shared by the 4 workers, each read by one", shared, timeout=300)
+    assert len(read) == 4
+    settled = datetime.now(UTC).isoformat()
+    wait_for("a report run after the workers settled", lambda: any(
+        logged_since(name, settled, "Report run ") for name in workers(stack)), timeout=600, every=10)
+    generators = [name for name in workers(stack) if logged_since(name, settled, "new order(s) on topic")]
+    launchers = [name for name in workers(stack) if logged_since(name, settled, "Report run ")]
+    assert len(generators) == 1 and generators == launchers, (generators, launchers)
+    account(stack)
+    stack.up("--scale", "worker=1", "--wait", "--wait-timeout", "600")
+
+
+def under_load(stack: Stack, count: int, rate: int) -> subprocess.Popen:
+    """`produce-orders` publishing ``count`` orders at ``rate`` per second, in the background."""
+    return subprocess.Popen(
+        ["docker", "compose", "exec", "-T", "dashboard", "faust", "-A", "restaurant_app",
+         "produce-orders", "--count", str(count), "--rate", str(rate)],
+        cwd=PROJECT_ROOT, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(load: subprocess.Popen) -> None:
+    output, _ = load.communicate(timeout=600)
+    assert load.returncode == 0, f"produce-orders failed:\n{output[-2000:]}"
+
+
+def test_a_broker_killed_under_load_and_started_again_loses_and_duplicates_nothing(stack: Stack):
+    before = len(read_topic(stack))
+    load = under_load(stack, count=1500, rate=50)
+    time.sleep(10)
+    subprocess.run(["docker", "kill", f"{PROJECT}-kafka-2-1"], check=True, capture_output=True)
+    time.sleep(20)
+    subprocess.run(["docker", "start", f"{PROJECT}-kafka-2-1"], check=True, capture_output=True)
+    finished(load)
+    messages = account(stack, at_least=before + 1500)
+    assert len(messages) >= before + 1500
+
+
+def test_the_primary_postgresql_stopped_for_30_s_loses_nothing(stack: Stack):
+    before = len(read_topic(stack))
+    load = under_load(stack, count=1500, rate=25)
+    time.sleep(10)
+    subprocess.run(["docker", "stop", f"{PROJECT}-postgres-1"], check=True, capture_output=True)
+    time.sleep(30)
+    subprocess.run(["docker", "start", f"{PROJECT}-postgres-1"], check=True, capture_output=True)
+    finished(load)
+    messages = account(stack, at_least=before + 1500, timeout=600)
+    assert len(messages) >= before + 1500
+
+
 def test_down_and_up_again_keeps_every_order_and_report(stack: Stack):
     before = account(stack)
     orders = {row[0] for row in stack.sql("SELECT order_id FROM orders")}
@@ -315,7 +409,7 @@ def test_down_and_up_again_keeps_every_order_and_report(stack: Stack):
     kept = {tuple(row) for row in stack.sql(
         "SELECT granularity, period_start, orders FROM report_sales WHERE final")}
     assert reports <= kept
-    after = account(stack)
+    after = account(stack, at_least=len(before))
     assert set(before) <= set(after), "the orders topic kept its messages (the Kafka volumes)"
 
 
