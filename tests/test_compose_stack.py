@@ -396,6 +396,42 @@ def test_the_primary_postgresql_stopped_for_30_s_loses_nothing(stack: Stack):
     assert len(messages) >= before + 1500
 
 
+SESSION_TIMEOUT_S = 60
+"""Faust's default Kafka consumer session timeout (broker_session_timeout), which the compose file keeps."""
+
+
+def generators_since(stack: Stack, since: str) -> list[str]:
+    """The workers that placed generated orders since ``since`` (an ISO 8601 time)."""
+    return [name for name in workers(stack) if logged_since(name, since, "new order(s) on topic")]
+
+
+def one_generator(stack: Stack, since: str) -> list[str] | None:
+    generators = generators_since(stack, since)
+    return generators if len(generators) == 1 else None
+
+
+def test_the_generating_worker_cut_off_the_network_hands_over_once_and_nothing_is_doubled(stack: Stack):
+    started = datetime.now(UTC).isoformat()
+    [leader] = wait_for("one generating worker", lambda: one_generator(stack, started),
+                        timeout=120, every=5)
+    cut = datetime.now(UTC).isoformat()
+    subprocess.run(["docker", "network", "disconnect", PROJECT, leader], check=True, capture_output=True)
+    try:
+        time.sleep(SESSION_TIMEOUT_S + 20)
+        [successor] = wait_for("another worker generating", lambda: [
+            name for name in generators_since(stack, cut) if name != leader] or None, timeout=180, every=5)
+    finally:
+        alias = "dashboard" if "dashboard" in leader else "worker"
+        subprocess.run(["docker", "network", "connect", "--alias", alias, PROJECT, leader],
+                       check=True, capture_output=True)
+    time.sleep(SESSION_TIMEOUT_S)
+    settled = datetime.now(UTC).isoformat()
+    wait_for("new orders after the worker came back", lambda: generators_since(stack, settled),
+             timeout=120, every=5)
+    assert generators_since(stack, settled) == [successor], "leadership moved once, and stayed"
+    account(stack, timeout=600)
+
+
 def test_down_and_up_again_keeps_every_order_and_report(stack: Stack):
     before = account(stack)
     orders = {row[0] for row in stack.sql("SELECT order_id FROM orders")}
