@@ -4,7 +4,9 @@
 first; these tests start the stack with `docker compose up`, as a user does, and read it through
 `docker compose exec`: PostgreSQL with psql, the orders topic with a Kafka client in a worker's
 container, the dashboard on its published port. The tests run in order, on one stack: the flow
-of orders and reports, the dashboard and the replica, then `down` and `up` again, then `down -v`.
+of orders and reports, the dashboard and the replica; four workers; a broker killed, the primary
+stopped and the generating worker cut off the network, each under load or while it generates;
+then `down` and `up` again, then `down -v`. Each checks the exact account of the orders.
 """
 
 from __future__ import annotations
@@ -410,7 +412,7 @@ def one_generator(stack: Stack, since: str) -> list[str] | None:
     return generators if len(generators) == 1 else None
 
 
-def test_the_generating_worker_cut_off_the_network_hands_over_once_and_nothing_is_doubled(stack: Stack):
+def test_the_generating_worker_cut_off_the_network_hands_over_and_nothing_is_doubled(stack: Stack):
     started = datetime.now(UTC).isoformat()
     [leader] = wait_for("one generating worker", lambda: one_generator(stack, started),
                         timeout=120, every=5)
@@ -418,7 +420,7 @@ def test_the_generating_worker_cut_off_the_network_hands_over_once_and_nothing_i
     subprocess.run(["docker", "network", "disconnect", PROJECT, leader], check=True, capture_output=True)
     try:
         time.sleep(SESSION_TIMEOUT_S + 20)
-        [successor] = wait_for("another worker generating", lambda: [
+        wait_for("another worker generating", lambda: [
             name for name in generators_since(stack, cut) if name != leader] or None, timeout=180, every=5)
     finally:
         alias = "dashboard" if "dashboard" in leader else "worker"
@@ -426,9 +428,10 @@ def test_the_generating_worker_cut_off_the_network_hands_over_once_and_nothing_i
                        check=True, capture_output=True)
     time.sleep(SESSION_TIMEOUT_S)
     settled = datetime.now(UTC).isoformat()
-    wait_for("new orders after the worker came back", lambda: generators_since(stack, settled),
-             timeout=120, every=5)
-    assert generators_since(stack, settled) == [successor], "leadership moved once, and stayed"
+    time.sleep(30)  # three ticks of the generator (every 10 s by default)
+    # One generator again; which one is the group's choice (in the runs here it stayed with the
+    # successor once and went back to the worker that returned once).
+    assert len(generators_since(stack, settled)) == 1, "one worker generates at a time"
     account(stack, timeout=600)
 
 
