@@ -2,10 +2,14 @@
 # installs, as the Spark master, the Spark worker and the Spark Connect server.
 # Its install steps are the Makefile's (same constraint file, pom and lock file);
 # tests/test_compose.py checks that they stay so.
+# The base images are build arguments only so that `make compose-check` can build on a machine
+# that cannot pull them (README, "Docker Compose"); by default they are the official images.
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # The dashboard's chart library, from package-lock.json as `make setup` does; --omit=dev leaves
 # out the tools only the tests use (dclint, for the Compose schema).
-FROM node:20.20.2-bookworm-slim AS browser-libraries
+FROM ${NODE_IMAGE} AS browser-libraries
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
@@ -13,7 +17,7 @@ RUN npm ci --omit=dev --no-audit --no-fund
 # The jars, fetched by Maven as `make setup` does: the PostgreSQL JDBC driver that Spark needs
 # (and the Kafka jars `make run` uses, which the same pom lists). Maven stays in this stage.
 # The same Debian as the final stage, so as not to pull another base image.
-FROM python:3.11.14-slim-bookworm AS jars
+FROM ${PYTHON_IMAGE} AS jars
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends maven \
     && rm -rf /var/lib/apt/lists/*
@@ -22,7 +26,7 @@ COPY infra/pom.xml infra/pom.xml
 RUN mvn --quiet --batch-mode -f infra/pom.xml dependency:copy-dependencies \
         -DoutputDirectory=${JARS_DIR} -DincludeScope=runtime
 
-FROM python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE}
 # Java for Spark. tini runs as PID 1: it forwards signals and reaps the processes whose parents
 # die first (the report job's Spark JVM, Spark's executors), which a plain PID 1 would not.
 RUN apt-get update \

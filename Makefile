@@ -10,7 +10,7 @@ PROMTOOL := .stack/bin/promtool
 # promtool of Prometheus 3, by its Go module version (github.com/prometheus/prometheus v0.316.0)
 PROMTOOL_VERSION := v0.316.0
 
-.PHONY: setup run check test rules bench lint psql clean
+.PHONY: setup run check test rules compose-check bench lint psql clean
 
 setup: $(INSTALLED) $(JARS) $(NODE_MODULES)
 
@@ -45,7 +45,7 @@ check: $(INSTALLED) $(NODE_MODULES)
 # Two pytest processes, each with its own Kafka and PostgreSQL, take whole test files
 # (`--dist loadfile`), the longest first (tests/conftest.py), so their waits overlap.
 test: setup rules
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile -m "not compose"
 
 # The alert rules (ops/prometheus/alerts.yml), checked and tested by promtool, built with Go once.
 rules: $(PROMTOOL)
@@ -55,6 +55,10 @@ rules: $(PROMTOOL)
 $(PROMTOOL):
 	@command -v go >/dev/null || { echo "Go is needed to build promtool, which tests the alert rules"; exit 1; }
 	GOBIN=$(CURDIR)/.stack/bin go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+# docker-compose.yml as containers: engine, Compose and images set up when missing (compose/check.sh).
+compose-check: setup
+	compose/check.sh
 
 bench: setup
 	$(PY) -m bench

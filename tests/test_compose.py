@@ -1,12 +1,12 @@
 """docker-compose.yml, the Dockerfile and .dockerignore, checked without a Docker engine.
 
-There is no Docker engine here, so neither file has been run: these tests check what can be
-checked from the files themselves. The compose file must follow the Compose Specification's
-JSON schema; our services may set only settings the pipeline reads; every image is pinned;
-every service has a health check and waits for its dependencies to be healthy; one port is
-published, on 127.0.0.1; one bridge network joins everything; the Kafka, PostgreSQL and Spark
-services fit together; and the image installs what `make setup` installs, as a non-root user
-under an init process.
+These tests check what can be checked from the files themselves, in the fast tier
+(tests/test_compose_stack.py runs them in a Docker engine, `make compose-check`). The compose
+file must follow the Compose Specification's JSON schema; our services may set only settings
+the pipeline reads; every image is pinned; every service has a health check and waits for its
+dependencies to be healthy; one port is published, on 127.0.0.1; one bridge network joins
+everything; the Kafka, PostgreSQL and Spark services fit together; and the image installs what
+`make setup` installs, as a non-root user under an init process.
 """
 
 from __future__ import annotations
@@ -142,14 +142,19 @@ class Stage:
 def dockerfile_stages() -> tuple[Stage, ...]:
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     stages: list[Stage] = []
+    build_args: dict[str, str] = {}  # the ARGs before the first FROM, at their defaults
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         keyword, _, args = line.partition(" ")
         keyword, args = keyword.upper(), args.strip()
+        if keyword == "ARG" and not stages:
+            name, _, default = args.partition("=")
+            build_args[name] = default
+            continue
         if keyword == "FROM":
-            words = args.split()
+            words = Stage(base="", name=None, env=build_args).expand(args).split()
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base=words[0], name=name))
             continue

@@ -1,0 +1,463 @@
+"""docker-compose.yml run as containers on this machine's Docker engine, and checked from outside.
+
+`make compose-check` (compose/check.sh) installs the engine and Compose and builds the images
+first; these tests start the stack with `docker compose up`, as a user does, and read it through
+`docker compose exec`: PostgreSQL with psql, the orders topic with a Kafka client in a worker's
+container, the dashboard on its published port. The tests run in order, on one stack: the flow
+of orders and reports, the dashboard and the replica; four workers; a broker killed, the primary
+stopped and the generating worker cut off the network, each under load or while it generates;
+then `down` and `up` again, then `down -v`. Each checks the exact account of the orders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import pytest
+
+from restaurant_app.settings import PROJECT_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.compose]
+
+PROJECT = "restaurant-sales"  # docker-compose.yml's name
+DASHBOARD = "http://127.0.0.1:6066"
+TIMINGS = PROJECT_ROOT / ".stack" / "compose" / "timings.json"
+"""Where the time from `up` to the first stored order and first final report is written, for
+bench/RESULTS.md (measured here, never asserted)."""
+
+BAD_ORDER_ID = "not-a-uuid"
+BAD_MESSAGES = [b"not an order", b"{}", b'{"order_id": "%s", "total": "-1"}' % BAD_ORDER_ID.encode()]
+"""Messages the pipeline must reject, each recorded once in rejected_orders."""
+
+LOADED_ORDERS = 300
+"""Orders `produce-orders` publishes into the running stack, beside the leader's generator."""
+
+READ_TOPIC = """
+import asyncio, json, os, sys
+from aiokafka import AIOKafkaConsumer
+
+def order_id(value):
+    try:
+        return json.loads(value)["order_id"]
+    except Exception:
+        return None
+
+async def main(topic):
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=os.environ["KAFKA_BROKER"],
+                                enable_auto_commit=False)  # no group: every partition is assigned
+    await consumer.start()
+    try:
+        while len(consumer.assignment()) < int(os.environ["ORDERS_TOPIC_PARTITIONS"]):
+            await asyncio.sleep(0.1)  # until the metadata lists every partition
+        partitions = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        messages, left = [], set(partitions)
+        while left:
+            batch = await consumer.getmany(*left, timeout_ms=1000)
+            for tp, records in batch.items():
+                messages += [[tp.partition, r.offset, order_id(r.value)] for r in records
+                             if r.offset < ends[tp]]
+            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+        print(json.dumps(messages))
+    finally:
+        await consumer.stop()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+PRODUCE_RAW = """
+import asyncio, os, sys
+from aiokafka import AIOKafkaProducer
+
+async def main(topic, values):
+    producer = AIOKafkaProducer(bootstrap_servers=os.environ["KAFKA_BROKER"], acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+asyncio.run(main(sys.argv[1], [bytes.fromhex(v) for v in sys.argv[2:]]))
+"""
+
+
+class NotYet(AssertionError):
+    """A condition waited for did not come true in time."""
+
+
+def wait_for(what: str, condition: Callable[[], object], timeout: float, every: float = 3.0):
+    """Poll ``condition`` until it returns something true; that value, else NotYet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise NotYet(f"{what}: not within {timeout:.0f} s")
+        time.sleep(every)
+
+
+@dataclass
+class Stack:
+    """The compose project, driven with the docker CLI as a user would."""
+
+    env: dict[str, str]
+
+    def compose(self, *args: str, timeout: float = 900, check: bool = True,
+                stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["docker", "compose", *args], cwd=PROJECT_ROOT, env=self.env, input=stdin,
+            capture_output=True, timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout.decode()}{result.stderr.decode()}")
+        return result
+
+    def up(self, *args: str) -> None:
+        self.compose("up", "--detach", "--no-build", *args)
+
+    def sql(self, query: str, service: str = "postgres", **values: object) -> list[list[str]]:
+        """Rows of ``query`` from psql in ``service``; ``values`` are psql variables (:'name')."""
+        result = self.compose(
+            "exec", "-T", "--user", "postgres", service, "psql", "--username=postgres",
+            "--dbname=restaurant", "--tuples-only", "--no-align", "--field-separator=|",
+            "--set=ON_ERROR_STOP=1", *(f"--set={name}={value}" for name, value in values.items()),
+            "--file=-", stdin=query.encode(), timeout=60, check=False,
+        )
+        if result.returncode != 0:
+            return []  # not up yet, or the table is not made yet: callers wait for rows
+        return [line.split("|") for line in result.stdout.decode().splitlines() if line]
+
+    def python(self, script: str, *args: str, service: str = "dashboard") -> str:
+        """Run ``script`` with the image's Python in ``service``, on the compose network."""
+        return self.compose("exec", "-T", service, "python", "-", *args,
+                            stdin=script.encode(), timeout=300).stdout.decode()
+
+    def topic(self, name: str = "orders") -> list[tuple[int, int, str | None]]:
+        """Every message of topic ``name`` up to its end now: (partition, offset, order id or None)."""
+        return [tuple(message) for message in json.loads(self.python(READ_TOPIC, name))]
+
+    def containers(self) -> list[str]:
+        return subprocess.run(
+            ["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()
+
+
+def first_time(stack: Stack, query: str) -> datetime | None:
+    rows = stack.sql(query)
+    return datetime.fromisoformat(rows[0][0]) if rows and rows[0][0] else None
+
+
+def record_timing(name: str, seconds: float) -> None:
+    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
+    timings[name] = round(seconds, 1)
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    """The stack, up from empty volumes, with passwords made for this run; removed at the end."""
+    env = {**os.environ,
+           "POSTGRES_PASSWORD": secrets.token_hex(12),
+           "POSTGRES_REPLICATION_PASSWORD": secrets.token_hex(12)}
+    stack = Stack(env)
+    stack.compose("down", "--volumes", "--remove-orphans")
+    started = time.time()
+    stack.up()
+    try:
+        first_order = wait_for("the first stored order", lambda: first_time(
+            stack, "SELECT min(ingested_at) FROM orders"), timeout=900)
+        record_timing("up_to_first_stored_order_s", first_order.timestamp() - started)
+        yield stack
+    finally:
+        stack.compose("down", "--volumes", "--remove-orphans", check=False)
+
+
+Message = tuple[int, int, "str | None"]
+
+
+def landed(stack: Stack) -> tuple[set[str], set[tuple[int, int]]]:
+    """The stored orders' ids, and the rejected messages' (partition, offset) in the orders topic."""
+    stored = {row[0] for row in stack.sql("SELECT order_id FROM orders")}
+    rejected = {(int(p), int(o)) for p, o in stack.sql(
+        "SELECT kafka_partition, kafka_offset FROM rejected_orders WHERE topic = 'orders'")}
+    return stored, rejected
+
+
+def read_topic(stack: Stack, at_least: int = 0) -> list[Message]:
+    """The orders topic's messages, read again while fewer than ``at_least`` (a read made while
+    the brokers start may see none yet)."""
+    def enough():
+        read = stack.topic()
+        return read if len(read) >= max(at_least, 1) else None
+
+    return wait_for(f"{at_least} or more messages in the orders topic", enough, timeout=180)
+
+
+def account(stack: Stack, at_least: int = 0, timeout: float = 300) -> list[Message]:
+    """Every message in the orders topic now is stored once as an order or recorded once as a
+    rejection, never both, and every stored order is a published message. The messages read."""
+    messages = read_topic(stack, at_least)
+    ids = [order_id for _, _, order_id in messages if order_id]
+    assert len(ids) == len(set(ids)), "an order was published twice"
+
+    def every_message_landed():
+        stored, rejected = landed(stack)
+        missing = [m for m in messages if m[2] not in stored and m[:2] not in rejected]
+        return None if missing else (stored, rejected)
+
+    stored, rejected = wait_for("every published message stored or rejected", every_message_landed, timeout)
+    both = [m for m in messages if m[2] in stored and m[:2] in rejected]
+    assert both == [], f"messages both stored and rejected: {both[:5]}"
+    published = {order_id for _, _, order_id in read_topic(stack, len(messages)) if order_id}
+    assert stored <= published, f"stored orders never published: {sorted(stored - published)[:5]}"
+    return messages
+
+
+def test_orders_flow_from_the_generator_and_a_load_through_three_brokers_to_postgresql(stack: Stack):
+    stack.compose("exec", "-T", "dashboard", "faust", "-A", "restaurant_app", "produce-orders",
+                  "--count", str(LOADED_ORDERS), "--rate", "100")
+    stack.python(PRODUCE_RAW, "orders", *(value.hex() for value in BAD_MESSAGES))
+    messages = account(stack)
+    assert len(messages) >= LOADED_ORDERS + len(BAD_MESSAGES)
+    bad = {m[:2] for m in messages if m[2] in (None, BAD_ORDER_ID)}
+    assert len(bad) == len(BAD_MESSAGES)
+    assert landed(stack)[1] == bad, "exactly the bad messages are recorded as rejections"
+    # The topic's copies: every partition has three replicas, on the three brokers.
+    described = stack.python(
+        "import asyncio, os\n"
+        "from aiokafka.admin import AIOKafkaAdminClient\n"
+        "async def main():\n"
+        "    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ['KAFKA_BROKER'])\n"
+        "    await admin.start()\n"
+        "    try:\n"
+        "        [topic] = await admin.describe_topics(['orders'])\n"
+        "        print(sorted({len(p['replicas']) for p in topic['partitions']}))\n"
+        "    finally:\n"
+        "        await admin.close()\n"
+        "asyncio.run(main())\n")
+    assert described.strip() == "[3]"
+
+
+def test_final_minute_reports_come_from_the_spark_cluster(stack: Stack):
+    started = datetime.fromisoformat(stack.sql("SELECT min(ingested_at) FROM orders")[0][0])
+    final = wait_for("a final minute report", lambda: stack.sql(
+        "SELECT period_start, orders, computed_at FROM report_sales"
+        " WHERE granularity = 'minute' AND final ORDER BY period_start LIMIT 1"), timeout=600)
+    record_timing("first_order_to_first_final_report_s",
+                  (datetime.fromisoformat(final[0][2]) - started).total_seconds())
+    period_start = datetime.fromisoformat(final[0][0])
+    counted = stack.sql(
+        "SELECT count(*) FROM orders WHERE created_at >= :'start' AND created_at < :'end'",
+        start=period_start.isoformat(), end=(period_start + timedelta(minutes=1)).isoformat())
+    assert int(final[0][1]) == int(counted[0][0]), "the final report counts every order of its minute"
+    # The job ran on the Spark cluster: the master lists the Spark Connect application.
+    master = stack.python("import urllib.request; print(urllib.request.urlopen("
+                          "'http://127.0.0.1:8080/json/', timeout=10).read().decode())",
+                          service="spark-master")
+    apps = json.loads(master)
+    assert any(app["name"] == "restaurant-sales-spark-connect" for app in apps["activeapps"])
+    assert apps["aliveworkers"] >= 1
+
+
+def test_the_dashboard_answers_on_127_0_0_1_only(stack: Stack):
+    with urllib.request.urlopen(f"{DASHBOARD}/", timeout=10) as response:
+        assert response.status == 200
+        assert b"<html" in response.read().lower()
+    with urllib.request.urlopen(f"{DASHBOARD}/health", timeout=10) as response:
+        assert response.status == 200
+    published = subprocess.run(
+        ["docker", "inspect", "--format", "{{json .NetworkSettings.Ports}}", *stack.containers()],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    bindings = [binding for line in published for ports in json.loads(line).values() if ports
+                for binding in ports]
+    assert bindings, "the dashboard's port is published"
+    assert {binding["HostIp"] for binding in bindings} == {"127.0.0.1"}
+    assert {binding["HostPort"] for binding in bindings} == {"6066"}
+
+
+def test_the_replica_serves_the_reports(stack: Stack):
+    assert stack.sql("SELECT pg_is_in_recovery()", service="postgres-replica") == [["t"]]
+    [[start, end]] = stack.sql(
+        "SELECT min(period_start), max(period_start) + interval '1 minute' FROM report_sales"
+        " WHERE granularity = 'minute'", service="postgres-replica")
+    query = urlencode({"from": datetime.fromisoformat(start).isoformat(),
+                       "to": datetime.fromisoformat(end).isoformat()})
+    with urllib.request.urlopen(f"{DASHBOARD}/reports?{query}", timeout=30) as response:
+        answered = json.load(response)["reports"]
+    on_replica = stack.sql(
+        "SELECT count(*) FROM report_sales WHERE granularity = 'minute'"
+        " AND period_start >= :'start' AND period_start < :'end'",
+        service="postgres-replica", start=start, end=end)
+    assert answered and len(answered) == int(on_replica[0][0])
+    # The dashboard's worker holds connections to the replica (its reads go there).
+    dashboard_ip = subprocess.run(
+        ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+         f"{PROJECT}-dashboard-1"], capture_output=True, text=True, check=True).stdout.strip()
+    clients = {row[0] for row in stack.sql(
+        "SELECT host(client_addr) FROM pg_stat_activity WHERE datname = 'restaurant'"
+        " AND client_addr IS NOT NULL", service="postgres-replica")}
+    assert dashboard_ip in clients
+
+
+READ_PARTITIONS = """
+import re, sys, urllib.request
+for name in sys.argv[1:]:
+    text = urllib.request.urlopen(f"http://{name}:6066/metrics", timeout=10).read().decode()
+    print(name, *sorted(set(re.findall(r'restaurant_consumer_lag_messages\\{[^}]*partition="(\\d+)"', text))))
+"""
+"""Each worker's /metrics, read on the network: the orders partitions it reads (the lag gauge's)."""
+
+
+def workers(stack: Stack) -> list[str]:
+    names = stack.compose("ps", "--format", "{{.Name}}", "dashboard", "worker").stdout.decode()
+    return sorted(names.split())
+
+
+def partitions_read(stack: Stack) -> dict[str, set[int]]:
+    lines = stack.python(READ_PARTITIONS, *workers(stack)).splitlines()
+    return {words[0]: {int(p) for p in words[1:]} for words in map(str.split, lines)}
+
+
+def logged_since(container: str, since: str, text: str) -> bool:
+    logs = subprocess.run(["docker", "logs", "--since", since, container],
+                          capture_output=True, text=True, check=True)
+    return text in logs.stdout + logs.stderr
+
+
+def test_scaled_workers_share_the_partitions_with_one_generator_and_one_report_launcher(stack: Stack):
+    stack.up("--scale", "worker=3", "--wait", "--wait-timeout", "600")
+    assert len(workers(stack)) == 4
+
+    def shared():
+        read = partitions_read(stack)
+        everyone = [p for partitions in read.values() for p in partitions]
+        return read if all(read.values()) and sorted(everyone) == list(range(6)) else None
+
+    read = wait_for("the 6 partitions shared by the 4 workers, each read by one", shared, timeout=300)
+    assert len(read) == 4
+    settled = datetime.now(UTC).isoformat()
+    wait_for("a report run after the workers settled", lambda: any(
+        logged_since(name, settled, "Report run ") for name in workers(stack)), timeout=600, every=10)
+    generators = [name for name in workers(stack) if logged_since(name, settled, "new order(s) on topic")]
+    launchers = [name for name in workers(stack) if logged_since(name, settled, "Report run ")]
+    assert len(generators) == 1 and generators == launchers, (generators, launchers)
+    account(stack)
+    stack.up("--scale", "worker=1", "--wait", "--wait-timeout", "600")
+
+
+def under_load(stack: Stack, count: int, rate: int) -> subprocess.Popen:
+    """`produce-orders` publishing ``count`` orders at ``rate`` per second, in the background."""
+    return subprocess.Popen(
+        ["docker", "compose", "exec", "-T", "dashboard", "faust", "-A", "restaurant_app",
+         "produce-orders", "--count", str(count), "--rate", str(rate)],
+        cwd=PROJECT_ROOT, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(load: subprocess.Popen) -> None:
+    output, _ = load.communicate(timeout=600)
+    assert load.returncode == 0, f"produce-orders failed:\n{output[-2000:]}"
+
+
+def test_a_broker_killed_under_load_and_started_again_loses_and_duplicates_nothing(stack: Stack):
+    before = len(read_topic(stack))
+    load = under_load(stack, count=1500, rate=50)
+    time.sleep(10)
+    subprocess.run(["docker", "kill", f"{PROJECT}-kafka-2-1"], check=True, capture_output=True)
+    time.sleep(20)
+    subprocess.run(["docker", "start", f"{PROJECT}-kafka-2-1"], check=True, capture_output=True)
+    finished(load)
+    messages = account(stack, at_least=before + 1500)
+    assert len(messages) >= before + 1500
+
+
+def test_the_primary_postgresql_stopped_for_30_s_loses_nothing(stack: Stack):
+    before = len(read_topic(stack))
+    load = under_load(stack, count=1500, rate=25)
+    time.sleep(10)
+    subprocess.run(["docker", "stop", f"{PROJECT}-postgres-1"], check=True, capture_output=True)
+    time.sleep(30)
+    subprocess.run(["docker", "start", f"{PROJECT}-postgres-1"], check=True, capture_output=True)
+    finished(load)
+    messages = account(stack, at_least=before + 1500, timeout=600)
+    assert len(messages) >= before + 1500
+
+
+SESSION_TIMEOUT_S = 60
+"""Faust's default Kafka consumer session timeout (broker_session_timeout), which the compose file keeps."""
+
+
+def generators_since(stack: Stack, since: str) -> list[str]:
+    """The workers that placed generated orders since ``since`` (an ISO 8601 time)."""
+    return [name for name in workers(stack) if logged_since(name, since, "new order(s) on topic")]
+
+
+def one_generator(stack: Stack, since: str) -> list[str] | None:
+    generators = generators_since(stack, since)
+    return generators if len(generators) == 1 else None
+
+
+def test_the_generating_worker_cut_off_the_network_hands_over_and_nothing_is_doubled(stack: Stack):
+    started = datetime.now(UTC).isoformat()
+    [leader] = wait_for("one generating worker", lambda: one_generator(stack, started),
+                        timeout=120, every=5)
+    cut = datetime.now(UTC).isoformat()
+    subprocess.run(["docker", "network", "disconnect", PROJECT, leader], check=True, capture_output=True)
+    try:
+        time.sleep(SESSION_TIMEOUT_S + 20)
+        wait_for("another worker generating", lambda: [
+            name for name in generators_since(stack, cut) if name != leader] or None, timeout=180, every=5)
+    finally:
+        alias = "dashboard" if "dashboard" in leader else "worker"
+        subprocess.run(["docker", "network", "connect", "--alias", alias, PROJECT, leader],
+                       check=True, capture_output=True)
+    time.sleep(SESSION_TIMEOUT_S)
+    settled = datetime.now(UTC).isoformat()
+    time.sleep(30)  # three ticks of the generator (every 10 s by default)
+    # One generator again; which one is the group's choice (in the runs here it stayed with the
+    # successor once and went back to the worker that returned once).
+    assert len(generators_since(stack, settled)) == 1, "one worker generates at a time"
+    account(stack, timeout=600)
+
+
+def test_down_and_up_again_keeps_every_order_and_report(stack: Stack):
+    before = account(stack)
+    orders = {row[0] for row in stack.sql("SELECT order_id FROM orders")}
+    reports = {tuple(row) for row in stack.sql(
+        "SELECT granularity, period_start, orders FROM report_sales WHERE final")}
+    stack.compose("down")
+    assert stack.containers() == []
+    stack.up("--wait", "--wait-timeout", "600")
+    wait_for("the orders after a restart", lambda: orders <= {
+        row[0] for row in stack.sql("SELECT order_id FROM orders")}, timeout=300)
+    kept = {tuple(row) for row in stack.sql(
+        "SELECT granularity, period_start, orders FROM report_sales WHERE final")}
+    assert reports <= kept
+    after = account(stack, at_least=len(before))
+    assert set(before) <= set(after), "the orders topic kept its messages (the Kafka volumes)"
+
+
+def test_down_with_volumes_leaves_nothing_behind(stack: Stack):
+    stack.compose("down", "--volumes", "--remove-orphans")
+    assert stack.containers() == []
+    for kind in ("volume", "network"):
+        left = subprocess.run(
+            ["docker", kind, "ls", "--quiet", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+            capture_output=True, text=True, check=True).stdout.split()
+        assert left == [], f"{kind}s left behind: {left}"
+
