@@ -8,65 +8,61 @@ Hourly rather than daily: a run that finds the tables busy gives up after a few 
 """
 
 import logging
-from datetime import date
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import psycopg
 
 from restaurant_app.database import outage_as_unavailable, until_available
 from restaurant_app.partitions import describe_upkeep, keep_partitions
-from restaurant_app.retention import Removed, apply_retention
+from restaurant_app.retention import apply_retention
 from restaurant_app.worker import app, database, settings
 
 log = logging.getLogger(__name__)
 
 UPKEEP_INTERVAL_SECONDS = 3600.0
+T = TypeVar("T")
 
 
-async def keep_once() -> tuple[list[date], int] | None:
-    """One upkeep on a connection of its own; None if the tables stayed busy."""
+async def on_own_connection(step: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T | None:
+    """``step`` on a connection of its own; None if the orders tables stayed busy."""
     with outage_as_unavailable():
         async with await database.connect() as conn:
             try:
-                return await keep_partitions(conn)
+                return await step(conn)
             except psycopg.errors.LockNotAvailable:
                 return None
+
+
+async def upkeep_step(step: Callable[[psycopg.AsyncConnection], Awaitable[T]], doing: str,
+                      when_busy: str) -> T | None:
+    """Run ``step``, waiting out an outage. Orders go on being stored whatever happens here (into
+    the default partition if need be), so a failure or busy tables are logged, not raised."""
+    try:
+        done = await until_available(lambda: on_own_connection(step), doing)
+    except psycopg.Error as exc:
+        log.error("Failed while %s: %s", doing, exc)
+        return None
+    if done is None:
+        log.warning("The orders tables were busy; %s", when_busy)
+    return done
 
 
 async def upkeep() -> None:
-    """Create the partitions due and log what changed. Orders go on being stored whatever happens
-    here (into the default partition if need be), so a failure is logged, not raised."""
+    """Create the partitions due and log what changed."""
     await database.ready()
-    try:
-        done = await until_available(keep_once, "creating the orders' day partitions")
-    except psycopg.Error as exc:
-        log.error("Could not create the orders' day partitions: %s", exc)
-        return
-    if done is None:
-        log.warning("The orders tables were busy; their day partitions will be checked again in an hour.")
-    elif done[0]:
+    done = await upkeep_step(keep_partitions, "creating the orders' day partitions",
+                             "their day partitions will be checked again in an hour.")
+    if done and done[0]:
         log.info("%s", describe_upkeep(*done))
 
 
-async def retain_once() -> Removed | None:
-    """One step of every retention on a connection of its own; None if the orders stayed busy."""
-    with outage_as_unavailable():
-        async with await database.connect() as conn:
-            try:
-                return await apply_retention(conn, settings)
-            except psycopg.errors.LockNotAvailable:
-                return None
-
-
 async def retention() -> None:
-    """Remove what the retentions say is old; a failure is logged and tried again in an hour."""
-    try:
-        removed = await until_available(retain_once, "removing data older than its retention")
-    except psycopg.Error as exc:
-        log.error("Could not remove data older than its retention: %s", exc)
-        return
-    if removed is None:
-        log.warning("The orders tables were busy; old days of orders will be dropped in an hour.")
-    else:
+    """Remove what the retentions say is old; tried again in an hour whatever happens."""
+    removed = await upkeep_step(lambda conn: apply_retention(conn, settings),
+                                "removing data older than its retention",
+                                "old days of orders will be dropped in an hour.")
+    if removed is not None:
         log.info("%s", removed.describe())
 
 

@@ -90,6 +90,7 @@ def test_old_data_goes_in_bounded_steps_and_the_rest_stays(
     recent = [order(now - timedelta(minutes=50 - m)) for m in range(2)]
     invalid = [json.dumps({**json.loads(o.dumps()), "channel": "teleport"}).encode() for o in recent]
     worker.env["TOPIC_RETENTION_HOURS"] = "5"
+    worker.env["MAX_ORDER_AGE_DAYS"] = "60"  # the old orders are taken, as from a backfill
     worker.start()
     execute(database_url, "INSERT INTO report_runs (mode, status, started_at, finished_at, watermark)"
                           " VALUES ('incremental', 'failed', now() - interval '10 days',"
