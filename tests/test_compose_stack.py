@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import pytest
 
 from restaurant_app.settings import PROJECT_ROOT
+from tests.services import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.compose]
 
@@ -92,20 +93,9 @@ asyncio.run(main(sys.argv[1], [bytes.fromhex(v) for v in sys.argv[2:]]))
 """
 
 
-class NotYet(AssertionError):
-    """A condition waited for did not come true in time."""
-
-
 def wait_for(what: str, condition: Callable[[], object], timeout: float, every: float = 3.0):
-    """Poll ``condition`` until it returns something true; that value, else NotYet."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise NotYet(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
+    """Poll ``condition`` every ``every`` s until it returns something true, and return that."""
+    return wait_until(condition, timeout, every, f"{what}: not within {timeout:.0f} s")
 
 
 @dataclass

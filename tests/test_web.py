@@ -57,7 +57,8 @@ def test_health_is_ok_when_kafka_and_postgres_answer(healthy_worker: WorkerProce
     assert status == 200
     assert body == {"status": "ok", "down": [], "kafka": {"ok": True, "brokers": 1}, "database": {"ok": True},
                     "ingest": {"ok": True},
-                    "reports": {"ok": True, "skipped_windows": 0, "oldest_skipped": None, "failed_runs": 0}}
+                    "reports": {"ok": True, "skipped_windows": 0, "oldest_skipped": None, "failed_runs": 0},
+                    "kafka_retention": {"ok": True}}
 
 
 def probes_logged(stack: ScratchStack, offset: int) -> int:
