@@ -19,6 +19,7 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, Protocol
 
+import msgspec
 import psycopg
 
 from restaurant_app.database import Database, DatabaseUnavailable, outage_as_unavailable
@@ -103,22 +104,27 @@ class OrderSink(Protocol):
 
 
 # The order's columns, said once: (column, SQL type). An order column is the Order field of the
-# same name; an order line's columns are the order's key, its line number, then OrderItem fields.
+# same name (``payments``, the last, as a JSON array, NULL for version 1); an order line's columns
+# are the order's key, its line number, then OrderItem fields.
 ORDER_COLUMNS = (
     ("order_id", "uuid"), ("created_at", "timestamptz"), ("customer_id", "bigint"),
     ("customer_name", "text"), ("channel", "text"), ("payment_method", "text"), ("total", "numeric"),
-    ("store_id", "text"),
+    ("store_id", "text"), ("schema_version", "smallint"), ("discount", "numeric"),
+    ("service_charge", "numeric"), ("service_charge_is_revenue", "boolean"), ("delivery_fee", "numeric"),
+    ("tip", "numeric"), ("payments", "jsonb"),
 )
 ITEM_KEY_COLUMNS = (("order_id", "uuid"), ("line_no", "smallint"))
 ITEM_FIELD_COLUMNS = (
     ("dish", "text"), ("category", "text"), ("unit_price", "numeric"), ("quantity", "integer"),
+    ("discount", "numeric"),
 )
 ITEM_COLUMNS = ITEM_KEY_COLUMNS + ITEM_FIELD_COLUMNS
 
 STAGED_ORDERS = "staged_orders"
 STAGED_ITEMS = "staged_order_items"
 
-_order_values = attrgetter(*(name for name, _ in ORDER_COLUMNS))
+_order_values = attrgetter(*(name for name, _ in ORDER_COLUMNS[:-1]))
+_payments = msgspec.json.Encoder()
 _item_values = attrgetter(*(name for name, _ in ITEM_FIELD_COLUMNS))
 
 
@@ -207,7 +213,8 @@ WHERE (r.topic, r.kafka_partition, r.kafka_offset) = (b.topic, b.kafka_partition
 
 def order_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
     """The ``orders`` rows of a batch, in ``ORDER_COLUMNS`` order."""
-    return map(_order_values, orders)
+    for order in orders:
+        yield (*_order_values(order), _payments.encode(order.payments).decode() if order.payments else None)
 
 
 def item_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
