@@ -100,6 +100,16 @@ FROM (SELECT granularity, period_start, unique_customers, row_number() OVER () A
 CROSS JOIN LATERAL generate_series(1, s.unique_customers) k
 """
 
+FILL_PERIOD_CUSTOMERS = """
+INSERT INTO report_period_customers (granularity, period_start, unique_customers)
+SELECT u.unit, date_trunc(u.unit, period_start, %(zone)s), count(DISTINCT customer_id)
+FROM report_customers CROSS JOIN unnest(ARRAY['week', 'month']) AS u (unit)
+WHERE granularity = 'day'
+GROUP BY 1, 2
+"""
+"""The weeks' and months' counts as the report job keeps them (the customers of each week and
+month that it also keeps, to count newcomers, are left out: the dashboard does not read them)."""
+
 FILL_INSIGHTS = """
 INSERT INTO report_insights (kind, window_start, window_end, subject, figures, computed_at)
 SELECT 'top_dish', h.period_start, h.period_end, '',
@@ -116,6 +126,9 @@ FROM report_sales h JOIN report_sales p
   ON p.granularity = 'hour' AND p.period_start = h.period_start - interval '1 hour'
 WHERE h.granularity = 'hour'
 """
+
+REPORT_TABLES = ("report_sales", "report_dishes", "report_customers", "report_period_customers",
+                 "report_insights")
 
 CHANNELS = {"dine_in": 0.45, "delivery": 0.35}
 PAYMENTS = {"pix": 0.4, "credit_card": 0.3, "debit_card": 0.15, "cash": 0.05}
@@ -163,15 +176,15 @@ def fill_reports(database_url: str, days: int, zone: str) -> dict[str, int]:
         steps += [("minute dishes", FILL_MINUTE_DISHES, {})]
         steps += [(f"{unit} dishes", ROLL_UP_DISHES, {"unit": unit}) for unit in ("hour", "day")]
         steps += [(f"{unit} customers", FILL_CUSTOMERS, {"unit": unit}) for unit in ("hour", "day")]
+        steps += [("week and month customer counts", FILL_PERIOD_CUSTOMERS, {})]
         steps += [("insights", FILL_INSIGHTS, {})]
         for what, sql, extra in steps:
             started = time.monotonic()
             rows = conn.execute(sql, {**params, **extra}).rowcount
             log.info("  %s: %s rows in %.0f s", what, f"{rows:,}", time.monotonic() - started)
-        for table in ("report_sales", "report_dishes", "report_customers", "report_insights"):
+        for table in REPORT_TABLES:
             conn.execute(f"VACUUM ANALYZE {table}")
-        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("report_sales", "report_dishes", "report_customers", "report_insights")}
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in REPORT_TABLES}
 
 
 def wait_until_answering(base_url: str, path: str, timeout: float) -> None:

@@ -10,7 +10,14 @@ import collections
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +28,8 @@ from spark_reports.result import RunStatus
 disable_created_metrics()
 
 registry = CollectorRegistry()
+# process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ...: read at each scrape.
+ProcessCollector(registry=registry)
 
 FINISHED_STATUSES = tuple(status for status in RunStatus if status is not RunStatus.RUNNING)
 
@@ -146,3 +155,34 @@ class ConsumerLagCollector(Collector):
             if row["lag"] is not None:
                 family.add_metric([lag["topic"], str(row["partition"])], row["lag"])
         yield family
+
+
+class ReplicaLagCollector(Collector):
+    """The read replica's lag (``REPORTS_DATABASE_URL``), from the status ``/health`` shows.
+
+    ``status`` is set before each scrape (``replica_status``'s answer); None, without a replica,
+    yields nothing. A replica that could not be asked has ``restaurant_replica_up`` 0 and no lag.
+    """
+
+    def __init__(self) -> None:
+        self.status: Mapping[str, Any] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        status = self.status
+        if status is None:
+            return
+        yield GaugeMetricFamily(
+            "restaurant_replica_up",
+            "1 when the read replica and the primary answered the lag query at this scrape, else 0.",
+            value=1.0 if status["ok"] else 0.0)
+        if not status["ok"] or status.get("bytes_behind") is None:
+            return
+        yield GaugeMetricFamily(
+            "restaurant_replica_lag_bytes",
+            "Bytes of the primary's WAL the read replica has not replayed yet.",
+            value=status["bytes_behind"])
+        yield GaugeMetricFamily(
+            "restaurant_replica_lag_seconds",
+            "While the read replica is behind, the age of the last transaction it replayed; 0 once"
+            " it has replayed everything.",
+            value=status["lag_seconds"] or 0.0)

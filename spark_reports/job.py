@@ -143,7 +143,8 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
         counts = stage_reports(settings, report_run)
-        windows = store.publish(report_run, *counts, settings.report_grace_seconds)
+        windows = store.publish(report_run, *counts, settings.report_grace_seconds,
+                                settings.restaurant_timezone)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error, outage = error_text(exc), is_outage(exc)
         store.ledger.fail(report_run, error, *counts, outage=outage)

@@ -129,7 +129,8 @@ async def rejections(view: web.View, request: web.Request) -> web.Response:
 
 async def kafka_status() -> dict[str, Any]:
     try:
-        return {"ok": True, "brokers": await count_brokers(settings.bootstrap_servers)}
+        brokers = await count_brokers(settings.bootstrap_servers, security=settings.kafka_security)
+        return {"ok": True, "brokers": brokers}
     except KafkaUnavailable:
         return {"ok": False, "error": "no Kafka broker answered"}
 
