@@ -5,14 +5,19 @@ table with its view) and its computation in ``spark_reports/aggregations.py``.
 """
 
 SALES_KEY = ("granularity", "period_start")
+BILL_FIGURES = (
+    "gross_sales", "discounts", "net_sales", "service_charge", "service_charge_revenue", "delivery_fees",
+    "tips", "cancellations", "refunds", "net_revenue",
+)
+"""The amounts of whole bills (README, "Report figures"), each added up from minutes to days."""
 SALES_FIGURES = (
     "period_end", "orders", "items_sold", "gross_revenue", "avg_ticket", "unique_customers",
     "avg_spend_per_customer", "top_dish", "top_dish_quantity", "revenue_by_channel", "revenue_by_payment",
-    "identified_revenue", "revenue_by_store",
+    "identified_revenue", "revenue_by_store", *BILL_FIGURES, "payments_by_method",
 )
-SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment", "revenue_by_store")
+SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment", "revenue_by_store", "payments_by_method")
 """Figures stored as jsonb ``{key: amount}``."""
-SALES_STAMPS = ("computed_at", "final")
+SALES_STAMPS = ("computed_at", "final", "corrected_at")
 """Set by the publish step, not computed by Spark."""
 
 DISH_COLUMNS = ("granularity", "period_start", "dish", "quantity", "revenue", "rank")

@@ -15,14 +15,20 @@ from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DecimalType, MapType, StringType
+from pyspark.sql.types import ArrayType, DecimalType, MapType, StringType, StructField, StructType
 
+from restaurant_app.report_tables import BILL_FIGURES
 from spark_reports.insights import build_insights
 
 MONEY = DecimalType(24, 2)  # the reports' numeric(24,2), migration 017
 BREAKDOWN = MapType(StringType(), MONEY)
 BREAKDOWNS = {"revenue_by_channel": "channel", "revenue_by_payment": "payment_method",
               "revenue_by_store": "store_id"}
+"""Figures ``{key: the orders' totals}`` by one of the order's columns."""
+PAID = "payments_by_method"
+"""``{method: what was paid by it}``: a version 2 order's payments, a version 1 order's total."""
+ALL_BREAKDOWNS = (*BREAKDOWNS, PAID)
+PAYMENTS = ArrayType(StructType([StructField("method", StringType()), StructField("amount", StringType())]))
 
 
 @dataclass(frozen=True)
@@ -83,15 +89,53 @@ def kept(*frames: DataFrame) -> list[DataFrame]:
     return [frame.localCheckpoint(eager=True) for frame in frames]
 
 
+ORDER_COLUMNS = ("customer_id", "total", "order_discount", "service_charge", "service_charge_is_revenue",
+                 "delivery_fee", "tip", "payments", "cancelled", "refunded", *BREAKDOWNS.values())
+"""The order's own columns, carried by each of its lines."""
+
+
+def bill_figures(orders: DataFrame) -> list[Column]:
+    """The sums of ``BILL_FIGURES`` over orders (README, "Report figures"); see ``net_revenue``."""
+    money = {
+        "gross_sales": F.col("gross"),
+        "discounts": F.col("line_discounts") + F.col("order_discount"),
+        "service_charge": F.col("service_charge"),
+        "service_charge_revenue": F.when(F.col("service_charge_is_revenue"), F.col("service_charge"))
+        .otherwise(0),
+        "delivery_fees": F.col("delivery_fee"),
+        "tips": F.col("tip"),
+        "cancellations": F.col("cancelled"),
+        "refunds": F.col("refunded"),
+    }
+    return [F.sum(column).cast(MONEY).alias(name) for name, column in money.items()]
+
+
+def with_net_figures(sales: DataFrame) -> DataFrame:
+    """Net sales (gross less discounts) and net revenue (net sales, the service charge that is
+    revenue and delivery fees, less cancellations and refunds), from the other figures."""
+    net_sales = (F.col("gross_sales") - F.col("discounts")).cast(MONEY)
+    return sales.withColumn("net_sales", net_sales).withColumn("net_revenue", (
+        F.col("net_sales") + F.col("service_charge_revenue") + F.col("delivery_fees")
+        - F.col("cancellations") - F.col("refunds")).cast(MONEY))
+
+
+def paid_entries() -> Column:
+    """An order's payments as (method, amount) entries; a version 1 order paid its total by its method."""
+    one = F.array(F.struct(F.col("payment_method").alias("key"), F.col("total").cast(MONEY).alias("value")))
+    each = F.transform(F.from_json("payments", PAYMENTS),
+                       lambda p: F.struct(p["method"].alias("key"), p["amount"].cast(MONEY).alias("value")))
+    return F.when(F.col("payments").isNull(), one).otherwise(each)
+
+
 def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Per minute: orders, items, revenue, unique customers and breakdowns; and per dish."""
+    """Per minute: orders, items, revenue, the bills' figures, customers and breakdowns; and per dish."""
     lines = lines.withColumn("period_start", F.date_trunc("minute", "created_at"))
     # Every line of an order carries the order's own columns, so any line's value is the order's.
     orders = lines.groupBy("period_start", "order_id").agg(
-        F.first("customer_id").alias("customer_id"),
-        F.first("total").alias("total"),
+        *(F.first(column).alias(column) for column in dict.fromkeys(ORDER_COLUMNS)),
         F.sum("quantity").alias("items"),
-        *(F.first(column).alias(column) for column in BREAKDOWNS.values()),
+        F.sum(F.col("unit_price") * F.col("quantity")).alias("gross"),
+        F.sum("line_discount").alias("line_discounts"),
     )
     sales = orders.groupBy("period_start").agg(
         F.count("*").alias("orders"),
@@ -100,14 +144,16 @@ def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.sum(F.when(F.col("customer_id").isNotNull(), F.col("total")).otherwise(0))
         .cast(MONEY).alias("identified_revenue"),
         F.sum("items").cast("long").alias("items_sold"),
+        *bill_figures(orders),
         *(summed_by_key(F.collect_list(F.struct(F.col(column).alias("key"), F.col("total").alias("value"))))
           .alias(name) for name, column in BREAKDOWNS.items()),
+        summed_by_key(F.flatten(F.collect_list(paid_entries()))).alias(PAID),
     )
     dishes = lines.groupBy("period_start", "dish").agg(
         F.sum("quantity").cast("long").alias("quantity"),
-        F.sum(F.col("unit_price") * F.col("quantity")).cast(MONEY).alias("revenue"),
+        F.sum(F.col("unit_price") * F.col("quantity") - F.col("line_discount")).cast(MONEY).alias("revenue"),
     )
-    return sales, dishes
+    return with_net_figures(sales), dishes
 
 
 def summed_by_key(entries: Column) -> Column:
@@ -126,7 +172,8 @@ def parse_stored(stored: DataFrame) -> DataFrame:
         F.col("items_sold").cast("long"),
         F.col("gross_revenue").cast(MONEY),
         F.col("identified_revenue").cast(MONEY),
-        *(F.from_json(name, BREAKDOWN).alias(name) for name in BREAKDOWNS),
+        *(F.col(name).cast(MONEY) for name in BILL_FIGURES),
+        *(F.from_json(name, BREAKDOWN).alias(name) for name in ALL_BREAKDOWNS),
     )
 
 
@@ -160,7 +207,9 @@ def rollup(sales: DataFrame, dishes: DataFrame, unit: str,
         F.sum("items_sold").alias("items_sold"),
         F.sum("gross_revenue").cast(MONEY).alias("gross_revenue"),
         F.sum("identified_revenue").cast(MONEY).alias("identified_revenue"),
-        *(summed_by_key(F.flatten(F.collect_list(F.map_entries(name)))).alias(name) for name in BREAKDOWNS),
+        *(F.sum(name).cast(MONEY).alias(name) for name in BILL_FIGURES),
+        *(summed_by_key(F.flatten(F.collect_list(F.map_entries(name)))).alias(name)
+          for name in ALL_BREAKDOWNS),
     )
     dishes = (
         dishes.withColumn("period_start", window_start(unit, "period_start", day_starts_hour))
@@ -202,8 +251,9 @@ def finish(sales: DataFrame, dishes: DataFrame, granularity: str,
         .alias("avg_spend_per_customer"),
         "top_dish",
         F.col("top_dish_quantity").cast("long"),
-        *(F.to_json(name).alias(name) for name in BREAKDOWNS),
+        *(F.to_json(name).alias(name) for name in ALL_BREAKDOWNS),
         "identified_revenue",
+        *BILL_FIGURES,
     )
     staged_dishes = ranked.select(
         F.lit(granularity).alias("granularity"), "period_start", "dish",

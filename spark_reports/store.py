@@ -11,6 +11,7 @@ import psycopg
 
 from restaurant_app.business_day import SQL_DAY_START, shift
 from restaurant_app.report_tables import (
+    BILL_FIGURES,
     DISH_COLUMNS,
     INSIGHT_COLUMNS,
     SALES_FIGURES,
@@ -69,6 +70,16 @@ FROM orders o
 """
 
 SCOPE_NEW_MINUTES = SCOPE_ALL_MINUTES + "WHERE " + COMMITTED_BETWEEN
+
+# A cancellation or refund counts in its order's window: a new one reopens its order's minute.
+SCOPE_NEW_EVENT_MINUTES = """
+INSERT INTO report_scope (kind, period_start, period_end)
+SELECT DISTINCT 'minute', date_trunc('minute', o.order_created_at),
+       date_trunc('minute', o.order_created_at) + interval '1 minute'
+FROM order_events o
+WHERE """ + COMMITTED_BETWEEN + """
+ON CONFLICT (kind, period_start) DO NOTHING
+"""
 
 _SKIP_MINUTES = """
 INSERT INTO report_skipped_windows (period_start, run_id)
@@ -129,7 +140,10 @@ COUNT_SCOPE = "SELECT count(*) FROM report_scope WHERE kind = 'minute'"
 # Read by Spark over JDBC; the windows to read are the rows of report_scope.
 _ORDER_LINE_COLUMNS = """
 SELECT o.order_id::text AS order_id, o.created_at, o.customer_id, o.store_id, o.channel,
-       o.payment_method, o.total, i.line_no, i.dish, i.unit_price, i.quantity
+       o.payment_method, o.total, i.line_no, i.dish, i.unit_price, i.quantity,
+       i.discount AS line_discount, o.discount AS order_discount, o.service_charge,
+       o.service_charge_is_revenue, o.delivery_fee, o.tip, o.payments::text AS payments,
+       coalesce(e.cancelled, 0) AS cancelled, coalesce(e.refunded, 0) AS refunded
 """
 
 # OFFSET 0 keeps PostgreSQL from flattening the subqueries into a hash join over all order
@@ -146,6 +160,11 @@ CROSS JOIN LATERAL (
     SELECT * FROM order_items i
     WHERE i.order_id = o.order_id AND i.order_created_at = o.created_at OFFSET 0
 ) i
+LEFT JOIN LATERAL (
+    SELECT sum(revenue) FILTER (WHERE kind = 'cancellation') AS cancelled,
+           sum(revenue) FILTER (WHERE kind = 'refund') AS refunded
+    FROM order_events e WHERE e.order_id = o.order_id
+) e ON true
 WHERE s.kind = 'minute'
 """
 
@@ -156,6 +175,7 @@ AND NOT EXISTS (SELECT 1 FROM report_scope x WHERE x.kind = 'span'
 
 _STORED_SALES = """
 SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
+       {bill_figures}, r.payments_by_method::text AS payments_by_method,
        r.revenue_by_channel::text AS revenue_by_channel,
        r.revenue_by_payment::text AS revenue_by_payment,
        r.revenue_by_store::text AS revenue_by_store
@@ -171,6 +191,7 @@ JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
 """ + _OUTSIDE_SPAN
 
+_STORED_SALES = _STORED_SALES.replace("{bill_figures}", listed(BILL_FIGURES, "r."))
 SPARK_STORED_MINUTES = _STORED_SALES.format(scope="context", granularity="minute")
 SPARK_STORED_MINUTE_DISHES = _STORED_DISHES.format(scope="context", granularity="minute")
 SPARK_STORED_HOURS = _STORED_SALES.format(scope="day", granularity="hour")
@@ -282,6 +303,15 @@ WHERE s.kind = 'span' AND r.granularity = ANY(%(units)s::text[])
 DELETE_SPAN_PERIOD_CUSTOMERS = "DELETE FROM report_customers r" + _IN_SPAN_PERIODS
 DELETE_SPAN_PERIOD_COUNTS = "DELETE FROM report_period_customers r" + _IN_SPAN_PERIODS
 
+# A window that was final and is published with other figures (a late order, cancellation or
+# refund) is a correction: corrected_at says when it last changed, and stays until the next one.
+CORRECTED_BY = ("orders", "items_sold", "gross_revenue", *BILL_FIGURES)
+KEEP_REPLACED_WINDOWS = f"""
+CREATE TEMP TABLE replaced_windows ON COMMIT DROP AS
+SELECT r.granularity, r.period_start, r.final, r.corrected_at, {listed(CORRECTED_BY, "r.")}
+FROM report_sales r JOIN report_scope s ON s.kind = r.granularity AND s.period_start = r.period_start
+"""
+
 # Where the staged row has no customer count, it is counted here from report_customers.
 PUBLISHED_SALES = {
     "unique_customers": "coalesce(st.unique_customers, c.customers, 0)",
@@ -299,10 +329,14 @@ WITH customers AS (
 )
 INSERT INTO report_sales ({listed(SALES_KEY + SALES_FIGURES + SALES_STAMPS)})
 SELECT {", ".join(PUBLISHED_SALES.get(c, "st." + c) for c in SALES_KEY + SALES_FIGURES)},
-       now(), st.period_end <= %(closed_by)s
+       now(), st.period_end <= %(closed_by)s,
+       CASE WHEN p.final AND ({listed(CORRECTED_BY, "p.")}) IS DISTINCT FROM ({listed(CORRECTED_BY, "st.")})
+            THEN now() ELSE p.corrected_at END
 FROM report_staging_sales st
 LEFT JOIN customers c USING (granularity, period_start)
+LEFT JOIN replaced_windows p USING (granularity, period_start)
 """
+
 
 INSERT_DISHES = f"""
 INSERT INTO report_dishes ({listed(DISH_COLUMNS)})
@@ -357,8 +391,9 @@ class ReportStore:
             elif run.since is None:
                 self.conn.execute(SCOPE_ALL_MINUTES)
             else:
-                self.conn.execute(SCOPE_NEW_MINUTES, {"since": run.since.snapshot,
-                                                      "until": run.until.snapshot})
+                snapshots = {"since": run.since.snapshot, "until": run.until.snapshot}
+                self.conn.execute(SCOPE_NEW_MINUTES, snapshots)
+                self.conn.execute(SCOPE_NEW_EVENT_MINUTES, snapshots)
             if run.retry_skipped:
                 self.conn.execute(SCOPE_SKIPPED_MINUTES)
             self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone, "shift": shift(day_starts_hour)})
@@ -379,6 +414,7 @@ class ReportStore:
                     f"Spark computed the {outside[0]} starting {outside[1]}, which PostgreSQL did not"
                     " expect; the time zones of Spark and PostgreSQL disagree."
                 )
+            self.conn.execute(KEEP_REPLACED_WINDOWS)
             if run.full:
                 for statement in DELETE_ALL_REPORTS:
                     self.conn.execute(statement)

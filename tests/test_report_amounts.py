@@ -30,10 +30,11 @@ def test_a_window_of_a_million_largest_orders_is_stored_and_read_through_the_vie
         INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
                                   avg_ticket, unique_customers, avg_spend_per_customer, identified_revenue,
                                   top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment,
-                                  revenue_by_store, computed_at, final)
+                                  revenue_by_store, computed_at, final, gross_sales, net_sales, net_revenue,
+                                  payments_by_method)
         SELECT granularity, period_start, period_end, orders, items_sold, gross_revenue, avg_ticket,
                unique_customers, avg_spend_per_customer, identified_revenue, top_dish, top_dish_quantity,
-               '{}', '{}', '{}', now(), true
+               '{}', '{}', '{}', now(), true, gross_revenue, gross_revenue, gross_revenue, '{}'
         FROM report_staging_sales
     """)
     execute(database_url, "INSERT INTO report_dishes (granularity, period_start, dish, quantity, revenue,"

@@ -56,9 +56,10 @@ def test_latest_reports_give_a_bounded_number_of_dishes_and_insights(
     execute(database_url, """
         INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
             avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-            revenue_by_channel, revenue_by_payment, revenue_by_store, identified_revenue, computed_at, final)
+            revenue_by_channel, revenue_by_payment, revenue_by_store, identified_revenue, computed_at, final,
+            gross_sales, net_sales, net_revenue, payments_by_method)
         VALUES ('minute', %s, %s + interval '1 minute', 1, 1, 1, 1, 1, 1, 'd0000', 1, '{}', '{}', '{}', 1,
-                now(), true)
+                now(), true, 1, 1, 1, '{}')
         """, (start, start))
     execute(database_url, """
         INSERT INTO report_dishes (granularity, period_start, dish, quantity, revenue, rank)
