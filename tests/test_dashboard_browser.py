@@ -24,7 +24,7 @@ from playwright.sync_api import Page
 from infra.postgres import PostgresServer
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port
-from restaurant_app.models import Order
+from restaurant_app.models import Order, OrderEvent
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.web.language import insight_message
@@ -70,22 +70,34 @@ class Dashboard:
 
 def known_orders(now: datetime) -> list[Order]:
     """Every 3 minutes over the last 90, two in the last seconds, and a dozen at this time yesterday,
-    from two stores of a chain."""
-    generator = OrderGenerator(seed=42, timezone_name=SETTINGS.restaurant_timezone)
+    from two stores of a chain: whole bills (discounts, service charge, delivery fees, tips)."""
+    generator = OrderGenerator(seed=42, timezone_name=SETTINGS.restaurant_timezone, whole_bills=True)
     moments = [now - timedelta(minutes=3 * n, seconds=20) for n in range(30)]
     moments += [now - timedelta(seconds=4), now - timedelta(seconds=2)]
     moments += [now - timedelta(days=1, minutes=10 + 7 * n) for n in range(12)]
     return [generator.order(moment, ("main", "loja-centro")[n % 2]) for n, moment in enumerate(moments)]
 
 
+def known_events(orders: list[Order]) -> list[OrderEvent]:
+    """A cancellation of the first order and a refund of the second's first line, today."""
+    first, second = orders[0], orders[1]
+    return [OrderEvent(kind="cancellation", event_id="00000000-0000-4000-8000-000000000001",
+                       order_id=first.order_id, created_at=first.created_at, reason="cliente desistiu"),
+            OrderEvent(kind="refund", event_id="00000000-0000-4000-8000-000000000002",
+                       order_id=second.order_id, created_at=second.created_at, reason="item errado",
+                       amount=min(second.items[0].net, second.total), lines=(1,))]
+
+
 def publish(dashboard_worker: WorkerProcess, stack: ScratchStack, orders: list[Order]) -> None:
     messages = [(o.order_id.encode(), o.dumps()) for o in orders]
+    messages += [(e.order_id.encode(), e.dumps()) for e in known_events(orders)]  # after their orders
     messages += [(None, raw) for raw in INVALID_MESSAGES]
     produce(stack.kafka.bootstrap_servers, dashboard_worker.env["ORDERS_TOPIC"], messages)
 
 
-def stored(url: str) -> tuple[int, int]:
-    return query(url, "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM rejected_orders)")[0]
+def stored(url: str) -> tuple[int, int, int]:
+    return query(url, "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM rejected_orders),"
+                      " (SELECT count(*) FROM order_events)")[0]
 
 
 def quiet_worker(stack: ScratchStack, database_url: str, folder: Path) -> WorkerProcess:
@@ -117,7 +129,7 @@ def dashboard(stack: ScratchStack, tmp_path_factory: pytest.TempPathFactory) -> 
         worker.start()
         orders = known_orders(datetime.now(UTC))
         publish(worker, stack, orders)
-        wait_until(lambda: stored(url) == (len(orders), len(INVALID_MESSAGES)),
+        wait_until(lambda: stored(url) == (len(orders), len(INVALID_MESSAGES), len(known_events(orders))),
                    message="the worker never stored the test's orders")
         assert run_report_job(url)["exit_code"] == 0
         with chromium_page(worker.url) as (page, log):
@@ -155,8 +167,24 @@ def today_in_database(url: str) -> dict[str, str]:
     items = query(url, "SELECT coalesce(sum(quantity), 0) FROM order_items JOIN orders USING (order_id)"
                        " WHERE created_at >= %s AND created_at <= %s", (start, end))[0][0]
     ticket = (revenue / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else Decimal(0)
+    gross, net = query(url, NET_AND_GROSS, (start, end))[0]
     return {"kpi-revenue": brl(revenue), "kpi-orders": whole(orders), "kpi-items": whole(items),
-            "kpi-ticket": brl(ticket), "kpi-customers": whole(customers)}
+            "kpi-ticket": brl(ticket), "kpi-customers": whole(customers), "kpi-gross": brl(gross),
+            "kpi-net": brl(net)}
+
+
+# The README's definitions: net sales + service charge that is revenue + delivery fees, less what
+# the cancellations and refunds of those orders took back.
+NET_AND_GROSS = """
+WITH today AS (SELECT * FROM orders WHERE created_at >= %s AND created_at <= %s),
+lines AS (SELECT order_id, sum(unit_price * quantity) AS gross, sum(discount) AS discounts
+          FROM order_items GROUP BY order_id)
+SELECT coalesce(sum(l.gross), 0),
+       coalesce(sum(l.gross - l.discounts - t.discount + t.delivery_fee
+                     + CASE WHEN t.service_charge_is_revenue THEN t.service_charge ELSE 0 END), 0)
+       - (SELECT coalesce(sum(e.revenue), 0) FROM order_events e JOIN today USING (order_id))
+FROM today t JOIN lines l USING (order_id)
+"""
 
 
 def yesterday_revenue_in_database(url: str) -> str:
@@ -201,7 +229,7 @@ def text(page: Page, selector: str) -> str:
 
 def kpis_on_page(page: Page) -> dict[str, str]:
     return {card: text(page, f"#{card} .value") for card in
-            ("kpi-revenue", "kpi-orders", "kpi-items", "kpi-ticket", "kpi-customers")}
+            ("kpi-revenue", "kpi-orders", "kpi-items", "kpi-ticket", "kpi-customers", "kpi-gross", "kpi-net")}
 
 
 def breakdown_on_page(page: Page, list_id: str) -> dict[str, str]:
@@ -246,7 +274,9 @@ def shows(page: Page, selector: str, expected: str) -> None:
 
 
 def same_figures(page: Page, url: str) -> None:
-    assert kpis_on_page(page) == today_in_database(url)
+    shown = kpis_on_page(page)
+    assert shown == today_in_database(url)
+    assert shown["kpi-net"] != shown["kpi-gross"]  # discounts, charges, a cancellation and a refund
 
 
 def mostly(colours: list[list[int]], rgb: tuple[int, int, int]) -> bool:
@@ -396,12 +426,14 @@ def test_the_rejections_open_with_their_reasons(dashboard: Dashboard):
     assert not page.locator("#rejections-dialog").is_visible()
 
 
-MONEY_CARDS = ("kpi-revenue", "kpi-ticket")
-PORTUGUESE_LABELS = {"#kpi-revenue h2": "Faturamento hoje", "#kpi-orders h2": "Pedidos",
+MONEY_CARDS = ("kpi-revenue", "kpi-ticket", "kpi-gross", "kpi-net")
+PORTUGUESE_LABELS = {"#kpi-revenue h2": "Faturamento hoje", "#kpi-gross h2": "Vendas brutas",
+                     "#kpi-net h2": "Receita líquida", "#kpi-orders h2": "Pedidos",
                      "#kpi-items h2": "Itens vendidos", "#kpi-ticket h2": "Ticket médio",
                      "#kpi-customers h2": "Clientes únicos", "#health-title": "Saúde do pipeline",
                      "#insights-title": "Últimos insights"}
-ENGLISH_LABELS = {"#kpi-revenue h2": "Revenue today", "#kpi-orders h2": "Orders",
+ENGLISH_LABELS = {"#kpi-revenue h2": "Revenue today", "#kpi-gross h2": "Gross sales",
+                  "#kpi-net h2": "Net revenue", "#kpi-orders h2": "Orders",
                   "#kpi-items h2": "Items sold", "#kpi-ticket h2": "Average ticket",
                   "#kpi-customers h2": "Unique customers", "#health-title": "Pipeline health",
                   "#insights-title": "Latest insights"}

@@ -27,19 +27,31 @@ periods AS (
     SELECT 'yesterday', {YESTERDAY_START}, date_subtract(c.now, interval '1 day', c.zone)
     FROM clock c
 )
-SELECT p.period, p.starts, p.ends, o.orders, o.revenue, i.items, o.avg_ticket, o.unique_customers
+SELECT p.period, p.starts, p.ends, o.orders, o.revenue, i.items, o.avg_ticket, o.unique_customers,
+       i.gross_sales, (o.billed_revenue - e.taken)::numeric(24,2) AS net_revenue
 FROM periods p
 CROSS JOIN LATERAL (
     SELECT count(*) AS orders, coalesce(sum(total), 0)::numeric(24,2) AS revenue,
            coalesce(round(avg(total), 2), 0)::numeric(24,2) AS avg_ticket,
-           count(DISTINCT customer_id) AS unique_customers
+           count(DISTINCT customer_id) AS unique_customers,
+           coalesce(sum(total - CASE WHEN service_charge_is_revenue THEN 0 ELSE service_charge END), 0)
+               AS billed_revenue
     FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
 ) o
 CROSS JOIN LATERAL (
-    SELECT coalesce(sum(quantity), 0)::bigint AS items FROM order_items
+    SELECT coalesce(sum(quantity), 0)::bigint AS items,
+           coalesce(sum(unit_price * quantity), 0)::numeric(24,2) AS gross_sales
+    FROM order_items
     WHERE order_created_at >= p.starts AND order_created_at <= p.ends
 ) i
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(revenue), 0) AS taken FROM order_events
+    WHERE order_created_at >= p.starts AND order_created_at <= p.ends
+) e
 """
+"""Gross sales and net revenue as the reports define them (README, "Report figures"): the bills'
+totals less a service charge that went to the staff are net sales + service charge revenue +
+delivery fees, from which the cancellations and refunds of the period's orders are taken."""
 
 # Today's revenue by channel and by payment method.
 TODAY_BY_CHANNEL_AND_PAYMENT = f"""

@@ -20,6 +20,11 @@ PT_BR = {
     "kpi.items": "Itens vendidos",
     "kpi.ticket": "Ticket médio",
     "kpi.ticket_help": "Faturamento dividido pelo número de pedidos",
+    "kpi.gross": "Vendas brutas",
+    "kpi.gross_help": "Preço dos pratos vendidos hoje, antes de descontos, taxas e gorjetas",
+    "kpi.net": "Receita líquida",
+    "kpi.net_help": ("Vendas menos descontos, mais taxa de serviço que é receita e taxas de entrega,"
+                     " menos cancelamentos e estornos dos pedidos de hoje"),
     "kpi.customers": "Clientes únicos",
     "minutes.title": "Faturamento e pedidos por minuto · últimas 2 horas",
     "minutes.legend": "minuto em andamento (provisório)",
@@ -186,6 +191,11 @@ EN = {
     "kpi.items": "Items sold",
     "kpi.ticket": "Average ticket",
     "kpi.ticket_help": "Revenue divided by the number of orders",
+    "kpi.gross": "Gross sales",
+    "kpi.gross_help": "The price of the dishes sold today, before discounts, charges and tips",
+    "kpi.net": "Net revenue",
+    "kpi.net_help": ("Sales less discounts, plus the service charge that is revenue and delivery fees,"
+                     " less the cancellations and refunds of today's orders"),
     "kpi.customers": "Unique customers",
     "minutes.title": "Revenue and orders per minute · last 2 hours",
     "minutes.legend": "minute under way (provisional)",

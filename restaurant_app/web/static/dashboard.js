@@ -78,6 +78,10 @@
     const { today, yesterday } = body;
     $('compared-at').textContent = clock(yesterday.ends);
     renderKpi('kpi-revenue', money.format(today.revenue), today.revenue, yesterday.revenue, money.format(yesterday.revenue));
+    renderKpi('kpi-gross', money.format(today.gross_sales), today.gross_sales, yesterday.gross_sales,
+      money.format(yesterday.gross_sales));
+    renderKpi('kpi-net', money.format(today.net_revenue), today.net_revenue, yesterday.net_revenue,
+      money.format(yesterday.net_revenue));
     renderKpi('kpi-orders', whole.format(today.orders), today.orders, yesterday.orders, whole.format(yesterday.orders));
     renderKpi('kpi-items', whole.format(today.items), today.items, yesterday.items, whole.format(yesterday.items));
     renderKpi('kpi-ticket', money.format(today.avg_ticket), today.avg_ticket, yesterday.avg_ticket,
