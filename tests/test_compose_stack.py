@@ -48,7 +48,8 @@ from aiokafka import AIOKafkaConsumer
 
 def order_id(value):
     try:
-        return json.loads(value)["order_id"]
+        message = json.loads(value)
+        return "event:" + message["event_id"] if "kind" in message else message["order_id"]
     except Exception:
         return None
 
@@ -182,8 +183,10 @@ Message = tuple[int, int, "str | None"]
 
 
 def landed(stack: Stack) -> tuple[set[str], set[tuple[int, int]]]:
-    """The stored orders' ids, and the rejected messages' (partition, offset) in the orders topic."""
+    """The stored orders' ids (and cancellations' and refunds', as ``event:`` and their id), and the
+    rejected messages' (partition, offset) in the orders topic."""
     stored = {row[0] for row in stack.sql("SELECT order_id FROM orders")}
+    stored |= {"event:" + row[0] for row in stack.sql("SELECT event_id FROM order_events")}
     rejected = {(int(p), int(o)) for p, o in stack.sql(
         "SELECT kafka_partition, kafka_offset FROM rejected_orders WHERE topic = 'orders'")}
     return stored, rejected

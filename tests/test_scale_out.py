@@ -93,7 +93,8 @@ def publish(bootstrap_servers: str, topic: str, orders: list[Order]) -> None:
 
 
 def topic_order_ids(bootstrap_servers: str, topic: str) -> list[str]:
-    """The order id of every message on the topic, from the start to its end now, repeats included."""
+    """The order id of every order on the topic, from the start to its end now, repeats included
+    (the simulator's cancellations and refunds name their order: they are left out)."""
 
     partitions = [TopicPartition(topic, p) for p in range(topic_layout(bootstrap_servers, topic)[0])]
 
@@ -108,7 +109,8 @@ def topic_order_ids(bootstrap_servers: str, topic: str) -> list[str]:
             ids: list[str] = []
             while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
                 for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                    ids += [json.loads(r.value)["order_id"] for r in records if r.offset < ends[tp]]
+                    messages = (json.loads(r.value) for r in records if r.offset < ends[tp])
+                    ids += [m["order_id"] for m in messages if "kind" not in m]
             return ids
         finally:
             await consumer.stop()
