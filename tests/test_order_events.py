@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.events import EventRefused, EventTarget, judged
@@ -159,3 +161,32 @@ def test_the_worker_stores_each_event_once_and_rejects_the_rest_with_their_reaso
     assert status == 200
     assert "restaurant_order_events_stored_total 3.0" in body.decode()
     assert 'restaurant_rejections_total{kind="UnknownOrder"} 1.0' in body.decode()
+
+
+# --- Any event-like message gives an event or a short reason --------------------------------
+
+EVENT_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=12),
+    st.sampled_from(["cancellation", "refund", "order", "24.90", "0", "-1", str(uuid.uuid4()),
+                     NOW.isoformat(), (NOW - timedelta(days=1)).isoformat()]),
+    st.lists(st.integers(-1, 120), max_size=4),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["kind", "event_id", "order_id", "created_at", "reason", "amount",
+                                        "lines"]), EVENT_VALUES),
+       st.sampled_from(["cancellation", "refund"]))
+def test_any_event_like_message_gives_an_event_or_a_short_reason(changes: dict, kind: str):
+    raw = encoded({**event(kind), **changes})
+    try:
+        parsed = parse_message(raw, now=NOW, max_age=timedelta(days=7))
+    except InvalidOrder as rejection:
+        assert 0 < len(str(rejection)) <= 200 and str(rejection).isprintable()
+        return
+    if isinstance(parsed, OrderEvent):
+        assert parsed.kind in ("cancellation", "refund") and parsed.reason.strip() == parsed.reason
+        assert parsed.kind == "cancellation" or parsed.amount > 0
+        assert parsed.created_at.utcoffset() == timedelta(0)
+        assert list(parsed.lines) == sorted(set(parsed.lines)) and all(1 <= n <= 100 for n in parsed.lines)
+        assert parse_message(parsed.dumps(), now=NOW) == parsed
