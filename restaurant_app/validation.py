@@ -118,10 +118,15 @@ def parse_order(
     """
     now = datetime.now(UTC) if now is None else now
     order = fast_path_order(raw, now, max_clock_skew) or full_path_order(raw, now, max_clock_skew)
-    if max_age is not None and order.created_at < now - max_age:
-        raise InvalidOrder(f"'created_at' {order.created_at.isoformat()} is more than"
-                           f" {max_age.total_seconds() / 86400:g} days in the past")
+    _check_age(order.created_at, now, max_age)
     return order
+
+
+def _check_age(moment: datetime, now: datetime, max_age: timedelta | None) -> None:
+    """Refuse a ``created_at`` more than ``max_age`` before ``now``."""
+    if max_age is not None and moment < now - max_age:
+        raise InvalidOrder(f"'created_at' {moment.isoformat()} is more than"
+                           f" {max_age.total_seconds() / 86400:g} days in the past")
 
 
 def parse_message(
@@ -145,9 +150,7 @@ def parse_message(
         raise InvalidOrder(f"unknown kind {_excerpt(kind)}; expected order, {', '.join(EVENT_KINDS)}")
     now = datetime.now(UTC) if now is None else now
     event = _event(payload, kind, now, max_clock_skew)
-    if max_age is not None and event.created_at < now - max_age:
-        raise InvalidOrder(f"'created_at' {event.created_at.isoformat()} is more than"
-                           f" {max_age.total_seconds() / 86400:g} days in the past")
+    _check_age(event.created_at, now, max_age)
     return event
 
 
