@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
 from restaurant_app.errors import PipelineError
-from restaurant_app.models import Order
+from restaurant_app.models import Order, kafka_key
 from restaurant_app.retry import Backoff
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings
@@ -41,7 +41,7 @@ async def publish(order: Order) -> None:
     backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         try:
-            delivery = await orders_topic.send(key=order.order_id, value=order.dumps())
+            delivery = await orders_topic.send(key=kafka_key(order.store_id), value=order.dumps())
             await delivery
             return
         except (KafkaError, ProducerSendError) as exc:

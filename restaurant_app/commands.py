@@ -11,6 +11,7 @@ from faust.cli import AppCommand, option
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.kafka_probe import count_brokers
+from restaurant_app.models import DEFAULT_STORE, kafka_key
 from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings, settle_replication
@@ -65,15 +66,15 @@ Message = tuple[bytes | str | None, bytes]
 
 
 def generated(generator: OrderGenerator, count: int) -> Iterator[Message]:
-    """``count`` new orders, spread evenly over the simulated stores, keyed by their order_id."""
+    """``count`` new orders, spread evenly over the simulated stores, keyed by their store."""
     stores = generator.stores
     for number in range(count):
         order = generator.order(store_id=stores[number % len(stores)].store_id)
-        yield order.order_id, order.dumps()
+        yield kafka_key(order.store_id), order.dumps()
 
 
 def replayed(path: Path) -> Iterator[Message]:
-    """Each non-blank line of ``path`` as it is, keyed by the order_id it names (if any)."""
+    """Each non-blank line of ``path`` as it is, keyed by the store it names (if it is an order)."""
     with path.open("rb") as lines:
         for line in lines:
             message = line.rstrip(b"\r\n")
@@ -81,14 +82,17 @@ def replayed(path: Path) -> Iterator[Message]:
                 yield order_key(message), message
 
 
-def order_key(message: bytes) -> bytes | None:
-    """The ``order_id`` a message names, as a producer keys it; None if it names none."""
+def order_key(message: bytes) -> str | None:
+    """The key a producer gives a message: the store it names (``DEFAULT_STORE`` if it names none);
+    None if it is no JSON object."""
     try:
         payload = json.loads(message)
     except ValueError:
         return None
-    order_id = payload.get("order_id") if isinstance(payload, dict) else None
-    return order_id.encode() if isinstance(order_id, str) else None
+    if not isinstance(payload, dict):
+        return None
+    store = payload.get("store_id")
+    return kafka_key(store if isinstance(store, str) else DEFAULT_STORE)
 
 
 def count_lines(path: Path) -> int:

@@ -10,6 +10,7 @@ from datetime import timedelta
 import psycopg
 
 from restaurant_app.report_tables import (
+    CHAIN_STORE,
     DISH_COLUMNS,
     INSIGHT_COLUMNS,
     SALES_FIGURES,
@@ -149,7 +150,7 @@ AND NOT EXISTS (SELECT 1 FROM report_scope x WHERE x.kind = 'span'
 """
 
 _STORED_SALES = """
-SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
+SELECT r.period_start, r.store_id, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
        r.revenue_by_payment::text AS revenue_by_payment,
        r.revenue_by_store::text AS revenue_by_store
@@ -159,7 +160,7 @@ WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
 """ + _OUTSIDE_SPAN
 
 _STORED_DISHES = """
-SELECT r.period_start, r.dish, r.quantity, r.revenue
+SELECT r.period_start, r.store_id, r.dish, r.quantity, r.revenue
 FROM report_scope s
 JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.period_end
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
@@ -215,8 +216,8 @@ DELETE_ALL_REPORTS = (
 )
 
 INSERT_CUSTOMERS = """
-INSERT INTO report_customers (granularity, period_start, customer_id)
-SELECT DISTINCT granularity, period_start, customer_id FROM report_staging_customers
+INSERT INTO report_customers (granularity, period_start, store_id, customer_id)
+SELECT DISTINCT granularity, period_start, store_id, customer_id FROM report_staging_customers
 ON CONFLICT DO NOTHING
 """
 
@@ -229,17 +230,17 @@ PUBLISHED_SALES = {
 
 INSERT_SALES = f"""
 WITH customers AS (
-    SELECT c.granularity, c.period_start, count(*) AS customers
+    SELECT c.granularity, c.period_start, c.store_id, count(*) AS customers
     FROM report_customers c
-    JOIN report_staging_sales st USING (granularity, period_start)
+    JOIN report_staging_sales st USING (granularity, period_start, store_id)
     WHERE st.unique_customers IS NULL
-    GROUP BY c.granularity, c.period_start
+    GROUP BY c.granularity, c.period_start, c.store_id
 )
 INSERT INTO report_sales ({listed(SALES_KEY + SALES_FIGURES + SALES_STAMPS)})
 SELECT {", ".join(PUBLISHED_SALES.get(c, "st." + c) for c in SALES_KEY + SALES_FIGURES)},
        now(), st.period_end <= %(closed_by)s
 FROM report_staging_sales st
-LEFT JOIN customers c USING (granularity, period_start)
+LEFT JOIN customers c USING (granularity, period_start, store_id)
 """
 
 INSERT_DISHES = f"""
@@ -253,7 +254,8 @@ SELECT {listed(INSIGHT_COLUMNS)}, now()
 FROM report_staging_insights
 """
 
-COUNT_STAGED_WINDOWS = "SELECT count(*) FROM report_staging_sales"
+# The windows written: each has a row for the chain, and one for each store with orders in it.
+COUNT_STAGED_WINDOWS = f"SELECT count(*) FROM report_staging_sales WHERE store_id = '{CHAIN_STORE}'"
 
 
 class ReportStore:

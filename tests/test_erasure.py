@@ -119,7 +119,7 @@ def test_erasing_a_customer_leaves_nothing_that_names_them(
                message="the orders and rejections never all arrived")
     assert run_report_job(database_url)["exit_code"] == 0
     assert query(database_url, "SELECT count(*) FROM report_customers WHERE customer_id = %s",
-                 (customer,))[0][0] == 2  # its hour and its day
+                 (customer,))[0][0] == 4  # its hour and its day, for its store and for the chain
     report_rows = query(database_url, "SELECT (SELECT count(*) FROM report_customers WHERE customer_id = %s)"
                         " + (SELECT count(*) FROM report_staging WHERE customer_id = %s)",
                         (customer, customer))[0][0]

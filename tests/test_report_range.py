@@ -158,7 +158,8 @@ def test_the_customers_of_the_rebuilt_day_are_counted_again(rebuild: Rebuild):
     customers = query(rebuild.url, "SELECT DISTINCT 'day', %s::timestamptz, customer_id FROM orders"
                                    " WHERE created_at >= %s AND created_at < %s ORDER BY 3",
                       (SPAN.start, SPAN.start, SPAN.end))
-    stored = [row for row in rebuild.after["report_customers"] if row[0] == "day" and inside(row[1], SPAN)]
+    stored = [row[:3] for row in rebuild.after["report_customers"]  # the chain's; store_id last
+              if row[0] == "day" and inside(row[1], SPAN)]
     assert stored == customers
 
 

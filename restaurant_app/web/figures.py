@@ -1,6 +1,7 @@
 """The dashboard's SQL: live figures from the orders tables, and what the Spark reports hold.
 
 "Today" and hours follow the restaurant's clock: each query takes its time zone as a parameter.
+Each figure is a store's or, with the store ``CHAIN_STORE``, the whole chain's (``%(store)s``).
 Money comes back as ``numeric`` with two decimals, so it reaches JSON as an exact string.
 """
 
@@ -8,11 +9,14 @@ from typing import Any
 
 from restaurant_app.worker import database
 
+# An order of the store asked for; every order when the chain is asked for.
+OF_STORE = "(%(store)s = '' OR store_id = %(store)s)"
+
 # Today so far against the same stretch of yesterday, in the restaurant's time zone. The items
 # are the lines of the same orders, read by their order's created_at (order_items' partition key)
 # in one range rather than order by order: a tenth of the time with 6,500 orders a day so far.
-TODAY_AGAINST_YESTERDAY = """
-WITH clock AS (SELECT now() AS now, %s::text AS zone),
+TODAY_AGAINST_YESTERDAY = f"""
+WITH clock AS (SELECT now() AS now, %(zone)s::text AS zone),
 periods AS (
     SELECT 'today' AS period, date_trunc('day', c.now, c.zone) AS starts, c.now AS ends
     FROM clock c
@@ -27,20 +31,23 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS orders, coalesce(sum(total), 0)::numeric(24,2) AS revenue,
            coalesce(round(avg(total), 2), 0)::numeric(24,2) AS avg_ticket,
            count(DISTINCT customer_id) AS unique_customers
-    FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
+    FROM orders WHERE created_at >= p.starts AND created_at <= p.ends AND {OF_STORE}
 ) o
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(quantity), 0)::bigint AS items FROM order_items
     WHERE order_created_at >= p.starts AND order_created_at <= p.ends
+      AND (%(store)s = '' OR order_id IN (
+          SELECT order_id FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
+                                        AND store_id = %(store)s))
 ) i
 """
 
 # Today's revenue by channel and by payment method.
-TODAY_BY_CHANNEL_AND_PAYMENT = """
-WITH clock AS (SELECT now() AS now, %s::text AS zone),
+TODAY_BY_CHANNEL_AND_PAYMENT = f"""
+WITH clock AS (SELECT now() AS now, %(zone)s::text AS zone),
 today AS (
     SELECT o.* FROM orders o, clock c
-    WHERE o.created_at >= date_trunc('day', c.now, c.zone) AND o.created_at <= c.now
+    WHERE o.created_at >= date_trunc('day', c.now, c.zone) AND o.created_at <= c.now AND {OF_STORE}
 )
 SELECT 'channel' AS breakdown, channel AS name, count(*) AS orders,
        sum(total)::numeric(24,2) AS revenue
@@ -55,15 +62,15 @@ ORDER BY breakdown, revenue DESC, name
 """
 
 # Revenue and orders in each of the last N minutes, quiet ones as zero; the last is under way.
-MINUTES = """
+MINUTES = f"""
 WITH clock AS (
     SELECT date_trunc('minute', now()) AS current,
-           date_trunc('minute', now()) - (%s::integer - 1) * interval '1 minute' AS first
+           date_trunc('minute', now()) - (%(minutes)s::integer - 1) * interval '1 minute' AS first
 ),
 sales AS (
     SELECT date_trunc('minute', o.created_at) AS minute, count(*) AS orders, sum(o.total) AS revenue
     FROM orders o, clock c
-    WHERE o.created_at >= c.first AND o.created_at < c.current + interval '1 minute'
+    WHERE o.created_at >= c.first AND o.created_at < c.current + interval '1 minute' AND {OF_STORE}
     GROUP BY 1
 )
 SELECT m.minute, coalesce(s.orders, 0) AS orders,
@@ -77,7 +84,7 @@ ORDER BY m.minute
 
 # The Spark job's dish ranking for the hour and the day under way, with when it was computed.
 CURRENT_DISHES = """
-WITH clock AS (SELECT now() AS now, %s::text AS zone),
+WITH clock AS (SELECT now() AS now, %(zone)s::text AS zone),
 windows AS (
     SELECT 'hour' AS granularity, date_trunc('hour', c.now, c.zone) AS period_start FROM clock c
     UNION ALL
@@ -87,16 +94,18 @@ SELECT w.granularity, w.period_start, s.computed_at, d.dish, d.quantity,
        d.revenue::numeric(24,2) AS revenue, d.rank
 FROM windows w
 LEFT JOIN report_sales s ON s.granularity = w.granularity AND s.period_start = w.period_start
+    AND s.store_id = %(store)s
 LEFT JOIN report_dishes d ON d.granularity = w.granularity AND d.period_start = w.period_start
-    AND d.rank <= %s
+    AND d.store_id = %(store)s AND d.rank <= %(limit)s
 ORDER BY w.granularity, d.rank
 """
 
 LATEST_INSIGHTS = """
 SELECT kind, subject, window_start, window_end, message, figures, computed_at
 FROM report_insights
+WHERE store_id = %(store)s
 ORDER BY window_start DESC, kind, subject
-LIMIT %s
+LIMIT %(limit)s
 """
 
 INGEST_AND_REJECTIONS = """
@@ -138,10 +147,10 @@ LIMIT %s
 """
 
 
-async def today(zone: str) -> dict[str, Any]:
+async def today(zone: str, store: str) -> dict[str, Any]:
     """Today so far and the same stretch of yesterday, with today's channels, payments and stores."""
-    periods = await database.fetch_all(TODAY_AGAINST_YESTERDAY, (zone,))
-    parts = await database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, (zone,))
+    periods = await database.fetch_all(TODAY_AGAINST_YESTERDAY, {"zone": zone, "store": store})
+    parts = await database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, {"zone": zone, "store": store})
     by_period = {row.pop("period"): row for row in periods}
     return {
         "today": by_period["today"],
@@ -152,13 +161,13 @@ async def today(zone: str) -> dict[str, Any]:
     }
 
 
-async def minutes(hours: int) -> list[dict[str, Any]]:
-    return await database.fetch_all(MINUTES, (hours * 60,))
+async def minutes(hours: int, store: str) -> list[dict[str, Any]]:
+    return await database.fetch_all(MINUTES, {"minutes": hours * 60, "store": store})
 
 
-async def current_dishes(zone: str, limit: int) -> dict[str, Any]:
+async def current_dishes(zone: str, limit: int, store: str) -> dict[str, Any]:
     """The report of the hour and of the day under way: its dishes, or none if not computed yet."""
-    rows = await database.fetch_all(CURRENT_DISHES, (zone, limit))
+    rows = await database.fetch_all(CURRENT_DISHES, {"zone": zone, "limit": limit, "store": store})
     windows: dict[str, Any] = {}
     for row in rows:
         window = windows.setdefault(row["granularity"], {
@@ -169,8 +178,8 @@ async def current_dishes(zone: str, limit: int) -> dict[str, Any]:
     return windows
 
 
-async def latest_insights(limit: int) -> list[dict[str, Any]]:
-    return await database.fetch_all(LATEST_INSIGHTS, (limit,))
+async def latest_insights(limit: int, store: str) -> list[dict[str, Any]]:
+    return await database.fetch_all(LATEST_INSIGHTS, {"limit": limit, "store": store})
 
 
 async def pipeline() -> dict[str, Any]:
