@@ -1,5 +1,5 @@
-"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness,
-and the dashboard's reads over a year of reports.
+"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness
+(of one store, and of a 50-store chain), and the dashboard's reads over a year of reports.
 
 Starts its own Kafka and PostgreSQL on free ports under bench/.work/ and writes the
 figures to bench/RESULTS.md. ``--quick`` runs everything small, for development.
@@ -35,11 +35,14 @@ QUICK_RESULTS = Path(__file__).resolve().parent / ".work" / "RESULTS-quick.md"
 FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_seconds": 60.0,
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
         "full_runs": 1, "full_up_to": 5_000_000, "freshness_minutes": 10,
-        "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200}
+        "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200,
+        "chain_minutes": 10}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
-         "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50}
+         "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50,
+         "chain_minutes": 3}
+CHAIN_STORES = 50
 LARGE_REPORT_SIZE = 1_000_000
 
 INGEST_TARGET = 20_000
@@ -103,12 +106,20 @@ FRESHNESS_FIGURES = [
     Figure("cpu_s", "Incremental report run: CPU seconds, client + server", 2),
 ]
 
+CHAIN_FIGURES = [
+    Figure("freshness_s", "Minute's end to the complete report of every store and the chain (s);"
+                          " runs = minutes", 1),
+    Figure("ingest_per_s", "Orders stored per second over the measured minutes", 1),
+    Figure("wall_s", "Incremental report run: wall seconds (report_runs)", 1),
+    Figure("cpu_s", "Incremental report run: CPU seconds, client + server", 2),
+]
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
-    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "api",
+    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "chain", "api",
                                            "dashboard"),
                         action="append",
                         help="run only this part (may be repeated)")
@@ -133,6 +144,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="closed minutes over which report freshness is measured (10)")
     parser.add_argument("--freshness-history", type=int,
                         help="older orders in the table while freshness is measured (100,000)")
+    parser.add_argument("--chain-minutes", type=int,
+                        help=f"closed minutes over which a {CHAIN_STORES}-store chain's freshness"
+                             " is measured (10)")
     parser.add_argument("--dashboard-days", type=int,
                         help="days of a 50-store chain's reports behind the dashboard's reads (365)")
     parser.add_argument("--dashboard-requests", type=int,
@@ -285,6 +299,24 @@ def measure_freshness(stack: ScratchStack, args: argparse.Namespace, report: Rep
                             " had a complete report while measured.")
 
 
+def measure_chain(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
+    section = Section(
+        f"A {CHAIN_STORES}-store chain through the pipeline over {args.chain_minutes} minutes",
+        f"As the freshness section, with the generator simulating {CHAIN_STORES} stores"
+        f" (`SIMULATED_STORES={CHAIN_STORES}`, each 0.5 to 2 times the base rate of 3 orders a"
+        f" second, scaled by the hour's demand) over {args.freshness_history:,} older orders. A"
+        f" minute is fresh once the chain's row and the row of every store with orders in that"
+        f" minute hold all of them: its freshness is the time from its end to the commit of the"
+        f" last of those. Ingest: the orders stored over the measured minutes, per second.",
+        CHAIN_FIGURES,
+    )
+    report.sections.append(section)
+    log.info("A %d-store chain over %d minute(s) ...", CHAIN_STORES, args.chain_minutes)
+    figures = freshness_run(stack, args.chain_minutes, args.freshness_history, args.seed, CHAIN_STORES)
+    section.runs.extend(rows(figures))
+    report.targets.extend(freshness_targets(figures, CHAIN_STORES))
+
+
 def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
     section = Section(
         "Orders over HTTP (POST /api/orders)",
@@ -314,8 +346,8 @@ def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Rep
         f"The report tables filled in bulk in SQL (`bench/dashboard.py`) with {args.dashboard_days} days"
         f" of reports at {STORES} stores' volume (400 orders a store a day, 11:00 to 23:00): a minute"
         f" row for each open minute, hours and days added up from them, every dish of every window,"
-        f" the customers of each hour and day, two insights an hour. The tables have no store column"
-        f" yet, so the chain is one chain-wide set of reports. The orders of the last 48 hours at the same"
+        f" the customers of each hour and day, two insights an hour, all as the chain's rows"
+        f" (`store_id` ''), the reads being the chain's. The orders of the last 48 hours at the same"
         f" volume (40,000, spread evenly), for today so far and yesterday. A real worker"
         f" (`faust -A restaurant_app worker`) answers; each endpoint gets"
         f" {args.dashboard_requests} requests one after another on one kept-alive connection, after 10"
@@ -339,7 +371,8 @@ def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Rep
 
 
 MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,
-                "freshness": measure_freshness, "api": measure_api, "dashboard": measure_dashboard}
+                "freshness": measure_freshness, "chain": measure_chain, "api": measure_api,
+                "dashboard": measure_dashboard}
 
 
 def run(args: argparse.Namespace, report: Report) -> bool:
