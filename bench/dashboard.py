@@ -41,10 +41,10 @@ READY_SECONDS = 300
 FILL_MINUTES = """
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
     avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-    revenue_by_channel, revenue_by_payment, identified_revenue, computed_at, final)
+    revenue_by_channel, revenue_by_payment, identified_revenue, revenue_by_store, computed_at, final)
 SELECT 'minute', m, m + interval '1 minute', o, items, revenue, round(revenue / o, 2), o,
        round(revenue / o, 2), %(top)s, greatest(o / 4, 1), {channels}, {payments}, revenue,
-       m + interval '65 seconds', true
+       jsonb_build_object('main', revenue), m + interval '65 seconds', true
 FROM (
     SELECT m, o, o * 2 + (random() * o)::int AS items, round(o * (70 + random() * 50)::numeric, 2) AS revenue
     FROM (
@@ -59,10 +59,10 @@ FROM (
 ROLL_UP = """
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
     avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-    revenue_by_channel, revenue_by_payment, identified_revenue, computed_at, final)
+    revenue_by_channel, revenue_by_payment, identified_revenue, revenue_by_store, computed_at, final)
 SELECT %(unit)s, p, {end}, o, items, revenue, round(revenue / o, 2), round(o * 0.8),
        round(revenue / (o * 0.8), 2), %(top)s, o / 4, {channels}, {payments}, revenue,
-       {end} + interval '65 seconds', true
+       jsonb_build_object('main', revenue), {end} + interval '65 seconds', true
 FROM (
     SELECT date_trunc(%(unit)s, period_start, %(zone)s) AS p, sum(orders) AS o, sum(items_sold) AS items,
            sum(gross_revenue) AS revenue

@@ -75,6 +75,10 @@ async def minutes_body(hours: int) -> dict[str, Any]:
     return {"hours": hours, "source": "orders", "minutes": await figures.minutes(hours)}
 
 
+async def minute_body() -> dict[str, Any]:
+    return {"source": "orders", "provisional": True, **await figures.minute_under_way()}
+
+
 async def dishes_body(limit: int) -> dict[str, Any]:
     windows = await figures.current_dishes(settings.restaurant_timezone, limit)
     return {"source": "report_dishes", **windows}
@@ -100,6 +104,12 @@ async def summary(view: web.View, request: web.Request) -> web.Response:
 async def minutes(view: web.View, request: web.Request) -> web.Response:
     """Revenue and orders per minute over the last ``hours``; the minute under way is provisional."""
     return await answer_from_database(view, request, {"hours": Whole(2, 1, 24)}, minutes_body)
+
+
+@app.page("/api/dashboard/minute")
+async def minute(view: web.View, request: web.Request) -> web.Response:
+    """The minute under way as its report will count it, from its stored orders: provisional."""
+    return await answer_from_database(view, request, {}, minute_body)
 
 
 @app.page("/api/dashboard/dishes")

@@ -75,6 +75,46 @@ LEFT JOIN sales s ON s.minute = m.minute
 ORDER BY m.minute
 """
 
+# The minute under way as its report will count it, from its stored orders alone (a range of the
+# orders' created_at index and each order's lines by key): a provisional report, read afresh on
+# each request, that the report job's final one replaces once the minute has closed.
+MINUTE_UNDER_WAY = """
+WITH clock AS (SELECT date_trunc('minute', now()) AS starts, now() AS at),
+o AS (
+    SELECT o.order_id, o.created_at, o.customer_id, o.channel, o.payment_method, o.total
+    FROM orders o, clock c
+    WHERE o.created_at >= c.starts AND o.created_at < c.starts + interval '1 minute'
+),
+dishes AS (
+    SELECT i.dish, sum(i.quantity) AS quantity
+    FROM o JOIN order_items i ON i.order_id = o.order_id AND i.order_created_at = o.created_at
+    GROUP BY i.dish
+),
+top AS (SELECT dish, quantity FROM dishes ORDER BY quantity DESC, dish COLLATE "C" LIMIT 1),
+totals AS (
+    SELECT count(*) AS orders, coalesce(sum(total), 0) AS revenue,
+           count(DISTINCT customer_id) AS customers,
+           coalesce(sum(total) FILTER (WHERE customer_id IS NOT NULL), 0) AS identified_revenue
+    FROM o
+)
+SELECT c.starts AS period_start, c.starts + interval '1 minute' AS period_end, t.orders,
+       (SELECT coalesce(sum(quantity), 0) FROM dishes)::bigint AS items_sold,
+       t.revenue::numeric(24,2) AS gross_revenue,
+       coalesce(round(t.revenue / nullif(t.orders, 0), 2), 0)::numeric(24,2) AS avg_ticket,
+       t.customers AS unique_customers,
+       round(t.identified_revenue / nullif(t.customers, 0), 2)::numeric(24,2) AS avg_spend_per_customer,
+       (SELECT dish FROM top) AS top_dish,
+       coalesce((SELECT quantity FROM top), 0)::bigint AS top_dish_quantity,
+       (SELECT coalesce(jsonb_object_agg(channel, revenue), '{}') FROM
+            (SELECT channel, sum(total)::numeric(24,2) AS revenue FROM o GROUP BY channel) x)
+           AS revenue_by_channel,
+       (SELECT coalesce(jsonb_object_agg(payment_method, revenue), '{}') FROM
+            (SELECT payment_method, sum(total)::numeric(24,2) AS revenue FROM o GROUP BY payment_method) x)
+           AS revenue_by_payment,
+       c.at AS computed_at
+FROM clock c, totals t
+"""
+
 # The Spark job's dish ranking for the hour and the day under way, with when it was computed.
 CURRENT_DISHES = """
 WITH clock AS (SELECT now() AS now, %s::text AS zone),
@@ -154,6 +194,10 @@ async def today(zone: str) -> dict[str, Any]:
 
 async def minutes(hours: int) -> list[dict[str, Any]]:
     return await database.fetch_all(MINUTES, (hours * 60,))
+
+
+async def minute_under_way() -> dict[str, Any]:
+    return (await database.fetch_all(MINUTE_UNDER_WAY))[0]
 
 
 async def current_dishes(zone: str, limit: int) -> dict[str, Any]:

@@ -21,8 +21,8 @@ TOP_DISHES = 8
 EARLIEST = date(2000, 1, 1)
 UNAVAILABLE = "PostgreSQL is unavailable; the history comes back by itself when it returns."
 
-# A week's and a month's unique customers are kept by the report job (report_period_customers);
-# a day's, and a period no run has counted since migration 026, are counted from its days.
+# A day's unique customers are its report's, a week's and a month's are kept by the report job
+# (report_period_customers); a period no run has counted since migration 026 is counted from its days.
 PERIOD_FIGURES = """
 SELECT count(*) AS days_with_sales,
        coalesce(sum(orders), 0)::bigint AS orders,
@@ -31,6 +31,7 @@ SELECT count(*) AS days_with_sales,
        coalesce(round(sum(gross_revenue) / nullif(sum(orders), 0), 2), 0)::numeric(24,2) AS avg_ticket,
        coalesce((SELECT unique_customers FROM report_period_customers
                  WHERE granularity = %(period)s AND period_start = %(starts)s),
+                CASE WHEN %(period)s = 'day' THEN sum(unique_customers)::bigint END,
                 (SELECT count(DISTINCT customer_id) FROM report_customers
                  WHERE granularity = 'day' AND period_start >= %(starts)s AND period_start < %(ends)s))
            AS unique_customers
