@@ -93,4 +93,26 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
         return _ENCODER.encode(message)
 
 
+EVENT_KINDS = ("cancellation", "refund")
+
+
+class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A cancellation of a whole order or a refund of some of it; ``event_id`` is its idempotency key.
+
+    ``amount`` is None for a cancellation that leaves it to the order (what is left of its total);
+    ``lines`` are the refunded lines' numbers (1 for the first), empty if not said.
+    """
+
+    kind: str
+    event_id: str
+    order_id: str
+    created_at: datetime
+    reason: str
+    amount: Decimal | None = None
+    lines: tuple[int, ...] = ()
+
+    def dumps(self) -> bytes:
+        return _ENCODER.encode(self)
+
+
 _ENCODER = msgspec.json.Encoder()

@@ -148,6 +148,15 @@ def _timezone(name: str, default: str) -> str:
     return value
 
 
+def _hour_of_day(name: str, default: str) -> int:
+    """A whole hour of the clock, ``HH:00`` (``04:00``), as its hour."""
+    value = _str(name, default)
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):00", value)
+    if match is None:
+        raise _bad(name, "a whole hour of the clock from 00:00 to 23:00, such as 04:00", value)
+    return int(match[1])
+
+
 def _spark_remote(name: str) -> str:
     value = _str(name, "")
     if value and not value.startswith("sc://"):
@@ -283,6 +292,8 @@ class Settings:
     topic_retention_hours: int
     log_level: str
     log_format: str
+    business_day_starts_hour: int = 0
+    """When the restaurant's day starts on its clock (``BUSINESS_DAY_STARTS``), as an hour."""
 
     @property
     def kafka_url(self) -> str:
@@ -349,6 +360,7 @@ class Settings:
             topic_retention_hours=_int("TOPIC_RETENTION_HOURS", 168, 0),
             log_level=_log_level("LOG_LEVEL", "info"),
             log_format=_one_of("LOG_FORMAT", ("text", "json")),
+            business_day_starts_hour=_hour_of_day("BUSINESS_DAY_STARTS", "00:00"),
         )
 
 

@@ -22,10 +22,12 @@ from restaurant_app.errors import PipelineError
 from restaurant_app.models import (
     CHANNELS,
     DEFAULT_STORE,
+    EVENT_KINDS,
     PAYMENT_METHODS,
     SCHEMA_VERSIONS,
     ZERO,
     Order,
+    OrderEvent,
     OrderItem,
     Payment,
     main_method,
@@ -122,12 +124,76 @@ def parse_order(
     return order
 
 
+def parse_message(
+    raw: bytes | None,
+    *,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> Order | OrderEvent:
+    """An order, or a cancellation or refund (a message whose ``kind`` says so); ``InvalidOrder`` if neither.
+
+    A message without ``kind`` (or with ``"kind": "order"``) is an order, read by ``parse_order``.
+    """
+    if not raw or b'"kind"' not in raw:  # no key "kind" (unless escaped: then the order path decides)
+        return parse_order(raw, max_clock_skew=max_clock_skew, max_age=max_age, now=now)
+    payload = decoded_object(raw)
+    kind = payload.get("kind")
+    if kind is None or kind == "order":
+        return parse_order(raw, max_clock_skew=max_clock_skew, max_age=max_age, now=now)
+    if kind not in EVENT_KINDS:
+        raise InvalidOrder(f"unknown kind {_excerpt(kind)}; expected order, {', '.join(EVENT_KINDS)}")
+    now = datetime.now(UTC) if now is None else now
+    event = _event(payload, kind, now, max_clock_skew)
+    if max_age is not None and event.created_at < now - max_age:
+        raise InvalidOrder(f"'created_at' {event.created_at.isoformat()} is more than"
+                           f" {max_age.total_seconds() / 86400:g} days in the past")
+    return event
+
+
+def _event(payload: dict[str, Any], kind: str, now: datetime, max_clock_skew: timedelta) -> OrderEvent:
+    """A cancellation (its amount optional) or a refund (its amount required, its lines optional)."""
+    refund = kind == "refund"
+    amount = (_money(payload, "amount", MAX_TOTAL) if refund
+              else _optional(payload, "amount", _money, "amount", MAX_TOTAL))
+    return OrderEvent(
+        kind=kind,
+        event_id=_uuid(payload, "event_id"),
+        order_id=_uuid(payload),
+        created_at=_timestamp(payload, now, max_clock_skew),
+        reason=_text(payload, "reason"),
+        amount=amount,
+        lines=_refunded_lines(payload) if refund else (),
+    )
+
+
+def _refunded_lines(payload: dict[str, Any]) -> tuple[int, ...]:
+    """A refund's line numbers (1 is the first line), each once; none if left out."""
+    lines = payload.get("lines")
+    if lines is None:
+        return ()
+    if not isinstance(lines, list) or len(lines) > MAX_ITEMS:
+        raise InvalidOrder(f"'lines' must be a list of at most {MAX_ITEMS} line numbers")
+    for number in lines:
+        if type(number) is not int or not 1 <= number <= MAX_ITEMS:
+            raise InvalidOrder(f"'lines' must hold line numbers, 1 to {MAX_ITEMS}; got {_excerpt(number)}")
+    numbers = tuple(lines)
+    if len(set(numbers)) < len(numbers):
+        raise InvalidOrder(f"'lines' names a line twice: {_excerpt(list(numbers))}")
+    return tuple(sorted(numbers))
+
+
 def full_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta) -> Order:
     """Every rule, checked one by one in Python, with the reason for the first one broken."""
+    return _order(decoded_object(raw), now, max_clock_skew)
+
+
+def decoded_object(raw: bytes | None) -> dict[str, Any]:
+    """The message's JSON object, decoded with every limit of an order message, or ``InvalidOrder``."""
     payload = _decode(raw)
     if not isinstance(payload, dict):
         raise InvalidOrder(f"message must be a JSON object, got {type(payload).__name__}")
-    return _order(payload, now, max_clock_skew)
+    return payload
 
 
 def _decode(raw: bytes | None) -> Any:
@@ -452,16 +518,16 @@ def _choice(payload: dict[str, Any], name: str, allowed: tuple[str, ...], where:
     return value
 
 
-def _uuid(payload: dict[str, Any]) -> str:
-    return _checked_uuid(_field(payload, "order_id", str, "a UUID"))
+def _uuid(payload: dict[str, Any], name: str = "order_id") -> str:
+    return _checked_uuid(_field(payload, name, str, "a UUID"), name)
 
 
-def _checked_uuid(value: str) -> str:
+def _checked_uuid(value: str, name: str = "order_id") -> str:
     if not UUID_TEXT.fullmatch(value):
-        raise InvalidOrder(f"'order_id' must be a UUID in its 36-character form, got {_excerpt(value)}")
+        raise InvalidOrder(f"'{name}' must be a UUID in its 36-character form, got {_excerpt(value)}")
     order_id = value.lower()  # what str(uuid.UUID(value)) gives for this form, without the object
     if order_id in NOT_AN_ORDER_ID:
-        raise InvalidOrder(f"'order_id' {value} is the nil or max UUID, not an order's")
+        raise InvalidOrder(f"'{name}' {value} is the nil or max UUID, not an {name.removesuffix('_id')}'s")
     return order_id
 
 

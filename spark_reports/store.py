@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import psycopg
 
+from restaurant_app.business_day import SQL_DAY_START, shift
 from restaurant_app.report_tables import (
     DISH_COLUMNS,
     INSIGHT_COLUMNS,
@@ -105,10 +106,15 @@ SELECT DISTINCT 'hour', date_trunc('hour', period_start, %(zone)s),
        date_trunc('hour', period_start, %(zone)s) + interval '1 hour'
 FROM report_scope WHERE kind = 'minute'
 UNION
-SELECT DISTINCT 'day', date_trunc('day', period_start, %(zone)s),
-       date_trunc('day', date_trunc('day', period_start, %(zone)s) + interval '26 hours', %(zone)s)
+SELECT DISTINCT 'day', {day_start}, {next_day_start}
 FROM report_scope WHERE kind = 'minute'
-"""
+""".format(
+    day_start=SQL_DAY_START.format(moment="period_start", shift="%(shift)s", zone="%(zone)s"),
+    next_day_start=SQL_DAY_START.format(
+        moment=SQL_DAY_START.format(moment="period_start", shift="%(shift)s", zone="%(zone)s")
+        + " + interval '26 hours'", shift="%(shift)s", zone="%(zone)s"),
+)
+"""A minute's hour, and its business day (``restaurant_app.business_day``) up to the next one's start."""
 
 SCOPE_CONTEXT = """
 INSERT INTO report_scope (kind, period_start, period_end)
@@ -342,7 +348,7 @@ class ReportStore:
         self.ledger.note(run, skip_note(skip, cursor.rowcount))
         return cursor.rowcount
 
-    def fill_scope(self, run: ReportRun, zone: str) -> ReportRun:
+    def fill_scope(self, run: ReportRun, zone: str, day_starts_hour: int = 0) -> ReportRun:
         """Fill ``report_scope`` with the windows the run recomputes; return the run with their count."""
         with self.conn.transaction():
             self.conn.execute(f"TRUNCATE report_scope, {STAGING_TABLE}")
@@ -355,7 +361,7 @@ class ReportStore:
                                                       "until": run.until.snapshot})
             if run.retry_skipped:
                 self.conn.execute(SCOPE_SKIPPED_MINUTES)
-            self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone})
+            self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone, "shift": shift(day_starts_hour)})
             self.conn.execute(SCOPE_CONTEXT, (CONTEXT_HOUR_SHIFTS,))
             self.conn.execute("ANALYZE report_scope")
             minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]

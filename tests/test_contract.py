@@ -18,7 +18,7 @@ from hypothesis import given, settings
 
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.contract import SCHEMA_PATH, SCHEMA_PATHS, order_schema, schema_text
-from restaurant_app.models import V2_ORDER_FIELDS, Order, OrderItem, Payment
+from restaurant_app.models import V2_ORDER_FIELDS, Order, OrderEvent, OrderItem, Payment
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.validation import InvalidOrder, fast_path_order, full_path_order, parse_order
 from tests.services import consume_all, produce, query, wait_until
@@ -31,10 +31,12 @@ VALIDATOR = VALIDATORS[1]
 LONG_AGO = timedelta(days=3650)  # the page's examples are dated; any past date is accepted
 
 
-def page_examples() -> list[bytes]:
-    """The JSON examples of the contract page, as a sender would send them."""
+def page_examples(orders: bool = True) -> list[bytes]:
+    """The JSON examples of orders (or of cancellations and refunds) on the contract page, as a
+    sender would send them."""
     text = CONTRACT_PAGE.read_text(encoding="utf-8")
-    return [block.encode() for block in re.findall(r"```json\n(.*?)```", text, re.DOTALL)]
+    blocks = [block.encode() for block in re.findall(r"```json\n(.*?)```", text, re.DOTALL)]
+    return [block for block in blocks if ("kind" in json.loads(block)) != orders]
 
 
 def fields_of(struct: type[msgspec.Struct]) -> tuple[set[str], set[str]]:
@@ -82,6 +84,7 @@ def test_the_contract_page_describes_every_field_of_every_version():
         expected |= {f"items[].{name}" for name in schema["$defs"]["item"]["properties"]}
     payment = order_schema(2)["properties"]["payments"]["items"]
     expected |= {f"payments[].{name}" for name in payment["properties"]}
+    expected |= fields_of(OrderEvent)[0]
     assert described == expected
 
 

@@ -67,7 +67,7 @@ def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, An
 
 
 async def summary_body() -> dict[str, Any]:
-    today = await figures.today(settings.restaurant_timezone)
+    today = await figures.today(settings.restaurant_timezone, settings.business_day_starts_hour)
     return {"timezone": settings.restaurant_timezone, "source": "orders", **today}
 
 
@@ -80,7 +80,8 @@ async def minute_body() -> dict[str, Any]:
 
 
 async def dishes_body(limit: int) -> dict[str, Any]:
-    windows = await figures.current_dishes(settings.restaurant_timezone, limit)
+    windows = await figures.current_dishes(settings.restaurant_timezone, limit,
+                                           settings.business_day_starts_hour)
     return {"source": "report_dishes", **windows}
 
 

@@ -10,11 +10,12 @@ from typing import Any
 
 from faust import web
 
+from restaurant_app.business_day import date_start, day_start
 from restaurant_app.web.dashboard import ZONE, from_database, language_of
 from restaurant_app.web.endpoint import CSV_NUMBERS, BadParameter, Choice, answer, csv_download, csv_text
 from restaurant_app.web.language import LANGUAGES
 from restaurant_app.web.texts import TEXTS
-from restaurant_app.worker import app, database
+from restaurant_app.worker import app, database, settings
 
 PERIODS = ("day", "week", "month")
 TOP_DISHES = 8
@@ -63,11 +64,11 @@ ORDER BY period_start
 
 
 class DayParameter:
-    """A calendar day, ``YYYY-MM-DD``; today on the restaurant's clock when absent."""
+    """A calendar day, ``YYYY-MM-DD``; today's business day on the restaurant's clock when absent."""
 
     def read(self, name: str, raw: str | None) -> date:
         if not raw:
-            return datetime.now(ZONE).date()
+            return day_start(datetime.now(ZONE), ZONE, settings.business_day_starts_hour).date()
         try:
             day = date.fromisoformat(raw)
         except ValueError:
@@ -98,7 +99,8 @@ def previous_of(period: str, day: date) -> date:
 
 
 def midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=ZONE)
+    """When the business day of ``day`` starts (at BUSINESS_DAY_STARTS; at midnight by default)."""
+    return date_start(day, ZONE, settings.business_day_starts_hour)
 
 
 async def figures_of(period: str, day: date) -> dict[str, Any]:
