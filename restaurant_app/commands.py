@@ -74,25 +74,32 @@ def generated(generator: OrderGenerator, count: int) -> Iterator[Message]:
 
 
 def replayed(path: Path) -> Iterator[Message]:
-    """Each non-blank line of ``path`` as it is, keyed by the store it names (if it is an order)."""
+    """Each non-blank line of ``path`` as it is, keyed by its store (see ``message_key``)."""
+    stores: dict[str, str] = {}
     with path.open("rb") as lines:
         for line in lines:
             message = line.rstrip(b"\r\n")
             if message.strip():
-                yield order_key(message), message
+                yield message_key(message, stores), message
 
 
-def order_key(message: bytes) -> str | None:
-    """The key a producer gives a message: the store it names (``DEFAULT_STORE`` if it names none);
-    None if it is no JSON object."""
+def message_key(message: bytes, stores: dict[str, str]) -> str | None:
+    """The key a producer gives a message: an order's store (``DEFAULT_STORE`` if it names none),
+    noted in ``stores`` by order_id; a cancellation's or refund's, its order's store, as noted
+    (else ``DEFAULT_STORE``); None for what is no JSON object."""
     try:
         payload = json.loads(message)
     except ValueError:
         return None
     if not isinstance(payload, dict):
         return None
-    store = payload.get("store_id")
-    return kafka_key(store if isinstance(store, str) else DEFAULT_STORE)
+    order_id, store = payload.get("order_id"), payload.get("store_id")
+    if payload.get("kind") not in (None, "order"):
+        return kafka_key(stores.get(order_id, DEFAULT_STORE) if isinstance(order_id, str) else DEFAULT_STORE)
+    store = store if isinstance(store, str) else DEFAULT_STORE
+    if isinstance(order_id, str):
+        stores[order_id] = store
+    return kafka_key(store)
 
 
 def count_lines(path: Path) -> int:
@@ -123,7 +130,8 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
         generator = OrderGenerator(seed if seed is not None else settings.generator_seed,
                                    settings.restaurant_timezone, settings.simulated_stores)
         messages = generated(generator, count)
-    await settle_replication(await count_brokers(settings.bootstrap_servers))
+    brokers = await count_brokers(settings.bootstrap_servers, security=settings.kafka_security)
+    await settle_replication(brokers)
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
     deliveries = Deliveries()

@@ -60,11 +60,14 @@ def test_the_load_command_fails_when_kafka_refuses_the_orders(stack: ScratchStac
 
 def test_a_replayed_file_gives_each_line_as_it_is_keyed_by_its_store(tmp_path):
     order = OrderGenerator(seed=50, stores=2).order(store_id="loja-02")
+    refund = json.dumps({"kind": "refund", "order_id": order.order_id}).encode()
+    stray = b'{"kind": "cancellation", "order_id": "e1b2c3d4-0000-4000-8000-000000000000"}'
     path = tmp_path / "orders.jsonl"
-    path.write_bytes(order.dumps() + b"\r\n\n  \n" + b'{"order_id": 7}\n' + b"[1]\n" + b"not json")
-    assert list(replayed(path)) == [("loja-02", order.dumps()), ("main", b'{"order_id": 7}'),
-                                    (None, b"[1]"), (None, b"not json")]
-    assert count_lines(path) == 4
+    path.write_bytes(b"\n".join([order.dumps() + b"\r\n", b"  ", refund, stray, b'{"order_id": 7}', b"[1]",
+                                 b"not json"]))
+    assert list(replayed(path)) == [("loja-02", order.dumps()), ("loja-02", refund), ("main", stray),
+                                    ("main", b'{"order_id": 7}'), (None, b"[1]"), (None, b"not json")]
+    assert count_lines(path) == 6
 
 
 def test_generated_orders_are_spread_over_the_simulated_stores():

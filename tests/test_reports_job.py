@@ -148,6 +148,8 @@ REPORT_TABLES = {
     "report_dishes": "SELECT * FROM report_dishes WHERE store_id = %s ORDER BY 1, 2, 3",
     "report_customers": "SELECT * FROM report_customers WHERE store_id = %s ORDER BY 1, 2, 3",
     "report_insights": "SELECT * FROM report_insights WHERE store_id = %s ORDER BY 1, 2, 4",
+    # Kept for the chain only (no store_id): a store's week and month are counted when read.
+    "report_period_customers": "SELECT * FROM report_period_customers WHERE %s = '' ORDER BY 1, 2",
 }
 
 
@@ -333,8 +335,18 @@ GROUP BY m.minute, m.revenue
 """
 
 
+EXPECTED_PERIOD_CUSTOMERS = """
+SELECT u.unit, date_trunc(u.unit, o.created_at, %(zone)s), count(DISTINCT o.customer_id)
+FROM orders o CROSS JOIN unnest(ARRAY['month', 'week']) AS u (unit)
+WHERE o.customer_id IS NOT NULL
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+"""The unique customers of each week (from Monday) and month on the restaurant's clock."""
+
+
 def expected(url: str) -> dict:
     return {
+        "period_customers": query(url, EXPECTED_PERIOD_CUSTOMERS, {"zone": ZONE}),
         "sales": {unit: query(url, EXPECTED_SALES, {"unit": unit, "zone": ZONE})
                   for unit in ("minute", "hour", "day")},
         "dishes": {unit: query(url, EXPECTED_DISHES, {"unit": unit, "zone": ZONE})
@@ -428,6 +440,18 @@ def test_reports_equal_sql_over_the_orders(timeline: Timeline, unit: str):
         assert sales_rows(tables, unit) == wanted["sales"][unit]
         assert dish_rows(tables, unit) == wanted["dishes"][unit]
     assert len(timeline.expected_recovered["sales"]["day"]) == 3
+
+
+def test_week_and_month_customer_counts_equal_sql_over_the_orders(timeline: Timeline):
+    for tables, wanted in ((timeline.after_first, timeline.expected_first),
+                           (timeline.after_recovered, timeline.expected_recovered),
+                           (timeline.after_late_commit, timeline.expected_late_commit)):
+        assert tables["report_period_customers"] == wanted["period_customers"]
+    first, last = (dict(((unit, start), count) for unit, start, count in tables["report_period_customers"])
+                   for tables in (timeline.after_first, timeline.after_late_commit))
+    assert first.keys() == last.keys() and len(first) == 2
+    # The late orders' customers (7777, 7778, 7779, ...) were added to the counts made by the first run.
+    assert all(last[period] > first[period] for period in first)
 
 
 def test_insights_equal_sql_over_the_orders(timeline: Timeline):
@@ -530,7 +554,9 @@ def test_a_single_stores_reports_are_the_chains(timeline: Timeline):
     chain = without_computed_at(timeline.after_late_commit, timeline.url)
     main = without_computed_at(snapshot(timeline.url, DEFAULT_STORE), timeline.url)
     assert chain["report_sales"]
-    for table, rows in chain.items():
+    for table in ("report_sales", "report_dishes", "report_customers", "report_insights"):
+        # Weeks and months keep their customers for the chain only.
+        rows = [row for row in chain[table] if table != "report_customers" or row[0] in ("hour", "day")]
         assert [row[:-1] for row in main[table]] == [row[:-1] for row in rows], table
         assert {row[-1] for row in main[table]} == {DEFAULT_STORE}
 
