@@ -133,6 +133,8 @@ class Database:
     async def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded in ``schema_migrations``; return their versions."""
         applied: list[str] = []
+        if not await self.pending_migrations():  # nothing to do: a role that may not migrate starts too
+            return applied
         with outage_as_unavailable():
             async with await self.connect() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))

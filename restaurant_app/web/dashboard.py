@@ -29,7 +29,7 @@ from restaurant_app.web.health import every_part, overall
 from restaurant_app.web.lag import consumer_lag
 from restaurant_app.web.language import LANGUAGES, choose, with_messages
 from restaurant_app.web.rows import json_ready
-from restaurant_app.worker import app, database, settings
+from restaurant_app.worker import app, database, settings, web_database
 
 ANSWER_WITHIN_SECONDS = 4.0
 UNAVAILABLE = "PostgreSQL is unavailable; the figures come back by themselves when it returns."
@@ -42,7 +42,8 @@ async def from_database(read: Read, params: Mapping[str, int]) -> dict[str, Any]
     """What ``read`` returns; DatabaseUnavailable or TimeoutError if PostgreSQL does not answer in time."""
 
     async def ready_then_read() -> dict[str, Any]:
-        await database.ready()
+        await database.ready()  # migrated first: the web's own role may not migrate
+        await web_database.ready()
         return await read(**params)
 
     return await asyncio.wait_for(ready_then_read(), ANSWER_WITHIN_SECONDS)

@@ -6,7 +6,7 @@ Money comes back as ``numeric`` with two decimals, so it reaches JSON as an exac
 
 from typing import Any
 
-from restaurant_app.worker import database
+from restaurant_app.worker import web_database
 
 # Today so far against the same stretch of yesterday, in the restaurant's time zone. The items
 # are the lines of the same orders, read by their order's created_at (order_items' partition key)
@@ -140,8 +140,8 @@ LIMIT %s
 
 async def today(zone: str) -> dict[str, Any]:
     """Today so far and the same stretch of yesterday, with today's channels, payments and stores."""
-    periods = await database.fetch_all(TODAY_AGAINST_YESTERDAY, (zone,))
-    parts = await database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, (zone,))
+    periods = await web_database.fetch_all(TODAY_AGAINST_YESTERDAY, (zone,))
+    parts = await web_database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, (zone,))
     by_period = {row.pop("period"): row for row in periods}
     return {
         "today": by_period["today"],
@@ -153,12 +153,12 @@ async def today(zone: str) -> dict[str, Any]:
 
 
 async def minutes(hours: int) -> list[dict[str, Any]]:
-    return await database.fetch_all(MINUTES, (hours * 60,))
+    return await web_database.fetch_all(MINUTES, (hours * 60,))
 
 
 async def current_dishes(zone: str, limit: int) -> dict[str, Any]:
     """The report of the hour and of the day under way: its dishes, or none if not computed yet."""
-    rows = await database.fetch_all(CURRENT_DISHES, (zone, limit))
+    rows = await web_database.fetch_all(CURRENT_DISHES, (zone, limit))
     windows: dict[str, Any] = {}
     for row in rows:
         window = windows.setdefault(row["granularity"], {
@@ -170,19 +170,19 @@ async def current_dishes(zone: str, limit: int) -> dict[str, Any]:
 
 
 async def latest_insights(limit: int) -> list[dict[str, Any]]:
-    return await database.fetch_all(LATEST_INSIGHTS, (limit,))
+    return await web_database.fetch_all(LATEST_INSIGHTS, (limit,))
 
 
 async def pipeline() -> dict[str, Any]:
     """Ingest rate, rejections of the last hour, the last report run and the skipped windows."""
-    counts = (await database.fetch_all(INGEST_AND_REJECTIONS))[0]
-    runs = await database.fetch_all(LAST_FINISHED_RUN)
-    skipped = (await database.fetch_all(SKIPPED_COUNT))[0]
+    counts = (await web_database.fetch_all(INGEST_AND_REJECTIONS))[0]
+    runs = await web_database.fetch_all(LAST_FINISHED_RUN)
+    skipped = (await web_database.fetch_all(SKIPPED_COUNT))[0]
     return {**counts, "last_run": runs[0] if runs else None, "skipped_windows": skipped}
 
 
 async def recent_rejections(hours: int, limit: int) -> dict[str, Any]:
-    rows = await database.fetch_all(RECENT_REJECTIONS, (hours, limit))
+    rows = await web_database.fetch_all(RECENT_REJECTIONS, (hours, limit))
     return {
         "total": rows[0]["total"] if rows else 0,
         "rejections": [without(row, "total") for row in rows],
