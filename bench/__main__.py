@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -17,11 +18,13 @@ import psycopg
 
 from bench.api import BATCH_CLIENTS, BATCH_SIZE, api_run
 from bench.dashboard import STORES, TARGET_P95_MS, dashboard_bench
+from bench.disk import DAY_RATES, disk_run
 from bench.freshness import TARGET_CPU_SECONDS, freshness_run, freshness_targets, rows
 from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
+from bench.soak import POSTGRES_DOWN_SECONDS, samples, slopes, soak_run
 from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
@@ -35,11 +38,13 @@ QUICK_RESULTS = Path(__file__).resolve().parent / ".work" / "RESULTS-quick.md"
 FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_seconds": 60.0,
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
         "full_runs": 1, "full_up_to": 5_000_000, "freshness_minutes": 10,
-        "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200}
+        "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200,
+        "disk_orders": 10_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "60"))}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
-         "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50}
+         "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50,
+         "disk_orders": 2_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "5"))}
 LARGE_REPORT_SIZE = 1_000_000
 
 INGEST_TARGET = 20_000
@@ -95,6 +100,15 @@ REPORT_FIGURES = [
     Figure("sql_all_s", "SQL, all minutes (s)", 2),
 ]
 
+DISK_FIGURES = [
+    Figure("postgres_bytes_per_order", "PostgreSQL: database bytes per order (tables, indexes, TOAST)"),
+    Figure("wal_bytes_per_order", "PostgreSQL: WAL bytes written per order"),
+    Figure("kafka_log_bytes_per_order", "Kafka: log segment bytes per order"),
+    Figure("kafka_disk_bytes_per_order", "Kafka: disk bytes per order (segments, indexes)"),
+    *(Figure(f"mib_per_day_at_{rate}", f"PostgreSQL + Kafka segments: MiB per day at {rate:,} orders/min", 1)
+      for rate in DAY_RATES),
+]
+
 FRESHNESS_FIGURES = [
     Figure("freshness_s", "Minute's end to its complete report committed (s); runs = minutes", 1),
     Figure("wall_s", "Incremental report run: wall seconds (report_runs)", 1),
@@ -109,7 +123,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
     parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "api",
-                                           "dashboard"),
+                                           "dashboard", "disk", "soak"),
                         action="append",
                         help="run only this part (may be repeated)")
     parser.add_argument("--orders", type=int, help="orders preloaded for the ingest test (200,000)")
@@ -137,6 +151,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="days of a 50-store chain's reports behind the dashboard's reads (365)")
     parser.add_argument("--dashboard-requests", type=int,
                         help="timed requests to each dashboard endpoint (200)")
+    parser.add_argument("--disk-orders", type=int, help="orders stored to measure disk use (10,000)")
+    parser.add_argument("--disk-rate", type=float, default=100.0,
+                        help="orders/s published while disk use is measured (100)")
+    parser.add_argument("--soak-minutes", type=int,
+                        help="length of the soak (SOAK_MINUTES, else 60; --quick: 5)")
+    parser.add_argument("--soak-rate", type=float, default=20.0,
+                        help="orders/s published through the soak (20)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generated orders (42)")
     parser.add_argument("--output", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
@@ -314,7 +335,8 @@ def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Rep
         f"The report tables filled in bulk in SQL (`bench/dashboard.py`) with {args.dashboard_days} days"
         f" of reports at {STORES} stores' volume (400 orders a store a day, 11:00 to 23:00): a minute"
         f" row for each open minute, hours and days added up from them, every dish of every window,"
-        f" the customers of each hour and day, two insights an hour. The tables have no store column"
+        f" the customers of each hour and day, the unique customers of each week and month (as the"
+        f" report job keeps them), two insights an hour. The tables have no store column"
         f" yet, so the chain is one chain-wide set of reports. The orders of the last 48 hours at the same"
         f" volume (40,000, spread evenly), for today so far and yesterday. A real worker"
         f" (`faust -A restaurant_app worker`) answers; each endpoint gets"
@@ -338,8 +360,52 @@ def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Rep
         worst <= TARGET_P95_MS))
 
 
+def measure_disk(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
+    section = Section(
+        f"Disk use: {args.disk_orders:,} orders at {args.disk_rate:,.0f}/s",
+        f"A real worker stores {args.disk_orders:,} generated orders (seed {args.seed}) published by"
+        f" `produce-orders --rate {args.disk_rate:.0f}` into an empty database and a new topic (6"
+        f" partitions, one copy). Bytes per order: the growth of `pg_database_size` (after a"
+        f" CHECKPOINT), the WAL written (`pg_current_wal_insert_lsn` before and after), and the"
+        f" growth of the topic's log segments (`*.log`) and of all its files' disk blocks. A day:"
+        f" database and segment bytes per order times the orders of a day; the WAL is recycled"
+        f" after checkpoints (a replica or an archive receives all of it).",
+        DISK_FIGURES,
+    )
+    report.sections.append(section)
+    log.info("Disk use of %d orders ...", args.disk_orders)
+    section.runs.append(disk_run(stack, args.disk_orders, args.disk_rate, args.seed))
+
+
+def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
+    minutes, rate = args.soak_minutes, args.soak_rate
+    log.info("Soak for %d minute(s) at %.0f orders/s ...", minutes, rate)
+    soak = soak_run(stack, minutes, rate, args.seed)
+    intro = (
+        f"A real worker (reports every minute on a Spark Connect server the bench started) stores"
+        f" the orders `produce-orders --rate {rate:.0f}` publishes for {minutes} minutes"
+        f" ({soak.published:,} orders). A third of the way in PostgreSQL is stopped for"
+        f" {POSTGRES_DOWN_SECONDS:.0f} s and started again; two thirds in, the worker is stopped"
+        f" (SIGTERM) and a new one started. Every minute: the resident memory of each process"
+        f" and its children (`_rss_mib`; PostgreSQL's `_pss_mib` splits its shared buffers among its"
+        f" processes), `pg_database_size`, the WAL written since the start and the `pg_wal`"
+        f" folder, the topic's disk blocks, the worker's `restaurant_consumer_lag_messages` and"
+        f" the orders stored. Slopes: least squares against time, per hour, over the whole run"
+        f" and over its second half (after both restarts). {'; '.join(soak.events)}. At the end"
+        f" {soak.stored:,} of {soak.published:,} published orders were stored (each once: `order_id`"
+        f" is the key), {soak.rejected} rejected.")
+    report.sections.append(Table(f"Soak: {minutes} minutes at {rate:.0f} orders/s", intro,
+                                 ["Series", "first", "last", "slope/h, whole run", "slope/h, second half"],
+                                 slopes(soak)))
+    header, rows = samples(soak)
+    report.sections.append(Table("Soak: the samples, a minute apart", "", header, rows))
+    report.targets.append(("Soak: every published order stored through a PostgreSQL and a worker restart",
+                           f"{soak.stored:,} of {soak.published:,}", soak.stored == soak.published))
+
+
 MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,
-                "freshness": measure_freshness, "api": measure_api, "dashboard": measure_dashboard}
+                "freshness": measure_freshness, "api": measure_api, "dashboard": measure_dashboard,
+                "disk": measure_disk, "soak": measure_soak}
 
 
 def run(args: argparse.Namespace, report: Report) -> bool:
