@@ -83,6 +83,11 @@ def migration_files() -> list[tuple[str, str]]:
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
+def privileges() -> str:
+    """The grants of the least-privileged roles (``privileges.sql``), made again after migrating."""
+    return (resources.files("restaurant_app") / "privileges.sql").read_text()
+
+
 class Database:
     """A pool of connections to PostgreSQL, opened once the schema is up to date."""
 
@@ -150,6 +155,8 @@ class Database:
                         await conn.execute(sql.encode())
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                         applied.append(version)
+                if applied:
+                    await conn.execute(privileges().encode())
         return applied
 
     async def pending_migrations(self) -> list[str]:

@@ -6,6 +6,7 @@ the web role writes nothing.
 """
 
 import asyncio
+import re
 import stat
 
 import psycopg
@@ -15,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from infra.postgres import APP_ROLES
 from infra.scratch import ScratchStack
-from restaurant_app.database import Database
+from restaurant_app.database import Database, privileges
 from restaurant_app.order_sink import save_orders
 from tests.services import query, run_report_job
 from tests.test_reports_job import history
@@ -48,6 +49,15 @@ def urls(stack: ScratchStack) -> dict[str, str]:
     name = conninfo_to_dict(url)["dbname"]
     stack.postgres.enable_roles(name)
     return {"owner": url, **{role: stack.postgres.role_url(role, name) for role in APP_ROLES}}
+
+
+def test_every_table_is_granted_to_the_roles_that_need_it(urls: dict[str, str]):
+    """A table a migration adds must be named in privileges.sql, or no role but the web's reads it."""
+    tables = query(urls["owner"], "SELECT c.relname FROM pg_class c JOIN pg_namespace n"
+                   " ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+                   " AND c.relkind IN ('r', 'p') AND NOT c.relispartition")
+    named = set(re.findall(r"\w+", privileges()))
+    assert tables and {table for (table,) in tables} <= named
 
 
 def refused(url: str, statement: str) -> bool:
