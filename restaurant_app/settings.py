@@ -20,8 +20,11 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.kafka_security import MECHANISMS, PROTOCOLS, KafkaSecurity
@@ -157,6 +160,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def with_verified_tls(url: str, ca_file: str) -> str:
+    """``url`` with ``sslmode=verify-full`` (and the CA ``ca_file``, else the system's) when it
+    names a server beyond loopback and no ``sslmode`` of its own; as it is otherwise."""
+    params = conninfo_to_dict(url)
+    hosts = (params.get("host") or "localhost").split(",")
+    if "sslmode" in params or all(host.startswith("/") or is_loopback(host) for host in hosts):
+        return url
+    tls = {"sslmode": "verify-full", "sslrootcert": ca_file or "system"}
+    if url.startswith(("postgresql://", "postgres://")):
+        return url + ("&" if "?" in url else "?") + urlencode(tls)
+    return make_conninfo(url, **tls)
+
+
+def _database_url(name: str, default: str = "") -> str:
+    """A libpq URL, with verified TLS when it names a server beyond loopback (``with_verified_tls``)."""
+    value = _str(name, default)
+    ca_file = _str("POSTGRES_CA_FILE", "")
+    if ca_file and not Path(ca_file).is_file():
+        raise _bad("POSTGRES_CA_FILE", "a file of CA certificates (PEM)", ca_file)
+    try:
+        return with_verified_tls(value, ca_file) if value else value
+    except ProgrammingError:
+        raise _bad(name, "a PostgreSQL URL such as postgresql://user@host:5432/restaurant",
+                   "<not shown: it may hold a password>") from None
 
 
 def _dashboard_token(name: str, web_host: str) -> str:
@@ -337,12 +366,10 @@ class Settings:
         return cls(
             kafka_broker=_str("KAFKA_BROKER", "localhost:9092"),
             kafka_security=_kafka_security(),
-            database_url=_str(
-                "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"
-            ),
-            reports_database_url=_str("REPORTS_DATABASE_URL", ""),
-            web_database_url=_str("WEB_DATABASE_URL", ""),
-            report_job_database_url=_str("REPORT_JOB_DATABASE_URL", ""),
+            database_url=_database_url("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"),
+            reports_database_url=_database_url("REPORTS_DATABASE_URL"),
+            web_database_url=_database_url("WEB_DATABASE_URL"),
+            report_job_database_url=_database_url("REPORT_JOB_DATABASE_URL"),
             app_id=_str("APP_ID", "restaurant-sales"),
             orders_topic=_str("ORDERS_TOPIC", "orders"),
             dead_letter_topic=_str("DEAD_LETTER_TOPIC", "orders-dead-letter"),

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import grpc
 from psycopg.conninfo import conninfo_to_dict
@@ -197,6 +197,16 @@ def check_reachable(remote: str) -> None:
         ) from None
 
 
+def jdbc_tls(params: dict[str, str]) -> dict[str, str]:
+    """libpq's ``sslmode`` and ``sslrootcert`` in the JDBC driver's terms; ``sslrootcert=system``
+    (the system's CAs) is Java's own trust store there."""
+    tls = {key: params[key] for key in ("sslmode", "sslrootcert") if params.get(key)}
+    if tls.get("sslrootcert") == "system":
+        del tls["sslrootcert"]
+        tls["sslfactory"] = "org.postgresql.ssl.DefaultJavaSSLFactory"
+    return tls
+
+
 @dataclass(frozen=True)
 class Jdbc:
     """Where Spark reads and writes PostgreSQL: a JDBC URL and the login."""
@@ -219,9 +229,9 @@ class Jdbc:
                 " give a host name or address instead."
             )
         url = f"jdbc:postgresql://{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
-        extra = "&".join(f"{key}={params[key]}" for key in ("sslmode",) if params.get(key))
         # stringtype=unspecified lets PostgreSQL turn Spark's JSON strings into jsonb.
-        url += "?stringtype=unspecified&reWriteBatchedInserts=true" + (f"&{extra}" if extra else "")
+        options = {"stringtype": "unspecified", "reWriteBatchedInserts": "true", **jdbc_tls(params)}
+        url += "?" + urlencode(options)
         return cls(url, params.get("user") or "postgres", (with_password and params.get("password")) or "")
 
     def options(self) -> dict[str, str]:
