@@ -184,3 +184,17 @@ def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
         password = secrets.password(user).encode()
         assert not any(password in text for text in answers + logs), f"{user}'s password was shown"
 
+
+
+def test_a_rotated_password_replaces_the_old_one(secure_kafka: KafkaBroker):
+    secrets = secure_kafka.secrets
+    old = secrets.password("pos")
+    secrets.rotate("pos", secure_kafka.bootstrap_servers)
+    assert secrets.password("pos") != old
+    assert secrets.password_file("pos").stat().st_mode & 0o777 == 0o600
+    assert brokers_seen(secure_kafka, secrets.client("pos")) == 1
+    old_file = secrets.home / "old.password"
+    old_file.write_text(old)
+    stale = KafkaSecurity("SASL_SSL", sasl_username="pos", sasl_password_file=old_file,
+                          ssl_cafile=secrets.ca_file)
+    assert is_refused(secure_kafka, stale)
