@@ -9,6 +9,8 @@ stores orders from it end to end, and no password shows in a log or an answer.
 import asyncio
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +110,24 @@ def test_a_client_without_the_right_login_or_the_ca_is_refused(secure_kafka: Kaf
     assert "Authentication failed" in wrong_login.stderr
 
 
+def controller_handshake(kafka: KafkaBroker, certificate: Path | None) -> None:
+    """A TLS connection to the controller listener, presenting ``certificate`` (key and chain) or none;
+    raises ``ssl.SSLError`` if the controller refuses it."""
+    context = ssl.create_default_context(cafile=kafka.secrets.ca_file)
+    if certificate is not None:
+        context.load_cert_chain(certificate)
+    with socket.create_connection(("127.0.0.1", kafka.controller_port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"\0\0\0\0")  # an empty request: the controller hangs up, or refuses before
+        tls.recv(1)
+
+
+def test_only_a_broker_certificate_reaches_the_controller(secure_kafka: KafkaBroker):
+    with pytest.raises(ssl.SSLError, match=r"BAD_CERTIFICATE|CERTIFICATE_REQUIRED"):
+        controller_handshake(secure_kafka, None)
+    controller_handshake(secure_kafka, secure_kafka.secrets.keystore)
+
+
 def test_the_point_of_sale_user_writes_orders_and_nothing_else(secure_kafka: KafkaBroker):
     secrets = secure_kafka.secrets
     pos = secrets.java_properties("pos")
@@ -164,3 +184,17 @@ def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
         password = secrets.password(user).encode()
         assert not any(password in text for text in answers + logs), f"{user}'s password was shown"
 
+
+
+def test_a_rotated_password_replaces_the_old_one(secure_kafka: KafkaBroker):
+    secrets = secure_kafka.secrets
+    old = secrets.password("pos")
+    secrets.rotate("pos", secure_kafka.bootstrap_servers)
+    assert secrets.password("pos") != old
+    assert secrets.password_file("pos").stat().st_mode & 0o777 == 0o600
+    assert brokers_seen(secure_kafka, secrets.client("pos")) == 1
+    old_file = secrets.home / "old.password"
+    old_file.write_text(old)
+    stale = KafkaSecurity("SASL_SSL", sasl_username="pos", sasl_password_file=old_file,
+                          ssl_cafile=secrets.ca_file)
+    assert is_refused(secure_kafka, stale)
