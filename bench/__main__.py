@@ -386,7 +386,8 @@ def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) 
         f" ({soak.published:,} orders). A third of the way in PostgreSQL is stopped for"
         f" {POSTGRES_DOWN_SECONDS:.0f} s and started again; two thirds in, the worker is stopped"
         f" (SIGTERM) and a new one started. Every minute: the resident memory of each process"
-        f" and its children (`_rss_mib`; PostgreSQL's `_pss_mib` splits its shared buffers among its"
+        f" and its children (`_rss_mib`; the worker alone, and its fork server with any report job"
+        f" running at that moment apart; PostgreSQL's `_pss_mib` splits its shared buffers among its"
         f" processes), `pg_database_size`, the WAL written since the start and the `pg_wal`"
         f" folder, the topic's disk blocks, the worker's `restaurant_consumer_lag_messages` and"
         f" the orders stored. Slopes: least squares against time, per hour, over the whole run"
@@ -397,7 +398,9 @@ def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) 
                                  ["Series", "first", "last", "slope/h, whole run", "slope/h, second half"],
                                  slopes(soak)))
     header, rows = samples(soak)
-    report.sections.append(Table("Soak: the samples, a minute apart", "", header, rows))
+    report.sections.append(Table("Soak: the samples, a minute apart",
+                                 "An empty cell could not be read at that moment (the worker restarting,"
+                                 " PostgreSQL down). Memory and disk in MiB.", header, rows))
     report.targets.append(("Soak: every published order stored through a PostgreSQL and a worker restart",
                            f"{soak.stored:,} of {soak.published:,}", soak.stored == soak.published))
 
