@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
 from restaurant_app.errors import PipelineError
-from restaurant_app.models import Order
+from restaurant_app.models import Order, OrderEvent
 from restaurant_app.retry import Backoff
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings
@@ -21,15 +21,17 @@ PUBLISH_ATTEMPTS = 8
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
-generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone, settings.simulated_stores)
+generator = OrderGenerator(settings.generator_seed, settings.restaurant_timezone, settings.simulated_stores,
+                           whole_bills=True)
 
 
 class PublishFailed(PipelineError):
     """Kafka acknowledged none of the attempts to publish an order."""
 
 
-async def publish(order: Order) -> None:
-    """Publish ``order`` and wait until Kafka acknowledges it; retry with backoff when it does not.
+async def publish(order: Order | OrderEvent) -> None:
+    """Publish ``order`` (or a cancellation or refund, keyed by its order) and wait until Kafka
+    acknowledges it; retry with backoff when it does not.
 
     The producer is idempotent (``IdempotentProducer``): a lost acknowledgement is retried
     inside it and written once. What reaches this loop is a send Kafka never wrote (its
@@ -67,6 +69,11 @@ async def place_orders() -> list[Order]:
         for order in orders:
             await publish(order)
             placed += 1
+        events = generator.events_for(orders)
+        for event in events:  # after their orders, on their partitions
+            await publish(event)
+        if events:
+            log.info("Placed %d cancellation(s) or refund(s) of this tick's orders", len(events))
     except PublishFailed as exc:
         log.error("%s. Gave up on this tick after %d of %d order(s); the next tick carries on.",
                   exc, placed, len(orders))

@@ -13,6 +13,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 
 from restaurant_app.database import Database
+from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 from restaurant_app.models import Order
 from restaurant_app.validation import parse_order
 
@@ -48,12 +49,12 @@ async def store_one(conn: psycopg.AsyncConnection, order: Order) -> None:
 
 
 async def consume_naively(bootstrap_servers: str, topic: str, database_url: str,
-                          count: int, group_id: str) -> None:
+                          count: int, group_id: str, security: KafkaSecurity) -> None:
     """Store the first ``count`` orders of ``topic`` one message and one commit at a time."""
     await Database(database_url).migrate()
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap_servers, group_id=group_id,
-        auto_offset_reset="earliest",
+        auto_offset_reset="earliest", **security.client_options(),
     )
     await consumer.start()
     try:
@@ -69,5 +70,5 @@ async def consume_naively(bootstrap_servers: str, topic: str, database_url: str,
 
 
 def run_baseline(bootstrap_servers: str, topic: str, database_url: str,
-                 count: int, group_id: str) -> None:
-    asyncio.run(consume_naively(bootstrap_servers, topic, database_url, count, group_id))
+                 count: int, group_id: str, security: KafkaSecurity = PLAINTEXT) -> None:
+    asyncio.run(consume_naively(bootstrap_servers, topic, database_url, count, group_id, security))

@@ -19,7 +19,7 @@ from restaurant_app.worker import settings
 TUNING = (
     "broker_commit_every", "broker_commit_interval", "stream_buffer_maxsize",
     "consumer_auto_offset_reset", "broker_max_poll_records", "consumer_max_fetch_size",
-    "topic_partitions", "web_host", "web_port", "web_stats_enabled",
+    "topic_partitions", "web_host", "web_port", "web_stats_enabled", "broker_credentials",
 )
 
 PROGRESS = settings.data_dir / "floor.jsonl"

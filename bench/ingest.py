@@ -112,7 +112,7 @@ def drain_with_baseline(stack: ScratchStack, topic: str, orders: int, run: int) 
     """Run the naive consumer over the first ``orders`` messages; return its orders/s."""
     database_url = stack.new_database("baseline")
     run_baseline(stack.bootstrap_servers, topic, database_url, orders,
-                 group_id=f"bench-baseline-{run}-{uuid.uuid4().hex[:8]}")
+                 group_id=f"bench-baseline-{run}-{uuid.uuid4().hex[:8]}", security=stack.kafka.security)
     return commit_timeline(database_url).rates()[0]
 
 

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.commits import order_commit_times
 from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
 from infra.scratch import ScratchStack, WorkerProcess
+from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger("bench")
 
@@ -24,9 +25,11 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(math.ceil(share * len(ordered)) - 1, 0)]
 
 
-async def _produce_times(bootstrap_servers: str, topic: str, expected: int) -> dict[str, float]:
+async def _produce_times(bootstrap_servers: str, topic: str, expected: int,
+                         security: KafkaSecurity) -> dict[str, float]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                **security.client_options())
     await consumer.start()
     times: dict[str, float] = {}
     try:
@@ -41,9 +44,10 @@ async def _produce_times(bootstrap_servers: str, topic: str, expected: int) -> d
     return times
 
 
-def produce_times(bootstrap_servers: str, topic: str, expected: int) -> dict[str, float]:
+def produce_times(bootstrap_servers: str, topic: str, expected: int,
+                  security: KafkaSecurity = PLAINTEXT) -> dict[str, float]:
     """Each message's key (the order id) and its producer timestamp (CreateTime), in seconds."""
-    return asyncio.run(_produce_times(bootstrap_servers, topic, expected))
+    return asyncio.run(_produce_times(bootstrap_servers, topic, expected, security))
 
 
 def latency_run(stack: ScratchStack, rate: float, seconds: float, seed: int,
@@ -69,7 +73,7 @@ def latency_run(stack: ScratchStack, rate: float, seconds: float, seed: int,
 def measure(stack: ScratchStack, topic: str, database_url: str, total: int,
             warm_up: int) -> dict[str, float]:
     """Latency figures in ms for the orders after the first ``warm_up`` ones."""
-    produced = produce_times(stack.bootstrap_servers, topic, total)
+    produced = produce_times(stack.bootstrap_servers, topic, total, stack.kafka.security)
     measured = sorted(produced.items(), key=lambda item: item[1])[warm_up:]
     committed = order_commit_times(database_url)
     latencies = [(committed[order_id] - at) * 1000 for order_id, at in measured]

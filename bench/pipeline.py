@@ -44,6 +44,7 @@ def pipeline_env(stack: ScratchStack, database_url: str, topic: str, name: str) 
     suffix = uuid.uuid4().hex[:8]
     return {
         "KAFKA_BROKER": stack.bootstrap_servers,
+        **stack.kafka.client_env("worker"),
         "DATABASE_URL": database_url,
         "ORDERS_TOPIC": topic,
         "DEAD_LETTER_TOPIC": f"{topic}-dead-letter",

@@ -113,7 +113,8 @@ def add_partitions(settings: Settings, count: int) -> int:
     """Give the orders topic ``count`` partitions in all; the workers use them once restarted."""
 
     async def grow() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                    **settings.kafka_security.client_options())
         await admin.start()
         try:
             await admin.create_partitions({settings.orders_topic: NewPartitions(count)})

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import os
 import subprocess
 import time
 import uuid
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.java import StackError, classpath
+from infra.kafka_secrets import BROKER_PRINCIPAL, MECHANISM, KafkaSecrets
 from infra.process import ChildProcess, spawn, tail
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.kafka_probe import (
@@ -20,16 +22,13 @@ from restaurant_app.kafka_probe import (
     replication_factor,
     wait_for_kafka,
 )
+from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id={node_id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
 log.dirs={data_dir}
 num.partitions=3
 auto.create.topics.enable=true
@@ -46,6 +45,34 @@ log.retention.hours=168
 # The log cleaner takes a 128 MB buffer by default, which a small heap (256m in the tests) may not
 # have to spare at start-up; only the consumer-offsets topic is compacted here.
 log.cleaner.dedupe.buffer.size=16777216
+"""
+
+PLAIN_LISTENERS = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+"""
+
+SECURE_LISTENERS = """\
+# Clients: SCRAM-SHA-512 over TLS. Brokers to each other: the same, as the super user admin.
+# Brokers to controllers: TLS with the brokers' certificate on both sides.
+listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=SASL_SSL://127.0.0.1:{port}
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms={mechanism}
+sasl.mechanism.inter.broker.protocol={mechanism}
+listener.name.sasl_ssl.{mechanism_lower}.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{password}";
+listener.name.controller.ssl.client.auth=required
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca_file}
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;{broker_principal}
 """
 
 LOG4J2_PROPERTIES = """\
@@ -81,8 +108,10 @@ class KafkaBroker(ChildProcess):
 
     def __init__(self, home: Path, port: int = 9092, controller_port: int = 9093,
                  heap: str = "512m", log_level: str = "INFO",
-                 membership: Membership = Membership()) -> None:
+                 membership: Membership = Membership(), secrets: KafkaSecrets | None = None) -> None:
         self.home = home
+        self.secrets = secrets
+        """With secrets, clients must log in with SCRAM over TLS, and ACLs say what each may do."""
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
@@ -94,6 +123,15 @@ class KafkaBroker(ChildProcess):
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def security(self) -> KafkaSecurity:
+        """How ``make run`` itself connects: plain TCP, or as the super user ``admin``."""
+        return self.secrets.client("admin") if self.secrets else PLAINTEXT
+
+    def client_env(self, user: str = "worker") -> dict[str, str]:
+        """The settings that make a program of ours connect as ``user`` (none on a plain broker)."""
+        return self.secrets.client_env(user) if self.secrets else {}
 
     @property
     def voter(self) -> str:
@@ -108,6 +146,8 @@ class KafkaBroker(ChildProcess):
     def launch(self) -> None:
         """Format the storage on first use and start the broker, without waiting for it."""
         java = java_executable()
+        if self.secrets is not None:
+            self.secrets.ensure()
         config = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
             self._format(java, config)
@@ -128,7 +168,7 @@ class KafkaBroker(ChildProcess):
 
     async def _wait_until_ready(self, timeout: float) -> None:
         waiting = asyncio.ensure_future(
-            wait_for_kafka(self.bootstrap_servers, timeout, log_failures=False)
+            wait_for_kafka(self.bootstrap_servers, timeout, log_failures=False, security=self.security)
         )
         while not waiting.done():
             await asyncio.wait([waiting], timeout=0.5)
@@ -150,19 +190,32 @@ class KafkaBroker(ChildProcess):
         self.home.mkdir(parents=True, exist_ok=True)
         config = self.home / "server.properties"
         replicas = replication_factor(self.membership.size)
-        config.write_text(SERVER_PROPERTIES.format(
+        text = SERVER_PROPERTIES.format(
             node_id=self.membership.node_id, voters=self.membership.voters or self.voter,
-            port=self.port, controller_port=self.controller_port, data_dir=self.home / "data",
-            replicas=replicas, min_insync=min_insync_replicas(replicas),
-        ))
+            data_dir=self.home / "data", replicas=replicas, min_insync=min_insync_replicas(replicas),
+        ) + self._listeners()
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold a password
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
         (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(level=self.log_level))
         return config
 
+    def _listeners(self) -> str:
+        if self.secrets is None:
+            return PLAIN_LISTENERS.format(port=self.port, controller_port=self.controller_port)
+        return SECURE_LISTENERS.format(
+            port=self.port, controller_port=self.controller_port, mechanism=MECHANISM,
+            mechanism_lower=MECHANISM.lower(), password=self.secrets.password("admin"),
+            keystore=self.secrets.keystore, ca_file=self.secrets.ca_file, broker_principal=BROKER_PRINCIPAL,
+        )
+
     def _format(self, java: str, config: Path) -> None:
+        users = self.secrets.scram_arguments() if self.secrets is not None else []
         result = subprocess.run(
             [java, "-cp", classpath(), "kafka.tools.StorageTool", "format",
              # One argument with "=": an id may start with "-", which would read as an option.
-             f"--cluster-id={self.membership.cluster_id or new_cluster_id()}", "--config", str(config)],
+             f"--cluster-id={self.membership.cluster_id or new_cluster_id()}", "--config", str(config),
+             *users],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
@@ -182,13 +235,14 @@ class KafkaCluster:
     """
 
     def __init__(self, home: Path, ports: Sequence[tuple[int, int]], heap: str = "512m",
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", secrets: KafkaSecrets | None = None) -> None:
         self.home = home
+        self.secrets = secrets
         voters = ",".join(f"{i}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports, 1))
         cluster_id = self._cluster_id()
         self.nodes = [
             KafkaBroker(home / f"node-{i}", port, controller, heap, log_level,
-                        Membership(i, voters, len(ports), cluster_id))
+                        Membership(i, voters, len(ports), cluster_id), secrets)
             for i, (port, controller) in enumerate(ports, 1)
         ]
 
@@ -196,6 +250,13 @@ class KafkaCluster:
     def bootstrap_servers(self) -> str:
         """Every node's address, so that a client finds the cluster while any one node is up."""
         return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    @property
+    def security(self) -> KafkaSecurity:
+        return self.nodes[0].security
+
+    def client_env(self, user: str = "worker") -> dict[str, str]:
+        return self.nodes[0].client_env(user)
 
     def start(self, timeout: float = 180.0) -> None:
         """Start every node, then wait until each answers and the cluster lists them all.
@@ -222,7 +283,7 @@ class KafkaCluster:
     async def _wait_for_all_brokers(self, deadline: float) -> None:
         while True:
             try:
-                if await count_brokers(self.bootstrap_servers) == len(self.nodes):
+                if await count_brokers(self.bootstrap_servers, security=self.security) == len(self.nodes):
                     return
             except KafkaUnavailable:
                 pass

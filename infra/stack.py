@@ -11,7 +11,9 @@ from functools import partial
 from pathlib import Path
 
 from infra.java import StackError
+from infra.kafka_acls import grant
 from infra.kafka_broker import KafkaBroker, KafkaCluster
+from infra.kafka_secrets import KafkaSecrets
 from infra.postgres import PostgresReplica, PostgresServer
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
@@ -61,16 +63,21 @@ def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:
     return PostgresServer(data_dir / "postgres", port)
 
 
-def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1) -> KafkaBroker | KafkaCluster:
+def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1, secure: bool = False
+                ) -> KafkaBroker | KafkaCluster:
     """One node in ``data_dir/kafka`` on ``port`` and ``port + 1``, or a cluster of ``nodes``.
 
     Node i of a cluster listens on ``port + 2(i-1)`` (clients) and the port after it (controllers),
     with its data in ``data_dir/kafka-N-nodes/node-i``: a cluster of another size starts afresh.
+    ``secure``: clients log in with SCRAM over TLS, the secrets in ``data_dir/kafka-secrets``, the
+    data in a folder of its own (``kafka-secure``, ``kafka-N-nodes-secure``), as it has its users.
     """
+    secrets = KafkaSecrets(data_dir / "kafka-secrets") if secure else None
+    suffix = "-secure" if secure else ""
     if nodes == 1:
-        return KafkaBroker(data_dir / "kafka", port, port + 1)
+        return KafkaBroker(data_dir / f"kafka{suffix}", port, port + 1, secrets=secrets)
     ports = [(port + 2 * i, port + 2 * i + 1) for i in range(nodes)]
-    return KafkaCluster(data_dir / f"kafka-{nodes}-nodes", ports)
+    return KafkaCluster(data_dir / f"kafka-{nodes}-nodes{suffix}", ports, secrets=secrets)
 
 
 @contextmanager
@@ -92,16 +99,11 @@ def local_stack(
     with ExitStack() as stack:
         if os.environ.get("KAFKA_BROKER"):
             log.info("Using the Kafka broker at %s", os.environ["KAFKA_BROKER"])
+            if settings.kafka_secure:
+                log.warning("KAFKA_SECURE=on secures only the Kafka started here; with KAFKA_BROKER"
+                            " set, give the workers KAFKA_SECURITY_PROTOCOL and its settings instead.")
         else:
-            kafka = local_kafka(data_dir, kafka_port, settings.kafka_nodes)
-            log.info("Starting Apache Kafka (KRaft, %d node(s)) on %s ...",
-                     settings.kafka_nodes, kafka.bootstrap_servers)
-            kafka.start()
-            stack.callback(_stopping, "Kafka", kafka.stop)
-            for name, node in kafka_nodes(kafka):
-                watch(Part(name, node.exited, node.start))
-            env["KAFKA_BROKER"] = kafka.bootstrap_servers
-            log.info("Kafka is ready; its data and logs are in %s", kafka.home)
+            env.update(_start_kafka(stack, data_dir, kafka_port, settings, watch))
         if os.environ.get("DATABASE_URL"):
             log.info("Using the PostgreSQL named by DATABASE_URL")
             if settings.postgres_replica:
@@ -129,6 +131,28 @@ def local_stack(
         else:
             env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings, watch))
         yield env
+
+
+def _start_kafka(stack: ExitStack, data_dir: Path, port: int, settings: Settings,
+                 watch: Callable[[Part], None]) -> dict[str, str]:
+    """Start Kafka (with KAFKA_SECURE, its logins and ACLs); return the workers' settings for it."""
+    kafka = local_kafka(data_dir, port, settings.kafka_nodes, settings.kafka_secure)
+    log.info("Starting Apache Kafka (KRaft, %d node(s)) on %s%s ...", settings.kafka_nodes,
+             kafka.bootstrap_servers, ", SCRAM logins over TLS" if settings.kafka_secure else "")
+    kafka.start()
+    stack.callback(_stopping, "Kafka", kafka.stop)
+    for name, node in kafka_nodes(kafka):
+        watch(Part(name, node.exited, node.start))
+    log.info("Kafka is ready; its data and logs are in %s", kafka.home)
+    if kafka.secrets is not None:
+        secrets = kafka.secrets
+        log.info("Setting Kafka's ACLs for the users worker and pos ...")
+        grant(secrets, kafka.bootstrap_servers, settings.app_id, settings.orders_topic,
+              settings.dead_letter_topic)
+        log.info("Kafka asks every client for a login over TLS: the workers log in as 'worker'; points"
+                 " of sale as 'pos', with the password in %s, trusting the CA %s.",
+                 secrets.password_file("pos"), secrets.ca_file)
+    return {"KAFKA_BROKER": kafka.bootstrap_servers, **kafka.client_env("worker")}
 
 
 def kafka_nodes(kafka: KafkaBroker | KafkaCluster) -> list[tuple[str, KafkaBroker]]:

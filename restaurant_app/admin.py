@@ -97,7 +97,7 @@ def moment(value: datetime | None) -> str:
 async def kafka_status(settings: Settings) -> bool:
     """Print whether Kafka answers and how long it keeps the topics; return whether it answered."""
     try:
-        brokers = await count_brokers(settings.bootstrap_servers)
+        brokers = await count_brokers(settings.bootstrap_servers, security=settings.kafka_security)
     except KafkaUnavailable as exc:
         print(f"Kafka {settings.bootstrap_servers}: unreachable ({exc})")
         return False
@@ -110,7 +110,8 @@ async def kafka_copies(settings: Settings) -> str:
     """How long Kafka keeps the topics' messages, which no one can edit there."""
     topics = [settings.orders_topic, settings.dead_letter_topic]
     try:
-        retention = await topic_retention_ms(settings.bootstrap_servers, topics)
+        retention = await topic_retention_ms(settings.bootstrap_servers, topics,
+                                             security=settings.kafka_security)
     except KafkaUnavailable as exc:
         return f"Kafka could not be asked how long it keeps topics {', '.join(topics)}: {exc}."
     kept = "; ".join(f"{topic!r} {describe_retention(ms)}" for topic, ms in retention.items())

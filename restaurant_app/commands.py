@@ -119,7 +119,8 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
         generator = OrderGenerator(seed if seed is not None else settings.generator_seed,
                                    settings.restaurant_timezone, settings.simulated_stores)
         messages = generated(generator, count)
-    await settle_replication(await count_brokers(settings.bootstrap_servers))
+    brokers = await count_brokers(settings.bootstrap_servers, security=settings.kafka_security)
+    await settle_replication(brokers)
     await orders_topic.maybe_declare()
     pacer = Pacer(rate)
     deliveries = Deliveries()

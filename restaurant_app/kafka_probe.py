@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from restaurant_app.errors import PipelineError
+from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 from restaurant_app.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,12 @@ def min_insync_replicas(replicas: int) -> int:
     return 2 if replicas >= 3 else 1
 
 
-async def count_brokers(bootstrap_servers: str, timeout: float = 3.0) -> int:
+async def count_brokers(bootstrap_servers: str, timeout: float = 3.0,
+                        security: KafkaSecurity = PLAINTEXT) -> int:
     """Fetch cluster metadata and return how many brokers it lists."""
     client = AIOKafkaClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
+        **security.client_options(),
     )
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
@@ -42,7 +45,8 @@ async def count_brokers(bootstrap_servers: str, timeout: float = 3.0) -> int:
 
 
 async def wait_for_kafka(
-    bootstrap_servers: str, timeout: float | None = None, *, log_failures: bool = True
+    bootstrap_servers: str, timeout: float | None = None, *, log_failures: bool = True,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> int:
     """Wait until a broker answers, logging each failed try; give up after ``timeout`` s.
 
@@ -52,7 +56,7 @@ async def wait_for_kafka(
     backoff = Backoff(first=0.5, longest=10.0)
     while True:
         try:
-            return await count_brokers(bootstrap_servers)
+            return await count_brokers(bootstrap_servers, security=security)
         except KafkaUnavailable as exc:
             if deadline is not None and loop.time() + backoff.delay > deadline:
                 raise
@@ -64,11 +68,11 @@ async def wait_for_kafka(
         await backoff.wait()
 
 
-async def topic_retention_ms(bootstrap_servers: str, topics: list[str], timeout: float = 5.0
-                             ) -> dict[str, int | None]:
+async def topic_retention_ms(bootstrap_servers: str, topics: list[str], timeout: float = 5.0,
+                             security: KafkaSecurity = PLAINTEXT) -> dict[str, int | None]:
     """Each topic's ``retention.ms`` (-1: kept for ever; None: no such topic), as the brokers say."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers,
-                                request_timeout_ms=int(timeout * 1000))
+                                request_timeout_ms=int(timeout * 1000), **security.client_options())
     try:
         await asyncio.wait_for(admin.start(), timeout)
         resources = [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]

@@ -7,10 +7,13 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers import aiokafka
+from faust.types.auth import CredentialsT
 
 from restaurant_app import kafka_records, lost_offsets
 from restaurant_app.fast_consumer import FastConsumer
+from restaurant_app.kafka_security import KafkaSecurity
 
 STOP_SECONDS = 30.0
 """How long a stopping producer waits for Kafka to take the batches it still holds."""
@@ -53,3 +56,14 @@ class FastTransport(aiokafka.Transport):
         self.max_bytes_in_flight = max_bytes_in_flight
         """Most bytes of consumed messages not yet acknowledged (see ``FastConsumer``)."""
         super().__init__(*args, **kwargs)
+
+
+def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """``security`` as Faust's ``broker_credentials``, which its consumer, producer and topic
+    creation all use; None for plain TCP."""
+    if security.uses_sasl:
+        return SASLCredentials(username=security.sasl_username, password=security.password(),
+                               ssl_context=security.ssl_context(), mechanism=security.sasl_mechanism)
+    if security.uses_tls:
+        return SSLCredentials(security.ssl_context())
+    return None

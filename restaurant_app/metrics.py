@@ -41,6 +41,11 @@ orders_stored = Counter(
     "restaurant_orders_stored", "Orders stored in PostgreSQL; a redelivered order is not counted again.",
     registry=registry,
 )
+order_events_stored = Counter(
+    "restaurant_order_events_stored",
+    "Cancellations and refunds stored in PostgreSQL; one sent again is not counted again.",
+    registry=registry,
+)
 offsets_out_of_range = Counter(
     "restaurant_kafka_offsets_out_of_range",
     "Times Kafka no longer held the offset the worker was to read next (deleted by retention, or"
@@ -51,7 +56,8 @@ rejections = Counter(
     "restaurant_rejections",
     "Messages rejected, by class of error: InvalidOrder (not a valid order), ConflictingDuplicate"
     " (another order under a stored order_id), RefusedByDatabase (PostgreSQL refused the row),"
-    " UnreadableRecord (Kafka's record itself could not be decoded).",
+    " UnreadableRecord (Kafka's record itself could not be decoded), UnknownOrder (a cancellation or"
+    " refund of an order not stored), EventRefused (a cancellation or refund its order does not allow).",
     ["kind"], registry=registry,
 )
 batch_messages = Histogram(
@@ -98,9 +104,10 @@ for _status in FINISHED_STATUSES:
 
 
 def batch_committed(produced_at: Iterable[float], new_orders: int, rejection_kinds: Iterable[RejectionKind],
-                    committed_at: float) -> None:
-    """Count what a batch's transaction stored, and time each message from its Kafka timestamp."""
+                    committed_at: float, new_events: int = 0) -> None:
+    """Count what a batch's transactions stored, and time each message from its Kafka timestamp."""
     orders_stored.inc(new_orders)
+    order_events_stored.inc(new_events)
     for kind, count in collections.Counter(rejection_kinds).items():
         rejections.labels(kind=kind).inc(count)
     for timestamp in produced_at:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from restaurant_app.errors import PipelineError
+from restaurant_app.kafka_security import MECHANISMS, PROTOCOLS, KafkaSecurity
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "jars"
@@ -146,11 +148,76 @@ def _timezone(name: str, default: str) -> str:
     return value
 
 
+def _hour_of_day(name: str, default: str) -> int:
+    """A whole hour of the clock, ``HH:00`` (``04:00``), as its hour."""
+    value = _str(name, default)
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):00", value)
+    if match is None:
+        raise _bad(name, "a whole hour of the clock from 00:00 to 23:00, such as 04:00", value)
+    return int(match[1])
+
+
 def _spark_remote(name: str) -> str:
     value = _str(name, "")
     if value and not value.startswith("sc://"):
         raise _bad(name, "empty or a Spark Connect URL sc://host:port", value)
     return value
+
+
+def _readable_file(name: str) -> Path | None:
+    """A file this process can read, or None when unset."""
+    raw = _raw(name)
+    if raw is None:
+        return None
+    path = Path(raw)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise _bad(name, f"a file this user can read ({exc.strerror})", raw) from None
+    return path
+
+
+SASL_SETTINGS = ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD_FILE")
+TLS_SETTINGS = ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE")
+KAFKA_SECURITY_SETTINGS = ("KAFKA_SECURITY_PROTOCOL", *SASL_SETTINGS, *TLS_SETTINGS)
+"""The variables ``Settings.kafka_security`` is read from."""
+
+
+def _kafka_security() -> KafkaSecurity:
+    """KAFKA_SECURITY_PROTOCOL and what it needs, each file readable; nothing set that it would ignore."""
+    security = KafkaSecurity(
+        protocol=_one_of("KAFKA_SECURITY_PROTOCOL", PROTOCOLS),
+        sasl_mechanism=_one_of("KAFKA_SASL_MECHANISM", MECHANISMS),
+        sasl_username=_str("KAFKA_SASL_USERNAME", ""),
+        sasl_password_file=_readable_file("KAFKA_SASL_PASSWORD_FILE"),
+        ssl_cafile=_readable_file("KAFKA_SSL_CAFILE"),
+        ssl_certfile=_readable_file("KAFKA_SSL_CERTFILE"),
+        ssl_keyfile=_readable_file("KAFKA_SSL_KEYFILE"),
+    )
+    for names, used in ((SASL_SETTINGS, security.uses_sasl), (TLS_SETTINGS, security.uses_tls)):
+        ignored = [name for name in names if _raw(name) is not None and not used]
+        if ignored:
+            raise SettingError(f"{ignored[0]} is set, but KAFKA_SECURITY_PROTOCOL {security.protocol}"
+                               f" does not use it; set KAFKA_SECURITY_PROTOCOL (SASL_SSL, say) or unset it")
+    if security.uses_sasl:
+        _check_sasl_login(security)
+    if (security.ssl_certfile is None) != (security.ssl_keyfile is None):
+        raise SettingError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE must be set together")
+    try:
+        security.ssl_context()
+    except ssl.SSLError as exc:
+        raise SettingError(f"KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE or KAFKA_SSL_KEYFILE is not a usable"
+                           f" PEM file: {exc.reason or exc}") from None
+    return security
+
+
+def _check_sasl_login(security: KafkaSecurity) -> None:
+    if not security.sasl_username or security.sasl_password_file is None:
+        raise SettingError(f"KAFKA_SECURITY_PROTOCOL {security.protocol} needs KAFKA_SASL_USERNAME and"
+                           " KAFKA_SASL_PASSWORD_FILE (a file holding the password)")
+    if not security.password():
+        raise SettingError(f"KAFKA_SASL_PASSWORD_FILE {str(security.sasl_password_file)!r} is empty")
 
 
 def _count(name: str, default: int, *, old_name: str = "") -> int:
@@ -178,6 +245,7 @@ class Settings:
     """Every setting of the pipeline; field names match the environment variables."""
 
     kafka_broker: str
+    kafka_security: KafkaSecurity
     database_url: str
     reports_database_url: str
     app_id: str
@@ -186,6 +254,7 @@ class Settings:
     orders_topic_partitions: int
     topic_replication_factor: int | None
     kafka_nodes: int
+    kafka_secure: bool
     workers: int
     order_simulator: bool
     simulated_stores: int
@@ -223,6 +292,8 @@ class Settings:
     topic_retention_hours: int
     log_level: str
     log_format: str
+    business_day_starts_hour: int = 0
+    """When the restaurant's day starts on its clock (``BUSINESS_DAY_STARTS``), as an hour."""
 
     @property
     def kafka_url(self) -> str:
@@ -240,6 +311,7 @@ class Settings:
         """Every setting from the environment; a bad value raises SettingError naming it."""
         return cls(
             kafka_broker=_str("KAFKA_BROKER", "localhost:9092"),
+            kafka_security=_kafka_security(),
             database_url=_str(
                 "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"
             ),
@@ -250,6 +322,7 @@ class Settings:
             orders_topic_partitions=_count("ORDERS_TOPIC_PARTITIONS", 6, old_name="TOPIC_PARTITIONS"),
             topic_replication_factor=_optional_count("TOPIC_REPLICATION_FACTOR"),
             kafka_nodes=_count("KAFKA_NODES", 1),
+            kafka_secure=_flag("KAFKA_SECURE", False),
             workers=_count("WORKERS", 1),
             order_simulator=_flag("ORDER_SIMULATOR", True),
             simulated_stores=_count("SIMULATED_STORES", 1),
@@ -287,6 +360,7 @@ class Settings:
             topic_retention_hours=_int("TOPIC_RETENTION_HOURS", 168, 0),
             log_level=_log_level("LOG_LEVEL", "info"),
             log_format=_one_of("LOG_FORMAT", ("text", "json")),
+            business_day_starts_hour=_hour_of_day("BUSINESS_DAY_STARTS", "00:00"),
         )
 
 

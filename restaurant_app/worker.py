@@ -16,7 +16,7 @@ from restaurant_app.kafka_probe import (
     replication_factor,
     wait_for_kafka,
 )
-from restaurant_app.kafka_transport import FastTransport
+from restaurant_app.kafka_transport import FastTransport, broker_credentials
 from restaurant_app.lean_monitor import lean_monitor
 from restaurant_app.logs import faust_logging_config
 from restaurant_app.metrics import registry
@@ -52,7 +52,7 @@ class RestaurantApp(faust.App):
     """A Faust app that waits for Kafka at start-up instead of failing with a traceback."""
 
     async def on_first_start(self) -> None:
-        brokers = await wait_for_kafka(settings.bootstrap_servers)
+        brokers = await wait_for_kafka(settings.bootstrap_servers, security=settings.kafka_security)
         await settle_replication(brokers)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
@@ -69,6 +69,7 @@ class RestaurantApp(faust.App):
 app = RestaurantApp(
     settings.app_id,
     broker=settings.kafka_url,
+    broker_credentials=broker_credentials(settings.kafka_security),
     store="memory://",
     datadir=str(settings.data_dir / "faust"),
     autodiscover=["agents", "restaurant_app.web", "restaurant_app.commands"],

@@ -34,6 +34,8 @@ class Inputs:
     stored_minute_dishes: DataFrame
     stored_hours: DataFrame
     stored_hour_dishes: DataFrame
+    day_starts_hour: int = 0
+    """When the business day starts (``BUSINESS_DAY_STARTS``); day windows start then."""
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,18 @@ def build_reports(inputs: Inputs) -> Reports:
     hours, hour_dishes = kept(*rollup(within(context_minutes, hour_keys, "hour"),
                                       within(context_minute_dishes, hour_keys, "hour"), "hour"))
     days, day_dishes = rollup(replace(parse_stored(inputs.stored_hours), hours, hour_keys),
-                              replace(inputs.stored_hour_dishes, hour_dishes, hour_keys), "day")
+                              replace(inputs.stored_hour_dishes, hour_dishes, hour_keys), "day",
+                              inputs.day_starts_hour)
 
     finished = [finish(minutes, minute_dishes, "minute"), finish(hours, hour_dishes, "hour"),
-                finish(days, day_dishes, "day")]
+                finish(days, day_dishes, "day", inputs.day_starts_hour)]
     insights, evaluations = build_insights(
         context_minutes, context_minute_dishes, minute_keys, hour_keys, finished[1][1]
     )
     return Reports(
         sales=union_all([sales for sales, _ in finished]),
         dishes=union_all([dishes for _, dishes in finished]),
-        customers=customers_seen(inputs.lines),
+        customers=customers_seen(inputs.lines, inputs.day_starts_hour),
         insights=insights,
         evaluations=evaluations,
     )
@@ -139,9 +142,19 @@ def within(frame: DataFrame, keys: DataFrame, unit: str) -> DataFrame:
                       "left_semi")
 
 
-def rollup(sales: DataFrame, dishes: DataFrame, unit: str) -> tuple[DataFrame, DataFrame]:
+def window_start(unit: str, moment: Column | str, day_starts_hour: int = 0) -> Column:
+    """The start of the ``unit`` window holding ``moment``; a day is the business day
+    (``restaurant_app.business_day``: local midnight plus that many hours, as PostgreSQL counts it)."""
+    if unit != "day" or not day_starts_hour:
+        return F.date_trunc(unit, moment)
+    shift = F.expr(f"INTERVAL {int(day_starts_hour)} HOURS")
+    return F.date_trunc("day", F.col(moment) - shift if isinstance(moment, str) else moment - shift) + shift
+
+
+def rollup(sales: DataFrame, dishes: DataFrame, unit: str,
+           day_starts_hour: int = 0) -> tuple[DataFrame, DataFrame]:
     """Add up finer windows into ``unit`` ('hour' or 'day') windows."""
-    sales = sales.withColumn("period_start", F.date_trunc(unit, "period_start"))
+    sales = sales.withColumn("period_start", window_start(unit, "period_start", day_starts_hour))
     totals = sales.groupBy("period_start").agg(
         F.sum("orders").alias("orders"),
         F.sum("items_sold").alias("items_sold"),
@@ -150,22 +163,23 @@ def rollup(sales: DataFrame, dishes: DataFrame, unit: str) -> tuple[DataFrame, D
         *(summed_by_key(F.flatten(F.collect_list(F.map_entries(name)))).alias(name) for name in BREAKDOWNS),
     )
     dishes = (
-        dishes.withColumn("period_start", F.date_trunc(unit, "period_start"))
+        dishes.withColumn("period_start", window_start(unit, "period_start", day_starts_hour))
         .groupBy("period_start", "dish")
         .agg(F.sum("quantity").alias("quantity"), F.sum("revenue").cast(MONEY).alias("revenue"))
     )
     return totals, dishes
 
 
-def period_end(granularity: str) -> Column:
+def period_end(granularity: str, day_starts_hour: int = 0) -> Column:
     start = F.col("period_start")
     if granularity == "day":
-        # The next local midnight, whatever daylight saving time does to this day's length.
-        return F.date_trunc("day", start + F.expr("INTERVAL 26 HOURS"))
+        # The next business day's start, whatever daylight saving time does to this day's length.
+        return window_start("day", start + F.expr("INTERVAL 26 HOURS"), day_starts_hour)
     return start + F.expr(f"INTERVAL 1 {granularity.upper()}")
 
 
-def finish(sales: DataFrame, dishes: DataFrame, granularity: str) -> tuple[DataFrame, DataFrame]:
+def finish(sales: DataFrame, dishes: DataFrame, granularity: str,
+           day_starts_hour: int = 0) -> tuple[DataFrame, DataFrame]:
     """Rank the dishes and give the totals their averages and top dish, as staging rows."""
     by_quantity = Window.partitionBy("period_start").orderBy(F.desc("quantity"), F.asc("dish"))
     ranked = dishes.withColumn("rank", F.row_number().over(by_quantity))
@@ -177,7 +191,7 @@ def finish(sales: DataFrame, dishes: DataFrame, granularity: str) -> tuple[DataF
     staged = sales.join(top, "period_start").select(
         F.lit(granularity).alias("granularity"),
         "period_start",
-        period_end(granularity).alias("period_end"),
+        period_end(granularity, day_starts_hour).alias("period_end"),
         F.col("orders").cast("long"),
         F.col("items_sold").cast("long"),
         "gross_revenue",
@@ -198,12 +212,12 @@ def finish(sales: DataFrame, dishes: DataFrame, granularity: str) -> tuple[DataF
     return staged, staged_dishes
 
 
-def customers_seen(lines: DataFrame) -> DataFrame:
+def customers_seen(lines: DataFrame, day_starts_hour: int = 0) -> DataFrame:
     """The (hour, customer) and (day, customer) pairs of the order lines read; anonymous lines have none."""
     identified = lines.where(F.col("customer_id").isNotNull())
     pairs = [
         identified.select(F.lit(unit).alias("granularity"),
-                     F.date_trunc(unit, "created_at").alias("period_start"), "customer_id")
+                     window_start(unit, "created_at", day_starts_hour).alias("period_start"), "customer_id")
         for unit in ("hour", "day")
     ]
     return union_all(pairs).distinct()

@@ -146,6 +146,7 @@ REPORT_TABLES = {
     "report_dishes": "SELECT * FROM report_dishes ORDER BY granularity, period_start, dish",
     "report_customers": "SELECT * FROM report_customers ORDER BY 1, 2, 3",
     "report_insights": "SELECT * FROM report_insights ORDER BY kind, window_start, subject",
+    "report_period_customers": "SELECT * FROM report_period_customers ORDER BY 1, 2",
 }
 
 
@@ -331,8 +332,18 @@ GROUP BY m.minute, m.revenue
 """
 
 
+EXPECTED_PERIOD_CUSTOMERS = """
+SELECT u.unit, date_trunc(u.unit, o.created_at, %(zone)s), count(DISTINCT o.customer_id)
+FROM orders o CROSS JOIN unnest(ARRAY['month', 'week']) AS u (unit)
+WHERE o.customer_id IS NOT NULL
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+"""The unique customers of each week (from Monday) and month on the restaurant's clock."""
+
+
 def expected(url: str) -> dict:
     return {
+        "period_customers": query(url, EXPECTED_PERIOD_CUSTOMERS, {"zone": ZONE}),
         "sales": {unit: query(url, EXPECTED_SALES, {"unit": unit, "zone": ZONE})
                   for unit in ("minute", "hour", "day")},
         "dishes": {unit: query(url, EXPECTED_DISHES, {"unit": unit, "zone": ZONE})
@@ -426,6 +437,18 @@ def test_reports_equal_sql_over_the_orders(timeline: Timeline, unit: str):
         assert sales_rows(tables, unit) == wanted["sales"][unit]
         assert dish_rows(tables, unit) == wanted["dishes"][unit]
     assert len(timeline.expected_recovered["sales"]["day"]) == 3
+
+
+def test_week_and_month_customer_counts_equal_sql_over_the_orders(timeline: Timeline):
+    for tables, wanted in ((timeline.after_first, timeline.expected_first),
+                           (timeline.after_recovered, timeline.expected_recovered),
+                           (timeline.after_late_commit, timeline.expected_late_commit)):
+        assert tables["report_period_customers"] == wanted["period_customers"]
+    first, last = (dict(((unit, start), count) for unit, start, count in tables["report_period_customers"])
+                   for tables in (timeline.after_first, timeline.after_late_commit))
+    assert first.keys() == last.keys() and len(first) == 2
+    # The late orders' customers (7777, 7778, 7779, ...) were added to the counts made by the first run.
+    assert all(last[period] > first[period] for period in first)
 
 
 def test_insights_equal_sql_over_the_orders(timeline: Timeline):

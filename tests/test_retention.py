@@ -35,7 +35,8 @@ def test_cutoffs_keep_whole_utc_days_of_orders_and_leave_out_what_is_kept_for_ev
     assert kept == {"orders": datetime(2026, 11, 1, tzinfo=UTC), "runs": NOW - timedelta(days=7),
                     "minute": NOW - timedelta(days=2)}
     kinds = [kind for kind, _, _ in deletes_due(kept)]
-    assert kinds == ["order keys", "daily customers", "report runs", "minute report_sales",
+    assert kinds == ["order keys", "daily customers", "weekly and monthly customers", "report runs",
+                     "minute report_sales",
                      "minute report_dishes", "minute report_customers", "minute insights"]
 
 

@@ -14,6 +14,7 @@ from restaurant_app.logs import JsonFormatter, configure_logging, faust_logging_
 from restaurant_app.settings import (
     EXIT_BAD_SETTING,
     FLAGS,
+    KAFKA_SECURITY_SETTINGS,
     LOG_LEVELS,
     SettingError,
     Settings,
@@ -26,7 +27,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """An environment with none of the pipeline's variables set."""
-    for name in [field.upper() for field in Settings.__dataclass_fields__] + ["TOPIC_PARTITIONS"]:
+    for name in [field.upper() for field in Settings.__dataclass_fields__] + ["TOPIC_PARTITIONS",
+                                                                               *KAFKA_SECURITY_SETTINGS]:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 

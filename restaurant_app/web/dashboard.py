@@ -67,7 +67,7 @@ def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, An
 
 
 async def summary_body() -> dict[str, Any]:
-    today = await figures.today(settings.restaurant_timezone)
+    today = await figures.today(settings.restaurant_timezone, settings.business_day_starts_hour)
     return {"timezone": settings.restaurant_timezone, "source": "orders", **today}
 
 
@@ -75,8 +75,13 @@ async def minutes_body(hours: int) -> dict[str, Any]:
     return {"hours": hours, "source": "orders", "minutes": await figures.minutes(hours)}
 
 
+async def minute_body() -> dict[str, Any]:
+    return {"source": "orders", "provisional": True, **await figures.minute_under_way()}
+
+
 async def dishes_body(limit: int) -> dict[str, Any]:
-    windows = await figures.current_dishes(settings.restaurant_timezone, limit)
+    windows = await figures.current_dishes(settings.restaurant_timezone, limit,
+                                           settings.business_day_starts_hour)
     return {"source": "report_dishes", **windows}
 
 
@@ -100,6 +105,12 @@ async def summary(view: web.View, request: web.Request) -> web.Response:
 async def minutes(view: web.View, request: web.Request) -> web.Response:
     """Revenue and orders per minute over the last ``hours``; the minute under way is provisional."""
     return await answer_from_database(view, request, {"hours": Whole(2, 1, 24)}, minutes_body)
+
+
+@app.page("/api/dashboard/minute")
+async def minute(view: web.View, request: web.Request) -> web.Response:
+    """The minute under way as its report will count it, from its stored orders: provisional."""
+    return await answer_from_database(view, request, {}, minute_body)
 
 
 @app.page("/api/dashboard/dishes")
@@ -128,7 +139,8 @@ async def rejections(view: web.View, request: web.Request) -> web.Response:
 
 async def kafka_status() -> dict[str, Any]:
     try:
-        return {"ok": True, "brokers": await count_brokers(settings.bootstrap_servers)}
+        brokers = await count_brokers(settings.bootstrap_servers, security=settings.kafka_security)
+        return {"ok": True, "brokers": brokers}
     except KafkaUnavailable:
         return {"ok": False, "error": "no Kafka broker answered"}
 

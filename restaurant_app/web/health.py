@@ -84,7 +84,8 @@ class CachedProbe:
 
 async def kafka_status() -> Status:
     try:
-        return {"ok": True, "brokers": await count_brokers(settings.bootstrap_servers)}
+        brokers = await count_brokers(settings.bootstrap_servers, security=settings.kafka_security)
+        return {"ok": True, "brokers": brokers}
     except KafkaUnavailable as exc:
         log.warning("Health check: Kafka at %s is unreachable (%s).", settings.bootstrap_servers, exc)
         return {"ok": False, "error": "Kafka is unreachable"}

@@ -7,6 +7,7 @@
   const LANG = document.documentElement.lang;
   const TEXTS = JSON.parse(document.getElementById('texts').textContent);
   const REFRESH_MS = 5000;
+  const UNDER_WAY_MS = 1000;  // the minute under way: figures at most a second or two old
   const REQUEST_TIMEOUT_MS = 10000;
   const PANELS = [
     ['/api/dashboard/summary', renderSummary],
@@ -137,6 +138,25 @@
     chart.data.datasets[0].data = revenue;
     chart.data.datasets[1].data = orders;
     chart.update();
+  }
+
+  // The minute under way between full refreshes: its provisional figures from the stored orders.
+  function renderMinuteUnderWay(body) {
+    const chart = charts.minutes;
+    const last = provisional.length - 1;
+    if (!chart || last < 0 || !provisional[last] || chart.data.labels[last] !== clock(body.period_start)) return;
+    chart.data.datasets[0].data[last] = Number(body.gross_revenue);
+    chart.data.datasets[1].data[last] = body.orders;
+    chart.update('none');
+  }
+
+  async function refreshMinuteUnderWay() {
+    try {
+      const { status, body } = await getJson('/api/dashboard/minute');
+      if (status === 200) renderMinuteUnderWay(body);
+    } catch (error) {
+      // The full refresh shows an outage; this one only waits for the next second.
+    }
   }
 
   function minutesChart() {
@@ -532,6 +552,7 @@
     loadHistory();
     tick();
     setInterval(tick, 1000);
+    setInterval(refreshMinuteUnderWay, UNDER_WAY_MS);
     loop();
   }
 

@@ -1,0 +1,132 @@
+"""A secure local Kafka's secrets: a small CA, the brokers' certificate and the SCRAM users' passwords.
+
+Made with ``openssl`` on first start, in one folder only its owner can open (0700, every file
+0600), and kept: a restart uses the same ones. The users:
+
+- ``admin``: a super user, for ``make run`` itself (waiting for the brokers, the ACLs) and the
+  brokers between themselves;
+- ``worker``: the Faust workers, allowed only their topics, their group and Faust's own topics;
+- ``pos``: points of sale, allowed only to write the orders topic.
+
+Passwords reach Kafka's storage format as salted SCRAM hashes, so no command line holds one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+from infra.java import StackError
+from restaurant_app.kafka_security import KafkaSecurity
+
+MECHANISM = "SCRAM-SHA-512"
+SCRAM_ITERATIONS = 8192
+USERS = ("admin", "worker", "pos")
+BROKER_SUBJECT = "/CN=kafka-broker"
+BROKER_PRINCIPAL = "User:CN=kafka-broker"
+"""How a broker's certificate authenticates to the controllers (Kafka's default mapping of its subject)."""
+CERTIFICATE_DAYS = "3650"
+
+JAVA_CLIENT_PROPERTIES = """\
+security.protocol=SASL_SSL
+sasl.mechanism={mechanism}
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\
+  username="{user}" password="{password}";
+ssl.truststore.type=PEM
+ssl.truststore.location={ca_file}
+"""
+
+
+class KafkaSecrets:
+    """The secrets folder ``home``: ``ca.pem``, ``broker.pem`` (key and certificate), ``<user>.password``."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.ca_file = home / "ca.pem"
+        self.keystore = home / "broker.pem"
+
+    def password_file(self, user: str) -> Path:
+        return self.home / f"{user}.password"
+
+    def password(self, user: str) -> str:
+        return self.password_file(user).read_text().strip()
+
+    def client(self, user: str) -> KafkaSecurity:
+        """What ``user`` connects with: SCRAM-SHA-512 over TLS, trusting only this CA."""
+        return KafkaSecurity(protocol="SASL_SSL", sasl_mechanism=MECHANISM, sasl_username=user,
+                             sasl_password_file=self.password_file(user), ssl_cafile=self.ca_file)
+
+    def client_env(self, user: str) -> dict[str, str]:
+        """The settings (environment variables) that make a program of ours connect as ``user``."""
+        return {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": MECHANISM,
+                "KAFKA_SASL_USERNAME": user, "KAFKA_SASL_PASSWORD_FILE": str(self.password_file(user)),
+                "KAFKA_SSL_CAFILE": str(self.ca_file)}
+
+    def java_properties(self, user: str) -> Path:
+        """A client properties file (0600) for Kafka's Java tools that logs in as ``user``."""
+        path = self.home / f"{user}.properties"
+        _write_private(path, JAVA_CLIENT_PROPERTIES.format(
+            mechanism=MECHANISM, user=user, password=self.password(user), ca_file=self.ca_file))
+        return path
+
+    def ensure(self) -> None:
+        """Make whatever secret is missing; keep those that exist."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)
+        for user in USERS:
+            if not self.password_file(user).exists():
+                _write_private(self.password_file(user), secrets.token_urlsafe(32) + "\n")
+        if not (self.ca_file.exists() and self.keystore.exists()):
+            self._make_certificates()
+
+    def scram_arguments(self) -> list[str]:
+        """``kafka-storage format``'s ``--add-scram`` arguments for every user, salted and hashed."""
+        arguments = []
+        for user in USERS:
+            salt = secrets.token_bytes(32)
+            salted = hashlib.pbkdf2_hmac("sha512", self.password(user).encode(), salt, SCRAM_ITERATIONS)
+            arguments += ["--add-scram", f"{MECHANISM}=[name={user},iterations={SCRAM_ITERATIONS},"
+                          f"salt=\"{_b64(salt)}\",saltedpassword=\"{_b64(salted)}\"]"]
+        return arguments
+
+    def _make_certificates(self) -> None:
+        """A CA, and one certificate for every broker on 127.0.0.1 (servers and clients of each other)."""
+        ca_key, key, request = self.home / "ca.key", self.home / "broker.key", self.home / "broker.csr"
+        certificate, extensions = self.home / "broker.crt", self.home / "broker.ext"
+        extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                              "extendedKeyUsage=serverAuth,clientAuth\n"
+                              "keyUsage=critical,digitalSignature,keyEncipherment\n")
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.ca_file,
+                 "-days", CERTIFICATE_DAYS, "-subj", "/CN=restaurant-sales Kafka CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
+                 "-subj", BROKER_SUBJECT)
+        _openssl("x509", "-req", "-in", request, "-CA", self.ca_file, "-CAkey", ca_key,
+                 "-CAcreateserial", "-out", certificate, "-days", CERTIFICATE_DAYS, "-extfile", extensions)
+        _write_private(self.keystore, key.read_text() + certificate.read_text())
+        for path in self.home.iterdir():
+            path.chmod(0o600)
+        for path in (request, extensions, certificate, key):
+            path.unlink()
+
+
+def _openssl(*args: str | Path) -> None:
+    result = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise StackError(f"openssl {args[0]} failed while making Kafka's certificates:\n{result.stderr}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file only its owner may read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

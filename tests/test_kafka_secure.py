@@ -1,0 +1,166 @@
+"""A secure Kafka (``KAFKA_SECURE``): SCRAM-SHA-512 logins over TLS, and ACLs, against real clients.
+
+One secure broker serves the module, with the ACLs ``make run`` sets for the module's names:
+clients without a login, with a wrong password or without the CA are refused (aiokafka, kcat);
+the point-of-sale user writes orders (Kafka's console producer) but reads nothing; the worker
+stores orders from it end to end, and no password shows in a log or an answer.
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.java import classpath
+from infra.kafka_acls import grant
+from infra.kafka_broker import KafkaBroker
+from infra.kafka_secrets import USERS, KafkaSecrets
+from infra.scratch import WorkerProcess, faust_command
+from infra.stack import free_port
+from restaurant_app.java_runtime import java_executable
+from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
+from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
+from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.traffic import OrderGenerator
+from tests.conftest import service_home
+from tests.services import fetch, get, query, unique_names, wait_until
+from tests.test_orders_api import post
+
+pytestmark = pytest.mark.integration
+
+CONSOLE_PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
+CONSOLE_CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"
+NAMES = unique_names()
+
+
+@pytest.fixture(scope="module")
+def secure_kafka() -> Iterator[KafkaBroker]:
+    """One broker with SASL_SSL for clients and SSL to its controller, and the ACLs of NAMES."""
+    home = service_home()
+    broker = KafkaBroker(home / "kafka", free_port(), free_port(), heap="384m", log_level="WARN",
+                         secrets=KafkaSecrets(home / "secrets"))
+    try:
+        broker.start(timeout=120)
+        grant(broker.secrets, broker.bootstrap_servers, NAMES["APP_ID"], NAMES["ORDERS_TOPIC"],
+              NAMES["DEAD_LETTER_TOPIC"])
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def brokers_seen(kafka: KafkaBroker, security: KafkaSecurity) -> int:
+    return asyncio.run(count_brokers(kafka.bootstrap_servers, timeout=5.0, security=security))
+
+
+def is_refused(kafka: KafkaBroker, security: KafkaSecurity) -> bool:
+    try:
+        brokers_seen(kafka, security)
+    except KafkaUnavailable:
+        return True
+    return False
+
+
+def kcat_metadata(kafka: KafkaBroker, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["kcat", "-L", "-b", kafka.bootstrap_servers, "-m", "5", *options],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def java_tool(tool: str, kafka: KafkaBroker, config: Path, *args: str, lines: bytes = b""
+              ) -> subprocess.CompletedProcess:
+    """Kafka's console producer or consumer (from the Maven jars), logged in by ``config``; its
+    output and its log (which Kafka's tools print on standard output) together in ``stdout``."""
+    option = "--producer.config" if tool == CONSOLE_PRODUCER else "--consumer.config"
+    return subprocess.run([java_executable(), "-Xmx128m", "-cp", classpath(), tool,
+                           "--bootstrap-server", kafka.bootstrap_servers, option, str(config), *args],
+                          input=lines, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+                          check=False)
+
+
+def test_a_client_without_the_right_login_or_the_ca_is_refused(secure_kafka: KafkaBroker, tmp_path: Path):
+    secrets = secure_kafka.secrets
+    assert brokers_seen(secure_kafka, secrets.client("worker")) == 1
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    refused = {
+        "no login, no TLS": PLAINTEXT,
+        "a wrong password": KafkaSecurity("SASL_SSL", sasl_username="worker", sasl_password_file=wrong,
+                                          ssl_cafile=secrets.ca_file),
+        "an unknown user": KafkaSecurity("SASL_SSL", sasl_username="mallory",
+                                         sasl_password_file=secrets.password_file("worker"),
+                                         ssl_cafile=secrets.ca_file),
+        "the system's CAs only": KafkaSecurity("SASL_SSL", sasl_username="worker",
+                                               sasl_password_file=secrets.password_file("worker")),
+    }
+    assert [case for case, security in refused.items() if not is_refused(secure_kafka, security)] == []
+    # librdkafka, another client: refused without a login, and with a wrong password.
+    plain = kcat_metadata(secure_kafka)
+    assert plain.returncode != 0 and "Metadata for all topics" not in plain.stdout
+    wrong_login = kcat_metadata(secure_kafka, "-X", "security.protocol=SASL_SSL",
+                                "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=worker",
+                                "-X", "sasl.password=not-the-password",
+                                "-X", f"ssl.ca.location={secrets.ca_file}")
+    assert wrong_login.returncode != 0
+    assert "Authentication failed" in wrong_login.stderr
+
+
+def test_the_point_of_sale_user_writes_orders_and_nothing_else(secure_kafka: KafkaBroker):
+    secrets = secure_kafka.secrets
+    pos = secrets.java_properties("pos")
+    orders, dead_letters = NAMES["ORDERS_TOPIC"], NAMES["DEAD_LETTER_TOPIC"]
+    wrote = java_tool(CONSOLE_PRODUCER, secure_kafka, pos, "--topic", orders,
+                      "--producer-property", "acks=all", lines=b'{"not": "an order"}\n')
+    assert wrote.returncode == 0, wrote.stdout.decode()[-3000:]
+    read = java_tool(CONSOLE_CONSUMER, secure_kafka, pos, "--topic", orders, "--from-beginning",
+                     "--max-messages", "1", "--timeout-ms", "15000", "--group", NAMES["APP_ID"])
+    assert b"not an order" not in read.stdout
+    assert b"TopicAuthorizationException" in read.stdout, read.stdout.decode()[-3000:]
+    elsewhere = java_tool(CONSOLE_PRODUCER, secure_kafka, pos, "--topic", dead_letters,
+                          "--producer-property", "max.block.ms=10000", lines=b"forged\n")
+    assert b"TopicAuthorizationException" in elsewhere.stdout, elsewhere.stdout.decode()[-3000:]
+    # The worker may read the orders (its group) but not a topic outside its ACLs.
+    worker = secrets.java_properties("worker")
+    other = java_tool(CONSOLE_CONSUMER, secure_kafka, worker, "--topic", "payroll", "--from-beginning",
+                      "--max-messages", "1", "--timeout-ms", "10000", "--group", NAMES["APP_ID"])
+    assert b"TopicAuthorizationException" in other.stdout, other.stdout.decode()[-3000:]
+
+
+def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
+        secure_kafka: KafkaBroker, worker: WorkerProcess, database_url: str):
+    secrets = secure_kafka.secrets
+    worker.env.update(NAMES, KAFKA_BROKER=secure_kafka.bootstrap_servers, **secure_kafka.client_env("worker"))
+    worker.start(ready_timeout=120)
+    sold = OrderGenerator(seed=24).orders_for_tick(3)
+    lines = b"\n".join(order.dumps() for order in sold) + b"\nnot json\n"
+    wrote = java_tool(CONSOLE_PRODUCER, secure_kafka, secrets.java_properties("pos"),
+                      "--topic", NAMES["ORDERS_TOPIC"], "--producer-property", "acks=all", lines=lines)
+    assert wrote.returncode == 0, wrote.stdout.decode()[-3000:]
+    loaded = subprocess.run(faust_command("produce-orders", "--count", "5"), cwd=PROJECT_ROOT,
+                            env={**os.environ, **worker.env}, capture_output=True, text=True,
+                            timeout=180, check=False)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    posted = OrderGenerator(seed=25).order()
+    status, answer, _ = post(f"{worker.url}/api/orders", posted.dumps(), token=None)
+    assert (status, answer) == (202, {"order_id": posted.order_id})
+    wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == len(sold) + 5 + 1,
+               timeout=90, message="the orders were not all stored")
+    expected = {order.order_id for order in [*sold, posted]}
+    stored = {row[0] for row in query(database_url, "SELECT order_id::text FROM orders")}
+    assert expected <= stored
+    # The malformed message is rejected and published to the dead-letter topic, as the worker.
+    wait_until(lambda: query(database_url, "SELECT 1 FROM rejected_orders WHERE raw = 'not json'"
+                                           " AND dead_lettered_at IS NOT NULL"),
+               message="the malformed message was not dead-lettered")
+    health_status, health = get(f"{worker.url}/health")
+    assert health_status == 200 and health["kafka"] == {"ok": True, "brokers": 1}
+    answers = [fetch(f"{worker.url}{path}")[1] for path in ("/health", "/stats/", "/metrics")]
+    logs = [worker.log_file.read_bytes(), secure_kafka.log_file.read_bytes(),
+            loaded.stdout.encode(), loaded.stderr.encode()]
+    for user in USERS:
+        password = secrets.password(user).encode()
+        assert not any(password in text for text in answers + logs), f"{user}'s password was shown"
+
