@@ -24,7 +24,7 @@ from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
-from bench.soak import POSTGRES_DOWN_SECONDS, samples, slopes, soak_run
+from bench.soak import POSTGRES_DOWN_SECONDS, samples, second_half, slope_per_hour, slopes, soak_run
 from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
@@ -54,6 +54,8 @@ P99_TARGET_MS = 250
 REPORT_GROWTH_TARGET = 1.5
 API_BATCH_TARGET = 5_000
 API_P99_TARGET_MS = 50
+WORKER_GROWTH_TARGET = 10.0
+"""MiB an hour: a worker growing faster would take 240 MiB more each day."""
 
 INGEST_FIGURES = [
     Figure("orders_per_s", "Worker: orders/s"),
@@ -404,6 +406,11 @@ def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) 
                                  " PostgreSQL down). Memory and disk in MiB.", header, rows))
     report.targets.append(("Soak: every published order stored through a PostgreSQL and a worker restart",
                            f"{soak.stored:,} of {soak.published:,}", soak.stored == soak.published))
+    growth = slope_per_hour(*second_half(soak, soak.series["worker_rss_mib"]))
+    report.targets.append((
+        f"Soak: the worker's memory levels off (second half under {WORKER_GROWTH_TARGET:.0f} MiB an hour)",
+        "n/a" if growth is None else f"{growth:,.1f} MiB/h",
+        growth is not None and growth < WORKER_GROWTH_TARGET))
 
 
 MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,
