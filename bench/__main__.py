@@ -39,12 +39,12 @@ FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_second
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
         "full_runs": 1, "full_up_to": 5_000_000, "freshness_minutes": 10,
         "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200,
-        "disk_orders": 10_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "60"))}
+        "disk_orders": 10_000, "soak_minutes": 60}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
          "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50,
-         "disk_orders": 2_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "5"))}
+         "disk_orders": 2_000, "soak_minutes": 5}
 LARGE_REPORT_SIZE = 1_000_000
 
 INGEST_TARGET = 20_000
@@ -156,7 +156,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--disk-orders", type=int, help="orders stored to measure disk use (10,000)")
     parser.add_argument("--disk-rate", type=float, default=100.0,
                         help="orders/s published while disk use is measured (100)")
-    parser.add_argument("--soak-minutes", type=int,
+    parser.add_argument("--soak-minutes", type=int, default=os.environ.get("SOAK_MINUTES") or None,
                         help="length of the soak (SOAK_MINUTES, else 60; --quick: 5)")
     parser.add_argument("--soak-rate", type=float, default=20.0,
                         help="orders/s published through the soak (20)")
