@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from infra.java import StackError
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import has_exited, terminate_all
+from infra.rotation import rotate_secrets
 from infra.stack import DATABASE_NAME, local_postgres, local_stack
 from infra.supervisor import GaveUp, Supervisor
 from restaurant_app.java_runtime import JavaUnavailable
@@ -151,6 +152,8 @@ def main() -> int:
     commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
     grow = commands.add_parser("partitions", help="give ORDERS_TOPIC more partitions (make run must be up)")
     grow.add_argument("count", type=int, help="how many partitions the topic should have in all")
+    commands.add_parser("rotate-secrets", help="make run stopped: its next start makes new passwords"
+                        " for the PostgreSQL roles, a new Spark Connect token and cluster secret")
     args, worker_args = parser.parse_known_args()
     settings = settings_or_exit()
     configure_logging(settings)
@@ -160,6 +163,11 @@ def main() -> int:
     if args.command == "partitions":
         return add_partitions(settings, args.count)
     try:
+        if args.command == "rotate-secrets":
+            removed = rotate_secrets(settings.data_dir)
+            log.info("Removed %d secret file(s) under %s; make run makes new ones at its next start.",
+                     len(removed), settings.data_dir)
+            return 0
         if args.command == "psql":
             return psql(settings)
         if args.command == "run":
