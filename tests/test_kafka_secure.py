@@ -30,6 +30,7 @@ from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from tests.conftest import service_home
 from tests.services import fetch, get, query, unique_names, wait_until
+from tests.test_admin import admin
 from tests.test_orders_api import post
 
 pytestmark = pytest.mark.integration
@@ -142,7 +143,7 @@ def test_the_point_of_sale_user_writes_orders_and_nothing_else(secure_kafka: Kaf
     elsewhere = java_tool(CONSOLE_PRODUCER, secure_kafka, pos, "--topic", dead_letters,
                           "--producer-property", "max.block.ms=10000", lines=b"forged\n")
     assert b"TopicAuthorizationException" in elsewhere.stdout, elsewhere.stdout.decode()[-3000:]
-    # The worker may read the orders (its group) but not a topic outside its ACLs.
+    # The worker may read the orders (its group), not a topic outside its ACLs.
     worker = secrets.java_properties("worker")
     other = java_tool(CONSOLE_CONSUMER, secure_kafka, worker, "--topic", "payroll", "--from-beginning",
                       "--max-messages", "1", "--timeout-ms", "10000", "--group", NAMES["APP_ID"])
@@ -175,11 +176,15 @@ def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
     wait_until(lambda: query(database_url, "SELECT 1 FROM rejected_orders WHERE raw = 'not json'"
                                            " AND dead_lettered_at IS NOT NULL"),
                message="the malformed message was not dead-lettered")
+    status_report = admin(worker.env, "status")
+    assert "Kafka 127.0.0.1" in status_report.stdout and ": 1 broker(s)" in status_report.stdout
+    assert status_report.stdout.count("keeps messages 7 day(s)") == 2, status_report.stdout
     health_status, health = get(f"{worker.url}/health")
     assert health_status == 200 and health["kafka"] == {"ok": True, "brokers": 1}
     answers = [fetch(f"{worker.url}{path}")[1] for path in ("/health", "/stats/", "/metrics")]
     logs = [worker.log_file.read_bytes(), secure_kafka.log_file.read_bytes(),
-            loaded.stdout.encode(), loaded.stderr.encode()]
+            loaded.stdout.encode(), loaded.stderr.encode(), status_report.stdout.encode(),
+            status_report.stderr.encode()]
     for user in USERS:
         password = secrets.password(user).encode()
         assert not any(password in text for text in answers + logs), f"{user}'s password was shown"
