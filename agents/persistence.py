@@ -1,4 +1,5 @@
-"""The consumer: validates orders from Kafka and stores them in PostgreSQL in batches.
+"""The consumer: validates orders (and their cancellations and refunds) from Kafka and stores them
+in PostgreSQL in batches.
 
 Every message ends as a stored order or a recorded rejection, and a batch's offsets are
 acknowledged only once all of it has. Nothing else moves the offsets: an outage, a refused row,
@@ -22,8 +23,10 @@ from restaurant_app.database import until_available
 from restaurant_app.dead_letters import DeadLetterPublisher
 from restaurant_app.ingest_state import ingest_state
 from restaurant_app.kafka_records import forget, unreadable_reason
+from restaurant_app.models import Order
 from restaurant_app.order_sink import (
     Accepted,
+    AcceptedEvent,
     OrderSink,
     PostgresOrderSink,
     Rejection,
@@ -33,7 +36,7 @@ from restaurant_app.order_sink import (
     Source,
 )
 from restaurant_app.retry import Backoff
-from restaurant_app.validation import MAX_REASON_LENGTH, InvalidOrder, parse_order
+from restaurant_app.validation import MAX_REASON_LENGTH, InvalidOrder, parse_message
 from restaurant_app.worker import app, database, dead_letter_topic, orders_topic, settings
 
 log = logging.getLogger(__name__)
@@ -54,13 +57,15 @@ def source_of(event: EventT) -> Source:
                   message.key, headers)
 
 
-def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection]]:
-    """Split a batch of raw messages into valid orders and rejections with their reasons.
+def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[AcceptedEvent], list[Rejection]]:
+    """Split a batch of raw messages into valid orders, valid cancellations and refunds, and
+    rejections with their reasons.
 
-    An order repeated in the batch is kept once. Different versions under one id are all kept:
-    the sink stores one and refuses the others as conflicting duplicates.
+    An order or event repeated in the batch is kept once. Different versions under one id are all
+    kept: the sink stores one and refuses the others as conflicting duplicates.
     """
     accepted: list[Accepted] = []
+    order_events: list[AcceptedEvent] = []
     seen: set[tuple[str, bytes]] = set()
     rejections: list[Rejection] = []
     for event in events:
@@ -71,15 +76,19 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[Rejection
             rejections.append(Rejection(source, reason, RejectionKind.UNREADABLE_RECORD))
             continue
         try:
-            order = parse_order(source.value, max_clock_skew=MAX_CLOCK_SKEW, max_age=MAX_ORDER_AGE)
+            message = parse_message(source.value, max_clock_skew=MAX_CLOCK_SKEW, max_age=MAX_ORDER_AGE)
         except InvalidOrder as exc:
             rejections.append(Rejection(source, str(exc)))
             continue
-        version = (order.order_id, source.value)
-        if version not in seen:
-            seen.add(version)
-            accepted.append(Accepted(order, source))
-    return accepted, rejections
+        key = message.order_id if isinstance(message, Order) else message.event_id
+        if (key, source.value) in seen:
+            continue
+        seen.add((key, source.value))
+        if isinstance(message, Order):
+            accepted.append(Accepted(message, source))
+        else:
+            order_events.append(AcceptedEvent(message, source))
+    return accepted, order_events, rejections
 
 
 async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
@@ -103,14 +112,33 @@ async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
     return await store(orders[:half], rejections) + await store(orders[half:], [])
 
 
+async def store_events(events: list[AcceptedEvent]) -> Saved:
+    """Save cancellations and refunds, after the batch's orders; isolate any PostgreSQL refuses."""
+    if not events:
+        return Saved(0)
+    try:
+        return await until_available(
+            lambda: sink.save_events(events),
+            f"storing {len(events)} cancellation(s) or refund(s), whose offsets stay uncommitted until then",
+            ingest_state.held,
+        )
+    except RowsRefused as exc:
+        if len(events) == 1:
+            return await store([], [Rejection(events[0].source, str(exc), RejectionKind.REFUSED_BY_DATABASE)])
+    half = len(events) // 2
+    return await store_events(events[:half]) + await store_events(events[half:])
+
+
 async def handle(events: Sequence[EventT]) -> None:
     """Store one batch, publish its new rejections, log what happened and count it in the metrics."""
     started = time.monotonic()
-    orders, rejections = sort_batch(events)
-    saved = await store(orders, rejections)
+    orders, order_events, rejections = sort_batch(events)
+    saved_orders = await store(orders, rejections)
+    saved_events = await store_events(order_events)  # after the orders: an event needs its order
+    saved = saved_orders + saved_events
     # A rejection already on the dead-letter topic was counted when first recorded.
     metrics.batch_committed((e.message.timestamp for e in events), saved.new_orders,
-                            (r.kind for r in saved.not_dead_lettered), time.time())
+                            (r.kind for r in saved.not_dead_lettered), time.time(), saved.new_events)
     for rejection in saved.rejections:
         source = rejection.source
         log.warning("Rejected the message at %s[%d]@%d: %s",
@@ -119,9 +147,13 @@ async def handle(events: Sequence[EventT]) -> None:
         await dead_letters.publish(saved.not_dead_lettered)
         await until_available(lambda: sink.mark_dead_lettered(saved.not_dead_lettered),
                               "recording which rejections reached the dead-letter topic", ingest_state.held)
-    refused_orders = len(saved.rejections) - len(rejections)
+    refused_orders = len(saved_orders.rejections) - len(rejections)
     log.info("Stored %d new order(s) in PostgreSQL (%d already there, %d rejected)",
-             saved.new_orders, len(orders) - saved.new_orders - refused_orders, len(saved.rejections))
+             saved.new_orders, len(orders) - saved.new_orders - refused_orders, len(saved_orders.rejections))
+    if order_events:
+        log.info("Stored %d new cancellation(s) or refund(s) (%d already there, %d rejected)",
+                 saved.new_events, len(order_events) - saved.new_events - len(saved_events.rejections),
+                 len(saved_events.rejections))
     metrics.batch_handled(len(events), time.monotonic() - started)
 
 

@@ -1,6 +1,6 @@
 """The dashboard's reads with history: a year of a 50-store chain's reports, timed through a real worker.
 
-The report tables have no store column yet, so the chain is one set of reports at 50 stores'
+The reports are filled as the chain's rows (``store_id`` ''), one set of reports at 50 stores'
 volume. They are filled in SQL in bulk: a minute row for every minute the stores are open, the
 hours and days added up from them, each window's dishes and the days' and hours' customers; a
 the last two days of orders at the same volume (``bench.reports.bulk_load``) give "today so far"
@@ -41,10 +41,10 @@ READY_SECONDS = 300
 FILL_MINUTES = """
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
     avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-    revenue_by_channel, revenue_by_payment, identified_revenue, computed_at, final)
+    revenue_by_channel, revenue_by_payment, identified_revenue, revenue_by_store, computed_at, final)
 SELECT 'minute', m, m + interval '1 minute', o, items, revenue, round(revenue / o, 2), o,
        round(revenue / o, 2), %(top)s, greatest(o / 4, 1), {channels}, {payments}, revenue,
-       m + interval '65 seconds', true
+       jsonb_build_object('main', revenue), m + interval '65 seconds', true
 FROM (
     SELECT m, o, o * 2 + (random() * o)::int AS items, round(o * (70 + random() * 50)::numeric, 2) AS revenue
     FROM (
@@ -59,10 +59,10 @@ FROM (
 ROLL_UP = """
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
     avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-    revenue_by_channel, revenue_by_payment, identified_revenue, computed_at, final)
+    revenue_by_channel, revenue_by_payment, identified_revenue, revenue_by_store, computed_at, final)
 SELECT %(unit)s, p, {end}, o, items, revenue, round(revenue / o, 2), round(o * 0.8),
        round(revenue / (o * 0.8), 2), %(top)s, o / 4, {channels}, {payments}, revenue,
-       {end} + interval '65 seconds', true
+       jsonb_build_object('main', revenue), {end} + interval '65 seconds', true
 FROM (
     SELECT date_trunc(%(unit)s, period_start, %(zone)s) AS p, sum(orders) AS o, sum(items_sold) AS items,
            sum(gross_revenue) AS revenue
@@ -100,6 +100,16 @@ FROM (SELECT granularity, period_start, unique_customers, row_number() OVER () A
 CROSS JOIN LATERAL generate_series(1, s.unique_customers) k
 """
 
+FILL_PERIOD_CUSTOMERS = """
+INSERT INTO report_period_customers (granularity, period_start, unique_customers)
+SELECT u.unit, date_trunc(u.unit, period_start, %(zone)s), count(DISTINCT customer_id)
+FROM report_customers CROSS JOIN unnest(ARRAY['week', 'month']) AS u (unit)
+WHERE granularity = 'day'
+GROUP BY 1, 2
+"""
+"""The weeks' and months' counts as the report job keeps them (the customers of each week and
+month that it also keeps, to count newcomers, are left out: the dashboard does not read them)."""
+
 FILL_INSIGHTS = """
 INSERT INTO report_insights (kind, window_start, window_end, subject, figures, computed_at)
 SELECT 'top_dish', h.period_start, h.period_end, '',
@@ -116,6 +126,9 @@ FROM report_sales h JOIN report_sales p
   ON p.granularity = 'hour' AND p.period_start = h.period_start - interval '1 hour'
 WHERE h.granularity = 'hour'
 """
+
+REPORT_TABLES = ("report_sales", "report_dishes", "report_customers", "report_period_customers",
+                 "report_insights")
 
 CHANNELS = {"dine_in": 0.45, "delivery": 0.35}
 PAYMENTS = {"pix": 0.4, "credit_card": 0.3, "debit_card": 0.15, "cash": 0.05}
@@ -163,15 +176,15 @@ def fill_reports(database_url: str, days: int, zone: str) -> dict[str, int]:
         steps += [("minute dishes", FILL_MINUTE_DISHES, {})]
         steps += [(f"{unit} dishes", ROLL_UP_DISHES, {"unit": unit}) for unit in ("hour", "day")]
         steps += [(f"{unit} customers", FILL_CUSTOMERS, {"unit": unit}) for unit in ("hour", "day")]
+        steps += [("week and month customer counts", FILL_PERIOD_CUSTOMERS, {})]
         steps += [("insights", FILL_INSIGHTS, {})]
         for what, sql, extra in steps:
             started = time.monotonic()
             rows = conn.execute(sql, {**params, **extra}).rowcount
             log.info("  %s: %s rows in %.0f s", what, f"{rows:,}", time.monotonic() - started)
-        for table in ("report_sales", "report_dishes", "report_customers", "report_insights"):
+        for table in REPORT_TABLES:
             conn.execute(f"VACUUM ANALYZE {table}")
-        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                for table in ("report_sales", "report_dishes", "report_customers", "report_insights")}
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in REPORT_TABLES}
 
 
 def wait_until_answering(base_url: str, path: str, timeout: float) -> None:

@@ -21,7 +21,13 @@ ERASED = "[erased]"
 NAMES = "SELECT DISTINCT customer_name FROM orders WHERE customer_id = %s AND customer_name IS NOT NULL"
 ANONYMISE_ORDERS = ("UPDATE orders SET customer_id = NULL, customer_name = NULL"
                     " WHERE customer_id = %s OR (customer_id IS NULL AND customer_name = ANY(%s))")
-DELETE_REPORT_CUSTOMERS = "DELETE FROM report_customers WHERE customer_id = %s"
+# A week's or month's count (migration 026) loses the customer with their row of it.
+DELETE_REPORT_CUSTOMERS = """
+WITH gone AS (DELETE FROM report_customers WHERE customer_id = %s RETURNING granularity, period_start),
+fewer AS (UPDATE report_period_customers p SET unique_customers = p.unique_customers - 1 FROM gone g
+          WHERE p.granularity = g.granularity AND p.period_start = g.period_start)
+SELECT count(*) FROM gone
+"""
 DELETE_STAGED_CUSTOMERS = "DELETE FROM report_staging WHERE customer_id = %s"
 DELETE_INSIGHTS = """
 DELETE FROM report_insights
@@ -97,8 +103,9 @@ async def erase_customer(conn: psycopg.AsyncConnection, customer_id: int, also_n
         known = [row[0] for row in await (await conn.execute(NAMES, (customer_id,))).fetchall()]
         erasure.names = sorted({*known, *(name for name in also_named if name)})
         erasure.orders = (await conn.execute(ANONYMISE_ORDERS, (customer_id, erasure.names))).rowcount
-        erasure.report_rows = ((await conn.execute(DELETE_REPORT_CUSTOMERS, (customer_id,))).rowcount
-                               + (await conn.execute(DELETE_STAGED_CUSTOMERS, (customer_id,))).rowcount)
+        report_rows = (await (await conn.execute(DELETE_REPORT_CUSTOMERS, (customer_id,))).fetchone())[0]
+        staged_rows = (await conn.execute(DELETE_STAGED_CUSTOMERS, (customer_id,))).rowcount
+        erasure.report_rows = report_rows + staged_rows
         erasure.insights = (await conn.execute(DELETE_INSIGHTS, {"names": erasure.names})).rowcount
         erasure.rejected_messages = await erase_rejections(conn, customer_id, erasure.names)
     return erasure

@@ -6,6 +6,10 @@ order. ``LeanPrometheusMonitor`` keeps only Faust's plain ``Monitor`` counters p
 ``/stats/`` shows) and copies them into the same ``faust_*`` metrics when ``/metrics`` is
 scraped, through ``FaustMetricsCollector``. Per-commit, per-send and per-request hooks are
 Faust's, unchanged.
+
+The metrics are Faust's, under names that follow Prometheus' conventions (``faust_metrics``):
+counters end in ``_total`` without a ``total_`` in front, gauges do not, latencies are in
+seconds (Faust observes milliseconds), and no name says ``per_topic`` for what a label says.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from faust.sensors.monitor import Monitor
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.sensors.prometheus import MS_LATENCY_BUCKETS, FaustMetrics, PrometheusMonitor
 from faust.types import TP, EventT, Message, StreamT
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as CounterMetric
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -83,9 +88,70 @@ class FaustMetricsCollector(Collector):
         yield from self.source.collect()
 
 
+class SecondsHistogram:
+    """A histogram in seconds that Faust's sensor observes in milliseconds."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.histogram = Histogram(name, documentation, registry=registry,
+                                   buckets=[ms / 1000 for ms in MS_LATENCY_BUCKETS])
+
+    def observe(self, milliseconds: float) -> None:
+        self.histogram.observe(milliseconds / 1000)
+
+
+def faust_metrics(registry: CollectorRegistry) -> FaustMetrics:
+    """Faust's sensor metrics in ``registry``, named by Prometheus' conventions (``faust_*``)."""
+    def counter(name: str, documentation: str, *labels: str) -> CounterMetric:
+        return CounterMetric(f"faust_{name}", documentation, labels, registry=registry)
+
+    def gauge(name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(f"faust_{name}", documentation, labels, registry=registry)
+
+    def seconds(name: str, documentation: str) -> Any:
+        return SecondsHistogram(f"faust_{name}_seconds", documentation, registry)
+
+    return FaustMetrics(
+        messages_received=counter("messages_received", "Messages received from Kafka."),
+        active_messages=gauge("messages_active", "Messages received and not yet acknowledged."),
+        messages_received_per_topics=counter(
+            "topic_messages_received", "Messages received from Kafka, per topic.", "topic"),
+        messages_received_per_topics_partition=gauge(
+            "topic_partition_read_offset", "Offset of the last message read, per topic and partition.",
+            "topic", "partition"),
+        events_runtime_latency=seconds("event_runtime", "Seconds an agent took over a stream event."),
+        total_events=counter("events", "Stream events received."),
+        total_active_events=gauge("events_active", "Stream events under way."),
+        total_events_per_stream=counter("stream_events", "Stream events received, per stream.", "stream"),
+        table_operations=counter("table_operations", "Table operations.", "table", "operation"),
+        topic_messages_sent=counter("topic_messages_sent", "Messages sent, per topic.", "topic"),
+        total_sent_messages=counter("messages_sent", "Messages sent."),
+        producer_send_latency=seconds("producer_send", "Seconds from a send to Kafka's acknowledgement."),
+        total_error_messages_sent=counter("message_send_errors", "Sends that failed."),
+        producer_error_send_latency=seconds("producer_send_error", "Seconds from a send to its failure."),
+        assignment_operations=counter(
+            "assignments", "Partition assignments, by how they ended: completed or error.", "operation"),
+        assign_latency=seconds("assignment", "Seconds a partition assignment took."),
+        total_rebalances=gauge("rebalances_in_progress", "Rebalances under way."),
+        total_rebalances_recovering=gauge("rebalances_recovering", "Rebalances recovering their tables."),
+        rebalance_done_consumer_latency=seconds(
+            "rebalance_consumer_done", "Seconds until the consumer told the broker its rebalance was done."),
+        rebalance_done_latency=seconds("rebalance_done", "Seconds a rebalance took to finish."),
+        count_metrics_by_name=gauge("named_counts", "Faust's own counts, by name.", "metric"),
+        http_status_codes=counter("http_responses", "Web server responses, by status code.", "status_code"),
+        http_latency=seconds("http_response", "Seconds the web server took to respond."),
+        topic_partition_end_offset=gauge(
+            "topic_partition_end_offset", "Kafka's end offset, per topic and partition.",
+            "topic", "partition"),
+        topic_partition_offset_commited=gauge(
+            "topic_partition_committed_offset", "Offset committed, per topic and partition.",
+            "topic", "partition"),
+        consumer_commit_latency=seconds("consumer_commit", "Seconds an offset commit took."),
+    )
+
+
 def lean_monitor(registry: CollectorRegistry) -> LeanPrometheusMonitor:
     """A ``LeanPrometheusMonitor`` whose ``faust_*`` metrics ``registry`` serves."""
     faust_registry = CollectorRegistry()
-    monitor = LeanPrometheusMonitor(metrics=FaustMetrics.create(faust_registry, "faust"))
+    monitor = LeanPrometheusMonitor(metrics=faust_metrics(faust_registry))
     registry.register(FaustMetricsCollector(monitor, faust_registry))
     return monitor

@@ -4,7 +4,8 @@ A partition's position falls out of the topic's range when the topic's retention
 the worker had not stored yet (a stall longer than ``retention.ms``), or when the log was
 truncated. aiokafka then moves to the oldest offset Kafka still holds (the worker's
 ``consumer_auto_offset_reset="earliest"``, so nothing Kafka holds is skipped) and says so at
-INFO on its fetcher's logger. ``install`` listens there and turns each such line into an error
+INFO on its fetcher's logger. ``install`` listens there (without letting that logger's other
+INFO lines through when the worker logs at WARNING) and turns each such line into an error
 in plain words, a count in ``restaurant_kafka_offsets_out_of_range_total``, and a part of
 ``/health`` that stays down, with what was lost, until the worker restarts.
 """
@@ -50,19 +51,23 @@ class LostOffsets:
 lost_offsets = LostOffsets()
 
 
-class OutOfRangeAlarm(logging.Handler):
-    """Hears aiokafka's out-of-range line and records it in ``lost_offsets``."""
+class OutOfRangeAlarm(logging.Filter):
+    """Hears aiokafka's out-of-range line and records it in ``lost_offsets``.
 
-    def emit(self, record: logging.LogRecord) -> None:
+    A filter on the fetcher's logger, which ``install`` opens to INFO: it lets through only the
+    records its parent's level passes, so the worker's log level still holds there.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith(OUT_OF_RANGE):
             offset, tp = record.args
             lost_offsets.record(tp.topic, tp.partition, int(offset))
+        return record.levelno >= logging.getLogger(FETCHER_LOGGER).parent.getEffectiveLevel()
 
 
 def install() -> None:
-    """Listen on aiokafka's fetcher logger, at INFO whatever the worker's log level (once)."""
+    """Listen on aiokafka's fetcher logger at INFO, whatever the worker's log level (once)."""
     fetcher = logging.getLogger(FETCHER_LOGGER)
-    if not any(isinstance(handler, OutOfRangeAlarm) for handler in fetcher.handlers):
-        fetcher.addHandler(OutOfRangeAlarm(logging.INFO))
-        if fetcher.getEffectiveLevel() > logging.INFO:
-            fetcher.setLevel(logging.INFO)
+    if not any(isinstance(each, OutOfRangeAlarm) for each in fetcher.filters):
+        fetcher.addFilter(OutOfRangeAlarm())
+        fetcher.setLevel(logging.INFO)

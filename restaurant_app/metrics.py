@@ -10,7 +10,14 @@ import collections
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +28,8 @@ from spark_reports.result import RunStatus
 disable_created_metrics()
 
 registry = CollectorRegistry()
+# process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ...: read at each scrape.
+ProcessCollector(registry=registry)
 
 FINISHED_STATUSES = tuple(status for status in RunStatus if status is not RunStatus.RUNNING)
 
@@ -30,6 +39,11 @@ REPORT_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 3
 
 orders_stored = Counter(
     "restaurant_orders_stored", "Orders stored in PostgreSQL; a redelivered order is not counted again.",
+    registry=registry,
+)
+order_events_stored = Counter(
+    "restaurant_order_events_stored",
+    "Cancellations and refunds stored in PostgreSQL; one sent again is not counted again.",
     registry=registry,
 )
 offsets_out_of_range = Counter(
@@ -42,7 +56,8 @@ rejections = Counter(
     "restaurant_rejections",
     "Messages rejected, by class of error: InvalidOrder (not a valid order), ConflictingDuplicate"
     " (another order under a stored order_id), RefusedByDatabase (PostgreSQL refused the row),"
-    " UnreadableRecord (Kafka's record itself could not be decoded).",
+    " UnreadableRecord (Kafka's record itself could not be decoded), UnknownOrder (a cancellation or"
+    " refund of an order not stored), EventRefused (a cancellation or refund its order does not allow).",
     ["kind"], registry=registry,
 )
 batch_messages = Histogram(
@@ -89,9 +104,10 @@ for _status in FINISHED_STATUSES:
 
 
 def batch_committed(produced_at: Iterable[float], new_orders: int, rejection_kinds: Iterable[RejectionKind],
-                    committed_at: float) -> None:
-    """Count what a batch's transaction stored, and time each message from its Kafka timestamp."""
+                    committed_at: float, new_events: int = 0) -> None:
+    """Count what a batch's transactions stored, and time each message from its Kafka timestamp."""
     orders_stored.inc(new_orders)
+    order_events_stored.inc(new_events)
     for kind, count in collections.Counter(rejection_kinds).items():
         rejections.labels(kind=kind).inc(count)
     for timestamp in produced_at:
@@ -139,3 +155,34 @@ class ConsumerLagCollector(Collector):
             if row["lag"] is not None:
                 family.add_metric([lag["topic"], str(row["partition"])], row["lag"])
         yield family
+
+
+class ReplicaLagCollector(Collector):
+    """The read replica's lag (``REPORTS_DATABASE_URL``), from the status ``/health`` shows.
+
+    ``status`` is set before each scrape (``replica_status``'s answer); None, without a replica,
+    yields nothing. A replica that could not be asked has ``restaurant_replica_up`` 0 and no lag.
+    """
+
+    def __init__(self) -> None:
+        self.status: Mapping[str, Any] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        status = self.status
+        if status is None:
+            return
+        yield GaugeMetricFamily(
+            "restaurant_replica_up",
+            "1 when the read replica and the primary answered the lag query at this scrape, else 0.",
+            value=1.0 if status["ok"] else 0.0)
+        if not status["ok"] or status.get("bytes_behind") is None:
+            return
+        yield GaugeMetricFamily(
+            "restaurant_replica_lag_bytes",
+            "Bytes of the primary's WAL the read replica has not replayed yet.",
+            value=status["bytes_behind"])
+        yield GaugeMetricFamily(
+            "restaurant_replica_lag_seconds",
+            "While the read replica is behind, the age of the last transaction it replayed; 0 once"
+            " it has replayed everything.",
+            value=status["lag_seconds"] or 0.0)

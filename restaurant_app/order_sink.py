@@ -19,11 +19,13 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any, Protocol
 
+import msgspec
 import psycopg
 
 from restaurant_app.database import Database, DatabaseUnavailable, outage_as_unavailable
 from restaurant_app.errors import PipelineError
-from restaurant_app.models import Order
+from restaurant_app.events import EventRefused, EventTarget, judged, same_event
+from restaurant_app.models import Order, OrderEvent
 
 LONGEST_DATABASE_REASON = 200
 
@@ -52,6 +54,14 @@ class Accepted:
     source: Source
 
 
+@dataclass(frozen=True)
+class AcceptedEvent:
+    """A message that is a valid cancellation or refund."""
+
+    event: OrderEvent
+    source: Source
+
+
 class RejectionKind(StrEnum):
     """A rejection's class of error: the dead letter's exception header and the metric's label."""
 
@@ -59,6 +69,8 @@ class RejectionKind(StrEnum):
     CONFLICTING_DUPLICATE = "ConflictingDuplicate"  # another order under an order_id already stored
     REFUSED_BY_DATABASE = "RefusedByDatabase"  # PostgreSQL refused the row
     UNREADABLE_RECORD = "UnreadableRecord"  # Kafka's record itself could not be decoded
+    UNKNOWN_ORDER = "UnknownOrder"  # a cancellation or refund of an order that is not stored
+    EVENT_REFUSED = "EventRefused"  # a cancellation or refund its order does not allow
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,12 @@ class Saved:
     new_orders: int
     rejections: list[Rejection] = field(default_factory=list)
     not_dead_lettered: list[Rejection] = field(default_factory=list)
+    new_events: int = 0
+    """Cancellations and refunds stored (``OrderSink.save_events``)."""
 
     def __add__(self, other: Saved) -> Saved:
         return Saved(self.new_orders + other.new_orders, self.rejections + other.rejections,
-                     self.not_dead_lettered + other.not_dead_lettered)
+                     self.not_dead_lettered + other.not_dead_lettered, self.new_events + other.new_events)
 
 
 class RowsRefused(PipelineError):
@@ -98,27 +112,36 @@ class OrderSink(Protocol):
         """Store a batch atomically. Raise ``DatabaseUnavailable`` to make the caller wait and try
         the same batch again, ``RowsRefused`` to make it split the batch."""
 
+    async def save_events(self, events: Sequence[AcceptedEvent]) -> Saved:
+        """Store cancellations and refunds in one transaction, each once by its ``event_id``, in order;
+        one whose order is not stored or does not allow it is recorded as a rejection."""
+
     async def mark_dead_lettered(self, rejections: Sequence[Rejection]) -> None:
         """Record that these rejections are on the dead-letter topic."""
 
 
 # The order's columns, said once: (column, SQL type). An order column is the Order field of the
-# same name; an order line's columns are the order's key, its line number, then OrderItem fields.
+# same name (``payments``, the last, as a JSON array, NULL for version 1); an order line's columns
+# are the order's key, its line number, then OrderItem fields.
 ORDER_COLUMNS = (
     ("order_id", "uuid"), ("created_at", "timestamptz"), ("customer_id", "bigint"),
     ("customer_name", "text"), ("channel", "text"), ("payment_method", "text"), ("total", "numeric"),
-    ("store_id", "text"),
+    ("store_id", "text"), ("schema_version", "smallint"), ("discount", "numeric"),
+    ("service_charge", "numeric"), ("service_charge_is_revenue", "boolean"), ("delivery_fee", "numeric"),
+    ("tip", "numeric"), ("payments", "jsonb"),
 )
 ITEM_KEY_COLUMNS = (("order_id", "uuid"), ("line_no", "smallint"))
 ITEM_FIELD_COLUMNS = (
     ("dish", "text"), ("category", "text"), ("unit_price", "numeric"), ("quantity", "integer"),
+    ("discount", "numeric"),
 )
 ITEM_COLUMNS = ITEM_KEY_COLUMNS + ITEM_FIELD_COLUMNS
 
 STAGED_ORDERS = "staged_orders"
 STAGED_ITEMS = "staged_order_items"
 
-_order_values = attrgetter(*(name for name, _ in ORDER_COLUMNS))
+_order_values = attrgetter(*(name for name, _ in ORDER_COLUMNS[:-1]))
+_payments = msgspec.json.Encoder()
 _item_values = attrgetter(*(name for name, _ in ITEM_FIELD_COLUMNS))
 
 
@@ -143,7 +166,8 @@ def _stored_lines(alias: str) -> str:
 # Python, at about three times the worker's CPU per order. Lines are inserted only for orders
 # this statement inserted, so a conflicting version's lines are never merged into a stored order.
 # orders and order_items are partitioned by day (migration 006), so order_id is unique in
-# order_keys: an order is inserted only if its key was new, and its lines carry its created_at.
+# order_keys: an order is inserted only if its key was new, and its lines carry its created_at
+# (they have no foreign key of their own, migration 027: this statement is what pins them).
 STAGING_TABLES = (_staging_table(STAGED_ORDERS, ORDER_COLUMNS), _staging_table(STAGED_ITEMS, ITEM_COLUMNS))
 COPY_ORDERS = f"COPY {STAGED_ORDERS} ({_names(ORDER_COLUMNS)}) FROM STDIN"
 COPY_ITEMS = f"COPY {STAGED_ITEMS} ({_names(ITEM_COLUMNS)}) FROM STDIN"
@@ -181,6 +205,31 @@ WHERE ({_names(ORDER_COLUMNS[1:], 's.')}) IS DISTINCT FROM ({_names(ORDER_COLUMN
 
 CLEAR_STAGING = f"TRUNCATE {STAGED_ORDERS}, {STAGED_ITEMS}"
 
+STORED_EVENT = """
+SELECT kind, order_id::text, created_at, reason, amount, lines FROM order_events WHERE event_id = %s
+"""
+# The order's key row is locked, so that two events of one order are judged one after the other.
+EVENT_TARGET = """
+SELECT o.created_at, o.total, o.store_id,
+       CASE WHEN o.service_charge_is_revenue THEN 0 ELSE o.service_charge END,
+       (SELECT count(*) FROM order_items i
+        WHERE i.order_id = o.order_id AND i.order_created_at = o.created_at),
+       e.amount, e.revenue, e.cancelled_by
+FROM order_keys k
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(amount), 0) AS amount, coalesce(sum(revenue), 0) AS revenue,
+           min(event_id::text) FILTER (WHERE kind = 'cancellation') AS cancelled_by
+    FROM order_events WHERE order_id = k.order_id
+) e JOIN orders o ON o.order_id = k.order_id AND o.created_at = k.created_at
+WHERE k.order_id = %s
+FOR UPDATE OF k
+"""
+INSERT_EVENT = """
+INSERT INTO order_events (event_id, kind, order_id, order_created_at, store_id, created_at, amount, revenue,
+                          reason, lines)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
 _BATCH_POSITIONS = (
     "unnest(%s::text[], %s::integer[], %s::bigint[]) AS b (topic, kafka_partition, kafka_offset)"
 )
@@ -207,7 +256,8 @@ WHERE (r.topic, r.kafka_partition, r.kafka_offset) = (b.topic, b.kafka_partition
 
 def order_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
     """The ``orders`` rows of a batch, in ``ORDER_COLUMNS`` order."""
-    return map(_order_values, orders)
+    for order in orders:
+        yield (*_order_values(order), _payments.encode(order.payments).decode() if order.payments else None)
 
 
 def item_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
@@ -264,6 +314,31 @@ def _rejection_row(rejection: Rejection, raw_max_bytes: int | None = None) -> tu
             [value for _, value in source.headers])
 
 
+async def _store_event(conn: psycopg.AsyncConnection, accepted: AcceptedEvent) -> Rejection | bool:
+    """Store one event: True if new, False if stored before, or its rejection."""
+    event, source = accepted.event, accepted.source
+    stored = await (await conn.execute(STORED_EVENT, (event.event_id,))).fetchone()
+    if stored is not None:
+        if same_event(event, *stored):
+            return False
+        reason = f"conflicting duplicate of event {event.event_id}: same event_id, different content"
+        return Rejection(source, reason, RejectionKind.CONFLICTING_DUPLICATE)
+    row = await (await conn.execute(EVENT_TARGET, (event.order_id,))).fetchone()
+    if row is None:
+        reason = (f"no order {event.order_id} is stored: a {event.kind} must come after its order"
+                  " (key both by the order's store)")
+        return Rejection(source, reason, RejectionKind.UNKNOWN_ORDER)
+    target = EventTarget(*row)
+    try:
+        amount, revenue = judged(event, target)
+    except EventRefused as exc:
+        return Rejection(source, str(exc), RejectionKind.EVENT_REFUSED)
+    await conn.execute(INSERT_EVENT, (event.event_id, event.kind, event.order_id, target.created_at,
+                                      target.store_id, event.created_at, amount, revenue, event.reason,
+                                      list(event.lines)))
+    return True
+
+
 async def create_staging_tables(conn: psycopg.AsyncConnection) -> None:
     """Each pooled connection creates its session-local staging tables once, when opened."""
     for statement in STAGING_TABLES:
@@ -311,6 +386,11 @@ class PostgresOrderSink:
             if new_orders < len(version):
                 saved.rejections += await self._conflicts(conn, version)
             saved.new_orders += new_orders
+        await self._record(conn, saved)
+        return saved
+
+    async def _record(self, conn: psycopg.AsyncConnection, saved: Saved) -> None:
+        """Record the rejections of ``saved``, and note on it those not yet dead-lettered."""
         rejections = saved.rejections
         if rejections:
             rows = (_rejection_row(r, self.raw_max_bytes) for r in rejections)
@@ -318,7 +398,24 @@ class PostgresOrderSink:
             pending = await conn.execute(NOT_DEAD_LETTERED, _positions(rejections))
             waiting = {tuple(row) for row in await pending.fetchall()}
             saved.not_dead_lettered = [r for r in rejections if r.source.position in waiting]
-        return saved
+
+    async def save_events(self, events: Sequence[AcceptedEvent]) -> Saved:
+        """Judge and store each event against its stored order, in one transaction."""
+        try:
+            with outage_as_unavailable():
+                async with self.database.pool.connection() as conn, conn.transaction():
+                    saved = Saved(0)
+                    for accepted in events:
+                        outcome = await _store_event(conn, accepted)
+                        if isinstance(outcome, Rejection):
+                            saved.rejections.append(outcome)
+                        else:
+                            saved.new_events += outcome
+                    await self._record(conn, saved)
+                    return saved
+        except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
+            reason = refused_reason(exc) if isinstance(exc, psycopg.Error) else f"cannot encode it: {exc}"
+            raise RowsRefused(reason) from exc
 
     async def _conflicts(self, conn: psycopg.AsyncConnection, orders: Sequence[Accepted]) -> list[Rejection]:
         found = {row[0] for row in await (await conn.execute(CONFLICTS)).fetchall()}
@@ -335,6 +432,7 @@ class InMemoryOrderSink:
 
     def __init__(self, outages: int = 0) -> None:
         self.orders: dict[str, Order] = {}
+        self.events: dict[str, OrderEvent] = {}
         self.rejections: list[Rejection] = []
         self.dead_lettered: set[tuple[str, int, int]] = set()
         self.saves = 0
@@ -359,6 +457,20 @@ class InMemoryOrderSink:
         self.rejections += [r for r in batch if r.source.position not in known]
         waiting = [r for r in batch if r.source.position not in self.dead_lettered]
         return Saved(new, batch, waiting)
+
+    async def save_events(self, events: Sequence[AcceptedEvent]) -> Saved:
+        """Events of stored orders are kept (unjudged); others are rejections."""
+        saved = Saved(0)
+        for accepted in events:
+            if accepted.event.order_id not in self.orders:
+                unknown = Rejection(accepted.source, "unknown order", RejectionKind.UNKNOWN_ORDER)
+                saved.rejections.append(unknown)
+            elif accepted.event.event_id not in self.events:
+                self.events[accepted.event.event_id] = accepted.event
+                saved.new_events += 1
+        self.rejections += saved.rejections
+        saved.not_dead_lettered = list(saved.rejections)
+        return saved
 
     async def mark_dead_lettered(self, rejections: Sequence[Rejection]) -> None:
         self.dead_lettered.update(r.source.position for r in rejections)

@@ -3,7 +3,8 @@
 - Raw orders (``ORDERS_RETENTION_DAYS``): a UTC day's partitions of ``orders`` and ``order_items``
   are detached and dropped once the whole day is older than the retention (at most
   ``PARTITIONS_PER_STEP`` days an upkeep), then the orders' keys (``order_keys``) and the
-  customers of daily reports (``report_customers``) of those days, in batches.
+  customers of daily reports (``report_customers``) of those days, in batches, and those of
+  weeks and months a month after them (their counts stay).
 - Rejected messages (``REJECTED_RETENTION_DAYS``): by ``rejected_at``, once in the dead-letter topic.
 - Report runs (``REPORT_RUNS_RETENTION_DAYS``): finished ones before the last successful run,
   which the next run starts from.
@@ -49,6 +50,12 @@ BATCHED_DELETES = {
         DELETE FROM report_customers WHERE ctid IN (
             SELECT ctid FROM report_customers
             WHERE granularity = 'day' AND period_start < %(cutoff)s LIMIT %(batch)s)"""),
+    # A week's or month's customers are kept while its orders may still come (their count stays).
+    "weekly and monthly customers": sql.SQL("""
+        DELETE FROM report_customers WHERE ctid IN (
+            SELECT ctid FROM report_customers
+            WHERE granularity IN ('week', 'month') AND period_start < %(cutoff)s - interval '31 days'
+            LIMIT %(batch)s)"""),
     "rejected messages": sql.SQL("""
         DELETE FROM rejected_orders WHERE id IN (
             SELECT id FROM rejected_orders
@@ -124,7 +131,8 @@ def cutoffs(settings: Settings, now: datetime) -> dict[str, datetime]:
 def deletes_due(kept: dict[str, datetime]) -> list[tuple[str, sql.Composable, datetime]]:
     """(kind, one batch's DELETE, cutoff) for every kind of row a retention applies to."""
     due = []
-    by_setting = {"orders": {k: BATCHED_DELETES[k] for k in ("order keys", "daily customers")},
+    by_setting = {"orders": {k: BATCHED_DELETES[k] for k in ("order keys", "daily customers",
+                                                             "weekly and monthly customers")},
                   "rejected": {"rejected messages": BATCHED_DELETES["rejected messages"]},
                   "runs": {"report runs": BATCHED_DELETES["report runs"]},
                   "minute": window_deletes("minute", "1 minute"),

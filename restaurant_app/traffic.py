@@ -4,14 +4,14 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 from faker import Faker
 
 from restaurant_app.menu import DESSERTS, DRINKS, MAIN_COURSES, Dish
-from restaurant_app.models import DEFAULT_STORE, Order, OrderItem
+from restaurant_app.models import DEFAULT_STORE, ZERO, Order, OrderEvent, OrderItem, Payment, main_method
 
 # How busy each local hour is against the quietest one: lunch and dinner peaks.
 HOURLY_DEMAND = (
@@ -26,6 +26,31 @@ REGULAR_CUSTOMERS = 2_000
 """Customer ids 1 to 2,000 are the regulars; every larger id is a first-time customer."""
 LAST_CUSTOMER_ID = 2**31 - 1
 """First-time customers' ids are drawn up to here, so two runs practically never pick the same one."""
+
+
+# Whole bills (contract version 2) and what happens to them afterwards, as shares of orders.
+CENT = Decimal("0.01")
+SERVICE_CHARGE_SHARE = 0.8
+"""Of dine-in bills; the charge is 10% of the lines after discounts, rounded half up to the cent."""
+SERVICE_RATE = Decimal("0.10")
+SERVICE_AS_REVENUE_SHARE = 0.3
+LINE_DISCOUNT_SHARE = 0.12
+LINE_DISCOUNT_RATES = (Decimal("0.10"), Decimal("0.20"), Decimal("0.50"))
+ORDER_DISCOUNT_SHARE = 0.08
+ORDER_DISCOUNT = Decimal("10.00")
+DELIVERY_FEES = (Decimal("4.90"), Decimal("6.90"), Decimal("8.90"), Decimal("12.90"))
+TIP_SHARE = 0.15
+"""Of dine-in bills."""
+TIPS = (Decimal("2.00"), Decimal("5.00"), Decimal("10.00"))
+SPLIT_SHARE = 0.15
+CANCELLATION_SHARE = 0.02
+REFUND_SHARE = 0.01
+CANCELLATION_REASONS = ("cliente desistiu", "pedido lançado em duplicidade", "demora na cozinha")
+REFUND_REASONS = ("prato voltou frio", "item errado", "item em falta")
+
+
+def cents(amount: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
+    return amount.quantize(CENT, rounding=rounding)
 
 
 @dataclass(frozen=True)
@@ -86,7 +111,11 @@ class OrderGenerator:
     restart or a new leader with the same GENERATOR_SEED places new orders and meets new people.
     """
 
-    def __init__(self, seed: int | None = None, timezone_name: str = "America/Sao_Paulo", stores: int = 1):
+    def __init__(self, seed: int | None = None, timezone_name: str = "America/Sao_Paulo", stores: int = 1,
+                 whole_bills: bool = False):
+        """``whole_bills``: version 2 bills (service charge, discounts, delivery fees, tips, split
+        payments) and, from ``events_for``, cancellations and refunds; else version 1 orders."""
+        self.whole_bills = whole_bills
         self.random = random.Random(seed)
         self.fresh = random.SystemRandom()
         self.zone = ZoneInfo(timezone_name)
@@ -112,7 +141,7 @@ class OrderGenerator:
         customer_id = self._customer_id()
         channel = self._weighted(CHANNEL_WEIGHTS)
         items = self._basket(party=1 if channel == "delivery" else self._party_size())
-        return Order(
+        order = Order(
             order_id=str(uuid.uuid4()),
             store_id=store_id,
             created_at=moment,
@@ -123,6 +152,70 @@ class OrderGenerator:
             items=items,
             total=sum((item.subtotal for item in items), Decimal(0)),
         )
+        return self._bill(order) if self.whole_bills else order
+
+    def _bill(self, order: Order) -> Order:
+        """``order`` as a version 2 bill: maybe a discounted line and a coupon, the service charge on
+        most dine-in bills, the delivery fee, maybe a tip, and sometimes two payments."""
+        items = self._discounted(order.items)
+        lines = sum((item.net for item in items), ZERO)
+        coupon = self.random.random() < ORDER_DISCOUNT_SHARE and lines > 2 * ORDER_DISCOUNT
+        discount = ORDER_DISCOUNT if coupon else ZERO
+        dine_in = order.channel == "dine_in"
+        service = cents((lines - discount) * SERVICE_RATE) \
+            if dine_in and self.random.random() < SERVICE_CHARGE_SHARE else ZERO
+        delivery = self.random.choice(DELIVERY_FEES) if order.channel == "delivery" else ZERO
+        total = lines - discount + service + delivery
+        tip = self.random.choice(TIPS) if dine_in and self.random.random() < TIP_SHARE else ZERO
+        payments = self._payments(order.payment_method, total + tip)
+        return Order(
+            schema_version=2, order_id=order.order_id, store_id=order.store_id, created_at=order.created_at,
+            customer_id=order.customer_id, customer_name=order.customer_name, channel=order.channel,
+            payment_method=main_method(payments), items=items, total=total, discount=discount,
+            service_charge=service, service_charge_is_revenue=service > 0 and self.random.random()
+            < SERVICE_AS_REVENUE_SHARE, delivery_fee=delivery, tip=tip, payments=payments,
+        )
+
+    def _discounted(self, items: list[OrderItem]) -> list[OrderItem]:
+        if self.random.random() >= LINE_DISCOUNT_SHARE:
+            return items
+        chosen = self.random.randrange(len(items))
+        rate = self.random.choice(LINE_DISCOUNT_RATES)
+        return [OrderItem(dish=i.dish, category=i.category, unit_price=i.unit_price, quantity=i.quantity,
+                          discount=cents(i.subtotal * rate) if n == chosen else ZERO)
+                for n, i in enumerate(items)]
+
+    def _payments(self, method: str, paid: Decimal) -> tuple[Payment, ...]:
+        """One payment of ``paid``, or (sometimes) about half each by two methods."""
+        if self.random.random() >= SPLIT_SHARE or paid < 2 * CENT:
+            return (Payment(method=method, amount=paid),)
+        other = self._weighted({m: w for m, w in PAYMENT_WEIGHTS.items() if m != method})
+        half = cents(paid / 2, ROUND_DOWN)
+        return (Payment(method=method, amount=paid - half), Payment(method=other, amount=half))
+
+    def events_for(self, orders: list[Order], moment: datetime | None = None) -> list[OrderEvent]:
+        """Cancellations (about 2% of orders) and refunds of one line (about 1%) of ``orders``,
+        at ``moment`` (their own time by default); none unless ``whole_bills``."""
+        if not self.whole_bills:
+            return []
+        events = []
+        for order in orders:
+            chance = self.random.random()
+            at = max(moment or order.created_at, order.created_at)
+            if chance < CANCELLATION_SHARE:
+                events.append(self._event("cancellation", order, at, CANCELLATION_REASONS))
+            elif chance < CANCELLATION_SHARE + REFUND_SHARE:
+                line = self.random.randrange(len(order.items))
+                amount = min(order.items[line].net, order.total)
+                if amount > 0:
+                    events.append(self._event("refund", order, at, REFUND_REASONS, amount=amount,
+                                              lines=(line + 1,)))
+        return events
+
+    def _event(self, kind: str, order: Order, at: datetime, reasons: tuple[str, ...],
+               **fields: object) -> OrderEvent:
+        return OrderEvent(kind=kind, event_id=str(uuid.uuid4()), order_id=order.order_id, created_at=at,
+                          reason=self.random.choice(reasons), **fields)
 
     def _customer_id(self) -> int:
         """A regular (earlier ids come back more often than later ones), else a first-time customer."""

@@ -22,10 +22,15 @@ from restaurant_app.errors import PipelineError
 from restaurant_app.models import (
     CHANNELS,
     DEFAULT_STORE,
+    EVENT_KINDS,
     PAYMENT_METHODS,
     SCHEMA_VERSIONS,
+    ZERO,
     Order,
+    OrderEvent,
     OrderItem,
+    Payment,
+    main_method,
 )
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -37,6 +42,8 @@ MAX_ITEMS = 100  # line numbers are a smallint
 MAX_QUANTITY = 1_000  # quantity is an integer
 MAX_UNIT_PRICE = Decimal("100000.00")  # unit_price is numeric(10,2)
 MAX_TOTAL = MAX_UNIT_PRICE * MAX_QUANTITY  # total is numeric(12,2)
+MAX_PAYMENTS = 10
+MAX_CHARGE = MAX_TOTAL  # discounts, service charge, delivery fee, tip and payments: numeric(12,2)
 MAX_CUSTOMER_ID = 2**63 - 1  # customer_id is a bigint
 MAX_TEXT_LENGTH = 200
 MAX_STORE_ID_LENGTH = 32
@@ -117,12 +124,76 @@ def parse_order(
     return order
 
 
+def parse_message(
+    raw: bytes | None,
+    *,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> Order | OrderEvent:
+    """An order, or a cancellation or refund (a message whose ``kind`` says so); ``InvalidOrder`` if neither.
+
+    A message without ``kind`` (or with ``"kind": "order"``) is an order, read by ``parse_order``.
+    """
+    if not raw or b'"kind"' not in raw:  # no key "kind" (unless escaped: then the order path decides)
+        return parse_order(raw, max_clock_skew=max_clock_skew, max_age=max_age, now=now)
+    payload = decoded_object(raw)
+    kind = payload.get("kind")
+    if kind is None or kind == "order":
+        return parse_order(raw, max_clock_skew=max_clock_skew, max_age=max_age, now=now)
+    if kind not in EVENT_KINDS:
+        raise InvalidOrder(f"unknown kind {_excerpt(kind)}; expected order, {', '.join(EVENT_KINDS)}")
+    now = datetime.now(UTC) if now is None else now
+    event = _event(payload, kind, now, max_clock_skew)
+    if max_age is not None and event.created_at < now - max_age:
+        raise InvalidOrder(f"'created_at' {event.created_at.isoformat()} is more than"
+                           f" {max_age.total_seconds() / 86400:g} days in the past")
+    return event
+
+
+def _event(payload: dict[str, Any], kind: str, now: datetime, max_clock_skew: timedelta) -> OrderEvent:
+    """A cancellation (its amount optional) or a refund (its amount required, its lines optional)."""
+    refund = kind == "refund"
+    amount = (_money(payload, "amount", MAX_TOTAL) if refund
+              else _optional(payload, "amount", _money, "amount", MAX_TOTAL))
+    return OrderEvent(
+        kind=kind,
+        event_id=_uuid(payload, "event_id"),
+        order_id=_uuid(payload),
+        created_at=_timestamp(payload, now, max_clock_skew),
+        reason=_text(payload, "reason"),
+        amount=amount,
+        lines=_refunded_lines(payload) if refund else (),
+    )
+
+
+def _refunded_lines(payload: dict[str, Any]) -> tuple[int, ...]:
+    """A refund's line numbers (1 is the first line), each once; none if left out."""
+    lines = payload.get("lines")
+    if lines is None:
+        return ()
+    if not isinstance(lines, list) or len(lines) > MAX_ITEMS:
+        raise InvalidOrder(f"'lines' must be a list of at most {MAX_ITEMS} line numbers")
+    for number in lines:
+        if type(number) is not int or not 1 <= number <= MAX_ITEMS:
+            raise InvalidOrder(f"'lines' must hold line numbers, 1 to {MAX_ITEMS}; got {_excerpt(number)}")
+    numbers = tuple(lines)
+    if len(set(numbers)) < len(numbers):
+        raise InvalidOrder(f"'lines' names a line twice: {_excerpt(list(numbers))}")
+    return tuple(sorted(numbers))
+
+
 def full_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta) -> Order:
     """Every rule, checked one by one in Python, with the reason for the first one broken."""
+    return _order(decoded_object(raw), now, max_clock_skew)
+
+
+def decoded_object(raw: bytes | None) -> dict[str, Any]:
+    """The message's JSON object, decoded with every limit of an order message, or ``InvalidOrder``."""
     payload = _decode(raw)
     if not isinstance(payload, dict):
         raise InvalidOrder(f"message must be a JSON object, got {type(payload).__name__}")
-    return _order(payload, now, max_clock_skew)
+    return payload
 
 
 def _decode(raw: bytes | None) -> Any:
@@ -216,8 +287,9 @@ def _order(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) ->
         raise InvalidOrder("order has no items")
     if len(items) > MAX_ITEMS:
         raise InvalidOrder(f"order has {len(items)} items, the limit is {MAX_ITEMS}")
-    lines = [_item(item, index) for index, item in enumerate(items)]
-    total = _checked_total(_money(payload, "total", MAX_TOTAL), lines)
+    lines = [_item(item, index, version) for index, item in enumerate(items)]
+    total = _money(payload, "total", MAX_TOTAL)
+    bill = _checked_total(total, lines) if version == 1 else _bill(payload, lines, total)
     return Order(
         schema_version=version,
         order_id=_uuid(payload),
@@ -226,10 +298,46 @@ def _order(payload: dict[str, Any], now: datetime, max_clock_skew: timedelta) ->
         customer_id=_optional(payload, "customer_id", _positive_int, "customer_id", MAX_CUSTOMER_ID),
         customer_name=_optional(payload, "customer_name", _text, "customer_name"),
         channel=_choice(payload, "channel", CHANNELS),
-        payment_method=_choice(payload, "payment_method", PAYMENT_METHODS),
+        payment_method=(_choice(payload, "payment_method", PAYMENT_METHODS) if version == 1
+                        else main_method(bill["payments"])),
         items=lines,
         total=total,
+        **bill,
     )
+
+
+def _bill(payload: dict[str, Any], lines: list[OrderItem], total: Decimal) -> dict[str, Any]:
+    """A version 2 order's charges and payments, checked against its ``total``."""
+    bill = {name: _optional_money(payload, name) for name in CHARGES}
+    bill["service_charge_is_revenue"] = _flag(payload, "service_charge_is_revenue")
+    _checked_rule(total, lines, bill)
+    return {**bill, **_checked_payments(_payments(payload), total, bill["tip"])}
+
+
+def _payments(payload: dict[str, Any]) -> tuple[Payment, ...]:
+    entries = _field(payload, "payments", list, "a list")
+    if not entries:
+        raise InvalidOrder("order has no payments")
+    if len(entries) > MAX_PAYMENTS:
+        raise InvalidOrder(f"order has {len(entries)} payments, the limit is {MAX_PAYMENTS}")
+    return tuple(_payment(entry, index) for index, entry in enumerate(entries))
+
+
+def _payment(entry: Any, index: int) -> Payment:
+    if not isinstance(entry, dict):
+        raise InvalidOrder(f"payments[{index}] must be an object")
+    where = f"payments[{index}]."
+    return Payment(method=_choice(entry, "method", PAYMENT_METHODS, where),
+                   amount=_money(entry, "amount", MAX_CHARGE, where))
+
+
+def _flag(payload: dict[str, Any], name: str) -> bool:
+    value = payload.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidOrder(f"'{name}' must be true or false, got {_excerpt(value)}")
+    return value
 
 
 def _version(payload: dict[str, Any]) -> int:
@@ -242,8 +350,8 @@ def _version(payload: dict[str, Any]) -> int:
 
 def _checked_version(value: Any) -> int:
     if type(value) is not int or value not in SCHEMA_VERSIONS:
-        known = ", ".join(map(str, SCHEMA_VERSIONS))
-        raise InvalidOrder(f"unknown schema_version {_excerpt(value)}; this pipeline reads version {known}")
+        known = " and ".join(map(str, SCHEMA_VERSIONS))
+        raise InvalidOrder(f"unknown schema_version {_excerpt(value)}; this pipeline reads versions {known}")
     return value
 
 
@@ -270,23 +378,59 @@ def _checked_store(value: str) -> str:
     return value
 
 
-def _checked_total(total: Decimal, lines: list[OrderItem]) -> Decimal:
+def _checked_total(total: Decimal, lines: list[OrderItem]) -> dict[str, Any]:
+    """Version 1's rule: the total is the sum of the items. A v1 order has no charges (``{}``)."""
     expected = sum((line.subtotal for line in lines), Decimal(0))
     if total != expected:
         raise InvalidOrder(f"total {total} does not equal the sum of the items {expected}")
-    return total
+    return {}
 
 
-def _item(item: Any, index: int) -> OrderItem:
+CHARGES = ("discount", "service_charge", "delivery_fee", "tip")
+"""Version 2's amounts of the whole order, each 0 when left out."""
+
+
+def _checked_rule(total: Decimal, lines: list[OrderItem], bill: dict[str, Any]) -> None:
+    """Version 2's rule: total = lines after their discounts - discount + service charge + delivery fee."""
+    net = sum((line.net for line in lines), ZERO)
+    discount, service, delivery = bill["discount"], bill["service_charge"], bill["delivery_fee"]
+    if discount > net:
+        raise InvalidOrder(f"'discount' {discount} is more than the lines' {net} after their discounts")
+    expected = net - discount + service + delivery
+    if total != expected:
+        raise InvalidOrder(f"total {total} does not equal lines {net} - discount {discount}"
+                           f" + service charge {service} + delivery fee {delivery} = {expected}")
+
+
+def _checked_payments(payments: tuple[Payment, ...], total: Decimal, tip: Decimal) -> dict[str, Any]:
+    """Version 2's rule: the payments add up to the total plus the tip."""
+    paid = sum((payment.amount for payment in payments), ZERO)
+    if paid != total + tip:
+        raise InvalidOrder(f"payments add up to {paid}, not total {total} + tip {tip} = {total + tip}")
+    return {"payments": payments}
+
+
+def _item(item: Any, index: int, version: int) -> OrderItem:
     if not isinstance(item, dict):
         raise InvalidOrder(f"items[{index}] must be an object")
     where = f"items[{index}]."
-    return OrderItem(
+    line = OrderItem(
         dish=_text(item, "dish", where),
         category=_text(item, "category", where),
         unit_price=_money(item, "unit_price", MAX_UNIT_PRICE, where),
         quantity=_positive_int(item, "quantity", MAX_QUANTITY, where),
     )
+    if version == 1:
+        return line
+    return _discounted(line, _optional_money(item, "discount", where), f"{where}discount")
+
+
+def _discounted(line: OrderItem, discount: Decimal, label: str) -> OrderItem:
+    """``line`` with its ``discount``, which may be at most the line's subtotal."""
+    if discount > line.subtotal:
+        raise InvalidOrder(f"'{label}' {discount} is more than the line's {line.subtotal}")
+    return OrderItem(dish=line.dish, category=line.category, unit_price=line.unit_price,
+                     quantity=line.quantity, discount=discount)
 
 
 def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], described: str,
@@ -338,10 +482,19 @@ def _money(payload: dict[str, Any], name: str, limit: Decimal, where: str = "") 
     return _checked_money(value, f"{where}{name}", limit)
 
 
-def _checked_money(value: int | Decimal | str, label: str, limit: Decimal) -> Decimal:
+def _optional_money(payload: dict[str, Any], name: str, where: str = "") -> Decimal:
+    """An amount that may be 0, and is when left out or null (version 2's discounts and charges)."""
+    if payload.get(name) is None:
+        return ZERO
+    value = _field(payload, name, (int, Decimal, str), "an amount in BRL", where)
+    return _checked_money(value, f"{where}{name}", MAX_CHARGE, zero=True)
+
+
+def _checked_money(value: int | Decimal | str, label: str, limit: Decimal, zero: bool = False) -> Decimal:
+    """``value`` in cents: more than 0 (with ``zero``, 0 or more), at most ``limit``, 2 places at most."""
     amount = _amount(value, label)
-    if amount <= 0:
-        raise InvalidOrder(f"'{label}' must be positive, got {amount}")
+    if amount < 0 or (amount == 0 and not zero):
+        raise InvalidOrder(f"'{label}' must be {'0 or more' if zero else 'positive'}, got {amount}")
     if amount > limit:
         raise InvalidOrder(f"'{label}' {amount} is over the limit of {limit}")
     # Only now is quantize safe: a huge amount would overflow the decimal context.
@@ -358,23 +511,23 @@ def _amount(value: int | Decimal | str, label: str) -> Decimal:
     return Decimal(value)
 
 
-def _choice(payload: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
-    value = _field(payload, name, str, "text")
+def _choice(payload: dict[str, Any], name: str, allowed: tuple[str, ...], where: str = "") -> str:
+    value = _field(payload, name, str, "text", where)
     if value not in allowed:
-        raise InvalidOrder(f"unknown {name} {_excerpt(value)}; expected one of {', '.join(allowed)}")
+        raise InvalidOrder(f"unknown {where}{name} {_excerpt(value)}; expected one of {', '.join(allowed)}")
     return value
 
 
-def _uuid(payload: dict[str, Any]) -> str:
-    return _checked_uuid(_field(payload, "order_id", str, "a UUID"))
+def _uuid(payload: dict[str, Any], name: str = "order_id") -> str:
+    return _checked_uuid(_field(payload, name, str, "a UUID"), name)
 
 
-def _checked_uuid(value: str) -> str:
+def _checked_uuid(value: str, name: str = "order_id") -> str:
     if not UUID_TEXT.fullmatch(value):
-        raise InvalidOrder(f"'order_id' must be a UUID in its 36-character form, got {_excerpt(value)}")
+        raise InvalidOrder(f"'{name}' must be a UUID in its 36-character form, got {_excerpt(value)}")
     order_id = value.lower()  # what str(uuid.UUID(value)) gives for this form, without the object
     if order_id in NOT_AN_ORDER_ID:
-        raise InvalidOrder(f"'order_id' {value} is the nil or max UUID, not an order's")
+        raise InvalidOrder(f"'{name}' {value} is the nil or max UUID, not an {name.removesuffix('_id')}'s")
     return order_id
 
 
@@ -419,6 +572,15 @@ class _TypedItem(msgspec.Struct, forbid_unknown_fields=True):
     category: str
     unit_price: str
     quantity: Annotated[int, msgspec.Meta(gt=0, le=MAX_QUANTITY)]
+    discount: str | UnsetType | None = UNSET
+
+
+class _TypedPayment(msgspec.Struct, forbid_unknown_fields=True):
+    method: Literal[PAYMENT_METHODS]
+    amount: str
+
+
+_TypedPayments = Annotated[list[_TypedPayment], msgspec.Meta(min_length=1, max_length=MAX_PAYMENTS)]
 
 
 class _TypedOrder(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -429,9 +591,15 @@ class _TypedOrder(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     customer_id: Annotated[int, msgspec.Meta(gt=0, le=MAX_CUSTOMER_ID)] | UnsetType | None = UNSET
     customer_name: str | UnsetType | None = UNSET
     channel: Literal[CHANNELS]
-    payment_method: Literal[PAYMENT_METHODS]
+    payment_method: Literal[PAYMENT_METHODS] | UnsetType = UNSET
     items: Annotated[list[_TypedItem], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
     total: str
+    discount: str | UnsetType | None = UNSET
+    service_charge: str | UnsetType | None = UNSET
+    service_charge_is_revenue: bool | UnsetType | None = UNSET
+    delivery_fee: str | UnsetType | None = UNSET
+    tip: str | UnsetType | None = UNSET
+    payments: _TypedPayments | UnsetType = UNSET
 
 
 def _strings_per_object(struct: type[msgspec.Struct]) -> int:
@@ -441,37 +609,57 @@ def _strings_per_object(struct: type[msgspec.Struct]) -> int:
     return sum(1 + isinstance(field.type, text) for field in fields if field.required)
 
 
-def _optional_strings(typed: _TypedOrder) -> int:
+def _optional_fields(struct: type[msgspec.Struct]) -> tuple[str, ...]:
+    return tuple(f.name for f in msgspec.inspect.type_info(struct).fields if not f.required)
+
+
+def _optional_strings(typed: msgspec.Struct, names: tuple[str, ...]) -> int:
     """How many JSON strings the optional fields given hold: each key, and its value if text."""
-    values = (getattr(typed, name) for name in _OPTIONAL_FIELDS)
+    values = (getattr(typed, name) for name in names)
     return sum(1 + isinstance(value, str) for value in values if value is not UNSET)
 
 
+def _strings(typed: _TypedOrder) -> int:
+    """How many JSON strings the message of ``typed`` has if no key is given twice."""
+    lines = sum(_optional_strings(item, _OPTIONAL_LINE_FIELDS) for item in typed.items)
+    payments = 0 if typed.payments is UNSET else _PAYMENT_STRINGS * len(typed.payments)
+    return (_ORDER_STRINGS + _optional_strings(typed, _OPTIONAL_FIELDS)
+            + _LINE_STRINGS * len(typed.items) + lines + payments)
+
+
 _TYPED_DECODER = msgspec.json.Decoder(_TypedOrder)
+_QUOTE_OR_BACKSLASH_ESCAPED = re.compile(rb'\\["\\]')
+"""An escape after which a quote may not open or close a string: the fast path counts quotes."""
 _ORDER_STRINGS = _strings_per_object(_TypedOrder)
 _LINE_STRINGS = _strings_per_object(_TypedItem)
-_OPTIONAL_FIELDS = tuple(f.name for f in msgspec.inspect.type_info(_TypedOrder).fields if not f.required)
+_PAYMENT_STRINGS = _strings_per_object(_TypedPayment)
+_OPTIONAL_FIELDS = _optional_fields(_TypedOrder)
+_OPTIONAL_LINE_FIELDS = _optional_fields(_TypedItem)
 
 
 def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta) -> Order | None:
     """The order in ``raw`` if it has the usual form, else ``None``: ``full_path_order`` then decides.
 
-    The usual form is what the generator publishes: an order's fields and no others, each of
-    its JSON type, amounts as strings, and no escape sequence. msgspec decodes and types it in
-    C; its values then pass the same checks as in the full path. So an order this accepts is
-    the ``Order`` the full path would give, and anything else is left to the full path and its
-    reasons, which msgspec's errors do not match. The property tests compare the two paths.
+    The usual form is what the generator publishes: an order's fields of its version and no
+    others, each of its JSON type, amounts as strings, and no escaped quote or backslash
+    (``\\u00e3`` and the like are fine: producers that write ASCII-only JSON escape every accent).
+    msgspec decodes and types it in C; its values then pass the same checks as in the full path.
+    So an order this accepts is the ``Order`` the full path would give, and anything else is left
+    to the full path and its reasons, which msgspec's errors do not match. The property tests
+    compare the two paths.
     """
-    if not raw or len(raw) > MAX_MESSAGE_BYTES or b"\\" in raw:
+    if not raw or len(raw) > MAX_MESSAGE_BYTES:
+        return None
+    if b"\\" in raw and _QUOTE_OR_BACKSLASH_ESCAPED.search(raw):
         return None
     try:
         typed = _TYPED_DECODER.decode(raw)
     except msgspec.DecodeError:  # msgspec.ValidationError is one too
         return None
-    # With no escapes, each quote opens or closes a string. More strings than the order's keys
-    # and text values means a key given twice: msgspec keeps the last, the full path refuses it.
-    strings = _ORDER_STRINGS + _optional_strings(typed) + _LINE_STRINGS * len(typed.items)
-    if raw.count(b'"') != 2 * strings:
+    # With no escaped quote or backslash, each quote opens or closes a string. More strings than
+    # the order's keys and text values means a key given twice: msgspec keeps the last, the full
+    # path refuses it.
+    if raw.count(b'"') != 2 * _strings(typed):
         return None
     try:
         return _checked_order(typed, now, max_clock_skew)
@@ -480,27 +668,55 @@ def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta)
 
 
 def _checked_order(typed: _TypedOrder, now: datetime, max_clock_skew: timedelta) -> Order:
-    lines = [
-        OrderItem(
-            dish=_checked_text(item.dish, "dish"),
-            category=_checked_text(item.category, "category"),
-            unit_price=_checked_money(item.unit_price, "unit_price", MAX_UNIT_PRICE),
-            quantity=item.quantity,
-        )
-        for item in typed.items
-    ]
+    version = _given(typed.schema_version, UNVERSIONED)
+    lines = [_checked_line(item, version) for item in typed.items]
+    total = _checked_money(typed.total, "total", MAX_TOTAL)
+    bill = _checked_total(total, lines) if version == 1 else _checked_bill(typed, lines, total)
+    payment_method = typed.payment_method if version == 1 else main_method(bill["payments"])
+    if payment_method is UNSET:
+        raise InvalidOrder("no payment_method")  # the full path says it in its own words
     return Order(
-        schema_version=_given(typed.schema_version, UNVERSIONED),
+        schema_version=version,
         order_id=_checked_uuid(typed.order_id),
         store_id=_checked_store(_given(typed.store_id, DEFAULT_STORE)),
         created_at=_checked_moment(typed.created_at, now, max_clock_skew),
         customer_id=_given(typed.customer_id),
         customer_name=_maybe_text(_given(typed.customer_name), "customer_name"),
         channel=typed.channel,
-        payment_method=typed.payment_method,
+        payment_method=payment_method,
         items=lines,
-        total=_checked_total(_checked_money(typed.total, "total", MAX_TOTAL), lines),
+        total=total,
+        **bill,
     )
+
+
+def _checked_line(item: _TypedItem, version: int) -> OrderItem:
+    line = OrderItem(
+        dish=_checked_text(item.dish, "dish"),
+        category=_checked_text(item.category, "category"),
+        unit_price=_checked_money(item.unit_price, "unit_price", MAX_UNIT_PRICE),
+        quantity=item.quantity,
+    )
+    if version == 1:  # a discount is no field of version 1: ignored, as by the full path
+        return line
+    return _discounted(line, _given_money(item.discount, "discount"), "discount")
+
+
+def _checked_bill(typed: _TypedOrder, lines: list[OrderItem], total: Decimal) -> dict[str, Any]:
+    """As ``_bill``, for the typed message (a ``payment_method`` is no field of version 2: ignored)."""
+    if typed.payments is UNSET:
+        raise InvalidOrder("missing field 'payments'")
+    bill = {name: _given_money(getattr(typed, name), name) for name in CHARGES}
+    bill["service_charge_is_revenue"] = _given(typed.service_charge_is_revenue, False)
+    _checked_rule(total, lines, bill)
+    payments = tuple(Payment(method=p.method, amount=_checked_money(p.amount, "amount", MAX_CHARGE))
+                     for p in typed.payments)
+    return {**bill, **_checked_payments(payments, total, bill["tip"])}
+
+
+def _given_money(value: str | UnsetType | None, label: str) -> Decimal:
+    value = _given(value)
+    return ZERO if value is None else _checked_money(value, label, MAX_CHARGE, zero=True)
 
 
 def _given(value: Any, default: Any = None) -> Any:

@@ -6,12 +6,12 @@ import argparse
 import logging
 import os
 import time
-from datetime import date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
 
+from restaurant_app.business_day import date_start
 from restaurant_app.database import describe
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.logs import configure_logging
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         load_spark_client_and_wait(args.not_before)
     started = time.monotonic()
     try:
-        span = None if args.first is None else day_span(args.first, args.last, settings.restaurant_timezone)
+        span = None if args.first is None else day_span(args.first, args.last, settings.restaurant_timezone,
+                                                        settings.business_day_starts_hour)
         result = run(settings, full=args.full, span=span)
     except psycopg.OperationalError as exc:
         result = JobResult(RunStatus.FAILED, error=database_error(exc, settings.database_url))
@@ -96,11 +97,12 @@ def database_error(exc: psycopg.OperationalError, url: str) -> str:
     return f"PostgreSQL at {describe(url)} stopped the report job: {str(exc).strip()}"
 
 
-def day_span(first: date, last: date, zone: str) -> Span:
-    """The days from ``first`` to ``last`` (included) in ``zone``: its midnight to the one after ``last``."""
+def day_span(first: date, last: date, zone: str, day_starts_hour: int = 0) -> Span:
+    """The business days from ``first`` to ``last`` (included) in ``zone``: the start of the first to
+    the start of the one after ``last``."""
     tz = ZoneInfo(zone)
-    return Span(datetime.combine(first, clock_time.min, tz),
-                datetime.combine(last + timedelta(days=1), clock_time.min, tz))
+    after = last + timedelta(days=1)
+    return Span(date_start(first, tz, day_starts_hour), date_start(after, tz, day_starts_hour))
 
 
 def run(settings: Settings, full: bool = False, span: Span | None = None) -> JobResult:
@@ -123,7 +125,8 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
     """Find, compute and publish the run's windows; on any failure, record it and leave the reports alone."""
     counts: tuple[int | None, int | None] = (None, None)
     try:
-        report_run = store.fill_scope(report_run, settings.restaurant_timezone)
+        report_run = store.fill_scope(report_run, settings.restaurant_timezone,
+                                      settings.business_day_starts_hour)
         log_scope(report_run)
         if report_run.minutes == 0:
             store.ledger.finish(report_run, 0, 0, 0)
@@ -140,7 +143,8 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
         counts = stage_reports(settings, report_run)
-        windows = store.publish(report_run, *counts, settings.report_grace_seconds)
+        windows = store.publish(report_run, *counts, settings.report_grace_seconds,
+                                settings.restaurant_timezone)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error, outage = error_text(exc), is_outage(exc)
         store.ledger.fail(report_run, error, *counts, outage=outage)

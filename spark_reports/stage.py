@@ -33,9 +33,13 @@ AND s.period_start >= to_timestamp({start}) AND s.period_start < to_timestamp({e
 def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     """Compute the run's windows into the staging tables; return (orders read, order lines read)."""
     with spark_session(settings, run.minutes) as spark:
-        jdbc = Jdbc.from_database_url(settings.database_url)
-        reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url)
-        inputs = read_inputs(spark, reads, run, settings.spark_jdbc_partitions)
+        # Spark Connect's server holding the password itself: none is sent to it (SPARK_JDBC_PASSWORD).
+        send = not (settings.spark_remote and settings.spark_jdbc_password == "server")
+        jdbc = Jdbc.from_database_url(settings.database_url, with_password=send)
+        reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url,
+                                       with_password=send)
+        inputs = read_inputs(spark, reads, run, settings.spark_jdbc_partitions,
+                             settings.business_day_starts_hour)
         counts = read_counts(inputs.lines)
         jdbc.append(staged_rows(build_reports(inputs)), STAGING_TABLE, settings.spark_jdbc_partitions)
         return counts
@@ -47,7 +51,8 @@ def staged_rows(reports: Reports) -> DataFrame:
                      allow_missing_columns=True)
 
 
-def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int) -> Inputs:
+def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int,
+                day_starts_hour: int = 0) -> Inputs:
     """The run's inputs; the order lines are kept, so that every figure comes from the same rows.
 
     The order lines are read by ``partitions`` statements in parallel, each taking whole orders.
@@ -70,6 +75,7 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
         stored_hours=stored(SPARK_STORED_HOURS),
         stored_hour_dishes=stored(SPARK_STORED_HOUR_DISHES),
+        day_starts_hour=day_starts_hour,
     )
 
 

@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import psycopg
 
+from restaurant_app.business_day import SQL_DAY_START, shift
 from restaurant_app.report_tables import (
+    CHAIN_STORE,
     DISH_COLUMNS,
     INSIGHT_COLUMNS,
     SALES_FIGURES,
@@ -105,10 +107,15 @@ SELECT DISTINCT 'hour', date_trunc('hour', period_start, %(zone)s),
        date_trunc('hour', period_start, %(zone)s) + interval '1 hour'
 FROM report_scope WHERE kind = 'minute'
 UNION
-SELECT DISTINCT 'day', date_trunc('day', period_start, %(zone)s),
-       date_trunc('day', date_trunc('day', period_start, %(zone)s) + interval '26 hours', %(zone)s)
+SELECT DISTINCT 'day', {day_start}, {next_day_start}
 FROM report_scope WHERE kind = 'minute'
-"""
+""".format(
+    day_start=SQL_DAY_START.format(moment="period_start", shift="%(shift)s", zone="%(zone)s"),
+    next_day_start=SQL_DAY_START.format(
+        moment=SQL_DAY_START.format(moment="period_start", shift="%(shift)s", zone="%(zone)s")
+        + " + interval '26 hours'", shift="%(shift)s", zone="%(zone)s"),
+)
+"""A minute's hour, and its business day (``restaurant_app.business_day``) up to the next one's start."""
 
 SCOPE_CONTEXT = """
 INSERT INTO report_scope (kind, period_start, period_end)
@@ -149,7 +156,7 @@ AND NOT EXISTS (SELECT 1 FROM report_scope x WHERE x.kind = 'span'
 """
 
 _STORED_SALES = """
-SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
+SELECT r.period_start, r.store_id, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
        r.revenue_by_payment::text AS revenue_by_payment,
        r.revenue_by_store::text AS revenue_by_store
@@ -159,7 +166,7 @@ WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
 """ + _OUTSIDE_SPAN
 
 _STORED_DISHES = """
-SELECT r.period_start, r.dish, r.quantity, r.revenue
+SELECT r.period_start, r.store_id, r.dish, r.quantity, r.revenue
 FROM report_scope s
 JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.period_end
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
@@ -210,15 +217,72 @@ WHERE s.kind = 'minute' AND s.period_start = k.period_start
 
 DELETE_ALL_REPORTS = (
     "DELETE FROM report_sales", "DELETE FROM report_dishes",
-    "DELETE FROM report_customers", "DELETE FROM report_insights",
-    "DELETE FROM report_skipped_windows",
+    "DELETE FROM report_customers", "DELETE FROM report_period_customers",
+    "DELETE FROM report_insights", "DELETE FROM report_skipped_windows",
 )
 
 INSERT_CUSTOMERS = """
-INSERT INTO report_customers (granularity, period_start, customer_id)
-SELECT DISTINCT granularity, period_start, customer_id FROM report_staging_customers
+INSERT INTO report_customers (granularity, period_start, store_id, customer_id)
+SELECT DISTINCT granularity, period_start, store_id, customer_id FROM report_staging_customers
 ON CONFLICT DO NOTHING
 """
+
+# Weeks (from Monday) and months keep their customers in report_customers and their count in
+# report_period_customers (migration 026): the history reads one row per period. Only the chain's
+# (store_id ''): a store's week or month is counted from its days' customers when read. A period is
+# counted from all its days' customers the first time a run publishes one of its days (or again
+# after a range rebuild of it); after that, each customer new to it adds one.
+PERIOD_UNITS = ("week", "month")
+_PERIOD_END = "date_trunc({unit}, {start} + CASE {unit} WHEN 'week' THEN interval '8 days'" \
+              " ELSE interval '32 days' END, %(zone)s)"
+_TOUCHED_PERIODS = """
+WITH touched AS (
+    SELECT DISTINCT u.unit AS granularity, date_trunc(u.unit, st.period_start, %(zone)s) AS period_start
+    FROM report_staging_customers st CROSS JOIN unnest(%(units)s::text[]) AS u (unit)
+    WHERE st.granularity = 'day' AND st.store_id = ''
+), uncounted AS (
+    SELECT t.granularity, t.period_start FROM touched t
+    WHERE NOT EXISTS (SELECT 1 FROM report_period_customers p
+                      WHERE p.granularity = t.granularity AND p.period_start = t.period_start)
+)
+"""
+INSERT_UNCOUNTED_PERIOD_CUSTOMERS = _TOUCHED_PERIODS + f"""
+INSERT INTO report_customers (granularity, period_start, customer_id)
+SELECT DISTINCT u.granularity, u.period_start, c.customer_id
+FROM uncounted u
+JOIN report_customers c ON c.granularity = 'day' AND c.store_id = '' AND c.period_start >= u.period_start
+ AND c.period_start < {_PERIOD_END.format(unit="u.granularity", start="u.period_start")}
+ON CONFLICT DO NOTHING
+"""
+COUNT_UNCOUNTED_PERIODS = _TOUCHED_PERIODS + """
+INSERT INTO report_period_customers (granularity, period_start, unique_customers)
+SELECT u.granularity, u.period_start,
+       (SELECT count(*) FROM report_customers c
+        WHERE c.granularity = u.granularity AND c.period_start = u.period_start AND c.store_id = '')
+FROM uncounted u
+"""
+ADD_NEW_PERIOD_CUSTOMERS = """
+WITH added AS (
+    INSERT INTO report_customers (granularity, period_start, customer_id)
+    SELECT DISTINCT u.unit, date_trunc(u.unit, st.period_start, %(zone)s), st.customer_id
+    FROM report_staging_customers st CROSS JOIN unnest(%(units)s::text[]) AS u (unit)
+    WHERE st.granularity = 'day' AND st.store_id = ''
+    ON CONFLICT DO NOTHING
+    RETURNING granularity, period_start
+)
+INSERT INTO report_period_customers AS p (granularity, period_start, unique_customers)
+SELECT granularity, period_start, count(*) FROM added GROUP BY granularity, period_start
+ON CONFLICT (granularity, period_start)
+DO UPDATE SET unique_customers = p.unique_customers + excluded.unique_customers
+"""
+# A range rebuild counts again every week and month its span touches.
+_IN_SPAN_PERIODS = """
+USING report_scope s
+WHERE s.kind = 'span' AND r.granularity = ANY(%(units)s::text[])
+  AND r.period_start >= date_trunc(r.granularity, s.period_start, %(zone)s) AND r.period_start < s.period_end
+"""
+DELETE_SPAN_PERIOD_CUSTOMERS = "DELETE FROM report_customers r" + _IN_SPAN_PERIODS
+DELETE_SPAN_PERIOD_COUNTS = "DELETE FROM report_period_customers r" + _IN_SPAN_PERIODS
 
 # Where the staged row has no customer count, it is counted here from report_customers.
 PUBLISHED_SALES = {
@@ -229,17 +293,17 @@ PUBLISHED_SALES = {
 
 INSERT_SALES = f"""
 WITH customers AS (
-    SELECT c.granularity, c.period_start, count(*) AS customers
+    SELECT c.granularity, c.period_start, c.store_id, count(*) AS customers
     FROM report_customers c
-    JOIN report_staging_sales st USING (granularity, period_start)
+    JOIN report_staging_sales st USING (granularity, period_start, store_id)
     WHERE st.unique_customers IS NULL
-    GROUP BY c.granularity, c.period_start
+    GROUP BY c.granularity, c.period_start, c.store_id
 )
 INSERT INTO report_sales ({listed(SALES_KEY + SALES_FIGURES + SALES_STAMPS)})
 SELECT {", ".join(PUBLISHED_SALES.get(c, "st." + c) for c in SALES_KEY + SALES_FIGURES)},
        now(), st.period_end <= %(closed_by)s
 FROM report_staging_sales st
-LEFT JOIN customers c USING (granularity, period_start)
+LEFT JOIN customers c USING (granularity, period_start, store_id)
 """
 
 INSERT_DISHES = f"""
@@ -253,7 +317,8 @@ SELECT {listed(INSIGHT_COLUMNS)}, now()
 FROM report_staging_insights
 """
 
-COUNT_STAGED_WINDOWS = "SELECT count(*) FROM report_staging_sales"
+# The windows written: each has a row for the chain, and one for each store with orders in it.
+COUNT_STAGED_WINDOWS = f"SELECT count(*) FROM report_staging_sales WHERE store_id = '{CHAIN_STORE}'"
 
 
 class ReportStore:
@@ -286,7 +351,7 @@ class ReportStore:
         self.ledger.note(run, skip_note(skip, cursor.rowcount))
         return cursor.rowcount
 
-    def fill_scope(self, run: ReportRun, zone: str) -> ReportRun:
+    def fill_scope(self, run: ReportRun, zone: str, day_starts_hour: int = 0) -> ReportRun:
         """Fill ``report_scope`` with the windows the run recomputes; return the run with their count."""
         with self.conn.transaction():
             self.conn.execute(f"TRUNCATE report_scope, {STAGING_TABLE}")
@@ -299,13 +364,14 @@ class ReportStore:
                                                       "until": run.until.snapshot})
             if run.retry_skipped:
                 self.conn.execute(SCOPE_SKIPPED_MINUTES)
-            self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone})
+            self.conn.execute(SCOPE_HOURS_AND_DAYS, {"zone": zone, "shift": shift(day_starts_hour)})
             self.conn.execute(SCOPE_CONTEXT, (CONTEXT_HOUR_SHIFTS,))
             self.conn.execute("ANALYZE report_scope")
             minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]
         return replace(run, minutes=minutes)
 
-    def publish(self, run: ReportRun, orders_read: int, rows_read: int, grace_seconds: float) -> int:
+    def publish(self, run: ReportRun, orders_read: int, rows_read: int, grace_seconds: float,
+                zone: str) -> int:
         """Replace the recomputed windows with the staged rows in one transaction; return their count."""
         with self.conn.transaction():
             # Fresh statistics, so that joins with the large report tables use their indexes.
@@ -326,7 +392,10 @@ class ReportStore:
                 if run.span is not None:
                     self.conn.execute(DELETE_SCOPED_CUSTOMERS)
                     self.conn.execute(DELETE_SPAN_INSIGHTS)
+                    for statement in (DELETE_SPAN_PERIOD_CUSTOMERS, DELETE_SPAN_PERIOD_COUNTS):
+                        self.conn.execute(statement, {"units": list(PERIOD_UNITS), "zone": zone})
             self.conn.execute(INSERT_CUSTOMERS)
+            self._count_period_customers(zone)
             # A window is final if it had closed, grace included, when the run took its snapshot.
             closed_by = run.until.taken_at - timedelta(seconds=grace_seconds)
             self.conn.execute(INSERT_SALES, {"closed_by": closed_by})
@@ -335,6 +404,13 @@ class ReportStore:
             windows = self.conn.execute(COUNT_STAGED_WINDOWS).fetchone()[0]
             self.ledger.finish(run, windows, orders_read, rows_read)
         return windows
+
+    def _count_period_customers(self, zone: str) -> None:
+        """Keep the customers and their count of each week and month the staged days fall in."""
+        params = {"units": list(PERIOD_UNITS), "zone": zone}
+        for statement in (INSERT_UNCOUNTED_PERIOD_CUSTOMERS, COUNT_UNCOUNTED_PERIODS,
+                          ADD_NEW_PERIOD_CUSTOMERS):
+            self.conn.execute(statement, params)
 
 
 @contextmanager

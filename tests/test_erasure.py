@@ -17,7 +17,7 @@ from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.erasure import ERASED, names_customer, needles, without_names
 from restaurant_app.menu import MENU
 from restaurant_app.models import Order, OrderItem
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
 from tests.services import produce, query, run_report_job, wait_until
 
 NAME = "Zélia Quaresma"
@@ -74,6 +74,13 @@ CONTAINS = {
 """How a column of each byte type is searched; every other type is searched as text."""
 
 
+PERIOD_CUSTOMERS = """
+SELECT u.unit, date_trunc(u.unit, o.created_at, %(zone)s), count(DISTINCT o.customer_id)
+FROM orders o CROSS JOIN unnest(ARRAY['month', 'week']) AS u (unit)
+WHERE o.customer_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
 def rows_naming(database_url: str, forms: list[str]) -> dict[str, int]:
     """How many rows of each table's text, JSON and byte columns hold one of ``forms``."""
     found = {}
@@ -118,8 +125,11 @@ def test_erasing_a_customer_leaves_nothing_that_names_them(
                                            " (SELECT count(*) FROM rejected_orders)")[0] == (3, 4),
                message="the orders and rejections never all arrived")
     assert run_report_job(database_url)["exit_code"] == 0
+    # Its hour and day, for its store and for the chain; the chain's week and month.
     assert query(database_url, "SELECT count(*) FROM report_customers WHERE customer_id = %s",
-                 (customer,))[0][0] == 2  # its hour and its day
+                 (customer,))[0][0] == 6
+    assert query(database_url, "SELECT * FROM report_period_customers ORDER BY 1, 2") == query(
+        database_url, PERIOD_CUSTOMERS, {"zone": Settings.from_env().restaurant_timezone})
     report_rows = query(database_url, "SELECT (SELECT count(*) FROM report_customers WHERE customer_id = %s)"
                         " + (SELECT count(*) FROM report_staging WHERE customer_id = %s)",
                         (customer, customer))[0][0]
@@ -145,6 +155,9 @@ def test_erasing_a_customer_leaves_nothing_that_names_them(
                  (customer,) * 3) == [(0, 0, 0)]
     ids = [row[0] for row in query(database_url, "SELECT raw FROM rejected_orders WHERE erased_at IS NULL")]
     assert [names_customer(bytes(raw), customer, forms) for raw in ids] == [False]
+    # The week's and month's counts lose the customer, as SQL over the anonymised orders does.
+    assert query(database_url, "SELECT * FROM report_period_customers ORDER BY 1, 2") == query(
+        database_url, PERIOD_CUSTOMERS, {"zone": Settings.from_env().restaurant_timezone})
     assert query(database_url, "SELECT customer_name, count(*) FROM orders GROUP BY 1 ORDER BY 1") == [
         ("Outra Pessoa", 1), (None, 2)]
     assert query(database_url, "SELECT count(*) FROM rejected_orders")[0][0] == 4  # each still accounted

@@ -2,6 +2,7 @@
 
 import ast
 import builtins
+import configparser
 from pathlib import Path
 
 from restaurant_app.settings import PROJECT_ROOT
@@ -47,3 +48,10 @@ def test_only_the_agents_and_the_tools_around_them_import_agents():
     upward = [str(p.relative_to(PROJECT_ROOT)) for package in ("restaurant_app", "spark_reports", "infra")
               for p in sorted((PROJECT_ROOT / package).rglob("*.py")) if "agents" in imported_packages(p)]
     assert upward == []
+
+
+def test_the_license_file_is_the_license_setup_cfg_names():
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(PROJECT_ROOT / "setup.cfg")
+    named = config["metadata"]["license"]
+    assert (PROJECT_ROOT / "LICENSE").read_text().splitlines()[0] == f"{named} License"

@@ -29,6 +29,25 @@ def test_aiokafkas_out_of_range_line_becomes_the_alarm(monkeypatch: pytest.Monke
                                              {"topic": "orders"}) == before + 1
 
 
+def test_the_fetchers_other_info_lines_keep_to_the_workers_level(monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture):
+    from restaurant_app.lost_offsets import install
+
+    monkeypatch.setattr(lost_offsets, "seen", [])
+    install()
+    aiokafka = logging.getLogger("aiokafka")
+    monkeypatch.setattr(aiokafka, "level", logging.WARNING)
+    with caplog.at_level(logging.INFO):
+        fetcher = logging.getLogger(FETCHER_LOGGER)
+        fetcher.info("Fetch offset %s is out of range for partition %s, resetting offset",
+                     7, TopicPartition("orders", 1))
+        fetcher.info("an ordinary line at INFO")
+        fetcher.warning("a warning")
+    shown = [record.getMessage() for record in caplog.records if record.name == FETCHER_LOGGER]
+    assert shown == ["a warning"]
+    assert lost_offsets.status()["out_of_range"][0]["offset"] == 7
+
+
 def test_nothing_lost_is_all_ok():
     assert LostOffsets().status() == {"ok": True}
 

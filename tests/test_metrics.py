@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import re
+import subprocess
 import sys
 import time
 import urllib.request
@@ -9,16 +11,19 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import agents.persistence
 from agents.persistence import persist_orders
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app import metrics
-from restaurant_app.metrics import ConsumerLagCollector, registry
+from restaurant_app.lean_monitor import faust_metrics
+from restaurant_app.metrics import ConsumerLagCollector, ReplicaLagCollector, registry
 from restaurant_app.models import Order
 from restaurant_app.order_sink import InMemoryOrderSink, RejectionKind
 from restaurant_app.report_runner import ReportRunner
+from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from tests.services import produce, query, wait_until
 
@@ -101,6 +106,40 @@ def test_consumer_lag_has_a_sample_per_partition_whose_lag_is_known():
     [family] = ConsumerLagCollector(lambda: lag).collect()
     assert [(s.labels, s.value) for s in family.samples] == [
         ({"topic": "orders", "partition": "0"}, 3), ({"topic": "orders", "partition": "2"}, 0)]
+
+
+def test_the_replicas_lag_is_shown_only_with_a_replica_and_only_when_known():
+    collector = ReplicaLagCollector()
+    assert list(collector.collect()) == []
+    collector.status = {"ok": True, "in_recovery": True, "bytes_behind": 4096, "lag_seconds": 2.5}
+    assert {f.name: f.samples[0].value for f in collector.collect()} == {
+        "restaurant_replica_up": 1, "restaurant_replica_lag_bytes": 4096,
+        "restaurant_replica_lag_seconds": 2.5}
+    collector.status = {"ok": False, "error": "the replica or the primary is unreachable"}
+    assert {f.name: f.samples[0].value for f in collector.collect()} == {"restaurant_replica_up": 0}
+
+
+def test_faust_latencies_observed_in_milliseconds_are_shown_in_seconds():
+    faust_registry = CollectorRegistry()
+    faust_metrics(faust_registry).consumer_commit_latency.observe(250.0)
+    assert faust_registry.get_sample_value("faust_consumer_commit_seconds_sum") == 0.25
+    assert faust_registry.get_sample_value("faust_consumer_commit_seconds_bucket", {"le": "0.25"}) == 1
+    assert faust_registry.get_sample_value("faust_consumer_commit_seconds_bucket", {"le": "0.1"}) == 0
+
+
+def exposed_families() -> dict[str, str]:
+    """Each metric family the worker's registry exposes, by name (counters with ``_total``): its type."""
+    import restaurant_app.worker  # noqa: F401  (registers Faust's sensor)
+    text = generate_latest(registry).decode()
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+
+
+def test_metric_names_follow_prometheus_conventions():
+    families = exposed_families()
+    assert {name.split("_")[0] for name in families} == {"restaurant", "faust", "process"}
+    assert [n for n, kind in families.items() if (kind == "counter") != n.endswith("_total")] == []
+    assert [n for n in families if re.search(r"_(total|ms|latency)_|_ms$|latency|^[a-z]+_total_", n)] == []
+    assert "faust_consumer_commit_seconds" in families and "restaurant_orders_stored_total" in families
 
 
 @pytest.fixture
@@ -209,7 +248,7 @@ def test_metrics_count_what_a_real_run_stored_and_rejected(
         samples, "restaurant_batch_messages_count")
     assert sample(samples, "restaurant_report_runs_total", status="succeeded") == 0
     assert sample(samples, "faust_messages_received_total") >= everything
-    assert sample(samples, "faust_messages_received_per_topic_total", topic=topic) == everything
+    assert sample(samples, "faust_topic_messages_received_total", topic=topic) == everything
 
     lag = eventually_scraped(worker.url, lambda s: all(
         sample(s, "restaurant_consumer_lag_messages", topic=topic, partition=p) == 0 for p in "01"))
@@ -217,3 +256,19 @@ def test_metrics_count_what_a_real_run_stored_and_rejected(
         frozenset({("topic", topic), ("partition", p)}) for p in "01"}
     content_type, _ = scrape(worker.url)
     assert content_type.startswith("text/plain; version=0.0.4")
+    assert_promtool_accepts(exposition(worker.url))
+
+
+PROMTOOL = PROJECT_ROOT / ".stack" / "bin" / "promtool"
+
+
+def exposition(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def assert_promtool_accepts(text: str) -> None:
+    """``promtool check metrics``: Prometheus' own lint of names, units, types and help."""
+    assert PROMTOOL.exists(), "promtool is missing: `make rules` builds it into .stack/bin"
+    checked = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")

@@ -1,6 +1,8 @@
 """``POST /api/orders``: its rules without services, then a real worker taking orders over HTTP."""
 
+import functools
 import json
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -11,7 +13,7 @@ import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.scratch import ScratchStack, WorkerProcess
-from restaurant_app.contract import OPENAPI_PATH, as_text, openapi
+from restaurant_app.contract import OPENAPI_PATH, SCHEMA_PATHS, as_text, openapi
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.web.orders_api import (
@@ -108,8 +110,16 @@ def test_the_committed_openapi_document_is_the_one_the_code_builds():
         "docs/openapi.json is out of date: run python -m restaurant_app.contract"
     )
     document = openapi()
-    assert document["components"]["schemas"]["Order"]["properties"] == json.loads(
-        (OPENAPI_PATH.parent / "order.schema.json").read_text())["properties"]
+    schemas = document["components"]["schemas"]
+    for version, path in SCHEMA_PATHS.items():
+        committed = json.loads(path.read_text(encoding="utf-8"))
+        properties = json.dumps(schemas[f"OrderV{version}"]["properties"])
+        assert json.loads(properties.replace(f"#/components/schemas/ItemV{version}", "#/$defs/item")) == (
+            committed["properties"])
+        assert schemas[f"ItemV{version}"] == committed["$defs"]["item"]
+    assert schemas["Order"]["oneOf"] == [{"$ref": f"#/components/schemas/OrderV{v}"} for v in SCHEMA_PATHS]
+    for reference in re.findall(r'"\$ref": "#/([^"]+)"', json.dumps(document)):
+        assert functools.reduce(dict.get, reference.split("/"), document) is not None, reference
     for answer in DOCUMENTED.values():
         jsonschema.Draft202012Validator.check_schema(answer["content"]["application/json"]["schema"])
 
@@ -174,8 +184,8 @@ def test_posted_orders_are_stored_exactly_once_and_bad_ones_refused_with_their_r
     refused_batch[2] = wrong_total(refused_batch[2])
     status, answer, _ = post(url, b"[" + b",".join(refused_batch) + b"]")
     assert status == 400 and [r["index"] for r in answer["rejected"]] == [2]
-    v2 = json.dumps({**json.loads(messages(1, seed=43)[0]), "schema_version": 2}).encode()
-    assert curl(url, v2) == (400, {"error": "unknown schema_version 2; this pipeline reads version 1"})
+    v3 = json.dumps({**json.loads(messages(1, seed=43)[0]), "schema_version": 3}).encode()
+    assert curl(url, v3) == (400, {"error": "unknown schema_version 3; this pipeline reads versions 1 and 2"})
     assert curl(url, b'{"order_id": 1}')[0] == 400
     status, answer = curl(url, b"[" + b" " * MAX_BODY_BYTES + b"]")
     assert status == 413 and "over" in answer["error"]

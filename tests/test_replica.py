@@ -3,11 +3,12 @@
 The report job reads orders from the replica (REPORTS_DATABASE_URL) and gives the same reports
 as from the primary; it waits for the replica to replay what it just wrote, and fails in plain
 words when the replica does not. A worker answers /reports from the replica, even with the
-primary down, and shows the replica's lag in /health.
+primary down, and shows the replica's lag in /health and /metrics.
 """
 
 import asyncio
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.postgres import PostgresServer
 from infra.scratch import ScratchStack, WorkerProcess
@@ -26,7 +28,8 @@ from restaurant_app.traffic import OrderGenerator
 from spark_reports import job
 from tests.conftest import service_home
 from tests.services import get, query, unique_names, wait_until
-from tests.test_reports_job import REPORT_TABLES, save, without_computed_at
+from tests.test_grafana import dashboard, metric_names, queries, series_names
+from tests.test_reports_job import save, snapshot, without_computed_at
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +116,7 @@ def report_scans(url: str) -> int:
 
 
 def reports(url: str) -> dict[str, list[tuple]]:
-    return without_computed_at({table: query(url, sql) for table, sql in REPORT_TABLES.items()}, url)
+    return without_computed_at(snapshot(url), url)
 
 
 @dataclass
@@ -224,12 +227,35 @@ def test_health_shows_the_replicas_lag(replica_worker: WorkerProcess, replicated
             save(replicated.primary_url, [OrderGenerator(seed=14).order(START)])
             lagging = wait_until(lambda: lag(replica_worker)["bytes_behind"] > 0 and lag(replica_worker),
                                  timeout=30)
+            behind = wait_until(lambda: replica_metrics(replica_worker).get(
+                "restaurant_replica_lag_bytes", 0) > 0 and replica_metrics(replica_worker), timeout=30)
         finally:
             replica.execute("SELECT pg_wal_replay_resume()")
     assert lagging["lag_seconds"] > 0
+    assert behind["restaurant_replica_up"] == 1 and behind["restaurant_replica_lag_seconds"] > 0
     caught_up = wait_until(lambda: lag(replica_worker)["bytes_behind"] == 0 and lag(replica_worker),
                            timeout=30)
     assert caught_up["lag_seconds"] == 0
+    assert replica_metrics(replica_worker) == {
+        "restaurant_replica_up": 1, "restaurant_replica_lag_bytes": 0, "restaurant_replica_lag_seconds": 0}
+
+
+def replica_metrics(worker: WorkerProcess) -> dict[str, float]:
+    """The replica's samples in the worker's /metrics, by name."""
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+        return {s.name: s.value for f in families for s in f.samples
+                if s.name.startswith("restaurant_replica_")}
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_in_a_real_workers_metrics(
+    replica_worker: WorkerProcess
+):
+    with urllib.request.urlopen(f"{replica_worker.url}/metrics", timeout=10) as response:
+        exposed = series_names(response.read().decode())
+    named = metric_names(queries(dashboard()))
+    assert "restaurant_replica_lag_seconds" in named
+    assert named - exposed == set()
 
 
 def lag(worker: WorkerProcess) -> dict:
@@ -242,7 +268,7 @@ def test_reports_answer_from_the_replica_even_with_the_primary_down(
     status, body = hour_reports(replica_worker)
     assert status == 200, body
     stored = query(replicated.primary_url, "SELECT period_start, orders FROM report_sales"
-                                           " WHERE granularity = 'hour' ORDER BY 1")
+                                           " WHERE granularity = 'hour' AND store_id = '' ORDER BY 1")
     assert [(datetime.fromisoformat(r["period_start"]), r["orders"]) for r in body["reports"]] == stored
     assert len(stored) == 2
     replicated.primary.stop()

@@ -35,7 +35,8 @@ def test_cutoffs_keep_whole_utc_days_of_orders_and_leave_out_what_is_kept_for_ev
     assert kept == {"orders": datetime(2026, 11, 1, tzinfo=UTC), "runs": NOW - timedelta(days=7),
                     "minute": NOW - timedelta(days=2)}
     kinds = [kind for kind, _, _ in deletes_due(kept)]
-    assert kinds == ["order keys", "daily customers", "report runs", "minute report_sales",
+    assert kinds == ["order keys", "daily customers", "weekly and monthly customers", "report runs",
+                     "minute report_sales",
                      "minute report_dishes", "minute report_customers", "minute insights"]
 
 
@@ -120,7 +121,7 @@ def test_old_data_goes_in_bounded_steps_and_the_rest_stays(
     assert "Retention: nothing was old enough to remove." in once.stderr
     old_partitions = [f"orders_p{day:%Y%m%d}" for day in (day_40, day_35)]
     assert count(database_url, "SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", old_partitions) == 2
-    sales_before = count(database_url, "SELECT count(*) FROM report_sales")
+    sales_before = count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''")
     assert count(database_url, "SELECT count(*) FROM report_runs") == 2
 
     monkeypatch.setattr(retention, "BATCHES_PER_STEP", 1)
@@ -139,14 +140,17 @@ def test_old_data_goes_in_bounded_steps_and_the_rest_stays(
     assert [r[0] for r in query(database_url, "SELECT id FROM rejected_orders")] == [rejected[1]]
     assert query(database_url, "SELECT status FROM report_runs") == [("succeeded",)]
     cutoff_hour = now - timedelta(days=36)
-    assert query(database_url, "SELECT granularity, count(*) FROM report_sales WHERE period_start < %s"
-                               " GROUP BY 1 ORDER BY 1", (now - timedelta(days=30),)) == [
+    assert query(database_url, "SELECT granularity, count(*) FROM report_sales"
+                               " WHERE store_id = '' AND period_start < %s GROUP BY 1 ORDER BY 1",
+                 (now - timedelta(days=30),)) == [
         ("day", 2), ("hour", 1)]  # the 35-day-old hour stays; the 40-day-old one and every minute go
-    assert count(database_url, "SELECT count(*) FROM report_sales WHERE granularity = 'hour'"
-                               " AND period_start < %s", cutoff_hour) == 0
-    assert count(database_url, "SELECT count(*) FROM report_sales WHERE granularity = 'minute'"
-                               " AND period_start > %s", now - timedelta(hours=2)) == 2
+    assert count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''"
+                               " AND granularity = 'hour' AND period_start < %s", cutoff_hour) == 0
+    assert count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''"
+                               " AND granularity = 'minute' AND period_start > %s",
+                 now - timedelta(hours=2)) == 2
     assert count(database_url, "SELECT count(*) FROM report_customers WHERE granularity = 'day'"
                                " AND period_start < %s", now - timedelta(days=30)) == 0
     minutes_and_hour_gone = len(old) + 1
-    assert sales_before - count(database_url, "SELECT count(*) FROM report_sales") == minutes_and_hour_gone
+    chain_sales = count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''")
+    assert sales_before - chain_sales == minutes_and_hour_gone

@@ -3,8 +3,10 @@
 Every example also runs through both paths: the fast path accepts only what the full path
 accepts, as the same ``Order``, and leaves everything else to the full path and its reasons.
 
-The schema check here is written from ``migrations/001_orders.sql``, not from the
-validation code, so a limit that drifts from its column shows up as a failure.
+The schema check here is written from ``migrations/001_orders.sql`` and ``020_order_contract_v2.sql``,
+not from the validation code, so a limit that drifts from its column shows up as a failure. Version 2
+orders (discounts, charges, tip, payments) are drawn with amounts that keep the contract's rule or
+break it by a cent or more, and the rule is checked here in its own words.
 """
 
 import asyncio
@@ -93,7 +95,7 @@ def assert_fits_schema(order: Order) -> None:
     assert str(uuid.UUID(order.order_id)) == order.order_id
     assert uuid.UUID(order.order_id).int != 0
     assert_likely_time(order.created_at)
-    assert order.schema_version == 1
+    assert order.schema_version in (1, 2)
     if order.customer_id is not None:
         assert_integer(order.customer_id, BIGINT_MAX)
     named = (order.customer_name,) if order.customer_name is not None else ()
@@ -106,7 +108,26 @@ def assert_fits_schema(order: Order) -> None:
     for item in order.items:
         assert_fits_line(item)
     assert_numeric(order.total, precision=12, scale=2)
-    assert order.total == sum(item.unit_price * item.quantity for item in order.items)
+    if order.schema_version == 1:
+        assert order.total == sum(item.unit_price * item.quantity for item in order.items)
+        assert not order.payments and order.discount == order.tip == 0
+    else:
+        assert_keeps_the_v2_rule(order)
+
+
+def assert_keeps_the_v2_rule(order: Order) -> None:
+    """total = lines less their discounts - discount + service charge + delivery fee; paid = total + tip."""
+    lines = sum(item.unit_price * item.quantity - item.discount for item in order.items)
+    for amount in (order.discount, order.service_charge, order.delivery_fee, order.tip):
+        assert_numeric(amount, precision=12, scale=2, zero=True)
+    assert order.discount <= lines
+    assert order.total == lines - order.discount + order.service_charge + order.delivery_fee
+    assert 1 <= len(order.payments) <= 10
+    for payment in order.payments:
+        assert payment.method in PAYMENT_METHODS
+        assert_numeric(payment.amount, precision=12, scale=2)
+    assert sum(payment.amount for payment in order.payments) == order.total + order.tip
+    assert order.payment_method == max(order.payments, key=lambda payment: payment.amount).method
 
 
 def assert_fits_line(item: OrderItem) -> None:
@@ -114,6 +135,8 @@ def assert_fits_line(item: OrderItem) -> None:
     assert_storable_text(item.category)
     assert_numeric(item.unit_price, precision=10, scale=2)
     assert_integer(item.quantity, INTEGER_MAX)
+    assert_numeric(item.discount, precision=12, scale=2, zero=True)
+    assert item.discount <= item.unit_price * item.quantity
 
 
 def assert_likely_time(moment: datetime) -> None:
@@ -128,10 +151,10 @@ def assert_integer(value: int, maximum: int) -> None:
     assert 0 < value <= maximum
 
 
-def assert_numeric(value: Decimal, precision: int, scale: int) -> None:
-    """``value`` is positive and fits ``numeric(precision, scale)`` without rounding."""
+def assert_numeric(value: Decimal, precision: int, scale: int, zero: bool = False) -> None:
+    """``value`` is positive (or 0, with ``zero``) and fits ``numeric(precision, scale)`` without rounding."""
     assert isinstance(value, Decimal) and value.is_finite()
-    assert 0 < value < Decimal(10) ** (precision - scale)
+    assert (value >= 0 if zero else value > 0) and value < Decimal(10) ** (precision - scale)
     assert value == value.quantize(Decimal(1).scaleb(-scale))
 
 
@@ -411,9 +434,100 @@ def repeated_lines(draw: st.DrawFn) -> bytes:
     return to_json(order).encode()
 
 
+# --- Version 2: bills whose amounts keep the rule, or miss it ------------------------------
+
+V2_AMOUNT_FIELDS = ("discount", "service_charge", "delivery_fee", "tip")
+
+
+def cents(amount: int) -> Decimal:
+    return Decimal(amount).scaleb(-2)
+
+
+@st.composite
+def written_amount(draw: st.DrawFn, amount: Decimal, optional: bool = False) -> Any:
+    """``amount`` as a producer might write it: a decimal string, a JSON number, or (if 0 and
+    ``optional``) left out or null."""
+    forms = ["string", "number"] + (["absent", "null"] if optional and amount == 0 else [])
+    form = draw(st.sampled_from(forms))
+    return {"string": str(amount), "number": Raw(str(amount)), "absent": None, "null": Raw("null")}[form]
+
+
+def set_amount(pairs: Pairs, key: str, written: Any) -> None:
+    if written is not None:
+        set_pair(pairs, key, written)
+
+
+@st.composite
+def v2_bill(draw: st.DrawFn) -> bytes:
+    """A version 2 order: a generated order's lines with drawn discounts, charges, tip and split
+    payments, every amount keeping the rule, or one of them (``off``) moved by a cent or more."""
+    order = json.loads(draw(st.sampled_from(GENERATED)), object_pairs_hook=Pairs)
+    del order[[name for name, _ in order].index("payment_method")]
+    set_pair(order, "schema_version", 2)
+    near = st.one_of(st.integers(0, 3_000), st.integers(0, 10**9))
+    lines = Decimal(0)
+    for item in dict(order)["items"]:
+        subtotal = Decimal(dict(item)["unit_price"]) * dict(item)["quantity"]
+        discount = min(cents(draw(near)), subtotal) if draw(st.booleans()) else Decimal(0)
+        set_amount(item, "discount", draw(written_amount(discount, optional=True)))
+        lines += subtotal - discount
+    amounts = {name: cents(draw(near)) if draw(st.booleans()) else Decimal(0) for name in V2_AMOUNT_FIELDS}
+    amounts["discount"] = min(amounts["discount"], lines)
+    total = lines - amounts["discount"] + amounts["service_charge"] + amounts["delivery_fee"]
+    paid = int((total + amounts["tip"]) * 100)
+    off = draw(st.sampled_from(["none"] * 4 + ["total", "payment", *V2_AMOUNT_FIELDS]))
+    delta = cents(draw(st.sampled_from([-1, 1, -100, 7, draw(st.integers(-10**6, 10**6))])))
+    for name, amount in amounts.items():
+        set_amount(order, name, draw(written_amount(amount + (delta if off == name else 0), optional=True)))
+    if draw(st.booleans()):
+        flags = [True, False, None] * 3 + [1, "true"]
+        set_pair(order, "service_charge_is_revenue", draw(st.sampled_from(flags)))
+    set_pair(order, "total", draw(written_amount(total + (delta if off == "total" else 0))))
+    parts = draw(st.lists(st.integers(1, 100), min_size=1, max_size=11))
+    shares = [cents(paid * part // sum(parts)) for part in parts]
+    shares[0] += cents(paid) - sum(shares)
+    shares[-1] += delta if off == "payment" else 0
+    set_pair(order, "payments", [Pairs([("method", draw(st.sampled_from(PAYMENT_METHODS))),
+                                        ("amount", draw(written_amount(share)))]) for share in shares])
+    return to_json(order).encode()
+
+
+VALID_V2 = [
+    b'{"schema_version":2,"order_id":"3f2c8a4e-9b1d-4c6f-8e2a-7d5b1c9e0f13","created_at":"'
+    + NOW.isoformat().encode() + b'","channel":"dine_in","items":[{"dish":"Picanha",'
+    b'"category":"prato principal","unit_price":"89.90","quantity":2,"discount":"9.80"}],'
+    b'"discount":"10.00","service_charge":"16.00",'
+    b'"tip":"5.00","total":"176.00","payments":[{"method":"pix","amount":"100.00"},'
+    b'{"method":"credit_card","amount":"81.00"}]}',
+]
+V2_FIELD_VALUES = {
+    **{name: NUMBERS | AMOUNT_STRINGS | as_json(st.none()) for name in V2_AMOUNT_FIELDS},
+    "service_charge_is_revenue": as_json(st.sampled_from([True, False, None, 0, "false"])),
+    "payments": deep_nesting() | as_json(st.sampled_from(
+        [[], None, [{"method": "pix"}], [{"method": "pix", "amount": "181.00"}]])),
+    "payment_method": as_json(st.sampled_from(PAYMENT_METHODS)) | TEXTS,
+}
+
+
+@st.composite
+def changed_v2_field(draw: st.DrawFn) -> bytes:
+    """A valid version 2 order with one of its fields, or a line's or a payment's, set to another value."""
+    order = json.loads(draw(st.sampled_from(VALID_V2)), object_pairs_hook=Pairs)
+    where = draw(st.sampled_from(["order", "item", "payment"]))
+    if where == "order":
+        key = draw(st.sampled_from(sorted(V2_FIELD_VALUES)))
+        set_pair(order, key, draw(V2_FIELD_VALUES[key] | ANY_VALUE))
+    else:
+        obj = dict(order)["items" if where == "item" else "payments"][0]
+        key = draw(st.sampled_from(["discount", "unit_price"] if where == "item" else ["method", "amount"]))
+        set_pair(obj, key, draw(NUMBERS | AMOUNT_STRINGS | ANY_VALUE))
+    return to_json(order).encode()
+
+
 NEAR_VALID = st.one_of(
     *(changed_field(key) for key in FIELD_VALUES), any_key_changed(), consistent_amounts(),
     repeated_lines(), repeated_key(), removed_field(), damaged_bytes(), st.sampled_from(VALID_MESSAGES),
+    v2_bill(), changed_v2_field(), st.sampled_from(VALID_V2),
 )
 
 
@@ -452,19 +566,25 @@ def test_the_valid_messages_the_properties_start_from_are_accepted(raw: bytes):
 # --- Accepted orders really go into PostgreSQL -----------------------------------------
 
 READ_ORDER = """
-SELECT order_id::text, store_id, created_at, customer_id, customer_name, channel, payment_method, total
+SELECT order_id::text, store_id, created_at, customer_id, customer_name, channel, payment_method, total,
+       schema_version, discount, service_charge, service_charge_is_revenue, delivery_fee, tip,
+       (SELECT array_agg(ROW(p->>'method', (p->>'amount')::numeric)::text ORDER BY n)
+        FROM jsonb_array_elements(payments) WITH ORDINALITY AS e (p, n))
 FROM orders WHERE order_id = %s
 """
 READ_LINES = """
-SELECT line_no, dish, category, unit_price, quantity FROM order_items
+SELECT line_no, dish, category, unit_price, quantity, discount FROM order_items
 WHERE order_id = %s ORDER BY line_no
 """
 
 
 def expected_rows(order: Order) -> tuple[tuple, list[tuple]]:
+    payments = [f"({p.method},{p.amount})" for p in order.payments] or None
     row = (order.order_id, order.store_id, order.created_at, order.customer_id, order.customer_name,
-           order.channel, order.payment_method, order.total)
-    lines = [(n, i.dish, i.category, i.unit_price, i.quantity) for n, i in enumerate(order.items, 1)]
+           order.channel, order.payment_method, order.total, order.schema_version, order.discount,
+           order.service_charge, order.service_charge_is_revenue, order.delivery_fee, order.tip, payments)
+    lines = [(n, i.dish, i.category, i.unit_price, i.quantity, i.discount)
+             for n, i in enumerate(order.items, 1)]
     return row, lines
 
 
@@ -474,22 +594,24 @@ def stored_rows(conn: psycopg.Connection, order_id: str) -> tuple[tuple, list[tu
 
 
 @pytest.mark.integration
-def test_every_accepted_near_valid_order_is_stored_as_parsed(database_url: str):
+@pytest.mark.parametrize("messages", [NEAR_VALID, v2_bill()], ids=["near valid", "version 2 bills"])
+def test_every_accepted_near_valid_order_is_stored_as_parsed(database_url: str, messages):
     with asyncio.Runner() as runner, psycopg.connect(database_url, autocommit=True) as conn:
         database = Database(database_url)
         sink = PostgresOrderSink(database)
         runner.run(sink.ready())
         try:
-            store_accepted_orders(runner, sink, conn)
+            store_accepted_orders(runner, sink, conn, messages)
         finally:
             runner.run(database.close())
 
 
-def store_accepted_orders(runner: asyncio.Runner, sink: PostgresOrderSink, conn: psycopg.Connection) -> None:
+def store_accepted_orders(runner: asyncio.Runner, sink: PostgresOrderSink, conn: psycopg.Connection,
+                          messages: st.SearchStrategy[bytes]) -> None:
     """Save each accepted order through the worker's own save path and read it back."""
 
     @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
-    @given(NEAR_VALID)
+    @given(messages)
     def store(raw: bytes) -> None:
         order = outcome(raw)
         assume(order is not None)
