@@ -1,6 +1,6 @@
 """The dashboard's reads with history: a year of a 50-store chain's reports, timed through a real worker.
 
-The report tables have no store column yet, so the chain is one set of reports at 50 stores'
+The reports are filled as the chain's rows (``store_id`` ''), one set of reports at 50 stores'
 volume. They are filled in SQL in bulk: a minute row for every minute the stores are open, the
 hours and days added up from them, each window's dishes and the days' and hours' customers; a
 the last two days of orders at the same volume (``bench.reports.bulk_load``) give "today so far"
@@ -41,11 +41,12 @@ READY_SECONDS = 300
 FILL_MINUTES = """
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
     avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-    revenue_by_channel, revenue_by_payment, identified_revenue, computed_at, final,
+    revenue_by_channel, revenue_by_payment, identified_revenue, revenue_by_store, computed_at, final,
     gross_sales, net_sales, net_revenue, payments_by_method)
 SELECT 'minute', m, m + interval '1 minute', o, items, revenue, round(revenue / o, 2), o,
        round(revenue / o, 2), %(top)s, greatest(o / 4, 1), {channels}, {payments}, revenue,
-       m + interval '65 seconds', true, revenue, revenue, revenue, {payments}
+       jsonb_build_object('main', revenue), m + interval '65 seconds', true, revenue, revenue, revenue,
+       {payments}
 FROM (
     SELECT m, o, o * 2 + (random() * o)::int AS items, round(o * (70 + random() * 50)::numeric, 2) AS revenue
     FROM (
@@ -60,11 +61,12 @@ FROM (
 ROLL_UP = """
 INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
     avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
-    revenue_by_channel, revenue_by_payment, identified_revenue, computed_at, final,
+    revenue_by_channel, revenue_by_payment, identified_revenue, revenue_by_store, computed_at, final,
     gross_sales, net_sales, net_revenue, payments_by_method)
 SELECT %(unit)s, p, {end}, o, items, revenue, round(revenue / o, 2), round(o * 0.8),
        round(revenue / (o * 0.8), 2), %(top)s, o / 4, {channels}, {payments}, revenue,
-       {end} + interval '65 seconds', true, revenue, revenue, revenue, {payments}
+       jsonb_build_object('main', revenue), {end} + interval '65 seconds', true, revenue, revenue, revenue,
+       {payments}
 FROM (
     SELECT date_trunc(%(unit)s, period_start, %(zone)s) AS p, sum(orders) AS o, sum(items_sold) AS items,
            sum(gross_revenue) AS revenue

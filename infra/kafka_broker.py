@@ -237,6 +237,7 @@ class KafkaCluster:
     def __init__(self, home: Path, ports: Sequence[tuple[int, int]], heap: str = "512m",
                  log_level: str = "INFO", secrets: KafkaSecrets | None = None) -> None:
         self.home = home
+        self.secrets = secrets
         voters = ",".join(f"{i}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports, 1))
         cluster_id = self._cluster_id()
         self.nodes = [

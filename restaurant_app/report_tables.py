@@ -4,7 +4,11 @@ A new report figure is a name here, a column in a migration (the report table, a
 table with its view) and its computation in ``spark_reports/aggregations.py``.
 """
 
-SALES_KEY = ("granularity", "period_start")
+CHAIN_STORE = ""
+"""The ``store_id`` of the whole chain's report rows (every store's orders); a store's id is never
+empty. Each report row belongs to one store or to the chain (migration 018)."""
+
+SALES_KEY = ("granularity", "period_start", "store_id")
 BILL_FIGURES = (
     "gross_sales", "discounts", "net_sales", "service_charge", "service_charge_revenue", "delivery_fees",
     "tips", "cancellations", "refunds", "net_revenue",
@@ -20,8 +24,9 @@ SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment", "revenue_by_stor
 SALES_STAMPS = ("computed_at", "final", "corrected_at")
 """Set by the publish step, not computed by Spark."""
 
-DISH_COLUMNS = ("granularity", "period_start", "dish", "quantity", "revenue", "rank")
-INSIGHT_COLUMNS = ("kind", "window_start", "window_end", "subject", "figures")
+DISH_FIGURES = ("dish", "quantity", "revenue", "rank")
+DISH_COLUMNS = ("granularity", "period_start", "store_id", *DISH_FIGURES)
+INSIGHT_COLUMNS = ("store_id", "kind", "window_start", "window_end", "subject", "figures")
 """What the job stores of an insight; its sentence is written by the web, in the page's language
 (rows stored before migration 013 also have an English ``message``)."""
 

@@ -631,6 +631,8 @@ def _strings(typed: _TypedOrder) -> int:
 
 
 _TYPED_DECODER = msgspec.json.Decoder(_TypedOrder)
+_QUOTE_OR_BACKSLASH_ESCAPED = re.compile(rb'\\["\\]')
+"""An escape after which a quote may not open or close a string: the fast path counts quotes."""
 _ORDER_STRINGS = _strings_per_object(_TypedOrder)
 _LINE_STRINGS = _strings_per_object(_TypedItem)
 _PAYMENT_STRINGS = _strings_per_object(_TypedPayment)
@@ -642,20 +644,24 @@ def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta)
     """The order in ``raw`` if it has the usual form, else ``None``: ``full_path_order`` then decides.
 
     The usual form is what the generator publishes: an order's fields of its version and no
-    others, each of its JSON type, amounts as strings, and no escape sequence. msgspec decodes
-    and types it in C; its values then pass the same checks as in the full path. So an order
-    this accepts is the ``Order`` the full path would give, and anything else is left to the
-    full path and its reasons, which msgspec's errors do not match. The property tests compare
-    the two paths.
+    others, each of its JSON type, amounts as strings, and no escaped quote or backslash
+    (``\\u00e3`` and the like are fine: producers that write ASCII-only JSON escape every accent).
+    msgspec decodes and types it in C; its values then pass the same checks as in the full path.
+    So an order this accepts is the ``Order`` the full path would give, and anything else is left
+    to the full path and its reasons, which msgspec's errors do not match. The property tests
+    compare the two paths.
     """
-    if not raw or len(raw) > MAX_MESSAGE_BYTES or b"\\" in raw:
+    if not raw or len(raw) > MAX_MESSAGE_BYTES:
+        return None
+    if b"\\" in raw and _QUOTE_OR_BACKSLASH_ESCAPED.search(raw):
         return None
     try:
         typed = _TYPED_DECODER.decode(raw)
     except msgspec.DecodeError:  # msgspec.ValidationError is one too
         return None
-    # With no escapes, each quote opens or closes a string. More strings than the order's keys
-    # and text values means a key given twice: msgspec keeps the last, the full path refuses it.
+    # With no escaped quote or backslash, each quote opens or closes a string. More strings than
+    # the order's keys and text values means a key given twice: msgspec keeps the last, the full
+    # path refuses it.
     if raw.count(b'"') != 2 * _strings(typed):
         return None
     try:

@@ -1,7 +1,8 @@
 """Every report figure of whole bills, cancellations and refunds (README, "Report figures"):
 Spark's reports equal an independent SQL computation over the stored orders and events, for
-every minute, hour and business day, with version 1 and 2 orders mixed, orders straddling the
-business day's start, and a late cancellation that corrects windows already final."""
+every minute, hour and business day, of each store and of the chain, with version 1 and 2 orders
+mixed, orders straddling the business day's start, and a late cancellation that corrects windows
+already final."""
 
 import asyncio
 from dataclasses import asdict, replace
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 ZONE = ZoneInfo("America/Sao_Paulo")
 DAY_STARTS = 4
+STORES = ("loja-centro", "loja-praia")
 FIRST = datetime(2026, 11, 24, 2, 30, tzinfo=ZONE)  # 90 minutes before the business day's start
 """The first order; one every 45 s for three hours, so that the night straddles 04:00."""
 
@@ -38,11 +40,12 @@ WITH lines AS (
            sum(revenue) FILTER (WHERE kind = 'refund') AS refunded
     FROM order_events GROUP BY order_id
 ), bills AS (
-    SELECT o.created_at, o.total, o.discount, o.service_charge, o.delivery_fee, o.tip,
+    SELECT o.created_at, s.store, o.total, o.discount, o.service_charge, o.delivery_fee, o.tip,
            CASE WHEN o.service_charge_is_revenue THEN o.service_charge ELSE 0 END AS service_revenue,
            l.gross, l.line_discounts, l.items,
            coalesce(t.cancelled, 0) AS cancelled, coalesce(t.refunded, 0) AS refunded
     FROM orders o
+    CROSS JOIN LATERAL (VALUES (o.store_id), ('')) AS s (store)  -- its store's and the chain's ('')
     JOIN lines l ON l.order_id = o.order_id AND l.order_created_at = o.created_at
     LEFT JOIN taken t ON t.order_id = o.order_id
 ), windows AS (
@@ -52,7 +55,8 @@ WITH lines AS (
     UNION ALL
     SELECT 'day', date_trunc('day', created_at - %(shift)s, %(zone)s) + %(shift)s, b.* FROM bills b
 )
-SELECT granularity, period_start, count(*) AS orders, sum(items) AS items_sold, sum(total) AS gross_revenue,
+SELECT granularity, period_start, store, count(*) AS orders, sum(items) AS items_sold,
+       sum(total) AS gross_revenue,
        round(sum(total) / count(*), 2) AS avg_ticket,
        sum(gross) AS gross_sales, sum(line_discounts + discount) AS discounts,
        sum(gross - line_discounts - discount) AS net_sales, sum(service_charge) AS service_charge,
@@ -60,40 +64,48 @@ SELECT granularity, period_start, count(*) AS orders, sum(items) AS items_sold, 
        sum(cancelled) AS cancellations, sum(refunded) AS refunds,
        sum(gross - line_discounts - discount + service_revenue + delivery_fee - cancelled - refunded)
            AS net_revenue
-FROM windows GROUP BY granularity, period_start ORDER BY granularity, period_start
+FROM windows GROUP BY granularity, period_start, store ORDER BY granularity, period_start, store
 """
 FIGURE_NAMES = ("orders", "items_sold", "gross_revenue", "avg_ticket", *BILL_FIGURES)
 REPORTED_FIGURES = f"""
-SELECT granularity, period_start, {", ".join(FIGURE_NAMES)}
-FROM report_sales ORDER BY granularity, period_start
+SELECT granularity, period_start, store_id, {", ".join(FIGURE_NAMES)}
+FROM report_sales ORDER BY granularity, period_start, store_id
 """
 
 EXPECTED_PAYMENTS = """
 WITH paid AS (
-    SELECT o.created_at, p ->> 'method' AS method, (p ->> 'amount')::numeric AS amount
+    SELECT o.created_at, o.store_id, p ->> 'method' AS method, (p ->> 'amount')::numeric AS amount
     FROM orders o CROSS JOIN jsonb_array_elements(o.payments) p
     UNION ALL
-    SELECT created_at, payment_method, total FROM orders WHERE payments IS NULL
+    SELECT created_at, store_id, payment_method, total FROM orders WHERE payments IS NULL
+), stores AS (
+    SELECT created_at, store, method, amount FROM paid CROSS JOIN LATERAL (VALUES (store_id), ('')) s (store)
 ), windows AS (
-    SELECT 'minute' AS granularity, date_trunc('minute', created_at) AS period_start, method, amount FROM paid
+    SELECT 'minute' AS granularity, date_trunc('minute', created_at) AS period_start, store, method, amount
+    FROM stores
     UNION ALL
-    SELECT 'hour', date_trunc('hour', created_at, %(zone)s), method, amount FROM paid
+    SELECT 'hour', date_trunc('hour', created_at, %(zone)s), store, method, amount FROM stores
     UNION ALL
-    SELECT 'day', date_trunc('day', created_at - %(shift)s, %(zone)s) + %(shift)s, method, amount FROM paid
+    SELECT 'day', date_trunc('day', created_at - %(shift)s, %(zone)s) + %(shift)s, store, method, amount
+    FROM stores
 )
-SELECT granularity, period_start, method, sum(amount) FROM windows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+SELECT granularity, period_start, store, method, sum(amount) FROM windows
+GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
 """
 REPORTED_PAYMENTS = """
-SELECT r.granularity, r.period_start, p.key, p.value::text::numeric
-FROM report_sales r CROSS JOIN jsonb_each(r.payments_by_method) p ORDER BY 1, 2, 3
+SELECT r.granularity, r.period_start, r.store_id, p.key, p.value::text::numeric
+FROM report_sales r CROSS JOIN jsonb_each(r.payments_by_method) p ORDER BY 1, 2, 3, 4
 """
-CORRECTED = "SELECT granularity, period_start FROM report_sales WHERE corrected_at IS NOT NULL ORDER BY 1, 2"
+CORRECTED = """
+SELECT granularity, period_start, store_id FROM report_sales WHERE corrected_at IS NOT NULL ORDER BY 1, 2, 3
+"""
 
 
 def night() -> tuple[list[Order], list[OrderEvent]]:
     """Whole bills and plain version 1 orders, one every 45 s, and the bills' cancellations and refunds."""
     bills, plain = OrderGenerator(seed=21, whole_bills=True), OrderGenerator(seed=22)
-    orders = [(bills if n % 3 else plain).order((FIRST + timedelta(seconds=45 * n)).astimezone(UTC))
+    orders = [(bills if n % 3 else plain).order((FIRST + timedelta(seconds=45 * n)).astimezone(UTC),
+                                                STORES[n % len(STORES)])
               for n in range(240)]
     events = bills.events_for(orders)
     # The generator's ~3% are too few to be sure of both kinds: every 25th order is refunded a line too.
@@ -127,10 +139,10 @@ def run_job(url: str) -> dict:
 def assert_reports_equal_sql(url: str) -> None:
     params = {"zone": str(ZONE), "shift": timedelta(hours=DAY_STARTS)}
     expected, reported = query(url, EXPECTED_FIGURES, params), query(url, REPORTED_FIGURES)
-    assert [row[:2] for row in reported] == [row[:2] for row in expected]
+    assert [row[:3] for row in reported] == [row[:3] for row in expected]
     for want, got in zip(expected, reported, strict=True):
-        figures = dict(zip(FIGURE_NAMES, got[2:], strict=True))
-        assert dict(zip(FIGURE_NAMES, want[2:], strict=True)) == figures, want[:2]
+        figures = dict(zip(FIGURE_NAMES, got[3:], strict=True))
+        assert dict(zip(FIGURE_NAMES, want[3:], strict=True)) == figures, want[:3]
     assert query(url, REPORTED_PAYMENTS) == query(url, EXPECTED_PAYMENTS, params)
 
 
@@ -139,11 +151,12 @@ def test_every_figure_of_every_window_equals_an_independent_sql_computation(data
     asyncio.run(store(database_url, orders, events))
     assert run_job(database_url)["status"] == "succeeded"
     assert_reports_equal_sql(database_url)
-    days = query(database_url, "SELECT period_start FROM report_sales WHERE granularity = 'day' ORDER BY 1")
+    days = query(database_url, "SELECT period_start FROM report_sales WHERE granularity = 'day'"
+                               " AND store_id = '' ORDER BY 1")
     assert [row[0] for row in days] == [datetime(2026, 11, d, DAY_STARTS, tzinfo=ZONE) for d in (23, 24)]
     totals = query(database_url, "SELECT sum(cancellations), sum(refunds), sum(discounts),"
                                  " sum(service_charge), sum(delivery_fees), sum(tips)"
-                                 " FROM report_sales WHERE granularity = 'day'")[0]
+                                 " FROM report_sales WHERE granularity = 'day' AND store_id = ''")[0]
     assert all(total > 0 for total in totals), totals  # the night has every kind of figure
     assert query(database_url, CORRECTED) == []
 
@@ -156,11 +169,12 @@ def test_every_figure_of_every_window_equals_an_independent_sql_computation(data
     assert run_job(database_url)["status"] == "succeeded"
     assert_reports_equal_sql(database_url)
     local = late.created_at.astimezone(ZONE)
-    assert query(database_url, CORRECTED) == [
-        ("day", datetime(local.year, local.month, local.day, DAY_STARTS, tzinfo=ZONE)),
-        ("hour", local.replace(minute=0, second=0, microsecond=0)),
-        ("minute", local.replace(second=0, microsecond=0)),
-    ]
+    windows = [("day", datetime(local.year, local.month, local.day, DAY_STARTS, tzinfo=ZONE)),
+               ("hour", local.replace(minute=0, second=0, microsecond=0)),
+               ("minute", local.replace(second=0, microsecond=0))]
+    assert query(database_url, CORRECTED) == [(*window, store) for window in windows
+                                              for store in sorted(["", late.store_id])]
     cancelled = query(database_url, "SELECT cancellations FROM report_sales WHERE granularity = 'minute'"
-                                    " AND period_start = %s", (local.replace(second=0, microsecond=0),))
+                                    " AND period_start = %s AND store_id = ''",
+                      (local.replace(second=0, microsecond=0),))
     assert cancelled[0][0] >= late.total - late.service_charge > Decimal(0)

@@ -154,7 +154,8 @@ def test_a_server_that_is_down_fails_the_run_in_one_line_and_the_next_run_recove
 
     recovered = run_report_job(url, env=on_server(spark_server))
     assert recovered["status"] == "succeeded" and recovered["orders_read"] == 1
-    assert query(url, "SELECT count(*) FROM report_sales") == [(3,)]  # its minute, hour and day
+    # its minute, hour and day, for its store and for the chain
+    assert query(url, "SELECT count(*) FROM report_sales") == [(6,)]
 
 
 @contextmanager
@@ -218,11 +219,12 @@ class FakeServer:
 
     def __init__(self, home: Path, port: int, **options: str) -> None:
         self.port, self.log_file, self.state = port, home / "server.log", "new"
+        self.token_file = home / "token"
         FakeServer.instances.append(self)
 
     @property
     def remote(self) -> str:
-        return f"sc://127.0.0.1:{self.port}"
+        return f"sc://localhost:{self.port}/;token=made-on-start"
 
     def start(self) -> None:
         if FakeServer.fail:
@@ -253,7 +255,7 @@ def test_make_run_starts_the_server_and_gives_the_worker_its_address(
 ):
     monkeypatch.delenv("SPARK_REMOTE", raising=False)
     with stack_with_fake_server(monkeypatch, tmp_path) as env:
-        assert env == {"SPARK_REMOTE": "sc://127.0.0.1:15999"}
+        assert env == {"SPARK_REMOTE": "sc://localhost:15999/;token=made-on-start"}
         assert [server.state for server in FakeServer.instances] == ["started"]
     assert [server.state for server in FakeServer.instances] == ["stopped"]
 

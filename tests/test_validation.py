@@ -245,6 +245,26 @@ def test_the_optional_fields_take_the_fast_path_left_out_or_null(change):
     assert fast.schema_version == 1
 
 
+def test_an_order_written_in_ascii_only_json_takes_the_fast_path_and_gives_what_the_full_path_gives():
+    """Producers that escape every accent (``Jo\\u00e3o``) get msgspec's speed too."""
+    now, skew = datetime.now(UTC), timedelta(minutes=5)
+    raw = mutated(set_field("customer_name", "João Cônego\u00a0Müller"), ensure_ascii=True)
+    assert b"\\u00e3" in raw
+    fast = fast_path_order(raw, now, skew)
+    assert fast is not None and fast == full_path_order(raw, now, skew)
+    assert fast.customer_name == "João Cônego\u00a0Müller"
+
+
+@pytest.mark.parametrize("name", ['Ana "Aninha" Souza', "C:\\Ana"],
+                         ids=["escaped quote", "escaped backslash"])
+def test_an_escaped_quote_or_backslash_goes_to_the_full_path(name: str):
+    """Then a quote may not open or close a string, and the fast path's count of them is wrong."""
+    now, skew = datetime.now(UTC), timedelta(minutes=5)
+    raw = usual_form(set_field("customer_name", name))
+    assert fast_path_order(raw, now, skew) is None
+    assert parse_order(raw, max_clock_skew=skew, now=now).customer_name == name
+
+
 def usual_form(change) -> bytes:
     """A valid order changed by ``change``, written as the generator writes: compact, raw UTF-8."""
     return mutated(change, ensure_ascii=False, separators=(",", ":"))

@@ -2,18 +2,21 @@
 
 "Today" and hours follow the restaurant's clock: each query takes its time zone as a parameter, and
 "today" is the business day (``restaurant_app.business_day``), which starts at BUSINESS_DAY_STARTS.
+Each figure is a store's or, with the store ``CHAIN_STORE``, the whole chain's (``%(store)s``).
 Money comes back as ``numeric`` with two decimals, so it reaches JSON as an exact string.
 """
 
 from typing import Any
 
 from restaurant_app.business_day import SQL_DAY_START, shift
-from restaurant_app.worker import database
+from restaurant_app.worker import web_database
 
+# An order of the store asked for; every order when the chain is asked for.
+OF_STORE = "(%(store)s = '' OR store_id = %(store)s)"
 DAY_START = SQL_DAY_START.format(moment="c.now", shift="c.shift", zone="c.zone")
 YESTERDAY_START = SQL_DAY_START.format(moment="date_subtract(c.now, interval '1 day', c.zone)",
                                        shift="c.shift", zone="c.zone")
-CLOCK = "clock AS (SELECT now() AS now, %s::text AS zone, %s::interval AS shift)"
+CLOCK = "clock AS (SELECT now() AS now, %(zone)s::text AS zone, %(shift)s::interval AS shift)"
 
 # Today so far against the same stretch of yesterday, in the restaurant's time zone. The items
 # are the lines of the same orders, read by their order's created_at (order_items' partition key)
@@ -36,17 +39,20 @@ CROSS JOIN LATERAL (
            count(DISTINCT customer_id) AS unique_customers,
            coalesce(sum(total - CASE WHEN service_charge_is_revenue THEN 0 ELSE service_charge END), 0)
                AS billed_revenue
-    FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
+    FROM orders WHERE created_at >= p.starts AND created_at <= p.ends AND {OF_STORE}
 ) o
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(quantity), 0)::bigint AS items,
            coalesce(sum(unit_price * quantity), 0)::numeric(24,2) AS gross_sales
     FROM order_items
     WHERE order_created_at >= p.starts AND order_created_at <= p.ends
+      AND (%(store)s = '' OR order_id IN (
+          SELECT order_id FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
+                                        AND store_id = %(store)s))
 ) i
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(revenue), 0) AS taken FROM order_events
-    WHERE order_created_at >= p.starts AND order_created_at <= p.ends
+    WHERE order_created_at >= p.starts AND order_created_at <= p.ends AND {OF_STORE}
 ) e
 """
 """Gross sales and net revenue as the reports define them (README, "Report figures"): the bills'
@@ -58,7 +64,7 @@ TODAY_BY_CHANNEL_AND_PAYMENT = f"""
 WITH {CLOCK},
 today AS (
     SELECT o.* FROM orders o, clock c
-    WHERE o.created_at >= {DAY_START} AND o.created_at <= c.now
+    WHERE o.created_at >= {DAY_START} AND o.created_at <= c.now AND {OF_STORE}
 )
 SELECT 'channel' AS breakdown, channel AS name, count(*) AS orders,
        sum(total)::numeric(24,2) AS revenue
@@ -73,15 +79,15 @@ ORDER BY breakdown, revenue DESC, name
 """
 
 # Revenue and orders in each of the last N minutes, quiet ones as zero; the last is under way.
-MINUTES = """
+MINUTES = f"""
 WITH clock AS (
     SELECT date_trunc('minute', now()) AS current,
-           date_trunc('minute', now()) - (%s::integer - 1) * interval '1 minute' AS first
+           date_trunc('minute', now()) - (%(minutes)s::integer - 1) * interval '1 minute' AS first
 ),
 sales AS (
     SELECT date_trunc('minute', o.created_at) AS minute, count(*) AS orders, sum(o.total) AS revenue
     FROM orders o, clock c
-    WHERE o.created_at >= c.first AND o.created_at < c.current + interval '1 minute'
+    WHERE o.created_at >= c.first AND o.created_at < c.current + interval '1 minute' AND {OF_STORE}
     GROUP BY 1
 )
 SELECT m.minute, coalesce(s.orders, 0) AS orders,
@@ -91,6 +97,47 @@ FROM clock c
 CROSS JOIN generate_series(c.first, c.current, interval '1 minute') AS m (minute)
 LEFT JOIN sales s ON s.minute = m.minute
 ORDER BY m.minute
+"""
+
+# The minute under way as its report will count it, from its stored orders alone (a range of the
+# orders' created_at index and each order's lines by key): a provisional report, read afresh on
+# each request, that the report job's final one replaces once the minute has closed.
+MINUTE_UNDER_WAY = """
+WITH clock AS (SELECT date_trunc('minute', now()) AS starts, now() AS at),
+o AS (
+    SELECT o.order_id, o.created_at, o.customer_id, o.channel, o.payment_method, o.total
+    FROM orders o, clock c
+    WHERE o.created_at >= c.starts AND o.created_at < c.starts + interval '1 minute'
+      AND (%(store)s = '' OR o.store_id = %(store)s)
+),
+dishes AS (
+    SELECT i.dish, sum(i.quantity) AS quantity
+    FROM o JOIN order_items i ON i.order_id = o.order_id AND i.order_created_at = o.created_at
+    GROUP BY i.dish
+),
+top AS (SELECT dish, quantity FROM dishes ORDER BY quantity DESC, dish COLLATE "C" LIMIT 1),
+totals AS (
+    SELECT count(*) AS orders, coalesce(sum(total), 0) AS revenue,
+           count(DISTINCT customer_id) AS customers,
+           coalesce(sum(total) FILTER (WHERE customer_id IS NOT NULL), 0) AS identified_revenue
+    FROM o
+)
+SELECT c.starts AS period_start, c.starts + interval '1 minute' AS period_end, t.orders,
+       (SELECT coalesce(sum(quantity), 0) FROM dishes)::bigint AS items_sold,
+       t.revenue::numeric(24,2) AS gross_revenue,
+       coalesce(round(t.revenue / nullif(t.orders, 0), 2), 0)::numeric(24,2) AS avg_ticket,
+       t.customers AS unique_customers,
+       round(t.identified_revenue / nullif(t.customers, 0), 2)::numeric(24,2) AS avg_spend_per_customer,
+       (SELECT dish FROM top) AS top_dish,
+       coalesce((SELECT quantity FROM top), 0)::bigint AS top_dish_quantity,
+       (SELECT coalesce(jsonb_object_agg(channel, revenue), '{}') FROM
+            (SELECT channel, sum(total)::numeric(24,2) AS revenue FROM o GROUP BY channel) x)
+           AS revenue_by_channel,
+       (SELECT coalesce(jsonb_object_agg(payment_method, revenue), '{}') FROM
+            (SELECT payment_method, sum(total)::numeric(24,2) AS revenue FROM o GROUP BY payment_method) x)
+           AS revenue_by_payment,
+       c.at AS computed_at
+FROM clock c, totals t
 """
 
 # The Spark job's dish ranking for the hour and the day under way, with when it was computed.
@@ -105,16 +152,18 @@ SELECT w.granularity, w.period_start, s.computed_at, d.dish, d.quantity,
        d.revenue::numeric(24,2) AS revenue, d.rank
 FROM windows w
 LEFT JOIN report_sales s ON s.granularity = w.granularity AND s.period_start = w.period_start
+    AND s.store_id = %(store)s
 LEFT JOIN report_dishes d ON d.granularity = w.granularity AND d.period_start = w.period_start
-    AND d.rank <= %s
+    AND d.store_id = %(store)s AND d.rank <= %(limit)s
 ORDER BY w.granularity, d.rank
 """
 
 LATEST_INSIGHTS = """
 SELECT kind, subject, window_start, window_end, message, figures, computed_at
 FROM report_insights
+WHERE store_id = %(store)s
 ORDER BY window_start DESC, kind, subject
-LIMIT %s
+LIMIT %(limit)s
 """
 
 INGEST_AND_REJECTIONS = """
@@ -156,12 +205,12 @@ LIMIT %s
 """
 
 
-async def today(zone: str, day_starts_hour: int = 0) -> dict[str, Any]:
+async def today(zone: str, store: str, day_starts_hour: int = 0) -> dict[str, Any]:
     """Today (the business day) so far and the same stretch of yesterday, with today's channels,
     payments and stores."""
-    clock = (zone, shift(day_starts_hour))
-    periods = await database.fetch_all(TODAY_AGAINST_YESTERDAY, clock)
-    parts = await database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, clock)
+    clock = {"zone": zone, "shift": shift(day_starts_hour), "store": store}
+    periods = await web_database.fetch_all(TODAY_AGAINST_YESTERDAY, clock)
+    parts = await web_database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, clock)
     by_period = {row.pop("period"): row for row in periods}
     return {
         "today": by_period["today"],
@@ -172,13 +221,18 @@ async def today(zone: str, day_starts_hour: int = 0) -> dict[str, Any]:
     }
 
 
-async def minutes(hours: int) -> list[dict[str, Any]]:
-    return await database.fetch_all(MINUTES, (hours * 60,))
+async def minutes(hours: int, store: str) -> list[dict[str, Any]]:
+    return await web_database.fetch_all(MINUTES, {"minutes": hours * 60, "store": store})
 
 
-async def current_dishes(zone: str, limit: int, day_starts_hour: int = 0) -> dict[str, Any]:
+async def minute_under_way(store: str) -> dict[str, Any]:
+    return (await web_database.fetch_all(MINUTE_UNDER_WAY, {"store": store}))[0]
+
+
+async def current_dishes(zone: str, limit: int, store: str, day_starts_hour: int = 0) -> dict[str, Any]:
     """The report of the hour and of the business day under way: its dishes, or none if not computed yet."""
-    rows = await database.fetch_all(CURRENT_DISHES, (zone, shift(day_starts_hour), limit))
+    rows = await web_database.fetch_all(CURRENT_DISHES, {"zone": zone, "shift": shift(day_starts_hour),
+                                                     "limit": limit, "store": store})
     windows: dict[str, Any] = {}
     for row in rows:
         window = windows.setdefault(row["granularity"], {
@@ -189,20 +243,20 @@ async def current_dishes(zone: str, limit: int, day_starts_hour: int = 0) -> dic
     return windows
 
 
-async def latest_insights(limit: int) -> list[dict[str, Any]]:
-    return await database.fetch_all(LATEST_INSIGHTS, (limit,))
+async def latest_insights(limit: int, store: str) -> list[dict[str, Any]]:
+    return await web_database.fetch_all(LATEST_INSIGHTS, {"limit": limit, "store": store})
 
 
 async def pipeline() -> dict[str, Any]:
     """Ingest rate, rejections of the last hour, the last report run and the skipped windows."""
-    counts = (await database.fetch_all(INGEST_AND_REJECTIONS))[0]
-    runs = await database.fetch_all(LAST_FINISHED_RUN)
-    skipped = (await database.fetch_all(SKIPPED_COUNT))[0]
+    counts = (await web_database.fetch_all(INGEST_AND_REJECTIONS))[0]
+    runs = await web_database.fetch_all(LAST_FINISHED_RUN)
+    skipped = (await web_database.fetch_all(SKIPPED_COUNT))[0]
     return {**counts, "last_run": runs[0] if runs else None, "skipped_windows": skipped}
 
 
 async def recent_rejections(hours: int, limit: int) -> dict[str, Any]:
-    rows = await database.fetch_all(RECENT_REJECTIONS, (hours, limit))
+    rows = await web_database.fetch_all(RECENT_REJECTIONS, (hours, limit))
     return {
         "total": rows[0]["total"] if rows else 0,
         "rejections": [without(row, "total") for row in rows],

@@ -9,7 +9,6 @@ the same order again is safe: the worker stores an ``order_id`` once. The contra
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 from datetime import timedelta
 
@@ -20,7 +19,8 @@ from faust.exceptions import ProducerSendError
 
 from restaurant_app.contract import MAX_BATCH_ORDERS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, openapi
 from restaurant_app.errors import PipelineError
-from restaurant_app.models import Order
+from restaurant_app.models import Order, kafka_key
+from restaurant_app.settings import is_loopback
 from restaurant_app.validation import MAX_MESSAGE_BYTES, InvalidOrder, parse_order
 from restaurant_app.worker import app, orders_topic, settings
 
@@ -39,16 +39,6 @@ class Refused(PipelineError):
     def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None, **extra: object):
         super().__init__(reason)
         self.status, self.reason, self.headers, self.extra = status, reason, headers or {}, extra
-
-
-def is_loopback(host: str) -> bool:
-    """Whether the web server listening on ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_token(authorization: str | None, token: str, host: str) -> None:
@@ -111,7 +101,7 @@ def parse_all(messages: list[bytes], batch: bool, max_clock_skew: timedelta) -> 
 async def publish(orders: list[Order]) -> None:
     """Publish ``orders`` and wait until Kafka has acknowledged them all; 503 if it does not."""
     try:
-        deliveries = [await orders_topic.send(key=o.order_id, value=o.dumps()) for o in orders]
+        deliveries = [await orders_topic.send(key=kafka_key(o.store_id), value=o.dumps()) for o in orders]
         await asyncio.wait_for(asyncio.gather(*deliveries), KAFKA_WAIT_SECONDS)
     except (KafkaError, ProducerSendError, TimeoutError) as exc:
         log.warning("Kafka did not acknowledge %d posted order(s) (%s); the sender is told to retry.",
@@ -149,7 +139,7 @@ class OrdersView(web.View):
 
 @app.page("/api/openapi.json")
 async def openapi_document(view: web.View, request: web.Request) -> web.Response:
-    """The OpenAPI document of ``POST /api/orders`` (also ``docs/openapi.json``)."""
+    """The OpenAPI document of ``POST /api/orders`` and the GET endpoints (also ``docs/openapi.json``)."""
     return view.json(OPENAPI)
 
 
