@@ -6,6 +6,7 @@ The job is launched ``HEAD_START_SECONDS`` before that moment and waits for it w
 """
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ runner = ReportRunner(
     cwd=PROJECT_ROOT,
     record_failure=partial(record_failure, settings.database_url),
     preload=MODULES,
+    env=({**os.environ, "DATABASE_URL": settings.report_job_database_url}  # the job's own role
+         if settings.report_job_database_url else None),
 )
 schedule = AlignedSchedule(settings.report_interval_seconds, settings.report_grace_seconds,
                            lead=min(HEAD_START_SECONDS, settings.report_interval_seconds / 2))

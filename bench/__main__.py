@@ -24,7 +24,7 @@ from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
-from bench.soak import POSTGRES_DOWN_SECONDS, samples, slopes, soak_run
+from bench.soak import POSTGRES_DOWN_SECONDS, samples, second_half, slope_per_hour, slopes, soak_run
 from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
@@ -39,14 +39,12 @@ FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_second
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
         "full_runs": 1, "full_up_to": 5_000_000, "freshness_minutes": 10,
         "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200,
-        "disk_orders": 10_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "60")),
-        "chain_minutes": 10}
+        "disk_orders": 10_000, "soak_minutes": 60, "chain_minutes": 10}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
          "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50,
-         "disk_orders": 2_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "5")),
-         "chain_minutes": 3}
+         "disk_orders": 2_000, "soak_minutes": 5, "chain_minutes": 3}
 CHAIN_STORES = 50
 LARGE_REPORT_SIZE = 1_000_000
 
@@ -57,6 +55,8 @@ P99_TARGET_MS = 250
 REPORT_GROWTH_TARGET = 1.5
 API_BATCH_TARGET = 5_000
 API_P99_TARGET_MS = 50
+WORKER_GROWTH_TARGET = 10.0
+"""MiB an hour: a worker growing faster would take 240 MiB more each day."""
 
 INGEST_FIGURES = [
     Figure("orders_per_s", "Worker: orders/s"),
@@ -168,7 +168,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--disk-orders", type=int, help="orders stored to measure disk use (10,000)")
     parser.add_argument("--disk-rate", type=float, default=100.0,
                         help="orders/s published while disk use is measured (100)")
-    parser.add_argument("--soak-minutes", type=int,
+    parser.add_argument("--soak-minutes", type=int, default=os.environ.get("SOAK_MINUTES") or None,
                         help="length of the soak (SOAK_MINUTES, else 60; --quick: 5)")
     parser.add_argument("--soak-rate", type=float, default=20.0,
                         help="orders/s published through the soak (20)")
@@ -419,7 +419,8 @@ def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) 
         f" ({soak.published:,} orders). A third of the way in PostgreSQL is stopped for"
         f" {POSTGRES_DOWN_SECONDS:.0f} s and started again; two thirds in, the worker is stopped"
         f" (SIGTERM) and a new one started. Every minute: the resident memory of each process"
-        f" and its children (`_rss_mib`; PostgreSQL's `_pss_mib` splits its shared buffers among its"
+        f" and its children (`_rss_mib`; the worker alone, and its fork server with any report job"
+        f" running at that moment apart; PostgreSQL's `_pss_mib` splits its shared buffers among its"
         f" processes), `pg_database_size`, the WAL written since the start and the `pg_wal`"
         f" folder, the topic's disk blocks, the worker's `restaurant_consumer_lag_messages` and"
         f" the orders stored. Slopes: least squares against time, per hour, over the whole run"
@@ -430,9 +431,16 @@ def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) 
                                  ["Series", "first", "last", "slope/h, whole run", "slope/h, second half"],
                                  slopes(soak)))
     header, rows = samples(soak)
-    report.sections.append(Table("Soak: the samples, a minute apart", "", header, rows))
+    report.sections.append(Table("Soak: the samples, a minute apart",
+                                 "An empty cell could not be read at that moment (the worker restarting,"
+                                 " PostgreSQL down). Memory and disk in MiB.", header, rows))
     report.targets.append(("Soak: every published order stored through a PostgreSQL and a worker restart",
                            f"{soak.stored:,} of {soak.published:,}", soak.stored == soak.published))
+    growth = slope_per_hour(*second_half(soak, soak.series["worker_rss_mib"]))
+    report.targets.append((
+        f"Soak: the worker's memory levels off (second half under {WORKER_GROWTH_TARGET:.0f} MiB an hour)",
+        "n/a" if growth is None else f"{growth:,.1f} MiB/h",
+        growth is not None and growth < WORKER_GROWTH_TARGET))
 
 
 MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,

@@ -5,7 +5,6 @@ import logging
 import os
 import pwd
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.java import StackError
 from infra.process import tail
+from infra.secret_file import make_secret, read_secret
 
 log = logging.getLogger("infra")
 
@@ -36,6 +36,9 @@ SUPERUSER = "postgres"
 AUTH_METHOD = "scram-sha-256"
 TRUST_LINE = re.compile(r"^(?![ \t]*#)(.*[ \t])trust([ \t]*)$", re.MULTILINE)
 """A pg_hba.conf line, not a comment, that lets its clients in without a password."""
+
+APP_ROLES = ("restaurant_ingest", "restaurant_reports", "restaurant_web")
+"""The least-privileged roles migration 023 makes; ``enable_roles`` lets them log in."""
 
 REPLICATION_SLOT = "reports_replica"
 SLOT_WAL_LIMIT = "2GB"
@@ -63,11 +66,26 @@ class PostgresServer:
         return f"postgresql://{SUPERUSER}:{quote(self.password(), safe='')}@127.0.0.1:{self.port}/{database}"
 
     def password(self) -> str:
-        try:
-            return self.password_file.read_text().strip()
-        except FileNotFoundError:
-            raise StackError(f"{self.password_file} is missing: PostgreSQL in {self.home} has not"
-                             " been started yet, or its password file was deleted.") from None
+        return read_secret(self.password_file, f"PostgreSQL in {self.home}")
+
+    def role_password_file(self, role: str) -> Path:
+        """Where the password of ``role`` (one of ``APP_ROLES``) is kept, readable by its owner only."""
+        return self.home / "roles" / role
+
+    def role_url(self, role: str, database: str) -> str:
+        """The libpq URL of ``database`` as ``role``, with its password."""
+        password = read_secret(self.role_password_file(role), f"The PostgreSQL role {role}")
+        return f"postgresql://{role}:{quote(password, safe='')}@127.0.0.1:{self.port}/{database}"
+
+    def enable_roles(self, database: str) -> None:
+        """Let each of ``APP_ROLES`` (made by the migrations of ``database``) log in with a
+        password of its own, made on first use; sent to the server as a verifier only."""
+        (self.home / "roles").mkdir(mode=0o700, exist_ok=True)
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
+            for role in APP_ROLES:
+                make_secret(self.role_password_file(role))
+                password = read_secret(self.role_password_file(role), f"The PostgreSQL role {role}")
+                _set_password(conn, role, password, login=True)
 
     def start(self) -> None:
         """Create the cluster on first use and start the server; wait until it accepts connections."""
@@ -113,11 +131,7 @@ class PostgresServer:
 
     def _make_password(self) -> None:
         """Unless one is kept, make a password and keep it in ``password_file``, readable by its owner."""
-        if self.password_file.exists():
-            return
-        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_urlsafe(24) + "\n")
+        make_secret(self.password_file)
 
     @contextmanager
     def _password_for_server(self) -> Iterator[Path]:
@@ -141,12 +155,7 @@ class PostgresServer:
         """Give a cluster made with ``trust`` a password and make pg_hba.conf ask for it."""
         self._make_password()
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            # Sent as a scram-sha-256 verifier, so the password itself never reaches the server.
-            verifier = conn.pgconn.encrypt_password(
-                self.password().encode(), SUPERUSER.encode(), AUTH_METHOD.encode()
-            ).decode()
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(SUPERUSER), sql.Literal(verifier)))
+            _set_password(conn, SUPERUSER, self.password())
         hba = self.data_dir / "pg_hba.conf"
         hba.write_text(TRUST_LINE.sub(rf"\g<1>{AUTH_METHOD}\g<2>", hba.read_text()))
         self._run("pg_ctl", "reload", "-D", str(self.data_dir))
@@ -195,7 +204,14 @@ class PostgresReplica(PostgresServer):
 
     def url(self, database: str = "postgres") -> str:
         """The primary's URL (the same users) on the replica's port."""
-        parts = urlsplit(self.primary.url(database))
+        return self._on_replica(self.primary.url(database))
+
+    def role_url(self, role: str, database: str) -> str:
+        """The primary's URL of ``role`` (the same roles and passwords) on the replica's port."""
+        return self._on_replica(self.primary.role_url(role, database))
+
+    def _on_replica(self, url: str) -> str:
+        parts = urlsplit(url)
         host = parts.netloc.rsplit(":", 1)[0]
         return urlunsplit(parts._replace(netloc=f"{host}:{self.port}"))
 
@@ -233,6 +249,27 @@ class PostgresReplica(PostgresServer):
         # Queries on the replica hold back the primary's clean-up instead of being cancelled by it.
         with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
             conf.write("hot_standby = on\nhot_standby_feedback = on\n")
+
+
+def write_pgpass(path: Path, urls: list[str]) -> None:
+    """A libpq password file (which the JDBC driver reads too, from ``PGPASSFILE``) holding the
+    logins of ``urls``, readable by its owner only; written afresh each time."""
+    lines = []
+    for url in urls:
+        params = conninfo_to_dict(url)
+        lines.append(":".join(params[key] for key in ("host", "port", "dbname", "user", "password")))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path.chmod(0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write("\n".join(lines) + "\n")
+
+
+def _set_password(conn: psycopg.Connection, role: str, password: str, *, login: bool = False) -> None:
+    """Give ``role`` its password (and LOGIN), sent as a scram-sha-256 verifier, so that the
+    password itself never reaches the server (nor its log)."""
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), AUTH_METHOD.encode()).decode()
+    statement = "ALTER ROLE {} LOGIN PASSWORD {}" if login else "ALTER ROLE {} PASSWORD {}"
+    conn.execute(sql.SQL(statement).format(sql.Identifier(role), sql.Literal(verifier)))
 
 
 def _running(pid: int) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from infra.java import StackError
 from infra.process import check_port_is_free, has_exited, spawn, tail, terminate
+from infra.secret_file import make_spark_auth_file
 from infra.spark_connect import SPARK_HOME
 from restaurant_app.java_runtime import java_executable
 
@@ -19,7 +20,12 @@ WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 class SparkCluster:
     """A standalone master on 127.0.0.1:``port`` (web UI ``webui_port``) and one worker of
     ``cores`` cores and ``memory`` for executors (web UI ``webui_port + 1``), logs and work
-    folders in ``home``."""
+    folders in ``home``.
+
+    Both, and every application on them, authenticate with the shared secret of
+    ``home/auth.properties`` (``spark.authenticate``; made on first start, readable by its owner
+    only, passed as a properties file, never on a command line); their web UIs have no kill links.
+    """
 
     def __init__(self, home: Path, port: int = 7077, webui_port: int = 8080, *,
                  cores: int = 1, memory: str = "1g") -> None:
@@ -30,6 +36,7 @@ class SparkCluster:
         self.memory = memory
         self.master_log = home / "master.log"
         self.worker_log = home / "worker.log"
+        self.auth_file = home / "auth.properties"
         self.master: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
 
@@ -45,6 +52,7 @@ class SparkCluster:
             check_port_is_free(port, "The Spark cluster", "Stop whatever holds that port, or set"
                                " SPARK_MASTER to a master already running.")
         self.home.mkdir(parents=True, exist_ok=True)
+        make_spark_auth_file(self.auth_file)
         try:
             self.master = spawn(self._master_command(), self.master_log, env=self._env(), cwd=self.home)
             self.worker = spawn(self._worker_command(), self.worker_log, env=self._env(), cwd=self.home)
@@ -89,12 +97,14 @@ class SparkCluster:
 
     def _master_command(self) -> list[str]:
         return [str(SPARK_HOME / "bin" / "spark-class"), MASTER_CLASS, "--host", "127.0.0.1",
-                "--port", str(self.port), "--webui-port", str(self.webui_port)]
+                "--port", str(self.port), "--webui-port", str(self.webui_port),
+                "--properties-file", str(self.auth_file)]
 
     def _worker_command(self) -> list[str]:
         return [str(SPARK_HOME / "bin" / "spark-class"), WORKER_CLASS, self.url,
                 "--host", "127.0.0.1", "--cores", str(self.cores), "--memory", self.memory,
-                "--webui-port", str(self.webui_port + 1), "--work-dir", str(self.home / "work")]
+                "--webui-port", str(self.webui_port + 1), "--work-dir", str(self.home / "work"),
+                "--properties-file", str(self.auth_file)]
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

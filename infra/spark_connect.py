@@ -9,11 +9,14 @@ from pathlib import Path
 
 from infra.java import StackError
 from infra.process import ChildProcess, check_port_is_free, spawn, tail
+from infra.secret_file import make_secret, read_secret
 from restaurant_app.java_runtime import java_executable, jdbc_driver
 from restaurant_app.settings import DEFAULT_JARS_DIR
 
 SPARK_HOME = Path(importlib.util.find_spec("pyspark").submodule_search_locations[0])
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+TOKEN_VARIABLE = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+"""Where the server reads the token every client must present (``spark.connect.authenticate.token``)."""
 
 LOG4J2_PROPERTIES = """\
 rootLogger.level = {level}
@@ -31,13 +34,18 @@ class SparkConnectServer(ChildProcess):
     """One Spark Connect server on 127.0.0.1:``port``, with its log and scratch files in ``home``.
 
     The PostgreSQL JDBC driver is on its class path, since the report job's reads and writes
-    run in the server; new sessions start in the restaurant's time zone.
+    run in the server; new sessions start in the restaurant's time zone. Every client must
+    give the token made on first start and kept in ``home/token`` (readable by its owner only):
+    it reaches the server in its environment, never on a command line that others can read.
     """
 
     def __init__(self, home: Path, port: int = 15002, *, timezone: str, master: str = "local[*]",
                  driver_memory: str = "1g", log_level: str = "WARN",
-                 jars_dir: Path = DEFAULT_JARS_DIR) -> None:
+                 jars_dir: Path = DEFAULT_JARS_DIR, auth_file: Path | None = None,
+                 pgpass_file: Path | None = None) -> None:
         self.home = home
+        self.auth_file = auth_file
+        self.pgpass_file = pgpass_file
         self.jars_dir = jars_dir
         self.port = port
         self.timezone = timezone
@@ -45,12 +53,17 @@ class SparkConnectServer(ChildProcess):
         self.driver_memory = driver_memory
         self.log_level = log_level
         self.log_file = home / "server.log"
+        self.token_file = home / "token"
         self.process: subprocess.Popen | None = None
 
     @property
     def remote(self) -> str:
-        """The server's address in the form of ``SPARK_REMOTE``."""
-        return f"sc://127.0.0.1:{self.port}"
+        """The server's address and token in the form of ``SPARK_REMOTE``.
+
+        The host is ``localhost``: for it, pyspark sends the token over a local channel; for any
+        other name it insists on TLS, which the server does not speak.
+        """
+        return f"sc://localhost:{self.port}/;token={read_secret(self.token_file, 'The Spark Connect server')}"
 
     def start(self, timeout: float = 120.0) -> None:
         """Start the server and wait until it accepts connections."""
@@ -58,9 +71,13 @@ class SparkConnectServer(ChildProcess):
         check_port_is_free(self.port, "The Spark Connect server", "Stop whatever holds that port, or"
                            " set SPARK_REMOTE to use a server already running.")
         self.home.mkdir(parents=True, exist_ok=True)
+        make_secret(self.token_file)
         log_config = self.home / "log4j2.properties"
         log_config.write_text(LOG4J2_PROPERTIES.format(level=self.log_level))
-        env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
+        env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
+               TOKEN_VARIABLE: read_secret(self.token_file, "The Spark Connect server")}
+        if self.pgpass_file:  # the database passwords, which the report job then need not send
+            env["PGPASSFILE"] = str(self.pgpass_file)
         self.process = spawn(self._command(log_config), self.log_file, env=env, cwd=self.home)
         try:
             self._wait_until_ready(timeout)
@@ -84,9 +101,12 @@ class SparkConnectServer(ChildProcess):
             "spark.ui.retainedJobs": "20",
             "spark.ui.retainedStages": "20",
             "spark.ui.retainedTasks": "200",
+            **({"spark.executorEnv.PGPASSFILE": str(self.pgpass_file)} if self.pgpass_file else {}),
         }
+        # A standalone master's shared secret (SparkCluster.auth_file) comes as a properties file.
+        auth = ["--properties-file", str(self.auth_file)] if self.auth_file else []
         return [
-            str(SPARK_HOME / "bin" / "spark-submit"), "--class", SERVER_CLASS,
+            str(SPARK_HOME / "bin" / "spark-submit"), "--class", SERVER_CLASS, *auth,
             "--name", "restaurant-sales-spark-connect", "--master", self.master,
             "--driver-memory", self.driver_memory, "--jars", str(jdbc_driver(self.jars_dir)),
             "--driver-java-options", f"-Dlog4j2.configurationFile={log_config}",

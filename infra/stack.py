@@ -1,5 +1,6 @@
 """The services the pipeline needs: those the environment names, or local ones we start."""
 
+import asyncio
 import logging
 import os
 import random
@@ -14,18 +15,19 @@ from infra.java import StackError
 from infra.kafka_acls import grant
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.kafka_secrets import KafkaSecrets
-from infra.postgres import PostgresReplica, PostgresServer
+from infra.postgres import PostgresReplica, PostgresServer, write_pgpass
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
 from infra.supervisor import Part, Supervisor
-from restaurant_app.database import describe
-from restaurant_app.settings import Settings
+from restaurant_app.database import Database, describe
+from restaurant_app.settings import Settings, shown_remote
 
 log = logging.getLogger("infra")
 
 DATABASE_NAME = "restaurant"
 POSTGRES_PORT = 5432
 REPLICA_PORT = 5433
+WEB_ROLE, REPORTS_ROLE = "restaurant_web", "restaurant_reports"
 
 
 SCRATCH_PORTS = range(20_000, 32_000)
@@ -119,17 +121,20 @@ def local_stack(
             env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
             log.info("PostgreSQL is ready: %s; its password is in %s",
                      describe(env["DATABASE_URL"]), postgres.password_file)
+            env.update(_least_privilege(postgres))
             if settings.postgres_replica:
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
                 watch(Part("The PostgreSQL replica", replica.exited, replica.start))
         if settings.spark_cluster:
             env.update(_start_spark_cluster(stack, data_dir / "spark-cluster", watch))
-            settings = replace(settings, spark_master=env["SPARK_MASTER"])
+            settings = replace(settings, spark_master=env["SPARK_MASTER"],
+                               spark_auth_properties=env["SPARK_AUTH_PROPERTIES"])
         if os.environ.get("SPARK_REMOTE"):
-            log.info("Using the Spark Connect server at %s", os.environ["SPARK_REMOTE"])
+            log.info("Using the Spark Connect server at %s", shown_remote(os.environ["SPARK_REMOTE"]))
         else:
-            env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings, watch))
+            env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings, watch,
+                                            _job_logins(env)))
         yield env
 
 
@@ -162,12 +167,30 @@ def kafka_nodes(kafka: KafkaBroker | KafkaCluster) -> list[tuple[str, KafkaBroke
     return [(f"Kafka node {node.membership.node_id}", node) for node in kafka.nodes]
 
 
+def _least_privilege(postgres: PostgresServer) -> dict[str, str]:
+    """Migrate as the superuser, let the roles of migration 023 log in, and name the logins of
+    the web (read only) and the report job (reads orders, writes reports)."""
+    applied = asyncio.run(Database(postgres.url(DATABASE_NAME)).migrate())
+    postgres.enable_roles(DATABASE_NAME)
+    log.info("PostgreSQL's schema is up to date (%d migration(s) applied); the web and the report"
+             " job log in as their own roles, whose passwords are in %s", len(applied),
+             postgres.role_password_file(WEB_ROLE).parent)
+    return {"WEB_DATABASE_URL": postgres.role_url(WEB_ROLE, DATABASE_NAME),
+            "REPORT_JOB_DATABASE_URL": postgres.role_url(REPORTS_ROLE, DATABASE_NAME)}
+
+
+def _job_logins(env: dict[str, str]) -> list[str]:
+    """The report job's logins, for a Spark Connect server of ours to keep: none unless the
+    PostgreSQL is ours too."""
+    return [env[name] for name in ("REPORT_JOB_DATABASE_URL", "REPORTS_DATABASE_URL") if name in env]
+
+
 def _start_replica(stack: ExitStack, replica: PostgresReplica) -> str:
-    """Start the replica, to be stopped before its primary; return the URL of its database."""
+    """Start the replica, to be stopped before its primary; return the web role's URL of its database."""
     log.info("Starting a read replica of PostgreSQL on 127.0.0.1:%d ...", replica.port)
     replica.start()
     stack.callback(_stopping, "the PostgreSQL replica", replica.stop)
-    url = replica.url(DATABASE_NAME)
+    url = replica.role_url(WEB_ROLE, DATABASE_NAME)
     log.info("The replica is streaming from the primary; reports are read from %s", describe(url))
     return url
 
@@ -182,15 +205,25 @@ def _start_spark_cluster(stack: ExitStack, home: Path, watch: Callable[[Part], N
         watch(Part(f"The Spark {part}", partial(cluster.exited, part), partial(cluster.restart, part)))
     log.info("The Spark cluster is ready at %s (web UI http://127.0.0.1:%d); its logs are in %s",
              cluster.url, cluster.webui_port, cluster.home)
-    return {"SPARK_MASTER": cluster.url}
+    return {"SPARK_MASTER": cluster.url, "SPARK_AUTH_PROPERTIES": str(cluster.auth_file)}
 
 
 def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings,
-                         watch: Callable[[Part], None]) -> dict[str, str]:
-    """Start the Spark Connect server; if it cannot start, each report run starts its own Spark."""
+                         watch: Callable[[Part], None], logins: list[str]) -> dict[str, str]:
+    """Start the Spark Connect server; if it cannot start, each report run starts its own Spark.
+
+    The database passwords of ``logins`` are kept in the server's own password file, so that
+    the report job sends it none (``SPARK_JDBC_PASSWORD=server``).
+    """
+    pgpass = home / "pgpass" if logins else None
+    if pgpass:
+        home.mkdir(parents=True, exist_ok=True)
+        write_pgpass(pgpass, logins)
     server = SparkConnectServer(
         home, port, timezone=settings.restaurant_timezone, master=settings.spark_master,
         driver_memory=settings.spark_driver_memory, jars_dir=settings.jars_dir,
+        auth_file=Path(settings.spark_auth_properties) if settings.spark_auth_properties else None,
+        pgpass_file=pgpass,
     )
     log.info("Starting the Spark Connect server on 127.0.0.1:%d ...", port)
     try:
@@ -200,8 +233,9 @@ def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Sett
         return {}
     stack.callback(_stopping, "the Spark Connect server", server.stop)
     watch(Part("The Spark Connect server", server.exited, server.start))
-    log.info("The Spark Connect server is ready at %s; its log is %s", server.remote, server.log_file)
-    return {"SPARK_REMOTE": server.remote}
+    log.info("The Spark Connect server is ready at %s; its token is in %s, its log is %s",
+             shown_remote(server.remote), server.token_file, server.log_file)
+    return {"SPARK_REMOTE": server.remote, **({"SPARK_JDBC_PASSWORD": "server"} if pgpass else {})}
 
 
 def _stopping(name: str, stop: object) -> None:

@@ -83,6 +83,11 @@ def migration_files() -> list[tuple[str, str]]:
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
+def privileges() -> str:
+    """The grants of the least-privileged roles (``privileges.sql``), made again after migrating."""
+    return (resources.files("restaurant_app") / "privileges.sql").read_text()
+
+
 class Database:
     """A pool of connections to PostgreSQL, opened once the schema is up to date."""
 
@@ -133,6 +138,8 @@ class Database:
     async def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded in ``schema_migrations``; return their versions."""
         applied: list[str] = []
+        if not await self.pending_migrations():  # nothing to do: a role that may not migrate starts too
+            return applied
         with outage_as_unavailable():
             async with await self.connect() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
@@ -148,6 +155,8 @@ class Database:
                         await conn.execute(sql.encode())
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                         applied.append(version)
+                if applied:
+                    await conn.execute(privileges().encode())
         return applied
 
     async def pending_migrations(self) -> list[str]:

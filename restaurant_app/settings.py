@@ -12,6 +12,7 @@ helpers do not make, while its errors would need rewording into one line anyway.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -19,8 +20,11 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.kafka_security import MECHANISMS, PROTOCOLS, KafkaSecurity
@@ -148,6 +152,51 @@ def _timezone(name: str, default: str) -> str:
     return value
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a server listening on ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def with_verified_tls(url: str, ca_file: str) -> str:
+    """``url`` with ``sslmode=verify-full`` (and the CA ``ca_file``, else the system's) when it
+    names a server beyond loopback and no ``sslmode`` of its own; as it is otherwise."""
+    params = conninfo_to_dict(url)
+    hosts = (params.get("host") or "localhost").split(",")
+    if "sslmode" in params or all(host.startswith("/") or is_loopback(host) for host in hosts):
+        return url
+    tls = {"sslmode": "verify-full", "sslrootcert": ca_file or "system"}
+    if url.startswith(("postgresql://", "postgres://")):
+        return url + ("&" if "?" in url else "?") + urlencode(tls)
+    return make_conninfo(url, **tls)
+
+
+def _database_url(name: str, default: str = "") -> str:
+    """A libpq URL, with verified TLS when it names a server beyond loopback (``with_verified_tls``)."""
+    value = _str(name, default)
+    ca_file = _str("POSTGRES_CA_FILE", "")
+    if ca_file and not Path(ca_file).is_file():
+        raise _bad("POSTGRES_CA_FILE", "a file of CA certificates (PEM)", ca_file)
+    try:
+        return with_verified_tls(value, ca_file) if value else value
+    except ProgrammingError:
+        raise _bad(name, "a PostgreSQL URL such as postgresql://user@host:5432/restaurant",
+                   "<not shown: it may hold a password>") from None
+
+
+def _dashboard_token(name: str, web_host: str) -> str:
+    """The web's login token: required once ``web_host`` is beyond loopback."""
+    value = _str(name, "")
+    if not value and not is_loopback(web_host):
+        raise SettingError(f"{name} must be set when WEB_HOST ({web_host}) is beyond loopback:"
+                           " the dashboard and its API would be open to the network")
+    return value
+
+
 def _hour_of_day(name: str, default: str) -> int:
     """A whole hour of the clock, ``HH:00`` (``04:00``), as its hour."""
     value = _str(name, default)
@@ -248,6 +297,8 @@ class Settings:
     kafka_security: KafkaSecurity
     database_url: str
     reports_database_url: str
+    web_database_url: str
+    report_job_database_url: str
     app_id: str
     orders_topic: str
     dead_letter_topic: str
@@ -273,12 +324,15 @@ class Settings:
     web_host: str
     web_port: int
     orders_api_token: str
+    dashboard_token: str
     report_interval_seconds: float
     report_grace_seconds: float
     report_timeout_seconds: float
     spark_master: str
     spark_driver_memory: str
     spark_remote: str
+    spark_auth_properties: str
+    spark_jdbc_password: str
     spark_jdbc_partitions: int
     data_dir: Path
     jars_dir: Path
@@ -312,10 +366,10 @@ class Settings:
         return cls(
             kafka_broker=_str("KAFKA_BROKER", "localhost:9092"),
             kafka_security=_kafka_security(),
-            database_url=_str(
-                "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"
-            ),
-            reports_database_url=_str("REPORTS_DATABASE_URL", ""),
+            database_url=_database_url("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"),
+            reports_database_url=_database_url("REPORTS_DATABASE_URL"),
+            web_database_url=_database_url("WEB_DATABASE_URL"),
+            report_job_database_url=_database_url("REPORT_JOB_DATABASE_URL"),
             app_id=_str("APP_ID", "restaurant-sales"),
             orders_topic=_str("ORDERS_TOPIC", "orders"),
             dead_letter_topic=_str("DEAD_LETTER_TOPIC", "orders-dead-letter"),
@@ -341,12 +395,15 @@ class Settings:
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066, 1, 65535),
             orders_api_token=_str("ORDERS_API_TOKEN", ""),
+            dashboard_token=_dashboard_token("DASHBOARD_TOKEN", _str("WEB_HOST", "127.0.0.1")),
             report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0, above=True),
             report_grace_seconds=_float("REPORT_GRACE_SECONDS", 5.0),
             report_timeout_seconds=_float("REPORT_TIMEOUT_SECONDS", 300.0, above=True),
             spark_master=_str("SPARK_MASTER", "local[*]"),
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
             spark_remote=_spark_remote("SPARK_REMOTE"),
+            spark_auth_properties=_str("SPARK_AUTH_PROPERTIES", ""),
+            spark_jdbc_password=_one_of("SPARK_JDBC_PASSWORD", ("send", "server")),
             spark_jdbc_partitions=_count("SPARK_JDBC_PARTITIONS", 2),
             data_dir=Path(_str("DATA_DIR", str(PROJECT_ROOT / ".stack"))),
             jars_dir=Path(_str("JARS_DIR", str(DEFAULT_JARS_DIR))),

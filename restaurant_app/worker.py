@@ -22,6 +22,7 @@ from restaurant_app.logs import faust_logging_config
 from restaurant_app.metrics import registry
 from restaurant_app.replica import ReplicaDatabase
 from restaurant_app.settings import settings_or_exit
+from restaurant_app.web.login import login_middleware
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ class RestaurantWeb(AiohttpWeb):
 
     default_blueprints = (("/stats", "faust.web.apps.stats:blueprint"),)
     production_blueprints = debug_blueprints = optional_blueprints = ()
+
+    def __init__(self, app: faust.App, **kwargs: object) -> None:
+        super().__init__(app, **kwargs)
+        self.web_app.middlewares.append(login_middleware(settings.dashboard_token))
 
 
 class RestaurantWorker(faust.Worker):
@@ -93,6 +98,9 @@ app = RestaurantApp(
 
 # Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+# aiokafka says "Authenticated as <user>" at INFO for every connection a SASL login opens (each
+# health check's, too); its warnings and errors still show.
+logging.getLogger("aiokafka.conn").setLevel(logging.WARNING)
 
 # Faust's Prometheus sensor, named faust_*, in our registry: GET /metrics serves it with ours.
 # Its per-message metrics are brought up to date at each scrape, not at each message.
@@ -100,10 +108,14 @@ app.monitor = lean_monitor(registry)
 
 database = Database(settings.database_url)
 
+web_database = ReplicaDatabase(settings.web_database_url) if settings.web_database_url else database
+"""Where the dashboard reads: ``WEB_DATABASE_URL``'s read-only role, else ``database``. It applies
+no migrations (``database`` does, before the web reads: see ``web.dashboard.from_database``)."""
+
 reports_database = (
-    ReplicaDatabase(settings.reports_database_url) if settings.reports_database_url else database
+    ReplicaDatabase(settings.reports_database_url) if settings.reports_database_url else web_database
 )
-"""Where ``/reports`` reads: the read replica ``REPORTS_DATABASE_URL`` names, else ``database``."""
+"""Where ``/reports`` reads: the read replica ``REPORTS_DATABASE_URL`` names, else ``web_database``."""
 
 # Both topics are created at start-up (the orders topic by Faust, as an agent reads it; the other by
 # declare_dead_letter_topic) with ORDERS_TOPIC_PARTITIONS partitions and the replication that

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import grpc
 from psycopg.conninfo import conninfo_to_dict
@@ -54,6 +54,7 @@ SMALL_RUN_SQL = {
     "spark.sql.unionOutputPartitioning": "true",
 }
 
+LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
 SPARK_CONNECT_PORT = 15002
 """The port of ``sc://host`` when the URL names none, as in Spark's own client."""
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -144,6 +145,9 @@ def start_local_spark(settings: Settings, minutes: int) -> SparkSession:
     """
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.pop("SPARK_REMOTE", None)  # PySpark takes any SPARK_REMOTE, even empty, for a server
+    if settings.spark_auth_properties:  # a file, so that the master's secret is on no command line
+        properties = settings.spark_auth_properties
+        os.environ["PYSPARK_SUBMIT_ARGS"] = f"--properties-file {properties} pyspark-shell"
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     builder = SparkSession.builder
     for key, value in spark_conf(settings, minutes).items():
@@ -158,7 +162,7 @@ def connect_spark(settings: Settings, minutes: int) -> SparkSession:
     Stopping it ends only this session; the server and its other sessions go on.
     """
     check_reachable(settings.spark_remote)
-    spark = SparkSession.builder.remote(settings.spark_remote).create()
+    spark = SparkSession.builder.remote(channel_remote(settings.spark_remote)).create()
     spark.client.set_retry_policies([CONNECT_RETRIES])
     try:
         for key, value in session_conf(settings, minutes).items():
@@ -167,6 +171,16 @@ def connect_spark(settings: Settings, minutes: int) -> SparkSession:
         spark.stop()  # or the client retries at exit, to release the session
         raise
     return spark
+
+
+def channel_remote(remote: str) -> str:
+    """``remote`` with a loopback address named ``localhost``: pyspark sends a token to
+    ``localhost`` over a local channel, and to any other name only over TLS."""
+    address = urlsplit(remote)
+    if address.hostname not in LOOPBACK_ADDRESSES or "use_ssl=true" in remote.lower():
+        return remote
+    port = f":{address.port}" if address.port else ""
+    return address._replace(netloc=f"localhost{port}").geturl()
 
 
 def check_reachable(remote: str) -> None:
@@ -183,6 +197,16 @@ def check_reachable(remote: str) -> None:
         ) from None
 
 
+def jdbc_tls(params: dict[str, str]) -> dict[str, str]:
+    """libpq's ``sslmode`` and ``sslrootcert`` in the JDBC driver's terms; ``sslrootcert=system``
+    (the system's CAs) is Java's own trust store there."""
+    tls = {key: params[key] for key in ("sslmode", "sslrootcert") if params.get(key)}
+    if tls.get("sslrootcert") == "system":
+        del tls["sslrootcert"]
+        tls["sslfactory"] = "org.postgresql.ssl.DefaultJavaSSLFactory"
+    return tls
+
+
 @dataclass(frozen=True)
 class Jdbc:
     """Where Spark reads and writes PostgreSQL: a JDBC URL and the login."""
@@ -192,8 +216,11 @@ class Jdbc:
     password: str
 
     @classmethod
-    def from_database_url(cls, database_url: str) -> Jdbc:
-        """Translate a libpq URL (``postgresql://user:pw@host:port/db``) into JDBC terms."""
+    def from_database_url(cls, database_url: str, *, with_password: bool = True) -> Jdbc:
+        """Translate a libpq URL (``postgresql://user:pw@host:port/db``) into JDBC terms.
+
+        Without the password, the driver where the SQL runs finds it in its own ``PGPASSFILE``.
+        """
         params = conninfo_to_dict(database_url)
         host = params.get("host") or "localhost"
         if host.startswith("/"):
@@ -202,14 +229,14 @@ class Jdbc:
                 " give a host name or address instead."
             )
         url = f"jdbc:postgresql://{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
-        extra = "&".join(f"{key}={params[key]}" for key in ("sslmode",) if params.get(key))
         # stringtype=unspecified lets PostgreSQL turn Spark's JSON strings into jsonb.
-        url += "?stringtype=unspecified&reWriteBatchedInserts=true" + (f"&{extra}" if extra else "")
-        return cls(url, params.get("user") or "postgres", params.get("password") or "")
+        options = {"stringtype": "unspecified", "reWriteBatchedInserts": "true", **jdbc_tls(params)}
+        url += "?" + urlencode(options)
+        return cls(url, params.get("user") or "postgres", (with_password and params.get("password")) or "")
 
     def options(self) -> dict[str, str]:
-        return {"url": self.url, "user": self.user, "password": self.password,
-                "driver": JDBC_DRIVER_CLASS}
+        password = {"password": self.password} if self.password else {}
+        return {"url": self.url, "user": self.user, **password, "driver": JDBC_DRIVER_CLASS}
 
     def read(self, spark: SparkSession, query: str) -> DataFrame:
         """The result of one SQL query, read in one statement, so it is one consistent snapshot."""

@@ -33,8 +33,11 @@ AND s.period_start >= to_timestamp({start}) AND s.period_start < to_timestamp({e
 def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
     """Compute the run's windows into the staging tables; return (orders read, order lines read)."""
     with spark_session(settings, run.minutes) as spark:
-        jdbc = Jdbc.from_database_url(settings.database_url)
-        reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url)
+        # Spark Connect's server holding the password itself: none is sent to it (SPARK_JDBC_PASSWORD).
+        send = not (settings.spark_remote and settings.spark_jdbc_password == "server")
+        jdbc = Jdbc.from_database_url(settings.database_url, with_password=send)
+        reads = Jdbc.from_database_url(settings.reports_database_url or settings.database_url,
+                                       with_password=send)
         inputs = read_inputs(spark, reads, run, settings.spark_jdbc_partitions,
                              settings.business_day_starts_hour)
         counts = read_counts(inputs.lines)

@@ -16,6 +16,7 @@ import os
 import secrets
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.compose]
 
 PROJECT = "restaurant-sales"  # docker-compose.yml's name
 DASHBOARD = "http://127.0.0.1:6066"
+DASHBOARD_TOKEN = secrets.token_hex(16)
+
+
+def logged_in(url: str) -> urllib.request.Request:
+    """A request for a page of the dashboard, with its login."""
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
 TIMINGS = PROJECT_ROOT / ".stack" / "compose" / "timings.json"
 """Where the time from `up` to the first stored order and first final report is written, for
 bench/RESULTS.md (measured here, never asserted)."""
@@ -164,7 +171,8 @@ def stack() -> Iterator[Stack]:
     env = {**os.environ,
            "ORDER_SIMULATOR": "on",  # a demo's orders: no point of sale posts here
            "POSTGRES_PASSWORD": secrets.token_hex(12),
-           "POSTGRES_REPLICATION_PASSWORD": secrets.token_hex(12)}
+           "POSTGRES_REPLICATION_PASSWORD": secrets.token_hex(12),
+           "DASHBOARD_TOKEN": DASHBOARD_TOKEN}
     stack = Stack(env)
     stack.compose("down", "--volumes", "--remove-orphans")
     started = time.time()
@@ -266,7 +274,10 @@ def test_final_minute_reports_come_from_the_spark_cluster(stack: Stack):
 
 
 def test_the_dashboard_answers_on_127_0_0_1_only(stack: Stack):
-    with urllib.request.urlopen(f"{DASHBOARD}/", timeout=10) as response:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{DASHBOARD}/", timeout=10)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(logged_in(f"{DASHBOARD}/"), timeout=10) as response:
         assert response.status == 200
         assert b"<html" in response.read().lower()
     with urllib.request.urlopen(f"{DASHBOARD}/health", timeout=10) as response:
@@ -289,7 +300,7 @@ def test_the_replica_serves_the_reports(stack: Stack):
         " WHERE granularity = 'minute' AND store_id = ''", service="postgres-replica")
     query = urlencode({"from": datetime.fromisoformat(start).isoformat(),
                        "to": datetime.fromisoformat(end).isoformat()})
-    with urllib.request.urlopen(f"{DASHBOARD}/reports?{query}", timeout=30) as response:
+    with urllib.request.urlopen(logged_in(f"{DASHBOARD}/reports?{query}"), timeout=30) as response:
         answered = json.load(response)["reports"]
     on_replica = stack.sql(
         "SELECT count(*) FROM report_sales WHERE granularity = 'minute' AND store_id = ''"

@@ -102,7 +102,8 @@ async def test_postgres_away_gives_503_with_a_plain_message(
 ):
     nowhere = Database(f"postgresql://secret_user@127.0.0.1:{free_port()}/nowhere")
     monkeypatch.setattr(dashboard, "database", nowhere)
-    monkeypatch.setattr(figures, "database", nowhere)
+    monkeypatch.setattr(dashboard, "web_database", nowhere)
+    monkeypatch.setattr(figures, "web_database", nowhere)
     monkeypatch.setattr(dashboard, "ANSWER_WITHIN_SECONDS", 1.0)
     response = await client.get("/api/dashboard/summary")
     assert response.status == 503

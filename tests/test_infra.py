@@ -167,6 +167,16 @@ def test_make_run_gives_the_worker_the_password_and_never_logs_it(
         psql = subprocess.run([sys.executable, "-m", "infra", "psql"], input="SELECT 'psql' || 'works';\n",
                               env={**os.environ, **env}, cwd=PROJECT_ROOT, capture_output=True, text=True,
                               timeout=60, check=False)
+        roles = {role: (own_service_home / "postgres" / "roles" / role).read_text().strip()
+                 for role in ("restaurant_web", "restaurant_reports")}
+        assert env["WEB_DATABASE_URL"] == (
+            f"postgresql://restaurant_web:{roles['restaurant_web']}@127.0.0.1:{port}/restaurant")
+        assert env["REPORT_JOB_DATABASE_URL"] == (
+            f"postgresql://restaurant_reports:{roles['restaurant_reports']}@127.0.0.1:{port}/restaurant")
+        with psycopg.connect(env["WEB_DATABASE_URL"]) as conn:  # migrated already, and read only
+            assert conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM orders")
     assert "psqlworks" in psql.stdout, psql.stderr
     assert f"PostgreSQL is ready: 127.0.0.1:{port}/restaurant" in caplog.text
-    assert password not in caplog.text
+    assert all(secret not in caplog.text for secret in (password, *roles.values()))

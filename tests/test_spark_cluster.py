@@ -3,6 +3,7 @@
 import asyncio
 import json
 import socket
+import stat
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,12 +64,12 @@ def runs(stack: ScratchStack, cluster: SparkCluster) -> Runs:
     local = run_report_job(local_url, env={"SPARK_REMOTE": "", "SPARK_JDBC_PARTITIONS": "1"})
     on_cluster = run_report_job(cluster_url, env={
         "SPARK_REMOTE": "", "SPARK_MASTER": cluster.url, "SPARK_EXECUTOR_MEMORY": "512m",
-        "SPARK_JDBC_PARTITIONS": "3",
+        "SPARK_JDBC_PARTITIONS": "3", "SPARK_AUTH_PROPERTIES": str(cluster.auth_file),
     })
     # Started only now: a standalone application holds the worker's cores while it runs.
     server = SparkConnectServer(stack.home / "spark-connect-on-cluster", free_port(),
                                 timezone="UTC", master=cluster.url,
-                                driver_memory="512m")
+                                driver_memory="512m", auth_file=cluster.auth_file)
     server.start()
     try:
         via_connect = run_report_job(connect_url, env={"SPARK_REMOTE": server.remote,
@@ -128,3 +129,15 @@ def test_a_taken_port_is_a_clear_error(tmp_path):
         port = taken.getsockname()[1]
         with pytest.raises(StackError, match=f"127.0.0.1:{port}.*SPARK_MASTER"):
             SparkCluster(tmp_path, port, free_port()).start()
+
+
+def test_the_cluster_secret_is_in_a_private_file_and_on_no_command_line(runs: Runs, cluster: SparkCluster):
+    assert stat.S_IMODE(cluster.auth_file.stat().st_mode) == 0o600
+    secret = dict(line.split("=", 1) for line in cluster.auth_file.read_text().splitlines())
+    assert secret["spark.authenticate"] == "true" and len(secret["spark.authenticate.secret"]) >= 32
+    assert secret["spark.ui.killEnabled"] == "false"
+    daemons = [psutil.Process(process.pid) for process in (cluster.master, cluster.worker) if process]
+    processes = [*daemons, *(child for daemon in daemons for child in daemon.children(recursive=True))]
+    assert all(secret["spark.authenticate.secret"] not in " ".join(p.cmdline()) for p in processes)
+    assert all(secret["spark.authenticate.secret"] not in path.read_text(errors="replace")
+               for path in (cluster.master_log, cluster.worker_log))

@@ -219,11 +219,12 @@ class FakeServer:
 
     def __init__(self, home: Path, port: int, **options: str) -> None:
         self.port, self.log_file, self.state = port, home / "server.log", "new"
+        self.token_file = home / "token"
         FakeServer.instances.append(self)
 
     @property
     def remote(self) -> str:
-        return f"sc://127.0.0.1:{self.port}"
+        return f"sc://localhost:{self.port}/;token=made-on-start"
 
     def start(self) -> None:
         if FakeServer.fail:
@@ -254,7 +255,7 @@ def test_make_run_starts_the_server_and_gives_the_worker_its_address(
 ):
     monkeypatch.delenv("SPARK_REMOTE", raising=False)
     with stack_with_fake_server(monkeypatch, tmp_path) as env:
-        assert env == {"SPARK_REMOTE": "sc://127.0.0.1:15999"}
+        assert env == {"SPARK_REMOTE": "sc://localhost:15999/;token=made-on-start"}
         assert [server.state for server in FakeServer.instances] == ["started"]
     assert [server.state for server in FakeServer.instances] == ["stopped"]
 

@@ -33,7 +33,7 @@ from restaurant_app.web.lag import consumer_lag
 from restaurant_app.web.language import LANGUAGES, choose, with_messages
 from restaurant_app.web.rows import json_ready
 from restaurant_app.web.stores import checked_store, known_stores
-from restaurant_app.worker import app, database, settings
+from restaurant_app.worker import app, database, settings, web_database
 
 ANSWER_WITHIN_SECONDS = 4.0
 UNAVAILABLE = "PostgreSQL is unavailable; the figures come back by themselves when it returns."
@@ -50,9 +50,10 @@ async def from_database(read: Read, params: Mapping[str, Any]) -> dict[str, Any]
     """
 
     async def ready_then_read() -> dict[str, Any]:
-        await database.ready()
+        await database.ready()  # migrated first: the web's own role may not migrate
+        await web_database.ready()
         if "store" in params:
-            await checked_store(database, params["store"])
+            await checked_store(web_database, params["store"])
         return await read(**params)
 
     return await asyncio.wait_for(ready_then_read(), ANSWER_WITHIN_SECONDS)
@@ -104,7 +105,7 @@ async def insights_body(limit: int, lang: str, store: str) -> dict[str, Any]:
 
 
 async def stores_body() -> dict[str, Any]:
-    return {"source": "report_sales", "chain": CHAIN_STORE, "stores": await known_stores(database)}
+    return {"source": "report_sales", "chain": CHAIN_STORE, "stores": await known_stores(web_database)}
 
 
 async def rejections_body(hours: int, limit: int) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Money comes back as ``numeric`` with two decimals, so it reaches JSON as an exac
 from typing import Any
 
 from restaurant_app.business_day import SQL_DAY_START, shift
-from restaurant_app.worker import database
+from restaurant_app.worker import web_database
 
 # An order of the store asked for; every order when the chain is asked for.
 OF_STORE = "(%(store)s = '' OR store_id = %(store)s)"
@@ -197,8 +197,8 @@ async def today(zone: str, store: str, day_starts_hour: int = 0) -> dict[str, An
     """Today (the business day) so far and the same stretch of yesterday, with today's channels,
     payments and stores."""
     clock = {"zone": zone, "shift": shift(day_starts_hour), "store": store}
-    periods = await database.fetch_all(TODAY_AGAINST_YESTERDAY, clock)
-    parts = await database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, clock)
+    periods = await web_database.fetch_all(TODAY_AGAINST_YESTERDAY, clock)
+    parts = await web_database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, clock)
     by_period = {row.pop("period"): row for row in periods}
     return {
         "today": by_period["today"],
@@ -210,16 +210,16 @@ async def today(zone: str, store: str, day_starts_hour: int = 0) -> dict[str, An
 
 
 async def minutes(hours: int, store: str) -> list[dict[str, Any]]:
-    return await database.fetch_all(MINUTES, {"minutes": hours * 60, "store": store})
+    return await web_database.fetch_all(MINUTES, {"minutes": hours * 60, "store": store})
 
 
 async def minute_under_way(store: str) -> dict[str, Any]:
-    return (await database.fetch_all(MINUTE_UNDER_WAY, {"store": store}))[0]
+    return (await web_database.fetch_all(MINUTE_UNDER_WAY, {"store": store}))[0]
 
 
 async def current_dishes(zone: str, limit: int, store: str, day_starts_hour: int = 0) -> dict[str, Any]:
     """The report of the hour and of the business day under way: its dishes, or none if not computed yet."""
-    rows = await database.fetch_all(CURRENT_DISHES, {"zone": zone, "shift": shift(day_starts_hour),
+    rows = await web_database.fetch_all(CURRENT_DISHES, {"zone": zone, "shift": shift(day_starts_hour),
                                                      "limit": limit, "store": store})
     windows: dict[str, Any] = {}
     for row in rows:
@@ -232,19 +232,19 @@ async def current_dishes(zone: str, limit: int, store: str, day_starts_hour: int
 
 
 async def latest_insights(limit: int, store: str) -> list[dict[str, Any]]:
-    return await database.fetch_all(LATEST_INSIGHTS, {"limit": limit, "store": store})
+    return await web_database.fetch_all(LATEST_INSIGHTS, {"limit": limit, "store": store})
 
 
 async def pipeline() -> dict[str, Any]:
     """Ingest rate, rejections of the last hour, the last report run and the skipped windows."""
-    counts = (await database.fetch_all(INGEST_AND_REJECTIONS))[0]
-    runs = await database.fetch_all(LAST_FINISHED_RUN)
-    skipped = (await database.fetch_all(SKIPPED_COUNT))[0]
+    counts = (await web_database.fetch_all(INGEST_AND_REJECTIONS))[0]
+    runs = await web_database.fetch_all(LAST_FINISHED_RUN)
+    skipped = (await web_database.fetch_all(SKIPPED_COUNT))[0]
     return {**counts, "last_run": runs[0] if runs else None, "skipped_windows": skipped}
 
 
 async def recent_rejections(hours: int, limit: int) -> dict[str, Any]:
-    rows = await database.fetch_all(RECENT_REJECTIONS, (hours, limit))
+    rows = await web_database.fetch_all(RECENT_REJECTIONS, (hours, limit))
     return {
         "total": rows[0]["total"] if rows else 0,
         "rejections": [without(row, "total") for row in rows],

@@ -16,7 +16,7 @@ from restaurant_app.web.dashboard import STORE, ZONE, from_database, language_of
 from restaurant_app.web.endpoint import CSV_NUMBERS, BadParameter, Choice, answer, csv_download, csv_text
 from restaurant_app.web.language import LANGUAGES
 from restaurant_app.web.texts import TEXTS
-from restaurant_app.worker import app, database, settings
+from restaurant_app.worker import app, settings, web_database
 
 PERIODS = ("day", "week", "month")
 TOP_DISHES = 8
@@ -115,11 +115,11 @@ async def figures_of(period: str, day: date, store: str) -> dict[str, Any]:
     first, after = period_of(period, day)
     bounds = {"starts": midnight(first), "ends": midnight(after), "top": TOP_DISHES, "period": period,
               "store": store}
-    figures = (await database.fetch_all(PERIOD_FIGURES, bounds))[0]
+    figures = (await web_database.fetch_all(PERIOD_FIGURES, bounds))[0]
     return {
         "first_day": first.isoformat(), "last_day": (after - timedelta(days=1)).isoformat(), **figures,
-        "by_payment": await database.fetch_all(PERIOD_BY_PAYMENT, bounds),
-        "dishes": await database.fetch_all(PERIOD_DISHES, bounds),
+        "by_payment": await web_database.fetch_all(PERIOD_BY_PAYMENT, bounds),
+        "dishes": await web_database.fetch_all(PERIOD_DISHES, bounds),
     }
 
 
@@ -133,7 +133,7 @@ async def history_body(period: str, day: date, lang: str, store: str) -> dict[st
         "previous": await figures_of(period, previous_of(period, day), store),
         "same_weekday_last_week": (await figures_of("day", day - timedelta(days=7), store)
                                    if period == "day" else None),
-        "days": await database.fetch_all(DAYS_OF_PERIOD, bounds),
+        "days": await web_database.fetch_all(DAYS_OF_PERIOD, bounds),
     }
 
 

@@ -9,7 +9,6 @@ the same order again is safe: the worker stores an ``order_id`` once. The contra
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 from datetime import timedelta
 
@@ -21,6 +20,7 @@ from faust.exceptions import ProducerSendError
 from restaurant_app.contract import MAX_BATCH_ORDERS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, openapi
 from restaurant_app.errors import PipelineError
 from restaurant_app.models import Order, kafka_key
+from restaurant_app.settings import is_loopback
 from restaurant_app.validation import MAX_MESSAGE_BYTES, InvalidOrder, parse_order
 from restaurant_app.worker import app, orders_topic, settings
 
@@ -39,16 +39,6 @@ class Refused(PipelineError):
     def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None, **extra: object):
         super().__init__(reason)
         self.status, self.reason, self.headers, self.extra = status, reason, headers or {}, extra
-
-
-def is_loopback(host: str) -> bool:
-    """Whether the web server listening on ``host`` is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_token(authorization: str | None, token: str, host: str) -> None:

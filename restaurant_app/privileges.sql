@@ -1,0 +1,25 @@
+-- What each role of migration 023 may do, granted again after every run of migrations that
+-- applied one (restaurant_app/database.py), so that a table a later migration adds is granted
+-- here, beside the others. tests/test_database_roles.py checks every table is named here.
+
+GRANT USAGE ON SCHEMA public TO restaurant_ingest, restaurant_reports, restaurant_web;
+
+-- The worker: orders and their events in, rejections in and marked dead-lettered, a job that
+-- died unrecorded, and what /health reads.
+GRANT SELECT, INSERT ON order_keys, orders, order_items, order_events TO restaurant_ingest;
+GRANT SELECT, INSERT, UPDATE ON rejected_orders, report_runs TO restaurant_ingest;
+GRANT SELECT ON report_sales, report_dishes, report_insights, report_skipped_windows,
+    schema_migrations TO restaurant_ingest;
+
+-- The report job: the orders and their events, and every report table and its work tables.
+GRANT SELECT ON order_keys, orders, order_items, order_events, schema_migrations TO restaurant_reports;
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON report_sales, report_dishes, report_customers,
+    report_period_customers, report_insights, report_runs, report_skipped_windows, report_scope,
+    report_staging TO restaurant_reports;
+GRANT SELECT ON report_staging_sales, report_staging_dishes, report_staging_customers,
+    report_staging_insights, report_staging_evaluations TO restaurant_reports;
+
+-- The web: read only.
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO restaurant_web;
+
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO restaurant_ingest, restaurant_reports;
