@@ -258,8 +258,8 @@ def test_orders_flow_from_the_generator_and_a_load_through_three_brokers_to_post
 def test_final_minute_reports_come_from_the_spark_cluster(stack: Stack):
     started = datetime.fromisoformat(stack.sql("SELECT min(ingested_at) FROM orders")[0][0])
     final = wait_for("a final minute report", lambda: stack.sql(
-        "SELECT period_start, orders, computed_at FROM report_sales"
-        " WHERE granularity = 'minute' AND final ORDER BY period_start LIMIT 1"), timeout=600)
+        "SELECT period_start, orders, computed_at FROM report_sales WHERE granularity = 'minute'"
+        " AND store_id = '' AND final ORDER BY period_start LIMIT 1"), timeout=600)
     record_timing("first_order_to_first_final_report_s",
                   (datetime.fromisoformat(final[0][2]) - started).total_seconds())
     period_start = datetime.fromisoformat(final[0][0])
@@ -300,13 +300,13 @@ def test_the_replica_serves_the_reports(stack: Stack):
     assert stack.sql("SELECT pg_is_in_recovery()", service="postgres-replica") == [["t"]]
     [[start, end]] = stack.sql(
         "SELECT min(period_start), max(period_start) + interval '1 minute' FROM report_sales"
-        " WHERE granularity = 'minute'", service="postgres-replica")
+        " WHERE granularity = 'minute' AND store_id = ''", service="postgres-replica")
     query = urlencode({"from": datetime.fromisoformat(start).isoformat(),
                        "to": datetime.fromisoformat(end).isoformat()})
     with urllib.request.urlopen(logged_in(f"{DASHBOARD}/reports?{query}"), timeout=30) as response:
         answered = json.load(response)["reports"]
     on_replica = stack.sql(
-        "SELECT count(*) FROM report_sales WHERE granularity = 'minute'"
+        "SELECT count(*) FROM report_sales WHERE granularity = 'minute' AND store_id = ''"
         " AND period_start >= :'start' AND period_start < :'end'",
         service="postgres-replica", start=start, end=end)
     assert answered and len(answered) == int(on_replica[0][0])
@@ -444,14 +444,14 @@ def test_down_and_up_again_keeps_every_order_and_report(stack: Stack):
     before = account(stack)
     orders = {row[0] for row in stack.sql("SELECT order_id FROM orders")}
     reports = {tuple(row) for row in stack.sql(
-        "SELECT granularity, period_start, orders FROM report_sales WHERE final")}
+        "SELECT granularity, period_start, store_id, orders FROM report_sales WHERE final")}
     stack.compose("down")
     assert stack.containers() == []
     stack.up("--wait", "--wait-timeout", "600")
     wait_for("the orders after a restart", lambda: orders <= {
         row[0] for row in stack.sql("SELECT order_id FROM orders")}, timeout=300)
     kept = {tuple(row) for row in stack.sql(
-        "SELECT granularity, period_start, orders FROM report_sales WHERE final")}
+        "SELECT granularity, period_start, store_id, orders FROM report_sales WHERE final")}
     assert reports <= kept
     after = account(stack, at_least=len(before))
     assert set(before) <= set(after), "the orders topic kept its messages (the Kafka volumes)"

@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import msgspec
+import psycopg
 import pytest
 from psycopg import sql
 
 from infra.scratch import ScratchStack, WorkerProcess, faust_command
+from restaurant_app import database as database_module
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import Order, OrderItem
@@ -208,3 +210,53 @@ def test_every_producer_keys_an_order_by_its_store_so_a_store_keeps_its_order(
         in_topic = [json.loads(r.value)["order_id"] for r in sorted(records, key=lambda r: r.offset)
                     if json.loads(r.value).get("store_id") == store]
         assert in_topic == [o.order_id for o in posted if o.store_id == store]
+
+
+# ---- migration 018 on reports stored before it ------------------------------------------------
+
+REPORT_ROW = """
+INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
+    avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
+    revenue_by_channel, revenue_by_payment, revenue_by_store, identified_revenue, computed_at, final)
+VALUES (%(unit)s, %(start)s, %(start)s + ('1 ' || %(unit)s)::interval, 2, 3, 30, 15, 1, 30, 'Coxinha', 2,
+        '{"dine_in": 30}', '{"pix": 30}', %(stores)s, 30, now(), true);
+INSERT INTO report_dishes (granularity, period_start, dish, quantity, revenue, rank)
+VALUES (%(unit)s, %(start)s, 'Coxinha', 2, 20, 1), (%(unit)s, %(start)s, 'Suco', 1, 10, 2);
+INSERT INTO report_customers (granularity, period_start, customer_id) VALUES (%(unit)s, %(start)s, 7)
+"""
+
+
+def test_migration_018_makes_stored_reports_the_chains_and_copies_one_stores_windows(
+    stack: ScratchStack, monkeypatch: pytest.MonkeyPatch
+):
+    url = stack.new_database()
+    earlier = [m for m in database_module.migration_files() if m[0] < "018"]
+    with monkeypatch.context() as patch:
+        patch.setattr(database_module, "migration_files", lambda: earlier)
+        patch.setattr(database_module, "privileges", lambda: "SELECT 1")  # its roles come with 023
+        asyncio.run(Database(url).migrate())
+    one_store, two_stores = HOUR, HOUR + timedelta(hours=1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for unit, start, stores in (("minute", one_store, '{"loja-a": 30}'),
+                                    ("hour", one_store, '{"loja-a": 30}'),
+                                    ("hour", two_stores, '{"loja-a": 10, "loja-b": 20}')):
+            for statement in REPORT_ROW.split(";"):
+                conn.execute(statement, {"unit": unit, "start": start, "stores": stores})
+    assert "018_reports_per_store" in asyncio.run(Database(url).migrate())
+
+    def rows(table: str, *columns: str) -> list[tuple]:
+        return query(url, f"SELECT {', '.join(columns)}, store_id FROM {table} ORDER BY 1, 2, store_id, 3")
+
+    assert rows("report_sales", "granularity", "period_start", "orders") == [
+        ("hour", one_store, 2, ""), ("hour", one_store, 2, "loja-a"), ("hour", two_stores, 2, ""),
+        ("minute", one_store, 2, ""), ("minute", one_store, 2, "loja-a")]
+    dishes = rows("report_dishes", "granularity", "period_start", "dish")
+    assert [d for d in dishes if d[3] == "loja-a"] == [
+        (unit, one_store, dish, "loja-a") for unit in ("hour", "minute") for dish in ("Coxinha", "Suco")]
+    assert len(dishes) == 10
+    assert rows("report_customers", "granularity", "period_start", "customer_id") == [
+        ("hour", one_store, 7, ""), ("hour", one_store, 7, "loja-a"), ("hour", two_stores, 7, ""),
+        ("minute", one_store, 7, ""), ("minute", one_store, 7, "loja-a")]
+    assert query(url, "SELECT periodo FROM relatorio_vendas") == [(one_store,)]
+    assert query(url, "SELECT loja, periodo, total_vendas FROM relatorio_vendas_por_loja") == [
+        ("loja-a", one_store, Decimal("30.00"))]
