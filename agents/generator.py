@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
 from restaurant_app.errors import PipelineError
-from restaurant_app.models import Order, OrderEvent
+from restaurant_app.models import Order, OrderEvent, kafka_key
 from restaurant_app.retry import Backoff
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings
@@ -29,8 +29,9 @@ class PublishFailed(PipelineError):
     """Kafka acknowledged none of the attempts to publish an order."""
 
 
-async def publish(order: Order | OrderEvent) -> None:
-    """Publish ``order`` (or a cancellation or refund, keyed by its order) and wait until Kafka
+async def publish(order: Order | OrderEvent, store: str) -> None:
+    """Publish ``order`` (or a cancellation or refund of an order) of ``store``, keyed by the store
+    so that it follows the store's earlier orders on their partition, and wait until Kafka
     acknowledges it; retry with backoff when it does not.
 
     The producer is idempotent (``IdempotentProducer``): a lost acknowledgement is retried
@@ -43,7 +44,7 @@ async def publish(order: Order | OrderEvent) -> None:
     backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
         try:
-            delivery = await orders_topic.send(key=order.order_id, value=order.dumps())
+            delivery = await orders_topic.send(key=kafka_key(store), value=order.dumps())
             await delivery
             return
         except (KafkaError, ProducerSendError) as exc:
@@ -67,11 +68,12 @@ async def place_orders() -> list[Order]:
     try:
         orders = generator.orders_for_tick(settings.orders_per_tick)
         for order in orders:
-            await publish(order)
+            await publish(order, order.store_id)
             placed += 1
         events = generator.events_for(orders)
-        for event in events:  # after their orders, on their partitions
-            await publish(event)
+        stores = {order.order_id: order.store_id for order in orders}
+        for event in events:  # after their orders, on their stores' partitions
+            await publish(event, stores[event.order_id])
         if events:
             log.info("Placed %d cancellation(s) or refund(s) of this tick's orders", len(events))
     except PublishFailed as exc:

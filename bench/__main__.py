@@ -1,5 +1,5 @@
-"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness,
-and the dashboard's reads over a year of reports.
+"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness
+(of one store, and of a 50-store chain), and the dashboard's reads over a year of reports.
 
 Starts its own Kafka and PostgreSQL on free ports under bench/.work/ and writes the
 figures to bench/RESULTS.md. ``--quick`` runs everything small, for development.
@@ -24,7 +24,7 @@ from bench.ingest import ingest_run, preload
 from bench.latency import latency_run
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
-from bench.soak import POSTGRES_DOWN_SECONDS, samples, slopes, soak_run
+from bench.soak import POSTGRES_DOWN_SECONDS, samples, second_half, slope_per_hour, slopes, soak_run
 from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
@@ -39,12 +39,13 @@ FULL = {"orders": 200_000, "baseline_orders": 10_000, "runs": 3, "latency_second
         "report_sizes": "10000,100000,1000000,5000000", "report_runs": 3, "large_report_runs": 1,
         "full_runs": 1, "full_up_to": 5_000_000, "freshness_minutes": 10,
         "freshness_history": 100_000, "dashboard_days": 365, "dashboard_requests": 200,
-        "disk_orders": 10_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "60"))}
+        "disk_orders": 10_000, "soak_minutes": 60, "chain_minutes": 10}
 QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds": 10.0,
          "report_sizes": "10000,100000", "report_runs": 1, "large_report_runs": 1,
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
          "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50,
-         "disk_orders": 2_000, "soak_minutes": int(os.environ.get("SOAK_MINUTES", "5"))}
+         "disk_orders": 2_000, "soak_minutes": 5, "chain_minutes": 3}
+CHAIN_STORES = 50
 LARGE_REPORT_SIZE = 1_000_000
 
 INGEST_TARGET = 20_000
@@ -54,6 +55,8 @@ P99_TARGET_MS = 250
 REPORT_GROWTH_TARGET = 1.5
 API_BATCH_TARGET = 5_000
 API_P99_TARGET_MS = 50
+WORKER_GROWTH_TARGET = 10.0
+"""MiB an hour: a worker growing faster would take 240 MiB more each day."""
 
 INGEST_FIGURES = [
     Figure("orders_per_s", "Worker: orders/s"),
@@ -117,12 +120,20 @@ FRESHNESS_FIGURES = [
     Figure("cpu_s", "Incremental report run: CPU seconds, client + server", 2),
 ]
 
+CHAIN_FIGURES = [
+    Figure("freshness_s", "Minute's end to the complete report of every store and the chain (s);"
+                          " runs = minutes", 1),
+    Figure("ingest_per_s", "Orders stored per second over the measured minutes", 1),
+    Figure("wall_s", "Incremental report run: wall seconds (report_runs)", 1),
+    Figure("cpu_s", "Incremental report run: CPU seconds, client + server", 2),
+]
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
-    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "api",
+    parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "chain", "api",
                                            "dashboard", "disk", "soak"),
                         action="append",
                         help="run only this part (may be repeated)")
@@ -147,6 +158,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="closed minutes over which report freshness is measured (10)")
     parser.add_argument("--freshness-history", type=int,
                         help="older orders in the table while freshness is measured (100,000)")
+    parser.add_argument("--chain-minutes", type=int,
+                        help=f"closed minutes over which a {CHAIN_STORES}-store chain's freshness"
+                             " is measured (10)")
     parser.add_argument("--dashboard-days", type=int,
                         help="days of a 50-store chain's reports behind the dashboard's reads (365)")
     parser.add_argument("--dashboard-requests", type=int,
@@ -154,7 +168,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--disk-orders", type=int, help="orders stored to measure disk use (10,000)")
     parser.add_argument("--disk-rate", type=float, default=100.0,
                         help="orders/s published while disk use is measured (100)")
-    parser.add_argument("--soak-minutes", type=int,
+    parser.add_argument("--soak-minutes", type=int, default=os.environ.get("SOAK_MINUTES") or None,
                         help="length of the soak (SOAK_MINUTES, else 60; --quick: 5)")
     parser.add_argument("--soak-rate", type=float, default=20.0,
                         help="orders/s published through the soak (20)")
@@ -306,6 +320,24 @@ def measure_freshness(stack: ScratchStack, args: argparse.Namespace, report: Rep
                             " had a complete report while measured.")
 
 
+def measure_chain(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
+    section = Section(
+        f"A {CHAIN_STORES}-store chain through the pipeline over {args.chain_minutes} minutes",
+        f"As the freshness section, with the generator simulating {CHAIN_STORES} stores"
+        f" (`SIMULATED_STORES={CHAIN_STORES}`, each 0.5 to 2 times the base rate of 3 orders a"
+        f" second, scaled by the hour's demand) over {args.freshness_history:,} older orders. A"
+        f" minute is fresh once the chain's row and the row of every store with orders in that"
+        f" minute hold all of them: its freshness is the time from its end to the commit of the"
+        f" last of those. Ingest: the orders stored over the measured minutes, per second.",
+        CHAIN_FIGURES,
+    )
+    report.sections.append(section)
+    log.info("A %d-store chain over %d minute(s) ...", CHAIN_STORES, args.chain_minutes)
+    figures = freshness_run(stack, args.chain_minutes, args.freshness_history, args.seed, CHAIN_STORES)
+    section.runs.extend(rows(figures))
+    report.targets.extend(freshness_targets(figures, CHAIN_STORES))
+
+
 def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
     section = Section(
         "Orders over HTTP (POST /api/orders)",
@@ -336,8 +368,8 @@ def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Rep
         f" of reports at {STORES} stores' volume (400 orders a store a day, 11:00 to 23:00): a minute"
         f" row for each open minute, hours and days added up from them, every dish of every window,"
         f" the customers of each hour and day, the unique customers of each week and month (as the"
-        f" report job keeps them), two insights an hour. The tables have no store column"
-        f" yet, so the chain is one chain-wide set of reports. The orders of the last 48 hours at the same"
+        f" report job keeps them), two insights an hour, all as the chain's rows (`store_id` ''),"
+        f" the reads being the chain's. The orders of the last 48 hours at the same"
         f" volume (40,000, spread evenly), for today so far and yesterday. A real worker"
         f" (`faust -A restaurant_app worker`) answers; each endpoint gets"
         f" {args.dashboard_requests} requests one after another on one kept-alive connection, after 10"
@@ -387,7 +419,8 @@ def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) 
         f" ({soak.published:,} orders). A third of the way in PostgreSQL is stopped for"
         f" {POSTGRES_DOWN_SECONDS:.0f} s and started again; two thirds in, the worker is stopped"
         f" (SIGTERM) and a new one started. Every minute: the resident memory of each process"
-        f" and its children (`_rss_mib`; PostgreSQL's `_pss_mib` splits its shared buffers among its"
+        f" and its children (`_rss_mib`; the worker alone, and its fork server with any report job"
+        f" running at that moment apart; PostgreSQL's `_pss_mib` splits its shared buffers among its"
         f" processes), `pg_database_size`, the WAL written since the start and the `pg_wal`"
         f" folder, the topic's disk blocks, the worker's `restaurant_consumer_lag_messages` and"
         f" the orders stored. Slopes: least squares against time, per hour, over the whole run"
@@ -398,14 +431,21 @@ def measure_soak(stack: ScratchStack, args: argparse.Namespace, report: Report) 
                                  ["Series", "first", "last", "slope/h, whole run", "slope/h, second half"],
                                  slopes(soak)))
     header, rows = samples(soak)
-    report.sections.append(Table("Soak: the samples, a minute apart", "", header, rows))
+    report.sections.append(Table("Soak: the samples, a minute apart",
+                                 "An empty cell could not be read at that moment (the worker restarting,"
+                                 " PostgreSQL down). Memory and disk in MiB.", header, rows))
     report.targets.append(("Soak: every published order stored through a PostgreSQL and a worker restart",
                            f"{soak.stored:,} of {soak.published:,}", soak.stored == soak.published))
+    growth = slope_per_hour(*second_half(soak, soak.series["worker_rss_mib"]))
+    report.targets.append((
+        f"Soak: the worker's memory levels off (second half under {WORKER_GROWTH_TARGET:.0f} MiB an hour)",
+        "n/a" if growth is None else f"{growth:,.1f} MiB/h",
+        growth is not None and growth < WORKER_GROWTH_TARGET))
 
 
 MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports": measure_reports,
-                "freshness": measure_freshness, "api": measure_api, "dashboard": measure_dashboard,
-                "disk": measure_disk, "soak": measure_soak}
+                "freshness": measure_freshness, "chain": measure_chain, "api": measure_api,
+                "dashboard": measure_dashboard, "disk": measure_disk, "soak": measure_soak}
 
 
 def run(args: argparse.Namespace, report: Report) -> bool:

@@ -1,6 +1,6 @@
 """The dashboard's reads with history: a year of a 50-store chain's reports, timed through a real worker.
 
-The report tables have no store column yet, so the chain is one set of reports at 50 stores'
+The reports are filled as the chain's rows (``store_id`` ''), one set of reports at 50 stores'
 volume. They are filled in SQL in bulk: a minute row for every minute the stores are open, the
 hours and days added up from them, each window's dishes and the days' and hours' customers; a
 the last two days of orders at the same volume (``bench.reports.bulk_load``) give "today so far"

@@ -61,14 +61,16 @@ class Soak:
         return {name: column[index] for name, column in self.series.items()}
 
 
-def tree_memory(root: psutil.Process, kind: str = "rss") -> float | None:
-    """MiB of resident memory of ``root`` and its children: ``rss``, or ``pss`` (shared pages split
-    among the processes sharing them, for PostgreSQL's shared buffers); None once it is gone."""
-    total = 0
+def tree_memory(root: psutil.Process, kind: str = "rss", itself: bool = True, children: bool = True
+                ) -> float | None:
+    """MiB of resident memory of ``root`` and of its children (each unless told not to): ``rss``,
+    or ``pss`` (shared pages split among the processes sharing them, for PostgreSQL's shared
+    buffers); None once it is gone."""
     try:
-        processes = [root, *root.children(recursive=True)]
+        processes = [root] * itself + (root.children(recursive=True) if children else [])
     except psutil.NoSuchProcess:
         return None
+    total = 0
     for process in processes:
         try:
             memory = process.memory_full_info() if kind == "pss" else process.memory_info()
@@ -117,15 +119,17 @@ class Sampler:
         values: dict[str, float | None] = {}
         for name, pid in self.processes.items():
             kind = "pss" if name == "postgres" else "rss"
-            values[f"{name}_{kind}_mib"] = self.memory(pid(), kind)
+            values[f"{name}_{kind}_mib"] = self.memory(pid(), kind, children=name != "worker")
+        # the worker alone above; here its fork server and the report jobs running at the moment
+        values["worker_children_rss_mib"] = self.memory(self.processes["worker"](), "rss", itself=False)
         values.update(self.disk())
         values["consumer_lag_messages"] = consumer_lag(worker.url)
         return values
 
     @staticmethod
-    def memory(pid: int | None, kind: str) -> float | None:
+    def memory(pid: int | None, kind: str, itself: bool = True, children: bool = True) -> float | None:
         try:
-            return tree_memory(psutil.Process(pid), kind) if pid else None
+            return tree_memory(psutil.Process(pid), kind, itself, children) if pid else None
         except psutil.NoSuchProcess:
             return None
 
@@ -174,7 +178,7 @@ def soak_run(stack: ScratchStack, minutes: int, rate: float, seed: int) -> Soak:
     with spark_connect_server(stack.home / "spark-connect") as server:
         env = {**pipeline_env(stack, database_url, topic, "soak"), "SPARK_REMOTE": server.remote,
                "REPORT_INTERVAL_SECONDS": "60", "ORDER_SIMULATOR": "off"}
-        worker = WorkerProcess(env, logs / "soak-worker.log", log_level="info")
+        worker = WorkerProcess(env, logs / "soak-worker.log", log_level="info", web_port=int(env["WEB_PORT"]))
         worker.start(ready_timeout=180)
         count = round(rate * 60 * minutes)
         with (logs / "soak-producer.log").open("w") as output:

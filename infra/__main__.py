@@ -6,6 +6,7 @@ SIGTERM) stops the workers first, then every service this command started. Every
 starts is started again when it exits (``infra.supervisor``).
 ``python -m infra psql``: a psql shell on the pipeline's database.
 ``python -m infra partitions N``: give ORDERS_TOPIC N partitions in all (Kafka never takes any away).
+``python -m infra kafka-password USER``: a new password for ``worker`` or ``pos`` on a ``KAFKA_SECURE`` Kafka.
 """
 
 import argparse
@@ -24,6 +25,7 @@ from aiokafka.errors import KafkaError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.java import StackError
+from infra.kafka_secrets import ROTATABLE, KafkaSecrets
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import has_exited, terminate_all
 from infra.rotation import rotate_secrets
@@ -132,6 +134,20 @@ def add_partitions(settings: Settings, count: int) -> int:
     return 0
 
 
+def change_password(settings: Settings, user: str) -> int:
+    """Rotate ``user``'s password on ``make run``'s secure Kafka; say what to restart."""
+    secrets = KafkaSecrets(settings.data_dir / "kafka-secrets")
+    try:
+        secrets.rotate(user, settings.bootstrap_servers)
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("Kafka's user %s has a new password, in %s; the old one no longer logs in. Restart"
+             " what logs in as %s (make run's workers, your points of sale) to use it.",
+             user, secrets.password_file(user), user)
+    return 0
+
+
 def psql(settings: Settings) -> NoReturn:
     """Replace this process with psql, connected to ``DATABASE_URL`` or the local server.
 
@@ -152,6 +168,9 @@ def main() -> int:
     commands.add_parser("psql", help="open psql on the pipeline's database (make run must be up)")
     grow = commands.add_parser("partitions", help="give ORDERS_TOPIC more partitions (make run must be up)")
     grow.add_argument("count", type=int, help="how many partitions the topic should have in all")
+    rotate = commands.add_parser("kafka-password", help="give a user of the secure Kafka a new password"
+                                                        " (KAFKA_SECURE=1 make run must be up)")
+    rotate.add_argument("user", choices=ROTATABLE, help="whose password to change")
     commands.add_parser("rotate-secrets", help="make run stopped: its next start makes new passwords"
                         " for the PostgreSQL roles, a new Spark Connect token and cluster secret")
     args, worker_args = parser.parse_known_args()
@@ -162,6 +181,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     if args.command == "partitions":
         return add_partitions(settings, args.count)
+    if args.command == "kafka-password":
+        return change_password(settings, args.user)
     try:
         if args.command == "rotate-secrets":
             removed = rotate_secrets(settings.data_dir)

@@ -20,12 +20,16 @@ import secrets
 import subprocess
 from pathlib import Path
 
-from infra.java import StackError
+from infra.java import StackError, classpath
+from restaurant_app.java_runtime import java_executable
 from restaurant_app.kafka_security import KafkaSecurity
 
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
 USERS = ("admin", "worker", "pos")
+ROTATABLE = ("worker", "pos")
+"""Users whose password ``rotate`` changes; ``admin``'s is also in the brokers' configuration."""
+CONFIG_COMMAND = "kafka.admin.ConfigCommand"
 BROKER_SUBJECT = "/CN=kafka-broker"
 BROKER_PRINCIPAL = "User:CN=kafka-broker"
 """How a broker's certificate authenticates to the controllers (Kafka's default mapping of its subject)."""
@@ -92,6 +96,35 @@ class KafkaSecrets:
             arguments += ["--add-scram", f"{MECHANISM}=[name={user},iterations={SCRAM_ITERATIONS},"
                           f"salt=\"{_b64(salt)}\",saltedpassword=\"{_b64(salted)}\"]"]
         return arguments
+
+    def rotate(self, user: str, bootstrap_servers: str) -> None:
+        """Give ``user`` a new password: on the cluster first (as ``admin``), then in its file.
+
+        Connections already open stay; programs that log in as ``user`` need the new password for
+        their next login, so restart them (the workers read it when they start).
+        """
+        if user not in ROTATABLE:
+            raise StackError(f"Only the passwords of {' and '.join(ROTATABLE)} can be changed this way,"
+                             f" not {user!r}.")
+        password = secrets.token_urlsafe(32)
+        # The new password goes in a file of arguments (0600) that Java's launcher reads: on a
+        # command line, any user of the machine could read it.
+        arguments = self.home / f"{user}.arguments"
+        change = f'"{MECHANISM}=[iterations={SCRAM_ITERATIONS},password={password}]"'
+        _write_private(arguments, "\n".join([
+            "-Xmx128m", "-cp", f'"{classpath()}"', CONFIG_COMMAND, "--bootstrap-server", bootstrap_servers,
+            "--command-config", f'"{self.java_properties("admin")}"', "--alter", "--entity-type", "users",
+            "--entity-name", user, "--add-config", change,
+        ]) + "\n")
+        try:
+            result = subprocess.run([java_executable(), f"@{arguments}"], capture_output=True, text=True,
+                                    check=False)
+        finally:
+            arguments.unlink()
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).replace(password, "<hidden>")
+            raise StackError(f"Kafka did not take {user}'s new password; the old one stays:\n{output}")
+        _write_private(self.password_file(user), password + "\n")
 
     def _make_certificates(self) -> None:
         """A CA, and one certificate for every broker on 127.0.0.1 (servers and clients of each other)."""

@@ -11,6 +11,7 @@ from faust.cli import AppCommand, option
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.kafka_probe import count_brokers
+from restaurant_app.models import DEFAULT_STORE, kafka_key
 from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.worker import app, orders_topic, settings, settle_replication
@@ -65,30 +66,40 @@ Message = tuple[bytes | str | None, bytes]
 
 
 def generated(generator: OrderGenerator, count: int) -> Iterator[Message]:
-    """``count`` new orders, spread evenly over the simulated stores, keyed by their order_id."""
+    """``count`` new orders, spread evenly over the simulated stores, keyed by their store."""
     stores = generator.stores
     for number in range(count):
         order = generator.order(store_id=stores[number % len(stores)].store_id)
-        yield order.order_id, order.dumps()
+        yield kafka_key(order.store_id), order.dumps()
 
 
 def replayed(path: Path) -> Iterator[Message]:
-    """Each non-blank line of ``path`` as it is, keyed by the order_id it names (if any)."""
+    """Each non-blank line of ``path`` as it is, keyed by its store (see ``message_key``)."""
+    stores: dict[str, str] = {}
     with path.open("rb") as lines:
         for line in lines:
             message = line.rstrip(b"\r\n")
             if message.strip():
-                yield order_key(message), message
+                yield message_key(message, stores), message
 
 
-def order_key(message: bytes) -> bytes | None:
-    """The ``order_id`` a message names, as a producer keys it; None if it names none."""
+def message_key(message: bytes, stores: dict[str, str]) -> str | None:
+    """The key a producer gives a message: an order's store (``DEFAULT_STORE`` if it names none),
+    noted in ``stores`` by order_id; a cancellation's or refund's, its order's store, as noted
+    (else ``DEFAULT_STORE``); None for what is no JSON object."""
     try:
         payload = json.loads(message)
     except ValueError:
         return None
-    order_id = payload.get("order_id") if isinstance(payload, dict) else None
-    return order_id.encode() if isinstance(order_id, str) else None
+    if not isinstance(payload, dict):
+        return None
+    order_id, store = payload.get("order_id"), payload.get("store_id")
+    if payload.get("kind") not in (None, "order"):
+        return kafka_key(stores.get(order_id, DEFAULT_STORE) if isinstance(order_id, str) else DEFAULT_STORE)
+    store = store if isinstance(store, str) else DEFAULT_STORE
+    if isinstance(order_id, str):
+        stores[order_id] = store
+    return kafka_key(store)
 
 
 def count_lines(path: Path) -> int:

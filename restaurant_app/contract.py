@@ -35,6 +35,8 @@ from restaurant_app.validation import (
     TIMESTAMP,
     UUID_TEXT,
 )
+from restaurant_app.web.endpoint import CSV_NUMBERS
+from restaurant_app.web.language import LANGUAGES
 
 SCHEMA_PATH = PROJECT_ROOT / "docs" / "order.schema.json"
 SCHEMA_PATHS = {1: SCHEMA_PATH, 2: PROJECT_ROOT / "docs" / "order.v2.schema.json"}
@@ -195,12 +197,6 @@ def order_schema(version: int = SCHEMA_VERSION) -> dict[str, Any]:
     return schema
 
 
-def _error(description: str, **extra: Any) -> dict[str, Any]:
-    properties = {"error": {"type": "string", "maxLength": 200}, **extra}
-    body = {"type": "object", "required": ["error"], "properties": properties}
-    return {"description": description, "content": {"application/json": {"schema": body}}}
-
-
 ORDER_REF = {"$ref": "#/components/schemas/Order"}
 ORDER_ID = {"type": "string", "format": "uuid"}
 
@@ -245,8 +241,78 @@ def _responses() -> dict[str, Any]:
     }
 
 
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+STORE_PARAMETER = _query(
+    "store", {"type": "string", "pattern": f"^(|{STORE_ID.pattern})$"},
+    f"A store's id (1 to {MAX_STORE_ID_LENGTH} lowercase letters, digits, '-' or '_') with reports"
+    " (/api/dashboard/stores lists them); absent or empty: the whole chain. An unknown store is a 400.")
+LANG_PARAMETER = _query("lang", {"type": "string", "enum": list(LANGUAGES)},
+                        "The language of the sentences; absent: DASHBOARD_LANGUAGE (or the browser's).")
+NUMBERS_PARAMETER = _query("numbers", {"type": "string", "enum": list(CSV_NUMBERS)},
+                           "br: 1234,56 and ';' between fields (the default); intl: 1234.56 and ','.")
+MOMENT = {"type": "string", "format": "date-time", "maxLength": 64, "examples": ["2026-11-29T14:00:00-03:00"]}
+RANGE_PARAMETERS = [
+    _query("granularity", {"type": "string", "enum": ["minute", "hour", "day"]}, "Absent: minute."),
+    _query("from", MOMENT, "The first window's start (ISO 8601; without an offset, the restaurant's clock).",
+           required=True),
+    _query("to", MOMENT, "Windows starting before this moment.", required=True),
+]
+HISTORY_PARAMETERS = [
+    _query("period", {"type": "string", "enum": ["day", "week", "month"]}, "Absent: day."),
+    _query("date", {"type": "string", "format": "date", "maxLength": 64, "examples": ["2026-11-29"]},
+           "A day of the period (YYYY-MM-DD); absent: today."),
+]
+
+
+def _counted(name: str, default: int, low: int, high: int) -> dict[str, Any]:
+    return _query(name, {"type": "integer", "minimum": low, "maximum": high}, f"Absent: {default}.")
+
+
+def _reading(summary: str, parameters: list[dict[str, Any]], media: str = "application/json",
+             unavailable: str = "PostgreSQL is unavailable.") -> dict[str, Any]:
+    """A GET of the reports or the dashboard: 200, 400 with the reason, 503 while PostgreSQL is away."""
+    body = {"type": "object"} if media == "application/json" else {"type": "string"}
+    return {"get": {"summary": summary, "parameters": parameters, "responses": {
+        "200": {"description": summary, "content": {media: {"schema": body}}},
+        "400": _error("A bad parameter (unknown, repeated, out of range, an unknown store): the reason."),
+        "503": _error(unavailable),
+    }}}
+
+
+def reading_paths() -> dict[str, Any]:
+    """The reports' and the dashboard's GET endpoints, with their parameters."""
+    return {
+        "/reports": _reading("Reports and insights of a range", [*RANGE_PARAMETERS, LANG_PARAMETER,
+                                                                  STORE_PARAMETER]),
+        "/reports.csv": _reading("The reports of a range as CSV", [*RANGE_PARAMETERS, NUMBERS_PARAMETER,
+                                                                     STORE_PARAMETER], "text/csv"),
+        "/reports/latest": _reading("The newest reports, insights and the last run",
+                                    [LANG_PARAMETER, STORE_PARAMETER]),
+        "/api/dashboard/summary": _reading("Today so far against yesterday", [STORE_PARAMETER]),
+        "/api/dashboard/minutes": _reading("Revenue and orders per minute",
+                                           [_counted("hours", 2, 1, 24), STORE_PARAMETER]),
+        "/api/dashboard/minute": _reading("The minute under way, provisional", [STORE_PARAMETER]),
+        "/api/dashboard/dishes": _reading("The top dishes of the hour and the day",
+                                          [_counted("limit", 8, 1, 50), STORE_PARAMETER]),
+        "/api/dashboard/insights": _reading("The latest insights",
+                                            [_counted("limit", 6, 1, 50), LANG_PARAMETER, STORE_PARAMETER]),
+        "/api/dashboard/stores": _reading("The stores with reports", []),
+        "/api/dashboard/history": _reading("A day, week or month with its comparisons",
+                                           [*HISTORY_PARAMETERS, LANG_PARAMETER, STORE_PARAMETER]),
+        "/api/dashboard/history.csv": _reading(
+            "The history's days as CSV", [*HISTORY_PARAMETERS, LANG_PARAMETER, NUMBERS_PARAMETER,
+                                          STORE_PARAMETER], "text/csv"),
+        "/api/dashboard/rejections": _reading("The messages refused lately",
+                                              [_counted("hours", 1, 1, 168), _counted("limit", 20, 1, 200)]),
+    }
+
+
 def openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``POST /api/orders``, with the order schema as its body."""
+    """The OpenAPI 3.1 document of ``POST /api/orders`` (the order schema as its body) and of the
+    reports' and the dashboard's GET endpoints."""
     versions = {name: schema for version in SCHEMA_VERSIONS for name, schema in _components(version).items()}
     order = {"description": "An order of any version the workers read (docs/ORDER_CONTRACT.md).",
              "oneOf": [{"$ref": f"#/components/schemas/OrderV{version}"} for version in SCHEMA_VERSIONS]}
@@ -262,9 +328,11 @@ def openapi() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Restaurant sales: orders from points of sale", "version": str(SCHEMA_VERSION),
-                 "description": "The order contract is docs/ORDER_CONTRACT.md."},
-        "paths": {"/api/orders": {"post": post}},
+        "info": {"title": "Restaurant sales: orders from points of sale, reports and the dashboard",
+                 "version": str(SCHEMA_VERSION),
+                 "description": "The order contract is docs/ORDER_CONTRACT.md. Money is an exact decimal"
+                                " string; moments are ISO 8601 on the restaurant's clock."},
+        "paths": {"/api/orders": {"post": post}, **reading_paths()},
         "components": {
             "schemas": {"Order": order, **versions},
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer",

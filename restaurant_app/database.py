@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -170,7 +170,7 @@ class Database:
                     done = {row[0] for row in await cursor.fetchall()}
         return [version for version, _ in migration_files() if version not in done]
 
-    async def fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[dict]:
+    async def fetch_all(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict]:
         """Run a read-only query on a pooled connection and return its rows as dictionaries."""
         with outage_as_unavailable():
             async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:

@@ -116,3 +116,9 @@ class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _ENCODER = msgspec.json.Encoder()
+
+
+def kafka_key(store_id: str) -> str:
+    """The Kafka key of an order of ``store_id``: its store, so that Kafka keeps each store's orders
+    in one partition, in the order they were sent (docs/ORDER_CONTRACT.md)."""
+    return store_id

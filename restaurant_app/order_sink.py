@@ -166,7 +166,8 @@ def _stored_lines(alias: str) -> str:
 # Python, at about three times the worker's CPU per order. Lines are inserted only for orders
 # this statement inserted, so a conflicting version's lines are never merged into a stored order.
 # orders and order_items are partitioned by day (migration 006), so order_id is unique in
-# order_keys: an order is inserted only if its key was new, and its lines carry its created_at.
+# order_keys: an order is inserted only if its key was new, and its lines carry its created_at
+# (they have no foreign key of their own, migration 027: this statement is what pins them).
 STAGING_TABLES = (_staging_table(STAGED_ORDERS, ORDER_COLUMNS), _staging_table(STAGED_ITEMS, ITEM_COLUMNS))
 COPY_ORDERS = f"COPY {STAGED_ORDERS} ({_names(ORDER_COLUMNS)}) FROM STDIN"
 COPY_ITEMS = f"COPY {STAGED_ITEMS} ({_names(ITEM_COLUMNS)}) FROM STDIN"
@@ -325,7 +326,7 @@ async def _store_event(conn: psycopg.AsyncConnection, accepted: AcceptedEvent) -
     row = await (await conn.execute(EVENT_TARGET, (event.order_id,))).fetchone()
     if row is None:
         reason = (f"no order {event.order_id} is stored: a {event.kind} must come after its order"
-                  " (key both by order_id)")
+                  " (key both by the order's store)")
         return Rejection(source, reason, RejectionKind.UNKNOWN_ORDER)
     target = EventTarget(*row)
     try:

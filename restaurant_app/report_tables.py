@@ -4,7 +4,11 @@ A new report figure is a name here, a column in a migration (the report table, a
 table with its view) and its computation in ``spark_reports/aggregations.py``.
 """
 
-SALES_KEY = ("granularity", "period_start")
+CHAIN_STORE = ""
+"""The ``store_id`` of the whole chain's report rows (every store's orders); a store's id is never
+empty. Each report row belongs to one store or to the chain (migration 018)."""
+
+SALES_KEY = ("granularity", "period_start", "store_id")
 SALES_FIGURES = (
     "period_end", "orders", "items_sold", "gross_revenue", "avg_ticket", "unique_customers",
     "avg_spend_per_customer", "top_dish", "top_dish_quantity", "revenue_by_channel", "revenue_by_payment",
@@ -15,8 +19,9 @@ SALES_BREAKDOWNS = ("revenue_by_channel", "revenue_by_payment", "revenue_by_stor
 SALES_STAMPS = ("computed_at", "final")
 """Set by the publish step, not computed by Spark."""
 
-DISH_COLUMNS = ("granularity", "period_start", "dish", "quantity", "revenue", "rank")
-INSIGHT_COLUMNS = ("kind", "window_start", "window_end", "subject", "figures")
+DISH_FIGURES = ("dish", "quantity", "revenue", "rank")
+DISH_COLUMNS = ("granularity", "period_start", "store_id", *DISH_FIGURES)
+INSIGHT_COLUMNS = ("store_id", "kind", "window_start", "window_end", "subject", "figures")
 """What the job stores of an insight; its sentence is written by the web, in the page's language
 (rows stored before migration 013 also have an English ``message``)."""
 

@@ -98,6 +98,9 @@ app = RestaurantApp(
 
 # Our own warnings say when PostgreSQL is down; the pool's would repeat them per connection.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+# aiokafka says "Authenticated as <user>" at INFO for every connection a SASL login opens (each
+# health check's, too); its warnings and errors still show.
+logging.getLogger("aiokafka.conn").setLevel(logging.WARNING)
 
 # Faust's Prometheus sensor, named faust_*, in our registry: GET /metrics serves it with ours.
 # Its per-message metrics are brought up to date at each scrape, not at each message.

@@ -6,6 +6,8 @@ reads only the orders of the minutes that changed. Unique customers cannot be ad
 and days leave them empty and PostgreSQL counts them from ``report_customers`` when publishing.
 Anonymous orders (no ``customer_id``) count as orders but not as customers: the spend per
 customer is the revenue of the identified customers' orders (``identified_revenue``) over them.
+Every row is a store's (``store_id``) or the whole chain's (``CHAIN_STORE``): each order line is
+counted twice, once for its store and once for the chain.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, MapType, StringType
 
+from restaurant_app.report_tables import CHAIN_STORE
 from spark_reports.insights import build_insights
 
 MONEY = DecimalType(24, 2)  # the reports' numeric(24,2), migration 017
 BREAKDOWN = MapType(StringType(), MONEY)
 BREAKDOWNS = {"revenue_by_channel": "channel", "revenue_by_payment": "payment_method",
-              "revenue_by_store": "store_id"}
+              "revenue_by_store": "order_store"}
+WINDOW = ("period_start", "store_id")
+"""A report row's key within one granularity."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class Reports:
 def build_reports(inputs: Inputs) -> Reports:
     """Every report row and insight affected by the recomputed minutes."""
     minutes, minute_dishes = kept(*minute_totals(inputs.lines))
-    minute_keys = minutes.select("period_start")
+    minute_keys = minutes.select("period_start").distinct()
     context_minutes, context_minute_dishes = kept(
         replace(parse_stored(inputs.stored_minutes), minutes.drop("unique_customers"), minute_keys),
         replace(inputs.stored_minute_dishes, minute_dishes, minute_keys),
@@ -72,7 +77,7 @@ def build_reports(inputs: Inputs) -> Reports:
     return Reports(
         sales=union_all([sales for sales, _ in finished]),
         dishes=union_all([dishes for _, dishes in finished]),
-        customers=customers_seen(inputs.lines, inputs.day_starts_hour),
+        customers=customers_seen(for_store_and_chain(inputs.lines), inputs.day_starts_hour),
         insights=insights,
         evaluations=evaluations,
     )
@@ -83,17 +88,23 @@ def kept(*frames: DataFrame) -> list[DataFrame]:
     return [frame.localCheckpoint(eager=True) for frame in frames]
 
 
+def for_store_and_chain(lines: DataFrame) -> DataFrame:
+    """Each order line twice: for its store and for the chain (``store_id``); ``order_store`` is its store."""
+    return (lines.withColumnRenamed("store_id", "order_store")
+            .withColumn("store_id", F.explode(F.array(F.col("order_store"), F.lit(CHAIN_STORE)))))
+
+
 def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Per minute: orders, items, revenue, unique customers and breakdowns; and per dish."""
-    lines = lines.withColumn("period_start", F.date_trunc("minute", "created_at"))
+    """Per minute and store (and chain): orders, items, revenue, customers, breakdowns; and per dish."""
+    lines = for_store_and_chain(lines).withColumn("period_start", F.date_trunc("minute", "created_at"))
     # Every line of an order carries the order's own columns, so any line's value is the order's.
-    orders = lines.groupBy("period_start", "order_id").agg(
+    orders = lines.groupBy(*WINDOW, "order_id").agg(
         F.first("customer_id").alias("customer_id"),
         F.first("total").alias("total"),
         F.sum("quantity").alias("items"),
         *(F.first(column).alias(column) for column in BREAKDOWNS.values()),
     )
-    sales = orders.groupBy("period_start").agg(
+    sales = orders.groupBy(*WINDOW).agg(
         F.count("*").alias("orders"),
         F.sum("total").cast(MONEY).alias("gross_revenue"),
         F.count_distinct("customer_id").alias("unique_customers"),
@@ -103,7 +114,7 @@ def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
         *(summed_by_key(F.collect_list(F.struct(F.col(column).alias("key"), F.col("total").alias("value"))))
           .alias(name) for name, column in BREAKDOWNS.items()),
     )
-    dishes = lines.groupBy("period_start", "dish").agg(
+    dishes = lines.groupBy(*WINDOW, "dish").agg(
         F.sum("quantity").cast("long").alias("quantity"),
         F.sum(F.col("unit_price") * F.col("quantity")).cast(MONEY).alias("revenue"),
     )
@@ -121,7 +132,7 @@ def summed_by_key(entries: Column) -> Column:
 def parse_stored(stored: DataFrame) -> DataFrame:
     """Stored report rows in the shape of freshly computed totals (breakdowns as maps)."""
     return stored.select(
-        "period_start",
+        *WINDOW,
         F.col("orders").cast("long"),
         F.col("items_sold").cast("long"),
         F.col("gross_revenue").cast(MONEY),
@@ -155,7 +166,7 @@ def rollup(sales: DataFrame, dishes: DataFrame, unit: str,
            day_starts_hour: int = 0) -> tuple[DataFrame, DataFrame]:
     """Add up finer windows into ``unit`` ('hour' or 'day') windows."""
     sales = sales.withColumn("period_start", window_start(unit, "period_start", day_starts_hour))
-    totals = sales.groupBy("period_start").agg(
+    totals = sales.groupBy(*WINDOW).agg(
         F.sum("orders").alias("orders"),
         F.sum("items_sold").alias("items_sold"),
         F.sum("gross_revenue").cast(MONEY).alias("gross_revenue"),
@@ -164,7 +175,7 @@ def rollup(sales: DataFrame, dishes: DataFrame, unit: str,
     )
     dishes = (
         dishes.withColumn("period_start", window_start(unit, "period_start", day_starts_hour))
-        .groupBy("period_start", "dish")
+        .groupBy(*WINDOW, "dish")
         .agg(F.sum("quantity").alias("quantity"), F.sum("revenue").cast(MONEY).alias("revenue"))
     )
     return totals, dishes
@@ -181,16 +192,16 @@ def period_end(granularity: str, day_starts_hour: int = 0) -> Column:
 def finish(sales: DataFrame, dishes: DataFrame, granularity: str,
            day_starts_hour: int = 0) -> tuple[DataFrame, DataFrame]:
     """Rank the dishes and give the totals their averages and top dish, as staging rows."""
-    by_quantity = Window.partitionBy("period_start").orderBy(F.desc("quantity"), F.asc("dish"))
+    by_quantity = Window.partitionBy(*WINDOW).orderBy(F.desc("quantity"), F.asc("dish"))
     ranked = dishes.withColumn("rank", F.row_number().over(by_quantity))
     top = ranked.where(F.col("rank") == 1).select(
-        "period_start", F.col("dish").alias("top_dish"), F.col("quantity").alias("top_dish_quantity")
+        *WINDOW, F.col("dish").alias("top_dish"), F.col("quantity").alias("top_dish_quantity")
     )
     # Only minutes count their customers: those of an hour or a day cannot be added up.
     customers = F.col("unique_customers") if granularity == "minute" else F.lit(None).cast("long")
-    staged = sales.join(top, "period_start").select(
+    staged = sales.join(top, list(WINDOW)).select(
         F.lit(granularity).alias("granularity"),
-        "period_start",
+        *WINDOW,
         period_end(granularity, day_starts_hour).alias("period_end"),
         F.col("orders").cast("long"),
         F.col("items_sold").cast("long"),
@@ -206,18 +217,20 @@ def finish(sales: DataFrame, dishes: DataFrame, granularity: str,
         "identified_revenue",
     )
     staged_dishes = ranked.select(
-        F.lit(granularity).alias("granularity"), "period_start", "dish",
+        F.lit(granularity).alias("granularity"), *WINDOW, "dish",
         F.col("quantity").cast("long"), "revenue", F.col("rank").cast("int"),
     )
     return staged, staged_dishes
 
 
 def customers_seen(lines: DataFrame, day_starts_hour: int = 0) -> DataFrame:
-    """The (hour, customer) and (day, customer) pairs of the order lines read; anonymous lines have none."""
+    """The (hour, store, customer) and (day, store, customer) of the order lines read (each line
+    for its store and the chain); anonymous lines have none."""
     identified = lines.where(F.col("customer_id").isNotNull())
     pairs = [
         identified.select(F.lit(unit).alias("granularity"),
-                     window_start(unit, "created_at", day_starts_hour).alias("period_start"), "customer_id")
+                          window_start(unit, "created_at", day_starts_hour).alias("period_start"),
+                          "store_id", "customer_id")
         for unit in ("hour", "day")
     ]
     return union_all(pairs).distinct()

@@ -4,7 +4,8 @@ Every insight belongs to a window: an hour for the best-selling dish, the revenu
 and the trending dishes, a minute for an anomaly. A run evaluates again every window whose
 figures depend on a recomputed minute, and replaces that window's insights. An insight is its
 kind and its figures; the web server writes its sentence when it shows it, in the reader's
-language and the restaurant's formats (``restaurant_app/web/language.py``).
+language and the restaurant's formats (``restaurant_app/web/language.py``). Each store and the
+chain have their own insights, computed alike from their own minutes (``store_id``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def build_insights(
 ) -> tuple[DataFrame, DataFrame]:
     """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace."""
     minutes = with_hour(minutes)
-    hours = minutes.groupBy("hour").agg(
+    hours = minutes.groupBy("store_id", "hour").agg(
         F.sum("gross_revenue").alias("revenue"), F.max("offset").alias("last_offset")
     )
     found = [top_dishes(hour_dishes)]
@@ -87,6 +88,7 @@ def top_dishes(hour_dishes: DataFrame) -> DataFrame:
     top = hour_dishes.where(F.col("rank") == 1)
     end = F.col("period_start") + interval_hours(1)
     return top.select(
+        "store_id",
         F.lit("top_dish").alias("kind"),
         F.col("period_start").alias("window_start"),
         end.alias("window_end"),
@@ -100,10 +102,10 @@ def compare_revenue(hours: DataFrame, minutes: DataFrame, back: int) -> DataFram
 
     An hour still under way (or quiet at its end) is compared up to its last minute with sales.
     """
-    earlier = tag_earlier(minutes.select("hour", "offset", "gross_revenue"), back)
+    earlier = tag_earlier(minutes.select("store_id", "hour", "offset", "gross_revenue"), back)
     return (
-        hours.join(earlier, earlier["target"] == hours["hour"], "left")
-        .groupBy("hour", "revenue", "last_offset")
+        hours.join(earlier.withColumnRenamed("target", "hour"), ["store_id", "hour"], "left")
+        .groupBy("store_id", "hour", "revenue", "last_offset")
         .agg(F.sum(F.when(F.col("offset") <= F.col("last_offset"), F.col("gross_revenue"))
                    .otherwise(0)).alias("previous_revenue"))
         .withColumn("window_end", F.timestamp_seconds(
@@ -120,6 +122,7 @@ def revenue_insights(compared: DataFrame, kind: str) -> DataFrame:
     previous = F.col("previous_revenue")
     change = F.round(F.try_divide((F.col("revenue") - previous) * 100, previous), 1)
     return compared.select(
+        "store_id",
         F.lit(kind).alias("kind"),
         F.col("hour").alias("window_start"),
         "window_end",
@@ -132,14 +135,15 @@ def revenue_insights(compared: DataFrame, kind: str) -> DataFrame:
 
 def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
     """Dishes selling clearly more or less than in the same minutes of the previous hour."""
-    hours = compared.where(F.col("previous_revenue") > 0).select("hour", "last_offset", "window_end")
+    hours = compared.where(F.col("previous_revenue") > 0).select("store_id", "hour", "last_offset",
+                                                                 "window_end")
     # Each minute's dish row counts for its own hour, and for the next hour as "before".
     tagged = dishes.withColumn("before", F.explode(F.array(F.lit(False), F.lit(True)))).withColumn(
         "hour", F.when(F.col("before"), F.col("hour") + interval_hours(1)).otherwise(F.col("hour")))
     both = (
-        tagged.join(hours, "hour")
+        tagged.join(hours, ["store_id", "hour"])
         .where(~F.col("before") | (F.col("offset") <= F.col("last_offset")))
-        .groupBy("hour", "dish", "window_end")
+        .groupBy("store_id", "hour", "dish", "window_end")
         .agg(F.sum(F.when(~F.col("before"), F.col("quantity")).otherwise(0)).alias("quantity"),
              F.sum(F.when(F.col("before"), F.col("quantity")).otherwise(0)).alias("previous_quantity"))
     )
@@ -148,6 +152,7 @@ def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
     down = (previous - quantity >= TREND_MIN_CHANGE) & (previous >= quantity * TREND_MIN_RATIO)
     trending = both.where(up | down).withColumn("rising", up)
     return trending.select(
+        "store_id",
         F.when(F.col("rising"), "dish_trending_up").otherwise("dish_trending_down").alias("kind"),
         F.col("hour").alias("window_start"),
         "window_end",
@@ -169,12 +174,13 @@ def minute_anomalies(minutes: DataFrame, minute_keys: DataFrame) -> tuple[DataFr
     rows = (minutes.join(fresh, "period_start", "left")
             .withColumn("epoch", F.unix_seconds("period_start"))
             .withColumn("bucket", F.explode(F.array(F.col("hour"), F.col("hour") + interval_hours(1)))))
-    by_time = Window.partitionBy("bucket").orderBy("epoch")
-    trailing = by_time.rangeBetween(-TRAILING_SECONDS, -60)
+    # Near a recomputed minute of any store (every store's rows of the bucket); trailing figures per store.
+    any_store = Window.partitionBy("bucket").orderBy("epoch")
+    trailing = Window.partitionBy("bucket", "store_id").orderBy("epoch").rangeBetween(-TRAILING_SECONDS, -60)
     revenue = F.col("gross_revenue")
     scored = (
         rows.withColumn("near_fresh", F.max(F.when(F.col("fresh"), F.col("epoch")))
-                        .over(by_time.rangeBetween(-TRAILING_SECONDS, 0)))
+                        .over(any_store.rangeBetween(-TRAILING_SECONDS, 0)))
         .withColumn("total", F.sum(revenue).over(trailing))
         .withColumn("squares", F.sum(revenue * revenue).over(trailing))
         .withColumn("active", F.count("*").over(trailing))
@@ -190,6 +196,7 @@ def minute_anomalies(minutes: DataFrame, minute_keys: DataFrame) -> tuple[DataFr
     unusual = scored.where((F.col("active") >= ANOMALY_MIN_ACTIVE_MINUTES)
                            & (F.abs(F.col("z")) >= ANOMALY_Z_SCORE))
     insights = unusual.select(
+        "store_id",
         F.lit("anomalous_minute").alias("kind"),
         F.col("period_start").alias("window_start"),
         (F.col("period_start") + F.expr("INTERVAL 1 MINUTE")).alias("window_end"),

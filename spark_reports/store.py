@@ -11,6 +11,7 @@ import psycopg
 
 from restaurant_app.business_day import SQL_DAY_START, shift
 from restaurant_app.report_tables import (
+    CHAIN_STORE,
     DISH_COLUMNS,
     INSIGHT_COLUMNS,
     SALES_FIGURES,
@@ -155,7 +156,7 @@ AND NOT EXISTS (SELECT 1 FROM report_scope x WHERE x.kind = 'span'
 """
 
 _STORED_SALES = """
-SELECT r.period_start, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
+SELECT r.period_start, r.store_id, r.orders, r.items_sold, r.gross_revenue, r.identified_revenue,
        r.revenue_by_channel::text AS revenue_by_channel,
        r.revenue_by_payment::text AS revenue_by_payment,
        r.revenue_by_store::text AS revenue_by_store
@@ -165,7 +166,7 @@ WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
 """ + _OUTSIDE_SPAN
 
 _STORED_DISHES = """
-SELECT r.period_start, r.dish, r.quantity, r.revenue
+SELECT r.period_start, r.store_id, r.dish, r.quantity, r.revenue
 FROM report_scope s
 JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.period_end
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
@@ -221,13 +222,14 @@ DELETE_ALL_REPORTS = (
 )
 
 INSERT_CUSTOMERS = """
-INSERT INTO report_customers (granularity, period_start, customer_id)
-SELECT DISTINCT granularity, period_start, customer_id FROM report_staging_customers
+INSERT INTO report_customers (granularity, period_start, store_id, customer_id)
+SELECT DISTINCT granularity, period_start, store_id, customer_id FROM report_staging_customers
 ON CONFLICT DO NOTHING
 """
 
 # Weeks (from Monday) and months keep their customers in report_customers and their count in
-# report_period_customers (migration 026): the history reads one row per period. A period is
+# report_period_customers (migration 026): the history reads one row per period. Only the chain's
+# (store_id ''): a store's week or month is counted from its days' customers when read. A period is
 # counted from all its days' customers the first time a run publishes one of its days (or again
 # after a range rebuild of it); after that, each customer new to it adds one.
 PERIOD_UNITS = ("week", "month")
@@ -237,7 +239,7 @@ _TOUCHED_PERIODS = """
 WITH touched AS (
     SELECT DISTINCT u.unit AS granularity, date_trunc(u.unit, st.period_start, %(zone)s) AS period_start
     FROM report_staging_customers st CROSS JOIN unnest(%(units)s::text[]) AS u (unit)
-    WHERE st.granularity = 'day'
+    WHERE st.granularity = 'day' AND st.store_id = ''
 ), uncounted AS (
     SELECT t.granularity, t.period_start FROM touched t
     WHERE NOT EXISTS (SELECT 1 FROM report_period_customers p
@@ -248,7 +250,7 @@ INSERT_UNCOUNTED_PERIOD_CUSTOMERS = _TOUCHED_PERIODS + f"""
 INSERT INTO report_customers (granularity, period_start, customer_id)
 SELECT DISTINCT u.granularity, u.period_start, c.customer_id
 FROM uncounted u
-JOIN report_customers c ON c.granularity = 'day' AND c.period_start >= u.period_start
+JOIN report_customers c ON c.granularity = 'day' AND c.store_id = '' AND c.period_start >= u.period_start
  AND c.period_start < {_PERIOD_END.format(unit="u.granularity", start="u.period_start")}
 ON CONFLICT DO NOTHING
 """
@@ -256,7 +258,7 @@ COUNT_UNCOUNTED_PERIODS = _TOUCHED_PERIODS + """
 INSERT INTO report_period_customers (granularity, period_start, unique_customers)
 SELECT u.granularity, u.period_start,
        (SELECT count(*) FROM report_customers c
-        WHERE c.granularity = u.granularity AND c.period_start = u.period_start)
+        WHERE c.granularity = u.granularity AND c.period_start = u.period_start AND c.store_id = '')
 FROM uncounted u
 """
 ADD_NEW_PERIOD_CUSTOMERS = """
@@ -264,7 +266,7 @@ WITH added AS (
     INSERT INTO report_customers (granularity, period_start, customer_id)
     SELECT DISTINCT u.unit, date_trunc(u.unit, st.period_start, %(zone)s), st.customer_id
     FROM report_staging_customers st CROSS JOIN unnest(%(units)s::text[]) AS u (unit)
-    WHERE st.granularity = 'day'
+    WHERE st.granularity = 'day' AND st.store_id = ''
     ON CONFLICT DO NOTHING
     RETURNING granularity, period_start
 )
@@ -291,17 +293,17 @@ PUBLISHED_SALES = {
 
 INSERT_SALES = f"""
 WITH customers AS (
-    SELECT c.granularity, c.period_start, count(*) AS customers
+    SELECT c.granularity, c.period_start, c.store_id, count(*) AS customers
     FROM report_customers c
-    JOIN report_staging_sales st USING (granularity, period_start)
+    JOIN report_staging_sales st USING (granularity, period_start, store_id)
     WHERE st.unique_customers IS NULL
-    GROUP BY c.granularity, c.period_start
+    GROUP BY c.granularity, c.period_start, c.store_id
 )
 INSERT INTO report_sales ({listed(SALES_KEY + SALES_FIGURES + SALES_STAMPS)})
 SELECT {", ".join(PUBLISHED_SALES.get(c, "st." + c) for c in SALES_KEY + SALES_FIGURES)},
        now(), st.period_end <= %(closed_by)s
 FROM report_staging_sales st
-LEFT JOIN customers c USING (granularity, period_start)
+LEFT JOIN customers c USING (granularity, period_start, store_id)
 """
 
 INSERT_DISHES = f"""
@@ -315,7 +317,8 @@ SELECT {listed(INSIGHT_COLUMNS)}, now()
 FROM report_staging_insights
 """
 
-COUNT_STAGED_WINDOWS = "SELECT count(*) FROM report_staging_sales"
+# The windows written: each has a row for the chain, and one for each store with orders in it.
+COUNT_STAGED_WINDOWS = f"SELECT count(*) FROM report_staging_sales WHERE store_id = '{CHAIN_STORE}'"
 
 
 class ReportStore:

@@ -81,7 +81,8 @@ def test_migrate_status_and_rebuild_reports(stack: ScratchStack, worker: WorkerP
     first = admin(env, "rebuild-reports", *span, "--run")
     assert first.returncode == OK, first.stderr[-3000:]
     assert "Queued 1 minute window(s)" in first.stdout
-    sales = "SELECT gross_revenue FROM report_sales WHERE granularity = 'minute' AND period_start = %s"
+    sales = ("SELECT gross_revenue FROM report_sales"
+             " WHERE granularity = 'minute' AND period_start = %s AND store_id = ''")
     assert query(database_url, sales, (minute,)) == [(revenue,)]
     execute(database_url, "UPDATE report_sales SET gross_revenue = 0 WHERE granularity = 'minute'")
     again = admin(env, "rebuild-reports", *span, "--run")

@@ -20,7 +20,7 @@ ANONYMOUS_MINUTE = HOUR + timedelta(minutes=20)
 
 SALES = """
 SELECT orders, unique_customers, gross_revenue, identified_revenue, avg_spend_per_customer
-FROM report_sales WHERE granularity = %s AND period_start = %s
+FROM report_sales WHERE granularity = %s AND period_start = %s AND store_id = ''
 """
 
 

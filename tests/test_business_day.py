@@ -14,6 +14,7 @@ import pytest
 from restaurant_app.business_day import date_start, day_start, shift
 from restaurant_app.models import Order, OrderItem
 from restaurant_app.order_sink import save_orders
+from restaurant_app.report_tables import CHAIN_STORE
 from restaurant_app.settings import SettingError, Settings
 from restaurant_app.web.figures import CURRENT_DISHES, TODAY_AGAINST_YESTERDAY
 from spark_reports import job
@@ -67,7 +68,7 @@ def test_business_day_starts_refuses_anything_else(value: str, monkeypatch: pyte
 STRADDLING = ["2026-11-25 03:00", "2026-11-25 23:30", "2026-11-26 01:30", "2026-11-26 03:59:59",
               "2026-11-26 04:00"]
 DAY_REPORTS = "SELECT period_start, period_end, orders, unique_customers FROM report_sales" \
-              " WHERE granularity = 'day' ORDER BY period_start"
+              " WHERE granularity = 'day' AND store_id = '' ORDER BY period_start"
 
 
 def order_at(moment: str, customer: int) -> Order:
@@ -99,7 +100,8 @@ def test_day_reports_follow_the_business_day(database_url: str):
         (local("2026-11-25 04:00"), local("2026-11-26 04:00"), 3, 3),
         (local("2026-11-26 04:00"), local("2026-11-27 04:00"), 1, 1),
     ]
-    dishes = "SELECT period_start, dish, quantity FROM report_dishes WHERE granularity = 'day' ORDER BY 1"
+    dishes = ("SELECT period_start, dish, quantity FROM report_dishes WHERE granularity = 'day'"
+              " AND store_id = '' ORDER BY 1")
     assert [row[0] for row in query(database_url, dishes)] == [
         local("2026-11-24 04:00"), local("2026-11-25 04:00"), local("2026-11-26 04:00")]
 
@@ -110,12 +112,13 @@ def test_the_dashboards_today_starts_when_the_business_day_does(database_url: st
         asyncio.run(save_orders(database_url, []))  # the schema
         for hours in (0, 4, 23):
             now = datetime.now(UTC)
-            rows = conn.execute(TODAY_AGAINST_YESTERDAY, (str(ZONE), shift(hours))).fetchall()
+            clock = {"zone": str(ZONE), "shift": shift(hours), "store": CHAIN_STORE}
+            rows = conn.execute(TODAY_AGAINST_YESTERDAY, clock).fetchall()
             starts = {row[0]: row[1] for row in rows}
             if day_start(datetime.now(UTC), ZONE, hours) != day_start(now, ZONE, hours):
                 continue  # the day turned while the query ran
             assert starts["today"] == day_start(now, ZONE, hours)
             yesterday = (now.astimezone(ZONE) - timedelta(days=1)).astimezone(UTC)
             assert starts["yesterday"] == day_start(yesterday, ZONE, hours)
-            windows = conn.execute(CURRENT_DISHES, (str(ZONE), shift(hours), 5)).fetchall()
+            windows = conn.execute(CURRENT_DISHES, {**clock, "limit": 5}).fetchall()
             assert {row[0]: row[1] for row in windows}["day"] == day_start(now, ZONE, hours)

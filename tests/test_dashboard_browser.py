@@ -25,6 +25,7 @@ from infra.postgres import PostgresServer
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port
 from restaurant_app.models import Order
+from restaurant_app.report_tables import CHAIN_STORE
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.web.language import insight_message
@@ -46,7 +47,7 @@ BRAZILIAN_MONEY = re.compile(r"R\$ \d{1,3}(\.\d{3})*,\d{2}")
 PHONE_WIDTH = 360
 TAP_TARGET = 44
 """The least width and height of a control a finger taps at a phone's width (WCAG 2.5.5), in CSS px."""
-PHONE_CONTROLS = ("other-language", "rejections-button", "history-date", "history-period",
+PHONE_CONTROLS = ("store", "other-language", "rejections-button", "history-date", "history-period",
                   "history-numbers", "history-csv")
 """The page's controls, in the order the keyboard's Tab reaches them."""
 CHARTS = ("minutes-chart", "dishes-hour-chart", "dishes-day-chart")
@@ -146,14 +147,15 @@ def since_midnight() -> tuple[datetime, datetime]:
     return now.replace(hour=0, minute=0, second=0, microsecond=0), now
 
 
-def today_in_database(url: str) -> dict[str, str]:
-    """Today's figures, as the page should show them."""
+def today_in_database(url: str, store: str = CHAIN_STORE) -> dict[str, str]:
+    """Today's figures of ``store`` (or the chain), as the page should show them."""
     start, end = since_midnight()
     orders, revenue, customers = query(
         url, "SELECT count(*), coalesce(sum(total), 0), count(DISTINCT customer_id) FROM orders"
-             " WHERE created_at >= %s AND created_at <= %s", (start, end))[0]
+             " WHERE created_at >= %s AND created_at <= %s AND %s IN ('', store_id)", (start, end, store))[0]
     items = query(url, "SELECT coalesce(sum(quantity), 0) FROM order_items JOIN orders USING (order_id)"
-                       " WHERE created_at >= %s AND created_at <= %s", (start, end))[0][0]
+                       " WHERE created_at >= %s AND created_at <= %s AND %s IN ('', store_id)",
+                  (start, end, store))[0][0]
     ticket = (revenue / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else Decimal(0)
     return {"kpi-revenue": brl(revenue), "kpi-orders": whole(orders), "kpi-items": whole(items),
             "kpi-ticket": brl(ticket), "kpi-customers": whole(customers)}
@@ -175,13 +177,14 @@ def today_by_in_database(url: str, column: str) -> dict[str, str]:
     return {name: brl(total) for name, total in query(url, TODAY_BY[column], since_midnight())}
 
 
-def report_dishes_in_database(url: str, granularity: str) -> list[tuple[str, int]]:
+def report_dishes_in_database(url: str, granularity: str, store: str = CHAIN_STORE) -> list[tuple[str, int]]:
     """The Spark report's top 8 dishes of the hour or day under way, by rank."""
     start = datetime.now(ZONE).replace(minute=0, second=0, microsecond=0)
     if granularity == "day":
         start = start.replace(hour=0)
     return query(url, "SELECT dish, quantity FROM report_dishes WHERE granularity = %s"
-                      " AND period_start = %s AND rank <= 8 ORDER BY rank", (granularity, start))
+                      " AND period_start = %s AND store_id = %s AND rank <= 8 ORDER BY rank",
+                 (granularity, start, store))
 
 
 def ingest_in_database(url: str) -> str:
@@ -329,10 +332,11 @@ def test_the_dish_charts_show_the_spark_reports(dashboard: Dashboard, granularit
     assert "calculado às" in text(page, f"#dishes-{granularity}-source")
 
 
-def insights_in_database(url: str, lang: str) -> list[str]:
+def insights_in_database(url: str, lang: str, store: str = CHAIN_STORE) -> list[str]:
     """The latest six insights' sentences in ``lang``, from the figures the report job stored."""
     rows = query(url, "SELECT kind, window_start, window_end, figures FROM report_insights"
-                      " ORDER BY window_start DESC, kind, subject LIMIT 6")
+                      " WHERE store_id = %s ORDER BY window_start DESC, kind, subject LIMIT 6",
+                 (store,))
     keys = ("kind", "window_start", "window_end", "figures")
     return [insight_message(dict(zip(keys, row, strict=True)), lang, ZONE) for row in rows]
 
@@ -557,26 +561,26 @@ def midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=ZONE)
 
 
-def history_in_database(url: str, first: date, after: date) -> dict[str, str]:
-    """The daily reports' figures over [first, after), as the history should show them."""
-    bounds = (midnight(first), midnight(after))
+def history_in_database(url: str, first: date, after: date, store: str = CHAIN_STORE) -> dict[str, str]:
+    """The daily reports' figures of ``store`` over [first, after), as the history should show them."""
+    bounds = (midnight(first), midnight(after), store)
     orders, items, revenue = query(
         url, "SELECT coalesce(sum(orders), 0), coalesce(sum(items_sold), 0), coalesce(sum(gross_revenue), 0)"
-             " FROM report_sales WHERE granularity = 'day' AND period_start >= %s AND period_start < %s",
-        bounds)[0]
+             " FROM report_sales WHERE granularity = 'day' AND period_start >= %s AND period_start < %s"
+             " AND store_id = %s", bounds)[0]
     customers = query(url, "SELECT count(DISTINCT customer_id) FROM report_customers"
-                           " WHERE granularity = 'day' AND period_start >= %s AND period_start < %s",
-                      bounds)[0][0]
+                           " WHERE granularity = 'day' AND period_start >= %s AND period_start < %s"
+                           " AND store_id = %s", bounds)[0][0]
     ticket = (revenue / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else Decimal(0)
     return {"revenue": brl(revenue), "orders": whole(orders), "items": whole(items),
             "avg_ticket": brl(ticket), "unique_customers": whole(customers)}
 
 
-def payments_in_database(url: str, first: date, after: date) -> dict[str, str]:
+def payments_in_database(url: str, first: date, after: date, store: str = CHAIN_STORE) -> dict[str, str]:
     rows = query(url, "SELECT p.key, sum((p.value #>> '{}')::numeric) FROM report_sales s,"
                       " jsonb_each(s.revenue_by_payment) p WHERE s.granularity = 'day'"
-                      " AND s.period_start >= %s AND s.period_start < %s GROUP BY 1",
-                 (midnight(first), midnight(after)))
+                      " AND s.period_start >= %s AND s.period_start < %s AND s.store_id = %s GROUP BY 1",
+                 (midnight(first), midnight(after), store))
     return {name: brl(total) for name, total in rows}
 
 
@@ -654,8 +658,51 @@ def test_the_history_exports_what_it_shows_as_csv(dashboard: Dashboard, numbers:
                      **money_as}
     week = (midnight(monday), midnight(monday + timedelta(days=7)))
     days = query(url, "SELECT count(*) FROM report_sales WHERE granularity = 'day' AND period_start >= %s"
-                      " AND period_start < %s", week)[0][0]
+                      " AND period_start < %s AND store_id = ''", week)[0][0]
     assert len(rows) == days + 2
+
+
+STORE = "loja-centro"
+"""One of the two stores of the known orders."""
+
+
+def store_figures_on_page(page: Page, url: str, store: str) -> None:
+    """Today's figures, the dish charts, the insights and today's history are ``store``'s (or the chain's)."""
+    assert kpis_on_page(page) == today_in_database(url, store)
+    for granularity in ("hour", "day"):
+        data = chart_data(page, f"dishes-{granularity}-chart")
+        assert list(zip(data["labels"], data["series"][0], strict=True)) == report_dishes_in_database(
+            url, granularity, store)
+    assert page.locator("#insights .message").all_inner_texts() == insights_in_database(url, "pt-BR", store)
+    today = datetime.now(ZONE).date()
+    assert history_on_page(page, 0) == history_in_database(url, today, today + timedelta(days=1), store)
+    assert breakdown_on_page(page, "history-payments") == payments_in_database(
+        url, today, today + timedelta(days=1), store)
+
+
+def test_the_store_picker_shows_one_store_or_the_whole_chain(dashboard: Dashboard):
+    url = dashboard.url
+    assert today_in_database(url, STORE) != today_in_database(url)  # the store is not the chain
+    assert insights_in_database(url, "pt-BR", STORE), "the report job wrote no insights for the store"
+    with another_page(dashboard, "/") as page:
+        page.wait_for_selector(f"#store option[value='{STORE}']", state="attached")
+        options = page.eval_on_selector_all("#store option", "all => all.map(o => [o.value, o.textContent])")
+        assert options == [["", "Toda a rede"], *([store, store] for store in sorted({"main", STORE}))]
+        eventually(lambda: store_figures_on_page(page, url, CHAIN_STORE), message="the chain's figures")
+
+        page.select_option("#store", STORE)
+        assert page.url.endswith(f"/?store={STORE}")
+        eventually(lambda: store_figures_on_page(page, url, STORE), message="the store's figures")
+        assert breakdown_on_page(page, "by-store").keys() == {STORE}
+        csv_link = page.get_attribute("#history-csv", "href")
+        assert csv_link and f"store={STORE}" in csv_link
+
+        page.select_option("#store", "")
+        assert "store=" not in page.url
+        eventually(lambda: store_figures_on_page(page, url, CHAIN_STORE), message="the chain's figures again")
+    with another_page(dashboard, f"/?store={STORE}") as bookmarked:
+        eventually(lambda: store_figures_on_page(bookmarked, url, STORE), message="a bookmarked store")
+        assert bookmarked.input_value("#store") == STORE
 
 
 @pytest.mark.parametrize("width", [PHONE_WIDTH, 1280])

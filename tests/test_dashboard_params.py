@@ -61,18 +61,19 @@ async def client() -> AsyncIterator[TestClient]:
 @pytest.mark.parametrize(("path", "reason"), [
     ("/api/dashboard/minutes?hours=0", "'hours' must be a whole number from 1 to 24, got '0'"),
     ("/api/dashboard/minutes?hours=abc", "'hours' must be a whole number from 1 to 24, got 'abc'"),
-    ("/api/dashboard/minutes?hour=2", "unknown parameter 'hour'; this endpoint takes hours"),
+    ("/api/dashboard/minutes?hour=2", "unknown parameter 'hour'; this endpoint takes hours, store"),
     ("/api/dashboard/dishes?limit=51", "'limit' must be a whole number from 1 to 50, got '51'"),
     ("/api/dashboard/insights?limit=", "'limit' must be a whole number from 1 to 50, got ''"),
     ("/api/dashboard/rejections?hours=169", "'hours' must be a whole number from 1 to 168, got '169'"),
     ("/api/dashboard/rejections?hours=1&limit=0", "'limit' must be a whole number from 1 to 200, got '0'"),
-    ("/api/dashboard/summary?day=yesterday", "unknown parameter 'day'; this endpoint takes no parameters"),
+    ("/api/dashboard/summary?day=yesterday", "unknown parameter 'day'; this endpoint takes store"),
+    ("/api/dashboard/stores?store=centro", "unknown parameter 'store'; this endpoint takes no parameters"),
     ("/api/dashboard/health?verbose=1", "unknown parameter 'verbose'; this endpoint takes no parameters"),
     ("/api/dashboard/minutes?hours=1&hours=2", "'hours' is given more than once"),
     ("/api/dashboard/dishes?limit=" + "1" * 65, "'limit' is longer than 64 characters"),
     ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T13:00:00Z", "'from' must be earlier than 'to'"),
     ("/reports?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z&hours=2",
-     "unknown parameter 'hours'; this endpoint takes granularity, from, to, lang"),
+     "unknown parameter 'hours'; this endpoint takes granularity, from, to, lang, store"),
     ("/reports/latest?lang=fr", "'lang' must be one of pt-BR, en"),
     ("/api/dashboard/history?period=year", "'period' must be one of day, week, month"),
     ("/api/dashboard/history?date=2026-02-30", "'date' must be a day such as 2026-11-29"),
@@ -80,6 +81,13 @@ async def client() -> AsyncIterator[TestClient]:
     ("/reports.csv?from=2026-11-20T14:00:00Z&to=2026-11-20T15:00:00Z&numbers=us",
      "'numbers' must be one of br, intl"),
     ("/reports.csv?from=2026-11-20T14:00:00Z&to=2026-11-20T13:00:00Z", "'from' must be earlier than 'to'"),
+    *((f"{path}?store={store}", f"'store' must be a store's id (1 to 32 lowercase letters, digits, '-' or"
+                                f" '_'), or empty for the whole chain; got {shown}")
+      for path in ("/api/dashboard/summary", "/api/dashboard/minutes", "/api/dashboard/dishes",
+                   "/api/dashboard/insights", "/api/dashboard/history", "/api/dashboard/history.csv",
+                   "/reports/latest")
+      for store, shown in (("Centro", "'Centro'"), ("-x", "'-x'"), ("a" * 33, repr("a" * 33)),
+                           ("lo%20ja", "'lo ja'"))),
 ])
 @on_one_loop
 async def test_bad_parameters_get_400_with_the_reason(client: TestClient, path: str, reason: str):
@@ -94,7 +102,8 @@ async def test_postgres_away_gives_503_with_a_plain_message(
 ):
     nowhere = Database(f"postgresql://secret_user@127.0.0.1:{free_port()}/nowhere")
     monkeypatch.setattr(dashboard, "database", nowhere)
-    monkeypatch.setattr(figures, "database", nowhere)
+    monkeypatch.setattr(dashboard, "web_database", nowhere)
+    monkeypatch.setattr(figures, "web_database", nowhere)
     monkeypatch.setattr(dashboard, "ANSWER_WITHIN_SECONDS", 1.0)
     response = await client.get("/api/dashboard/summary")
     assert response.status == 503
@@ -144,8 +153,8 @@ async def test_the_history_csv_is_a_download_in_the_numbers_asked_for(
         """The fetch, without waiting for a PostgreSQL this test does not have."""
         return await read(**params)
 
-    async def one_day(period: str, day: date, lang: str) -> dict:
-        return {**CSV_BODY, "lang": lang}
+    async def one_day(period: str, day: date, lang: str, store: str) -> dict:
+        return {**CSV_BODY, "lang": lang, "store": store}
 
     monkeypatch.setattr(history, "from_database", without_database)
     monkeypatch.setattr(history, "history_body", one_day)
@@ -157,6 +166,10 @@ async def test_the_history_csv_is_a_download_in_the_numbers_asked_for(
         "01/12/2026,2,5,1234.50,617.25,2",
         "Total,2,5,1234.50,617.25,2",
     ]
+    one_store = await client.get("/api/dashboard/history.csv?period=day&date=2026-12-01&store=centro")
+    assert one_store.status == 200
+    disposition = one_store.headers["Content-Disposition"]
+    assert disposition == 'attachment; filename="vendas-centro-day-2026-12-01.csv"'
 
 
 ANY_SPEC = {"hours": Whole(2, 1, 24), "lang": Choice(("pt-BR", "en")), "from": Moment(UTC),

@@ -125,8 +125,9 @@ def test_erasing_a_customer_leaves_nothing_that_names_them(
                                            " (SELECT count(*) FROM rejected_orders)")[0] == (3, 4),
                message="the orders and rejections never all arrived")
     assert run_report_job(database_url)["exit_code"] == 0
+    # Its hour and day, for its store and for the chain; the chain's week and month.
     assert query(database_url, "SELECT count(*) FROM report_customers WHERE customer_id = %s",
-                 (customer,))[0][0] == 4  # its hour, day, week and month
+                 (customer,))[0][0] == 6
     assert query(database_url, "SELECT * FROM report_period_customers ORDER BY 1, 2") == query(
         database_url, PERIOD_CUSTOMERS, {"zone": Settings.from_env().restaurant_timezone})
     report_rows = query(database_url, "SELECT (SELECT count(*) FROM report_customers WHERE customer_id = %s)"

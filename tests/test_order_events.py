@@ -142,7 +142,7 @@ def test_the_worker_stores_each_event_once_and_rejects_the_rest_with_their_reaso
                               " different content",
         encoded(after_cancel): f"order {order_id} is already cancelled (event {cancellation['event_id']})",
         encoded(unknown): f"no order {unknown['order_id']} is stored: a refund must come after its order"
-                          " (key both by order_id)",
+                          " (key both by the order's store)",
     }
     assert query(database_url, READ_EVENTS) == [
         (refund["event_id"], "refund", order_id, "main", Decimal("24.90"), Decimal("24.90"),

@@ -1,6 +1,8 @@
 """``POST /api/orders``: its rules without services, then a real worker taking orders over HTTP."""
 
+import functools
 import json
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -107,7 +109,8 @@ def test_the_committed_openapi_document_is_the_one_the_code_builds():
     assert OPENAPI_PATH.read_text(encoding="utf-8") == as_text(openapi()), (
         "docs/openapi.json is out of date: run python -m restaurant_app.contract"
     )
-    schemas = openapi()["components"]["schemas"]
+    document = openapi()
+    schemas = document["components"]["schemas"]
     for version, path in SCHEMA_PATHS.items():
         committed = json.loads(path.read_text(encoding="utf-8"))
         properties = json.dumps(schemas[f"OrderV{version}"]["properties"])
@@ -115,6 +118,8 @@ def test_the_committed_openapi_document_is_the_one_the_code_builds():
             committed["properties"])
         assert schemas[f"ItemV{version}"] == committed["$defs"]["item"]
     assert schemas["Order"]["oneOf"] == [{"$ref": f"#/components/schemas/OrderV{v}"} for v in SCHEMA_PATHS]
+    for reference in re.findall(r'"\$ref": "#/([^"]+)"', json.dumps(document)):
+        assert functools.reduce(dict.get, reference.split("/"), document) is not None, reference
     for answer in DOCUMENTED.values():
         jsonschema.Draft202012Validator.check_schema(answer["content"]["application/json"]["schema"])
 

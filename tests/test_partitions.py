@@ -228,6 +228,24 @@ def test_one_order_per_order_id_whatever_its_created_at(url: str):
                      " customer_name, channel, payment_method, total FROM orders")
 
 
+def test_deleting_an_order_s_key_deletes_the_order_and_its_lines_and_no_other(url: str):
+    """The lines have no foreign key since migration 027: a trigger on order_keys deletes them."""
+    generator = OrderGenerator(seed=11)
+    kept, gone, other_day = (generator.order(START + timedelta(seconds=n, days=n // 2)) for n in range(3))
+    asyncio.run(create_days(url, DAYS))
+    asyncio.run(save_orders(url, [kept, gone, other_day]))
+    lines = "SELECT order_id::text, count(*) FROM order_items GROUP BY 1 ORDER BY 1"
+    before = dict(query(url, lines))
+    assert before[gone.order_id] == len(gone.items)
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM order_keys WHERE order_id = ANY(%s::uuid[])",
+                     ([gone.order_id, other_day.order_id],))
+    assert dict(query(url, lines)) == {kept.order_id: len(kept.items)}
+    assert query(url, "SELECT order_id::text FROM orders") == [(kept.order_id,)]
+    assert query(url, "SELECT conname FROM pg_constraint WHERE conrelid = 'order_items'::regclass"
+                      " AND contype = 'f'") == []
+
+
 async def create_days(url: str, days: list[date]) -> None:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         await add_partitions(conn, days)

@@ -44,8 +44,9 @@ def test_two_load_runs_with_the_same_seed_publish_different_orders(stack: Scratc
         run = produce_orders(env, "--count", "100", "--seed", "42")
         assert run.returncode == 0, run.stderr[-3000:]
         assert "Published 100 order(s)" in run.stdout
-    keys = [r.key for r in consume_all(stack.bootstrap_servers, env["ORDERS_TOPIC"], expected=200)]
-    assert len(keys) == 200 and len(set(keys)) == 200
+    records = consume_all(stack.bootstrap_servers, env["ORDERS_TOPIC"], expected=200)
+    assert len({json.loads(r.value)["order_id"] for r in records}) == len(records) == 200
+    assert {r.key for r in records} == {b"main"}  # keyed by their store
 
 
 @pytest.mark.integration
@@ -57,13 +58,16 @@ def test_the_load_command_fails_when_kafka_refuses_the_orders(stack: ScratchStac
     assert "Kafka did not acknowledge 5 of 5 order(s)" in run.stdout + run.stderr
 
 
-def test_a_replayed_file_gives_each_line_as_it_is_keyed_by_its_order_id(tmp_path):
-    order = OrderGenerator(seed=50).order()
+def test_a_replayed_file_gives_each_line_as_it_is_keyed_by_its_store(tmp_path):
+    order = OrderGenerator(seed=50, stores=2).order(store_id="loja-02")
+    refund = json.dumps({"kind": "refund", "order_id": order.order_id}).encode()
+    stray = b'{"kind": "cancellation", "order_id": "e1b2c3d4-0000-4000-8000-000000000000"}'
     path = tmp_path / "orders.jsonl"
-    path.write_bytes(order.dumps() + b"\r\n\n  \n" + b'{"order_id": 7}\n' + b"not json")
-    assert list(replayed(path)) == [(order.order_id.encode(), order.dumps()), (None, b'{"order_id": 7}'),
-                                    (None, b"not json")]
-    assert count_lines(path) == 3
+    path.write_bytes(b"\n".join([order.dumps() + b"\r\n", b"  ", refund, stray, b'{"order_id": 7}', b"[1]",
+                                 b"not json"]))
+    assert list(replayed(path)) == [("loja-02", order.dumps()), ("loja-02", refund), ("main", stray),
+                                    ("main", b'{"order_id": 7}'), (None, b"[1]"), (None, b"not json")]
+    assert count_lines(path) == 6
 
 
 def test_generated_orders_are_spread_over_the_simulated_stores():

@@ -25,8 +25,9 @@ from infra.scratch import ScratchStack
 from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
-from restaurant_app.models import Order, OrderItem
+from restaurant_app.models import DEFAULT_STORE, Order, OrderItem
 from restaurant_app.order_sink import ITEM_COLUMNS, ORDER_COLUMNS, item_rows, order_rows, save_orders
+from restaurant_app.report_tables import CHAIN_STORE
 from restaurant_app.settings import Settings
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.web.language import insight_message
@@ -141,17 +142,19 @@ def insert_uncommitted(url: str, order: Order) -> psycopg.Connection:
     return conn
 
 
+# The chain's rows (store_id '', the last column); every order here is of the store 'main'.
 REPORT_TABLES = {
-    "report_sales": "SELECT * FROM report_sales ORDER BY granularity, period_start",
-    "report_dishes": "SELECT * FROM report_dishes ORDER BY granularity, period_start, dish",
-    "report_customers": "SELECT * FROM report_customers ORDER BY 1, 2, 3",
-    "report_insights": "SELECT * FROM report_insights ORDER BY kind, window_start, subject",
-    "report_period_customers": "SELECT * FROM report_period_customers ORDER BY 1, 2",
+    "report_sales": "SELECT * FROM report_sales WHERE store_id = %s ORDER BY 1, 2",
+    "report_dishes": "SELECT * FROM report_dishes WHERE store_id = %s ORDER BY 1, 2, 3",
+    "report_customers": "SELECT * FROM report_customers WHERE store_id = %s ORDER BY 1, 2, 3",
+    "report_insights": "SELECT * FROM report_insights WHERE store_id = %s ORDER BY 1, 2, 4",
+    # Kept for the chain only (no store_id): a store's week and month are counted when read.
+    "report_period_customers": "SELECT * FROM report_period_customers WHERE %s = '' ORDER BY 1, 2",
 }
 
 
-def snapshot(url: str) -> dict[str, list[tuple]]:
-    return {table: query(url, sql) for table, sql in REPORT_TABLES.items()}
+def snapshot(url: str, store: str = CHAIN_STORE) -> dict[str, list[tuple]]:
+    return {table: query(url, sql, (store,)) for table, sql in REPORT_TABLES.items()}
 
 
 def without_computed_at(tables: dict[str, list[tuple]], url: str) -> dict[str, list[tuple]]:
@@ -269,7 +272,7 @@ ORDER BY o.p
 ACTUAL_SALES = """
 SELECT period_start, period_end, orders, items_sold, gross_revenue, avg_ticket, unique_customers,
        avg_spend_per_customer, top_dish, top_dish_quantity, revenue_by_channel, revenue_by_payment
-FROM report_sales WHERE granularity = %s ORDER BY period_start
+FROM report_sales WHERE granularity = %s AND store_id = '' ORDER BY period_start
 """
 
 EXPECTED_DISHES = """
@@ -283,7 +286,7 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 ACTUAL_DISHES = """
 SELECT period_start, dish, quantity, revenue, rank FROM report_dishes
-WHERE granularity = %s ORDER BY period_start, dish
+WHERE granularity = %s AND store_id = '' ORDER BY period_start, dish
 """
 
 HOURS = f"""
@@ -391,7 +394,7 @@ def expected_insights(url: str) -> dict[tuple, dict]:
 
 
 def actual_insights(url: str) -> dict[tuple, dict]:
-    rows = query(url, "SELECT kind, window_start, subject, figures FROM report_insights")
+    rows = query(url, "SELECT kind, window_start, subject, figures FROM report_insights WHERE store_id = ''")
     return {(kind, start, subject): figures for kind, start, subject, figures in rows}
 
 
@@ -464,7 +467,8 @@ def test_insights_equal_sql_over_the_orders(timeline: Timeline):
 
 def test_insights_are_figures_that_read_as_plain_language(timeline: Timeline):
     rows = query(timeline.url, "SELECT kind, subject, window_start, window_end, figures, message"
-                               " FROM report_insights WHERE window_start >= %s", (HAND_HOUR,))
+                               " FROM report_insights WHERE window_start >= %s AND store_id = ''",
+                 (HAND_HOUR,))
     assert rows and all(row[5] is None for row in rows)  # the job stores figures, not sentences
     insights = {f"{kind}/{subject}": {"kind": kind, "window_start": start, "window_end": end,
                                       "figures": figures}
@@ -543,6 +547,18 @@ def test_an_order_committed_long_after_its_insert_is_reported(timeline: Timeline
     earlier = before[SLOW_MINUTE][3] if SLOW_MINUTE in before else 0
     assert minute[SLOW_MINUTE][3] == earlier + 1 == timeline.orders_in_slow_minute
     assert minute[SLOW_MINUTE][11]["delivery"] >= float(slow_order().total)
+
+
+def test_a_single_stores_reports_are_the_chains(timeline: Timeline):
+    """Every order is of the store 'main': its rows are the chain's, but for their store_id (last)."""
+    chain = without_computed_at(timeline.after_late_commit, timeline.url)
+    main = without_computed_at(snapshot(timeline.url, DEFAULT_STORE), timeline.url)
+    assert chain["report_sales"]
+    for table in ("report_sales", "report_dishes", "report_customers", "report_insights"):
+        # Weeks and months keep their customers for the chain only.
+        rows = [row for row in chain[table] if table != "report_customers" or row[0] in ("hour", "day")]
+        assert [row[:-1] for row in main[table]] == [row[:-1] for row in rows], table
+        assert {row[-1] for row in main[table]} == {DEFAULT_STORE}
 
 
 def test_full_rebuild_equals_the_incremental_result(timeline: Timeline):

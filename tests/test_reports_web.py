@@ -15,6 +15,7 @@ import pytest
 
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.database import Database
+from restaurant_app.report_tables import CHAIN_STORE
 from restaurant_app.web import reports
 from spark_reports.ledger import REPORT_LOCK_ID
 from tests.services import fetch, get, query, unique_names, wait_until
@@ -63,7 +64,7 @@ def reporting_worker(
 def test_the_timer_ran_the_real_job_and_logged_it_in_one_line(reporting_worker: WorkerProcess):
     url = reporting_worker.env["DATABASE_URL"]
     log = reporting_worker.log_file.read_text()
-    windows = query(url, "SELECT count(*) FROM report_sales")[0][0]
+    windows = query(url, "SELECT count(*) FROM report_sales WHERE store_id = %s", (CHAIN_STORE,))[0][0]
     assert windows > 30
     assert f"s: {windows} window(s) written, 60 order line(s) read." in log
     wait_until(lambda: query(url, "SELECT count(*) FROM report_runs WHERE status = 'succeeded'")[0][0] > 1,
@@ -84,7 +85,7 @@ def test_latest_reports(reporting_worker: WorkerProcess):
     assert body["minute"]["final"] is True and body["minute_under_way"] is None
     stored = query(reporting_worker.env["DATABASE_URL"],
                    "SELECT revenue_by_channel, revenue_by_payment FROM report_sales"
-                   " WHERE granularity = 'minute' AND period_start = %s", (last_order,))[0]
+                   " WHERE granularity = 'minute' AND period_start = %s AND store_id = ''", (last_order,))[0]
     for name, breakdown in zip(("revenue_by_channel", "revenue_by_payment"), stored, strict=True):
         expected = {key: f"{Decimal(str(amount)):.2f}" for key, amount in breakdown.items()}
         assert body["minute"][name] == expected and expected
@@ -179,10 +180,10 @@ async def test_insights_are_capped_with_a_flag_that_says_so(
     await database.ready()
     try:
         end = START + timedelta(hours=1)
-        rows, truncated = await reports.insights_between(START, end, limit=2)
+        rows, truncated = await reports.insights_between(START, end, CHAIN_STORE, limit=2)
         assert [row["window_start"] for row in rows] == [START, START + timedelta(minutes=1)]
         assert truncated is True
-        rows, truncated = await reports.insights_between(START, end, limit=3)
+        rows, truncated = await reports.insights_between(START, end, CHAIN_STORE, limit=3)
         assert (len(rows), truncated) == (3, False)
     finally:
         await database.close()
@@ -212,8 +213,8 @@ def test_a_skipped_window_is_shown_until_the_next_run_fills_it(reporting_worker:
     assert between["skipped_windows"] == [skipped.isoformat()]
     wait_until(lambda: query(url, "SELECT count(*) FROM report_skipped_windows") == [(0,)], timeout=240,
                message="no run filled the skipped window")
-    assert query(url, "SELECT orders FROM report_sales WHERE granularity = 'minute' AND period_start = %s",
-                 (skipped,)) == [(1,)]
+    assert query(url, "SELECT orders FROM report_sales WHERE granularity = 'minute' AND period_start = %s"
+                      " AND store_id = ''", (skipped,)) == [(1,)]
     retried = "SELECT count(*) FROM report_runs WHERE retried_skips AND status = 'succeeded'"
     assert query(url, retried) == [(1,)]
     wait_until(lambda: get(f"{reporting_worker.url}/health")[1]["status"] == "ok", timeout=10)

@@ -121,7 +121,7 @@ def test_old_data_goes_in_bounded_steps_and_the_rest_stays(
     assert "Retention: nothing was old enough to remove." in once.stderr
     old_partitions = [f"orders_p{day:%Y%m%d}" for day in (day_40, day_35)]
     assert count(database_url, "SELECT count(*) FROM pg_class WHERE relname = ANY(%s)", old_partitions) == 2
-    sales_before = count(database_url, "SELECT count(*) FROM report_sales")
+    sales_before = count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''")
     assert count(database_url, "SELECT count(*) FROM report_runs") == 2
 
     monkeypatch.setattr(retention, "BATCHES_PER_STEP", 1)
@@ -140,14 +140,17 @@ def test_old_data_goes_in_bounded_steps_and_the_rest_stays(
     assert [r[0] for r in query(database_url, "SELECT id FROM rejected_orders")] == [rejected[1]]
     assert query(database_url, "SELECT status FROM report_runs") == [("succeeded",)]
     cutoff_hour = now - timedelta(days=36)
-    assert query(database_url, "SELECT granularity, count(*) FROM report_sales WHERE period_start < %s"
-                               " GROUP BY 1 ORDER BY 1", (now - timedelta(days=30),)) == [
+    assert query(database_url, "SELECT granularity, count(*) FROM report_sales"
+                               " WHERE store_id = '' AND period_start < %s GROUP BY 1 ORDER BY 1",
+                 (now - timedelta(days=30),)) == [
         ("day", 2), ("hour", 1)]  # the 35-day-old hour stays; the 40-day-old one and every minute go
-    assert count(database_url, "SELECT count(*) FROM report_sales WHERE granularity = 'hour'"
-                               " AND period_start < %s", cutoff_hour) == 0
-    assert count(database_url, "SELECT count(*) FROM report_sales WHERE granularity = 'minute'"
-                               " AND period_start > %s", now - timedelta(hours=2)) == 2
+    assert count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''"
+                               " AND granularity = 'hour' AND period_start < %s", cutoff_hour) == 0
+    assert count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''"
+                               " AND granularity = 'minute' AND period_start > %s",
+                 now - timedelta(hours=2)) == 2
     assert count(database_url, "SELECT count(*) FROM report_customers WHERE granularity = 'day'"
                                " AND period_start < %s", now - timedelta(days=30)) == 0
     minutes_and_hour_gone = len(old) + 1
-    assert sales_before - count(database_url, "SELECT count(*) FROM report_sales") == minutes_and_hour_gone
+    chain_sales = count(database_url, "SELECT count(*) FROM report_sales WHERE store_id = ''")
+    assert sales_before - chain_sales == minutes_and_hour_gone

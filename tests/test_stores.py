@@ -1,22 +1,33 @@
 """Stores of a chain through the real worker and the real report job: stored, and revenue by store."""
 
+import asyncio
 import json
+import os
+import subprocess
+import urllib.request
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
+from psycopg import sql
 
-from infra.scratch import ScratchStack, WorkerProcess
+from infra.scratch import ScratchStack, WorkerProcess, faust_command
+from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import Order, OrderItem
-from tests.services import get, produce, query, run_report_job, wait_until
+from restaurant_app.report_tables import CHAIN_STORE
+from restaurant_app.settings import PROJECT_ROOT
+from tests import test_reports_job as reports_job
+from tests.services import consume_all, execute, get, produce, query, run_report_job, wait_until
 
 pytestmark = pytest.mark.integration
 
 HOUR = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-BY_STORE = "SELECT revenue_by_store FROM report_sales WHERE granularity = %s AND period_start = %s"
+BY_STORE = ("SELECT revenue_by_store FROM report_sales"
+            " WHERE granularity = %s AND period_start = %s AND store_id = ''")
 
 
 def order(at: datetime, store: str, dish_index: int) -> Order:
@@ -71,8 +82,129 @@ def test_each_order_keeps_its_store_and_the_reports_give_revenue_by_store(
     (hour,) = query(database_url, BY_STORE, ("hour", HOUR))
     assert as_amounts(hour[0]) == revenue_by_store(first + later)
     assert sum(as_amounts(hour[0]).values()) == query(
-        database_url, "SELECT gross_revenue FROM report_sales WHERE granularity = 'hour'")[0][0]
+        database_url, "SELECT gross_revenue FROM report_sales WHERE granularity = 'hour' AND store_id = %s",
+        (CHAIN_STORE,))[0][0]
 
     status, body = get(f"{worker.url}/reports/latest")
     assert status == 200
     assert as_amounts(body["hour"]["revenue_by_store"]) == revenue_by_store(first + later)
+
+
+# ---- reports per store and for the chain, against SQL over each store's orders ----------------
+
+STORES = ("centro", "praia", "norte")
+
+
+def in_stores(orders: list[Order]) -> list[Order]:
+    """``orders`` spread over ``STORES`` in turn; the hand-made special cases stay together in the first."""
+    return [msgspec.structs.replace(o, store_id=STORES[i % len(STORES)] if (o.customer_id or 0) < 9000
+                                    else STORES[0]) for i, o in enumerate(orders)]
+
+
+def store_url(url: str, store: str) -> str:
+    """``url`` on which ``orders`` means the store's orders only (a view first on the search path)."""
+    schema = f"only_{store}"
+    execute(url, sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    execute(url, sql.SQL("CREATE VIEW {}.orders AS SELECT * FROM public.orders WHERE store_id = {}")
+            .format(sql.Identifier(schema), sql.Literal(store)))
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema},public"
+
+
+def actual(url: str, store: str) -> dict:
+    """The store's (or the chain's) report rows, in the shape of ``expected``."""
+    return {
+        "sales": {unit: [row[:12] for row in query(url, STORE_SALES, (unit, store))] for unit in UNITS},
+        "dishes": {unit: query(url, STORE_DISHES, (unit, store)) for unit in UNITS},
+        "insights": {(kind, start, subject): figures for kind, start, subject, figures in query(
+            url, "SELECT kind, window_start, subject, figures FROM report_insights WHERE store_id = %s",
+            (store,))},
+    }
+
+
+UNITS = ("minute", "hour", "day")
+STORE_SALES = reports_job.ACTUAL_SALES.replace("store_id = ''", "store_id = %s")
+STORE_DISHES = reports_job.ACTUAL_DISHES.replace("store_id = ''", "store_id = %s")
+
+
+def assert_equal_reports(wanted: dict, got: dict) -> None:
+    for unit in UNITS:
+        assert got["sales"][unit] == wanted["sales"][unit], unit
+        assert got["dishes"][unit] == wanted["dishes"][unit], unit
+    assert got["insights"].keys() == wanted["insights"].keys()
+    different = [key for key in wanted["insights"]
+                 if not reports_job.same_figures(got["insights"][key], wanted["insights"][key])]
+    assert not different, different[:5]
+
+
+def test_each_store_and_the_chain_have_reports_equal_to_sql_over_their_orders(stack: ScratchStack):
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    reports_job.save(url, in_stores(reports_job.history()))
+    assert reports_job.run_job(url)["status"] == "succeeded"
+    # Later orders in windows already reported, each in another store: the incremental path.
+    late = [msgspec.structs.replace(o, store_id=store)
+            for o, store in zip(reports_job.late_orders(), STORES[::-1], strict=False)]
+    reports_job.save(url, late)
+    assert reports_job.run_job(url)["status"] == "succeeded"
+    incremental = every_report_row(url)
+
+    for store in (CHAIN_STORE, *STORES):
+        wanted = reports_job.expected(store_url(url, store) if store else url)
+        assert wanted["sales"]["day"], store
+        assert_equal_reports(wanted, actual(url, store))
+    by_store = query(url, "SELECT store_id, count(*) FROM report_insights GROUP BY 1")
+    assert {store for store, _ in by_store} == {CHAIN_STORE, *STORES}
+
+    assert reports_job.run_job(url, full=True)["status"] == "succeeded"
+    assert every_report_row(url) == incremental
+
+
+def every_report_row(url: str) -> dict[str, list[str]]:
+    """Every store's and the chain's report rows but for when they were computed, in one order."""
+    tables = {table: query(url, f"SELECT * FROM {table}") for table in reports_job.REPORT_TABLES}
+    timeless = reports_job.without_computed_at(tables, url)
+    return {table: sorted(map(str, rows)) for table, rows in timeless.items()}
+
+
+# ---- the Kafka key: a store's orders in one partition, in the order sent ----------------------
+
+
+def post_orders(url: str, orders: list[Order]) -> int:
+    body = b"[" + b",".join(o.dumps() for o in orders) + b"]"
+    request = urllib.request.Request(f"{url}/api/orders", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status
+
+
+def test_every_producer_keys_an_order_by_its_store_so_a_store_keeps_its_order(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    worker.env.update({"ORDER_SIMULATOR": "on", "SIMULATED_STORES": "3", "ORDER_INTERVAL_SECONDS": "1"})
+    worker.start()
+    wait_until(lambda: query(database_url, "SELECT count(DISTINCT store_id) FROM orders")[0][0] == 3,
+               message="the simulator never sold in its three stores")
+    posted = [order(HOUR + timedelta(seconds=s), ("loja-a", "loja-b")[s % 2], s % len(MENU))
+              for s in range(20)]
+    assert post_orders(worker.url, posted) == 202
+    worker.stop()
+    loaded = subprocess.run(faust_command("produce-orders", "--count", "30"), cwd=PROJECT_ROOT, timeout=120,
+                            env={**os.environ, **worker.env}, capture_output=True, text=True, check=False)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+
+    # Everything in the topic: the simulator's, the posted and the loaded orders.
+    records = consume_all(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"], expected=10**6,
+                          timeout=8)
+    payloads = [json.loads(r.value) for r in records]
+    # A cancellation or refund (the simulator's) belongs to its order's store.
+    order_stores = {p["order_id"]: p["store_id"] for p in payloads if "store_id" in p}
+    stores = [p.get("store_id") or order_stores[p["order_id"]] for p in payloads]
+    assert [r.key for r in records] == [store.encode() for store in stores]
+    partitions = {store: {r.partition for r, s in zip(records, stores, strict=True) if s == store}
+                  for store in stores}
+    assert all(len(held) == 1 for held in partitions.values()), partitions
+    assert set(stores) >= {"loja-01", "loja-02", "loja-03", "loja-a", "loja-b"}
+    for store in ("loja-a", "loja-b"):
+        in_topic = [json.loads(r.value)["order_id"] for r in sorted(records, key=lambda r: r.offset)
+                    if json.loads(r.value).get("store_id") == store]
+        assert in_topic == [o.order_id for o in posted if o.store_id == store]

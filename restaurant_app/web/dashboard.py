@@ -1,6 +1,7 @@
 """The dashboard's JSON endpoints under ``/api/dashboard/``.
 
 Bad parameters get 400 with the reason; while PostgreSQL is away, 503 with a plain message.
+The figures are the whole chain's, or one store's with ``store`` (``/api/dashboard/stores``).
 Money is an exact decimal string and every moment is ISO 8601 on the restaurant's clock.
 """
 
@@ -14,12 +15,14 @@ from faust import web
 
 from restaurant_app.database import DatabaseUnavailable
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
+from restaurant_app.report_tables import CHAIN_STORE
 from restaurant_app.web import figures
 from restaurant_app.web.endpoint import (
     NO_STORE,
     BadParameter,
     Choice,
     Parameter,
+    Store,
     Whole,
     answer,
     error,
@@ -29,21 +32,28 @@ from restaurant_app.web.health import every_part, overall
 from restaurant_app.web.lag import consumer_lag
 from restaurant_app.web.language import LANGUAGES, choose, with_messages
 from restaurant_app.web.rows import json_ready
+from restaurant_app.web.stores import checked_store, known_stores
 from restaurant_app.worker import app, database, settings, web_database
 
 ANSWER_WITHIN_SECONDS = 4.0
 UNAVAILABLE = "PostgreSQL is unavailable; the figures come back by themselves when it returns."
 ZONE = ZoneInfo(settings.restaurant_timezone)
+STORE = {"store": Store()}
 
 Read = Callable[..., Awaitable[dict[str, Any]]]
 
 
-async def from_database(read: Read, params: Mapping[str, int]) -> dict[str, Any]:
-    """What ``read`` returns; DatabaseUnavailable or TimeoutError if PostgreSQL does not answer in time."""
+async def from_database(read: Read, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``read`` returns; DatabaseUnavailable or TimeoutError if PostgreSQL does not answer in time.
+
+    A ``store`` among the parameters must be known (BadParameter otherwise).
+    """
 
     async def ready_then_read() -> dict[str, Any]:
         await database.ready()  # migrated first: the web's own role may not migrate
         await web_database.ready()
+        if "store" in params:
+            await checked_store(web_database, params["store"])
         return await read(**params)
 
     return await asyncio.wait_for(ready_then_read(), ANSWER_WITHIN_SECONDS)
@@ -67,29 +77,35 @@ def language_of(request: web.Request) -> Callable[[dict[str, Any]], dict[str, An
     return lambda params: {**params, "lang": page_language(request, params.get("lang"))}
 
 
-async def summary_body() -> dict[str, Any]:
-    today = await figures.today(settings.restaurant_timezone, settings.business_day_starts_hour)
-    return {"timezone": settings.restaurant_timezone, "source": "orders", **today}
+async def summary_body(store: str) -> dict[str, Any]:
+    today = await figures.today(settings.restaurant_timezone, store, settings.business_day_starts_hour)
+    return {"timezone": settings.restaurant_timezone, "source": "orders", "store": store, **today}
 
 
-async def minutes_body(hours: int) -> dict[str, Any]:
-    return {"hours": hours, "source": "orders", "minutes": await figures.minutes(hours)}
+async def minutes_body(hours: int, store: str) -> dict[str, Any]:
+    return {"hours": hours, "source": "orders", "store": store,
+            "minutes": await figures.minutes(hours, store)}
 
 
-async def minute_body() -> dict[str, Any]:
-    return {"source": "orders", "provisional": True, **await figures.minute_under_way()}
+async def minute_body(store: str) -> dict[str, Any]:
+    return {"source": "orders", "provisional": True, "store": store, **await figures.minute_under_way(store)}
 
 
-async def dishes_body(limit: int) -> dict[str, Any]:
-    windows = await figures.current_dishes(settings.restaurant_timezone, limit,
+async def dishes_body(limit: int, store: str) -> dict[str, Any]:
+    windows = await figures.current_dishes(settings.restaurant_timezone, limit, store,
                                            settings.business_day_starts_hour)
-    return {"source": "report_dishes", **windows}
+    return {"source": "report_dishes", "store": store, **windows}
 
 
-async def insights_body(limit: int, lang: str) -> dict[str, Any]:
+async def insights_body(limit: int, lang: str, store: str) -> dict[str, Any]:
     """The latest insights, each ``message`` written in ``lang`` from its figures."""
-    rows = await figures.latest_insights(limit)
-    return {"source": "report_insights", "lang": lang, "insights": with_messages(rows, lang, ZONE)}
+    rows = await figures.latest_insights(limit, store)
+    return {"source": "report_insights", "lang": lang, "store": store,
+            "insights": with_messages(rows, lang, ZONE)}
+
+
+async def stores_body() -> dict[str, Any]:
+    return {"source": "report_sales", "chain": CHAIN_STORE, "stores": await known_stores(web_database)}
 
 
 async def rejections_body(hours: int, limit: int) -> dict[str, Any]:
@@ -99,36 +115,42 @@ async def rejections_body(hours: int, limit: int) -> dict[str, Any]:
 @app.page("/api/dashboard/summary")
 async def summary(view: web.View, request: web.Request) -> web.Response:
     """Today so far against the same time yesterday, and today's revenue by channel and payment."""
-    return await answer_from_database(view, request, {}, summary_body)
+    return await answer_from_database(view, request, STORE, summary_body)
 
 
 @app.page("/api/dashboard/minutes")
 async def minutes(view: web.View, request: web.Request) -> web.Response:
     """Revenue and orders per minute over the last ``hours``; the minute under way is provisional."""
-    return await answer_from_database(view, request, {"hours": Whole(2, 1, 24)}, minutes_body)
+    return await answer_from_database(view, request, {"hours": Whole(2, 1, 24), **STORE}, minutes_body)
 
 
 @app.page("/api/dashboard/minute")
 async def minute(view: web.View, request: web.Request) -> web.Response:
     """The minute under way as its report will count it, from its stored orders: provisional."""
-    return await answer_from_database(view, request, {}, minute_body)
+    return await answer_from_database(view, request, STORE, minute_body)
 
 
 @app.page("/api/dashboard/dishes")
 async def dishes(view: web.View, request: web.Request) -> web.Response:
     """The top ``limit`` dishes of the hour and of the day under way, from the Spark reports."""
-    return await answer_from_database(view, request, {"limit": Whole(8, 1, 50)}, dishes_body)
+    return await answer_from_database(view, request, {"limit": Whole(8, 1, 50), **STORE}, dishes_body)
 
 
 @app.page("/api/dashboard/insights")
 async def insights(view: web.View, request: web.Request) -> web.Response:
     """The latest ``limit`` insights of the Spark reports, newest window first, in ``lang``."""
-    spec = {"limit": Whole(6, 1, 50), "lang": Choice(LANGUAGES)}
+    spec = {"limit": Whole(6, 1, 50), "lang": Choice(LANGUAGES), **STORE}
 
-    async def read(limit: int, lang: str | None) -> dict[str, Any]:
-        return await insights_body(limit, page_language(request, lang))
+    async def read(limit: int, lang: str | None, store: str) -> dict[str, Any]:
+        return await insights_body(limit, page_language(request, lang), store)
 
     return await answer_from_database(view, request, spec, read)
+
+
+@app.page("/api/dashboard/stores")
+async def stores(view: web.View, request: web.Request) -> web.Response:
+    """The stores with reports, for the ``store`` parameter here and in ``/reports``; "" is the chain."""
+    return await answer_from_database(view, request, {}, stores_body)
 
 
 @app.page("/api/dashboard/rejections")

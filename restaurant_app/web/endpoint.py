@@ -1,8 +1,9 @@
 """The one way to write a web endpoint: declared query parameters, one error class, one JSON shape.
 
-An endpoint names its parameters (``Whole``, ``Choice``, ``Moment``) and a ``fetch`` that reads
-the database; ``answer`` checks the parameters and answers 200 with the data, 400 with
-``{"error": reason}`` for a bad parameter, or 503 with ``{"error": ...}`` while PostgreSQL is away.
+An endpoint names its parameters (``Whole``, ``Choice``, ``Moment``, ``Store``) and a ``fetch`` that
+reads the database; ``answer`` checks the parameters and answers 200 with the data, 400 with
+``{"error": reason}`` for a bad parameter (or one the fetch finds wrong, such as an unknown store),
+or 503 with ``{"error": ...}`` while PostgreSQL is away.
 """
 
 import csv
@@ -19,6 +20,8 @@ from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable
 from restaurant_app.errors import PipelineError
+from restaurant_app.report_tables import CHAIN_STORE
+from restaurant_app.validation import MAX_STORE_ID_LENGTH, STORE_ID
 from restaurant_app.web.rows import json_ready
 
 WHOLE_NUMBER = re.compile(r"\d{1,9}", re.ASCII)
@@ -88,6 +91,21 @@ class Moment:
         return moment.replace(tzinfo=self.zone) if moment.tzinfo is None else moment
 
 
+@dataclass(frozen=True)
+class Store:
+    """A store's id, as orders name it; absent or empty, the whole chain (``CHAIN_STORE``)."""
+
+    def read(self, name: str, raw: str | None) -> str:
+        if not raw:
+            return CHAIN_STORE
+        if not STORE_ID.fullmatch(raw):
+            raise BadParameter(
+                f"'{name}' must be a store's id (1 to {MAX_STORE_ID_LENGTH} lowercase letters, digits,"
+                f" '-' or '_'), or empty for the whole chain; got {raw!r:.40}"
+            )
+        return raw
+
+
 def single_value(query: MultiMapping[str] | Mapping[str, str], name: str) -> str | None:
     """The one value of parameter ``name``, if given; at most ``MAX_PARAMETER_LENGTH`` characters."""
     values = query.getall(name, []) if isinstance(query, MultiMapping) else (
@@ -131,6 +149,8 @@ async def answer(
         return error(view, str(exc), 400)
     try:
         body = await fetch(params)
+    except BadParameter as exc:
+        return error(view, str(exc), 400)
     except (DatabaseUnavailable, TimeoutError):
         return error(view, unavailable, 503)
     if respond:  # an answer other than JSON, such as CSV

@@ -2,6 +2,7 @@
 
 "Today" and hours follow the restaurant's clock: each query takes its time zone as a parameter, and
 "today" is the business day (``restaurant_app.business_day``), which starts at BUSINESS_DAY_STARTS.
+Each figure is a store's or, with the store ``CHAIN_STORE``, the whole chain's (``%(store)s``).
 Money comes back as ``numeric`` with two decimals, so it reaches JSON as an exact string.
 """
 
@@ -10,10 +11,12 @@ from typing import Any
 from restaurant_app.business_day import SQL_DAY_START, shift
 from restaurant_app.worker import web_database
 
+# An order of the store asked for; every order when the chain is asked for.
+OF_STORE = "(%(store)s = '' OR store_id = %(store)s)"
 DAY_START = SQL_DAY_START.format(moment="c.now", shift="c.shift", zone="c.zone")
 YESTERDAY_START = SQL_DAY_START.format(moment="date_subtract(c.now, interval '1 day', c.zone)",
                                        shift="c.shift", zone="c.zone")
-CLOCK = "clock AS (SELECT now() AS now, %s::text AS zone, %s::interval AS shift)"
+CLOCK = "clock AS (SELECT now() AS now, %(zone)s::text AS zone, %(shift)s::interval AS shift)"
 
 # Today so far against the same stretch of yesterday, in the restaurant's time zone. The items
 # are the lines of the same orders, read by their order's created_at (order_items' partition key)
@@ -33,11 +36,14 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS orders, coalesce(sum(total), 0)::numeric(24,2) AS revenue,
            coalesce(round(avg(total), 2), 0)::numeric(24,2) AS avg_ticket,
            count(DISTINCT customer_id) AS unique_customers
-    FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
+    FROM orders WHERE created_at >= p.starts AND created_at <= p.ends AND {OF_STORE}
 ) o
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(quantity), 0)::bigint AS items FROM order_items
     WHERE order_created_at >= p.starts AND order_created_at <= p.ends
+      AND (%(store)s = '' OR order_id IN (
+          SELECT order_id FROM orders WHERE created_at >= p.starts AND created_at <= p.ends
+                                        AND store_id = %(store)s))
 ) i
 """
 
@@ -46,7 +52,7 @@ TODAY_BY_CHANNEL_AND_PAYMENT = f"""
 WITH {CLOCK},
 today AS (
     SELECT o.* FROM orders o, clock c
-    WHERE o.created_at >= {DAY_START} AND o.created_at <= c.now
+    WHERE o.created_at >= {DAY_START} AND o.created_at <= c.now AND {OF_STORE}
 )
 SELECT 'channel' AS breakdown, channel AS name, count(*) AS orders,
        sum(total)::numeric(24,2) AS revenue
@@ -61,15 +67,15 @@ ORDER BY breakdown, revenue DESC, name
 """
 
 # Revenue and orders in each of the last N minutes, quiet ones as zero; the last is under way.
-MINUTES = """
+MINUTES = f"""
 WITH clock AS (
     SELECT date_trunc('minute', now()) AS current,
-           date_trunc('minute', now()) - (%s::integer - 1) * interval '1 minute' AS first
+           date_trunc('minute', now()) - (%(minutes)s::integer - 1) * interval '1 minute' AS first
 ),
 sales AS (
     SELECT date_trunc('minute', o.created_at) AS minute, count(*) AS orders, sum(o.total) AS revenue
     FROM orders o, clock c
-    WHERE o.created_at >= c.first AND o.created_at < c.current + interval '1 minute'
+    WHERE o.created_at >= c.first AND o.created_at < c.current + interval '1 minute' AND {OF_STORE}
     GROUP BY 1
 )
 SELECT m.minute, coalesce(s.orders, 0) AS orders,
@@ -90,6 +96,7 @@ o AS (
     SELECT o.order_id, o.created_at, o.customer_id, o.channel, o.payment_method, o.total
     FROM orders o, clock c
     WHERE o.created_at >= c.starts AND o.created_at < c.starts + interval '1 minute'
+      AND (%(store)s = '' OR o.store_id = %(store)s)
 ),
 dishes AS (
     SELECT i.dish, sum(i.quantity) AS quantity
@@ -133,16 +140,18 @@ SELECT w.granularity, w.period_start, s.computed_at, d.dish, d.quantity,
        d.revenue::numeric(24,2) AS revenue, d.rank
 FROM windows w
 LEFT JOIN report_sales s ON s.granularity = w.granularity AND s.period_start = w.period_start
+    AND s.store_id = %(store)s
 LEFT JOIN report_dishes d ON d.granularity = w.granularity AND d.period_start = w.period_start
-    AND d.rank <= %s
+    AND d.store_id = %(store)s AND d.rank <= %(limit)s
 ORDER BY w.granularity, d.rank
 """
 
 LATEST_INSIGHTS = """
 SELECT kind, subject, window_start, window_end, message, figures, computed_at
 FROM report_insights
+WHERE store_id = %(store)s
 ORDER BY window_start DESC, kind, subject
-LIMIT %s
+LIMIT %(limit)s
 """
 
 INGEST_AND_REJECTIONS = """
@@ -184,10 +193,10 @@ LIMIT %s
 """
 
 
-async def today(zone: str, day_starts_hour: int = 0) -> dict[str, Any]:
+async def today(zone: str, store: str, day_starts_hour: int = 0) -> dict[str, Any]:
     """Today (the business day) so far and the same stretch of yesterday, with today's channels,
     payments and stores."""
-    clock = (zone, shift(day_starts_hour))
+    clock = {"zone": zone, "shift": shift(day_starts_hour), "store": store}
     periods = await web_database.fetch_all(TODAY_AGAINST_YESTERDAY, clock)
     parts = await web_database.fetch_all(TODAY_BY_CHANNEL_AND_PAYMENT, clock)
     by_period = {row.pop("period"): row for row in periods}
@@ -200,17 +209,18 @@ async def today(zone: str, day_starts_hour: int = 0) -> dict[str, Any]:
     }
 
 
-async def minutes(hours: int) -> list[dict[str, Any]]:
-    return await web_database.fetch_all(MINUTES, (hours * 60,))
+async def minutes(hours: int, store: str) -> list[dict[str, Any]]:
+    return await web_database.fetch_all(MINUTES, {"minutes": hours * 60, "store": store})
 
 
-async def minute_under_way() -> dict[str, Any]:
-    return (await web_database.fetch_all(MINUTE_UNDER_WAY))[0]
+async def minute_under_way(store: str) -> dict[str, Any]:
+    return (await web_database.fetch_all(MINUTE_UNDER_WAY, {"store": store}))[0]
 
 
-async def current_dishes(zone: str, limit: int, day_starts_hour: int = 0) -> dict[str, Any]:
+async def current_dishes(zone: str, limit: int, store: str, day_starts_hour: int = 0) -> dict[str, Any]:
     """The report of the hour and of the business day under way: its dishes, or none if not computed yet."""
-    rows = await web_database.fetch_all(CURRENT_DISHES, (zone, shift(day_starts_hour), limit))
+    rows = await web_database.fetch_all(CURRENT_DISHES, {"zone": zone, "shift": shift(day_starts_hour),
+                                                     "limit": limit, "store": store})
     windows: dict[str, Any] = {}
     for row in rows:
         window = windows.setdefault(row["granularity"], {
@@ -221,8 +231,8 @@ async def current_dishes(zone: str, limit: int, day_starts_hour: int = 0) -> dic
     return windows
 
 
-async def latest_insights(limit: int) -> list[dict[str, Any]]:
-    return await web_database.fetch_all(LATEST_INSIGHTS, (limit,))
+async def latest_insights(limit: int, store: str) -> list[dict[str, Any]]:
+    return await web_database.fetch_all(LATEST_INSIGHTS, {"limit": limit, "store": store})
 
 
 async def pipeline() -> dict[str, Any]:

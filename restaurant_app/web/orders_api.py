@@ -19,7 +19,7 @@ from faust.exceptions import ProducerSendError
 
 from restaurant_app.contract import MAX_BATCH_ORDERS, MAX_BODY_BYTES, RETRY_AFTER_SECONDS, openapi
 from restaurant_app.errors import PipelineError
-from restaurant_app.models import Order
+from restaurant_app.models import Order, kafka_key
 from restaurant_app.settings import is_loopback
 from restaurant_app.validation import MAX_MESSAGE_BYTES, InvalidOrder, parse_order
 from restaurant_app.worker import app, orders_topic, settings
@@ -101,7 +101,7 @@ def parse_all(messages: list[bytes], batch: bool, max_clock_skew: timedelta) -> 
 async def publish(orders: list[Order]) -> None:
     """Publish ``orders`` and wait until Kafka has acknowledged them all; 503 if it does not."""
     try:
-        deliveries = [await orders_topic.send(key=o.order_id, value=o.dumps()) for o in orders]
+        deliveries = [await orders_topic.send(key=kafka_key(o.store_id), value=o.dumps()) for o in orders]
         await asyncio.wait_for(asyncio.gather(*deliveries), KAFKA_WAIT_SECONDS)
     except (KafkaError, ProducerSendError, TimeoutError) as exc:
         log.warning("Kafka did not acknowledge %d posted order(s) (%s); the sender is told to retry.",
@@ -139,7 +139,7 @@ class OrdersView(web.View):
 
 @app.page("/api/openapi.json")
 async def openapi_document(view: web.View, request: web.Request) -> web.Response:
-    """The OpenAPI document of ``POST /api/orders`` (also ``docs/openapi.json``)."""
+    """The OpenAPI document of ``POST /api/orders`` and the GET endpoints (also ``docs/openapi.json``)."""
     return view.json(OPENAPI)
 
 

@@ -9,7 +9,7 @@ from faust import web
 
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.web.dashboard import page_language
-from restaurant_app.web.endpoint import BadParameter, Choice, error, parse
+from restaurant_app.web.endpoint import BadParameter, Choice, Store, error, parse
 from restaurant_app.web.language import LANGUAGES
 from restaurant_app.web.texts import TEXTS
 from restaurant_app.worker import app
@@ -56,7 +56,8 @@ def page_in(lang: str) -> str:
 async def dashboard_page(view: web.View, request: web.Request) -> web.Response:
     """The sales dashboard, in ``lang`` if asked, else as ``DASHBOARD_LANGUAGE`` says."""
     try:
-        asked = parse(request.query, {"lang": Choice(LANGUAGES)})["lang"]
+        # The store picked is the script's to read (it checks it against the stores with reports).
+        asked = parse(request.query, {"lang": Choice(LANGUAGES), "store": Store()})["lang"]
     except BadParameter as exc:
         return error(view, str(exc), 400)
     lang = page_language(request, asked)

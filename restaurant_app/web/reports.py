@@ -1,4 +1,7 @@
-"""``GET /reports/latest`` and ``GET /reports``: the report tables as JSON, with their queries."""
+"""``GET /reports/latest`` and ``GET /reports``: the report tables as JSON, with their queries.
+
+Each answers for the whole chain, or for one store with ``store`` (a store with reports, else 400).
+"""
 
 import asyncio
 import logging
@@ -12,7 +15,7 @@ from multidict import MultiMapping
 
 from restaurant_app.database import DatabaseUnavailable, describe
 from restaurant_app.report_tables import (
-    DISH_COLUMNS,
+    DISH_FIGURES,
     INSIGHT_COLUMNS,
     SALES_BREAKDOWNS,
     SALES_FIGURES,
@@ -27,6 +30,7 @@ from restaurant_app.web.endpoint import (
     Choice,
     Fetch,
     Moment,
+    Store,
     answer,
     csv_download,
     csv_text,
@@ -34,6 +38,7 @@ from restaurant_app.web.endpoint import (
 )
 from restaurant_app.web.figures import SKIPPED_COUNT
 from restaurant_app.web.language import LANGUAGES, moment, with_messages
+from restaurant_app.web.stores import checked_store
 from restaurant_app.worker import app, database, reports_database, settings
 
 log = logging.getLogger(__name__)
@@ -53,28 +58,33 @@ SALES_COLUMNS = ", ".join(
 
 LATEST_SALES = f"""
 SELECT {SALES_COLUMNS} FROM report_sales
-WHERE granularity = %s AND (final OR granularity <> 'minute') ORDER BY period_start DESC LIMIT 1
+WHERE granularity = %(granularity)s AND store_id = %(store)s AND (final OR granularity <> 'minute')
+ORDER BY period_start DESC LIMIT 1
 """
 
 MINUTE_UNDER_WAY = f"""
 SELECT {SALES_COLUMNS} FROM report_sales
-WHERE granularity = 'minute' AND NOT final
+WHERE granularity = 'minute' AND store_id = %(store)s AND NOT final
   AND period_start > coalesce((SELECT max(period_start) FROM report_sales
-                               WHERE granularity = 'minute' AND final), '-infinity')
+                               WHERE granularity = 'minute' AND store_id = %(store)s AND final),
+                              '-infinity')
 ORDER BY period_start DESC LIMIT 1
 """
 
 DISHES_OF_WINDOW = f"""
-SELECT {listed(DISH_COLUMNS[2:])} FROM report_dishes
-WHERE granularity = %s AND period_start = %s ORDER BY rank, dish LIMIT %s
+SELECT {listed(DISH_FIGURES)} FROM report_dishes
+WHERE granularity = %(granularity)s AND period_start = %(start)s AND store_id = %(store)s
+ORDER BY rank, dish LIMIT %(limit)s
 """
 
 LATEST_INSIGHTS = f"""
 SELECT DISTINCT ON (kind, subject) {listed(INSIGHT_COLUMNS)}, message, computed_at
 FROM report_insights
-WHERE window_start >= (SELECT max(window_start) FROM report_insights) - interval '1 hour'
+WHERE store_id = %(store)s
+  AND window_start >= (SELECT max(window_start) FROM report_insights WHERE store_id = %(store)s)
+                      - interval '1 hour'
 ORDER BY kind, subject, window_start DESC
-LIMIT %s
+LIMIT %(limit)s
 """
 
 LAST_RUN = """
@@ -84,14 +94,17 @@ FROM report_runs ORDER BY run_id DESC LIMIT 1
 
 SALES_BETWEEN = f"""
 SELECT {SALES_COLUMNS} FROM report_sales
-WHERE granularity = %s AND period_start >= %s AND period_start < %s ORDER BY period_start
+WHERE granularity = %(granularity)s AND store_id = %(store)s
+  AND period_start >= %(start)s AND period_start < %(end)s
+ORDER BY period_start
 """
 
 INSIGHTS_BETWEEN = f"""
 SELECT {listed(INSIGHT_COLUMNS)}, message, computed_at
 FROM report_insights
-WHERE window_start >= %s AND window_start < %s ORDER BY window_start, kind, subject
-LIMIT %s
+WHERE store_id = %(store)s AND window_start >= %(start)s AND window_start < %(end)s
+ORDER BY window_start, kind, subject
+LIMIT %(limit)s
 """
 
 # Minute windows that may miss orders a run skipped after repeated failures, until a run
@@ -111,8 +124,9 @@ READY_TIMEOUT_SECONDS = 5.0
 UNREACHABLE = "PostgreSQL is unreachable"
 ZONE = ZoneInfo(settings.restaurant_timezone)
 LANG = {"lang": Choice(LANGUAGES)}
+STORE = {"store": Store()}
 RANGE = {"granularity": Choice(tuple(PERIOD_SECONDS), "minute"), "from": Moment(ZONE), "to": Moment(ZONE),
-         **LANG}
+         **LANG, **STORE}
 
 
 def report_range(query: MultiMapping[str]) -> tuple[str, datetime, datetime]:
@@ -136,12 +150,14 @@ def checked_range(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_reports(read: Callable[..., Awaitable[Any]]) -> Fetch:
-    """A fetch that waits for PostgreSQL (and the replica) first, and logs when it cannot."""
+    """A fetch that waits for PostgreSQL (and the replica) first, and logs when it cannot; the
+    ``store`` asked for must have reports."""
 
     async def fetch(params: dict[str, Any]) -> Any:
         try:
             await asyncio.wait_for(database.ready(), READY_TIMEOUT_SECONDS)
             await reports_database.ready()
+            await checked_store(reports_database, params["store"])
             return await read(**params)
         except (DatabaseUnavailable, TimeoutError) as exc:
             reason = str(exc) or f"not ready within {READY_TIMEOUT_SECONDS:.0f} s"
@@ -151,22 +167,23 @@ def from_reports(read: Callable[..., Awaitable[Any]]) -> Fetch:
     return fetch
 
 
-async def latest_reports_data(lang: str) -> dict[str, Any]:
-    """The newest minute, hour and day reports with their dish rankings, the latest insights
-    (written in ``lang``) and the last run of the report job."""
-    latest: dict[str, Any] = {}
+async def latest_reports_data(lang: str, store: str) -> dict[str, Any]:
+    """The newest minute, hour and day reports of ``store`` (or the chain) with their dish
+    rankings, the latest insights (written in ``lang``) and the last run of the report job."""
+    latest: dict[str, Any] = {"store": store}
     for granularity in GRANULARITIES:
-        rows = await reports_database.fetch_all(LATEST_SALES, (granularity,))
+        rows = await reports_database.fetch_all(LATEST_SALES, {"granularity": granularity, "store": store})
         if rows:
-            dishes = await reports_database.fetch_all(
-                DISHES_OF_WINDOW, (granularity, rows[0]["period_start"], MAX_LATEST_DISHES + 1)
-            )
+            dishes = await reports_database.fetch_all(DISHES_OF_WINDOW, {
+                "granularity": granularity, "start": rows[0]["period_start"], "store": store,
+                "limit": MAX_LATEST_DISHES + 1})
             rows[0]["dishes"] = dishes[:MAX_LATEST_DISHES]
             rows[0]["dishes_truncated"] = len(dishes) > MAX_LATEST_DISHES
         latest[granularity] = rows[0] if rows else None
-    under_way = await reports_database.fetch_all(MINUTE_UNDER_WAY)
+    under_way = await reports_database.fetch_all(MINUTE_UNDER_WAY, {"store": store})
     latest["minute_under_way"] = under_way[0] if under_way else None
-    insights = await reports_database.fetch_all(LATEST_INSIGHTS, (MAX_LATEST_INSIGHTS + 1,))
+    insights = await reports_database.fetch_all(LATEST_INSIGHTS,
+                                                {"store": store, "limit": MAX_LATEST_INSIGHTS + 1})
     latest["insights"] = with_messages(insights[:MAX_LATEST_INSIGHTS], lang, ZONE)
     latest["insights_truncated"] = len(insights) > MAX_LATEST_INSIGHTS
     runs = await reports_database.fetch_all(LAST_RUN)
@@ -176,10 +193,12 @@ async def latest_reports_data(lang: str) -> dict[str, Any]:
 
 
 async def insights_between(
-    start: datetime, end: datetime, limit: int = MAX_INSIGHT_ROWS
+    start: datetime, end: datetime, store: str, limit: int = MAX_INSIGHT_ROWS
 ) -> tuple[list[dict], bool]:
-    """The first ``limit`` insights of windows starting in [start, end), and whether there were more."""
-    rows = await reports_database.fetch_all(INSIGHTS_BETWEEN, (start, end, limit + 1))
+    """The first ``limit`` insights of ``store`` (or the chain) of windows starting in [start, end),
+    and whether there were more."""
+    rows = await reports_database.fetch_all(INSIGHTS_BETWEEN, {"start": start, "end": end, "store": store,
+                                                               "limit": limit + 1})
     return rows[:limit], len(rows) > limit
 
 
@@ -187,15 +206,24 @@ async def insights_between(
 async def latest_reports(view: web.View, request: web.Request) -> web.Response:
     """The newest minute, hour and day reports, the latest insights and the last job run."""
     fetch = from_reports(latest_reports_data)
-    return await answer(view, request, LANG, fetch, unavailable=UNREACHABLE, check=language_of(request))
+    return await answer(view, request, {**LANG, **STORE}, fetch, unavailable=UNREACHABLE,
+                        check=language_of(request))
 
 
-async def reports_between(granularity: str, start: datetime, end: datetime, lang: str) -> dict[str, Any]:
-    """Reports of ``granularity`` and insights (in ``lang``) for ``start`` <= window start < ``end``."""
-    insights, truncated = await insights_between(start, end)
+def sales_between(granularity: str, start: datetime, end: datetime, store: str) -> Awaitable[list[dict]]:
+    return reports_database.fetch_all(SALES_BETWEEN, {"granularity": granularity, "start": start, "end": end,
+                                                      "store": store})
+
+
+async def reports_between(
+    granularity: str, start: datetime, end: datetime, lang: str, store: str
+) -> dict[str, Any]:
+    """Reports of ``granularity`` and insights (in ``lang``) of ``store`` (or the chain) for
+    ``start`` <= window start < ``end``."""
+    insights, truncated = await insights_between(start, end, store)
     return {
-        "granularity": granularity, "from": start, "to": end,
-        "reports": await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)),
+        "granularity": granularity, "from": start, "to": end, "store": store,
+        "reports": await sales_between(granularity, start, end, store),
         "insights": with_messages(insights, lang, ZONE), "insights_truncated": truncated,
         "skipped_windows": [row["period_start"] for row in await reports_database.fetch_all(
             SKIPPED_BETWEEN, (start, end, MAX_REPORT_ROWS))],
@@ -227,8 +255,9 @@ def reports_csv_text(rows: list[dict[str, Any]], numbers: str) -> str:
 async def reports_csv(view: web.View, request: web.Request) -> web.Response:
     """The sales reports for ``from`` <= window start < ``to`` as a CSV download."""
 
-    async def read(granularity: str, start: datetime, end: datetime, numbers: str) -> tuple[list, str]:
-        return await reports_database.fetch_all(SALES_BETWEEN, (granularity, start, end)), numbers
+    async def read(granularity: str, start: datetime, end: datetime, numbers: str,
+                   store: str) -> tuple[list, str]:
+        return await sales_between(granularity, start, end, store), numbers
 
     def respond(read_back: tuple[list[dict[str, Any]], str]) -> web.Response:
         return csv_download(view, "relatorio-vendas.csv", reports_csv_text(*read_back))

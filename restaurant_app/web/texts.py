@@ -40,6 +40,8 @@ PT_BR = {
     "breakdown.title": "Faturamento de hoje por canal",
     "breakdown.payment": "Por forma de pagamento",
     "breakdown.store": "Por loja",
+    "stores.label": "Loja",
+    "stores.chain": "Toda a rede",
     "breakdown.source": "Ao vivo da tabela orders.",
     "insights.title": "Últimos insights",
     "insights.source": ("Calculados pelo job de relatórios Spark (report_insights), janela mais recente"
@@ -206,6 +208,8 @@ EN = {
     "breakdown.title": "Revenue today by channel",
     "breakdown.payment": "By payment method",
     "breakdown.store": "By store",
+    "stores.label": "Store",
+    "stores.chain": "Whole chain",
     "breakdown.source": "Live from the orders table.",
     "insights.title": "Latest insights",
     "insights.source": "Written by the Spark report job (report_insights), newest window first.",

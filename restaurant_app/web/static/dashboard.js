@@ -1,4 +1,5 @@
-// The sales dashboard: reads /api/dashboard/* every few seconds and draws what it gets.
+// The sales dashboard: reads /api/dashboard/* every few seconds and draws what it gets, for the
+// whole chain or the store picked (?store=, kept in the page's address).
 // Words in the page's language (its texts come with the page); money, numbers and dates the
 // Brazilian way in either language (R$ 1.234,56, dd/mm/aaaa, 24 h), on the restaurant's clock.
 (() => {
@@ -9,12 +10,13 @@
   const REFRESH_MS = 5000;
   const UNDER_WAY_MS = 1000;  // the minute under way: figures at most a second or two old
   const REQUEST_TIMEOUT_MS = 10000;
+  // Each panel's endpoint, its drawing, and whether it is a store's (the pipeline's health is not).
   const PANELS = [
-    ['/api/dashboard/summary', renderSummary],
-    ['/api/dashboard/minutes?hours=2', renderMinutes],
-    ['/api/dashboard/dishes?limit=8', renderDishes],
-    [`/api/dashboard/insights?limit=6&lang=${LANG}`, renderInsights],
-    ['/api/dashboard/health', renderHealth],
+    ['/api/dashboard/summary', renderSummary, true],
+    ['/api/dashboard/minutes?hours=2', renderMinutes, true],
+    ['/api/dashboard/dishes?limit=8', renderDishes, true],
+    [`/api/dashboard/insights?limit=6&lang=${LANG}`, renderInsights, true],
+    ['/api/dashboard/health', renderHealth, false],
   ];
   const BADGE_TONES = { dish_trending_up: 'up', dish_trending_down: 'down', anomalous_minute: 'alert' };
   const COLORS = { revenue: '#1f6feb', revenueSoft: '#b9d3fb', orders: '#e8890c', dishes: '#2f9e72', grid: '#edf0f5' };
@@ -28,6 +30,7 @@
   let zone = 'America/Sao_Paulo';  // the server's RESTAURANT_TIMEZONE, from /api/dashboard/summary
   let provisional = [];            // per minute of the time-series chart: still under way?
   let lastUpdate = null;
+  let store = new URLSearchParams(window.location.search).get('store') || '';  // '': the whole chain
   const charts = {};
   const $ = (id) => document.getElementById(id);
 
@@ -56,6 +59,12 @@
     if (className) node.className = className;
     if (text !== undefined) node.textContent = text;
     return node;
+  }
+
+  // ``path`` for the store picked; the chain's figures need no parameter.
+  function forStore(path) {
+    if (!store) return path;
+    return `${path}${path.includes('?') ? '&' : '?'}store=${encodeURIComponent(store)}`;
   }
 
   async function getJson(path) {
@@ -151,9 +160,10 @@
   }
 
   async function refreshMinuteUnderWay() {
+    const asked = store;
     try {
-      const { status, body } = await getJson('/api/dashboard/minute');
-      if (status === 200) renderMinuteUnderWay(body);
+      const { status, body } = await getJson(forStore('/api/dashboard/minute'));
+      if (status === 200 && asked === store) renderMinuteUnderWay(body);
     } catch (error) {
       // The full refresh shows an outage; this one only waits for the next second.
     }
@@ -313,6 +323,7 @@
 
   function historyQuery(extra = {}) {
     const params = new URLSearchParams({ period: $('history-period').value, lang: LANG, ...extra });
+    if (store) params.set('store', store);
     if ($('history-date').value) params.set('date', $('history-date').value);
     return params.toString();
   }
@@ -506,8 +517,48 @@
     document.body.classList.toggle('stale', unreachable || databaseDown);
   }
 
+  // --- The store picker: the whole chain, or one of the stores with reports -------------------
+
+  async function loadStores() {
+    let result;
+    try {
+      result = await getJson('/api/dashboard/stores');
+    } catch {
+      return;
+    }
+    if (result.status !== 200) return;
+    const picker = $('store');
+    for (const id of result.body.stores) picker.append(new Option(id, id));
+    if (!result.body.stores.includes(store)) store = '';
+    picker.value = store;
+    keepStoreInAddress();
+  }
+
+  // The page's address and the other language's link name the store picked.
+  function keepStoreInAddress() {
+    const address = new URL(window.location.href);
+    const other = new URLSearchParams({ lang: $('other-language').hreflang });
+    if (store) {
+      address.searchParams.set('store', store);
+      other.set('store', store);
+    } else {
+      address.searchParams.delete('store');
+    }
+    window.history.replaceState(null, '', address);
+    $('other-language').href = `?${other}`;
+  }
+
+  function pickStore() {
+    store = $('store').value;
+    keepStoreInAddress();
+    refresh();
+    loadHistory();
+  }
+
   async function refresh() {
-    const results = await Promise.allSettled(PANELS.map(([path]) => getJson(path)));
+    const asked = store;
+    const results = await Promise.allSettled(PANELS.map(([path, , ofStore]) => getJson(ofStore ? forStore(path) : path)));
+    if (asked !== store) return;  // another store was picked meanwhile: its own refresh draws it
     const outage = { unreachable: false, databaseDown: false, kafkaDown: false };
     results.forEach((result, index) => {
       const render = PANELS[index][1];
@@ -549,11 +600,14 @@
     for (const id of ['history-date', 'history-period', 'history-numbers']) {
       $(id).addEventListener('change', loadHistory);
     }
-    loadHistory();
-    tick();
-    setInterval(tick, 1000);
-    setInterval(refreshMinuteUnderWay, UNDER_WAY_MS);
-    loop();
+    $('store').addEventListener('change', pickStore);
+    loadStores().finally(() => {
+      loadHistory();
+      tick();
+      setInterval(tick, 1000);
+      setInterval(refreshMinuteUnderWay, UNDER_WAY_MS);
+      loop();
+    });
   }
 
   start();
