@@ -135,7 +135,8 @@ def test_orders_and_rejections_are_stored_as_the_ingest_role(open_worker: Worker
     orders = [OrderGenerator(seed=2400).order() for _ in range(3)]
     produce(open_worker.env["KAFKA_BROKER"], open_worker.env["ORDERS_TOPIC"],
             [(order.order_id.encode(), order.dumps()) for order in orders] + [(None, b"{not json")])
-    wait_until(lambda: query(url, "SELECT count(*) FROM rejected_orders") == [(1,)], timeout=60)
+    dead_lettered = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NOT NULL"
+    wait_until(lambda: query(url, dead_lettered) == [(1,)], timeout=60)  # stored, published, marked
     stored = {row[0] for row in query(url, "SELECT order_id::text FROM orders")}
     assert {order.order_id for order in orders} <= stored
 
