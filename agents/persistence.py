@@ -37,7 +37,7 @@ from restaurant_app.order_sink import (
 )
 from restaurant_app.retry import Backoff
 from restaurant_app.validation import MAX_REASON_LENGTH, InvalidOrder, parse_message
-from restaurant_app.worker import app, database, dead_letter_topic, orders_topic, settings
+from restaurant_app.worker import app, dead_letter_topic, ingest_database, orders_topic, settings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ MAX_ORDER_AGE = timedelta(days=settings.max_order_age_days)
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 30.0
 
-sink: OrderSink = PostgresOrderSink(database, settings.rejected_raw_max_bytes)
+sink: OrderSink = PostgresOrderSink(ingest_database, settings.rejected_raw_max_bytes)
 dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size, ingest_state.held)
 
 

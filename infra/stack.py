@@ -27,7 +27,7 @@ log = logging.getLogger("infra")
 DATABASE_NAME = "restaurant"
 POSTGRES_PORT = 5432
 REPLICA_PORT = 5433
-WEB_ROLE, REPORTS_ROLE = "restaurant_web", "restaurant_reports"
+INGEST_ROLE, WEB_ROLE, REPORTS_ROLE = "restaurant_ingest", "restaurant_web", "restaurant_reports"
 
 
 SCRATCH_PORTS = range(20_000, 32_000)
@@ -169,13 +169,15 @@ def kafka_nodes(kafka: KafkaBroker | KafkaCluster) -> list[tuple[str, KafkaBroke
 
 def _least_privilege(postgres: PostgresServer) -> dict[str, str]:
     """Migrate as the superuser, let the roles of migration 023 log in, and name the logins of
-    the web (read only) and the report job (reads orders, writes reports)."""
+    the worker's storing of orders, the web (read only) and the report job (reads orders, writes
+    reports)."""
     applied = asyncio.run(Database(postgres.url(DATABASE_NAME)).migrate())
     postgres.enable_roles(DATABASE_NAME)
-    log.info("PostgreSQL's schema is up to date (%d migration(s) applied); the web and the report"
-             " job log in as their own roles, whose passwords are in %s", len(applied),
+    log.info("PostgreSQL's schema is up to date (%d migration(s) applied); the storing of orders,"
+             " the web and the report job log in as their own roles, whose passwords are in %s", len(applied),
              postgres.role_password_file(WEB_ROLE).parent)
-    return {"WEB_DATABASE_URL": postgres.role_url(WEB_ROLE, DATABASE_NAME),
+    return {"INGEST_DATABASE_URL": postgres.role_url(INGEST_ROLE, DATABASE_NAME),
+            "WEB_DATABASE_URL": postgres.role_url(WEB_ROLE, DATABASE_NAME),
             "REPORT_JOB_DATABASE_URL": postgres.role_url(REPORTS_ROLE, DATABASE_NAME)}
 
 

@@ -176,3 +176,16 @@ class Database:
             async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
                 await cursor.execute(query, params)
                 return await cursor.fetchall()
+
+
+class RoleDatabase(Database):
+    """A pool logged in as a role that may not migrate (migration 023's): ready once ``owner``,
+    the pool of ``DATABASE_URL``, has applied the migrations."""
+
+    def __init__(self, url: str, owner: Database, *, max_size: int = 4) -> None:
+        super().__init__(url, max_size=max_size)
+        self.owner = owner
+
+    async def migrate(self) -> list[str]:
+        await self.owner.ready()
+        return []

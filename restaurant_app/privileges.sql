@@ -19,7 +19,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON report_sales, report_dishes, r
 GRANT SELECT ON report_staging_sales, report_staging_dishes, report_staging_customers,
     report_staging_insights, report_staging_evaluations TO restaurant_reports;
 
--- The web: read only.
+-- The web: read only, tables made later by the same owner (by hand, say) included.
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO restaurant_web;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO restaurant_web;
 
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO restaurant_ingest, restaurant_reports;

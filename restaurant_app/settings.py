@@ -298,6 +298,7 @@ class Settings:
     database_url: str
     reports_database_url: str
     web_database_url: str
+    ingest_database_url: str
     report_job_database_url: str
     app_id: str
     orders_topic: str
@@ -369,6 +370,7 @@ class Settings:
             database_url=_database_url("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/restaurant"),
             reports_database_url=_database_url("REPORTS_DATABASE_URL"),
             web_database_url=_database_url("WEB_DATABASE_URL"),
+            ingest_database_url=_database_url("INGEST_DATABASE_URL"),
             report_job_database_url=_database_url("REPORT_JOB_DATABASE_URL"),
             app_id=_str("APP_ID", "restaurant-sales"),
             orders_topic=_str("ORDERS_TOPIC", "orders"),

@@ -10,7 +10,7 @@ from faust.types import TransportT
 from faust.web import Web
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
-from restaurant_app.database import Database
+from restaurant_app.database import Database, RoleDatabase
 from restaurant_app.kafka_probe import (
     min_insync_replicas,
     replication_factor,
@@ -108,9 +108,14 @@ app.monitor = lean_monitor(registry)
 
 database = Database(settings.database_url)
 
-web_database = ReplicaDatabase(settings.web_database_url) if settings.web_database_url else database
-"""Where the dashboard reads: ``WEB_DATABASE_URL``'s read-only role, else ``database``. It applies
-no migrations (``database`` does, before the web reads: see ``web.dashboard.from_database``)."""
+ingest_database = (
+    RoleDatabase(settings.ingest_database_url, database) if settings.ingest_database_url else database
+)
+"""Where orders, their events and rejections are stored: ``INGEST_DATABASE_URL``'s role, which
+may insert them and nothing more, else ``database``."""
+
+web_database = RoleDatabase(settings.web_database_url, database) if settings.web_database_url else database
+"""Where the dashboard reads: ``WEB_DATABASE_URL``'s read-only role, else ``database``."""
 
 reports_database = (
     ReplicaDatabase(settings.reports_database_url) if settings.reports_database_url else web_database

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from restaurant_app.order_sink import save_orders
 from restaurant_app.settings import SettingError, Settings, with_verified_tls
 from restaurant_app.traffic import OrderGenerator
 from spark_reports.session import Jdbc
+from tests.conftest import service_home
 from tests.services import run_report_job, wait_until
 
 REMOTE = "postgresql://app:pw@db.example:5432/restaurant"
@@ -95,12 +97,12 @@ DEBIAN_POSTGRES = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, Path]]:
+def tls_server() -> Iterator[tuple[PostgresServer, Path]]:
     """A PostgreSQL of its own (Debian's, built with TLS) whose certificate, for ``localhost``,
     is signed by a CA of the test's own; yields the server and that CA's certificate."""
     if not DEBIAN_POSTGRES:
         pytest.skip("no PostgreSQL built with TLS here: apt-get install postgresql")
-    folder = tmp_path_factory.mktemp("postgres-tls")
+    folder = service_home()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(postgres_module, "POSTGRES_BIN_PATH", DEBIAN_POSTGRES[-1].parent)
         server = PostgresServer(folder / "postgres", free_port())
@@ -110,6 +112,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postg
             yield server, ca
         finally:
             server.stop()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve_tls(server: PostgresServer, folder: Path) -> Path:

@@ -168,7 +168,9 @@ def test_make_run_gives_the_worker_the_password_and_never_logs_it(
                               env={**os.environ, **env}, cwd=PROJECT_ROOT, capture_output=True, text=True,
                               timeout=60, check=False)
         roles = {role: (own_service_home / "postgres" / "roles" / role).read_text().strip()
-                 for role in ("restaurant_web", "restaurant_reports")}
+                 for role in ("restaurant_ingest", "restaurant_web", "restaurant_reports")}
+        assert env["INGEST_DATABASE_URL"] == (
+            f"postgresql://restaurant_ingest:{roles['restaurant_ingest']}@127.0.0.1:{port}/restaurant")
         assert env["WEB_DATABASE_URL"] == (
             f"postgresql://restaurant_web:{roles['restaurant_web']}@127.0.0.1:{port}/restaurant")
         assert env["REPORT_JOB_DATABASE_URL"] == (

@@ -47,8 +47,11 @@ class Replicated:
     primary: PostgresServer
     primary_url: str
     replica_url: str
+    """The replica as make run gives it to the workers: the read-only role ``restaurant_web``."""
     compared_url: str
     """A database whose reports are computed on the primary alone, to compare with."""
+    replica_admin_url: str
+    """The replica as the superuser, who may pause its replay."""
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,8 @@ def replicated() -> Iterator[Replicated]:
             primary = PostgresServer(home / "postgres", port)
             primary.create_database("compared")
             yield Replicated(home, primary, urls["DATABASE_URL"], urls["REPORTS_DATABASE_URL"],
-                             primary.url("compared"))
+                             primary.url("compared"),
+                             primary.url(DATABASE_NAME).replace(f":{port}/", f":{replica_port}/"))
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -170,7 +174,7 @@ def test_a_replica_that_does_not_catch_up_fails_the_run_in_plain_words(
 ):
     before = reports(replicated.primary_url)
     monkeypatch.setattr(job, "REPLICA_WAIT_SECONDS", 2.0)
-    with psycopg.connect(replicated.replica_url, autocommit=True) as replica:
+    with psycopg.connect(replicated.replica_admin_url, autocommit=True) as replica:
         replica.execute("SELECT pg_wal_replay_pause()")
         try:
             save(replicated.primary_url, late_orders()[:1])
@@ -221,7 +225,7 @@ def test_health_shows_the_replicas_lag(replica_worker: WorkerProcess, replicated
     status, body = get(f"{replica_worker.url}/health")
     assert status == 200
     assert body["replica"]["ok"] and body["replica"]["in_recovery"]
-    with psycopg.connect(replicated.replica_url, autocommit=True) as replica:
+    with psycopg.connect(replicated.replica_admin_url, autocommit=True) as replica:
         replica.execute("SELECT pg_wal_replay_pause()")
         try:
             save(replicated.primary_url, [OrderGenerator(seed=14).order(START)])

@@ -17,7 +17,7 @@ from restaurant_app.order_sink import save_orders
 from restaurant_app.settings import settings_or_exit
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.web.login import allowed, presented_token
-from tests.services import unique_names, wait_until
+from tests.services import produce, query, unique_names, wait_until
 
 TOKEN = "dashboard-t0ken-for-the-test-only"
 SPARK_TOKEN = "spark-t0ken-for-the-test-only"
@@ -82,7 +82,8 @@ def ask(url: str, authorization: str | None = None) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def open_worker(stack: ScratchStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    """A worker on every interface with a token, reading the dashboard as the web role."""
+    """A worker on every interface with a token, storing orders as the ingest role and reading
+    the dashboard as the web role, as ``make run`` starts it."""
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
     name = conninfo_to_dict(url)["dbname"]
@@ -91,6 +92,7 @@ def open_worker(stack: ScratchStack, tmp_path_factory: pytest.TempPathFactory) -
     home = tmp_path_factory.mktemp("open-worker")
     worker = WorkerProcess({
         **unique_names(), "KAFKA_BROKER": stack.kafka.bootstrap_servers, "DATABASE_URL": url,
+        "INGEST_DATABASE_URL": stack.postgres.role_url("restaurant_ingest", name),
         "WEB_DATABASE_URL": stack.postgres.role_url("restaurant_web", name),
         "REPORT_JOB_DATABASE_URL": stack.postgres.role_url("restaurant_reports", name),
         "SPARK_REMOTE": f"sc://localhost:{free_port()}/;token={SPARK_TOKEN}",
@@ -128,9 +130,21 @@ def test_the_dashboard_reads_the_orders_as_the_web_role(open_worker: WorkerProce
 
 
 @pytest.mark.integration
+def test_orders_and_rejections_are_stored_as_the_ingest_role(open_worker: WorkerProcess):
+    url = open_worker.env["DATABASE_URL"]
+    orders = [OrderGenerator(seed=2400).order() for _ in range(3)]
+    produce(open_worker.env["KAFKA_BROKER"], open_worker.env["ORDERS_TOPIC"],
+            [(order.order_id.encode(), order.dumps()) for order in orders] + [(None, b"{not json")])
+    dead_lettered = "SELECT count(*) FROM rejected_orders WHERE dead_lettered_at IS NOT NULL"
+    wait_until(lambda: query(url, dead_lettered) == [(1,)], timeout=60)  # stored, published, marked
+    stored = {row[0] for row in query(url, "SELECT order_id::text FROM orders")}
+    assert {order.order_id for order in orders} <= stored
+
+
+@pytest.mark.integration
 def test_no_secret_in_any_answer_or_the_log(open_worker: WorkerProcess):
     env = open_worker.env
-    logins = ("DATABASE_URL", "WEB_DATABASE_URL", "REPORT_JOB_DATABASE_URL")
+    logins = ("DATABASE_URL", "INGEST_DATABASE_URL", "WEB_DATABASE_URL", "REPORT_JOB_DATABASE_URL")
     secrets = [TOKEN, SPARK_TOKEN, *(conninfo_to_dict(env[name])["password"] for name in logins)]
     answers = [ask(open_worker.url + path)[1] for path in OPEN]
     answers += [ask(open_worker.url + path, f"Bearer {TOKEN}")[1]
