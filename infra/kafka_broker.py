@@ -199,6 +199,7 @@ class KafkaBroker(ChildProcess):
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold a password
         with os.fdopen(fd, "w") as file:
             file.write(text)
+        config.chmod(0o600)  # an older file kept its mode
         (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(level=self.log_level))
         return config
 
