@@ -171,3 +171,8 @@ def test_a_secure_broker_whose_passwords_were_deleted_is_not_started(tmp_path: P
     with pytest.raises(StackError, match="holds logins whose passwords are no longer in"):
         broker.launch()
     assert broker.process is None and not (tmp_path / "kafka-secrets").exists()
+
+
+def test_rotating_without_a_secure_kafka_says_so(tmp_path: Path):
+    with pytest.raises(StackError, match=r"no secure Kafka's secrets in .*: KAFKA_SECURE=1 make run"):
+        KafkaSecrets(tmp_path / "kafka-secrets").rotate("pos", "127.0.0.1:9")
