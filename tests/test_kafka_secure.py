@@ -215,7 +215,10 @@ def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
     assert status_report.stdout.count("keeps messages 7 day(s)") == 2, status_report.stdout
     health_status, health = get(f"{worker.url}/health")
     assert health_status == 200 and health["kafka"] == {"ok": True, "brokers": 1}
-    answers = [fetch(f"{worker.url}{path}")[1] for path in ("/health", "/stats/", "/metrics")]
+    dashboard_status, dashboard = get(f"{worker.url}/api/dashboard/health")
+    assert dashboard_status == 200 and dashboard["kafka"] == {"ok": True, "brokers": 1}
+    answers = [fetch(f"{worker.url}{path}")[1]
+               for path in ("/health", "/stats/", "/metrics", "/api/dashboard/health")]
     logs = [worker.log_file.read_bytes(), secure_kafka.log_file.read_bytes(),
             loaded.stdout.encode(), loaded.stderr.encode(), status_report.stdout.encode(),
             status_report.stderr.encode()]
