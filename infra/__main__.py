@@ -113,11 +113,15 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
 
 
 def add_partitions(settings: Settings, count: int) -> int:
-    """Give the orders topic ``count`` partitions in all; the workers use them once restarted."""
+    """Give the orders topic ``count`` partitions in all; the workers use them once restarted.
+
+    On ``make run``'s secure Kafka (KAFKA_SECURE) as its ``admin``: the workers may not alter topics.
+    """
+    security = (KafkaSecrets(settings.data_dir / "kafka-secrets").client("admin") if settings.kafka_secure
+                else settings.kafka_security)
 
     async def grow() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                    **settings.kafka_security.client_options())
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **security.client_options())
         await admin.start()
         try:
             await admin.create_partitions({settings.orders_topic: NewPartitions(count)})

@@ -146,10 +146,12 @@ class KafkaBroker(ChildProcess):
     def launch(self) -> None:
         """Format the storage on first use and start the broker, without waiting for it."""
         java = java_executable()
+        formatted = (self.home / "data" / "meta.properties").exists()
         if self.secrets is not None:
+            self._check_secrets_match(formatted)
             self.secrets.ensure()
         config = self._write_config()
-        if not (self.home / "data" / "meta.properties").exists():
+        if not formatted:
             self._format(java, config)
         self.process = spawn(
             [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
@@ -197,8 +199,16 @@ class KafkaBroker(ChildProcess):
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold a password
         with os.fdopen(fd, "w") as file:
             file.write(text)
+        config.chmod(0o600)  # an older file kept its mode
         (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(level=self.log_level))
         return config
+
+    def _check_secrets_match(self, formatted: bool) -> None:
+        """Refuse to start a formatted secure broker whose logins are gone: new ones would not log in."""
+        if formatted and not self.secrets.password_file("admin").exists():
+            raise StackError(f"Kafka's data in {self.home} holds logins whose passwords are no longer in"
+                             f" {self.secrets.home}; delete {self.home} too (the topics start empty), or"
+                             " bring the passwords back.")
 
     def _listeners(self) -> str:
         if self.secrets is None:

@@ -106,6 +106,9 @@ class KafkaSecrets:
         if user not in ROTATABLE:
             raise StackError(f"Only the passwords of {' and '.join(ROTATABLE)} can be changed this way,"
                              f" not {user!r}.")
+        if not self.password_file("admin").exists():
+            raise StackError(f"There is no secure Kafka's secrets in {self.home}: KAFKA_SECURE=1 make run"
+                             " makes them on its first start (with the same DATA_DIR).")
         password = secrets.token_urlsafe(32)
         # The new password goes in a file of arguments (0600) that Java's launcher reads: on a
         # command line, any user of the machine could read it.

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra.__main__ import add_partitions
 from infra.java import classpath
 from infra.kafka_broker import KafkaBroker
 from infra.kafka_secrets import USERS
@@ -213,7 +215,10 @@ def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
     assert status_report.stdout.count("keeps messages 7 day(s)") == 2, status_report.stdout
     health_status, health = get(f"{worker.url}/health")
     assert health_status == 200 and health["kafka"] == {"ok": True, "brokers": 1}
-    answers = [fetch(f"{worker.url}{path}")[1] for path in ("/health", "/stats/", "/metrics")]
+    dashboard_status, dashboard = get(f"{worker.url}/api/dashboard/health")
+    assert dashboard_status == 200 and dashboard["kafka"] == {"ok": True, "brokers": 1}
+    answers = [fetch(f"{worker.url}{path}")[1]
+               for path in ("/health", "/stats/", "/metrics", "/api/dashboard/health")]
     logs = [worker.log_file.read_bytes(), secure_kafka.log_file.read_bytes(),
             loaded.stdout.encode(), loaded.stderr.encode(), status_report.stdout.encode(),
             status_report.stderr.encode()]
@@ -235,3 +240,28 @@ def test_a_rotated_password_replaces_the_old_one(secure_kafka: KafkaBroker):
     stale = KafkaSecurity("SASL_SSL", sasl_username="pos", sasl_password_file=old_file,
                           ssl_cafile=secrets.ca_file)
     assert is_refused(secure_kafka, stale)
+
+
+def test_make_run_s_partitions_command_grows_a_topic_as_admin(secure_kafka: KafkaBroker,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    kafka = secure_kafka
+    topic = f"grown-{NAMES['ORDERS_TOPIC']}"
+    admin_options = kafka.secrets.client("admin").client_options()
+
+    async def create_and_count(create: bool) -> int:
+        client = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, **admin_options)
+        await client.start()
+        try:
+            if create:
+                await client.create_topics([NewTopic(topic, 1, 1)])
+            [description] = await client.describe_topics([topic])
+            return len(description["partitions"])
+        finally:
+            await client.close()
+
+    assert asyncio.run(create_and_count(create=True)) == 1
+    for name, value in {"DATA_DIR": str(kafka.secrets.home.parent), "KAFKA_SECURE": "on",
+                        "KAFKA_BROKER": kafka.bootstrap_servers, "ORDERS_TOPIC": topic}.items():
+        monkeypatch.setenv(name, value)
+    assert add_partitions(Settings.from_env(), 3) == 0
+    assert asyncio.run(create_and_count(create=False)) == 3

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
+from infra.java import StackError
 from infra.kafka_acls import rules as acl_rules
+from infra.kafka_broker import KafkaBroker
+from infra.kafka_secrets import KafkaSecrets
 from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 from restaurant_app.kafka_transport import broker_credentials
 from restaurant_app.settings import KAFKA_SECURITY_SETTINGS, SettingError, Settings
@@ -159,3 +162,17 @@ def test_the_acls_give_points_of_sale_only_writes_to_the_orders_topic():
     assert any("--resource-pattern-type=prefixed --topic=shop-" in rule for rule in worker)
     assert not any(op in " ".join(worker) for op in ("--operation=All", "--operation=Alter ",
                                                       "--operation=Delete", "--cluster"))
+
+
+def test_a_secure_broker_whose_passwords_were_deleted_is_not_started(tmp_path: Path):
+    broker = KafkaBroker(tmp_path / "kafka", secrets=KafkaSecrets(tmp_path / "kafka-secrets"))
+    (tmp_path / "kafka" / "data").mkdir(parents=True)
+    (tmp_path / "kafka" / "data" / "meta.properties").write_text("cluster.id=x\n")
+    with pytest.raises(StackError, match="holds logins whose passwords are no longer in"):
+        broker.launch()
+    assert broker.process is None and not (tmp_path / "kafka-secrets").exists()
+
+
+def test_rotating_without_a_secure_kafka_says_so(tmp_path: Path):
+    with pytest.raises(StackError, match=r"no secure Kafka's secrets in .*: KAFKA_SECURE=1 make run"):
+        KafkaSecrets(tmp_path / "kafka-secrets").rotate("pos", "127.0.0.1:9")
