@@ -28,6 +28,7 @@ from infra.java import StackError
 from infra.kafka_secrets import ROTATABLE, KafkaSecrets
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import has_exited, terminate_all
+from infra.rotation import rotate_secrets
 from infra.stack import DATABASE_NAME, local_postgres, local_stack
 from infra.supervisor import GaveUp, Supervisor
 from restaurant_app.java_runtime import JavaUnavailable
@@ -170,6 +171,8 @@ def main() -> int:
     rotate = commands.add_parser("kafka-password", help="give a user of the secure Kafka a new password"
                                                         " (KAFKA_SECURE=1 make run must be up)")
     rotate.add_argument("user", choices=ROTATABLE, help="whose password to change")
+    commands.add_parser("rotate-secrets", help="make run stopped: its next start makes new passwords"
+                        " for the PostgreSQL roles, a new Spark Connect token and cluster secret")
     args, worker_args = parser.parse_known_args()
     settings = settings_or_exit()
     configure_logging(settings)
@@ -181,6 +184,11 @@ def main() -> int:
     if args.command == "kafka-password":
         return change_password(settings, args.user)
     try:
+        if args.command == "rotate-secrets":
+            removed = rotate_secrets(settings.data_dir)
+            log.info("Removed %d secret file(s) under %s; make run makes new ones at its next start.",
+                     len(removed), settings.data_dir)
+            return 0
         if args.command == "psql":
             return psql(settings)
         if args.command == "run":

@@ -14,6 +14,8 @@ from infra.kafka_secrets import KafkaSecrets
 from restaurant_app.java_runtime import java_executable
 
 ACL_COMMAND = "org.apache.kafka.tools.AclCommand"
+WORKER_WRITES = ("Write", "Describe", "Create", "DescribeConfigs")
+"""What the workers may do on the topics they write: write, see and create them, read their settings."""
 
 
 def _allow(user: str, operations: tuple[str, ...], *resources: str) -> list[str]:
@@ -24,12 +26,13 @@ def rules(app_id: str, orders_topic: str, dead_letter_topic: str) -> list[list[s
     """AclCommand's arguments, one command each.
 
     The workers read and write the orders topic (the simulator writes it too) and create it,
-    write and create the dead-letter topic, use their consumer group, and own Faust's topics,
-    whose names start with ``APP_ID-``. Points of sale only write the orders topic.
+    write and create the dead-letter topic, read both topics' settings (the admin command shows
+    their retention), use their consumer group, and own Faust's topics, whose names start with
+    ``APP_ID-``. Points of sale only write the orders topic.
     """
     return [
-        _allow("worker", ("Read", "Write", "Describe", "Create"), f"--topic={orders_topic}"),
-        _allow("worker", ("Write", "Describe", "Create"), f"--topic={dead_letter_topic}"),
+        _allow("worker", ("Read", *WORKER_WRITES), f"--topic={orders_topic}"),
+        _allow("worker", WORKER_WRITES, f"--topic={dead_letter_topic}"),
         _allow("worker", ("Read", "Write", "Describe", "Create"),
                "--resource-pattern-type=prefixed", f"--topic={app_id}-"),
         _allow("worker", ("Read", "Describe"), f"--group={app_id}"),

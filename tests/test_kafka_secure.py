@@ -1,6 +1,6 @@
 """A secure Kafka (``KAFKA_SECURE``): SCRAM-SHA-512 logins over TLS, and ACLs, against real clients.
 
-One secure broker serves the module, with the ACLs ``make run`` sets for the module's names:
+One secure broker serves the module, started as ``make run`` starts it, with its ACLs for the module's names:
 clients without a login, with a wrong password or without the CA are refused (aiokafka, kcat);
 the point-of-sale user writes orders (Kafka's console producer) but reads nothing; the worker
 stores orders from it end to end, and no password shows in a log or an answer.
@@ -18,18 +18,18 @@ from pathlib import Path
 import pytest
 
 from infra.java import classpath
-from infra.kafka_acls import grant
 from infra.kafka_broker import KafkaBroker
-from infra.kafka_secrets import USERS, KafkaSecrets
+from infra.kafka_secrets import USERS
 from infra.scratch import WorkerProcess, faust_command
-from infra.stack import free_port
+from infra.stack import free_port, local_kafka, local_stack
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from tests.conftest import service_home
 from tests.services import fetch, get, query, unique_names, wait_until
+from tests.test_admin import admin
 from tests.test_orders_api import post
 
 pytestmark = pytest.mark.integration
@@ -40,19 +40,51 @@ NAMES = unique_names()
 
 
 @pytest.fixture(scope="module")
-def secure_kafka() -> Iterator[KafkaBroker]:
-    """One broker with SASL_SSL for clients and SSL to its controller, and the ACLs of NAMES."""
-    home = service_home()
-    broker = KafkaBroker(home / "kafka", free_port(), free_port(), heap="384m", log_level="WARN",
-                         secrets=KafkaSecrets(home / "secrets"))
-    try:
-        broker.start(timeout=120)
-        grant(broker.secrets, broker.bootstrap_servers, NAMES["APP_ID"], NAMES["ORDERS_TOPIC"],
-              NAMES["DEAD_LETTER_TOPIC"])
-        yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(home, ignore_errors=True)
+def secure_stack() -> Iterator[tuple[KafkaBroker, dict[str, str]]]:
+    """``make run``'s own start of a Kafka with ``KAFKA_SECURE=on`` (SASL_SSL for clients, SSL to
+    its controller, the ACLs of NAMES), and the settings it gives its workers. PostgreSQL and
+    Spark are named, so that ``local_stack`` starts only Kafka."""
+    home, port = service_home(), two_free_ports()
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**NAMES, "KAFKA_SECURE": "on", "SPARK_REMOTE": "sc://127.0.0.1:9",
+                            "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}.items():
+            env.setenv(name, value)
+        env.delenv("KAFKA_BROKER", raising=False)
+        try:
+            with local_stack(home, Settings.from_env(), kafka_port=port) as worker_settings:
+                yield local_kafka(home, port, secure=True), worker_settings
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(secure_stack: tuple[KafkaBroker, dict[str, str]]) -> KafkaBroker:
+    return secure_stack[0]
+
+
+def two_free_ports() -> int:
+    """A port on 127.0.0.1 free, with the next one free too (Kafka's clients and its controller)."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def test_make_run_gives_its_workers_a_login_and_keeps_the_secrets_private(
+        secure_stack: tuple[KafkaBroker, dict[str, str]]):
+    kafka, worker_settings = secure_stack
+    secrets = kafka.secrets
+    assert worker_settings == {"KAFKA_BROKER": kafka.bootstrap_servers, **secrets.client_env("worker")}
+    assert worker_settings["KAFKA_SASL_USERNAME"] == "worker"
+    assert secrets.home.stat().st_mode & 0o777 == 0o700
+    assert {path.name: path.stat().st_mode & 0o777 for path in secrets.home.iterdir()} == dict.fromkeys(
+        ["ca.pem", "ca.key", "ca.srl", "broker.pem", "admin.password", "worker.password", "pos.password",
+         "admin.properties"], 0o600)
+    assert (kafka.home / "server.properties").stat().st_mode & 0o777 == 0o600
 
 
 def brokers_seen(kafka: KafkaBroker, security: KafkaSecurity) -> int:
@@ -142,7 +174,7 @@ def test_the_point_of_sale_user_writes_orders_and_nothing_else(secure_kafka: Kaf
     elsewhere = java_tool(CONSOLE_PRODUCER, secure_kafka, pos, "--topic", dead_letters,
                           "--producer-property", "max.block.ms=10000", lines=b"forged\n")
     assert b"TopicAuthorizationException" in elsewhere.stdout, elsewhere.stdout.decode()[-3000:]
-    # The worker may read the orders (its group) but not a topic outside its ACLs.
+    # The worker may read the orders (its group), not a topic outside its ACLs.
     worker = secrets.java_properties("worker")
     other = java_tool(CONSOLE_CONSUMER, secure_kafka, worker, "--topic", "payroll", "--from-beginning",
                       "--max-messages", "1", "--timeout-ms", "10000", "--group", NAMES["APP_ID"])
@@ -150,9 +182,10 @@ def test_the_point_of_sale_user_writes_orders_and_nothing_else(secure_kafka: Kaf
 
 
 def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
-        secure_kafka: KafkaBroker, worker: WorkerProcess, database_url: str):
+        secure_stack: tuple[KafkaBroker, dict[str, str]], worker: WorkerProcess, database_url: str):
+    secure_kafka, worker_settings = secure_stack
     secrets = secure_kafka.secrets
-    worker.env.update(NAMES, KAFKA_BROKER=secure_kafka.bootstrap_servers, **secure_kafka.client_env("worker"))
+    worker.env.update(NAMES, **worker_settings)
     worker.start(ready_timeout=120)
     sold = OrderGenerator(seed=24).orders_for_tick(3)
     lines = b"\n".join(order.dumps() for order in sold) + b"\nnot json\n"
@@ -175,11 +208,15 @@ def test_the_worker_stores_orders_from_the_secure_broker_and_shows_no_secret(
     wait_until(lambda: query(database_url, "SELECT 1 FROM rejected_orders WHERE raw = 'not json'"
                                            " AND dead_lettered_at IS NOT NULL"),
                message="the malformed message was not dead-lettered")
+    status_report = admin(worker.env, "status")
+    assert "Kafka 127.0.0.1" in status_report.stdout and ": 1 broker(s)" in status_report.stdout
+    assert status_report.stdout.count("keeps messages 7 day(s)") == 2, status_report.stdout
     health_status, health = get(f"{worker.url}/health")
     assert health_status == 200 and health["kafka"] == {"ok": True, "brokers": 1}
     answers = [fetch(f"{worker.url}{path}")[1] for path in ("/health", "/stats/", "/metrics")]
     logs = [worker.log_file.read_bytes(), secure_kafka.log_file.read_bytes(),
-            loaded.stdout.encode(), loaded.stderr.encode()]
+            loaded.stdout.encode(), loaded.stderr.encode(), status_report.stdout.encode(),
+            status_report.stderr.encode()]
     for user in USERS:
         password = secrets.password(user).encode()
         assert not any(password in text for text in answers + logs), f"{user}'s password was shown"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
+from infra.kafka_acls import rules as acl_rules
 from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 from restaurant_app.kafka_transport import broker_credentials
 from restaurant_app.settings import KAFKA_SECURITY_SETTINGS, SettingError, Settings
@@ -146,3 +147,15 @@ def test_a_file_that_is_not_pem_is_refused_at_start(env: pytest.MonkeyPatch, pas
 def test_the_security_is_a_value_without_the_password():
     security = KafkaSecurity("SASL_SSL", sasl_username="u", sasl_password_file=Path("/run/secrets/k"))
     assert "password_file=PosixPath('/run/secrets/k')" in repr(security)
+
+
+def test_the_acls_give_points_of_sale_only_writes_to_the_orders_topic():
+    rules = acl_rules("shop", "orders", "orders-dead-letter")
+    pos = [rule for rule in rules if "--allow-principal=User:pos" in rule]
+    assert pos == [["--allow-principal=User:pos", "--operation=Write", "--operation=Describe",
+                    "--topic=orders"]]
+    worker = [" ".join(rule) for rule in rules if "--allow-principal=User:worker" in rule]
+    assert not any("--operation=Read" in rule for rule in worker if "--topic=orders-dead-letter" in rule)
+    assert any("--resource-pattern-type=prefixed --topic=shop-" in rule for rule in worker)
+    assert not any(op in " ".join(worker) for op in ("--operation=All", "--operation=Alter ",
+                                                      "--operation=Delete", "--cluster"))

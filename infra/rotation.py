@@ -1,0 +1,26 @@
+"""``python -m infra rotate-secrets``: forget the secrets ``make run`` made, so that its next start
+makes new ones (the roles' passwords, the Spark Connect token, the Spark cluster's secret)."""
+
+from pathlib import Path
+
+from infra.java import StackError
+from infra.stack import local_postgres
+
+ROTATED = ("postgres/roles", "spark-connect/token", "spark-connect/pgpass", "spark-cluster/auth.properties")
+"""What is made again at start, under ``DATA_DIR``. The superuser's password is not among them:
+PostgreSQL would no longer let ``make run`` in (``ALTER ROLE postgres PASSWORD`` in ``make psql``
+and the new one in ``DATA_DIR/postgres/password`` change it)."""
+
+
+def rotate_secrets(data_dir: Path) -> list[Path]:
+    """Remove the secret files of a stopped ``make run``; return the files removed."""
+    if local_postgres(data_dir).postmaster_pid() is not None:
+        raise StackError(f"make run is up (its PostgreSQL in {data_dir / 'postgres'} runs): stop it"
+                         " first; its processes hold the secrets that would change.")
+    removed = []
+    for name in ROTATED:
+        path = data_dir / name
+        for file in sorted(path.iterdir()) if path.is_dir() else [path] if path.exists() else []:
+            file.unlink()
+            removed.append(file)
+    return removed
