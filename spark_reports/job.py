@@ -144,7 +144,7 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
 
         counts = stage_reports(settings, report_run)
         windows = store.publish(report_run, *counts, settings.report_grace_seconds,
-                                settings.restaurant_timezone)
+                                settings.restaurant_timezone, settings.business_day_starts_hour)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error, outage = error_text(exc), is_outage(exc)
         store.ledger.fail(report_run, error, *counts, outage=outage)

@@ -254,11 +254,16 @@ ON CONFLICT DO NOTHING
 # counted from all its days' customers the first time a run publishes one of its days (or again
 # after a range rebuild of it); after that, each customer new to it adds one.
 PERIOD_UNITS = ("week", "month")
-_PERIOD_END = "date_trunc({unit}, {start} + CASE {unit} WHEN 'week' THEN interval '8 days'" \
-              " ELSE interval '32 days' END, %(zone)s)"
-_TOUCHED_PERIODS = """
+_PERIOD_OF = "(date_trunc({unit}, {start} - %(shift)s, %(zone)s) + %(shift)s)"
+"""The week or month holding the business day that starts at ``start``: from the start of its
+first business day (``restaurant_app.business_day``), so that the web finds it by that day."""
+_PERIOD_END = _PERIOD_OF.format(
+    unit="{unit}", start="{start} + CASE {unit} WHEN 'week' THEN interval '8 days'"
+                         " ELSE interval '32 days' END")
+_TOUCHED_PERIODS = f"""
 WITH touched AS (
-    SELECT DISTINCT u.unit AS granularity, date_trunc(u.unit, st.period_start, %(zone)s) AS period_start
+    SELECT DISTINCT u.unit AS granularity,
+           {_PERIOD_OF.format(unit="u.unit", start="st.period_start")} AS period_start
     FROM report_staging_customers st CROSS JOIN unnest(%(units)s::text[]) AS u (unit)
     WHERE st.granularity = 'day' AND st.store_id = ''
 ), uncounted AS (
@@ -282,10 +287,10 @@ SELECT u.granularity, u.period_start,
         WHERE c.granularity = u.granularity AND c.period_start = u.period_start AND c.store_id = '')
 FROM uncounted u
 """
-ADD_NEW_PERIOD_CUSTOMERS = """
+ADD_NEW_PERIOD_CUSTOMERS = f"""
 WITH added AS (
     INSERT INTO report_customers (granularity, period_start, customer_id)
-    SELECT DISTINCT u.unit, date_trunc(u.unit, st.period_start, %(zone)s), st.customer_id
+    SELECT DISTINCT u.unit, {_PERIOD_OF.format(unit="u.unit", start="st.period_start")}, st.customer_id
     FROM report_staging_customers st CROSS JOIN unnest(%(units)s::text[]) AS u (unit)
     WHERE st.granularity = 'day' AND st.store_id = ''
     ON CONFLICT DO NOTHING
@@ -297,10 +302,11 @@ ON CONFLICT (granularity, period_start)
 DO UPDATE SET unique_customers = p.unique_customers + excluded.unique_customers
 """
 # A range rebuild counts again every week and month its span touches.
-_IN_SPAN_PERIODS = """
+_IN_SPAN_PERIODS = f"""
 USING report_scope s
 WHERE s.kind = 'span' AND r.granularity = ANY(%(units)s::text[])
-  AND r.period_start >= date_trunc(r.granularity, s.period_start, %(zone)s) AND r.period_start < s.period_end
+  AND r.period_start >= {_PERIOD_OF.format(unit="r.granularity", start="s.period_start")}
+  AND r.period_start < s.period_end
 """
 DELETE_SPAN_PERIOD_CUSTOMERS = "DELETE FROM report_customers r" + _IN_SPAN_PERIODS
 DELETE_SPAN_PERIOD_COUNTS = "DELETE FROM report_period_customers r" + _IN_SPAN_PERIODS
@@ -405,7 +411,7 @@ class ReportStore:
         return replace(run, minutes=minutes)
 
     def publish(self, run: ReportRun, orders_read: int, rows_read: int, grace_seconds: float,
-                zone: str) -> int:
+                zone: str, day_starts_hour: int) -> int:
         """Replace the recomputed windows with the staged rows in one transaction; return their count."""
         with self.conn.transaction():
             # Fresh statistics, so that joins with the large report tables use their indexes.
@@ -428,9 +434,9 @@ class ReportStore:
                     self.conn.execute(DELETE_SCOPED_CUSTOMERS)
                     self.conn.execute(DELETE_SPAN_INSIGHTS)
                     for statement in (DELETE_SPAN_PERIOD_CUSTOMERS, DELETE_SPAN_PERIOD_COUNTS):
-                        self.conn.execute(statement, {"units": list(PERIOD_UNITS), "zone": zone})
+                        self.conn.execute(statement, period_params(zone, day_starts_hour))
             self.conn.execute(INSERT_CUSTOMERS)
-            self._count_period_customers(zone)
+            self._count_period_customers(period_params(zone, day_starts_hour))
             # A window is final if it had closed, grace included, when the run took its snapshot.
             closed_by = run.until.taken_at - timedelta(seconds=grace_seconds)
             self.conn.execute(INSERT_SALES, {"closed_by": closed_by})
@@ -440,12 +446,16 @@ class ReportStore:
             self.ledger.finish(run, windows, orders_read, rows_read)
         return windows
 
-    def _count_period_customers(self, zone: str) -> None:
+    def _count_period_customers(self, params: dict[str, object]) -> None:
         """Keep the customers and their count of each week and month the staged days fall in."""
-        params = {"units": list(PERIOD_UNITS), "zone": zone}
         for statement in (INSERT_UNCOUNTED_PERIOD_CUSTOMERS, COUNT_UNCOUNTED_PERIODS,
                           ADD_NEW_PERIOD_CUSTOMERS):
             self.conn.execute(statement, params)
+
+
+def period_params(zone: str, day_starts_hour: int) -> dict[str, object]:
+    """What the week and month statements need: the units, the clock and the business day's start."""
+    return {"units": list(PERIOD_UNITS), "zone": zone, "shift": shift(day_starts_hour)}
 
 
 @contextmanager

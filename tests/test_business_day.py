@@ -71,6 +71,9 @@ DAY_REPORTS = "SELECT period_start, period_end, orders, unique_customers FROM re
               " WHERE granularity = 'day' AND store_id = '' ORDER BY period_start"
 
 
+PERIOD_CUSTOMERS = "SELECT * FROM report_period_customers ORDER BY 1, 2"
+
+
 def order_at(moment: str, customer: int) -> Order:
     item = OrderItem(dish="Picanha na Chapa", category="prato principal", unit_price=Decimal("89.90"),
                      quantity=1)
@@ -94,6 +97,8 @@ def test_day_reports_follow_the_business_day(database_url: str):
         (local("2026-11-25 00:00"), local("2026-11-26 00:00"), 2, 2),
         (local("2026-11-26 00:00"), local("2026-11-27 00:00"), 3, 3),
     ]
+    assert query(database_url, PERIOD_CUSTOMERS) == [("month", local("2026-11-01 00:00"), 5),
+                                                      ("week", local("2026-11-23 00:00"), 5)]
     assert run_job(database_url, 4, full=True)["status"] == "succeeded"
     assert query(database_url, DAY_REPORTS) == [
         (local("2026-11-24 04:00"), local("2026-11-25 04:00"), 1, 1),
@@ -104,6 +109,9 @@ def test_day_reports_follow_the_business_day(database_url: str):
               " AND store_id = '' ORDER BY 1")
     assert [row[0] for row in query(database_url, dishes)] == [
         local("2026-11-24 04:00"), local("2026-11-25 04:00"), local("2026-11-26 04:00")]
+    # A week and a month start with their first business day, where the history looks for them.
+    assert query(database_url, PERIOD_CUSTOMERS) == [("month", local("2026-11-01 04:00"), 5),
+                                                      ("week", local("2026-11-23 04:00"), 5)]
 
 
 @pytest.mark.integration
