@@ -3,7 +3,7 @@
 # Its install steps are the Makefile's (same constraint file, pom and lock file);
 # tests/test_compose.py checks that they stay so.
 # The base images are build arguments only so that `make compose-check` can build on a machine
-# that cannot pull them (README, "Docker Compose"); by default they are the official images.
+# that cannot pull them (docs/docker-compose.md); by default they are the official images.
 ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 

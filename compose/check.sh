@@ -7,7 +7,7 @@
 #   - Docker Compose v2, built from its Go module into ~/.docker/cli-plugins (a few minutes, once);
 #   - the images: official ones already on the machine are used as they are; those that are not,
 #     and cannot be pulled here, are built from one Debian bookworm base made with debootstrap
-#     (see README, "Docker Compose", for exactly which and how); then our image from the Dockerfile.
+#     (see docs/docker-compose.md for exactly which and how); then our image from the Dockerfile.
 # Every build step reaches only the package registries, through the host's network.
 set -euo pipefail
 cd "$(dirname "$0")/.."

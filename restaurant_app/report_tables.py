@@ -13,7 +13,7 @@ BILL_FIGURES = (
     "gross_sales", "discounts", "net_sales", "service_charge", "service_charge_revenue", "delivery_fees",
     "tips", "cancellations", "refunds", "net_revenue",
 )
-"""The amounts of whole bills (README, "Report figures"), each added up from minutes to days."""
+"""The amounts of whole bills (docs/reports.md, "Report figures"), each added up from minutes to days."""
 SALES_FIGURES = (
     "period_end", "orders", "items_sold", "gross_revenue", "avg_ticket", "unique_customers",
     "avg_spend_per_customer", "top_dish", "top_dish_quantity", "revenue_by_channel", "revenue_by_payment",

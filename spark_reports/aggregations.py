@@ -99,7 +99,7 @@ ORDER_COLUMNS = ("customer_id", "total", "order_discount", "service_charge", "se
 
 
 def bill_figures(orders: DataFrame) -> list[Column]:
-    """The sums of ``BILL_FIGURES`` over orders (README, "Report figures"); see ``net_revenue``."""
+    """The sums of ``BILL_FIGURES`` over orders (docs/reports.md, "Report figures"); see ``net_revenue``."""
     money = {
         "gross_sales": F.col("gross"),
         "discounts": F.col("line_discounts") + F.col("order_discount"),

@@ -175,7 +175,7 @@ def today_in_database(url: str, store: str = CHAIN_STORE) -> dict[str, str]:
             "kpi-net": brl(net)}
 
 
-# The README's definitions: net sales + service charge that is revenue + delivery fees, less what
+# The definitions in docs/reports.md: net sales + service charge that is revenue + delivery fees, less what
 # the cancellations and refunds of those orders took back.
 NET_AND_GROSS = """
 WITH today AS (SELECT * FROM orders WHERE created_at >= %s AND created_at <= %s AND %s IN ('', store_id)),

@@ -1,4 +1,4 @@
-"""A backlog of near-1 MB messages: the worker's memory stays under the bound the README states."""
+"""A backlog of near-1 MB messages: the worker's memory stays under the bound docs/guarantees.md states."""
 
 import threading
 import time
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 MB = 1024 * 1024
 BASELINE = 300 * MB
-"""What the worker takes with no backlog at all, and to spare (the README's bound)."""
+"""What the worker takes with no backlog at all, and to spare (the bound docs/guarantees.md states)."""
 IN_FLIGHT = 64 * MB  # INGEST_MAX_BYTES' default
 BOUND = BASELINE + 3 * IN_FLIGHT
 HELD_SECONDS = 15

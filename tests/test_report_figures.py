@@ -1,4 +1,4 @@
-"""Every report figure of whole bills, cancellations and refunds (README, "Report figures"):
+"""Every report figure of whole bills, cancellations and refunds (docs/reports.md, "Report figures"):
 Spark's reports equal an independent SQL computation over the stored orders and events, for
 every minute, hour and business day, of each store and of the chain, with version 1 and 2 orders
 mixed, orders straddling the business day's start, and a late cancellation that corrects windows
@@ -29,7 +29,7 @@ STORES = ("loja-centro", "loja-praia")
 FIRST = datetime(2026, 11, 24, 2, 30, tzinfo=ZONE)  # 90 minutes before the business day's start
 """The first order; one every 45 s for three hours, so that the night straddles 04:00."""
 
-# Written from the README's definitions, not from the job's code.
+# Written from the definitions in docs/reports.md, not from the job's code.
 EXPECTED_FIGURES = """
 WITH lines AS (
     SELECT order_id, order_created_at, sum(unit_price * quantity) AS gross, sum(discount) AS line_discounts,

@@ -55,7 +55,7 @@ CROSS JOIN LATERAL (
     WHERE order_created_at >= p.starts AND order_created_at <= p.ends AND {OF_STORE}
 ) e
 """
-"""Gross sales and net revenue as the reports define them (README, "Report figures"): the bills'
+"""Gross sales and net revenue as the reports define them (docs/reports.md, "Report figures"): the bills'
 totals less a service charge that went to the staff are net sales + service charge revenue +
 delivery fees, from which the cancellations and refunds of the period's orders are taken."""
 
