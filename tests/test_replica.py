@@ -120,7 +120,17 @@ def report_scans(url: str) -> int:
 
 
 def reports(url: str) -> dict[str, list[tuple]]:
-    return without_computed_at(snapshot(url), url)
+    """The report tables' rows, without the columns that say when, not what: ``computed_at``, and of
+    ``corrected_at`` only whether the window was corrected."""
+    tables = without_computed_at(snapshot(url), url)
+    with psycopg.connect(url) as conn:
+        names = [c.name for c in conn.execute("SELECT * FROM report_sales LIMIT 0").description]
+    names.remove("computed_at")
+    if "corrected_at" in names:
+        at = names.index("corrected_at")
+        tables["report_sales"] = [(*row[:at], row[at] is not None, *row[at + 1:])
+                                  for row in tables["report_sales"]]
+    return tables
 
 
 @dataclass
