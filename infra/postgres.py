@@ -40,6 +40,9 @@ TRUST_LINE = re.compile(r"^(?![ \t]*#)(.*[ \t])trust([ \t]*)$", re.MULTILINE)
 APP_ROLES = ("restaurant_ingest", "restaurant_reports", "restaurant_web")
 """The least-privileged roles migration 023 makes; ``enable_roles`` lets them log in."""
 
+REPLICATION_ROLE = "restaurant_replication"
+"""The role a replica streams as: REPLICATION and LOGIN, no other right; made by ``enable_replication``."""
+
 REPLICATION_SLOT = "reports_replica"
 SLOT_WAL_LIMIT = "2GB"
 """The most WAL the primary keeps for a replica that is away; past it the replica is cloned again."""
@@ -86,6 +89,17 @@ class PostgresServer:
                 make_secret(self.role_password_file(role))
                 password = read_secret(self.role_password_file(role), f"The PostgreSQL role {role}")
                 _set_password(conn, role, password, login=True)
+
+    def enable_replication(self) -> str:
+        """Make ``REPLICATION_ROLE`` with a password of its own, made on first use; return its URL."""
+        (self.home / "roles").mkdir(mode=0o700, exist_ok=True)
+        make_secret(self.role_password_file(REPLICATION_ROLE))
+        password = read_secret(self.role_password_file(REPLICATION_ROLE), "The replication role")
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATION_ROLE,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} REPLICATION").format(sql.Identifier(REPLICATION_ROLE)))
+            _set_password(conn, REPLICATION_ROLE, password, login=True)
+        return self.role_url(REPLICATION_ROLE, "postgres")
 
     def start(self) -> None:
         """Create the cluster on first use and start the server; wait until it accepts connections."""
@@ -241,7 +255,7 @@ class PostgresReplica(PostgresServer):
                 sql.Literal(SLOT_WAL_LIMIT)))
             conn.execute("SELECT pg_reload_conf()")
         # The password goes in PGPASSWORD, not on the command line, which any user can read.
-        params = conninfo_to_dict(self.primary.url())
+        params = conninfo_to_dict(self.primary.enable_replication())
         password = params.pop("password", None)
         self._run("pg_basebackup", "--dbname", make_conninfo(**params), "--pgdata", str(self.data_dir),
                   "--write-recovery-conf", "--slot", self.slot, "--wal-method=stream",

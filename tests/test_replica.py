@@ -81,7 +81,8 @@ def test_make_run_starts_a_hot_standby_streaming_from_its_slot(replicated: Repli
     assert query(replicated.replica_url, "SELECT pg_is_in_recovery()") == [(True,)]
     assert query(replicated.primary_url, "SELECT slot_name, active FROM pg_replication_slots") == [
         ("reports_replica", True)]
-    assert query(replicated.primary_url, "SELECT state FROM pg_stat_replication") == [("streaming",)]
+    assert query(replicated.primary_url, "SELECT usename, state FROM pg_stat_replication") == [
+        ("restaurant_replication", "streaming")]  # a role that may replicate and nothing else
     with psycopg.connect(replicated.primary_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE replicated_here (n integer)")
         conn.execute("INSERT INTO replicated_here VALUES (42)")

@@ -158,12 +158,14 @@ def snapshot(url: str, store: str = CHAIN_STORE) -> dict[str, list[tuple]]:
 
 
 def without_computed_at(tables: dict[str, list[tuple]], url: str) -> dict[str, list[tuple]]:
-    """The rows without their computed_at column, which says when, not what."""
+    """The rows without their computed_at column, which says when, not what, and with their
+    store_id last (columns added after it come before it)."""
     result = {}
     for table, rows in tables.items():
         with psycopg.connect(url) as conn:
             names = [c.name for c in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
-        keep = [i for i, name in enumerate(names) if name != "computed_at"]
+        keep = [i for i, name in enumerate(names) if name not in ("computed_at", "store_id")]
+        keep += [names.index("store_id")] if "store_id" in names else []
         result[table] = [tuple(row[i] for i in keep) for row in rows]
     return result
 

@@ -4,7 +4,9 @@ import asyncio
 import base64
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.stack import free_port
 from restaurant_app.database import Database
+from restaurant_app.models import OrderEvent
 from restaurant_app.order_sink import save_orders
 from restaurant_app.settings import settings_or_exit
 from restaurant_app.traffic import OrderGenerator
@@ -139,6 +142,12 @@ def test_orders_and_rejections_are_stored_as_the_ingest_role(open_worker: Worker
     wait_until(lambda: query(url, dead_lettered) == [(1,)], timeout=60)  # stored, published, marked
     stored = {row[0] for row in query(url, "SELECT order_id::text FROM orders")}
     assert {order.order_id for order in orders} <= stored
+    cancellation = OrderEvent(kind="cancellation", event_id=str(uuid.uuid4()), order_id=orders[0].order_id,
+                              created_at=orders[0].created_at + timedelta(seconds=1), reason="teste")
+    produce(open_worker.env["KAFKA_BROKER"], open_worker.env["ORDERS_TOPIC"],
+            [(orders[0].order_id.encode(), cancellation.dumps())])
+    wait_until(lambda: query(url, "SELECT event_id::text FROM order_events") == [(cancellation.event_id,)],
+               timeout=60)
 
 
 @pytest.mark.integration
