@@ -126,9 +126,9 @@ def reports(url: str) -> dict[str, list[tuple]]:
     tables = without_computed_at(snapshot(url), url)
     with psycopg.connect(url) as conn:
         names = [c.name for c in conn.execute("SELECT * FROM report_sales LIMIT 0").description]
-    names.remove("computed_at")
-    if "corrected_at" in names:
-        at = names.index("corrected_at")
+    kept = [n for n in names if n not in ("computed_at", "store_id")] + ["store_id"] * ("store_id" in names)
+    if "corrected_at" in kept:  # as without_computed_at orders the columns
+        at = kept.index("corrected_at")
         tables["report_sales"] = [(*row[:at], row[at] is not None, *row[at + 1:])
                                   for row in tables["report_sales"]]
     return tables
