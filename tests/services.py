@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
+import psutil
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -147,3 +148,15 @@ def get(url: str) -> tuple[int, dict]:
     """GET ``url``: its status and its body read as JSON."""
     status, body = fetch(url)
     return status, json.loads(body)
+
+
+def command_lines(root_pid: int) -> list[str]:
+    """The command line of a process and of each of its descendants still alive."""
+    root = psutil.Process(root_pid)
+    lines = []
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            lines.append(" ".join(process.cmdline()))
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):  # ended while we looked
+            continue
+    return lines

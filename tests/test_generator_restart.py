@@ -1,13 +1,11 @@
 """The real generator across a worker restart: every order id is new, every customer id one person."""
 
-import asyncio
-
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.traffic import OrderGenerator
 from tests.services import produce, query, wait_until
+from tests.test_scale_out import topic_order_ids
 
 pytestmark = pytest.mark.integration
 
@@ -18,31 +16,6 @@ CUSTOMER_IDS_WITH_TWO_NAMES = (
 
 def count_orders(database_url: str) -> int:
     return query(database_url, "SELECT count(*) FROM orders")[0][0]
-
-
-def topic_keys(bootstrap_servers: str, topic: str, partitions: int) -> list[str]:
-    """The key (the order id) of every order on ``topic``, read up to its current end; the
-    simulator's cancellations and refunds carry their order's key and are left out."""
-
-    async def read() -> list[str]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            assigned = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
-            ends = await consumer.end_offsets(assigned)
-            keys: list[str] = []
-            async with asyncio.timeout(30):
-                while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-                    for records in (await consumer.getmany(timeout_ms=500)).values():
-                        keys.extend(r.key.decode() for r in records if b'"kind"' not in r.value)
-            return keys
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
 
 
 def test_a_restart_with_the_same_seed_places_new_orders_for_the_same_customers(
@@ -64,8 +37,7 @@ def test_a_restart_with_the_same_seed_places_new_orders_for_the_same_customers(
     worker.stop()
 
     # PostgreSQL would hide a replayed order id (the insert is keyed on it): the topic shows it.
-    keys = topic_keys(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"],
-                      int(worker.env["TOPIC_PARTITIONS"]))
+    keys = topic_order_ids(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"])
     assert len(keys) == len(set(keys)), "an order id was published twice"
     stored = {str(row[0]) for row in query(database_url, "SELECT order_id FROM orders")}
     assert stored <= set(keys)

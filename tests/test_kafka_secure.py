@@ -259,9 +259,13 @@ def test_make_run_s_partitions_command_grows_a_topic_as_admin(secure_kafka: Kafk
         finally:
             await client.close()
 
-    assert asyncio.run(create_and_count(create=True)) == 1
+    asyncio.run(create_and_count(create=True))
+    # A new topic's partitions show in the metadata a moment after it is created.
+    wait_until(lambda: asyncio.run(create_and_count(create=False)) == 1, timeout=30,
+               message="the new topic never showed its one partition")
     for name, value in {"DATA_DIR": str(kafka.secrets.home.parent), "KAFKA_SECURE": "on",
                         "KAFKA_BROKER": kafka.bootstrap_servers, "ORDERS_TOPIC": topic}.items():
         monkeypatch.setenv(name, value)
     assert add_partitions(Settings.from_env(), 3) == 0
-    assert asyncio.run(create_and_count(create=False)) == 3
+    wait_until(lambda: asyncio.run(create_and_count(create=False)) == 3, timeout=30,
+               message="the topic did not grow to 3 partitions")

@@ -18,7 +18,7 @@ from infra.spark_connect import SparkConnectServer
 from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.models import Order
-from tests.services import run_report_job
+from tests.services import command_lines, run_report_job
 from tests.test_reports_job import dish_rows, history, sales_rows, save, snapshot, without_computed_at
 
 pytestmark = pytest.mark.integration
@@ -136,8 +136,8 @@ def test_the_cluster_secret_is_in_a_private_file_and_on_no_command_line(runs: Ru
     secret = dict(line.split("=", 1) for line in cluster.auth_file.read_text().splitlines())
     assert secret["spark.authenticate"] == "true" and len(secret["spark.authenticate.secret"]) >= 32
     assert secret["spark.ui.killEnabled"] == "false"
-    daemons = [psutil.Process(process.pid) for process in (cluster.master, cluster.worker) if process]
-    processes = [*daemons, *(child for daemon in daemons for child in daemon.children(recursive=True))]
-    assert all(secret["spark.authenticate.secret"] not in " ".join(p.cmdline()) for p in processes)
+    daemons = [daemon for daemon in (cluster.master, cluster.worker) if daemon]
+    lines = [line for daemon in daemons for line in command_lines(daemon.pid)]
+    assert lines and all(secret["spark.authenticate.secret"] not in line for line in lines)
     assert all(secret["spark.authenticate.secret"] not in path.read_text(errors="replace")
                for path in (cluster.master_log, cluster.worker_log))

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pyspark
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -30,7 +29,7 @@ from restaurant_app.database import Database
 from restaurant_app.order_sink import save_orders
 from restaurant_app.settings import PROJECT_ROOT, shown_remote
 from restaurant_app.traffic import OrderGenerator
-from tests.services import run_report_job
+from tests.services import command_lines, run_report_job
 
 pytestmark = pytest.mark.integration
 
@@ -167,9 +166,8 @@ def test_the_report_job_uses_the_token_and_shows_it_nowhere(
     assert (result["status"], result["exit_code"]) == ("succeeded", 0), result
     assert secret not in server.log_file.read_text(errors="replace")
     assert secret not in shown_remote(server.remote)
-    launcher = psutil.Process(server.process.pid)
-    processes = [launcher, *launcher.children(recursive=True)]
-    assert all(secret not in " ".join(process.cmdline()) for process in processes)
+    lines = command_lines(server.process.pid)
+    assert lines and all(secret not in line for line in lines)
 
 
 def test_a_server_that_keeps_the_database_password_is_sent_none(
