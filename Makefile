@@ -45,7 +45,7 @@ check: $(INSTALLED) $(NODE_MODULES)
 # Two pytest processes, each with its own Kafka and PostgreSQL, take whole test files
 # (`--dist loadfile`), the longest first (tests/conftest.py), so their waits overlap.
 test: setup rules
-	$(PY) -m pytest -n 2 --dist loadfile -m "not compose"
+	$(PY) -m pytest -n 2 --dist loadfile -m "not compose" --durations=25
 
 # The alert rules (ops/prometheus/alerts.yml), checked and tested by promtool, built with Go once.
 rules: $(PROMTOOL)
