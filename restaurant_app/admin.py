@@ -1,11 +1,13 @@
 """The operator's command: ``python -m restaurant_app.admin <command>``.
 
 Commands: ``migrate [--dry-run]``, ``status``, ``erase-customer --customer-id N [--name ...]
-[--dry-run]``, ``rebuild-reports --from WHEN --to WHEN [--run]``.
+[--dry-run]``, ``rebuild-reports --from WHEN --to WHEN [--run]``, ``replay --from WHEN [--dry-run]``
+(the stopped workers read the orders topic again from the first message sent at WHEN or later).
 
 Exit codes: 0 done (status: all well); 1 failed (PostgreSQL or Kafka unreachable, the report
-run failed); 2 a bad option or setting; 3 status: reachable, but something needs attention
-(migrations pending, the last report run failed, or none succeeded lately).
+run failed, replay while workers run); 2 a bad option or setting; 3 status: reachable, but
+something needs attention (migrations pending, the last report run failed, or none succeeded
+lately).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from restaurant_app import erasure
 from restaurant_app.database import Database, DatabaseUnavailable, describe, outage_as_unavailable
@@ -154,6 +159,69 @@ def rebuild_reports(settings: Settings, start: datetime, end: datetime, run_now:
     return OK if job.returncode == 0 else FAILED
 
 
+class GroupActive(Exception):
+    """The workers' consumer group has members: its offsets cannot be moved under them."""
+
+
+async def group_members(admin: AIOKafkaAdminClient, group: str) -> int:
+    """How many consumers the group has now (0 once its workers stopped and their session ended)."""
+    [response] = await admin.describe_consumer_groups([group])
+    return sum(len(described[5]) for described in response.groups)
+
+
+async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    [described] = await admin.describe_topics([topic])
+    return sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+
+
+async def replay_offsets(settings: Settings, start: datetime, dry_run: bool) -> list[str]:
+    """Move the workers' committed offsets on every partition of the orders topic to the first
+    message sent at ``start`` or later (the end if none); one line per partition."""
+    group, options = settings.app_id, settings.kafka_security.client_options()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **options)
+    await admin.start()
+    try:
+        members = await group_members(admin, group)
+        if members:
+            raise GroupActive(f"replay: the workers' consumer group {group!r} has {members} member(s);"
+                              " stop every worker (and wait for their session to end), then replay.")
+        partitions = await topic_partitions(admin, settings.orders_topic)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group,
+                                enable_auto_commit=False, **options)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        found = await consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in partitions})
+        ends = await consumer.end_offsets(partitions)
+        new = {tp: ends[tp] if found[tp] is None else found[tp].offset for tp in partitions}
+        current = {tp: await consumer.committed(tp) for tp in partitions}
+        lines = [f"{tp.topic}[{tp.partition}]: {'none' if current[tp] is None else current[tp]} -> {new[tp]}"
+                 for tp in partitions]
+        if not dry_run:
+            await consumer.commit(new)
+        return lines
+    finally:
+        await consumer.stop()
+
+
+def replay(settings: Settings, start: datetime, dry_run: bool) -> int:
+    try:
+        lines = asyncio.run(replay_offsets(settings, start, dry_run))
+    except GroupActive as exc:
+        print(exc, file=sys.stderr)
+        return FAILED
+    except (KafkaError, OSError) as exc:
+        print(f"replay: Kafka {settings.bootstrap_servers} is unreachable: {exc}", file=sys.stderr)
+        return FAILED
+    print("\n".join(lines))
+    done = "nothing changed" if dry_run else "the workers read from there at their next start"
+    print(f"{'Would move' if dry_run else 'Moved'} group {settings.app_id!r} to the first message sent at"
+          f" {moment(start)} or later; {done} (orders already stored are not stored twice).")
+    return OK
+
+
 def when(zone: str):
     """An argparse type: an ISO 8601 date or time, in the restaurant's time zone unless it says."""
     def parse(text: str) -> datetime:
@@ -184,6 +252,12 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                          help="end, excluded")
     rebuild.add_argument("--run", action="store_true", help="run the report job now rather than"
                          " leave the windows to the worker's next run")
+    replay_ = commands.add_parser("replay", help="make the stopped workers read the orders topic again"
+                                  " from a time (e.g. after restoring a database backup)")
+    replay_.add_argument("--from", dest="start", type=when(settings.restaurant_timezone), required=True,
+                         help="when the first message to read again was sent (ISO 8601)")
+    replay_.add_argument("--dry-run", action="store_true",
+                         help="print each partition's current -> new offset; move nothing")
     return top
 
 
@@ -194,6 +268,8 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(status(settings))
     if args.command == "erase-customer":
         return asyncio.run(erase_customer(settings, args.customer_id, args.name, args.dry_run))
+    if args.command == "replay":
+        return replay(settings, args.start, args.dry_run)
     return rebuild_reports(settings, args.start, args.end, args.run)
 
 

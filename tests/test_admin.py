@@ -96,3 +96,35 @@ def test_migrate_status_and_rebuild_reports(stack: ScratchStack, worker: WorkerP
     assert admin({**env, "KAFKA_BROKER": "127.0.0.1:9"}, "status").returncode == FAILED
     away = admin({**env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}, "status")
     assert away.returncode == FAILED and "is unreachable" in away.stderr and "Traceback" not in away.stderr
+
+
+@pytest.mark.integration
+def test_replay_stores_again_what_the_database_lost(stack: ScratchStack, worker: WorkerProcess,
+                                                     database_url: str):
+    topic, now = worker.env["ORDERS_TOPIC"], datetime.now(UTC)
+    worker.start()
+    kept = [order(now, n) for n in range(3)]
+    produce(stack.kafka.bootstrap_servers, topic, [(None, o.dumps()) for o in kept])
+    wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 3)
+    since = datetime.now(UTC)
+    lost = [order(now, n) for n in range(3, 6)]
+    produce(stack.kafka.bootstrap_servers, topic, [(None, o.dumps()) for o in lost])
+    wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 6)
+    busy = admin(worker.env, "replay", "--from", since.isoformat())
+    assert busy.returncode == FAILED and "has 1 member(s)" in busy.stderr
+    assert len(busy.stderr.splitlines()) == 1 and "Traceback" not in busy.stderr
+    worker.stop()
+
+    lost_ids = [o.order_id for o in lost[:2]]  # as if restored from a backup taken before them
+    execute(database_url, "DELETE FROM order_keys WHERE order_id = ANY(%s::uuid[])", (lost_ids,))
+    wait_until(lambda: admin(worker.env, "replay", "--from", since.isoformat(), "--dry-run").returncode
+               == OK, message="the stopped worker's session did not end")
+    dry = admin(worker.env, "replay", "--from", since.isoformat(), "--dry-run")
+    moves = [line for line in dry.stdout.splitlines() if line.startswith(f"{topic}[")]
+    offsets = [[0 if word == "none" else int(word) for word in line.split()[-3::2]] for line in moves]
+    assert len(moves) == 2 and sum(current - new for current, new in offsets) == 3
+    assert admin(worker.env, "replay", "--from", since.isoformat()).returncode == OK
+    worker.start()
+    wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 6)
+    stored = query(database_url, "SELECT order_id::text, count(*) FROM orders GROUP BY 1")
+    assert sorted(stored) == sorted((o.order_id, 1) for o in kept + lost)
