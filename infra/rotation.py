@@ -12,11 +12,16 @@ PostgreSQL would no longer let ``make run`` in (``ALTER ROLE postgres PASSWORD``
 and the new one in ``DATA_DIR/postgres/password`` change it)."""
 
 
-def rotate_secrets(data_dir: Path) -> list[Path]:
-    """Remove the secret files of a stopped ``make run``; return the files removed."""
+def ensure_stopped(data_dir: Path, because: str) -> None:
+    """Raise ``StackError`` (one line, ending with ``because``) while ``make run`` on ``data_dir`` is up."""
     if local_postgres(data_dir).postmaster_pid() is not None:
         raise StackError(f"make run is up (its PostgreSQL in {data_dir / 'postgres'} runs): stop it"
-                         " first; its processes hold the secrets that would change.")
+                         f" first; {because}")
+
+
+def rotate_secrets(data_dir: Path) -> list[Path]:
+    """Remove the secret files of a stopped ``make run``; return the files removed."""
+    ensure_stopped(data_dir, "its processes hold the secrets that would change.")
     removed = []
     for name in ROTATED:
         path = data_dir / name

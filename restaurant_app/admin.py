@@ -2,12 +2,13 @@
 
 Commands: ``migrate [--dry-run]``, ``status``, ``erase-customer --customer-id N [--name ...]
 [--dry-run]``, ``rebuild-reports --from WHEN --to WHEN [--run]``, ``replay --from WHEN [--dry-run]``
-(the stopped workers read the orders topic again from the first message sent at WHEN or later).
+(the stopped workers read the orders topic again from the first message sent at WHEN or later),
+``reset [--yes]`` (delete what a stopped ``make run`` keeps in ``DATA_DIR`` but its jars and tools).
 
 Exit codes: 0 done (status: all well); 1 failed (PostgreSQL or Kafka unreachable, the report
-run failed, replay while workers run); 2 a bad option or setting; 3 status: reachable, but
-something needs attention (migrations pending, the last report run failed, or none succeeded
-lately).
+run failed, replay while workers run, reset while make run runs); 2 a bad option or setting, or
+reset without --yes; 3 status: reachable, but something needs attention (migrations pending, the
+last report run failed, or none succeeded lately).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -222,6 +224,36 @@ def replay(settings: Settings, start: datetime, dry_run: bool) -> int:
     return OK
 
 
+KEPT = ("jars", "bin")
+"""What ``reset`` leaves in ``DATA_DIR``: the jars Maven fetched and the tools ``make`` built."""
+
+
+def reset(settings: Settings, yes: bool) -> int:
+    """Delete what ``make run`` keeps in ``DATA_DIR`` but ``KEPT``, once it is stopped and ``yes``."""
+    from infra.java import StackError  # infra runs from a checkout, as make run does
+    from infra.rotation import ensure_stopped
+
+    data_dir = settings.data_dir
+    try:
+        ensure_stopped(data_dir, "reset would delete the data it is using.")
+    except StackError as exc:
+        print(f"reset: {exc}", file=sys.stderr)
+        return FAILED
+    doomed = sorted(p for p in data_dir.iterdir() if p.name not in KEPT) if data_dir.is_dir() else []
+    names = ", ".join(p.name for p in doomed) or "nothing"
+    if not yes:
+        print(f"reset: would delete {len(doomed)} item(s) in {data_dir} ({names}), keeping"
+              f" {', '.join(KEPT)}; run again with --yes to delete them.", file=sys.stderr)
+        return USAGE
+    for path in doomed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    print(f"Deleted {len(doomed)} item(s) in {data_dir} ({names}); make run starts empty next time.")
+    return OK
+
+
 def when(zone: str):
     """An argparse type: an ISO 8601 date or time, in the restaurant's time zone unless it says."""
     def parse(text: str) -> datetime:
@@ -258,6 +290,9 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                          help="when the first message to read again was sent (ISO 8601)")
     replay_.add_argument("--dry-run", action="store_true",
                          help="print each partition's current -> new offset; move nothing")
+    reset_ = commands.add_parser("reset", help="delete the orders, reports, topics and secrets of a"
+                                 " stopped make run (DATA_DIR), but its jars and tools")
+    reset_.add_argument("--yes", action="store_true", help="delete them (without it: say what would go)")
     return top
 
 
@@ -268,6 +303,8 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(status(settings))
     if args.command == "erase-customer":
         return asyncio.run(erase_customer(settings, args.customer_id, args.name, args.dry_run))
+    if args.command == "reset":
+        return reset(settings, args.yes)
     if args.command == "replay":
         return replay(settings, args.start, args.dry_run)
     return rebuild_reports(settings, args.start, args.end, args.run)

@@ -1,11 +1,13 @@
 """The operator's command, python -m restaurant_app.admin: each subcommand and its exit code."""
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +130,39 @@ def test_replay_stores_again_what_the_database_lost(stack: ScratchStack, worker:
     wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 6)
     stored = query(database_url, "SELECT order_id::text, count(*) FROM orders GROUP BY 1")
     assert sorted(stored) == sorted((o.order_id, 1) for o in kept + lost)
+
+
+def make_run_data(data_dir: Path) -> set[str]:
+    """A DATA_DIR as make run leaves it; return the paths reset keeps."""
+    for name in ("jars/postgresql.jar", "bin/promtool", "postgres/data/PG_VERSION", "kafka/data/meta",
+                 "spark-connect/token", "worker.log"):
+        (data_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (data_dir / name).write_text("x")
+    return {"jars", "jars/postgresql.jar", "bin", "bin/promtool"}
+
+
+def tree(data_dir: Path) -> set[str]:
+    return {str(path.relative_to(data_dir)) for path in data_dir.rglob("*")}
+
+
+def test_reset_asks_for_yes_then_keeps_only_jars_and_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    kept, before = make_run_data(tmp_path), tree(tmp_path)
+    assert main(["reset"]) == USAGE
+    assert tree(tmp_path) == before
+    assert "would delete 4 item(s)" in capsys.readouterr().err
+    assert main(["reset", "--yes"]) == OK
+    assert tree(tmp_path) == kept
+    assert capsys.readouterr().out.startswith(f"Deleted 4 item(s) in {tmp_path} (kafka, postgres, ")
+
+
+@pytest.mark.integration
+def test_reset_refuses_while_make_run_s_postgres_runs(stack: ScratchStack, tmp_path: Path):
+    make_run_data(tmp_path)
+    pid_file = stack.postgres.data_dir / "postmaster.pid"  # a running PostgreSQL's, as make run's would be
+    shutil.copy(pid_file, tmp_path / "postgres" / "data" / "postmaster.pid")
+    before = tree(tmp_path)
+    refused = admin({"DATA_DIR": str(tmp_path)}, "reset", "--yes")
+    assert refused.returncode == FAILED and refused.stderr.startswith("reset: make run is up")
+    assert len(refused.stderr.splitlines()) == 1 and tree(tmp_path) == before
