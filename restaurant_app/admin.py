@@ -161,8 +161,8 @@ def rebuild_reports(settings: Settings, start: datetime, end: datetime, run_now:
     return OK if job.returncode == 0 else FAILED
 
 
-class GroupActive(Exception):
-    """The workers' consumer group has members: its offsets cannot be moved under them."""
+class ReplayRefused(Exception):
+    """The workers' consumer group has members, or the orders topic is missing: nothing moved."""
 
 
 async def group_members(admin: AIOKafkaAdminClient, group: str) -> int:
@@ -185,9 +185,11 @@ async def replay_offsets(settings: Settings, start: datetime, dry_run: bool) -> 
     try:
         members = await group_members(admin, group)
         if members:
-            raise GroupActive(f"replay: the workers' consumer group {group!r} has {members} member(s);"
+            raise ReplayRefused(f"replay: the workers' consumer group {group!r} has {members} member(s);"
                               " stop every worker (and wait for their session to end), then replay.")
         partitions = await topic_partitions(admin, settings.orders_topic)
+        if not partitions:
+            raise ReplayRefused(f"replay: the orders topic {settings.orders_topic!r} does not exist.")
     finally:
         await admin.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group,
@@ -211,7 +213,7 @@ async def replay_offsets(settings: Settings, start: datetime, dry_run: bool) -> 
 def replay(settings: Settings, start: datetime, dry_run: bool) -> int:
     try:
         lines = asyncio.run(replay_offsets(settings, start, dry_run))
-    except GroupActive as exc:
+    except ReplayRefused as exc:
         print(exc, file=sys.stderr)
         return FAILED
     except (KafkaError, OSError) as exc:

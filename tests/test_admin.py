@@ -128,8 +128,16 @@ def test_replay_stores_again_what_the_database_lost(stack: ScratchStack, worker:
     assert admin(worker.env, "replay", "--from", since.isoformat()).returncode == OK
     worker.start()
     wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 6)
+    worker.stop()  # the worker has read every message again, the stored one included:
+    ends = admin(worker.env, "replay", "--from", datetime.now(UTC).isoformat(), "--dry-run").stdout
+    at_end = [line.split()[-3] == line.split()[-1] for line in ends.splitlines() if line.startswith(topic)]
+    assert at_end == [True, True], ends
     stored = query(database_url, "SELECT order_id::text, count(*) FROM orders GROUP BY 1")
     assert sorted(stored) == sorted((o.order_id, 1) for o in kept + lost)
+    unreachable = admin({**worker.env, "KAFKA_BROKER": "127.0.0.1:9"}, "replay", "--from", since.isoformat())
+    assert unreachable.returncode == FAILED and "is unreachable" in unreachable.stderr
+    missing = admin({**worker.env, "ORDERS_TOPIC": "no-such-topic"}, "replay", "--from", since.isoformat())
+    assert missing.returncode == FAILED and "does not exist" in missing.stderr
 
 
 def make_run_data(data_dir: Path) -> set[str]:
