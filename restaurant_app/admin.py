@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from restaurant_app import erasure
 from restaurant_app.database import Database, DatabaseUnavailable, describe, outage_as_unavailable
+from restaurant_app.errors import PipelineError
 from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers, topic_retention_ms
 from restaurant_app.logs import configure_logging
 from restaurant_app.settings import PROJECT_ROOT, Settings, settings_or_exit
@@ -161,7 +162,7 @@ def rebuild_reports(settings: Settings, start: datetime, end: datetime, run_now:
     return OK if job.returncode == 0 else FAILED
 
 
-class ReplayRefused(Exception):
+class ReplayRefused(PipelineError):
     """The workers' consumer group has members, or the orders topic is missing: nothing moved."""
 
 
