@@ -41,7 +41,8 @@ LONGEST_FIRST = (
     "test_spark_cluster.py", "test_spark_connect.py", "test_replica.py", "test_scale_out.py",
     "test_resilience.py", "test_reports_job.py", "test_faults.py", "test_supervised_stack.py",
     "test_report_outage.py", "test_dashboard_browser.py", "test_reports_web.py", "test_kafka_secure.py",
-    "test_infra.py",
+    "test_infra.py", "test_spark_security.py", "test_stores.py", "test_business_day.py",
+    "test_report_figures.py", "test_database_tls.py", "test_web_login.py",
 )
 """The test files that take longest (``pytest --durations``), started first, so that the two
 processes of ``make test`` (``-n 2 --dist loadfile``) end at about the same time."""
