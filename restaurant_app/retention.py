@@ -46,6 +46,10 @@ BATCHED_DELETES = {
     "order keys": sql.SQL("""
         DELETE FROM order_keys WHERE order_id IN (
             SELECT order_id FROM order_keys WHERE created_at < %(cutoff)s LIMIT %(batch)s)"""),
+    # A cancellation or refund goes with its order.
+    "order events": sql.SQL("""
+        DELETE FROM order_events WHERE event_id IN (
+            SELECT event_id FROM order_events WHERE order_created_at < %(cutoff)s LIMIT %(batch)s)"""),
     "daily customers": sql.SQL("""
         DELETE FROM report_customers WHERE ctid IN (
             SELECT ctid FROM report_customers
@@ -131,7 +135,7 @@ def cutoffs(settings: Settings, now: datetime) -> dict[str, datetime]:
 def deletes_due(kept: dict[str, datetime]) -> list[tuple[str, sql.Composable, datetime]]:
     """(kind, one batch's DELETE, cutoff) for every kind of row a retention applies to."""
     due = []
-    by_setting = {"orders": {k: BATCHED_DELETES[k] for k in ("order keys", "daily customers",
+    by_setting = {"orders": {k: BATCHED_DELETES[k] for k in ("order keys", "order events", "daily customers",
                                                              "weekly and monthly customers")},
                   "rejected": {"rejected messages": BATCHED_DELETES["rejected messages"]},
                   "runs": {"report runs": BATCHED_DELETES["report runs"]},

@@ -17,7 +17,7 @@ from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app import retention
 from restaurant_app.kafka_probe import topic_retention_ms
 from restaurant_app.menu import MENU
-from restaurant_app.models import Order, OrderItem
+from restaurant_app.models import Order, OrderEvent, OrderItem
 from restaurant_app.retention import Removed, apply_retention, cutoffs, deletes_due
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.worker import retention_ms_of
@@ -35,7 +35,8 @@ def test_cutoffs_keep_whole_utc_days_of_orders_and_leave_out_what_is_kept_for_ev
     assert kept == {"orders": datetime(2026, 11, 1, tzinfo=UTC), "runs": NOW - timedelta(days=7),
                     "minute": NOW - timedelta(days=2)}
     kinds = [kind for kind, _, _ in deletes_due(kept)]
-    assert kinds == ["order keys", "daily customers", "weekly and monthly customers", "report runs",
+    assert kinds == ["order keys", "order events", "daily customers", "weekly and monthly customers",
+                     "report runs",
                      "minute report_sales",
                      "minute report_dishes", "minute report_customers", "minute insights"]
 
@@ -101,6 +102,14 @@ def test_old_data_goes_in_bounded_steps_and_the_rest_stays(
     wait_until(lambda: count(database_url, "SELECT (SELECT count(*) FROM orders) + (SELECT count(*)"
                              " FROM rejected_orders WHERE dead_lettered_at IS NOT NULL)") == 8,
                message="the orders and rejections never all arrived")
+    # A cancellation of an old order and of a recent one: each goes with its order.
+    cancelled = [old[0], recent[0]]
+    produce(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"], [(None, OrderEvent(
+        kind="cancellation", event_id=str(uuid.uuid4()), order_id=o.order_id,
+        created_at=o.created_at + timedelta(minutes=5), reason="cliente desistiu").dumps())
+        for o in cancelled])
+    wait_until(lambda: count(database_url, "SELECT count(*) FROM order_events") == 2,
+               message="the cancellations were never stored")
     topics = [worker.env["ORDERS_TOPIC"], worker.env["DEAD_LETTER_TOPIC"]]
     assert asyncio.run(topic_retention_ms(stack.bootstrap_servers, topics)) == dict.fromkeys(
         topics, 5 * 3_600_000)
@@ -137,6 +146,7 @@ def test_old_data_goes_in_bounded_steps_and_the_rest_stays(
         o.order_id for o in recent)
     assert count(database_url, "SELECT count(*) FROM order_keys") == len(recent)
     assert count(database_url, "SELECT count(*) FROM order_items") == len(recent)
+    assert query(database_url, "SELECT order_id::text FROM order_events") == [(recent[0].order_id,)]
     assert [r[0] for r in query(database_url, "SELECT id FROM rejected_orders")] == [rejected[1]]
     assert query(database_url, "SELECT status FROM report_runs") == [("succeeded",)]
     cutoff_hour = now - timedelta(days=36)
