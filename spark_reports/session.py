@@ -17,7 +17,7 @@ from pyspark.sql.connect.client.retries import DefaultPolicy
 
 from restaurant_app.errors import PipelineError
 from restaurant_app.java_runtime import jdbc_driver
-from restaurant_app.settings import Settings, shown_remote
+from restaurant_app.settings import Settings, is_loopback, shown_remote
 
 JDBC_DRIVER_CLASS = "org.postgresql.Driver"
 FETCH_SIZE = 10_000
@@ -54,7 +54,6 @@ SMALL_RUN_SQL = {
     "spark.sql.unionOutputPartitioning": "true",
 }
 
-LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
 SPARK_CONNECT_PORT = 15002
 """The port of ``sc://host`` when the URL names none, as in Spark's own client."""
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -177,7 +176,7 @@ def channel_remote(remote: str) -> str:
     """``remote`` with a loopback address named ``localhost``: pyspark sends a token to
     ``localhost`` over a local channel, and to any other name only over TLS."""
     address = urlsplit(remote)
-    if address.hostname not in LOOPBACK_ADDRESSES or "use_ssl=true" in remote.lower():
+    if not is_loopback(address.hostname or "") or "use_ssl=true" in remote.lower():
         return remote
     port = f":{address.port}" if address.port else ""
     return address._replace(netloc=f"localhost{port}").geturl()
