@@ -209,7 +209,8 @@ def measure(stack: ScratchStack, env: dict[str, str], server: SparkConnectServer
             database_url: str) -> dict[str, list]:
     """Run the worker over ``minutes`` whole minutes plus time for their reports; gather the figures."""
     assert server.process is not None
-    worker = WorkerProcess(env, stack.home / "logs" / "freshness-worker.log", log_level="warn")
+    worker = WorkerProcess(env, stack.home / "logs" / "freshness-worker.log", log_level="warn",
+                           web_port=int(env["WEB_PORT"]))
     worker.start(ready_timeout=None)
     started = datetime.now(UTC)
     first = next_minute(time.time() + 5)
