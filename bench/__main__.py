@@ -148,6 +148,7 @@ FRESHNESS_FIGURES = [
     Figure("client_cpu_s", "Incremental report run: CPU seconds, job process (client)", 2),
     Figure("server_cpu_s", "Incremental report run: CPU seconds, Spark Connect JVM (server)", 2),
     Figure("cpu_s", "Incremental report run: CPU seconds, client + server", 2),
+    Figure("under_way_s", "Minute under way: age of `/api/dashboard/minute`'s answer (s); runs = answers", 2),
 ]
 
 CHAIN_FIGURES = [
@@ -397,7 +398,10 @@ def measure_freshness(stack: ScratchStack, args: argparse.Namespace, report: Rep
         f" count). Costs per incremental run: wall from `report_runs`; client CPU is what the"
         f" worker started (its fork server and the `python -m spark_reports` runs forked from"
         f" it), server CPU the Spark Connect JVM's, each the change between the samples around"
-        f" the run.",
+        f" the run. At each poll the bench also asks `/api/dashboard/minute`, as the dashboard's"
+        f" page does every second: an answer's age is the time from the moment its figures were"
+        f" last complete (the creation of the first order of that minute it lacks, else the moment"
+        f" it was asked) to its arrival.",
         FRESHNESS_FIGURES,
     )
     report.sections.append(section)

@@ -236,7 +236,8 @@ def rows(figures: dict[str, list]) -> list[dict[str, float]]:
              "cpu_s": client + server}
             for wall, client, server in zip(figures["wall"], figures["client"], figures["server"],
                                             strict=True)]
-    return minutes + ingest + runs
+    under_way = [{"under_way_s": age} for age in figures.get("under_way_s", [])]
+    return minutes + ingest + runs + under_way
 
 
 def freshness_targets(figures: dict[str, list], stores: int = 1) -> list[tuple[str, str, bool]]:
