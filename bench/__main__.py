@@ -51,11 +51,11 @@ QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
          "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50,
          "disk_orders": 2_000, "soak_minutes": 5, "chain_minutes": 3}
-BUDGET = {"orders": 100_000, "baseline_orders": 2_000, "runs": 3, "latency_seconds": 30.0,
+BUDGET = {"orders": 100_000, "baseline_orders": 2_000, "runs": 3, "latency_seconds": 20.0,
           "report_sizes": "100000", "report_runs": 3, "large_report_runs": 1, "full_runs": 1,
-          "full_up_to": 100_000, "freshness_minutes": 6, "freshness_history": 20_000,
+          "full_up_to": 100_000, "freshness_minutes": 5, "freshness_history": 20_000,
           "dashboard_days": 30, "dashboard_requests": 50, "disk_orders": 2_000, "soak_minutes": 5,
-          "chain_minutes": 4}
+          "chain_minutes": 3}
 """``--budget``: issue #26's and #20's targets in about 25 minutes (ingest with the peer, latency,
 freshness, the chain, the API), 3 runs each (minutes, for freshness)."""
 BUDGET_PARTS = ("ingest", "latency", "freshness", "chain", "api")
@@ -112,6 +112,9 @@ LATENCY_FIGURES = [
     Figure("p95_ms", "p95 (ms)", 1),
     Figure("p99_ms", "p99 (ms)", 1),
     Figure("max_ms", "max (ms)", 1),
+    Figure("batches_per_s", "Worker: batches stored per second"),
+    Figure("orders_per_batch", "Worker: orders per batch", 1),
+    Figure("store_ms_per_batch", "Worker: ms to store a batch (`restaurant_batch_store_seconds`)", 1),
 ]
 
 API_FIGURES = [
@@ -312,7 +315,10 @@ def measure_latency(stack: ScratchStack, args: argparse.Namespace, report: Repor
         f"Latency at {args.latency_rate:,.0f} orders/s",
         f"`produce-orders --rate {args.latency_rate:.0f}` publishes for {args.latency_seconds:.0f} s"
         f" to an idle, warmed-up worker. Latency is the commit time of the order's transaction in"
-        f" PostgreSQL less the Kafka message's CreateTime set by the producer (1 ms resolution).",
+        f" PostgreSQL less the Kafka message's CreateTime set by the producer (1 ms resolution)."
+        f" The worker's batches over the same time come from its `/metrics`: a batch is stored once"
+        f" the worker has taken every message it read (or once full, or after"
+        f" `BATCH_WITHIN_SECONDS`), so the time a message waits is mostly the batch before its own.",
         LATENCY_FIGURES,
     )
     report.sections.append(section)
