@@ -212,7 +212,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="orders/s published through the soak (20)")
     parser.add_argument("--quix-python",
                         help="the Python of a virtualenv with quixstreams for the peer (else one made"
-                             " under bench/.work/quix on first use)")
+                             " in .stack/quix on first use)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generated orders (42)")
     parser.add_argument("--output", type=Path, help="where to write the results")
     args = parser.parse_args(argv)

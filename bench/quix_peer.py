@@ -5,8 +5,8 @@ Issues #12 and #26 compare the worker with Quix Streams 3.28 and its stock ``Pos
 (``bench/quix_peer_app.py``), like for like: one Quix process against one worker, two (one
 consumer group) against two. ``python -m bench --only ingest`` measures the peer in the same
 run as the worker; this command measures the peer alone. Quix is not a dependency of this
-project: it runs in a virtualenv of its own, which ``quix_python`` creates under bench/.work/
-the first time (``pip install quixstreams[postgresql]==3.28.1``), or give one with ``--python``.
+project: it runs in a virtualenv of its own, which ``quix_python`` creates in .stack/quix the
+first time (``pip install quixstreams[postgresql]==3.28.1``), or give one with ``--python``.
 
 As ``bench.ingest`` does: a scratch Kafka and PostgreSQL under bench/.work/, one topic preloaded
 by ``produce-orders`` (seed 42, 6 partitions, 50 stores), a new consumer group and database each
@@ -33,13 +33,15 @@ from bench.ingest import preload
 from bench.monitor import CpuMonitor
 from bench.results import load_average, run_line, run_summary
 from infra.scratch import ScratchStack, scratch_stack
+from restaurant_app.settings import PROJECT_ROOT
 
 log = logging.getLogger("bench")
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
 APP = Path(__file__).resolve().parent / "quix_peer_app.py"
 QUIX_REQUIREMENT = "quixstreams[postgresql]==3.28.1"
-QUIX_VENV = WORK_DIR / "quix"
+QUIX_VENV = PROJECT_ROOT / ".stack" / "quix"
+"""Beside the fetched jars, not under bench/.work/, which each bench run empties."""
 SETTLED_SECONDS = 8
 """Seconds with no new order line after which the lines' sink is taken to be done (its
 checkpoints come every 5 s)."""
@@ -64,7 +66,7 @@ SELECT extract(epoch FROM (SELECT min(t) FROM o))::float8,
 
 
 def quix_python(given: str | None = None) -> str:
-    """The Python that runs the peer: ``given``, else bench/.work/quix's, made on first use."""
+    """The Python that runs the peer: ``given``, else .stack/quix's, made on first use."""
     if given:
         return given
     python = QUIX_VENV / "bin" / "python"
