@@ -1,6 +1,6 @@
 """``GET /reports/latest`` and ``GET /reports``: the report tables as JSON, with their queries.
 
-Each answers for the whole chain, or for one store with ``store`` (a store with reports, else 400).
+Each answers for the whole chain, or for one store with ``store`` (a store with orders stored, else 400).
 """
 
 import asyncio
