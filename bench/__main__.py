@@ -100,6 +100,7 @@ INGEST_FIGURES = [
     Figure("kafka_cores", "One worker: Kafka broker cores busy while draining", 2),
     Figure("two_workers_cores", "Two workers: cores busy while draining (both)", 2),
     Figure("peak_rss_mib", "One worker: peak memory (RSS, MiB)"),
+    Figure("orders_per_batch", "One worker: orders per batch stored", 1),
     Figure("wall_s", "One worker: seconds from process start to last commit", 1),
     Figure("floor_messages_per_s", "Faust alone, agent that only acks (bench/floor.py): messages/s"),
     Figure("baseline_orders_per_s", "Baseline (naive consumer): orders/s"),

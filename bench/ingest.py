@@ -12,6 +12,7 @@ import psutil
 
 from bench.baseline import run_baseline
 from bench.commits import commit_timeline
+from bench.latency import batch_totals
 from bench.monitor import CpuMonitor, peak_rss_bytes
 from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
 from infra.scratch import ScratchStack, WorkerProcess
@@ -62,6 +63,7 @@ def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int, wo
             wait_for_orders(database_url, orders, processes[0], timeout=max(600.0, orders / 100),
                             progress=progress)
             peak_rss = sum(peak_rss_bytes(worker.pid) for worker in processes)
+            batches = [batch_totals(worker.url) for worker in processes]
     finally:
         for worker in processes:
             worker.stop()
@@ -82,6 +84,7 @@ def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int, wo
         "postgres_cores": cpu["postgres"] / timeline.window,
         "kafka_cores": cpu["kafka"] / timeline.window,
         "peak_rss_mib": peak_rss / MIB,
+        "orders_per_batch": sum(b["messages"] for b in batches) / sum(b["batches"] for b in batches),
         "wall_s": timeline.last - processes[0].started_at,
     }
 
