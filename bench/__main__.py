@@ -378,10 +378,10 @@ def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Repor
     settled = grid.rows.get(100_000, {}).get("warm_cpu_s")
     if settled:
         report.targets.append((
-            f"Under {TARGET_CPU_SECONDS:.0f} CPU-seconds per incremental report run at 100k orders"
-            f" (client + server, median), server settled by {SERVER_WARM_UP_RUNS} earlier runs",
+            f"At most {TARGET_CPU_SECONDS:g} CPU-second per incremental report run at 100k orders"
+            f" (client + server, median), server settled by {SERVER_WARM_UP_RUNS} earlier runs (#26)",
             f"{median(settled):.2f} s (max {max(settled):.2f} s, {len(settled)} runs)",
-            median(settled) < TARGET_CPU_SECONDS,
+            median(settled) <= TARGET_CPU_SECONDS,
         ))
     sizes = [size for size in (100_000, 5_000_000) if size in grid.rows]
     if len(sizes) == 2:
