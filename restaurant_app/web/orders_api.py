@@ -8,6 +8,7 @@ the same order again is safe: the worker stores an ``order_id`` once. The contra
 """
 
 import asyncio
+import functools
 import hmac
 import logging
 from datetime import timedelta
@@ -42,10 +43,14 @@ class Refused(PipelineError):
         self.status, self.reason, self.headers, self.extra = status, reason, headers or {}, extra
 
 
+on_loopback = functools.cache(is_loopback)
+"""``is_loopback``, parsed once for the web server's one address rather than at each request."""
+
+
 def check_token(authorization: str | None, token: str, host: str) -> None:
     """Refuse a request without the bearer ``token``; with no token set, refuse beyond loopback."""
     if not token:
-        if is_loopback(host):
+        if on_loopback(host):
             return
         raise Refused(403, "orders are taken over the network only with ORDERS_API_TOKEN set")
     if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode()):
