@@ -37,15 +37,18 @@ from bench.results import median
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import Database
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("bench")
 
 POLL_SECONDS = 0.5
 ORDERS_PER_SECOND = 3
 """The generator's base rate: one tick a second, scaled by the hour's demand."""
-TARGET_P95_SECONDS = 10.0
-TARGET_CPU_SECONDS = 2.0
+TARGET_AFTER_GRACE_SECONDS = 1.0
+"""Issue #26: a closed minute's final report at most this long after its grace (p95), for one store."""
+TARGET_CHAIN_P95_SECONDS = 10.0
+"""Issue #20: a chain's minute reported for every store within this long after the minute (p95)."""
+TARGET_CPU_SECONDS = 1.0
 
 MINUTE_ROWS = """
 SELECT period_start, store_id, orders, coalesce(pg_xact_commit_timestamp(xmin), computed_at)
@@ -193,8 +196,8 @@ def rows(figures: dict[str, list]) -> list[dict[str, float]]:
 
 
 def freshness_targets(figures: dict[str, list], stores: int = 1) -> list[tuple[str, str, bool]]:
-    """The issue's two goals: p95 freshness (of every store's report, for a chain), and CPU seconds
-    per incremental run (for a single store)."""
+    """The issues' goals: p95 freshness (one store: the grace (REPORT_GRACE_SECONDS) and one second;
+    a chain: 10 s for every store's report), and CPU seconds per incremental run (one store)."""
     delays = [delay for delay in figures["delays"] if delay is not None]
     complete = bool(delays) and len(delays) == len(figures["delays"])
     p95 = percentile(delays, 0.95) if complete else math.inf
@@ -202,13 +205,15 @@ def freshness_targets(figures: dict[str, list], stores: int = 1) -> list[tuple[s
                 f" max {max(delays):.1f} s over {len(delays)} of {len(figures['delays'])} minutes"
                 if delays else "no complete report")
     whose = f" for all {stores} stores and the chain" if stores > 1 else ""
-    targets = [(f"Complete minute report{whose} at most {TARGET_P95_SECONDS:.0f} s after the minute"
-                " closes (p95)", measured, p95 <= TARGET_P95_SECONDS)]
+    target = TARGET_CHAIN_P95_SECONDS if stores > 1 else \
+        Settings.from_env().report_grace_seconds + TARGET_AFTER_GRACE_SECONDS
+    targets = [(f"Complete minute report{whose} at most {target:g} s after the minute"
+                " closes (p95)", measured, p95 <= target)]
     cpu = [client + server for client, server in zip(figures["client"], figures["server"], strict=True)]
     if cpu and stores == 1:
         typical = median(cpu)
-        targets.append((f"Under {TARGET_CPU_SECONDS:.0f} CPU-seconds per incremental report run"
+        targets.append((f"At most {TARGET_CPU_SECONDS:g} CPU-second per incremental report run"
                         " (client + server, median), fresh server",
                         f"{typical:.2f} s (max {max(cpu):.2f} s, {len(cpu)} runs)",
-                        typical < TARGET_CPU_SECONDS))
+                        typical <= TARGET_CPU_SECONDS))
     return targets
