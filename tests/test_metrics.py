@@ -189,10 +189,9 @@ async def test_the_persistence_agent_counts_each_batch():
 
 
 def delivered(value: bytes, offset: int, produced_at: float) -> SimpleNamespace:
-    """An event as the agent gets it from Kafka, at partition 0 of topic "orders"."""
-    message = SimpleNamespace(topic="orders", partition=0, offset=offset, value=value, key=None,
-                              headers=(), timestamp=produced_at)
-    return SimpleNamespace(message=message)
+    """A Kafka message as the agent handles it, at partition 0 of topic "orders"."""
+    return SimpleNamespace(topic="orders", partition=0, offset=offset, value=value, key=None,
+                           headers=(), timestamp=produced_at)
 
 
 @pytest.mark.usefixtures("in_memory")
