@@ -82,6 +82,8 @@ class FastConsumer(aiokafka.Consumer):
         self.bytes_in_flight = 0
         self.in_flight: WeakSet[Message] = WeakSet()
         """Messages (and batches) handed on, not acknowledged; one dropped in a rebalance leaves by itself."""
+        self.handed_on_all = True
+        """No message fetched is still to be handed on (``restaurant_app.batches`` flushes then)."""
 
     @property
     def max_bytes_in_flight(self) -> int:
@@ -173,6 +175,7 @@ class FastConsumer(aiokafka.Consumer):
         gathered_bytes = 0
         since_yield = 0
         async for tp, message in messages:
+            self.handed_on_all = False
             offset = message.offset
             last = read_offset[tp]
             if last is not None and offset < last:
@@ -199,6 +202,7 @@ class FastConsumer(aiokafka.Consumer):
                     gathered_bytes -= await self._hand_on_batch(gathered.pop(tp))
             read_offset[tp] = offset
         await self._hand_on_batches(gathered)
+        self.handed_on_all = True
 
     async def _hand_on_batches(self, gathered: dict[TP, list[Message]]) -> None:
         for batch in gathered.values():

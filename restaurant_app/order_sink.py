@@ -170,7 +170,9 @@ def _stored_lines(alias: str) -> str:
 # (no row-by-row foreign key, migrations 027 and 029: this statement is what pins them). A new
 # key has no order or line yet (deleting a key deletes them), and a round holds one version of an
 # order: orders and lines need no ON CONFLICT, whose speculative insertion cost PostgreSQL about
-# 6 µs per order (a row already there would be refused, RowsRefused, never merged).
+# 6 µs per order (a row already there would be refused, RowsRefused, never merged). A new
+# order's store is added to stores (migration 031), in one order so that two workers' first
+# orders of the same two stores do not deadlock.
 STAGING_TABLES = (_staging_table(STAGED_ORDERS, ORDER_COLUMNS), _staging_table(STAGED_ITEMS, ITEM_COLUMNS))
 COPY_ORDERS = f"COPY {STAGED_ORDERS} ({_names(ORDER_COLUMNS)}) FROM STDIN"
 COPY_ITEMS = f"COPY {STAGED_ITEMS} ({_names(ITEM_COLUMNS)}) FROM STDIN"
@@ -181,7 +183,10 @@ WITH keys AS (
 ), new AS (
     INSERT INTO orders ({_names(ORDER_COLUMNS)})
     SELECT {_names(ORDER_COLUMNS, 's.')} FROM {STAGED_ORDERS} s JOIN keys USING (order_id, created_at)
-    RETURNING order_id, created_at
+    RETURNING order_id, created_at, store_id
+), stores AS (
+    INSERT INTO stores (store_id) SELECT DISTINCT store_id FROM new ORDER BY store_id
+    ON CONFLICT (store_id) DO NOTHING
 ), lines AS (
     INSERT INTO order_items ({_names(ITEM_COLUMNS)}, order_created_at)
     SELECT {_names(ITEM_COLUMNS, 's.')}, new.created_at FROM {STAGED_ITEMS} s JOIN new USING (order_id)
