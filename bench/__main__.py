@@ -72,6 +72,8 @@ P99_TARGET_MS = 50
 REPORT_GROWTH_TARGET = 1.5
 API_BATCH_TARGET = 5_000
 API_P99_TARGET_MS = 50
+API_RATE_SHARE = 0.95
+"""The share of the asked single-order rate the requests must reach, answers included."""
 WORKER_GROWTH_TARGET = 10.0
 """MiB an hour: a worker growing faster would take 240 MiB more each day."""
 
@@ -122,9 +124,11 @@ API_FIGURES = [
     Figure("batch_orders_per_s", "Batches: orders/s taken"),
     Figure("batch_p50_ms", "Batches: p50 to the 202 (ms)", 1),
     Figure("batch_p99_ms", "Batches: p99 to the 202 (ms)", 1),
+    Figure("batch_cpu_ms", "Batches: worker CPU per request of 100 (ms)", 2),
     Figure("single_requests_per_s", "Single orders: requests/s (achieved)"),
     Figure("single_p50_ms", "Single orders: p50 to the 202 (ms)", 1),
     Figure("single_p99_ms", "Single orders: p99 to the 202 (ms)", 1),
+    Figure("single_cpu_ms", "Single orders: worker CPU per request (ms)", 3),
     Figure("orders_stored", "Orders stored, each once"),
 ]
 
@@ -448,7 +452,9 @@ def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -
         f" {args.latency_seconds:.0f} s, then single-order requests started at"
         f" {args.api_rate:,.0f}/s for as long, whatever the answers. Latency is from sending a"
         f" request to its 202 (after Kafka's acknowledgement, acks=all). Every order taken is then"
-        f" checked stored exactly once.",
+        f" checked stored exactly once. Worker CPU: the worker process's user and system time over"
+        f" each part (taking the orders over HTTP and storing them) per request, which depends less"
+        f" on the machine's other load than rates and latencies.",
         API_FIGURES,
     )
     report.sections.append(section)
@@ -457,11 +463,13 @@ def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -
         section.runs.append(api_run(stack, args.latency_seconds, args.api_rate, args.seed, number))
     batches = median([run["batch_orders_per_s"] for run in section.runs])
     p99 = median([run["single_p99_ms"] for run in section.runs])
+    singles = median([run["single_requests_per_s"] for run in section.runs])
     report.targets.append((f"At least {API_BATCH_TARGET:,} orders/s in batches of {BATCH_SIZE} over HTTP"
                            " (#20)",
                            f"{batches:,.0f} orders/s", batches >= API_BATCH_TARGET))
     report.targets.append((f"{args.api_rate:,.0f} single-order requests/s over HTTP with p99 at most"
-                           f" {API_P99_TARGET_MS} ms (#20)", f"{p99:.0f} ms", p99 <= API_P99_TARGET_MS))
+                           f" {API_P99_TARGET_MS} ms (#20)", f"{singles:,.0f} requests/s, p99 {p99:.0f} ms",
+                           singles >= API_RATE_SHARE * args.api_rate and p99 <= API_P99_TARGET_MS))
 
 
 def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:

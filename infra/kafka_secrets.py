@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -34,6 +36,7 @@ BROKER_SUBJECT = "/CN=kafka-broker"
 BROKER_PRINCIPAL = "User:CN=kafka-broker"
 """How a broker's certificate authenticates to the controllers (Kafka's default mapping of its subject)."""
 CERTIFICATE_DAYS = "3650"
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 JAVA_CLIENT_PROPERTIES = """\
 security.protocol=SASL_SSL
@@ -48,9 +51,12 @@ ssl.truststore.location={ca_file}
 class KafkaSecrets:
     """The secrets folder ``home``: ``ca.pem``, ``broker.pem`` (key and certificate), ``<user>.password``."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, hosts: tuple[str, ...] = LOCAL_HOSTS) -> None:
         self.home = home
+        self.hosts = hosts
+        """The names the brokers' certificate is good for (compose names its three containers)."""
         self.ca_file = home / "ca.pem"
+        self.ca_key = home / "ca.key"
         self.keystore = home / "broker.pem"
 
     def password_file(self, user: str) -> Path:
@@ -130,25 +136,47 @@ class KafkaSecrets:
         _write_private(self.password_file(user), password + "\n")
 
     def _make_certificates(self) -> None:
-        """A CA, and one certificate for every broker on 127.0.0.1 (servers and clients of each other)."""
-        ca_key, key, request = self.home / "ca.key", self.home / "broker.key", self.home / "broker.csr"
-        certificate, extensions = self.home / "broker.crt", self.home / "broker.ext"
-        extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                              "extendedKeyUsage=serverAuth,clientAuth\n"
-                              "keyUsage=critical,digitalSignature,keyEncipherment\n")
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.ca_file,
-                 "-days", CERTIFICATE_DAYS, "-subj", "/CN=restaurant-sales Kafka CA",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
-                 "-subj", BROKER_SUBJECT)
-        _openssl("x509", "-req", "-in", request, "-CA", self.ca_file, "-CAkey", ca_key,
-                 "-CAcreateserial", "-out", certificate, "-days", CERTIFICATE_DAYS, "-extfile", extensions)
-        _write_private(self.keystore, key.read_text() + certificate.read_text())
-        for path in self.home.iterdir():
-            path.chmod(0o600)
-        for path in (request, extensions, certificate, key):
-            path.unlink()
+        """A CA, and one certificate for every broker (servers and clients of each other)."""
+        make_ca(self.ca_key, self.ca_file)
+        issue_certificate(self.ca_key, self.ca_file, self.keystore, BROKER_SUBJECT, self.hosts)
+
+
+def make_ca(key: Path, certificate: Path) -> None:
+    """A new certificate authority: its key and its self-signed certificate, each 0600."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate,
+             "-days", CERTIFICATE_DAYS, "-subj", "/CN=restaurant-sales Kafka CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    key.chmod(0o600)
+    certificate.chmod(0o600)
+
+
+def issue_certificate(ca_key: Path, ca_file: Path, pem: Path, subject: str, hosts: tuple[str, ...]) -> None:
+    """Write to ``pem`` (0600) a new key and a certificate signed by the CA for ``hosts`` (names
+    or addresses), good for a server and a client alike."""
+    work = pem.with_suffix(".work")
+    work.mkdir(mode=0o700, exist_ok=True)
+    key, request, certificate, extensions = (work / name for name in ("key", "csr", "crt", "ext"))
+    names = ",".join(f"IP:{host}" if _is_address(host) else f"DNS:{host}" for host in hosts)
+    extensions.write_text(f"subjectAltName={names}\n"
+                          "extendedKeyUsage=serverAuth,clientAuth\n"
+                          "keyUsage=critical,digitalSignature,keyEncipherment\n")
+    try:
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request, "-subj", subject)
+        _openssl("x509", "-req", "-in", request, "-CA", ca_file, "-CAkey", ca_key, "-CAcreateserial",
+                 "-out", certificate, "-days", CERTIFICATE_DAYS, "-extfile", extensions)
+        _write_private(pem, key.read_text() + certificate.read_text())
+        ca_file.with_suffix(".srl").chmod(0o600)  # the CA's serial numbers, beside it
+    finally:
+        shutil.rmtree(work)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _openssl(*args: str | Path) -> None:
