@@ -258,7 +258,12 @@ def measure_ingest(stack: ScratchStack, args: argparse.Namespace, report: Report
         log.info("Ingest run %d of %d ...", number, args.runs)
         figures = ingest_run(stack, topic, args.orders, args.baseline_orders, number)
         if python is not None:
-            figures.update(peer_figures(stack, python, topic, args.orders, number, figures))
+            try:
+                figures.update(peer_figures(stack, python, topic, args.orders, number, figures))
+            except (RuntimeError, subprocess.SubprocessError, psycopg.Error) as exc:
+                log.error("The Quix Streams peer failed in run %d: %s", number, exc)
+                report.notes.append(f"Ingest run {number}: the Quix Streams peer failed ({exc}); the"
+                                    " worker's figures of that run stand, without a ratio.")
         section.runs.append(figures)
     report.targets.extend(ingest_targets(section.runs))
 
