@@ -1,6 +1,7 @@
-"""A secure local Kafka's secrets: a small CA, the brokers' certificate and the SCRAM users' passwords.
+"""A secure local Kafka's secrets: the brokers' certificate (from ``make run``'s small CA,
+``infra/certificates.py``) and the SCRAM users' passwords.
 
-Made with ``openssl`` on first start, in one folder only its owner can open (0700, every file
+Made on first start, in one folder only its owner can open (0700, every file
 0600), and kept: a restart uses the same ones. The users:
 
 - ``admin``: a super user, for ``make run`` itself (waiting for the brokers, the ACLs) and the
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
+import logging
 import secrets
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
+from infra.certificates import CertificateAuthority, subject_alt_names, write_private
 from infra.java import StackError, classpath
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.kafka_security import KafkaSecurity
@@ -33,7 +36,8 @@ CONFIG_COMMAND = "kafka.admin.ConfigCommand"
 BROKER_SUBJECT = "/CN=kafka-broker"
 BROKER_PRINCIPAL = "User:CN=kafka-broker"
 """How a broker's certificate authenticates to the controllers (Kafka's default mapping of its subject)."""
-CERTIFICATE_DAYS = "3650"
+
+log = logging.getLogger("infra")
 
 JAVA_CLIENT_PROPERTIES = """\
 security.protocol=SASL_SSL
@@ -48,10 +52,14 @@ ssl.truststore.location={ca_file}
 class KafkaSecrets:
     """The secrets folder ``home``: ``ca.pem``, ``broker.pem`` (key and certificate), ``<user>.password``."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, ca: CertificateAuthority | None = None, hosts: Sequence[str] = ()) -> None:
         self.home = home
-        self.ca_file = home / "ca.pem"
+        self.ca = ca or CertificateAuthority(home.parent / "ca", former=home)
+        self.ca_file = self.ca.ca_file
         self.keystore = home / "broker.pem"
+        self.hosts = tuple(hosts)
+        """The names other machines reach the brokers by (``ADVERTISED_HOSTS``): the first is
+        advertised, and the brokers' certificate holds them all, besides 127.0.0.1 and localhost."""
 
     def password_file(self, user: str) -> Path:
         return self.home / f"{user}.password"
@@ -73,7 +81,7 @@ class KafkaSecrets:
     def java_properties(self, user: str) -> Path:
         """A client properties file (0600) for Kafka's Java tools that logs in as ``user``."""
         path = self.home / f"{user}.properties"
-        _write_private(path, JAVA_CLIENT_PROPERTIES.format(
+        write_private(path, JAVA_CLIENT_PROPERTIES.format(
             mechanism=MECHANISM, user=user, password=self.password(user), ca_file=self.ca_file))
         return path
 
@@ -83,9 +91,10 @@ class KafkaSecrets:
         self.home.chmod(0o700)
         for user in USERS:
             if not self.password_file(user).exists():
-                _write_private(self.password_file(user), secrets.token_urlsafe(32) + "\n")
-        if not (self.ca_file.exists() and self.keystore.exists()):
-            self._make_certificates()
+                write_private(self.password_file(user), secrets.token_urlsafe(32) + "\n")
+        if self.ca.ensure_issued(self.keystore, BROKER_SUBJECT, self.hosts, client=True):
+            log.info("Made the Kafka brokers' certificate for %s, signed by the CA %s.",
+                     subject_alt_names(self.hosts), self.ca_file)
 
     def scram_arguments(self) -> list[str]:
         """``kafka-storage format``'s ``--add-scram`` arguments for every user, salted and hashed."""
@@ -114,7 +123,7 @@ class KafkaSecrets:
         # command line, any user of the machine could read it.
         arguments = self.home / f"{user}.arguments"
         change = f'"{MECHANISM}=[iterations={SCRAM_ITERATIONS},password={password}]"'
-        _write_private(arguments, "\n".join([
+        write_private(arguments, "\n".join([
             "-Xmx128m", "-cp", f'"{classpath()}"', CONFIG_COMMAND, "--bootstrap-server", bootstrap_servers,
             "--command-config", f'"{self.java_properties("admin")}"', "--alter", "--entity-type", "users",
             "--entity-name", user, "--add-config", change,
@@ -127,41 +136,7 @@ class KafkaSecrets:
         if result.returncode != 0:
             output = (result.stdout + result.stderr).replace(password, "<hidden>")
             raise StackError(f"Kafka did not take {user}'s new password; the old one stays:\n{output}")
-        _write_private(self.password_file(user), password + "\n")
-
-    def _make_certificates(self) -> None:
-        """A CA, and one certificate for every broker on 127.0.0.1 (servers and clients of each other)."""
-        ca_key, key, request = self.home / "ca.key", self.home / "broker.key", self.home / "broker.csr"
-        certificate, extensions = self.home / "broker.crt", self.home / "broker.ext"
-        extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                              "extendedKeyUsage=serverAuth,clientAuth\n"
-                              "keyUsage=critical,digitalSignature,keyEncipherment\n")
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", self.ca_file,
-                 "-days", CERTIFICATE_DAYS, "-subj", "/CN=restaurant-sales Kafka CA",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request,
-                 "-subj", BROKER_SUBJECT)
-        _openssl("x509", "-req", "-in", request, "-CA", self.ca_file, "-CAkey", ca_key,
-                 "-CAcreateserial", "-out", certificate, "-days", CERTIFICATE_DAYS, "-extfile", extensions)
-        _write_private(self.keystore, key.read_text() + certificate.read_text())
-        for path in self.home.iterdir():
-            path.chmod(0o600)
-        for path in (request, extensions, certificate, key):
-            path.unlink()
-
-
-def _openssl(*args: str | Path) -> None:
-    result = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise StackError(f"openssl {args[0]} failed while making Kafka's certificates:\n{result.stderr}")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a new file only its owner may read."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
+        write_private(self.password_file(user), password + "\n")
 
 
 def _b64(data: bytes) -> str:

@@ -203,3 +203,25 @@ def test_a_worker_with_log_format_json_writes_one_json_object_a_line(worker):
     entries = [json.loads(line) for line in lines]  # fails on any line that is not one JSON object
     assert len(entries) > 5 and "INFO" in {entry["level"] for entry in entries}
     assert any(entry["message"].endswith("Ready") for entry in entries)
+
+
+def test_advertised_hosts_make_kafka_secure_and_require_it(env: pytest.MonkeyPatch):
+    assert Settings.from_env().advertised_hosts == () and not Settings.from_env().kafka_secure
+    env.setenv("ADVERTISED_HOSTS", " kafka.example.lan, 192.0.2.7 ,fd00::2")
+    settings = Settings.from_env()
+    assert settings.advertised_hosts == ("kafka.example.lan", "192.0.2.7", "fd00::2")
+    assert settings.kafka_secure
+    message = error_for(env, "KAFKA_SECURE", "off")
+    assert "KAFKA_SECURE cannot be off while ADVERTISED_HOSTS" in message
+
+
+@pytest.mark.parametrize("raw", ["-kafka", "kafka.example.lan/", "a b", "kafka_1:9092"])
+def test_an_advertised_host_that_is_no_name_is_refused(env: pytest.MonkeyPatch, raw: str):
+    assert "ADVERTISED_HOSTS" in error_for(env, "ADVERTISED_HOSTS", raw)
+
+
+def test_the_spark_connect_ca_file_must_be_readable(env: pytest.MonkeyPatch, tmp_path: Path):
+    assert "SPARK_CONNECT_CA_FILE" in error_for(env, "SPARK_CONNECT_CA_FILE", str(tmp_path / "none.pem"))
+    (tmp_path / "ca.pem").write_text("a certificate\n")
+    env.setenv("SPARK_CONNECT_CA_FILE", str(tmp_path / "ca.pem"))
+    assert Settings.from_env().spark_connect_ca_file == tmp_path / "ca.pem"
