@@ -29,7 +29,7 @@ from infra.kafka_secrets import ROTATABLE, KafkaSecrets
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import has_exited, terminate_all
 from infra.rotation import rotate_secrets
-from infra.stack import DATABASE_NAME, local_postgres, local_stack
+from infra.stack import DATABASE_NAME, local_postgres, local_stack, worker_env
 from infra.supervisor import GaveUp, Supervisor
 from restaurant_app.java_runtime import JavaUnavailable
 from restaurant_app.logs import configure_logging
@@ -59,7 +59,7 @@ def run(settings: Settings, worker_args: list[str]) -> int:
         return_code = 0
         try:
             for number in range(1, settings.workers + 1):
-                workers.append(Worker(settings, number, {**os.environ, **env}, worker_args))
+                workers.append(Worker(settings, number, {**os.environ, **worker_env(env)}, worker_args))
                 supervisor.add(workers[-1])
             supervisor.watch(threading.Event())  # until a signal (Stop) or GaveUp
         except Stop as stop:

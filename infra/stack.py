@@ -189,6 +189,18 @@ def _least_privilege(postgres: PostgresServer) -> dict[str, str]:
             "REPORT_JOB_DATABASE_URL": postgres.role_url(REPORTS_ROLE, DATABASE_NAME)}
 
 
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    """What ``make run`` gives its workers of ``env``: where it made the roles of migration 023,
+    ``DATABASE_URL`` is the ingest role's, so the long-running workers never hold the superuser's
+    password. The migrations ran before them (``_least_privilege``); the day partitions' upkeep
+    and the retentions go through migration 024's functions."""
+    if "INGEST_DATABASE_URL" not in env:
+        return env
+    workers = {**env, "DATABASE_URL": env["INGEST_DATABASE_URL"]}
+    del workers["INGEST_DATABASE_URL"]
+    return workers
+
+
 def _job_logins(env: dict[str, str]) -> list[str]:
     """The report job's logins, for a Spark Connect server of ours to keep: none unless the
     PostgreSQL is ours too."""
