@@ -19,6 +19,7 @@ from faust import StreamT
 from faust.types import EventT
 
 from restaurant_app import metrics
+from restaurant_app.batches import take_batches
 from restaurant_app.database import until_available
 from restaurant_app.dead_letters import DeadLetterPublisher
 from restaurant_app.ingest_state import ingest_state
@@ -186,7 +187,7 @@ async def persist_orders(stream: StreamT) -> None:
     the idempotent insert turns that redelivery into no new rows.
     """
     await sink.ready()
-    batches = stream.noack_take(settings.batch_max_orders, within=settings.batch_within_seconds)
+    batches = take_batches(stream, settings.batch_max_orders, within=settings.batch_within_seconds)
     async for events in batches:
         await handle_until_done(events)
         for event in events:

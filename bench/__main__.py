@@ -1,16 +1,21 @@
-"""``python -m bench``: measure ingest throughput, end-to-end latency, report cost and freshness
-(of one store, and of a 50-store chain), and the dashboard's reads over a year of reports.
+"""``python -m bench``: measure ingest throughput (against the Quix Streams peer, like for like),
+CPU per stored order, end-to-end latency, report cost and freshness (of one store, and of a
+50-store chain), orders over HTTP, and the dashboard's reads over a year of reports.
 
 Starts its own Kafka and PostgreSQL on free ports under bench/.work/ and writes the
-figures to bench/RESULTS.md. ``--quick`` runs everything small, for development.
+figures to bench/RESULTS.md. ``--quick`` runs everything small, for development; ``--budget``
+measures every target of issues #26 and #20 (and only those) in about 25 minutes on a quiet
+machine, each figure over at least 3 runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,8 +25,9 @@ from bench.api import BATCH_CLIENTS, BATCH_SIZE, api_run
 from bench.dashboard import STORES, TARGET_P95_MS, dashboard_bench
 from bench.disk import DAY_RATES, disk_run
 from bench.freshness import TARGET_CPU_SECONDS, freshness_run, freshness_targets, rows
-from bench.ingest import ingest_run, preload
+from bench.ingest import PRELOAD_STORES, ingest_run, preload
 from bench.latency import latency_run
+from bench.quix_peer import drain_with_peer, quix_python
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
 from bench.soak import POSTGRES_DOWN_SECONDS, samples, second_half, slope_per_hour, slopes, soak_run
@@ -45,35 +51,62 @@ QUICK = {"orders": 20_000, "baseline_orders": 1_000, "runs": 3, "latency_seconds
          "full_runs": 1, "full_up_to": 100_000, "freshness_minutes": 3,
          "freshness_history": 10_000, "dashboard_days": 30, "dashboard_requests": 50,
          "disk_orders": 2_000, "soak_minutes": 5, "chain_minutes": 3}
+BUDGET = {"orders": 100_000, "baseline_orders": 2_000, "runs": 3, "latency_seconds": 20.0,
+          "report_sizes": "100000", "report_runs": 3, "large_report_runs": 1, "full_runs": 1,
+          "full_up_to": 100_000, "freshness_minutes": 5, "freshness_history": 20_000,
+          "dashboard_days": 30, "dashboard_requests": 50, "disk_orders": 2_000, "soak_minutes": 5,
+          "chain_minutes": 3}
+"""``--budget``: issue #26's and #20's targets in about 25 minutes (ingest with the peer, latency,
+freshness, the chain, the API), 3 runs each (minutes, for freshness)."""
+BUDGET_PARTS = ("ingest", "latency", "freshness", "chain", "api")
 CHAIN_STORES = 50
 LARGE_REPORT_SIZE = 1_000_000
 
-INGEST_TARGET = 20_000
-TWO_WORKERS_TARGET = 11_000
-SPEEDUP_TARGET = 50
-P99_TARGET_MS = 250
+TWO_WORKERS_TARGET = 25_000
+"""Issue #26: orders/s two workers store on this 2-core machine, Kafka and PostgreSQL beside them."""
+PEER_RATIO_TARGET = 2.0
+"""Issue #26: the worker's rate over the Quix Streams peer's, same process counts, same run."""
+CPU_PER_ORDER_TARGET_US = 70
+"""Issue #26: CPU µs per stored order, worker + PostgreSQL + Kafka broker."""
+P99_TARGET_MS = 50
 REPORT_GROWTH_TARGET = 1.5
 API_BATCH_TARGET = 5_000
 API_P99_TARGET_MS = 50
+API_RATE_SHARE = 0.95
+"""The share of the asked single-order rate the requests must reach, answers included."""
 WORKER_GROWTH_TARGET = 10.0
 """MiB an hour: a worker growing faster would take 240 MiB more each day."""
 
 INGEST_FIGURES = [
-    Figure("orders_per_s", "Worker: orders/s"),
-    Figure("rows_per_s", "Worker: rows/s (orders + order lines)"),
-    Figure("worker_cpu_s", "Worker: CPU seconds while draining", 1),
-    Figure("worker_us_per_order", "Worker: CPU µs per order"),
-    Figure("postgres_us_per_order", "PostgreSQL: CPU µs per order"),
-    Figure("worker_cores", "Worker: cores busy while draining", 2),
-    Figure("postgres_cores", "PostgreSQL: cores busy while draining", 2),
-    Figure("kafka_cores", "Kafka broker: cores busy while draining", 2),
-    Figure("peak_rss_mib", "Worker: peak memory (RSS, MiB)"),
-    Figure("wall_s", "Worker: seconds from process start to last commit", 1),
+    Figure("orders_per_s", "One worker: orders/s"),
     Figure("two_workers_orders_per_s", "Two workers in one group: orders/s"),
-    Figure("two_workers_cores", "Two workers in one group: cores busy while draining", 2),
+    Figure("peer_orders_per_s", "Quix Streams peer, one process: orders/s"),
+    Figure("peer_two_orders_per_s", "Quix Streams peer, two processes in one group: orders/s"),
+    Figure("ratio_one", "One worker / one Quix process (same run)", 2),
+    Figure("ratio_two", "Two workers / two Quix processes (same run)", 2),
+    Figure("rows_per_s", "One worker: rows/s (orders + order lines)"),
+    Figure("worker_us_per_order", "One worker: CPU µs per order, worker"),
+    Figure("postgres_us_per_order", "One worker: CPU µs per order, PostgreSQL"),
+    Figure("kafka_us_per_order", "One worker: CPU µs per order, Kafka broker"),
+    Figure("total_us_per_order", "One worker: CPU µs per order, worker + PostgreSQL + broker"),
+    Figure("two_workers_worker_us_per_order", "Two workers: CPU µs per order, workers"),
+    Figure("two_workers_postgres_us_per_order", "Two workers: CPU µs per order, PostgreSQL"),
+    Figure("two_workers_kafka_us_per_order", "Two workers: CPU µs per order, Kafka broker"),
+    Figure("two_workers_total_us_per_order", "Two workers: CPU µs per order, workers + PostgreSQL + broker"),
+    Figure("peer_total_us_per_order", "One Quix process: CPU µs per order, peer + PostgreSQL + broker"),
+    Figure("peer_two_total_us_per_order",
+           "Two Quix processes: CPU µs per order, peers + PostgreSQL + broker"),
+    Figure("worker_cpu_s", "One worker: CPU seconds while draining", 1),
+    Figure("worker_cores", "One worker: cores busy while draining", 2),
+    Figure("postgres_cores", "One worker: PostgreSQL cores busy while draining", 2),
+    Figure("kafka_cores", "One worker: Kafka broker cores busy while draining", 2),
+    Figure("two_workers_cores", "Two workers: cores busy while draining (both)", 2),
+    Figure("peak_rss_mib", "One worker: peak memory (RSS, MiB)"),
+    Figure("orders_per_batch", "One worker: orders per batch stored", 1),
+    Figure("wall_s", "One worker: seconds from process start to last commit", 1),
     Figure("floor_messages_per_s", "Faust alone, agent that only acks (bench/floor.py): messages/s"),
     Figure("baseline_orders_per_s", "Baseline (naive consumer): orders/s"),
-    Figure("speedup", "Worker / baseline throughput", 1),
+    Figure("speedup", "One worker / baseline throughput", 1),
 ]
 
 LATENCY_FIGURES = [
@@ -82,15 +115,20 @@ LATENCY_FIGURES = [
     Figure("p95_ms", "p95 (ms)", 1),
     Figure("p99_ms", "p99 (ms)", 1),
     Figure("max_ms", "max (ms)", 1),
+    Figure("batches_per_s", "Worker: batches stored per second"),
+    Figure("orders_per_batch", "Worker: orders per batch", 1),
+    Figure("store_ms_per_batch", "Worker: ms to store a batch (`restaurant_batch_store_seconds`)", 1),
 ]
 
 API_FIGURES = [
     Figure("batch_orders_per_s", "Batches: orders/s taken"),
     Figure("batch_p50_ms", "Batches: p50 to the 202 (ms)", 1),
     Figure("batch_p99_ms", "Batches: p99 to the 202 (ms)", 1),
+    Figure("batch_cpu_ms", "Batches: worker CPU per request of 100 (ms)", 2),
     Figure("single_requests_per_s", "Single orders: requests/s (achieved)"),
     Figure("single_p50_ms", "Single orders: p50 to the 202 (ms)", 1),
     Figure("single_p99_ms", "Single orders: p99 to the 202 (ms)", 1),
+    Figure("single_cpu_ms", "Single orders: worker CPU per request (ms)", 3),
     Figure("orders_stored", "Orders stored, each once"),
 ]
 
@@ -118,6 +156,7 @@ FRESHNESS_FIGURES = [
     Figure("client_cpu_s", "Incremental report run: CPU seconds, job process (client)", 2),
     Figure("server_cpu_s", "Incremental report run: CPU seconds, Spark Connect JVM (server)", 2),
     Figure("cpu_s", "Incremental report run: CPU seconds, client + server", 2),
+    Figure("under_way_s", "Minute under way: age of `/api/dashboard/minute`'s answer (s); runs = answers", 2),
 ]
 
 CHAIN_FIGURES = [
@@ -131,8 +170,12 @@ CHAIN_FIGURES = [
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--quick", action="store_true",
+                       help="small sizes and short runs, written to bench/.work/RESULTS-quick.md")
+    sizes.add_argument("--budget", action="store_true",
+                       help="the targets of issues #26 and #20 only (" + ", ".join(BUDGET_PARTS) + "), 3 runs"
+                            " each, in about 25 minutes on a quiet machine; written to bench/RESULTS.md")
     parser.add_argument("--only", choices=("ingest", "latency", "reports", "freshness", "chain", "api",
                                            "dashboard", "disk", "soak"),
                         action="append",
@@ -172,15 +215,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="length of the soak (SOAK_MINUTES, else 60; --quick: 5)")
     parser.add_argument("--soak-rate", type=float, default=20.0,
                         help="orders/s published through the soak (20)")
+    parser.add_argument("--quix-python",
+                        help="the Python of a virtualenv with quixstreams for the peer (else one made"
+                             " in .stack/quix on first use)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generated orders (42)")
     parser.add_argument("--output", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
+    defaults = QUICK if args.quick else BUDGET if args.budget else FULL
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS)
-    args.only = set(args.only or MEASUREMENTS)
+    args.only = set(args.only or (BUDGET_PARTS if args.budget else MEASUREMENTS))
     args.report_sizes = [int(size) for size in str(args.report_sizes).split(",")]
     return args
 
@@ -189,32 +235,84 @@ def measure_ingest(stack: ScratchStack, args: argparse.Namespace, report: Report
     section = Section(
         f"Ingest: {args.orders:,} preloaded orders",
         f"The real worker (`faust -A restaurant_app worker -l warn`, a new consumer group and an"
-        f" empty database each run) drains a topic preloaded with {args.orders:,} orders (seed"
-        f" {args.seed}, by `produce-orders`). Rates count what was committed after the first"
-        f" commit, over the time from the first commit to the last (PostgreSQL commit"
-        f" timestamps); CPU is measured over the same window. The baseline is"
-        f" `bench/baseline.py`, the usual tutorial consumer (one message, one INSERT per table,"
-        f" one commit), timed the same way over the first {args.baseline_orders:,} orders of the"
-        f" same topic in the same run. Faust alone is `bench/floor.py`: the product's Faust"
-        f" settings and batches, an agent that only acknowledges, over the first quarter of the"
-        f" topic: the most one worker process can do before validation and storage.",
+        f" empty database each run) drains a topic preloaded with {args.orders:,} orders of"
+        f" {PRELOAD_STORES} stores (seed {args.seed}, by `produce-orders`; Kafka keys an order by"
+        f" its store, so they spread over the topic's partitions); then two workers in one group."
+        f" In the same run the Quix Streams peer (`bench/quix_peer.py`: Quix Streams 3.28, its stock"
+        f" `PostgreSQLSink`, the same rows) drains the same topic with one process, then two in one"
+        f" group: like for like. Rates count what was committed after the first commit, over the"
+        f" time from the first commit to the last (PostgreSQL commit timestamps); CPU is measured"
+        f" over the same window, per component (the worker processes or the peer's, PostgreSQL's"
+        f" processes, the Kafka broker's JVM). The baseline is `bench/baseline.py`, the usual"
+        f" tutorial consumer (one message, one INSERT per table, one commit), timed the same way"
+        f" over the first {args.baseline_orders:,} orders of the same topic in the same run. Faust"
+        f" alone is `bench/floor.py`: the product's Faust settings and batches, an agent that only"
+        f" acknowledges, over the first quarter of the topic: the most one worker process can do"
+        f" before validation and storage.",
         INGEST_FIGURES,
     )
     report.sections.append(section)
+    python = peer_python(args, report)
     topic = preload(stack, args.orders, args.seed)
     for number in range(1, args.runs + 1):
         log.info("Ingest run %d of %d ...", number, args.runs)
-        section.runs.append(ingest_run(stack, topic, args.orders, args.baseline_orders, number))
-    rate = median([run["orders_per_s"] for run in section.runs])
-    pair_rate = median([run["two_workers_orders_per_s"] for run in section.runs])
-    speedup = median([run["speedup"] for run in section.runs])
-    report.targets.extend([
-        (f"Ingest at least {INGEST_TARGET:,} orders/s on 2 cores", f"{rate:,.0f} orders/s",
-         rate >= INGEST_TARGET),
-        (f"Two workers ingest at least {TWO_WORKERS_TARGET:,} orders/s (issue #12)",
-         f"{pair_rate:,.0f} orders/s", pair_rate >= TWO_WORKERS_TARGET),
-        (f"At least {SPEEDUP_TARGET}x the naive consumer", f"{speedup:.1f}x", speedup >= SPEEDUP_TARGET),
-    ])
+        figures = ingest_run(stack, topic, args.orders, args.baseline_orders, number)
+        if python is not None:
+            figures.update(peer_figures(stack, python, topic, args.orders, number, figures))
+        section.runs.append(figures)
+    report.targets.extend(ingest_targets(section.runs))
+
+
+def peer_python(args: argparse.Namespace, report: Report) -> str | None:
+    """The Quix Streams peer's Python; None, noted, if it cannot be had."""
+    try:
+        return quix_python(args.quix_python)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log.error("No Quix Streams for the peer: %s", exc)
+        report.notes.append(f"The Quix Streams peer was not measured: no virtualenv for it ({exc}).")
+        return None
+
+
+def peer_figures(stack: ScratchStack, python: str, topic: str, orders: int, run: int,
+                 worker: dict[str, float]) -> dict[str, float]:
+    """The peer with one process and with two over the same topic, and the worker's ratios to it."""
+    one = drain_with_peer(stack, python, topic, orders, run, processes=1)
+    log.info("  Quix, one process: %s orders/s", f"{one['orders_per_s']:,.0f}")
+    two = drain_with_peer(stack, python, topic, orders, run, processes=2)
+    log.info("  Quix, two processes: %s orders/s", f"{two['orders_per_s']:,.0f}")
+    return {"peer_orders_per_s": one["orders_per_s"], "peer_two_orders_per_s": two["orders_per_s"],
+            "ratio_one": worker["orders_per_s"] / one["orders_per_s"],
+            "ratio_two": worker["two_workers_orders_per_s"] / two["orders_per_s"],
+            "peer_total_us_per_order": one["total_us_per_order"],
+            "peer_two_total_us_per_order": two["total_us_per_order"]}
+
+
+def ingest_targets(runs: list[dict[str, float]]) -> list[tuple[str, str, bool]]:
+    """Issue #26's ingest targets: two workers' rate, twice the peer like for like, CPU per order."""
+    def middle(key: str) -> float:
+        values = [run[key] for run in runs if key in run]
+        return median(values) if values else math.nan
+
+    pair_rate = middle("two_workers_orders_per_s")
+    targets = [(f"Two workers ingest at least {TWO_WORKERS_TARGET:,} orders/s on 2 cores (#26)",
+                f"{pair_rate:,.0f} orders/s (one worker {middle('orders_per_s'):,.0f})",
+                pair_rate >= TWO_WORKERS_TARGET)]
+    for processes, prefix, ratio in ((1, "", "ratio_one"), (2, "two_workers_", "ratio_two")):
+        peer = middle("peer_orders_per_s" if processes == 1 else "peer_two_orders_per_s")
+        mine = middle(f"{prefix}orders_per_s")
+        each = "one process each" if processes == 1 else "two processes each"
+        targets.append((f"At least {PEER_RATIO_TARGET:g}x the Quix Streams peer, {each}, same run (#26)",
+                        "peer not measured" if math.isnan(peer) else
+                        f"{middle(ratio):.2f}x (median of the runs' ratios; {mine:,.0f} against"
+                        f" {peer:,.0f} orders/s)", middle(ratio) >= PEER_RATIO_TARGET))
+    for prefix, who in (("", "one worker"), ("two_workers_", "two workers")):
+        parts = [middle(f"{prefix}{part}_us_per_order") for part in ("worker", "postgres", "kafka")]
+        total = middle(f"{prefix}total_us_per_order")
+        targets.append((f"At most {CPU_PER_ORDER_TARGET_US} CPU µs per stored order, worker + PostgreSQL"
+                        f" + Kafka broker ({who}; #26)",
+                        f"{total:.0f} µs: worker {parts[0]:.0f}, PostgreSQL {parts[1]:.0f}, broker"
+                        f" {parts[2]:.0f}", total <= CPU_PER_ORDER_TARGET_US))
+    return targets
 
 
 def measure_latency(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
@@ -222,7 +320,10 @@ def measure_latency(stack: ScratchStack, args: argparse.Namespace, report: Repor
         f"Latency at {args.latency_rate:,.0f} orders/s",
         f"`produce-orders --rate {args.latency_rate:.0f}` publishes for {args.latency_seconds:.0f} s"
         f" to an idle, warmed-up worker. Latency is the commit time of the order's transaction in"
-        f" PostgreSQL less the Kafka message's CreateTime set by the producer (1 ms resolution).",
+        f" PostgreSQL less the Kafka message's CreateTime set by the producer (1 ms resolution)."
+        f" The worker's batches over the same time come from its `/metrics`: a batch is stored once"
+        f" the worker has taken every message it read (or once full, or after"
+        f" `BATCH_WITHIN_SECONDS`), so the time a message waits is mostly the batch before its own.",
         LATENCY_FIGURES,
     )
     report.sections.append(section)
@@ -233,8 +334,10 @@ def measure_latency(stack: ScratchStack, args: argparse.Namespace, report: Repor
         )
         log.info("  p99 %.1f ms", section.runs[-1]["p99_ms"])
     p99 = median([run["p99_ms"] for run in section.runs])
-    report.targets.append((f"p99 latency at most {P99_TARGET_MS} ms at {args.latency_rate:,.0f}"
-                           " orders/s", f"{p99:.0f} ms", p99 <= P99_TARGET_MS))
+    p99s = [run["p99_ms"] for run in section.runs]
+    report.targets.append((f"p99 produce-to-commit at most {P99_TARGET_MS} ms at {args.latency_rate:,.0f}"
+                           " orders/s (#26)", f"{p99:.0f} ms (min {min(p99s):.0f}, max {max(p99s):.0f},"
+                           f" {len(p99s)} runs)", p99 <= P99_TARGET_MS))
 
 
 def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:
@@ -279,10 +382,10 @@ def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Repor
     settled = grid.rows.get(100_000, {}).get("warm_cpu_s")
     if settled:
         report.targets.append((
-            f"Under {TARGET_CPU_SECONDS:.0f} CPU-seconds per incremental report run at 100k orders"
-            f" (client + server, median), server settled by {SERVER_WARM_UP_RUNS} earlier runs",
+            f"At most {TARGET_CPU_SECONDS:g} CPU-second per incremental report run at 100k orders"
+            f" (client + server, median), server settled by {SERVER_WARM_UP_RUNS} earlier runs (#26)",
             f"{median(settled):.2f} s (max {max(settled):.2f} s, {len(settled)} runs)",
-            median(settled) < TARGET_CPU_SECONDS,
+            median(settled) <= TARGET_CPU_SECONDS,
         ))
     sizes = [size for size in (100_000, 5_000_000) if size in grid.rows]
     if len(sizes) == 2:
@@ -306,7 +409,10 @@ def measure_freshness(stack: ScratchStack, args: argparse.Namespace, report: Rep
         f" count). Costs per incremental run: wall from `report_runs`; client CPU is what the"
         f" worker started (its fork server and the `python -m spark_reports` runs forked from"
         f" it), server CPU the Spark Connect JVM's, each the change between the samples around"
-        f" the run.",
+        f" the run. At each poll the bench also asks `/api/dashboard/minute`, as the dashboard's"
+        f" page does every second: an answer's age is the time from the moment its figures were"
+        f" last complete (the creation of the first order of that minute it lacks, else the moment"
+        f" it was asked) to its arrival.",
         FRESHNESS_FIGURES,
     )
     report.sections.append(section)
@@ -346,7 +452,9 @@ def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -
         f" {args.latency_seconds:.0f} s, then single-order requests started at"
         f" {args.api_rate:,.0f}/s for as long, whatever the answers. Latency is from sending a"
         f" request to its 202 (after Kafka's acknowledgement, acks=all). Every order taken is then"
-        f" checked stored exactly once.",
+        f" checked stored exactly once. Worker CPU: the worker process's user and system time over"
+        f" each part (taking the orders over HTTP and storing them) per request, which depends less"
+        f" on the machine's other load than rates and latencies.",
         API_FIGURES,
     )
     report.sections.append(section)
@@ -355,10 +463,13 @@ def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -
         section.runs.append(api_run(stack, args.latency_seconds, args.api_rate, args.seed, number))
     batches = median([run["batch_orders_per_s"] for run in section.runs])
     p99 = median([run["single_p99_ms"] for run in section.runs])
-    report.targets.append((f"At least {API_BATCH_TARGET:,} orders/s in batches of {BATCH_SIZE}",
+    singles = median([run["single_requests_per_s"] for run in section.runs])
+    report.targets.append((f"At least {API_BATCH_TARGET:,} orders/s in batches of {BATCH_SIZE} over HTTP"
+                           " (#20)",
                            f"{batches:,.0f} orders/s", batches >= API_BATCH_TARGET))
-    report.targets.append((f"{args.api_rate:,.0f} single-order requests/s with p99 at most"
-                           f" {API_P99_TARGET_MS} ms", f"{p99:.0f} ms", p99 <= API_P99_TARGET_MS))
+    report.targets.append((f"{args.api_rate:,.0f} single-order requests/s over HTTP with p99 at most"
+                           f" {API_P99_TARGET_MS} ms (#20)", f"{singles:,.0f} requests/s, p99 {p99:.0f} ms",
+                           singles >= API_RATE_SHARE * args.api_rate and p99 <= API_P99_TARGET_MS))
 
 
 def measure_dashboard(stack: ScratchStack, args: argparse.Namespace, report: Report) -> None:

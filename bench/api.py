@@ -1,17 +1,21 @@
 """``POST /api/orders``: orders/s taken in batches, and single orders at a fixed rate, on one worker.
 
-Every answer must be 202; afterwards every order taken must be stored exactly once.
+Every answer must be 202; afterwards every order taken must be stored exactly once. The worker's
+CPU time per request is measured too: it depends less on what else the machine runs than the
+rates and latencies do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from datetime import UTC, datetime
 
 import aiohttp
+import psutil
 import psycopg
 
 from bench.latency import percentile
@@ -28,9 +32,42 @@ CONNECTIONS = 100
 WARM_UP_SECONDS = 5.0
 
 
-def batch_body(generator: OrderGenerator) -> bytes:
-    orders = [generator.order(datetime.now(UTC)) for _ in range(BATCH_SIZE)]
-    return b"[" + b",".join(o.dumps() for o in orders) + b"]"
+TEMPLATE_ORDERS = 1_000
+ORDER_ID = re.compile(rb'"order_id":"[0-9a-f-]{36}"')
+
+
+class Bodies:
+    """Request bodies of new orders, cheap to make: generated orders made new by their order ids
+    alone, so that the client's CPU goes to sending, not to inventing orders."""
+
+    def __init__(self, generator: OrderGenerator) -> None:
+        self.templates = [generator.order(datetime.now(UTC)).dumps() for _ in range(TEMPLATE_ORDERS)]
+        self.made = 0
+
+    def order(self) -> bytes:
+        self.made += 1
+        template = self.templates[self.made % len(self.templates)]
+        return ORDER_ID.sub(f'"order_id":"{uuid.uuid4()}"'.encode(), template, count=1)
+
+    def batch(self) -> bytes:
+        return b"[" + b",".join(self.order() for _ in range(BATCH_SIZE)) + b"]"
+
+
+class WorkerCpu:
+    """The worker process's CPU seconds (user and system) since the last reading."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.last = self.seconds()
+
+    def seconds(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def since(self) -> float:
+        now = self.seconds()
+        spent, self.last = now - self.last, now
+        return spent
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[float, int]:
@@ -46,7 +83,7 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[f
     return time.monotonic() - start, taken.get("accepted", 1)
 
 
-async def batches(url: str, generator: OrderGenerator, seconds: float) -> tuple[float, list[float], int]:
+async def batches(url: str, bodies: Bodies, seconds: float) -> tuple[float, list[float], int]:
     """``BATCH_CLIENTS`` clients posting batches back to back: orders/s, latencies, orders taken."""
     latencies: list[float] = []
     taken = 0
@@ -55,7 +92,7 @@ async def batches(url: str, generator: OrderGenerator, seconds: float) -> tuple[
     async def client(session: aiohttp.ClientSession) -> None:
         nonlocal taken
         while time.monotonic() < end:
-            latency, count = await post(session, url, batch_body(generator))
+            latency, count = await post(session, url, bodies.batch())
             latencies.append(latency)
             taken += count
 
@@ -65,8 +102,7 @@ async def batches(url: str, generator: OrderGenerator, seconds: float) -> tuple[
         return taken / (time.monotonic() - start), latencies, taken
 
 
-async def singles(url: str, generator: OrderGenerator, seconds: float, rate: float
-                  ) -> tuple[float, list[float], int]:
+async def singles(url: str, bodies: Bodies, seconds: float, rate: float) -> tuple[float, list[float], int]:
     """One order per request, started at ``rate`` per second whatever the answers: rate, latencies, taken."""
     latencies: list[float] = []
     requests: list[asyncio.Task] = []
@@ -78,8 +114,7 @@ async def singles(url: str, generator: OrderGenerator, seconds: float, rate: flo
         start = time.monotonic()
         while (due := start + len(requests) / rate) < start + seconds:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            body = generator.order(datetime.now(UTC)).dumps()
-            requests.append(asyncio.ensure_future(one(session, body)))
+            requests.append(asyncio.ensure_future(one(session, bodies.order())))
         await asyncio.gather(*requests)
         return len(requests) / (time.monotonic() - start), latencies, len(requests)
 
@@ -99,10 +134,13 @@ def api_run(stack: ScratchStack, seconds: float, rate: float, seed: int, number:
     try:
         worker.start(ready_timeout=120)
         url = f"{worker.url}/api/orders"
-        generator = OrderGenerator(seed)
-        warm = asyncio.run(batches(url, generator, WARM_UP_SECONDS))[2]
-        batch_rate, batch_latencies, batch_taken = asyncio.run(batches(url, generator, seconds))
-        single_rate, single_latencies, single_taken = asyncio.run(singles(url, generator, seconds, rate))
+        bodies = Bodies(OrderGenerator(seed))
+        warm = asyncio.run(batches(url, bodies, WARM_UP_SECONDS))[2]
+        cpu = WorkerCpu(worker.pid)
+        batch_rate, batch_latencies, batch_taken = asyncio.run(batches(url, bodies, seconds))
+        batch_cpu = cpu.since()
+        single_rate, single_latencies, single_taken = asyncio.run(singles(url, bodies, seconds, rate))
+        single_cpu = cpu.since()
         expected = warm + batch_taken + single_taken
         wait_for_orders(database_url, expected, worker, timeout=300)
         rows, distinct = stored_once(database_url)
@@ -114,8 +152,10 @@ def api_run(stack: ScratchStack, seconds: float, rate: float, seed: int, number:
         "batch_orders_per_s": batch_rate,
         "batch_p50_ms": percentile(batch_latencies, 0.5) * 1000,
         "batch_p99_ms": percentile(batch_latencies, 0.99) * 1000,
+        "batch_cpu_ms": batch_cpu / len(batch_latencies) * 1000,
         "single_requests_per_s": single_rate,
         "single_p50_ms": percentile(single_latencies, 0.5) * 1000,
         "single_p99_ms": percentile(single_latencies, 0.99) * 1000,
+        "single_cpu_ms": single_cpu / single_taken * 1000,
         "orders_stored": rows,
     }

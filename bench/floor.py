@@ -12,6 +12,7 @@ import faust
 from faust import StreamT
 from faust.types import TransportT
 
+from restaurant_app.batches import take_batches
 from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.worker import app as product_app
 from restaurant_app.worker import settings
@@ -47,7 +48,7 @@ topic = app.topic(settings.orders_topic, key_serializer="raw", value_serializer=
 @app.agent(topic)
 async def acknowledge(stream: StreamT) -> None:
     """Take batches exactly as persist_orders does, and only acknowledge them."""
-    batches = stream.noack_take(settings.batch_max_orders, within=settings.batch_within_seconds)
+    batches = take_batches(stream, settings.batch_max_orders, within=settings.batch_within_seconds)
     async for events in batches:
         for event in events:
             await stream.ack(event)

@@ -12,6 +12,7 @@ import psutil
 
 from bench.baseline import run_baseline
 from bench.commits import commit_timeline
+from bench.latency import batch_totals
 from bench.monitor import CpuMonitor, peak_rss_bytes
 from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
 from infra.scratch import ScratchStack, WorkerProcess
@@ -22,13 +23,18 @@ log = logging.getLogger("bench")
 MIB = 1024 * 1024
 FLOOR_SHARE = 4
 """Faust alone reads the first quarter of the preloaded topic."""
+PRELOAD_STORES = 50
+"""Stores the preloaded orders come from. Kafka keys an order by its store: one store would put
+every order in one partition, and a second worker (or Quix process) would have nothing to do."""
 
 
 def preload(stack: ScratchStack, orders: int, seed: int) -> str:
     """Publish ``orders`` generated orders to a new topic with the load mode; return its name."""
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
-    env = pipeline_env(stack, stack.postgres.url(), topic, "preload")
-    log.info("Preloading %s orders (seed %d) into topic %s ...", f"{orders:,}", seed, topic)
+    env = {**pipeline_env(stack, stack.postgres.url(), topic, "preload"),
+           "SIMULATED_STORES": str(PRELOAD_STORES)}
+    log.info("Preloading %s orders of %d stores (seed %d) into topic %s ...", f"{orders:,}",
+             PRELOAD_STORES, seed, topic)
     log.info("  %s", produce_orders(env, orders, seed))
     return topic
 
@@ -57,6 +63,7 @@ def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int, wo
             wait_for_orders(database_url, orders, processes[0], timeout=max(600.0, orders / 100),
                             progress=progress)
             peak_rss = sum(peak_rss_bytes(worker.pid) for worker in processes)
+            batches = [batch_totals(worker.url) for worker in processes]
     finally:
         for worker in processes:
             worker.stop()
@@ -64,16 +71,20 @@ def drain_with_worker(stack: ScratchStack, topic: str, orders: int, run: int, wo
     orders_per_s, rows_per_s = timeline.rates()
     cpu = monitor.cpu_between(timeline.first, timeline.last)
     worker_cpu = sum(cpu[f"worker{n}"] for n in range(1, workers + 1))
+    stored = orders_per_s * timeline.window
     return {
         "orders_per_s": orders_per_s,
         "rows_per_s": rows_per_s,
         "worker_cpu_s": worker_cpu,
-        "worker_us_per_order": worker_cpu / (orders_per_s * timeline.window) * 1e6,
-        "postgres_us_per_order": cpu["postgres"] / (orders_per_s * timeline.window) * 1e6,
+        "worker_us_per_order": worker_cpu / stored * 1e6,
+        "postgres_us_per_order": cpu["postgres"] / stored * 1e6,
+        "kafka_us_per_order": cpu["kafka"] / stored * 1e6,
+        "total_us_per_order": (worker_cpu + cpu["postgres"] + cpu["kafka"]) / stored * 1e6,
         "worker_cores": worker_cpu / timeline.window,
         "postgres_cores": cpu["postgres"] / timeline.window,
         "kafka_cores": cpu["kafka"] / timeline.window,
         "peak_rss_mib": peak_rss / MIB,
+        "orders_per_batch": sum(b["messages"] for b in batches) / sum(b["batches"] for b in batches),
         "wall_s": timeline.last - processes[0].started_at,
     }
 
@@ -123,8 +134,10 @@ def ingest_run(stack: ScratchStack, topic: str, orders: int, baseline_orders: in
     log.info("  worker: %s orders/s, %.2f cores of CPU", f"{figures['orders_per_s']:,.0f}",
              figures["worker_cores"])
     pair = drain_with_worker(stack, topic, orders, run, workers=2)
-    figures["two_workers_orders_per_s"] = pair["orders_per_s"]
     figures["two_workers_cores"] = pair["worker_cores"]
+    figures.update({f"two_workers_{key}": pair[key] for key in (
+        "orders_per_s", "worker_us_per_order", "postgres_us_per_order", "kafka_us_per_order",
+        "total_us_per_order")})
     log.info("  two workers: %s orders/s, %.2f cores of CPU", f"{pair['orders_per_s']:,.0f}",
              pair["worker_cores"])
     figures["floor_messages_per_s"] = drain_with_floor(stack, topic, orders // FLOOR_SHARE, run)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import time
+import urllib.request
 import uuid
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.commits import order_commit_times
 from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
@@ -17,6 +21,9 @@ from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 log = logging.getLogger("bench")
 
 WARM_UP_ORDERS = 100
+READ_PATIENCE_SECONDS = 30.0
+"""How long reading the topic back may go without a message (a loaded machine is slow to
+look up each partition's first offset)."""
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -32,13 +39,16 @@ async def _produce_times(bootstrap_servers: str, topic: str, expected: int,
                                 **security.client_options())
     await consumer.start()
     times: dict[str, float] = {}
+    deadline = time.monotonic() + READ_PATIENCE_SECONDS
     try:
         while len(times) < expected:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            if not batches:
+            if batches:
+                deadline = time.monotonic() + READ_PATIENCE_SECONDS
+            elif time.monotonic() > deadline:
                 raise TimeoutError(f"read only {len(times)} of {expected} messages from {topic}")
             for records in batches.values():
-                times.update((r.key.decode(), r.timestamp / 1000) for r in records)
+                times.update((json.loads(r.value)["order_id"], r.timestamp / 1000) for r in records)
     finally:
         await consumer.stop()
     return times
@@ -46,28 +56,48 @@ async def _produce_times(bootstrap_servers: str, topic: str, expected: int,
 
 def produce_times(bootstrap_servers: str, topic: str, expected: int,
                   security: KafkaSecurity = PLAINTEXT) -> dict[str, float]:
-    """Each message's key (the order id) and its producer timestamp (CreateTime), in seconds."""
+    """Each message's order id (from its value: the key is the store) and its producer timestamp
+    (CreateTime), in seconds."""
     return asyncio.run(_produce_times(bootstrap_servers, topic, expected, security))
+
+
+def batch_totals(url: str) -> dict[str, float]:
+    """The worker's batch histograms so far: batches, messages in them, seconds storing them."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples}
+    return {"batches": samples["restaurant_batch_messages_count"],
+            "messages": samples["restaurant_batch_messages_sum"],
+            "store_s": samples["restaurant_batch_store_seconds_sum"]}
 
 
 def latency_run(stack: ScratchStack, rate: float, seconds: float, seed: int,
                 run: int) -> dict[str, float]:
-    """Warm a worker up, then publish ``rate`` orders/s for ``seconds`` and time each one."""
+    """Warm a worker up, then publish ``rate`` orders/s for ``seconds`` and time each one; with
+    the worker's batches over that time (how many, how big, how long each took to store)."""
     count = round(rate * seconds)
     database_url = stack.new_database("latency")
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     env = pipeline_env(stack, database_url, topic, f"latency{run}")
-    worker = WorkerProcess(env, stack.home / "logs" / f"latency-worker-{run}.log", log_level="warn")
+    worker = WorkerProcess(env, stack.home / "logs" / f"latency-worker-{run}.log", log_level="warn",
+                           web_port=int(env["WEB_PORT"]))
     try:
         worker.start(ready_timeout=None)
         produce_orders(env, WARM_UP_ORDERS, seed + 1_000_000)
         wait_for_orders(database_url, WARM_UP_ORDERS, worker, timeout=120)
+        before = batch_totals(worker.url)
         log.info("  the worker is consuming; publishing %d orders/s for %.0f s ...", rate, seconds)
         log.info("  %s", produce_orders(env, count, seed, rate))
         wait_for_orders(database_url, WARM_UP_ORDERS + count, worker, timeout=120)
+        after = batch_totals(worker.url)
     finally:
         worker.stop()
-    return measure(stack, topic, database_url, WARM_UP_ORDERS + count, WARM_UP_ORDERS)
+    batches = after["batches"] - before["batches"]
+    return {**measure(stack, topic, database_url, WARM_UP_ORDERS + count, WARM_UP_ORDERS),
+            "batches_per_s": batches / seconds,
+            "orders_per_batch": (after["messages"] - before["messages"]) / batches,
+            "store_ms_per_batch": (after["store_s"] - before["store_s"]) / batches * 1000}
 
 
 def measure(stack: ScratchStack, topic: str, database_url: str, total: int,

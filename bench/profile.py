@@ -1,8 +1,9 @@
 """``python -m bench.profile``: where the worker's CPU goes per stored order, measured with py-spy.
 
 Starts a scratch Kafka and PostgreSQL under bench/.work/, preloads a topic, and lets the real
-worker drain it while py-spy samples it. Prints CPU µs per order for the worker and PostgreSQL,
-the load average, and the worker's samples grouped by layer and by function (µs per order).
+worker drain it while py-spy samples it. Prints CPU µs per order for the worker, PostgreSQL, the
+Kafka broker and their sum, the load average, and the worker's samples grouped by layer and by
+function (µs per order).
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: 
     worker_cpu = sum(cpu[f"worker{n}"] for n in range(1, workers + 1))
     stored = rate * timeline.window
     return {"orders_per_s": rate, "worker_us": worker_cpu / stored * 1e6,
-            "postgres_us": cpu["postgres"] / stored * 1e6, "worker_cores": worker_cpu / timeline.window}
+            "postgres_us": cpu["postgres"] / stored * 1e6, "kafka_us": cpu["kafka"] / stored * 1e6,
+            "total_us": (worker_cpu + cpu["postgres"] + cpu["kafka"]) / stored * 1e6,
+            "worker_cores": worker_cpu / timeline.window}
 
 
 def main(argv: list[str] | None = None) -> int:

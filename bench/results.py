@@ -1,9 +1,12 @@
-"""Collecting figures over runs and writing them as markdown tables in ``bench/RESULTS.md``."""
+"""Collecting figures over runs and writing them as markdown tables in ``bench/RESULTS.md``; the
+targets of its run quoted in the README and docs/benchmarks.md (``python -m bench.results`` quotes
+them again after a hand edit)."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import subprocess
 from dataclasses import dataclass, field
@@ -15,9 +18,22 @@ import psutil
 
 from infra.postgres import POSTGRES_BIN_PATH
 from restaurant_app.java_runtime import java_executable
-from restaurant_app.settings import DEFAULT_JARS_DIR
+from restaurant_app.settings import DEFAULT_JARS_DIR, PROJECT_ROOT
 
 ANALYSIS_MARKER = "<!-- Everything below this line is written by hand and kept by `make bench`. -->"
+RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
+README = PROJECT_ROOT / "README.md"
+BENCHMARKS = PROJECT_ROOT / "docs" / "benchmarks.md"
+QUOTE_START = "<!-- Quoted from bench/RESULTS.md by the bench: edit there, not here. -->"
+QUOTE_END = "<!-- End of the quote from bench/RESULTS.md. -->"
+HEADLINES = (
+    ("Two workers ingest", "two workers"),
+    ("Quix Streams peer, two processes", "against two Quix Streams processes"),
+    ("Kafka broker (one worker", "CPU per stored order (one worker)"),
+    ("p99 produce-to-commit", "p99 produce-to-commit at 1,000 orders/s"),
+    ("Closed minute's complete report", "a closed minute's report"),
+)
+"""(part of a target in RESULTS.md, what the README calls it): the README's few figures."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +210,8 @@ class Report:
         return "\n".join(lines)
 
     def write(self, path: Path) -> None:
-        """Write the tables, keeping the hand-written analysis after the marker if there is one."""
+        """Write the tables, keeping the hand-written analysis after the marker if there is one;
+        the project's own results are quoted in the README and docs/benchmarks.md too."""
         kept = ""
         if path.exists():
             _, marker, after = path.read_text().partition(ANALYSIS_MARKER)
@@ -202,3 +219,72 @@ class Report:
         text = self.markdown(load_average())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{text}\n{kept}" if kept else text)
+        if path.resolve() == RESULTS.resolve():
+            quote_run(path)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the top of ``bench/RESULTS.md`` says about the run that wrote it."""
+
+    command: str
+    when: str
+    load: str
+    targets: list[tuple[str, str, str]]
+    """(target, measured, met or **missed**)."""
+
+    @classmethod
+    def read(cls, path: Path = RESULTS) -> Run:
+        top = path.read_text().partition(ANALYSIS_MARKER)[0]
+        written = re.search(r"^Written by `(.+)` on (.+) UTC\.", top, re.MULTILINE)
+        load = re.search(r"^\| Load average \(1, 5, 15 min\) \| (.+) \|$", top, re.MULTILINE)
+        if written is None or load is None:
+            raise ValueError(f"{path} does not begin as the bench writes it")
+        lines = top.splitlines()
+        targets = []
+        if "## Targets" in lines:
+            for line in lines[lines.index("## Targets") + 4:]:
+                if not line.startswith("| "):
+                    break
+                target, measured, met = (cell.strip() for cell in line[2:-2].split(" | "))
+                targets.append((target, measured, met))
+        return cls(written.group(1), written.group(2), load.group(1), targets)
+
+    def readme(self) -> list[str]:
+        """A few lines for the README: the run, its headline figures, how many targets it met."""
+        met = sum(state == "met" for _, _, state in self.targets)
+        figures = [f"{name} {measured.split(' (')[0].split(':')[0]}"
+                   for part, name in HEADLINES
+                   for target, measured, _ in self.targets if part in target]
+        headline = "; ".join(figures) or "no headline figure"
+        return [f"**How fast:** measured by `{self.command}` on {self.when} UTC on this project's"
+                f" 2-core machine ([bench/RESULTS.md](bench/RESULTS.md)): {headline}."
+                f" {met} of {len(self.targets)} targets met"
+                " ([each target](docs/benchmarks.md#the-latest-run))."]
+
+    def benchmarks(self) -> list[str]:
+        """For docs/benchmarks.md: the run and its targets table."""
+        return [f"Measured by `{self.command}` on {self.when} UTC (load average {self.load});"
+                " [bench/RESULTS.md](../bench/RESULTS.md) holds each run's figures.", "",
+                "| Target | Measured (median) | |", "| --- | --- | --- |",
+                *(f"| {target} | {measured} | {met} |" for target, measured, met in self.targets), ""]
+
+
+def quote(path: Path, lines: list[str]) -> None:
+    """Put ``lines`` between the quote markers of ``path``, in place of what was there."""
+    before, start, rest = path.read_text().partition(QUOTE_START)
+    _, end, after = rest.partition(QUOTE_END)
+    if not (start and end):
+        raise RuntimeError(f"{path} has no quote markers for the bench's figures")
+    path.write_text("\n".join([before + start, *lines, end + after]))
+
+
+def quote_run(path: Path = RESULTS) -> None:
+    """Quote the run of ``path`` in the README and docs/benchmarks.md."""
+    run = Run.read(path)
+    quote(README, run.readme())
+    quote(BENCHMARKS, run.benchmarks())
+
+
+if __name__ == "__main__":
+    quote_run()

@@ -7,6 +7,9 @@ starts is started again when it exits (``infra.supervisor``).
 ``python -m infra psql``: a psql shell on the pipeline's database.
 ``python -m infra partitions N``: give ORDERS_TOPIC N partitions in all (Kafka never takes any away).
 ``python -m infra kafka-password USER``: a new password for ``worker`` or ``pos`` on a ``KAFKA_SECURE`` Kafka.
+``python -m infra compose-secrets ROOT [--rotate]``, ``compose-setup``, ``tls-front``: docker-compose.yml's
+one-shot services ``secrets`` and ``setup``, and Spark Connect's TLS front (``infra.compose_secrets``,
+``infra.tls_front``).
 """
 
 import argparse
@@ -18,19 +21,22 @@ import subprocess
 import sys
 import threading
 from functools import partial
+from pathlib import Path
 from typing import NoReturn
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.errors import KafkaError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from infra.compose_secrets import ROLES, ComposeSecrets, set_up
 from infra.java import StackError
-from infra.kafka_secrets import ROTATABLE, KafkaSecrets
+from infra.kafka_secrets import ROTATABLE
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import has_exited, terminate_all
 from infra.rotation import rotate_secrets
-from infra.stack import DATABASE_NAME, local_postgres, local_stack, worker_env
+from infra.stack import DATABASE_NAME, local_kafka_secrets, local_postgres, local_stack, worker_env
 from infra.supervisor import GaveUp, Supervisor
+from infra.tls_front import address, serve
 from restaurant_app.java_runtime import JavaUnavailable
 from restaurant_app.logs import configure_logging
 from restaurant_app.settings import Settings, settings_or_exit
@@ -117,7 +123,7 @@ def add_partitions(settings: Settings, count: int) -> int:
 
     On ``make run``'s secure Kafka (KAFKA_SECURE) as its ``admin``: the workers may not alter topics.
     """
-    security = (KafkaSecrets(settings.data_dir / "kafka-secrets").client("admin") if settings.kafka_secure
+    security = (local_kafka_secrets(settings.data_dir).client("admin") if settings.kafka_secure
                 else settings.kafka_security)
 
     async def grow() -> None:
@@ -140,7 +146,7 @@ def add_partitions(settings: Settings, count: int) -> int:
 
 def change_password(settings: Settings, user: str) -> int:
     """Rotate ``user``'s password on ``make run``'s secure Kafka; say what to restart."""
-    secrets = KafkaSecrets(settings.data_dir / "kafka-secrets")
+    secrets = local_kafka_secrets(settings.data_dir)
     try:
         secrets.rotate(user, settings.bootstrap_servers)
     except StackError as exc:
@@ -165,6 +171,23 @@ def psql(settings: Settings) -> NoReturn:
     os.execve(psql, [psql, make_conninfo(**params)], env)
 
 
+def compose_command(settings: Settings, args: argparse.Namespace) -> int:
+    """docker-compose.yml's commands: ``compose-secrets``, ``compose-setup`` and ``tls-front``."""
+    if args.command == "compose-secrets":
+        made = ComposeSecrets(args.root)
+        forgotten = made.rotate() if args.rotate else []
+        made.ensure()
+        log.info("The services' secrets are ready in %s (%d made anew: %s).", args.root, len(forgotten),
+                 ", ".join(forgotten) or "none asked")
+    elif args.command == "compose-setup":
+        applied = set_up(settings)
+        log.info("%d migration(s) applied; the roles %s log in with their passwords; Kafka's ACLs are set.",
+                 applied, ", ".join(ROLES))
+    else:
+        asyncio.run(serve(args.listen, args.to, args.pem))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +200,16 @@ def main() -> int:
     rotate.add_argument("user", choices=ROTATABLE, help="whose password to change")
     commands.add_parser("rotate-secrets", help="make run stopped: its next start makes new passwords"
                         " for the PostgreSQL roles, a new Spark Connect token and cluster secret")
+    made = commands.add_parser("compose-secrets", help="docker compose's service `secrets`: make what"
+                               " is missing under ROOT and give each service's volume its own files")
+    made.add_argument("root", type=Path, help="the folder holding every secrets volume")
+    made.add_argument("--rotate", action="store_true", help="first forget the secrets a restart can change")
+    commands.add_parser("compose-setup", help="docker compose's service `setup`: migrations, the roles'"
+                        " logins, Kafka's ACLs")
+    front = commands.add_parser("tls-front", help="take TLS connections and relay them to a local server")
+    front.add_argument("--listen", type=address, required=True, help="HOST:PORT to take TLS on")
+    front.add_argument("--to", type=address, required=True, help="HOST:PORT of the server")
+    front.add_argument("--pem", type=Path, required=True, help="the key and certificate (PEM)")
     args, worker_args = parser.parse_known_args()
     settings = settings_or_exit()
     configure_logging(settings)
@@ -188,6 +221,8 @@ def main() -> int:
     if args.command == "kafka-password":
         return change_password(settings, args.user)
     try:
+        if args.command in ("compose-secrets", "compose-setup", "tls-front"):
+            return compose_command(settings, args)
         if args.command == "rotate-secrets":
             removed = rotate_secrets(settings.data_dir)
             log.info("Removed %d secret file(s) under %s; make run makes new ones at its next start.",

@@ -1,6 +1,6 @@
-"""``make run``'s small certificate authority: one CA, made with ``openssl`` on first start and kept,
-that signs the secure Kafka's and the Spark Connect TLS front's certificates, so that a client
-on another machine trusts both with one file (``ca.pem``).
+"""A small certificate authority, made with ``openssl`` on first start and kept. ``make run``'s
+(``DATA_DIR/ca``) signs the secure Kafka's and the Spark Connect TLS front's certificates, so that
+a client on another machine trusts both with one file (``ca.pem``); compose's signs its services'.
 
 The folder is its owner's only (0700, every file 0600); the CA's key never leaves it.
 """
@@ -16,15 +16,12 @@ from pathlib import Path
 from infra.java import StackError
 
 CERTIFICATE_DAYS = "3650"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost")
-"""The names every certificate holds: a client on the machine itself."""
 
 
 def subject_alt_names(hosts: Sequence[str]) -> str:
-    """The ``subjectAltName`` of a certificate for ``hosts`` and loopback: IP entries for
-    addresses, DNS entries for names."""
-    names = list(dict.fromkeys([*LOOPBACK_NAMES, *hosts]))
-    return ",".join(f"IP:{name}" if _is_address(name) else f"DNS:{name}" for name in names)
+    """The ``subjectAltName`` of a certificate for ``hosts``: IP entries for addresses, DNS
+    entries for names."""
+    return ",".join(f"IP:{name}" if _is_address(name) else f"DNS:{name}" for name in dict.fromkeys(hosts))
 
 
 def url_host(host: str) -> str:
@@ -72,7 +69,7 @@ class CertificateAuthority:
 
     def issue(self, keystore: Path, subject: str, hosts: Sequence[str], *, client: bool = False) -> None:
         """Write to ``keystore`` (0600) a new key and its certificate, signed by this CA, for a
-        server reached as ``hosts`` or on loopback (and a client of its peers if ``client``)."""
+        server reached as ``hosts`` (and a client of its peers if ``client``)."""
         self.ensure()
         work = keystore.with_name(f"{keystore.name}.work")
         work.mkdir(mode=0o700, exist_ok=True)

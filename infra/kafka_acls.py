@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from infra.java import StackError, classpath
 from infra.kafka_secrets import KafkaSecrets
 from restaurant_app.java_runtime import java_executable
+from restaurant_app.settings import DEFAULT_JARS_DIR
 
 ACL_COMMAND = "org.apache.kafka.tools.AclCommand"
 WORKER_WRITES = ("Write", "Describe", "Create", "DescribeConfigs")
@@ -41,10 +43,10 @@ def rules(app_id: str, orders_topic: str, dead_letter_topic: str) -> list[list[s
 
 
 def grant(secrets: KafkaSecrets, bootstrap_servers: str, app_id: str, orders_topic: str,
-          dead_letter_topic: str) -> None:
+          dead_letter_topic: str, jars_dir: Path = DEFAULT_JARS_DIR) -> None:
     """Set every ACL of ``rules`` on the cluster at ``bootstrap_servers``."""
     admin = secrets.java_properties("admin")
-    base = [java_executable(), "-Xmx128m", "-cp", classpath(), ACL_COMMAND,
+    base = [java_executable(), "-Xmx128m", "-cp", classpath(jars_dir), ACL_COMMAND,
             "--bootstrap-server", bootstrap_servers, "--command-config", str(admin), "--add"]
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(

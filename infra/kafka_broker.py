@@ -215,9 +215,9 @@ class KafkaBroker(ChildProcess):
     def _listeners(self) -> str:
         if self.secrets is None:
             return PLAIN_LISTENERS.format(port=self.port, controller_port=self.controller_port)
-        hosts = self.secrets.hosts
+        advertised = self.secrets.advertised_host
         return SECURE_LISTENERS.format(
-            bind="0.0.0.0" if hosts else "127.0.0.1", advertised=url_host(hosts[0]) if hosts else "127.0.0.1",
+            bind="0.0.0.0" if advertised else "127.0.0.1", advertised=url_host(advertised or "127.0.0.1"),
             port=self.port, controller_port=self.controller_port, mechanism=MECHANISM,
             mechanism_lower=MECHANISM.lower(), password=self.secrets.password("admin"),
             keystore=self.secrets.keystore, ca_file=self.secrets.ca_file, broker_principal=BROKER_PRINCIPAL,

@@ -38,6 +38,8 @@ BROKER_PRINCIPAL = "User:CN=kafka-broker"
 """How a broker's certificate authenticates to the controllers (Kafka's default mapping of its subject)."""
 
 log = logging.getLogger("infra")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+"""The names every brokers' certificate holds: clients on the machine itself."""
 
 JAVA_CLIENT_PROPERTIES = """\
 security.protocol=SASL_SSL
@@ -52,14 +54,23 @@ ssl.truststore.location={ca_file}
 class KafkaSecrets:
     """The secrets folder ``home``: ``ca.pem``, ``broker.pem`` (key and certificate), ``<user>.password``."""
 
-    def __init__(self, home: Path, ca: CertificateAuthority | None = None, hosts: Sequence[str] = ()) -> None:
+    def __init__(self, home: Path, hosts: Sequence[str] = LOCAL_HOSTS, ca: CertificateAuthority | None = None
+                 ) -> None:
         self.home = home
-        self.ca = ca or CertificateAuthority(home.parent / "ca", former=home)
+        self.ca = ca or CertificateAuthority(home)
+        """The CA that signs the brokers' certificate: its own in ``home`` (compose's), or
+        ``make run``'s shared one (``infra.stack.local_ca``)."""
         self.ca_file = self.ca.ca_file
+        self.ca_key = self.ca.key_file
         self.keystore = home / "broker.pem"
         self.hosts = tuple(hosts)
-        """The names other machines reach the brokers by (``ADVERTISED_HOSTS``): the first is
-        advertised, and the brokers' certificate holds them all, besides 127.0.0.1 and localhost."""
+        """The names the brokers' certificate is good for: loopback, and the names other machines
+        reach them by (``ADVERTISED_HOSTS``; compose's containers)."""
+
+    @property
+    def advertised_host(self) -> str | None:
+        """The first of ``hosts`` beyond loopback: the brokers listen on every interface and advertise it."""
+        return next((host for host in self.hosts if host not in LOCAL_HOSTS), None)
 
     def password_file(self, user: str) -> Path:
         return self.home / f"{user}.password"

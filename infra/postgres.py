@@ -88,7 +88,7 @@ class PostgresServer:
             for role in APP_ROLES:
                 make_secret(self.role_password_file(role))
                 password = read_secret(self.role_password_file(role), f"The PostgreSQL role {role}")
-                _set_password(conn, role, password, login=True)
+                set_password(conn, role, password, login=True)
 
     def enable_replication(self) -> str:
         """Make ``REPLICATION_ROLE`` with a password of its own, made on first use; return its URL."""
@@ -98,7 +98,7 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATION_ROLE,)).fetchone():
                 conn.execute(sql.SQL("CREATE ROLE {} REPLICATION").format(sql.Identifier(REPLICATION_ROLE)))
-            _set_password(conn, REPLICATION_ROLE, password, login=True)
+            set_password(conn, REPLICATION_ROLE, password, login=True)
         return self.role_url(REPLICATION_ROLE, "postgres")
 
     def start(self) -> None:
@@ -169,7 +169,7 @@ class PostgresServer:
         """Give a cluster made with ``trust`` a password and make pg_hba.conf ask for it."""
         self._make_password()
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            _set_password(conn, SUPERUSER, self.password())
+            set_password(conn, SUPERUSER, self.password())
         hba = self.data_dir / "pg_hba.conf"
         hba.write_text(TRUST_LINE.sub(rf"\g<1>{AUTH_METHOD}\g<2>", hba.read_text()))
         self._run("pg_ctl", "reload", "-D", str(self.data_dir))
@@ -278,7 +278,7 @@ def write_pgpass(path: Path, urls: list[str]) -> None:
         file.write("\n".join(lines) + "\n")
 
 
-def _set_password(conn: psycopg.Connection, role: str, password: str, *, login: bool = False) -> None:
+def set_password(conn: psycopg.Connection, role: str, password: str, *, login: bool = False) -> None:
     """Give ``role`` its password (and LOGIN), sent as a scram-sha-256 verifier, so that the
     password itself never reaches the server (nor its log)."""
     verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), AUTH_METHOD.encode()).decode()

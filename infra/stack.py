@@ -15,7 +15,7 @@ from infra.certificates import CertificateAuthority, url_host
 from infra.java import StackError
 from infra.kafka_acls import grant
 from infra.kafka_broker import KafkaBroker, KafkaCluster
-from infra.kafka_secrets import KafkaSecrets
+from infra.kafka_secrets import LOCAL_HOSTS, KafkaSecrets
 from infra.postgres import PostgresReplica, PostgresServer, write_pgpass
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
@@ -72,6 +72,12 @@ def local_ca(data_dir: Path) -> CertificateAuthority:
     return CertificateAuthority(data_dir / "ca", former=data_dir / "kafka-secrets")
 
 
+def local_kafka_secrets(data_dir: Path, hosts: Sequence[str] = ()) -> KafkaSecrets:
+    """The secure Kafka's secrets in ``data_dir/kafka-secrets``, its certificate from ``local_ca``
+    for loopback and ``hosts``."""
+    return KafkaSecrets(data_dir / "kafka-secrets", (*LOCAL_HOSTS, *hosts), ca=local_ca(data_dir))
+
+
 def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1, secure: bool = False,
                 hosts: Sequence[str] = ()) -> KafkaBroker | KafkaCluster:
     """One node in ``data_dir/kafka`` on ``port`` and ``port + 1``, or a cluster of ``nodes``.
@@ -82,7 +88,7 @@ def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1, secure: bool =
     data in a folder of its own (``kafka-secure``, ``kafka-N-nodes-secure``), as it has its users;
     ``hosts`` (``ADVERTISED_HOSTS``, secure only): other machines' clients reach it by these names.
     """
-    secrets = KafkaSecrets(data_dir / "kafka-secrets", local_ca(data_dir), hosts) if secure else None
+    secrets = local_kafka_secrets(data_dir, hosts) if secure else None
     suffix = "-secure" if secure else ""
     if nodes == 1:
         return KafkaBroker(data_dir / f"kafka{suffix}", port, port + 1, secrets=secrets)
@@ -269,15 +275,15 @@ def open_spark_connect(stack: ExitStack, server: SparkConnectServer, ca: Certifi
     """A TLS front on every interface, port ``server.port + 1``, with a certificate of ``ca`` for
     ``hosts``: pyspark sends its token to a server beyond loopback only over TLS."""
     keystore = server.home / "front.pem"
-    ca.ensure_issued(keystore, "/CN=spark-connect", hosts)
+    ca.ensure_issued(keystore, "/CN=spark-connect", (*LOCAL_HOSTS, *hosts))
     front = TlsFront("0.0.0.0", server.port + 1, server.port, keystore, server.home / "front.log")
     log.info("Starting the Spark Connect TLS front on port %d of every interface ...", front.port)
     front.start()
     stack.callback(_stopping, "the Spark Connect TLS front", front.stop)
     watch(Part("The Spark Connect TLS front", front.exited, front.start))
-    log.info("Other machines reach the Spark Connect server at sc://%s:%d/;use_ssl=true;token=<the token"
-             " in %s>, with SPARK_CONNECT_CA_FILE=%s", url_host(hosts[0]), front.port, server.token_file,
-             ca.ca_file)
+    log.info("Other machines reach the Spark Connect server at sc://%s:%d/;use_ssl=true, with the token"
+             " in %s (SPARK_CONNECT_TOKEN_FILE) and GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=%s",
+             url_host(hosts[0]), front.port, server.token_file, ca.ca_file)
     return front
 
 

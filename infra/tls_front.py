@@ -1,19 +1,20 @@
-"""A TLS front for a server that listens on loopback only: it accepts TLS connections (HTTP/2 by
-ALPN, as gRPC asks) on ``host:port`` and relays each one's bytes, decrypted, to 127.0.0.1:``backend``.
+"""A TLS front for a server that speaks none: ``python -m infra tls-front``.
 
-It authenticates nobody itself: the server behind it does (Spark Connect's token, which a client
-now sends encrypted). A client that does not speak TLS, or offers no protocol but HTTP/2's, is
-dropped at the handshake. ``python -m infra.tls_front --listen HOST:PORT --backend PORT --keystore
-PEM`` runs one in the foreground; ``TlsFront`` runs one as a child process of ``make run``.
+It takes TLS connections (1.2 or newer, offering HTTP/2 by ALPN, as gRPC asks) and passes each
+one's bytes to a server on loopback and back; a client that does not speak TLS, or asks for no
+HTTP/2, is dropped. It authenticates nobody itself: the server behind it does (Spark Connect's
+token, which pyspark sends to a server that is not on loopback only over TLS).
+
+docker-compose.yml runs one beside the Spark Connect server, in its network namespace, so the
+report job reaches it as ``sc://spark-connect:15443/;use_ssl=true``, trusting the compose CA;
+``make run`` with ``ADVERTISED_HOSTS`` runs one (``TlsFront``) on every interface, port 15003.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import ssl
 import subprocess
@@ -24,62 +25,68 @@ from pathlib import Path
 from infra.java import StackError
 from infra.process import ChildProcess, spawn, tail
 
-log = logging.getLogger("infra.tls_front")
+log = logging.getLogger(__name__)
 
 ALPN = ["h2"]
-CHUNK = 65_536
+CHUNK = 64 * 1024
 HANDSHAKE_SECONDS = 10.0
 
 
-def server_context(keystore: Path) -> ssl.SSLContext:
-    """TLS 1.2 or later, HTTP/2 by ALPN, the key and certificate in ``keystore`` (one PEM file)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+def server_context(pem: Path) -> ssl.SSLContext:
+    """TLS 1.2 or newer with the key and certificate in ``pem``, offering HTTP/2 (gRPC's)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(keystore)
+    context.load_cert_chain(pem)
     context.set_alpn_protocols(ALPN)
     return context
 
 
-async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy ``reader`` to ``writer`` until either side closes."""
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(CHUNK):
             writer.write(data)
             await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
     except (ConnectionError, ssl.SSLError):
         pass
     finally:
-        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError, RuntimeError):
+            writer.close()
 
 
-async def serve(host: str, port: int, backend: int, keystore: Path) -> None:
-    """Accept TLS on ``host:port`` and relay each connection to 127.0.0.1:``backend``, until cancelled."""
+async def _relay(target: tuple[str, int], client_reader: asyncio.StreamReader,
+                 client_writer: asyncio.StreamWriter) -> None:
+    peer = client_writer.get_extra_info("peername")
+    if client_writer.get_extra_info("ssl_object").selected_alpn_protocol() not in ALPN:
+        log.warning("Refused %s: it did not ask for HTTP/2 (ALPN h2).", peer)
+        client_writer.close()
+        return
+    try:
+        server_reader, server_writer = await asyncio.open_connection(*target)
+    except OSError as exc:
+        log.warning("A client came, but the server at %s:%d does not answer: %s", *target, exc)
+        client_writer.close()
+        return
+    await asyncio.gather(_pipe(client_reader, server_writer), _pipe(server_reader, client_writer))
 
-    async def connection(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        peer = client_writer.get_extra_info("peername")
-        if client_writer.get_extra_info("ssl_object").selected_alpn_protocol() not in ALPN:
-            log.warning("Refused %s: it did not ask for HTTP/2 (ALPN h2).", peer)
-            client_writer.close()
-            return
-        try:
-            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", backend)
-        except OSError as exc:
-            log.warning("Could not reach 127.0.0.1:%d for %s: %s", backend, peer, exc)
-            client_writer.close()
-            return
-        await asyncio.gather(relay(client_reader, server_writer), relay(server_reader, client_writer))
 
-    server = await asyncio.start_server(connection, host, port, ssl=server_context(keystore),
-                                        ssl_handshake_timeout=HANDSHAKE_SECONDS, reuse_address=True)
-    log.info("Relaying TLS on %s:%d to 127.0.0.1:%d", host, port, backend)
+async def serve(listen: tuple[str, int], target: tuple[str, int], pem: Path) -> None:
+    """Take TLS connections on ``listen`` and relay each to ``target`` until cancelled."""
+    server = await asyncio.start_server(
+        lambda reader, writer: _relay(target, reader, writer), *listen, ssl=server_context(pem),
+        ssl_handshake_timeout=HANDSHAKE_SECONDS, reuse_address=True)
+    log.info("TLS front on %s:%d, for the server on %s:%d", *listen, *target)
     async with server:
         await server.serve_forever()
 
 
+def address(text: str) -> tuple[str, int]:
+    """``host:port`` as a pair (an IPv6 host may be in brackets)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class TlsFront(ChildProcess):
-    """``python -m infra.tls_front`` as a child process, its log in ``log_file``."""
+    """``python -m infra tls-front`` as a child process, relaying ``host:port`` to 127.0.0.1:``backend``."""
 
     stop_timeout = 5.0
 
@@ -93,8 +100,8 @@ class TlsFront(ChildProcess):
 
     def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until it accepts connections."""
-        command = [sys.executable, "-m", "infra.tls_front", "--listen", f"{self.host}:{self.port}",
-                   "--backend", str(self.backend), "--keystore", str(self.keystore)]
+        command = [sys.executable, "-m", "infra", "tls-front", "--listen", f"{self.host}:{self.port}",
+                   "--to", f"127.0.0.1:{self.backend}", "--pem", str(self.keystore)]
         self.process = spawn(command, self.log_file)
         deadline = time.monotonic() + timeout
         while not self._answers():
@@ -110,27 +117,3 @@ class TlsFront(ChildProcess):
         except OSError:
             return False
         return True
-
-
-def _main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m infra.tls_front", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--listen", required=True, help="HOST:PORT to accept TLS on")
-    parser.add_argument("--backend", type=int, required=True, help="the port on 127.0.0.1 to relay to")
-    parser.add_argument("--keystore", type=Path, required=True,
-                        help="a PEM file: the key and its certificate")
-    args = parser.parse_args()
-    host, _, port = args.listen.rpartition(":")
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(message)s")
-    # The SSL handshake failures of clients that do not speak TLS are logged by asyncio as errors
-    # with a traceback; one line says it.
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    loop = asyncio.new_event_loop()
-    task = loop.create_task(serve(host.strip("[]"), int(port), args.backend, args.keystore))
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-        loop.run_until_complete(task)
-    log.info("Stopped.")
-
-
-if __name__ == "__main__":
-    _main()

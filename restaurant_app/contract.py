@@ -247,7 +247,7 @@ def _query(name: str, schema: dict[str, Any], description: str, required: bool =
 
 STORE_PARAMETER = _query(
     "store", {"type": "string", "pattern": f"^(|{STORE_ID.pattern})$"},
-    f"A store's id (1 to {MAX_STORE_ID_LENGTH} lowercase letters, digits, '-' or '_') with reports"
+    f"A store's id (1 to {MAX_STORE_ID_LENGTH} lowercase letters, digits, '-' or '_') with orders stored"
     " (/api/dashboard/stores lists them); absent or empty: the whole chain. An unknown store is a 400.")
 LANG_PARAMETER = _query("lang", {"type": "string", "enum": list(LANGUAGES)},
                         "The language of the sentences; absent: DASHBOARD_LANGUAGE (or the browser's).")
@@ -299,7 +299,7 @@ def reading_paths() -> dict[str, Any]:
                                           [_counted("limit", 8, 1, 50), STORE_PARAMETER]),
         "/api/dashboard/insights": _reading("The latest insights",
                                             [_counted("limit", 6, 1, 50), LANG_PARAMETER, STORE_PARAMETER]),
-        "/api/dashboard/stores": _reading("The stores with reports", []),
+        "/api/dashboard/stores": _reading("The stores with orders stored", []),
         "/api/dashboard/history": _reading("A day, week or month with its comparisons",
                                            [*HISTORY_PARAMETERS, LANG_PARAMETER, STORE_PARAMETER]),
         "/api/dashboard/history.csv": _reading(

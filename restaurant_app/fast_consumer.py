@@ -44,6 +44,8 @@ class FastConsumer(aiokafka.Consumer):
         self.bytes_in_flight = 0
         self.in_flight: WeakSet[Message] = WeakSet()
         """Messages handed on and not acknowledged; one dropped in a rebalance leaves by itself."""
+        self.handed_on_all = True
+        """No message fetched is still to be handed on (``restaurant_app.batches`` flushes then)."""
 
     @property
     def max_bytes_in_flight(self) -> int:
@@ -100,6 +102,7 @@ class FastConsumer(aiokafka.Consumer):
         read_offset = self._read_offset
         since_yield = 0
         async for tp, message in messages:
+            self.handed_on_all = False
             since_yield += 1
             if since_yield > YIELD_EVERY:
                 await asyncio.sleep(0)
@@ -115,6 +118,7 @@ class FastConsumer(aiokafka.Consumer):
             else:
                 await callback(message)
             read_offset[tp] = offset
+        self.handed_on_all = True
 
     async def _before(self, tp: TP, message: Message, last: int | None) -> None:
         """Record a gap in the offsets and commit every ``broker_commit_every`` acks, as Faust does."""

@@ -6,7 +6,7 @@ GRANT USAGE ON SCHEMA public TO restaurant_ingest, restaurant_reports, restauran
 
 -- The worker: orders and their events in, rejections in and marked dead-lettered, a job that
 -- died unrecorded, and what /health reads.
-GRANT SELECT, INSERT ON order_keys, orders, order_items, order_events TO restaurant_ingest;
+GRANT SELECT, INSERT ON order_keys, orders, order_items, order_events, stores TO restaurant_ingest;
 -- Only for the row lock that judges an order's events one after the other (SELECT … FOR UPDATE
 -- needs an UPDATE privilege); the foreign keys from orders refuse any change of a key.
 GRANT UPDATE (order_id) ON order_keys TO restaurant_ingest;

@@ -188,9 +188,24 @@ def _database_url(name: str, default: str = "") -> str:
                    "<not shown: it may hold a password>") from None
 
 
+def _secret(name: str) -> str:
+    """The secret in ``name``, or read from the file that ``name``_FILE names (its line break
+    left out), which keeps it out of the environment that ``docker inspect`` and ``ps e`` show."""
+    file_name = f"{name}_FILE"
+    if _raw(name) is not None and _raw(file_name) is not None:
+        raise SettingError(f"{name} and {file_name} are both set; set one of them")
+    path = _readable_file(file_name)
+    if path is None:
+        return _str(name, "")
+    value = path.read_text().strip()
+    if not value:
+        raise SettingError(f"{file_name} {str(path)!r} is empty")
+    return value
+
+
 def _dashboard_token(name: str, web_host: str) -> str:
     """The web's login token: required once ``web_host`` is beyond loopback."""
-    value = _str(name, "")
+    value = _secret(name)
     if not value and not is_loopback(web_host):
         raise SettingError(f"{name} must be set when WEB_HOST ({web_host}) is beyond loopback:"
                            " the dashboard and its API would be open to the network")
@@ -207,10 +222,21 @@ def _hour_of_day(name: str, default: str) -> int:
 
 
 def _spark_remote(name: str) -> str:
+    """A Spark Connect URL, with the token of ``SPARK_CONNECT_TOKEN_FILE`` added when set."""
     value = _str(name, "")
     if value and not value.startswith("sc://"):
         raise _bad(name, "empty or a Spark Connect URL sc://host:port", value)
-    return value
+    token_file = _readable_file("SPARK_CONNECT_TOKEN_FILE")
+    if token_file is None:
+        return value
+    if not value or SECRET_PARAMETER.search(value):
+        raise SettingError("SPARK_CONNECT_TOKEN_FILE is set, but SPARK_REMOTE is "
+                           + ("unset" if not value else "holding a ;token= of its own") + "; set one token")
+    token = token_file.read_text().strip()
+    if not token or not re.fullmatch(r"[A-Za-z0-9_.~-]+", token):
+        raise SettingError(f"SPARK_CONNECT_TOKEN_FILE {str(token_file)!r} holds no token (letters,"
+                           " digits and -_.~ only)")
+    return value.rstrip("/") + "/;token=" + token if "/;" not in value else value + ";token=" + token
 
 
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -363,7 +389,6 @@ class Settings:
     spark_driver_memory: str
     spark_remote: str
     spark_auth_properties: str
-    spark_connect_ca_file: Path | None
     spark_jdbc_password: str
     spark_jdbc_partitions: int
     data_dir: Path
@@ -428,7 +453,7 @@ class Settings:
             held_batch_alarm_seconds=_float("HELD_BATCH_ALARM_SECONDS", 60.0, above=True),
             web_host=_str("WEB_HOST", "127.0.0.1"),
             web_port=_int("WEB_PORT", 6066, 1, 65535),
-            orders_api_token=_str("ORDERS_API_TOKEN", ""),
+            orders_api_token=_secret("ORDERS_API_TOKEN"),
             dashboard_token=_dashboard_token("DASHBOARD_TOKEN", _str("WEB_HOST", "127.0.0.1")),
             report_interval_seconds=_float("REPORT_INTERVAL_SECONDS", 60.0, above=True),
             report_grace_seconds=_float("REPORT_GRACE_SECONDS", 5.0),
@@ -437,7 +462,6 @@ class Settings:
             spark_driver_memory=_str("SPARK_DRIVER_MEMORY", "1g"),
             spark_remote=_spark_remote("SPARK_REMOTE"),
             spark_auth_properties=_str("SPARK_AUTH_PROPERTIES", ""),
-            spark_connect_ca_file=_readable_file("SPARK_CONNECT_CA_FILE"),
             spark_jdbc_password=_one_of("SPARK_JDBC_PASSWORD", ("send", "server")),
             spark_jdbc_partitions=_count("SPARK_JDBC_PARTITIONS", 2),
             data_dir=Path(_str("DATA_DIR", str(PROJECT_ROOT / ".stack"))),

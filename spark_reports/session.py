@@ -56,8 +56,6 @@ SMALL_RUN_SQL = {
 
 SPARK_CONNECT_PORT = 15002
 """The port of ``sc://host`` when the URL names none, as in Spark's own client."""
-GRPC_ROOTS_VARIABLE = "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"
-"""gRPC's own setting: the CA certificates a TLS channel (``use_ssl=true``) trusts."""
 CONNECT_TIMEOUT_SECONDS = 5.0
 CONNECT_RETRIES = DefaultPolicy(max_retries=4)
 """About 4 s of retries (50 ms, each wait 4 times the last) for a server that stops answering;
@@ -163,8 +161,6 @@ def connect_spark(settings: Settings, minutes: int) -> SparkSession:
     Stopping it ends only this session; the server and its other sessions go on.
     """
     check_reachable(settings.spark_remote)
-    if settings.spark_connect_ca_file:  # gRPC reads the CAs a TLS channel trusts from there
-        os.environ[GRPC_ROOTS_VARIABLE] = str(settings.spark_connect_ca_file)
     spark = SparkSession.builder.remote(channel_remote(settings.spark_remote)).create()
     spark.client.set_retry_policies([CONNECT_RETRIES])
     try:

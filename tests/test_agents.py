@@ -299,3 +299,17 @@ async def test_an_unexpected_failure_is_logged_and_the_next_tick_carries_on(
     assert "The order generator failed after placing 0 of" in caplog.text
     assert "a bug" in caplog.text
     assert len(await place_orders()) >= 3
+
+
+async def test_a_batch_goes_once_nothing_more_is_waiting_not_when_its_timer_ends(
+    sink: InMemoryOrderSink, dead_letters: list, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(agents.persistence, "settings",
+                        replace(agents.persistence.settings, batch_within_seconds=3600.0))
+    generator = OrderGenerator(seed=3)
+    async with persist_orders.test_context() as agent:
+        for stored in (1, 2, 3):  # one at a time: each its own batch, none full, the timer an hour
+            order = generator.order()
+            await agent.put(order.dumps(), key=order.store_id.encode())
+            await eventually(lambda n=stored: len(sink.orders) == n)
+    assert dead_letters == []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.certificates import certificate_hosts
-from infra.kafka_secrets import KafkaSecrets
+from infra.kafka_secrets import LOCAL_HOSTS, KafkaSecrets
 from infra.rotation import rotate_secrets
 from infra.stack import local_ca
 
@@ -15,13 +15,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_brokers_certificate_follows_the_advertised_hosts(tmp_path: Path):
-    secrets = KafkaSecrets(tmp_path / "kafka-secrets", local_ca(tmp_path))
+    secrets = KafkaSecrets(tmp_path / "kafka-secrets", ca=local_ca(tmp_path))
     secrets.ensure()
     assert sorted(certificate_hosts(secrets.keystore)) == ["127.0.0.1", "localhost"]
     first = secrets.keystore.read_text()
     secrets.ensure()
     assert secrets.keystore.read_text() == first  # kept while the hosts are the same
-    moved = KafkaSecrets(tmp_path / "kafka-secrets", local_ca(tmp_path), ["kafka.example.lan", "192.0.2.7"])
+    moved = KafkaSecrets(tmp_path / "kafka-secrets", (*LOCAL_HOSTS, "kafka.example.lan", "192.0.2.7"),
+                         ca=local_ca(tmp_path))
     moved.ensure()
     assert sorted(certificate_hosts(moved.keystore)) == ["127.0.0.1", "192.0.2.7", "kafka.example.lan",
                                                          "localhost"]
@@ -37,7 +38,7 @@ def test_an_older_secure_kafka_s_ca_is_taken_over(tmp_path: Path):
     folder.mkdir()
     for path in (older.ca_file, older.key_file):
         (folder / path.name).write_text(path.read_text())
-    secrets = KafkaSecrets(folder, local_ca(tmp_path))
+    secrets = KafkaSecrets(folder, ca=local_ca(tmp_path))
     secrets.ensure()
     assert secrets.ca_file == tmp_path / "ca" / "ca.pem"
     assert secrets.ca_file.read_text() == older.ca_file.read_text()
@@ -45,7 +46,7 @@ def test_an_older_secure_kafka_s_ca_is_taken_over(tmp_path: Path):
 
 
 def test_rotation_makes_a_new_ca_and_certificates_and_keeps_the_kafka_passwords(tmp_path: Path):
-    secrets = KafkaSecrets(tmp_path / "kafka-secrets", local_ca(tmp_path))
+    secrets = KafkaSecrets(tmp_path / "kafka-secrets", ca=local_ca(tmp_path))
     secrets.ensure()
     ca, password = secrets.ca_file.read_text(), secrets.password("pos")
     rotate_secrets(tmp_path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import jsonschema
 import pytest
 import yaml
 
+from infra import compose_secrets
 from restaurant_app.settings import PROJECT_ROOT, Settings
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -41,11 +43,15 @@ installs it."""
 
 IMAGE_RUNTIME_VARIABLES = {"PYTHONUNBUFFERED"}
 """Variables the Dockerfile may set that are Python's own, not the pipeline's settings."""
+LIBRARY_VARIABLES = {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "PGPASSFILE"}
+"""Variables our services may set for the libraries under the pipeline: the CA that grpc (the
+Spark Connect client) trusts, and the password file of libpq and the JDBC driver."""
+SECRETS_AT = str(compose_secrets.MOUNTED_AT)
+ONE_SHOTS = {"secrets", "setup"}
+"""Services that run once and exit: the others wait for them to have succeeded."""
 
 INIT_PROGRAMS = {"tini", "dumb-init", "docker-init"}
 SHELL_KEYWORDS = {"if", "then", "elif", "else", "while", "until", "do", "!", "exec"}
-SECRET_INTERPOLATION = re.compile(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}")
-"""`${NAME:?message}`: Compose refuses to start without NAME, and nothing is written in the file."""
 
 
 # --- reading the files -------------------------------------------------------------------------
@@ -240,7 +246,7 @@ def test_the_compose_file_follows_the_compose_specification():
 
 @pytest.mark.parametrize("mistake", [
     lambda doc: doc["services"]["worker"].update(helthcheck={"test": ["CMD", "true"]}),
-    lambda doc: doc["services"]["worker"]["depends_on"]["postgres"].update(condition="service_ready"),
+    lambda doc: doc["services"]["worker"]["depends_on"]["setup"].update(condition="service_ready"),
     lambda doc: doc["services"]["dashboard"].update(ports=[{"target": 6066, "host-ip": "127.0.0.1"}]),
     lambda doc: doc["networks"]["restaurant"].update(driver=["bridge"]),
 ], ids=["misspelt key", "unknown condition", "misspelt port key", "driver not a string"])
@@ -255,7 +261,7 @@ def test_our_services_set_only_settings_the_pipeline_reads():
     assert {"KAFKA_BROKER", "DATABASE_URL", "WEB_HOST", "JARS_DIR"} <= read, "the recording missed reads"
     assert set(our_services()) >= {"dashboard", "worker", "spark-master", "spark-worker", "spark-connect"}
     unknown = sorted(f"{service}: {name}" for service, definition in our_services().items()
-                     for name in environment(definition) if name not in read)
+                     for name in environment(definition) if name not in read | LIBRARY_VARIABLES)
     assert unknown == [], "not read by restaurant_app/settings.py"
 
 
@@ -292,12 +298,26 @@ def test_the_kafka_brokers_run_the_version_make_run_fetches():
 def test_every_service_has_a_health_check_and_waits_for_its_dependencies_to_be_healthy():
     for name, service in services().items():
         check = service.get("healthcheck") or {}
-        assert check.get("test") and not check.get("disable"), f"{name} has no health check"
+        if name in ONE_SHOTS:  # runs once: it is never restarted, and nothing checks its health
+            assert service.get("restart") == "no" and not check, name
+        else:
+            assert check.get("test") and not check.get("disable"), f"{name} has no health check"
         dependencies = service.get("depends_on", {})
         assert isinstance(dependencies, dict), f"{name}: depends_on needs conditions"
         for dependency, how in dependencies.items():
             assert dependency in services(), f"{name} depends on unknown {dependency}"
-            assert how.get("condition") == "service_healthy", f"{name} → {dependency}"
+            wanted = "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            assert how.get("condition") == wanted, f"{name} → {dependency}"
+
+
+def test_every_service_that_reads_a_secret_waits_for_them_to_be_made():
+    def waits_for_secrets(name: str) -> bool:
+        dependencies = services()[name].get("depends_on", {})
+        return "secrets" in dependencies or any(waits_for_secrets(d) for d in dependencies)
+
+    for name, service in services().items():
+        if name != "secrets" and SECRETS_AT in json.dumps(service):
+            assert waits_for_secrets(name), name
 
 
 def published_ports() -> list[tuple[str, str, str]]:
@@ -319,7 +339,10 @@ def test_only_the_dashboard_is_published_and_only_on_loopback():
     [(service, address, port)] = ports
     assert address == "127.0.0.1"
     assert port == environment(services()[service])["WEB_PORT"]
-    assert all("network_mode" not in s for s in services().values())
+    # A service may share another's network namespace (the TLS front), never the host's.
+    for name, service in services().items():
+        mode = service.get("network_mode", "service:")
+        assert mode.startswith("service:") and mode.removeprefix("service:") in services() | {"": 1}, name
 
 
 def test_the_worker_service_scales():
@@ -333,6 +356,9 @@ def test_one_named_bridge_network_joins_every_service():
     [(key, network)] = compose()["networks"].items()
     assert network.get("driver") == "bridge" and network.get("name")
     for name, service in services().items():
+        if "network_mode" in service:  # in the namespace of a service that is on it
+            assert "networks" not in service, name
+            continue
         joined = service.get("networks", [])
         assert list(joined) == [key], f"{name} is on {joined}"
 
@@ -340,29 +366,76 @@ def test_one_named_bridge_network_joins_every_service():
 # --- the parts fit together --------------------------------------------------------------------
 
 
+def properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.replace("\\\n", "").splitlines()
+                if line and not line.startswith("#"))
+
+
+def listener_address(listener: str) -> str:
+    """``host:port`` of a Kafka listener ``NAME://host:port``."""
+    return listener.split("://", 1)[1]
+
+
 def test_three_kafka_nodes_form_one_cluster_and_the_workers_know_them_all():
     brokers = services_with_image("apache/kafka:")
     envs = {name: environment(s) for name, s in brokers.items()}
-    assert len(brokers) == 3
+    assert sorted(brokers) == sorted(compose_secrets.KAFKA_NODES)
     assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1
-    ids = {int(env["KAFKA_NODE_ID"]): name for name, env in envs.items()}
-    assert sorted(ids) == [1, 2, 3]
+    configs = {name: properties(compose_secrets.broker_properties(i, name, "password"))
+               for i, name in enumerate(compose_secrets.KAFKA_NODES, 1)}
     for name, env in envs.items():
-        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-        voters = dict(voter.split("@") for voter in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
+        assert env["NODE"] == name
+        config = configs[name]
+        ids = {int(c["node.id"]): n for n, c in configs.items()}
+        assert sorted(ids) == [1, 2, 3]
+        assert config["process.roles"] == "broker,controller"
+        voters = dict(voter.split("@") for voter in config["controller.quorum.voters"].split(","))
         assert {int(i): address.split(":")[0] for i, address in voters.items()} == ids
-        assert urlsplit(env["KAFKA_ADVERTISED_LISTENERS"]).hostname == name
-        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
-        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
-        assert any(volume.endswith(":" + env["KAFKA_LOG_DIRS"]) for volume in brokers[name]["volumes"])
-    advertised = {urlsplit(env["KAFKA_ADVERTISED_LISTENERS"]).netloc for env in envs.values()}
+        assert listener_address(config["advertised.listeners"]).split(":")[0] == name
+        assert config["default.replication.factor"] == "3"
+        assert config["min.insync.replicas"] == "2"
+        assert any(volume == f"{name}-data:" + config["log.dirs"] for volume in brokers[name]["volumes"])
+    advertised = {listener_address(config["advertised.listeners"]) for config in configs.values()}
     for name, service in our_services().items():
         if "KAFKA_BROKER" in environment(service):
             assert set(environment(service)["KAFKA_BROKER"].split(",")) == advertised, name
 
 
+def test_kafka_takes_scram_over_tls_only_with_acls_and_tls_between_its_nodes():
+    config = properties(compose_secrets.broker_properties(1, "kafka-1", "password"))
+    protocols = dict(pair.split(":") for pair in config["listener.security.protocol.map"].split(","))
+    assert {listener.split("://")[0] for listener in config["listeners"].split(",")} == {
+        "SASL_SSL", "CONTROLLER"}
+    assert protocols == {"SASL_SSL": "SASL_SSL", "CONTROLLER": "SSL"}
+    assert config["listener.name.controller.ssl.client.auth"] == "required"
+    assert config["inter.broker.listener.name"] == "SASL_SSL"
+    assert config["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert config["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert config["allow.everyone.if.no.acl.found"] == "false"
+    for name, service in our_services().items():
+        env = environment(service)
+        if "KAFKA_BROKER" in env and name != "setup":
+            assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+            assert env["KAFKA_SASL_USERNAME"] == "worker", name
+    # The ACLs are set by `setup`, before any worker starts.
+    assert services()["setup"]["command"][-1] == "compose-setup"
+    assert "setup" in services()["worker"]["depends_on"]
+
+
+def volume_mounts(service: dict) -> list[tuple[str, str, bool]]:
+    """(source, target, read only) of each volume of ``service``, in either syntax."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts.append((volume["source"], volume["target"], bool(volume.get("read_only"))))
+        else:
+            parts = volume.split(":")
+            mounts.append((parts[0], parts[1], parts[2:] == ["ro"]))
+    return mounts
+
+
 def named_volume_at(service: dict, path: str) -> str:
-    [source] = [v.split(":")[0] for v in service.get("volumes", []) if v.split(":")[1] == path]
+    [source] = [source for source, target, _ in volume_mounts(service) if target == path]
     assert source in compose()["volumes"], f"{source} is not a named volume"
     return source
 
@@ -379,23 +452,75 @@ def test_the_replica_streams_from_a_slot_of_the_primary_and_each_url_names_its_s
     [init] = [compose()["configs"][c["source"]] for c in primary["configs"]
               if c["target"].startswith("/docker-entrypoint-initdb.d/")]
     assert f"pg_create_physical_replication_slot('{slot}')" in init["content"]
-    assert re.search(r"^echo \"host\s+replication\s+\w+\s+all\s+scram-sha-256\"", init["content"], re.M)
+    hba = re.search(r"pg_hba.conf\" <<'HBA'\n(.*?)\nHBA", init["content"], re.S)[1].splitlines()
+    # From the network, TLS only: every line for other hosts than the container's own is hostssl.
+    remote = [line.split() for line in hba if line.split()[0] != "local" and not re.match(
+        r"host\s+all\s+all\s+(127\.0\.0\.1/32|::1/128)\s", line)]
+    assert remote and all(words[0] == "hostssl" and words[-1] == "scram-sha-256" for words in remote)
+    assert ["hostssl", "replication", "replicator", "all", "scram-sha-256"] in remote
+    for server in (primary, replica):  # TLS on, with the certificate made for the server's name
+        command = server["command"] if server is primary else replica["entrypoint"][-1].split()
+        assert "ssl=on" in command
     for name, service in our_services().items():
         env = environment(service)
         if "DATABASE_URL" in env:
             assert url(env["DATABASE_URL"]).hostname == "postgres", name
+            assert env["POSTGRES_CA_FILE"] == f"{SECRETS_AT}/ca.pem", name  # verify-full against it
+        if "REPORTS_DATABASE_URL" in env:
             assert url(env["REPORTS_DATABASE_URL"]).hostname == "postgres-replica", name
+            for variable, role in (("INGEST_DATABASE_URL", "restaurant_ingest"),
+                                   ("WEB_DATABASE_URL", "restaurant_web"),
+                                   ("REPORT_JOB_DATABASE_URL", "restaurant_reports"),
+                                   ("REPORTS_DATABASE_URL", "restaurant_web")):
+                assert url(env[variable]).username == role, (name, variable)
 
 
-def test_passwords_come_from_the_environment_and_none_is_written_down():
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET", re.IGNORECASE)
+NOT_SECRETS = {"SPARK_JDBC_PASSWORD"}
+"""Settings named for a secret that hold none (whether the report job sends the password)."""
+
+
+def test_no_secret_is_written_down_or_given_in_an_environment_variable():
     for name, service in services().items():
         for variable, value in environment(service).items():
-            if "PASSWORD" in variable:
-                assert SECRET_INTERPOLATION.fullmatch(value), f"{name}: {variable}"
+            if SECRET_NAME.search(variable):  # only files: `docker inspect` shows the environment
+                assert variable in NOT_SECRETS or (
+                    variable.endswith("_FILE") and value.startswith(SECRETS_AT + "/")), f"{name}: {variable}"
             userinfo = re.match(r"\w+://([^@/]*)@", value)
-            if userinfo and ":" in userinfo[1]:
-                password = userinfo[1].split(":", 1)[1]
-                assert SECRET_INTERPOLATION.fullmatch(password), f"{name}: {variable}"
+            assert not (userinfo and ":" in userinfo[1]), f"{name}: {variable} holds a password"
+            assert "token=" not in value.lower(), f"{name}: {variable}"
+        words = json.dumps([service.get("command"), service.get("entrypoint")])
+        assert not re.search(r"password=|token=|secret=", words, re.IGNORECASE), name
+
+
+def secret_volumes(service: dict) -> list[tuple[str, bool]]:
+    """The secrets volumes ``service`` mounts where the services read them: (volume, read only)."""
+    return [(source, read_only) for source, target, read_only in volume_mounts(service)
+            if target == SECRETS_AT]
+
+
+def test_each_service_mounts_only_its_own_secrets_and_names_only_files_made_for_it():
+    made = {f"{service.volume}-secrets": service for service in compose_secrets.SERVICES}
+    secrets = services()["secrets"]
+    assert {source: target for source, target, _ in volume_mounts(secrets)} == {
+        **{volume: f"/secrets/{service.volume}" for volume, service in made.items()},
+        "made-secrets": "/secrets/made"}
+    assert secrets["command"][-2:] == ["compose-secrets", "/secrets"]
+    for name, service in services().items():
+        if name == "secrets":
+            continue
+        mounted = secret_volumes(service)
+        assert not {s for s, _, _ in volume_mounts(service)} & {"made-secrets"}, name
+        assert len(mounted) <= 1, f"{name} mounts the secrets of {mounted}"
+        named = set(re.findall(re.escape(SECRETS_AT) + r"/([\w.-]+)", json.dumps(service)))
+        if not mounted:
+            assert not named, f"{name} names {named} but mounts no secrets"
+            continue
+        [(volume, read_only)] = mounted
+        assert read_only or name == "setup", f"{name} may write its secrets"  # setup writes admin's
+        assert named <= set(made[volume].files), f"{name}: {named - set(made[volume].files)} not made"
+    kafka_start = compose()["configs"]["kafka-start"]["content"]
+    assert "scram-arguments" in kafka_start and "scram-arguments" in made["kafka-secrets"].files
 
 
 def test_spark_connect_runs_on_the_master_with_the_jdbc_driver_the_pom_fetches():
@@ -408,10 +533,22 @@ def test_spark_connect_runs_on_the_master_with_the_jdbc_driver_the_pom_fetches()
     assert option(connect, "--master") == master_url
     jdbc_jar = f"postgresql-{pom_properties()['postgresql-jdbc.version']}.jar"
     assert option(connect, "--jars") == f"{final_stage().env['JARS_DIR']}/{jdbc_jar}"
-    port = option(connect, "--conf").removeprefix("spark.connect.grpc.binding.port=")
+    conf = dict(value.split("=", 1) for key, value in itertools.pairwise(connect) if key == "--conf")
+    assert conf["spark.connect.grpc.binding.address"] == "127.0.0.1"  # the network reaches the TLS front
+    assert option(connect, "--properties-file") == f"{SECRETS_AT}/spark-connect.properties"  # the token
+    front = services()["spark-connect-tls"]
+    assert front["network_mode"] == "service:spark-connect"
+    assert option(front["command"], "--to") == f"127.0.0.1:{conf['spark.connect.grpc.binding.port']}"
+    tls_port = option(front["command"], "--listen").rsplit(":", 1)[1]
     for name, service in our_services().items():
-        if "SPARK_REMOTE" in environment(service):
-            assert environment(service)["SPARK_REMOTE"] == f"sc://spark-connect:{port}", name
+        env = environment(service)
+        if "SPARK_REMOTE" in env:
+            assert env["SPARK_REMOTE"] == f"sc://spark-connect:{tls_port}/;use_ssl=true", name
+            assert env["SPARK_CONNECT_TOKEN_FILE"] == f"{SECRETS_AT}/spark-connect-token", name
+            assert env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] == f"{SECRETS_AT}/ca.pem", name
+    for name in ("spark-master", "spark-worker"):  # the cluster's shared secret
+        command = services()[name]["command"]
+        assert option(command, "--properties-file") == f"{SECRETS_AT}/spark-auth.properties"
 
 
 # --- the image ---------------------------------------------------------------------------------

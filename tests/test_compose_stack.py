@@ -11,9 +11,9 @@ then `down` and `up` again, then `down -v`. Each checks the exact account of the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import secrets
 import subprocess
 import time
 import urllib.error
@@ -32,12 +32,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.compose]
 
 PROJECT = "restaurant-sales"  # docker-compose.yml's name
 DASHBOARD = "http://127.0.0.1:6066"
-DASHBOARD_TOKEN = secrets.token_hex(16)
+SECRETS_AT = "/run/restaurant-secrets"
+"""Where each service finds its own secrets, which the one-shot service `secrets` made."""
 
 
-def logged_in(url: str) -> urllib.request.Request:
-    """A request for a page of the dashboard, with its login."""
-    return urllib.request.Request(url, headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
+def logged_in(stack: Stack, url: str, token: str = "") -> urllib.request.Request:
+    """A request for a page of the dashboard, with its login (or ``token``)."""
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {token or stack.dashboard_token}"})
 TIMINGS = PROJECT_ROOT / ".stack" / "compose" / "timings.json"
 """Where the time from `up` to the first stored order and first final report is written, for
 bench/RESULTS.md (measured here, never asserted)."""
@@ -49,7 +50,13 @@ BAD_MESSAGES = [b"not an order", b"{}", b'{"order_id": "%s", "total": "-1"}' % B
 LOADED_ORDERS = 300
 """Orders `produce-orders` publishes into the running stack, beside the leader's generator."""
 
-READ_TOPIC = """
+KAFKA_LOGIN = """
+from restaurant_app.settings import Settings
+LOGIN = Settings.from_env().kafka_security.client_options()  # the worker's: SCRAM over TLS
+"""
+"""Prepended to the scripts that use Kafka in a worker's container: its login there."""
+
+READ_TOPIC = KAFKA_LOGIN + """
 import asyncio, json, os, sys
 from aiokafka import AIOKafkaConsumer
 
@@ -62,7 +69,7 @@ def order_id(value):
 
 async def main(topic):
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=os.environ["KAFKA_BROKER"],
-                                enable_auto_commit=False)  # no group: every partition is assigned
+                                enable_auto_commit=False, **LOGIN)  # no group: every partition is assigned
     await consumer.start()
     try:
         while len(consumer.assignment()) < int(os.environ["ORDERS_TOPIC_PARTITIONS"]):
@@ -84,12 +91,12 @@ async def main(topic):
 asyncio.run(main(sys.argv[1]))
 """
 
-PRODUCE_RAW = """
+PRODUCE_RAW = KAFKA_LOGIN + """
 import asyncio, os, sys
 from aiokafka import AIOKafkaProducer
 
 async def main(topic, values):
-    producer = AIOKafkaProducer(bootstrap_servers=os.environ["KAFKA_BROKER"], acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=os.environ["KAFKA_BROKER"], acks="all", **LOGIN)
     await producer.start()
     try:
         for value in values:
@@ -111,6 +118,12 @@ class Stack:
     """The compose project, driven with the docker CLI as a user would."""
 
     env: dict[str, str]
+
+    @functools.cached_property
+    def dashboard_token(self) -> str:
+        """The dashboard's login, as its user reads it (docs/docker-compose.md)."""
+        return self.compose("exec", "-T", "dashboard", "cat", f"{SECRETS_AT}/dashboard-token",
+                            timeout=60).stdout.decode().strip()
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True,
                 stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -168,12 +181,8 @@ def record_timing(name: str, seconds: float) -> None:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    """The stack, up from empty volumes, with passwords made for this run; removed at the end."""
-    env = {**os.environ,
-           "ORDER_SIMULATOR": "on",  # a demo's orders: no point of sale posts here
-           "POSTGRES_PASSWORD": secrets.token_hex(12),
-           "POSTGRES_REPLICATION_PASSWORD": secrets.token_hex(12),
-           "DASHBOARD_TOKEN": DASHBOARD_TOKEN}
+    """The stack, up from empty volumes (its secrets made anew); removed at the end."""
+    env = {**os.environ, "ORDER_SIMULATOR": "on"}  # a demo's orders: no point of sale posts here
     stack = Stack(env)
     stack.compose("down", "--volumes", "--remove-orphans")
     started = time.time()
@@ -240,11 +249,11 @@ def test_orders_flow_from_the_generator_and_a_load_through_three_brokers_to_post
     assert len(bad) == len(BAD_MESSAGES)
     assert landed(stack)[1] == bad, "exactly the bad messages are recorded as rejections"
     # The topic's copies: every partition has three replicas, on the three brokers.
-    described = stack.python(
+    described = stack.python(KAFKA_LOGIN +
         "import asyncio, os\n"
         "from aiokafka.admin import AIOKafkaAdminClient\n"
         "async def main():\n"
-        "    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ['KAFKA_BROKER'])\n"
+        "    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ['KAFKA_BROKER'], **LOGIN)\n"
         "    await admin.start()\n"
         "    try:\n"
         "        [topic] = await admin.describe_topics(['orders'])\n"
@@ -280,7 +289,10 @@ def test_the_dashboard_answers_on_127_0_0_1_only(stack: Stack):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{DASHBOARD}/", timeout=10)
     assert refused.value.code == 401
-    with urllib.request.urlopen(logged_in(f"{DASHBOARD}/"), timeout=10) as response:
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(logged_in(stack, f"{DASHBOARD}/", token="not-the-token"), timeout=10)
+    assert wrong.value.code == 401
+    with urllib.request.urlopen(logged_in(stack, f"{DASHBOARD}/"), timeout=10) as response:
         assert response.status == 200
         assert b"<html" in response.read().lower()
     with urllib.request.urlopen(f"{DASHBOARD}/health", timeout=10) as response:
@@ -303,7 +315,7 @@ def test_the_replica_serves_the_reports(stack: Stack):
         " WHERE granularity = 'minute' AND store_id = ''", service="postgres-replica")
     query = urlencode({"from": datetime.fromisoformat(start).isoformat(),
                        "to": datetime.fromisoformat(end).isoformat()})
-    with urllib.request.urlopen(logged_in(f"{DASHBOARD}/reports?{query}"), timeout=30) as response:
+    with urllib.request.urlopen(logged_in(stack, f"{DASHBOARD}/reports?{query}"), timeout=30) as response:
         answered = json.load(response)["reports"]
     on_replica = stack.sql(
         "SELECT count(*) FROM report_sales WHERE granularity = 'minute' AND store_id = ''"
@@ -318,6 +330,219 @@ def test_the_replica_serves_the_reports(stack: Stack):
         "SELECT host(client_addr) FROM pg_stat_activity WHERE datname = 'restaurant'"
         " AND client_addr IS NOT NULL", service="postgres-replica")}
     assert dashboard_ip in clients
+
+
+KAFKA_DOORS = """
+import asyncio, json, os, pathlib, socket, ssl, struct
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import for_code
+from restaurant_app.kafka_security import KafkaSecurity
+from restaurant_app.settings import Settings
+
+SERVERS = os.environ["KAFKA_BROKER"]
+CA = os.environ["KAFKA_SSL_CAFILE"]
+worker = Settings.from_env().kafka_security
+wrong = pathlib.Path(os.environ["DATA_DIR"], "wrong.password")
+with open(wrong, "w") as file:
+    file.write("not-the-password")
+
+async def admin_call(options, call):
+    admin = AIOKafkaAdminClient(bootstrap_servers=SERVERS, request_timeout_ms=20000, **options)
+    try:
+        await admin.start()
+        await call(admin)
+        return "ok"
+    except Exception as exc:
+        return type(exc).__name__
+    finally:
+        await admin.close()
+
+def describe(admin):
+    return admin.describe_topics(["orders"])
+
+async def create_topic(admin):
+    response = await admin.create_topics([NewTopic("intruder", 1, 3)])
+    [(_, code, *_)] = response.topic_errors  # the broker answers, with an error code per topic
+    if code:
+        raise for_code(code)()
+
+def controller_without_certificate():
+    # An ApiVersions request, over TLS that trusts the CA but shows no client certificate.
+    body = struct.pack(">hhih", 18, 0, 1, 1) + b"x"
+    context = ssl.create_default_context(cafile=CA)
+    try:
+        with context.wrap_socket(socket.create_connection(("kafka-1", 9093), 10),
+                                 server_hostname="kafka-1") as tls:
+            tls.sendall(struct.pack(">i", len(body)) + body)
+            return "ok" if tls.recv(4) else "closed"
+    except (OSError, ssl.SSLError) as exc:
+        return type(exc).__name__
+
+async def main():
+    system_ca = KafkaSecurity("SASL_SSL", worker.sasl_mechanism, "worker", worker.sasl_password_file)
+    wrong_password = KafkaSecurity("SASL_SSL", worker.sasl_mechanism, "worker", wrong, worker.ssl_cafile)
+    results = {
+        "plaintext": await admin_call({}, describe),
+        "tls without a login": await admin_call(
+            {"security_protocol": "SSL", "ssl_context": ssl.create_default_context(cafile=CA)}, describe),
+        "wrong password": await admin_call(wrong_password.client_options(), describe),
+        "server not verified": await admin_call(system_ca.client_options(), describe),
+        "worker": await admin_call(worker.client_options(), describe),
+        "worker creates a topic of its own": await admin_call(
+            worker.client_options(), create_topic),
+        "controller without a certificate": controller_without_certificate(),
+    }
+    print(json.dumps(results))
+
+asyncio.run(main())
+"""
+"""Every way in to Kafka from a worker's container: each result is ``ok`` or the error's name."""
+
+
+def test_kafka_lets_in_only_the_right_login_over_verified_tls_and_its_acls_hold(stack: Stack):
+    results = json.loads(stack.python(KAFKA_DOORS))
+    assert results.pop("worker") == "ok"
+    assert results.pop("worker creates a topic of its own") == "TopicAuthorizationFailedError"
+    assert results.pop("controller without a certificate") != "ok"
+    assert all(result not in ("ok", "") for result in results.values()), results
+
+
+POSTGRES_DOORS = """
+import json
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from restaurant_app.settings import Settings
+
+settings = Settings.from_env()
+
+def attempt(conninfo, statement="SELECT count(*) FROM orders"):
+    try:
+        with psycopg.connect(conninfo, connect_timeout=15, autocommit=True) as conn:
+            conn.execute(statement).fetchall()
+            return "ok"
+    except psycopg.Error as exc:
+        return f"{type(exc).__name__}: {str(exc).rsplit('failed: ', 1)[-1]}"
+
+def changed(url, **params):
+    return make_conninfo(url, **params)
+
+web, replica = settings.web_database_url, settings.reports_database_url
+print(json.dumps({
+    "web": attempt(web),
+    "web on the replica": attempt(replica),
+    "web without tls": attempt(changed(web, sslmode="disable")),
+    "web without tls on the replica": attempt(changed(replica, sslmode="disable")),
+    "web without a password": attempt(changed(web, passfile="/dev/null")),
+    "web with a wrong password": attempt(changed(web, passfile="/dev/null", password="not-the-password")),
+    "web trusting the system's CAs": attempt(changed(web, sslrootcert="system")),
+    "web writes": attempt(web, "DELETE FROM orders"),
+    "ingest creates a table": attempt(settings.ingest_database_url, "CREATE TABLE intruder (x int)"),
+    "ingest reads a server file": attempt(settings.ingest_database_url, "SELECT pg_read_file('/etc/passwd')"),
+    "reports drops a table": attempt(settings.report_job_database_url, "DROP TABLE orders"),
+}))
+"""
+"""Every way in to the primary and the replica from a worker's container."""
+
+
+def test_postgresql_takes_only_verified_tls_and_each_role_only_its_own_work(stack: Stack):
+    results = json.loads(stack.python(POSTGRES_DOORS))
+    assert results.pop("web") == results.pop("web on the replica") == "ok"
+    for denied in ("web writes", "ingest creates a table", "ingest reads a server file",
+                   "reports drops a table"):
+        assert results.pop(denied).startswith("InsufficientPrivilege: "), denied
+    refused = {  # the reason PostgreSQL or libpq gives
+        "web without tls": "no pg_hba.conf entry", "web without tls on the replica": "no pg_hba.conf entry",
+        "web without a password": "no password supplied",
+        "web with a wrong password": "password authentication failed",
+        "web trusting the system's CAs": "certificate verify failed"}
+    for attempt, reason in refused.items():
+        assert results[attempt].startswith("OperationalError: ") and reason in results[attempt], attempt
+
+
+SPARK_CONNECT_DOORS = """
+import json, os, socket
+from pyspark.sql import SparkSession
+from restaurant_app.settings import Settings
+from spark_reports.session import CONNECT_RETRIES
+
+with_token = Settings.from_env().spark_remote
+without = os.environ["SPARK_REMOTE"]  # sc://spark-connect:15443/;use_ssl=true
+
+def attempt(remote):
+    try:
+        spark = SparkSession.builder.remote(remote).create()
+        spark.client.set_retry_policies([CONNECT_RETRIES])
+        try:
+            return "ok" if spark.range(3).count() == 3 else "wrong answer"
+        finally:
+            spark.stop()
+    except Exception as exc:
+        return type(exc).__name__
+
+def server_port():
+    try:
+        socket.create_connection(("spark-connect", 15002), 10).close()
+        return "ok"
+    except OSError as exc:
+        return type(exc).__name__
+
+print(json.dumps({
+    "token over tls": attempt(with_token),
+    "no token": attempt(without),
+    "wrong token": attempt(without + ";token=not-the-token"),
+    "no tls": attempt("sc://spark-connect:15443"),
+    "the server's own port": server_port(),
+}))
+"""
+"""Every way in to Spark Connect from a worker's container."""
+
+
+def test_spark_connect_takes_only_its_token_and_only_over_tls(stack: Stack):
+    results = json.loads(stack.python(SPARK_CONNECT_DOORS))
+    assert results.pop("token over tls") == "ok"
+    assert results.pop("the server's own port") == "ConnectionRefusedError"  # 127.0.0.1 only
+    assert all(result not in ("ok", "wrong answer") for result in results.values()), results
+
+
+READ_SECRETS = """
+import json, pathlib
+found = []
+for path in pathlib.Path("/made").iterdir():
+    text = path.read_text()
+    if path.suffix in (".password", ".pgpass") or path.name.endswith("token"):
+        found += [line.rsplit(":", 1)[-1] for line in text.split()]
+    elif path.name.endswith(".properties"):
+        found += [line.split("=", 1)[1] for line in text.splitlines()
+                  if line.split("=")[0].endswith((".secret", ".token"))]
+    elif "PRIVATE KEY" in text:  # a line of each key
+        found.append(text.split("PRIVATE KEY-----")[1].split()[0])
+print(json.dumps(sorted(set(found))))
+"""
+"""Every secret `secrets` made: passwords, tokens, the cluster's secret and a line of each key."""
+
+
+def made_secrets() -> list[str]:
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--user", "root", "--entrypoint", "python",
+         "--volume", f"{PROJECT}_made-secrets:/made:ro", "restaurant-sales-pipeline:local",
+         "-c", READ_SECRETS],
+        capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(result.stdout)
+
+
+def test_no_secret_in_any_log_page_or_docker_inspect(stack: Stack):
+    found = made_secrets()
+    assert len(found) >= 12 and all(len(secret) >= 16 for secret in found), len(found)
+    logs = stack.compose("logs", "--no-color", timeout=300).stdout.decode(errors="replace")
+    inspected = subprocess.run(["docker", "inspect", *stack.containers()],
+                               capture_output=True, text=True, check=True).stdout
+    texts = {"docker compose logs": logs, "docker inspect": inspected}
+    for page in ("/health", "/metrics", "/stats/"):
+        with urllib.request.urlopen(logged_in(stack, DASHBOARD + page), timeout=30) as response:
+            texts[page] = response.read().decode(errors="replace")
+    leaks = [(where, secret[:4] + "…") for where, text in texts.items() for secret in found if secret in text]
+    assert leaks == []
+    assert "spark.connect.authenticate.token" not in texts["docker inspect"]
 
 
 READ_PARTITIONS = """

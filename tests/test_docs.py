@@ -4,6 +4,7 @@ setting in its configuration table."""
 import re
 from pathlib import Path
 
+from bench.results import BENCHMARKS, QUOTE_END, QUOTE_START, RESULTS, Run
 from restaurant_app.settings import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
@@ -66,3 +67,30 @@ def test_every_setting_is_in_the_readmes_configuration_table():
     variables = settings_variables()
     assert {"KAFKA_BROKER", "DATABASE_URL", "LOG_LEVEL", "TOPIC_RETENTION_HOURS"} <= variables
     assert sorted(v for v in variables if f"`{v}`" not in configuration) == []
+
+
+def test_the_readme_and_the_benchmarks_quote_the_run_that_wrote_bench_results():
+    run = Run.read(RESULTS)
+    for path, lines in ((README, run.readme()), (BENCHMARKS, run.benchmarks())):
+        quoted = path.read_text().partition(QUOTE_START)[2].partition(QUOTE_END)[0]
+        assert quoted == "\n" + "\n".join(lines) + "\n", f"{path.name}: run `python -m bench.results`"
+
+
+def test_a_run_is_read_from_the_top_of_its_results(tmp_path: Path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("\n".join([
+        "# Benchmark results", "",
+        "Written by `python -m bench --budget` on 2026-12-01 17:30 UTC. Every figure is the", "median.", "",
+        "| Machine | |", "| --- | --- |",
+        "| Load average (1, 5, 15 min) | at start 0.50, 0.40, 0.30; at end 1.00, 0.90, 0.80 |", "",
+        "## Targets", "", "| Target | Measured (median) | |", "| --- | --- | --- |",
+        "| Two workers ingest at least 25,000 orders/s on 2 cores (#26) | 26,001 orders/s (one worker"
+        " 14,000) | met |",
+        "| p99 produce-to-commit at most 50 ms at 1,000 orders/s (#26) | 61 ms (min 55, max 70, 3 runs) |"
+        " **missed** |", "", "## Ingest", ""]))
+    run = Run.read(results)
+    assert (run.command, run.when) == ("python -m bench --budget", "2026-12-01 17:30")
+    assert run.load == "at start 0.50, 0.40, 0.30; at end 1.00, 0.90, 0.80"
+    assert [met for _, _, met in run.targets] == ["met", "**missed**"]
+    assert "two workers 26,001 orders/s; p99 produce-to-commit at 1,000 orders/s 61 ms." in run.readme()[0]
+    assert "1 of 2 targets met" in run.readme()[0]

@@ -67,6 +67,23 @@ def test_the_generator_places_orders_that_reach_postgres(worker: WorkerProcess, 
     assert query(database_url, "SELECT count(*) FROM rejected_orders")[0][0] == 0
 
 
+def test_a_batch_is_stored_once_nothing_more_is_waiting_not_when_its_timer_ends(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    """With the batch timer at an hour, each quiet moment's orders are still stored at once."""
+    worker.env["BATCH_WITHIN_SECONDS"] = "3600"
+    worker.start()
+    generator = OrderGenerator(seed=11)
+    stored = 0
+    for count in (1, 3):  # one order alone, then three: two batches, neither full
+        orders = [generator.order() for _ in range(count)]
+        produce(stack.kafka.bootstrap_servers, worker.env["ORDERS_TOPIC"],
+                [(o.store_id.encode(), o.dumps()) for o in orders])
+        stored += count
+        wait_until(lambda n=stored: count_orders(database_url) == n, timeout=60,
+                   message="the orders waited for the batch timer (an hour)")
+
+
 def test_bad_messages_go_to_the_dead_letter_topic_and_table(
     stack: ScratchStack, worker: WorkerProcess, database_url: str
 ):

@@ -102,7 +102,7 @@ def brokers_seen(kafka: KafkaBroker, security: KafkaSecurity, bootstrap_servers:
 def test_another_machine_reaches_the_broker_by_its_advertised_address(secure_kafka: KafkaBroker):
     """The certificate names the advertised address (checked by the client, as a host name), and
     the broker listens there, not only on loopback."""
-    host = secure_kafka.secrets.hosts[0]
+    host = secure_kafka.secrets.advertised_host
     assert {host, "127.0.0.1", "localhost"} <= set(certificate_hosts(secure_kafka.secrets.keystore))
     security = secure_kafka.secrets.client("worker")
     assert security.ssl_context().check_hostname

@@ -2,11 +2,13 @@
 
 import functools
 import json
+import os
 import re
 import subprocess
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -14,6 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.contract import OPENAPI_PATH, SCHEMA_PATHS, as_text, openapi
+from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.traffic import OrderGenerator
 from restaurant_app.validation import InvalidOrder, parse_order
 from restaurant_app.web.orders_api import (
@@ -26,6 +29,7 @@ from restaurant_app.web.orders_api import (
     split_batch,
 )
 from tests.services import admin, create_topic, query, wait_until
+from tests.test_contract import CONTRACT_PAGE, LONG_AGO, page_examples
 
 TOKEN = "s3cret-token"
 SKEW = timedelta(minutes=5)
@@ -211,6 +215,43 @@ def test_posted_orders_are_stored_exactly_once_and_bad_ones_refused_with_their_r
 def set_max_message_bytes(bootstrap_servers: str, topic: str, size: int) -> None:
     resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(size)})
     admin(bootstrap_servers, lambda client: client.alter_configs([resource]))
+
+
+DOCUMENTED_PAGES = [PROJECT_ROOT / "README.md", PROJECT_ROOT / "docs" / "sending-orders.md", CONTRACT_PAGE]
+
+
+def documented_curls() -> list[str]:
+    """Each ``curl`` command posting to ``/api/orders`` in the pages a point of sale's developer reads."""
+    commands = []
+    for page in DOCUMENTED_PAGES:
+        for block in re.findall(r"```sh\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL):
+            lines = block.replace("\\\n", " ").splitlines()
+            commands += [line for line in lines if line.startswith("curl ") and "/api/orders" in line]
+    return commands
+
+
+def test_the_pages_show_a_curl_example_each():
+    assert len(documented_curls()) == len(DOCUMENTED_PAGES)
+
+
+@pytest.mark.integration
+def test_the_documented_curl_example_posts_the_contracts_example_to_a_real_worker(
+    worker: WorkerProcess, database_url: str, tmp_path: Path
+):
+    worker.env.update({"ORDERS_API_TOKEN": TOKEN, "MAX_ORDER_AGE_DAYS": "36500"})  # the example is dated
+    worker.start()
+    example = page_examples()[0]
+    (tmp_path / "order.json").write_bytes(example)
+    order_id = parse_order(example, max_age=LONG_AGO).order_id
+    for command in documented_curls():
+        posted = subprocess.run(
+            ["sh", "-c", command.replace("localhost:6066", f"localhost:{worker.web_port}")
+             + " --write-out '\n%{http_code}'"],
+            cwd=tmp_path, env={**os.environ, "ORDERS_API_TOKEN": TOKEN}, capture_output=True, check=True)
+        answer, status = posted.stdout.rsplit(b"\n", 1)
+        assert (int(status), json.loads(answer)) == (202, {"order_id": order_id}), command
+    wait_until(lambda: query(database_url, "SELECT order_id::text FROM orders") == [(order_id,)],
+               message="the documented example was never stored")
 
 
 @pytest.mark.integration

@@ -18,7 +18,7 @@ from restaurant_app.database import Database
 from restaurant_app.report_tables import CHAIN_STORE
 from restaurant_app.web import reports
 from spark_reports.ledger import REPORT_LOCK_ID
-from tests.services import fetch, get, query, unique_names, wait_until
+from tests.services import get, query, unique_names, wait_until
 from tests.test_reports_job import make_order, save
 
 pytestmark = pytest.mark.integration
@@ -122,19 +122,40 @@ def test_reports_by_hour_with_local_times_and_an_unescaped_plus(reporting_worker
         assert sum(r["orders"] for r in body["reports"]) == 18
 
 
+def csv_download(url: str) -> tuple[str, bytes]:
+    """GET a CSV download: the file name it is offered under, and its bytes."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200 and response.headers.get_content_type() == "text/csv"
+        return response.headers.get_filename(), response.read()
+
+
 def test_reports_as_csv_in_brazilian_and_international_numbers(reporting_worker: WorkerProcess):
     window = {"granularity": "hour", "from": "2026-11-20T11:00", "to": "2026-11-20T13:00"}
     _, body = get(reports_url(reporting_worker, **window))
     for numbers, separator in (("br", ";"), ("intl", ",")):
         query_string = urllib.parse.urlencode({**window, "numbers": numbers})
-        status, raw = fetch(f"{reporting_worker.url}/reports.csv?{query_string}")
-        assert status == 200
+        name, raw = csv_download(f"{reporting_worker.url}/reports.csv?{query_string}")
+        assert name == "relatorio-vendas.csv"
         rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig")), delimiter=separator))
+        assert [row["store"] for row in rows] == [reports.CSV_CHAIN] * 2
         assert [row["period_start"] for row in rows] == ["20/11/2026 11:00", "20/11/2026 12:00"]
         assert [int(row["orders"]) for row in rows] == [r["orders"] for r in body["reports"]]
         revenue = [Decimal(row["gross_revenue"].replace(",", ".")) for row in rows]
         assert revenue == [Decimal(r["gross_revenue"]) for r in body["reports"]]
         assert ("," in rows[0]["gross_revenue"]) == (numbers == "br")
+
+
+def test_a_stores_reports_as_csv_name_the_store_in_each_row_and_in_the_file_name(
+    reporting_worker: WorkerProcess
+):
+    window = {"granularity": "hour", "from": "2026-11-20T11:00", "to": "2026-11-20T13:00", "store": "main"}
+    _, body = get(reports_url(reporting_worker, **window))
+    name, raw = csv_download(f"{reporting_worker.url}/reports.csv?{urllib.parse.urlencode(window)}")
+    assert name == "relatorio-vendas-main.csv"
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    assert [(row["store"], int(row["orders"])) for row in rows] == [
+        (r["store_id"], r["orders"]) for r in body["reports"]]
+    assert [r["store_id"] for r in body["reports"]] == ["main", "main"]
 
 
 @pytest.mark.parametrize(("params", "reason"), [

@@ -34,11 +34,12 @@ from restaurant_app.database import Database
 from restaurant_app.order_sink import save_orders
 from restaurant_app.settings import PROJECT_ROOT, shown_remote
 from restaurant_app.traffic import OrderGenerator
-from spark_reports.session import GRPC_ROOTS_VARIABLE
 from tests.services import command_lines, outward_address, run_report_job
 
 pytestmark = pytest.mark.integration
 
+GRPC_ROOTS = "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"
+"""gRPC's own setting: the CA certificates a TLS channel (pyspark's ``use_ssl=true``) trusts."""
 OTHER_USER = "rsales-other"
 """A second, unprivileged system user of this machine, made by the test if missing."""
 
@@ -116,7 +117,7 @@ def read_through_spark(remote: str, path: Path, user: pwd.struct_passwd | None =
     """
     env = {"PATH": os.environ["PATH"], "HOME": tempfile.gettempdir()}
     if ca_file is not None:
-        env[GRPC_ROOTS_VARIABLE] = str(ca_file)
+        env[GRPC_ROOTS] = str(ca_file)
     python, as_user = sys.executable, {}
     if user is not None:
         python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin")
@@ -245,7 +246,7 @@ def test_over_tls_the_token_is_still_required(front: TlsFront, server: SparkConn
 
 def call_once(remote: str, ca_file: Path | None = None) -> str:
     """What ``CALL_ONCE`` says of one call on pyspark's channel to ``remote``."""
-    env = {"PATH": os.environ["PATH"], **({GRPC_ROOTS_VARIABLE: str(ca_file)} if ca_file else {})}
+    env = {"PATH": os.environ["PATH"], **({GRPC_ROOTS: str(ca_file)} if ca_file else {})}
     completed = subprocess.run([sys.executable, "-c", CALL_ONCE, remote], capture_output=True, text=True,
                                timeout=120, cwd=PROJECT_ROOT, check=False, env=env)
     lines = completed.stdout.strip().splitlines()
@@ -277,7 +278,7 @@ def test_the_report_job_runs_through_the_front(stack: ScratchStack, front: TlsFr
     asyncio.run(Database(url).migrate())
     asyncio.run(save_orders(url, [OrderGenerator(seed=2425).order() for _ in range(4)]))
     env = {"SPARK_REMOTE": front_remote(front, token(server)),
-           "SPARK_CONNECT_CA_FILE": str(ca_file)}
+           GRPC_ROOTS: str(ca_file)}
     result = run_report_job(url, env=env)
     assert (result["status"], result["orders_read"]) == ("succeeded", 4), result
     assert token(server) not in (front.keystore.parent / "front.log").read_text()

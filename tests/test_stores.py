@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import subprocess
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -260,3 +261,48 @@ def test_migration_018_makes_stored_reports_the_chains_and_copies_one_stores_win
     assert query(url, "SELECT periodo FROM relatorio_vendas") == [(one_store,)]
     assert query(url, "SELECT loja, periodo, total_vendas FROM relatorio_vendas_por_loja") == [
         ("loja-a", one_store, Decimal("30.00"))]
+
+
+# ---- a store is known from its first stored order ---------------------------------------------
+
+
+def test_a_store_is_known_as_soon_as_its_first_order_is_stored_before_any_report(
+    worker: WorkerProcess, database_url: str
+):
+    worker.env["ORDER_SIMULATOR"] = "off"
+    worker.start()
+    now = datetime.now(UTC).replace(microsecond=0)
+    window = {"from": (now - timedelta(hours=1)).isoformat(), "to": (now + timedelta(hours=1)).isoformat()}
+    reports_of = f"{worker.url}/reports?{urllib.parse.urlencode({**window, 'store': 'loja-nova'})}"
+    status, body = get(reports_of)
+    assert status == 400 and "no store 'loja-nova' has any order yet" in body["error"]
+
+    assert post_orders(worker.url, [order(now - timedelta(seconds=30), "loja-nova", 0)]) == 202
+    wait_until(lambda: query(database_url, "SELECT count(*) FROM orders")[0][0] == 1,
+               message="the order was never stored")
+    assert query(database_url, "SELECT count(*) FROM report_sales") == [(0,)]  # the job has not run
+    assert query(database_url, "SELECT store_id FROM stores") == [("loja-nova",)]
+    status, body = get(reports_of)
+    assert status == 200 and body["store"] == "loja-nova" and body["reports"] == []
+    assert get(f"{worker.url}/api/dashboard/stores") == (200, {"source": "stores", "chain": CHAIN_STORE,
+                                                               "stores": ["loja-nova"]})
+    status, summary = get(f"{worker.url}/api/dashboard/summary?store=loja-nova")
+    assert status == 200, summary
+    status, body = get(f"{worker.url}/api/dashboard/summary?store=loja-outra")
+    assert status == 400 and "no store 'loja-outra' has any order yet" in body["error"]
+
+
+def test_migration_031_knows_the_stores_of_the_orders_and_reports_stored_before(
+    stack: ScratchStack
+):
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    reports_job.save(url, [order(HOUR, "loja-a", 0), order(HOUR, "main", 1), order(HOUR, "loja-a", 2)])
+    assert run_report_job(url)["exit_code"] == 0
+    # As before migration 031, and with one store's orders gone since (its reports stay).
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE stores")
+        conn.execute("DELETE FROM schema_migrations WHERE version LIKE '031%'")
+        conn.execute("DELETE FROM orders WHERE store_id = 'main'")
+    assert any(m.startswith("031") for m in asyncio.run(Database(url).migrate()))
+    assert query(url, "SELECT store_id FROM stores ORDER BY 1") == [("loja-a",), ("main",)]

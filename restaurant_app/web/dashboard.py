@@ -105,7 +105,7 @@ async def insights_body(limit: int, lang: str, store: str) -> dict[str, Any]:
 
 
 async def stores_body() -> dict[str, Any]:
-    return {"source": "report_sales", "chain": CHAIN_STORE, "stores": await known_stores(web_database)}
+    return {"source": "stores", "chain": CHAIN_STORE, "stores": await known_stores(web_database)}
 
 
 async def rejections_body(hours: int, limit: int) -> dict[str, Any]:
@@ -149,7 +149,8 @@ async def insights(view: web.View, request: web.Request) -> web.Response:
 
 @app.page("/api/dashboard/stores")
 async def stores(view: web.View, request: web.Request) -> web.Response:
-    """The stores with reports, for the ``store`` parameter here and in ``/reports``; "" is the chain."""
+    """The stores with orders stored, for the ``store`` parameter here and in ``/reports``; "" is the
+    chain."""
     return await answer_from_database(view, request, {}, stores_body)
 
 

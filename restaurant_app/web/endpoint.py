@@ -130,9 +130,11 @@ Fetch = Callable[[dict[str, Any]], Awaitable[Any]]
 Check = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def error(view: web.View, reason: str, status: int) -> web.Response:
-    """The one error shape of every JSON endpoint: ``{"error": reason}``."""
-    return view.json({"error": reason}, status=status, headers=NO_STORE)
+def error(view: web.View, reason: str, status: int, headers: Mapping[str, str] | None = None,
+          **details: Any) -> web.Response:
+    """The one error shape of every JSON endpoint: ``{"error": reason}``, with any ``details``
+    (such as each rejected order of a batch) beside it."""
+    return view.json({"error": reason, **details}, status=status, headers={**NO_STORE, **(headers or {})})
 
 
 async def answer(

@@ -56,7 +56,7 @@ def page_in(lang: str) -> str:
 async def dashboard_page(view: web.View, request: web.Request) -> web.Response:
     """The sales dashboard, in ``lang`` if asked, else as ``DASHBOARD_LANGUAGE`` says."""
     try:
-        # The store picked is the script's to read (it checks it against the stores with reports).
+        # The store picked is the script's to read (it checks it against the known stores).
         asked = parse(request.query, {"lang": Choice(LANGUAGES), "store": Store()})["lang"]
     except BadParameter as exc:
         return error(view, str(exc), 400)

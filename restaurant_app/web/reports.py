@@ -1,6 +1,6 @@
 """``GET /reports/latest`` and ``GET /reports``: the report tables as JSON, with their queries.
 
-Each answers for the whole chain, or for one store with ``store`` (a store with reports, else 400).
+Each answers for the whole chain, or for one store with ``store`` (a store with orders stored, else 400).
 """
 
 import asyncio
@@ -238,17 +238,28 @@ async def reports(view: web.View, request: web.Request) -> web.Response:
                         check=lambda params: with_language(checked_range(params)))
 
 
-CSV_COLUMNS = ("period_start", *(c for c in SALES_FIGURES if c not in SALES_BREAKDOWNS), "final")
+CSV_COLUMNS = ("store", "period_start", *(c for c in SALES_FIGURES if c not in SALES_BREAKDOWNS), "final")
+CSV_CHAIN = "(chain)"
+"""What the ``store`` column says of the whole chain's rows: no store's id has parentheses."""
 CSV_RANGE = {**{name: kind for name, kind in RANGE.items() if name != "lang"},
              "numbers": Choice(CSV_NUMBERS, "br")}
 
 
 def reports_csv_text(rows: list[dict[str, Any]], numbers: str) -> str:
-    """Report rows as CSV, moments as ``dd/mm/aaaa HH:MM`` on the restaurant's clock."""
-    def cell(value: Any) -> Any:
+    """Report rows as CSV, each naming its store, moments as ``dd/mm/aaaa HH:MM`` on the restaurant's
+    clock."""
+    def cell(row: dict[str, Any], column: str) -> Any:
+        if column == "store":
+            return row["store_id"] or CSV_CHAIN
+        value = row[column]
         return moment(value, ZONE) if isinstance(value, datetime) else value
 
-    return csv_text(CSV_COLUMNS, ([cell(row[column]) for column in CSV_COLUMNS] for row in rows), numbers)
+    return csv_text(CSV_COLUMNS, ([cell(row, column) for column in CSV_COLUMNS] for row in rows), numbers)
+
+
+def reports_csv_name(store: str) -> str:
+    """The download's file name, with the store's id when it is one store's."""
+    return f"relatorio-vendas-{store}.csv" if store else "relatorio-vendas.csv"
 
 
 @app.page("/reports.csv")
@@ -256,11 +267,12 @@ async def reports_csv(view: web.View, request: web.Request) -> web.Response:
     """The sales reports for ``from`` <= window start < ``to`` as a CSV download."""
 
     async def read(granularity: str, start: datetime, end: datetime, numbers: str,
-                   store: str) -> tuple[list, str]:
-        return await sales_between(granularity, start, end, store), numbers
+                   store: str) -> tuple[list, str, str]:
+        return await sales_between(granularity, start, end, store), numbers, store
 
-    def respond(read_back: tuple[list[dict[str, Any]], str]) -> web.Response:
-        return csv_download(view, "relatorio-vendas.csv", reports_csv_text(*read_back))
+    def respond(read_back: tuple[list[dict[str, Any]], str, str]) -> web.Response:
+        rows, numbers, store = read_back
+        return csv_download(view, reports_csv_name(store), reports_csv_text(rows, numbers))
 
     return await answer(view, request, CSV_RANGE, from_reports(read), unavailable=UNREACHABLE,
                         check=checked_range, respond=respond)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The official postgres image's entry point, as far as our compose file uses it: as root, it
 # hands the data folder to postgres and goes on as that user; on an empty data folder it makes
-# the cluster and runs /docker-entrypoint-initdb.d/*.sh and *.sql; then it runs the command.
+# the cluster (its password from POSTGRES_PASSWORD or the file POSTGRES_PASSWORD_FILE) and runs
+# /docker-entrypoint-initdb.d/*.sh and *.sql; then it runs the command.
 set -Eeuo pipefail
 if [ "${1:0:1}" = '-' ]; then
     set -- postgres "$@"
@@ -12,6 +13,9 @@ if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
     exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then  # as the official image: the password from a file
+        POSTGRES_PASSWORD=$(< "$POSTGRES_PASSWORD_FILE")
+    fi
     export POSTGRES_USER="${POSTGRES_USER:-postgres}"
     export POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
     echo "Making a new cluster in $PGDATA"

@@ -521,7 +521,7 @@
     document.body.classList.toggle('stale', unreachable || databaseDown);
   }
 
-  // --- The store picker: the whole chain, or one of the stores with reports -------------------
+  // --- The store picker: the whole chain, or one of the known stores ------------------------
 
   async function loadStores() {
     let result;
