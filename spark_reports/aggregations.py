@@ -6,8 +6,8 @@ reads only the orders of the minutes that changed. Unique customers cannot be ad
 and days leave them empty and PostgreSQL counts them from ``report_customers`` when publishing.
 Anonymous orders (no ``customer_id``) count as orders but not as customers: the spend per
 customer is the revenue of the identified customers' orders (``identified_revenue``) over them.
-Every row is a store's (``store_id``) or the whole chain's (``CHAIN_STORE``): each order line is
-counted twice, once for its store and once for the chain.
+Every row is a store's (``store_id``) or the whole chain's (``CHAIN_STORE``): each order (and each
+order line for the dishes) is counted twice, once for its store and once for the chain.
 """
 
 from __future__ import annotations
@@ -145,23 +145,27 @@ def paid_entries() -> Column:
     return F.when(F.col("payments").isNull(), one).otherwise(each)
 
 
-def for_store_and_chain(lines: DataFrame) -> DataFrame:
-    """Each order line twice: for its store and for the chain (``store_id``); ``order_store`` is its store."""
-    return (lines.withColumnRenamed("store_id", "order_store")
+def for_store_and_chain(rows: DataFrame) -> DataFrame:
+    """Each row (an order or an order line) twice: for its store and for the chain (``store_id``);
+    ``order_store`` is its store."""
+    return (rows.withColumnRenamed("store_id", "order_store")
             .withColumn("store_id", F.explode(F.array(F.col("order_store"), F.lit(CHAIN_STORE)))))
 
 
 def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Per minute and store (and chain): orders, items, revenue, the bills' figures, customers and
     breakdowns; and per dish."""
-    lines = for_store_and_chain(lines).withColumn("period_start", F.date_trunc("minute", "created_at"))
+    lines = lines.withColumn("period_start", F.date_trunc("minute", "created_at"))
     # Every line of an order carries the order's own columns, so any line's value is the order's.
-    orders = lines.groupBy(*WINDOW, "order_id").agg(
-        *(F.first(column).alias(column) for column in dict.fromkeys(ORDER_COLUMNS)),
+    # An order is added up from its lines once, then counted for its store and for the chain.
+    orders = for_store_and_chain(lines.groupBy(*WINDOW, "order_id").agg(
+        *(F.first(column).alias(column) for column in dict.fromkeys(ORDER_COLUMNS)
+          if column != "order_store"),  # the store is the key here, order_store after
         F.sum("quantity").alias("items"),
         F.sum(F.col("unit_price") * F.col("quantity")).alias("gross"),
         F.sum("line_discount").alias("line_discounts"),
-    )
+    ))
+    lines = for_store_and_chain(lines)
     sales = orders.groupBy(*WINDOW).agg(
         F.count("*").alias("orders"),
         F.sum("total").cast(MONEY).alias("gross_revenue"),
