@@ -203,3 +203,56 @@ def test_a_worker_with_log_format_json_writes_one_json_object_a_line(worker):
     entries = [json.loads(line) for line in lines]  # fails on any line that is not one JSON object
     assert len(entries) > 5 and "INFO" in {entry["level"] for entry in entries}
     assert any(entry["message"].endswith("Ready") for entry in entries)
+
+
+@pytest.mark.parametrize("name", ["DASHBOARD_TOKEN", "ORDERS_API_TOKEN"])
+def test_a_token_comes_from_its_file_without_the_line_break(env: pytest.MonkeyPatch, tmp_path: Path,
+                                                            name: str):
+    secret = tmp_path / "token"
+    secret.write_text("s3cret-token\n")
+    env.setenv(f"{name}_FILE", str(secret))
+    assert getattr(Settings.from_env(), name.lower()) == "s3cret-token"
+    env.setenv(name, "another")
+    both = error_for(env, f"{name}_FILE", str(secret))
+    assert both == f"{name} and {name}_FILE are both set; set one of them"
+    env.delenv(name)
+    secret.write_text("\n")
+    assert "is empty" in error_for(env, f"{name}_FILE", str(secret))
+    assert "a file this user can read" in error_for(env, f"{name}_FILE", str(tmp_path / "missing"))
+
+
+def test_the_dashboard_token_file_counts_as_the_login_beyond_loopback(env: pytest.MonkeyPatch,
+                                                                     tmp_path: Path):
+    env.setenv("WEB_HOST", "0.0.0.0")
+    assert "DASHBOARD_TOKEN must be set" in error_for(env, "WEB_HOST", "0.0.0.0")
+    (tmp_path / "token").write_text("s3cret-token")
+    env.setenv("DASHBOARD_TOKEN_FILE", str(tmp_path / "token"))
+    assert Settings.from_env().dashboard_token == "s3cret-token"
+
+
+@pytest.mark.parametrize(("remote", "expected"), [
+    ("sc://spark-connect:15443/;use_ssl=true", "sc://spark-connect:15443/;use_ssl=true;token=t0ken"),
+    ("sc://spark-connect:15443", "sc://spark-connect:15443/;token=t0ken"),
+    ("sc://spark-connect:15443/", "sc://spark-connect:15443/;token=t0ken"),
+])
+def test_the_spark_connect_token_file_joins_spark_remote(env: pytest.MonkeyPatch, tmp_path: Path, remote: str,
+                                                        expected: str):
+    (tmp_path / "token").write_text("t0ken\n")
+    env.setenv("SPARK_CONNECT_TOKEN_FILE", str(tmp_path / "token"))
+    env.setenv("SPARK_REMOTE", remote)
+    assert Settings.from_env().spark_remote == expected
+
+
+def test_a_spark_connect_token_file_needs_a_remote_without_a_token_and_a_token(env: pytest.MonkeyPatch,
+                                                                             tmp_path: Path):
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    env.setenv("SPARK_CONNECT_TOKEN_FILE", str(token))
+    with pytest.raises(SettingError, match="SPARK_REMOTE is unset"):
+        Settings.from_env()
+    assert "holding a ;token= of its own" in error_for(env, "SPARK_REMOTE", "sc://h:1/;token=other")
+    env.setenv("SPARK_REMOTE", "sc://h:1")
+    token.write_text("two words")
+    with pytest.raises(SettingError, match="holds no token") as caught:
+        Settings.from_env()
+    assert "two words" not in str(caught.value)
