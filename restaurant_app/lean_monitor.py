@@ -26,6 +26,8 @@ from prometheus_client import Counter as CounterMetric
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from restaurant_app.fast_consumer import MessageBatch
+
 
 class LeanPrometheusMonitor(PrometheusMonitor):
     """Faust's Prometheus sensor; message and event metrics are brought up to date by ``publish``."""
@@ -35,7 +37,13 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         self._published: Counter[Any] = Counter()
 
     def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        """Faust's counts, a batch counting as its messages."""
         Monitor.on_message_in(self, tp, offset, message)
+        if isinstance(message, MessageBatch):
+            more = len(message.messages) - 1
+            self.messages_received_total += more
+            self.messages_active += more
+            self.messages_received_by_topic[tp.topic] += more
 
     def on_stream_event_in(self, tp: TP, offset: int, stream: StreamT, event: EventT) -> dict | None:
         return Monitor.on_stream_event_in(self, tp, offset, stream, event)
@@ -46,6 +54,8 @@ class LeanPrometheusMonitor(PrometheusMonitor):
 
     def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
         Monitor.on_message_out(self, tp, offset, message)
+        if isinstance(message, MessageBatch):
+            self.messages_active -= len(message.messages) - 1
 
     def publish(self) -> None:
         """Bring the per-message and per-event ``faust_*`` metrics up to date with the counters."""
