@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 from faust import StreamT
-from faust.types import EventT
+from faust.types import EventT, Message
 
 from restaurant_app import metrics
 from restaurant_app.batches import take_batches
 from restaurant_app.database import until_available
 from restaurant_app.dead_letters import DeadLetterPublisher
+from restaurant_app.fast_consumer import messages_of
 from restaurant_app.ingest_state import ingest_state
 from restaurant_app.kafka_records import forget, unreadable_reason
 from restaurant_app.models import Order
@@ -51,14 +52,13 @@ sink: OrderSink = PostgresOrderSink(ingest_database, settings.rejected_raw_max_b
 dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_request_size, ingest_state.held)
 
 
-def source_of(event: EventT) -> Source:
-    message = event.message
+def source_of(message: Message) -> Source:
     headers = tuple((str(k), bytes(v or b"")) for k, v in (message.headers or ()))
     return Source(message.topic, message.partition, message.offset, message.value or b"",
                   message.key, headers)
 
 
-def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[AcceptedEvent], list[Rejection]]:
+def sort_batch(messages: Sequence[Message]) -> tuple[list[Accepted], list[AcceptedEvent], list[Rejection]]:
     """Split a batch of raw messages into valid orders, valid cancellations and refunds, and
     rejections with their reasons.
 
@@ -69,8 +69,8 @@ def sort_batch(events: Sequence[EventT]) -> tuple[list[Accepted], list[AcceptedE
     order_events: list[AcceptedEvent] = []
     seen: set[tuple[str, bytes]] = set()
     rejections: list[Rejection] = []
-    for event in events:
-        source = source_of(event)
+    for kafka_message in messages:
+        source = source_of(kafka_message)
         unreadable = unreadable_reason(source.position)
         if unreadable is not None:
             reason = f"unreadable Kafka record: {unreadable}"[:MAX_REASON_LENGTH]
@@ -130,15 +130,15 @@ async def store_events(events: list[AcceptedEvent]) -> Saved:
     return await store_events(events[:half]) + await store_events(events[half:])
 
 
-async def handle(events: Sequence[EventT]) -> None:
+async def handle(messages: Sequence[Message]) -> None:
     """Store one batch, publish its new rejections, log what happened and count it in the metrics."""
     started = time.monotonic()
-    orders, order_events, rejections = sort_batch(events)
+    orders, order_events, rejections = sort_batch(messages)
     saved_orders = await store(orders, rejections)
     saved_events = await store_events(order_events)  # after the orders: an event needs its order
     saved = saved_orders + saved_events
     # A rejection already on the dead-letter topic was counted when first recorded.
-    metrics.batch_committed((e.message.timestamp for e in events), saved.new_orders,
+    metrics.batch_committed((m.timestamp for m in messages), saved.new_orders,
                             (r.kind for r in saved.not_dead_lettered), time.time(), saved.new_events)
     for rejection in saved.rejections:
         source = rejection.source
@@ -155,21 +155,21 @@ async def handle(events: Sequence[EventT]) -> None:
         log.info("Stored %d new cancellation(s) or refund(s) (%d already there, %d rejected)",
                  saved.new_events, len(order_events) - saved.new_events - len(saved_events.rejections),
                  len(saved_events.rejections))
-    metrics.batch_handled(len(events), time.monotonic() - started)
+    metrics.batch_handled(len(messages), time.monotonic() - started)
 
 
-async def handle_until_done(events: Sequence[EventT]) -> None:
+async def handle_until_done(messages: Sequence[Message]) -> None:
     """Handle the batch, trying again after an error nobody foresaw; ``/health`` shows the hold-up."""
     backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
     while True:
         try:
-            await handle(events)
+            await handle(messages)
             ingest_state.flowing()
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            first = events[0].message
+            first = messages[0]
             error = (f"{type(exc).__name__} while storing the batch from"
                      f" {first.topic}[{first.partition}]@{first.offset}")
             ingest_state.stalled(error)
@@ -189,7 +189,22 @@ async def persist_orders(stream: StreamT) -> None:
     await sink.ready()
     batches = take_batches(stream, settings.batch_max_orders, within=settings.batch_within_seconds)
     async for events in batches:
-        await handle_until_done(events)
-        for event in events:
-            await stream.ack(event)
-        forget([(e.message.topic, e.message.partition, e.message.offset) for e in events])
+        for chunk in chunks(events, settings.batch_max_orders):
+            messages = [message for event in chunk for message in messages_of(event)]
+            await handle_until_done(messages)
+            for event in chunk:
+                await stream.ack(event)
+            forget([(m.topic, m.partition, m.offset) for m in messages])
+
+
+def chunks(events: Sequence[EventT], most: int) -> Iterator[Sequence[EventT]]:
+    """The events in runs of about ``most`` messages, whole: the consumer hands on up to ``most``
+    messages as one event (``MessageBatch``), and a take gathers up to ``most`` events."""
+    start, count = 0, 0
+    for end, event in enumerate(events, start=1):
+        count += len(messages_of(event))
+        if count >= most:
+            yield events[start:end]
+            start, count = end, 0
+    if start < len(events):
+        yield events[start:]

@@ -1,10 +1,12 @@
 """The dashboard's reads with history: a year of a 50-store chain's reports, timed through a real worker.
 
-The reports are filled as the chain's rows (``store_id`` ''), one set of reports at 50 stores'
-volume. They are filled in SQL in bulk: a minute row for every minute the stores are open, the
-hours and days added up from them, each window's dishes and the days' and hours' customers; a
-the last two days of orders at the same volume (``bench.reports.bulk_load``) give "today so far"
-and yesterday their orders.
+The chain's reports (``store_id`` '') are filled at 50 stores' volume in SQL in bulk: a minute
+row for every minute the stores are open, the hours and days added up from them, each window's
+dishes and the days' and hours' customers. Each store gets its share of the chain's hours and
+days, its days' dishes and customers and the insights, so that a store's reads
+(``?store=loja-07``) go through every store's rows as they would in a chain (its minutes are
+left out: the dashboard reads only today's). The last two days of orders at the same volume
+(``bench.reports.bulk_load``) give "today so far" and yesterday their orders.
 """
 
 from __future__ import annotations
@@ -131,6 +133,49 @@ FROM report_sales h JOIN report_sales p
 WHERE h.granularity = 'hour'
 """
 
+STORE_SALES = """
+INSERT INTO report_sales (granularity, period_start, period_end, orders, items_sold, gross_revenue,
+    avg_ticket, unique_customers, avg_spend_per_customer, top_dish, top_dish_quantity,
+    revenue_by_channel, revenue_by_payment, identified_revenue, revenue_by_store, computed_at, final,
+    gross_sales, net_sales, net_revenue, payments_by_method, store_id)
+SELECT granularity, period_start, period_end, o, items, revenue, round(revenue / o, 2), o * 4 / 5 + 1,
+       round(revenue / (o * 4 / 5 + 1), 2), top_dish, top_dish_quantity / %(stores)s + 1, {channels},
+       {payments}, revenue, jsonb_build_object(store, revenue), computed_at, final, revenue, revenue,
+       revenue, {payments}, store
+FROM (
+    SELECT s.*, s.orders / %(stores)s + 1 AS o, s.items_sold / %(stores)s + 1 AS items,
+           round(s.gross_revenue / %(stores)s, 2) AS revenue, st.store
+    FROM report_sales s CROSS JOIN unnest(%(store_ids)s::text[]) AS st (store)
+    WHERE s.store_id = '' AND s.granularity IN ('hour', 'day')
+) sales
+"""
+"""Each store's share of the chain's hours and days."""
+
+STORE_DISHES = """
+INSERT INTO report_dishes (granularity, period_start, store_id, dish, quantity, revenue, rank)
+SELECT d.granularity, d.period_start, st.store, d.dish, d.quantity / %(stores)s + 1,
+       round(d.revenue / %(stores)s, 2), d.rank
+FROM report_dishes d CROSS JOIN unnest(%(store_ids)s::text[]) AS st (store)
+WHERE d.store_id = '' AND d.granularity = 'day'
+"""
+
+STORE_CUSTOMERS = """
+INSERT INTO report_customers (granularity, period_start, store_id, customer_id)
+SELECT granularity, period_start, (%(store_ids)s::text[])[(customer_id %% %(stores)s)::int + 1], customer_id
+FROM report_customers WHERE store_id = '' AND granularity = 'day'
+"""
+"""The chain's customers of each day shared among the stores: a store's weeks and months are
+counted from them when read."""
+
+STORE_INSIGHTS = """
+INSERT INTO report_insights (kind, window_start, window_end, subject, figures, computed_at, store_id)
+SELECT kind, window_start, window_end, subject, figures, computed_at, st.store
+FROM report_insights CROSS JOIN unnest(%(store_ids)s::text[]) AS st (store)
+WHERE store_id = ''
+"""
+
+KNOW_STORES = "INSERT INTO stores (store_id) SELECT unnest(%(store_ids)s::text[])"
+
 REPORT_TABLES = ("report_sales", "report_dishes", "report_customers", "report_period_customers",
                  "report_insights")
 
@@ -142,6 +187,11 @@ ENDPOINTS = ("/api/dashboard/summary", "/api/dashboard/minutes", "/api/dashboard
              "/api/dashboard/insights", "/api/dashboard/health", "/api/dashboard/rejections")
 HISTORY = ("/api/dashboard/history?period=day", "/api/dashboard/history?period=week",
            "/api/dashboard/history?period=month", "/api/dashboard/history.csv?period=month")
+STORE_IDS = [f"loja-{n:02}" for n in range(1, STORES + 1)]
+STORE = STORE_IDS[6]
+"""The store whose reads are timed besides the chain's."""
+STORE_ENDPOINTS = tuple(f"{path}?store={STORE}" for path in ENDPOINTS[:4])
+STORE_HISTORY = tuple(f"{path}&store={STORE}" for path in HISTORY)
 
 
 def split(shares: dict[str, float], rest: str) -> str:
@@ -161,13 +211,15 @@ def dish_params() -> dict[str, list]:
 
 
 def fill_reports(database_url: str, days: int, zone: str) -> dict[str, int]:
-    """A year (``days``) of the chain's reports up to yesterday; return the rows of each table."""
+    """A year (``days``) of the chain's and its stores' reports up to yesterday; return the rows of
+    each table."""
     today = datetime.now(UTC).date()
     first = today - timedelta(days=days)
     open_minutes = (CLOSES - OPENS) * 60
     params = {**dish_params(), "zone": zone, "opens": OPENS, "open_minutes": open_minutes,
               "first": first, "last": today - timedelta(days=1), "step": CUSTOMER_STEP,
-              "pool": CUSTOMER_POOL, "per_minute": STORES * ORDERS_PER_STORE_DAY / open_minutes}
+              "pool": CUSTOMER_POOL, "per_minute": STORES * ORDERS_PER_STORE_DAY / open_minutes,
+              "stores": STORES, "store_ids": STORE_IDS}
     breakdowns = {"channels": split(CHANNELS, LAST_CHANNEL), "payments": split(PAYMENTS, LAST_PAYMENT)}
     ends = {"hour": "p + interval '1 hour'",
             "day": "date_trunc('day', p + interval '26 hours', %(zone)s)"}
@@ -182,6 +234,9 @@ def fill_reports(database_url: str, days: int, zone: str) -> dict[str, int]:
         steps += [(f"{unit} customers", FILL_CUSTOMERS, {"unit": unit}) for unit in ("hour", "day")]
         steps += [("week and month customer counts", FILL_PERIOD_CUSTOMERS, {})]
         steps += [("insights", FILL_INSIGHTS, {})]
+        steps += [("stores' hours and days", STORE_SALES.format(**breakdowns), {}),
+                  ("stores' day dishes", STORE_DISHES, {}), ("stores' day customers", STORE_CUSTOMERS, {}),
+                  ("stores' insights", STORE_INSIGHTS, {}), ("stores", KNOW_STORES, {})]
         for what, sql, extra in steps:
             started = time.monotonic()
             rows = conn.execute(sql, {**params, **extra}).rowcount
@@ -234,8 +289,8 @@ def history_paths(path: str, days: int, requests: int) -> list[str]:
 def measure_endpoints(base_url: str, days: int, requests: int) -> dict[str, dict[str, float]]:
     """p50, p95 and max of each endpoint over ``requests`` answers, after a few unmeasured ones."""
     figures = {}
-    for path in (*ENDPOINTS, *HISTORY):
-        paths = history_paths(path, days, requests) if path in HISTORY else [path] * requests
+    for path in (*ENDPOINTS, *HISTORY, *STORE_ENDPOINTS, *STORE_HISTORY):
+        paths = history_paths(path, days, requests) if "/history" in path else [path] * requests
         timed_gets(base_url, paths[:WARM_UP_REQUESTS])
         times = timed_gets(base_url, paths)
         figures[path] = {"p50_ms": percentile(times, 0.5), "p95_ms": percentile(times, 0.95),

@@ -1,8 +1,9 @@
 """The ceiling Faust itself puts on one worker: ``faust -A bench.floor worker``.
 
 An agent that only acknowledges each batch, with the product app's Faust settings,
-consumer (``FastConsumer``) and batch size: no validation, no database. Whatever rate it reaches, the real
-worker cannot beat. Each batch appends ``[time, messages]`` to floor.jsonl in DATA_DIR.
+consumer (``FastConsumer``, handing on the orders topic in batches) and batch size: no
+validation, no database. Whatever rate it reaches, the real worker cannot beat. Each batch
+appends ``[time, messages]`` to floor.jsonl in DATA_DIR.
 """
 
 import json
@@ -13,6 +14,7 @@ from faust import StreamT
 from faust.types import TransportT
 
 from restaurant_app.batches import take_batches
+from restaurant_app.fast_consumer import messages_of
 from restaurant_app.kafka_transport import FastTransport
 from restaurant_app.worker import app as product_app
 from restaurant_app.worker import settings
@@ -31,7 +33,8 @@ class FloorApp(faust.App):
     """A plain Faust app with the product's consumer."""
 
     def _new_transport(self) -> TransportT:
-        return FastTransport(self.conf.broker_consumer, self)
+        return FastTransport(self.conf.broker_consumer, self, max_batch=settings.batch_max_orders,
+                             batched_topics=frozenset({settings.orders_topic}))
 
 
 app = FloorApp(
@@ -53,4 +56,4 @@ async def acknowledge(stream: StreamT) -> None:
         for event in events:
             await stream.ack(event)
         with PROGRESS.open("a") as progress:
-            progress.write(json.dumps([time.time(), len(events)]) + "\n")
+            progress.write(json.dumps([time.time(), sum(len(messages_of(e)) for e in events)]) + "\n")

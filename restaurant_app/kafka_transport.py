@@ -12,7 +12,7 @@ from faust.transport.drivers import aiokafka
 from faust.types.auth import CredentialsT
 
 from restaurant_app import kafka_records, lost_offsets
-from restaurant_app.fast_consumer import FastConsumer
+from restaurant_app.fast_consumer import DEFAULT_MAX_BATCH, FastConsumer
 from restaurant_app.kafka_security import KafkaSecurity
 
 STOP_SECONDS = 30.0
@@ -50,11 +50,16 @@ class FastTransport(aiokafka.Transport):
     Producer = IdempotentProducer
 
     def __init__(self, *args: Any, max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+                 batched_topics: frozenset[str] = frozenset(), max_batch: int = DEFAULT_MAX_BATCH,
                  **kwargs: Any) -> None:
         kafka_records.install()
         lost_offsets.install()
         self.max_bytes_in_flight = max_bytes_in_flight
         """Most bytes of consumed messages not yet acknowledged (see ``FastConsumer``)."""
+        self.batched_topics = batched_topics
+        """Topics whose messages reach their agent in batches (``MessageBatch``)."""
+        self.max_batch = max_batch
+        """Most messages in one batch."""
         super().__init__(*args, **kwargs)
 
 

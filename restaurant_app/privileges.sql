@@ -8,7 +8,7 @@ GRANT USAGE ON SCHEMA public TO restaurant_ingest, restaurant_reports, restauran
 -- died unrecorded, and what /health reads.
 GRANT SELECT, INSERT ON order_keys, orders, order_items, order_events, stores TO restaurant_ingest;
 -- Only for the row lock that judges an order's events one after the other (SELECT … FOR UPDATE
--- needs an UPDATE privilege); the foreign keys from orders refuse any change of a key.
+-- needs an UPDATE privilege); a trigger (migration 029) refuses any change of a key.
 GRANT UPDATE (order_id) ON order_keys TO restaurant_ingest;
 GRANT SELECT, INSERT, UPDATE ON rejected_orders, report_runs TO restaurant_ingest;
 GRANT SELECT ON report_sales, report_dishes, report_insights, report_skipped_windows,

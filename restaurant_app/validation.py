@@ -6,6 +6,7 @@ It takes the usual message through ``fast_path_order`` (typed decoding in C) and
 else through ``full_path_order``, which checks each rule in Python and says which one broke.
 """
 
+import functools
 import json
 import re
 import reprlib
@@ -462,6 +463,10 @@ def _checked_text(value: str, label: str) -> str:
     return value
 
 
+_checked_menu_text = functools.lru_cache(maxsize=4096)(_checked_text)
+"""``_checked_text`` of a dish or a category, remembered: a menu's names come again and again."""
+
+
 def _check_characters(value: str, label: str) -> None:
     """Refuse the characters of ``FORBIDDEN_CATEGORIES``; printable text has none."""
     if value.isprintable():
@@ -507,6 +512,11 @@ def _checked_money(value: int | Decimal | str, label: str, limit: Decimal, zero:
     if amount != cents:
         raise InvalidOrder(f"'{label}' has more than 2 decimal places: {amount}")
     return cents
+
+
+_checked_text_money = functools.lru_cache(maxsize=4096)(_checked_money)
+"""``_checked_money`` of an amount written as text, remembered: a menu's prices come again and again.
+Only text: equal numbers of other types (``1`` and ``Decimal("1.00")``) would share an entry."""
 
 
 def _amount(value: int | Decimal | str, label: str) -> Decimal:
@@ -683,7 +693,7 @@ def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta)
 def _checked_order(typed: _TypedOrder, now: datetime, max_clock_skew: timedelta) -> Order:
     version = _given(typed.schema_version, UNVERSIONED)
     lines = [_checked_line(item, version) for item in typed.items]
-    total = _checked_money(typed.total, "total", MAX_TOTAL)
+    total = _checked_text_money(typed.total, "total", MAX_TOTAL)
     bill = _checked_total(total, lines) if version == 1 else _checked_bill(typed, lines, total)
     payment_method = typed.payment_method if version == 1 else main_method(bill["payments"])
     if payment_method is UNSET:
@@ -705,9 +715,9 @@ def _checked_order(typed: _TypedOrder, now: datetime, max_clock_skew: timedelta)
 
 def _checked_line(item: _TypedItem, version: int) -> OrderItem:
     line = OrderItem(
-        dish=_checked_text(item.dish, "dish"),
-        category=_checked_text(item.category, "category"),
-        unit_price=_checked_money(item.unit_price, "unit_price", MAX_UNIT_PRICE),
+        dish=_checked_menu_text(item.dish, "dish"),
+        category=_checked_menu_text(item.category, "category"),
+        unit_price=_checked_text_money(item.unit_price, "unit_price", MAX_UNIT_PRICE),
         quantity=item.quantity,
     )
     if version == 1:  # a discount is no field of version 1: ignored, as by the full path
@@ -722,14 +732,14 @@ def _checked_bill(typed: _TypedOrder, lines: list[OrderItem], total: Decimal) ->
     bill = {name: _given_money(getattr(typed, name), name) for name in CHARGES}
     bill["service_charge_is_revenue"] = _given(typed.service_charge_is_revenue, False)
     _checked_rule(total, lines, bill)
-    payments = tuple(Payment(method=p.method, amount=_checked_money(p.amount, "amount", MAX_CHARGE))
+    payments = tuple(Payment(method=p.method, amount=_checked_text_money(p.amount, "amount", MAX_CHARGE))
                      for p in typed.payments)
     return {**bill, **_checked_payments(payments, total, bill["tip"])}
 
 
 def _given_money(value: str | UnsetType | None, label: str) -> Decimal:
     value = _given(value)
-    return ZERO if value is None else _checked_money(value, label, MAX_CHARGE, zero=True)
+    return ZERO if value is None else _checked_text_money(value, label, MAX_CHARGE, zero=True)
 
 
 def _given(value: Any, default: Any = None) -> Any:

@@ -67,8 +67,11 @@ class RestaurantApp(faust.App):
         return RestaurantWeb(self)
 
     def _new_transport(self) -> TransportT:
-        """Faust's factory of ``app.transport``: its aiokafka transport with our consumer and producer."""
-        return FastTransport(self.conf.broker_consumer, self, max_bytes_in_flight=settings.ingest_max_bytes)
+        """Faust's factory of ``app.transport``: its aiokafka transport with our consumer and producer;
+        the orders topic's messages reach the persistence agent in batches."""
+        return FastTransport(self.conf.broker_consumer, self, max_bytes_in_flight=settings.ingest_max_bytes,
+                             batched_topics=frozenset({settings.orders_topic}),
+                             max_batch=settings.batch_max_orders)
 
 
 PRODUCER_BATCH_BYTES = 512 * 1024

@@ -4,18 +4,21 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from types import SimpleNamespace
 
 import msgspec
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 from faust.exceptions import ProducerSendError
+from faust.types import Message
 
 import agents.generator
 import agents.persistence
 from agents.generator import PUBLISH_ATTEMPTS, place_orders
-from agents.persistence import persist_orders
+from agents.persistence import chunks, persist_orders
 from restaurant_app import database as database_module
 from restaurant_app import dead_letters as dead_letters_module
+from restaurant_app.fast_consumer import MessageBatch, message_bytes, messages_of
 from restaurant_app.models import Order
 from restaurant_app.order_sink import InMemoryOrderSink, Rejection, RowsRefused
 from restaurant_app.traffic import OrderGenerator
@@ -87,6 +90,37 @@ async def test_the_same_order_twice_is_saved_once(sink: InMemoryOrderSink, dead_
         await eventually(lambda: sink.saves >= 1)
         await asyncio.sleep(0.2)
     assert list(sink.orders) == [order.order_id]
+
+
+async def test_a_batch_handed_on_as_one_event_is_stored_message_by_message_and_acknowledged_whole(
+    sink: InMemoryOrderSink, dead_letters: list, monkeypatch: pytest.MonkeyPatch
+):
+    app = persist_orders.app
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)  # as for a subscribed topic
+    orders = [OrderGenerator(seed=5).order() for _ in range(3)]
+    values = [orders[0].dumps(), b"not json", orders[1].dumps(), orders[0].dumps(), orders[2].dumps()]
+    async with persist_orders.test_context() as agent:
+        messages = [agent.to_message(None, value, partition=1, offset=100 + n)
+                    for n, value in enumerate(values)]
+        batch = MessageBatch(messages, sum(map(message_bytes, messages)))
+        channel = agent.stream().channel
+        await channel.put(await channel.decode(batch))
+        await eventually(lambda: batch.acked)
+    assert list(sink.orders) == [o.order_id for o in orders]
+    assert [(r.source.partition, r.source.offset) for r in sink.rejections] == [(1, 101)]
+    assert [r.source.offset for r in dead_letters] == [101]
+    assert all(m.acked for m in messages)
+    assert sorted(app.consumer._acked[batch.tp]) == list(range(100, 105))
+
+
+def test_a_take_is_stored_in_runs_of_whole_events_of_about_the_batch_size():
+    def event(size: int) -> SimpleNamespace:
+        messages = [Message("t", 0, n, 0.0, 0, None, None, b"", None) for n in range(size)]
+        return SimpleNamespace(message=MessageBatch(messages, 0) if size > 1 else messages[0])
+
+    events = [event(3), event(1), event(4), event(1), event(2)]
+    runs = list(chunks(events, 4))
+    assert [[len(messages_of(e)) for e in run] for run in runs] == [[3, 1], [4], [1, 2]]
 
 
 async def test_a_database_outage_is_waited_out_without_losing_the_batch(

@@ -111,6 +111,10 @@ def test_the_roles_do_their_work(urls: dict[str, str]):
     assert web_sees == [(len(orders),)]
     assert refused(urls["restaurant_reports"], WRITES["insert an order key"])
     assert refused(urls["restaurant_ingest"], "DELETE FROM report_sales")
+    ingest = psycopg.connect(urls["restaurant_ingest"])
+    with ingest as conn, pytest.raises(errors.IntegrityConstraintViolation):  # migration 029's trigger
+        conn.execute("UPDATE order_keys SET order_id = gen_random_uuid() WHERE order_id = %s",
+                     (orders[0].order_id,))
 
 
 def test_each_password_is_kept_private_and_never_logged(stack: ScratchStack, urls: dict[str, str]):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
+from faust.types import Message
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,7 +19,8 @@ import agents.persistence
 from agents.persistence import persist_orders
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app import metrics
-from restaurant_app.lean_monitor import faust_metrics
+from restaurant_app.fast_consumer import MessageBatch
+from restaurant_app.lean_monitor import faust_metrics, lean_monitor
 from restaurant_app.metrics import ConsumerLagCollector, ReplicaLagCollector, registry
 from restaurant_app.models import Order
 from restaurant_app.order_sink import InMemoryOrderSink, RejectionKind
@@ -127,6 +129,35 @@ def test_faust_latencies_observed_in_milliseconds_are_shown_in_seconds():
     assert faust_registry.get_sample_value("faust_consumer_commit_seconds_bucket", {"le": "0.1"}) == 0
 
 
+def test_a_batch_of_messages_counts_as_its_messages_in_faust_metrics():
+    registry = CollectorRegistry()
+    monitor = lean_monitor(registry)
+    messages = [Message("orders", 2, offset, 0.0, 0, None, None, b"{}", None) for offset in range(10, 13)]
+    batch, single = MessageBatch(messages, 6), Message("orders", 2, 13, 0.0, 0, None, None, b"{}", None)
+    for message in (batch, single):
+        monitor.on_message_in(message.tp, message.offset, message)
+    assert monitor.messages_active == 4
+    monitor.on_message_out(batch.tp, batch.offset, batch)
+    assert monitor.messages_active == 1
+    monitor.publish()
+    assert registry.get_sample_value("faust_messages_received_total") == 4
+    assert registry.get_sample_value("faust_topic_messages_received_total", {"topic": "orders"}) == 4
+    partition = {"topic": "orders", "partition": "2"}
+    assert registry.get_sample_value("faust_topic_partition_read_offset", partition) == 13
+
+
+def test_the_partitions_end_offset_is_recorded_per_message_and_shown_at_the_scrape():
+    registry = CollectorRegistry()
+    monitor = lean_monitor(registry)
+    tp = Message("orders", 1, 0, 0.0, 0, None, None, b"", None).tp
+    for end in (5, 9):
+        monitor.track_tp_end_offset(tp, end)
+    gauge = monitor._metrics.topic_partition_end_offset
+    assert [metric.samples for metric in gauge.collect()] == [[]]  # nothing per message
+    partition = {"topic": "orders", "partition": "1"}
+    assert registry.get_sample_value("faust_topic_partition_end_offset", partition) == 9  # a scrape
+
+
 def exposed_families() -> dict[str, str]:
     """Each metric family the worker's registry exposes, by name (counters with ``_total``): its type."""
     import restaurant_app.worker  # noqa: F401  (registers Faust's sensor)
@@ -170,10 +201,9 @@ async def test_the_persistence_agent_counts_each_batch():
 
 
 def delivered(value: bytes, offset: int, produced_at: float) -> SimpleNamespace:
-    """An event as the agent gets it from Kafka, at partition 0 of topic "orders"."""
-    message = SimpleNamespace(topic="orders", partition=0, offset=offset, value=value, key=None,
-                              headers=(), timestamp=produced_at)
-    return SimpleNamespace(message=message)
+    """A Kafka message as the agent handles it, at partition 0 of topic "orders"."""
+    return SimpleNamespace(topic="orders", partition=0, offset=offset, value=value, key=None,
+                           headers=(), timestamp=produced_at)
 
 
 @pytest.mark.usefixtures("in_memory")

@@ -1,6 +1,7 @@
 """The minute under way on the dashboard: a provisional report from its stored orders, equal to SQL."""
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -8,8 +9,12 @@ import msgspec
 import pytest
 
 from infra.scratch import WorkerProcess
+from restaurant_app.models import OrderEvent
 from restaurant_app.order_sink import save_orders
+from restaurant_app.report_tables import BILL_FIGURES
+from restaurant_app.traffic import OrderGenerator
 from tests.services import get, query
+from tests.test_report_figures import EXPECTED_FIGURES, store
 from tests.test_reports_job import EXPECTED_SALES, ZONE, make_order
 
 pytestmark = pytest.mark.integration
@@ -75,3 +80,38 @@ def test_the_minute_under_way_equals_sql_over_its_stored_orders(worker: WorkerPr
     if datetime.fromisoformat(again["period_start"]) == minute:
         assert again["orders"] == len(stored) + 1 and again["top_dish"] == "Pizza Margherita"
         assert as_figures(again) == in_database(database_url, minute)
+
+
+def bills_of_this_minute() -> tuple[list, list]:
+    """Whole bills (discounts, service charge, delivery fees, tips) placed now, two taken back."""
+    now = datetime.now(UTC)
+    orders = [OrderGenerator(seed=31 + n, whole_bills=True).order(now) for n in range(12)]
+    cancelled, refunded = orders[0], orders[1]
+    events = [OrderEvent(kind="cancellation", event_id=str(uuid.uuid4()), order_id=cancelled.order_id,
+                         created_at=now, reason="teste"),
+              OrderEvent(kind="refund", event_id=str(uuid.uuid4()), order_id=refunded.order_id,
+                         created_at=now, reason="teste", lines=(1,),
+                         amount=min(refunded.items[0].net, refunded.total))]
+    return orders, events
+
+
+def test_the_minute_under_way_has_the_final_reports_bill_figures(worker: WorkerProcess, database_url: str):
+    worker.start()
+    for _ in range(ATTEMPTS):
+        orders, events = bills_of_this_minute()
+        asyncio.run(store(database_url, orders, events))
+        status, body = get(f"{worker.url}/api/dashboard/minute")
+        assert status == 200, body
+        minute = orders[0].created_at.replace(second=0, microsecond=0)
+        if datetime.fromisoformat(body["period_start"]) == minute and body["orders"] == len(orders):
+            break
+    else:
+        pytest.fail(f"the minute closed before each of {ATTEMPTS} reads")
+    params = {"zone": ZONE, "shift": timedelta(0)}
+    [expected] = [row[4:] for row in query(database_url, EXPECTED_FIGURES, params)
+                  if row[:3] == ("minute", minute, "")]
+    names = ("avg_ticket", *BILL_FIGURES)
+    assert tuple(Decimal(str(body[name])) for name in names) == tuple(expected[2:])
+    assert Decimal(body["cancellations"]) > 0 and Decimal(body["refunds"]) > 0
+    assert Decimal(body["net_revenue"]) < Decimal(body["net_sales"]) + Decimal(body["delivery_fees"]) \
+        + Decimal(body["service_charge_revenue"])

@@ -181,6 +181,20 @@ def test_a_valid_order_round_trips_exactly():
     ]
 
 
+def test_a_remembered_price_or_dish_is_checked_the_same_every_time_it_comes():
+    """The fast path remembers the menu's checked names and prices; a bad one is refused each time."""
+    good, bad_price, bad_dish = valid_payload(), valid_payload(), valid_payload()
+    bad_price["items"][0]["unit_price"] = "12.345"
+    bad_dish["items"][0]["dish"] = "   "
+    for _ in range(2):
+        price = parse_order(json.dumps(good).encode()).items[0].unit_price
+        assert price == Decimal(good["items"][0]["unit_price"])
+        with pytest.raises(InvalidOrder, match="unit_price' must be an amount"):
+            parse_order(json.dumps(bad_price).encode())
+        with pytest.raises(InvalidOrder, match="dish' is empty"):
+            parse_order(json.dumps(bad_dish).encode())
+
+
 def test_prices_may_be_json_numbers_or_decimal_strings():
     by_number = mutated(set_item("unit_price", 54.9))
     payload = json.loads(by_number)
