@@ -11,7 +11,9 @@
 -- deleted key that reads the order by its primary key, in its day's partition only, as migration
 -- 027's trigger does its lines; it costs nothing when orders are stored. The foreign key also
 -- refused any change of a stored order's key (restaurant_ingest may UPDATE order_keys' order_id,
--- only to lock a key: privileges.sql); a trigger refuses it now.
+-- only to lock a key: privileges.sql); a trigger refuses it now. The functions name their tables
+-- with their schema: a table of the same name in another schema on a session's search_path
+-- (a temporary one) is never read or changed in their place.
 ALTER TABLE orders DROP CONSTRAINT orders_order_keys_fkey;
 ALTER TABLE order_keys DROP CONSTRAINT order_keys_order_id_created_at_key;
 
@@ -20,7 +22,7 @@ DECLARE
     orphan record;
 BEGIN
     SELECT n.order_id, n.created_at INTO orphan FROM inserted_orders n
-    WHERE NOT EXISTS (SELECT FROM order_keys k WHERE k.order_id = n.order_id AND k.created_at = n.created_at)
+    WHERE NOT EXISTS (SELECT FROM public.order_keys k WHERE k.order_id = n.order_id AND k.created_at = n.created_at)
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'order % at % has no key in order_keys', orphan.order_id, orphan.created_at
@@ -35,7 +37,7 @@ FOR EACH STATEMENT EXECUTE FUNCTION refuse_orders_without_their_key();
 
 CREATE FUNCTION delete_order_of_deleted_key() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM orders WHERE order_id = OLD.order_id AND created_at = OLD.created_at;
+    DELETE FROM public.orders WHERE order_id = OLD.order_id AND created_at = OLD.created_at;
     RETURN NULL;
 END
 $$;
