@@ -458,8 +458,8 @@ def measure_api(stack: ScratchStack, args: argparse.Namespace, report: Report) -
         f" {args.api_rate:,.0f}/s for as long, whatever the answers. Latency is from sending a"
         f" request to its 202 (after Kafka's acknowledgement, acks=all). Every order taken is then"
         f" checked stored exactly once. Worker CPU: the worker process's user and system time over"
-        f" each part (taking the orders over HTTP and storing them) per request, which depends less"
-        f" on the machine's other load than rates and latencies.",
+        f" each part, until its orders are stored (taking them over HTTP, publishing and storing"
+        f" them), per request, which depends less on the machine's other load than rates and latencies.",
         API_FIGURES,
     )
     report.sections.append(section)
