@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from restaurant_app.report_runner import ReportRunner
+from restaurant_app.report_runner import HEAD_START_SECONDS, ReportRunner
 from restaurant_app.settings import PROJECT_ROOT
 from restaurant_app.worker import app, settings
 from spark_reports.job import MODULES
@@ -20,9 +20,6 @@ from spark_reports.ledger import record_failure
 
 CHECK_EVERY_SECONDS = 0.25
 """How late after its moment a run may start; a check costs microseconds."""
-HEAD_START_SECONDS = 2.0
-"""How early the job is launched: forking it takes milliseconds, but the fork server's first
-start (Python and pyspark) takes about a second."""
 
 
 @dataclass

@@ -39,6 +39,7 @@ from bench.results import median
 from infra.scratch import ScratchStack, WorkerProcess
 from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import Database
+from restaurant_app.report_runner import HEAD_START_SECONDS
 from restaurant_app.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("bench")
@@ -158,12 +159,14 @@ def ingest_per_second(database_url: str, first: datetime, minutes: int) -> float
 
 
 def cpu_per_run(database_url: str, since: datetime, seen: Observations) -> dict[str, list[float]]:
-    """Wall, client CPU and server CPU of each finished incremental run, from the samples around it."""
+    """Wall, client CPU and server CPU of each finished incremental run, from the samples around it
+    (CPU from before the timer launched it, ``HEAD_START_SECONDS`` ahead of its start)."""
     with psycopg.connect(database_url) as conn:
         runs = conn.execute(RUNS, (since,)).fetchall()
     figures: dict[str, list[float]] = {"wall": [], "client": [], "server": []}
     for _, started, finished, _ in runs:
-        before = [s for s in seen.cpu if s[0] <= float(started)]
+        # From before its launch: the job opens its Spark session in its head start.
+        before = [s for s in seen.cpu if s[0] <= float(started) - HEAD_START_SECONDS]
         after = [s for s in seen.cpu if s[0] >= float(finished) + 2 * POLL_SECONDS]
         if not before or not after:
             continue

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 RecordFailure = Callable[[datetime, str], Awaitable[None]]
 
+HEAD_START_SECONDS = 2.0
+"""How early the report timer launches the job before its run is due: forking it takes
+milliseconds, but the fork server's first start (Python and pyspark) takes about a second, and
+the job opens its Spark Connect session meanwhile."""
+
 
 @dataclass(frozen=True)
 class Outcome:
