@@ -30,11 +30,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.compose_secrets import ROLES, ComposeSecrets, set_up
 from infra.java import StackError
-from infra.kafka_secrets import ROTATABLE, KafkaSecrets
+from infra.kafka_secrets import ROTATABLE
 from infra.postgres import POSTGRES_BIN_PATH
 from infra.process import has_exited, terminate_all
 from infra.rotation import rotate_secrets
-from infra.stack import DATABASE_NAME, local_postgres, local_stack
+from infra.stack import DATABASE_NAME, local_kafka_secrets, local_postgres, local_stack, worker_env
 from infra.supervisor import GaveUp, Supervisor
 from infra.tls_front import address, serve
 from restaurant_app.java_runtime import JavaUnavailable
@@ -65,7 +65,7 @@ def run(settings: Settings, worker_args: list[str]) -> int:
         return_code = 0
         try:
             for number in range(1, settings.workers + 1):
-                workers.append(Worker(settings, number, {**os.environ, **env}, worker_args))
+                workers.append(Worker(settings, number, {**os.environ, **worker_env(env)}, worker_args))
                 supervisor.add(workers[-1])
             supervisor.watch(threading.Event())  # until a signal (Stop) or GaveUp
         except Stop as stop:
@@ -123,7 +123,7 @@ def add_partitions(settings: Settings, count: int) -> int:
 
     On ``make run``'s secure Kafka (KAFKA_SECURE) as its ``admin``: the workers may not alter topics.
     """
-    security = (KafkaSecrets(settings.data_dir / "kafka-secrets").client("admin") if settings.kafka_secure
+    security = (local_kafka_secrets(settings.data_dir).client("admin") if settings.kafka_secure
                 else settings.kafka_security)
 
     async def grow() -> None:
@@ -146,7 +146,7 @@ def add_partitions(settings: Settings, count: int) -> int:
 
 def change_password(settings: Settings, user: str) -> int:
     """Rotate ``user``'s password on ``make run``'s secure Kafka; say what to restart."""
-    secrets = KafkaSecrets(settings.data_dir / "kafka-secrets")
+    secrets = local_kafka_secrets(settings.data_dir)
     try:
         secrets.rotate(user, settings.bootstrap_servers)
     except StackError as exc:

@@ -22,13 +22,7 @@ import psycopg
 
 from infra.kafka_acls import grant
 from infra.kafka_broker import SECURE_LISTENERS, SERVER_PROPERTIES
-from infra.kafka_secrets import (
-    BROKER_PRINCIPAL,
-    JAVA_CLIENT_PROPERTIES,
-    MECHANISM,
-    KafkaSecrets,
-    issue_certificate,
-)
+from infra.kafka_secrets import BROKER_PRINCIPAL, JAVA_CLIENT_PROPERTIES, MECHANISM, KafkaSecrets
 from infra.postgres import set_password
 from infra.secret_file import make_secret, make_spark_auth_file, read_secret
 from restaurant_app.database import Database
@@ -121,7 +115,7 @@ class ComposeSecrets:
 
     def _server_certificate(self, host: str, pem: Path) -> None:
         if not pem.exists():
-            issue_certificate(self.kafka.ca_key, self.kafka.ca_file, pem, f"/CN={host}", (host,))
+            self.kafka.ca.issue(pem, f"/CN={host}", (host,), client=True)
 
     def _write(self, name: str, text: str) -> None:
         path = self.made / name
@@ -179,6 +173,7 @@ def broker_properties(node_id: int, host: str, admin_password: str) -> str:
     have, with the containers' names."""
     voters = ",".join(f"{i}@{node}:9093" for i, node in enumerate(KAFKA_NODES, 1))
     listeners = SECURE_LISTENERS.format(
+        bind="127.0.0.1", advertised="127.0.0.1",  # made the containers' below
         port=9092, controller_port=9093, mechanism=MECHANISM, mechanism_lower=MECHANISM.lower(),
         password=admin_password, keystore=MOUNTED_AT / "broker.pem", ca_file=MOUNTED_AT / "ca.pem",
         broker_principal=BROKER_PRINCIPAL,

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.certificates import url_host
 from infra.java import StackError, classpath
 from infra.kafka_secrets import BROKER_PRINCIPAL, MECHANISM, KafkaSecrets
 from infra.process import ChildProcess, spawn, tail
@@ -57,8 +58,9 @@ inter.broker.listener.name=PLAINTEXT
 SECURE_LISTENERS = """\
 # Clients: SCRAM-SHA-512 over TLS. Brokers to each other: the same, as the super user admin.
 # Brokers to controllers: TLS with the brokers' certificate on both sides.
-listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=SASL_SSL://127.0.0.1:{port}
+# With ADVERTISED_HOSTS, clients listen on every interface and the first of them is advertised.
+listeners=SASL_SSL://{bind}:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=SASL_SSL://{advertised}:{port}
 listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 inter.broker.listener.name=SASL_SSL
 sasl.enabled.mechanisms={mechanism}
@@ -213,7 +215,9 @@ class KafkaBroker(ChildProcess):
     def _listeners(self) -> str:
         if self.secrets is None:
             return PLAIN_LISTENERS.format(port=self.port, controller_port=self.controller_port)
+        advertised = self.secrets.advertised_host
         return SECURE_LISTENERS.format(
+            bind="0.0.0.0" if advertised else "127.0.0.1", advertised=url_host(advertised or "127.0.0.1"),
             port=self.port, controller_port=self.controller_port, mechanism=MECHANISM,
             mechanism_lower=MECHANISM.lower(), password=self.secrets.password("admin"),
             keystore=self.secrets.keystore, ca_file=self.secrets.ca_file, broker_principal=BROKER_PRINCIPAL,

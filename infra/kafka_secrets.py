@@ -1,6 +1,7 @@
-"""A secure local Kafka's secrets: a small CA, the brokers' certificate and the SCRAM users' passwords.
+"""A secure local Kafka's secrets: the brokers' certificate (from ``make run``'s small CA,
+``infra/certificates.py``) and the SCRAM users' passwords.
 
-Made with ``openssl`` on first start, in one folder only its owner can open (0700, every file
+Made on first start, in one folder only its owner can open (0700, every file
 0600), and kept: a restart uses the same ones. The users:
 
 - ``admin``: a super user, for ``make run`` itself (waiting for the brokers, the ACLs) and the
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
-import os
+import logging
 import secrets
-import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
+from infra.certificates import CertificateAuthority, subject_alt_names, write_private
 from infra.java import StackError, classpath
 from restaurant_app.java_runtime import java_executable
 from restaurant_app.kafka_security import KafkaSecurity
@@ -35,8 +36,10 @@ CONFIG_COMMAND = "kafka.admin.ConfigCommand"
 BROKER_SUBJECT = "/CN=kafka-broker"
 BROKER_PRINCIPAL = "User:CN=kafka-broker"
 """How a broker's certificate authenticates to the controllers (Kafka's default mapping of its subject)."""
-CERTIFICATE_DAYS = "3650"
+
+log = logging.getLogger("infra")
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+"""The names every brokers' certificate holds: clients on the machine itself."""
 
 JAVA_CLIENT_PROPERTIES = """\
 security.protocol=SASL_SSL
@@ -51,13 +54,23 @@ ssl.truststore.location={ca_file}
 class KafkaSecrets:
     """The secrets folder ``home``: ``ca.pem``, ``broker.pem`` (key and certificate), ``<user>.password``."""
 
-    def __init__(self, home: Path, hosts: tuple[str, ...] = LOCAL_HOSTS) -> None:
+    def __init__(self, home: Path, hosts: Sequence[str] = LOCAL_HOSTS, ca: CertificateAuthority | None = None
+                 ) -> None:
         self.home = home
-        self.hosts = hosts
-        """The names the brokers' certificate is good for (compose names its three containers)."""
-        self.ca_file = home / "ca.pem"
-        self.ca_key = home / "ca.key"
+        self.ca = ca or CertificateAuthority(home)
+        """The CA that signs the brokers' certificate: its own in ``home`` (compose's), or
+        ``make run``'s shared one (``infra.stack.local_ca``)."""
+        self.ca_file = self.ca.ca_file
+        self.ca_key = self.ca.key_file
         self.keystore = home / "broker.pem"
+        self.hosts = tuple(hosts)
+        """The names the brokers' certificate is good for: loopback, and the names other machines
+        reach them by (``ADVERTISED_HOSTS``; compose's containers)."""
+
+    @property
+    def advertised_host(self) -> str | None:
+        """The first of ``hosts`` beyond loopback: the brokers listen on every interface and advertise it."""
+        return next((host for host in self.hosts if host not in LOCAL_HOSTS), None)
 
     def password_file(self, user: str) -> Path:
         return self.home / f"{user}.password"
@@ -79,7 +92,7 @@ class KafkaSecrets:
     def java_properties(self, user: str) -> Path:
         """A client properties file (0600) for Kafka's Java tools that logs in as ``user``."""
         path = self.home / f"{user}.properties"
-        _write_private(path, JAVA_CLIENT_PROPERTIES.format(
+        write_private(path, JAVA_CLIENT_PROPERTIES.format(
             mechanism=MECHANISM, user=user, password=self.password(user), ca_file=self.ca_file))
         return path
 
@@ -89,9 +102,10 @@ class KafkaSecrets:
         self.home.chmod(0o700)
         for user in USERS:
             if not self.password_file(user).exists():
-                _write_private(self.password_file(user), secrets.token_urlsafe(32) + "\n")
-        if not (self.ca_file.exists() and self.keystore.exists()):
-            self._make_certificates()
+                write_private(self.password_file(user), secrets.token_urlsafe(32) + "\n")
+        if self.ca.ensure_issued(self.keystore, BROKER_SUBJECT, self.hosts, client=True):
+            log.info("Made the Kafka brokers' certificate for %s, signed by the CA %s.",
+                     subject_alt_names(self.hosts), self.ca_file)
 
     def scram_arguments(self) -> list[str]:
         """``kafka-storage format``'s ``--add-scram`` arguments for every user, salted and hashed."""
@@ -120,7 +134,7 @@ class KafkaSecrets:
         # command line, any user of the machine could read it.
         arguments = self.home / f"{user}.arguments"
         change = f'"{MECHANISM}=[iterations={SCRAM_ITERATIONS},password={password}]"'
-        _write_private(arguments, "\n".join([
+        write_private(arguments, "\n".join([
             "-Xmx128m", "-cp", f'"{classpath()}"', CONFIG_COMMAND, "--bootstrap-server", bootstrap_servers,
             "--command-config", f'"{self.java_properties("admin")}"', "--alter", "--entity-type", "users",
             "--entity-name", user, "--add-config", change,
@@ -133,63 +147,7 @@ class KafkaSecrets:
         if result.returncode != 0:
             output = (result.stdout + result.stderr).replace(password, "<hidden>")
             raise StackError(f"Kafka did not take {user}'s new password; the old one stays:\n{output}")
-        _write_private(self.password_file(user), password + "\n")
-
-    def _make_certificates(self) -> None:
-        """A CA, and one certificate for every broker (servers and clients of each other)."""
-        make_ca(self.ca_key, self.ca_file)
-        issue_certificate(self.ca_key, self.ca_file, self.keystore, BROKER_SUBJECT, self.hosts)
-
-
-def make_ca(key: Path, certificate: Path) -> None:
-    """A new certificate authority: its key and its self-signed certificate, each 0600."""
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate,
-             "-days", CERTIFICATE_DAYS, "-subj", "/CN=restaurant-sales Kafka CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    key.chmod(0o600)
-    certificate.chmod(0o600)
-
-
-def issue_certificate(ca_key: Path, ca_file: Path, pem: Path, subject: str, hosts: tuple[str, ...]) -> None:
-    """Write to ``pem`` (0600) a new key and a certificate signed by the CA for ``hosts`` (names
-    or addresses), good for a server and a client alike."""
-    work = pem.with_suffix(".work")
-    work.mkdir(mode=0o700, exist_ok=True)
-    key, request, certificate, extensions = (work / name for name in ("key", "csr", "crt", "ext"))
-    names = ",".join(f"IP:{host}" if _is_address(host) else f"DNS:{host}" for host in hosts)
-    extensions.write_text(f"subjectAltName={names}\n"
-                          "extendedKeyUsage=serverAuth,clientAuth\n"
-                          "keyUsage=critical,digitalSignature,keyEncipherment\n")
-    try:
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", request, "-subj", subject)
-        _openssl("x509", "-req", "-in", request, "-CA", ca_file, "-CAkey", ca_key, "-CAcreateserial",
-                 "-out", certificate, "-days", CERTIFICATE_DAYS, "-extfile", extensions)
-        _write_private(pem, key.read_text() + certificate.read_text())
-        ca_file.with_suffix(".srl").chmod(0o600)  # the CA's serial numbers, beside it
-    finally:
-        shutil.rmtree(work)
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _openssl(*args: str | Path) -> None:
-    result = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise StackError(f"openssl {args[0]} failed while making Kafka's certificates:\n{result.stderr}")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a new file only its owner may read."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
+        write_private(self.password_file(user), password + "\n")
 
 
 def _b64(data: bytes) -> str:

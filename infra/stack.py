@@ -5,20 +5,22 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from infra.certificates import CertificateAuthority, url_host
 from infra.java import StackError
 from infra.kafka_acls import grant
 from infra.kafka_broker import KafkaBroker, KafkaCluster
-from infra.kafka_secrets import KafkaSecrets
+from infra.kafka_secrets import LOCAL_HOSTS, KafkaSecrets
 from infra.postgres import PostgresReplica, PostgresServer, write_pgpass
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
 from infra.supervisor import Part, Supervisor
+from infra.tls_front import TlsFront
 from restaurant_app.database import Database, describe
 from restaurant_app.settings import Settings, shown_remote
 
@@ -65,16 +67,28 @@ def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:
     return PostgresServer(data_dir / "postgres", port)
 
 
-def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1, secure: bool = False
-                ) -> KafkaBroker | KafkaCluster:
+def local_ca(data_dir: Path) -> CertificateAuthority:
+    """``make run``'s small CA, in ``data_dir/ca``: it took over the secure Kafka's own, if any."""
+    return CertificateAuthority(data_dir / "ca", former=data_dir / "kafka-secrets")
+
+
+def local_kafka_secrets(data_dir: Path, hosts: Sequence[str] = ()) -> KafkaSecrets:
+    """The secure Kafka's secrets in ``data_dir/kafka-secrets``, its certificate from ``local_ca``
+    for loopback and ``hosts``."""
+    return KafkaSecrets(data_dir / "kafka-secrets", (*LOCAL_HOSTS, *hosts), ca=local_ca(data_dir))
+
+
+def local_kafka(data_dir: Path, port: int = 9092, nodes: int = 1, secure: bool = False,
+                hosts: Sequence[str] = ()) -> KafkaBroker | KafkaCluster:
     """One node in ``data_dir/kafka`` on ``port`` and ``port + 1``, or a cluster of ``nodes``.
 
     Node i of a cluster listens on ``port + 2(i-1)`` (clients) and the port after it (controllers),
     with its data in ``data_dir/kafka-N-nodes/node-i``: a cluster of another size starts afresh.
     ``secure``: clients log in with SCRAM over TLS, the secrets in ``data_dir/kafka-secrets``, the
-    data in a folder of its own (``kafka-secure``, ``kafka-N-nodes-secure``), as it has its users.
+    data in a folder of its own (``kafka-secure``, ``kafka-N-nodes-secure``), as it has its users;
+    ``hosts`` (``ADVERTISED_HOSTS``, secure only): other machines' clients reach it by these names.
     """
-    secrets = KafkaSecrets(data_dir / "kafka-secrets") if secure else None
+    secrets = local_kafka_secrets(data_dir, hosts) if secure else None
     suffix = "-secure" if secure else ""
     if nodes == 1:
         return KafkaBroker(data_dir / f"kafka{suffix}", port, port + 1, secrets=secrets)
@@ -133,15 +147,15 @@ def local_stack(
         if os.environ.get("SPARK_REMOTE"):
             log.info("Using the Spark Connect server at %s", shown_remote(os.environ["SPARK_REMOTE"]))
         else:
-            env.update(_start_spark_connect(stack, data_dir / "spark-connect", spark_port, settings, watch,
-                                            _job_logins(env)))
+            env.update(_start_spark_connect(stack, data_dir, spark_port, settings, watch, _job_logins(env)))
         yield env
 
 
 def _start_kafka(stack: ExitStack, data_dir: Path, port: int, settings: Settings,
                  watch: Callable[[Part], None]) -> dict[str, str]:
     """Start Kafka (with KAFKA_SECURE, its logins and ACLs); return the workers' settings for it."""
-    kafka = local_kafka(data_dir, port, settings.kafka_nodes, settings.kafka_secure)
+    kafka = local_kafka(data_dir, port, settings.kafka_nodes, settings.kafka_secure,
+                        settings.advertised_hosts)
     log.info("Starting Apache Kafka (KRaft, %d node(s)) on %s%s ...", settings.kafka_nodes,
              kafka.bootstrap_servers, ", SCRAM logins over TLS" if settings.kafka_secure else "")
     kafka.start()
@@ -181,6 +195,18 @@ def _least_privilege(postgres: PostgresServer) -> dict[str, str]:
             "REPORT_JOB_DATABASE_URL": postgres.role_url(REPORTS_ROLE, DATABASE_NAME)}
 
 
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    """What ``make run`` gives its workers of ``env``: where it made the roles of migration 023,
+    ``DATABASE_URL`` is the ingest role's, so the long-running workers never hold the superuser's
+    password. The migrations ran before them (``_least_privilege``); the day partitions' upkeep
+    and the retentions go through migration 024's functions."""
+    if "INGEST_DATABASE_URL" not in env:
+        return env
+    workers = {**env, "DATABASE_URL": env["INGEST_DATABASE_URL"]}
+    del workers["INGEST_DATABASE_URL"]
+    return workers
+
+
 def _job_logins(env: dict[str, str]) -> list[str]:
     """The report job's logins, for a Spark Connect server of ours to keep: none unless the
     PostgreSQL is ours too."""
@@ -210,13 +236,15 @@ def _start_spark_cluster(stack: ExitStack, home: Path, watch: Callable[[Part], N
     return {"SPARK_MASTER": cluster.url, "SPARK_AUTH_PROPERTIES": str(cluster.auth_file)}
 
 
-def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Settings,
+def _start_spark_connect(stack: ExitStack, data_dir: Path, port: int, settings: Settings,
                          watch: Callable[[Part], None], logins: list[str]) -> dict[str, str]:
     """Start the Spark Connect server; if it cannot start, each report run starts its own Spark.
 
     The database passwords of ``logins`` are kept in the server's own password file, so that
-    the report job sends it none (``SPARK_JDBC_PASSWORD=server``).
+    the report job sends it none (``SPARK_JDBC_PASSWORD=server``). With ``ADVERTISED_HOSTS``, a
+    TLS front on ``port + 1`` lets other machines' report jobs in (``open_spark_connect``).
     """
+    home = data_dir / "spark-connect"
     pgpass = home / "pgpass" if logins else None
     if pgpass:
         home.mkdir(parents=True, exist_ok=True)
@@ -237,7 +265,26 @@ def _start_spark_connect(stack: ExitStack, home: Path, port: int, settings: Sett
     watch(Part("The Spark Connect server", server.exited, server.start))
     log.info("The Spark Connect server is ready at %s; its token is in %s, its log is %s",
              shown_remote(server.remote), server.token_file, server.log_file)
+    if settings.advertised_hosts:
+        open_spark_connect(stack, server, local_ca(data_dir), settings.advertised_hosts, watch)
     return {"SPARK_REMOTE": server.remote, **({"SPARK_JDBC_PASSWORD": "server"} if pgpass else {})}
+
+
+def open_spark_connect(stack: ExitStack, server: SparkConnectServer, ca: CertificateAuthority,
+                       hosts: Sequence[str], watch: Callable[[Part], None]) -> TlsFront:
+    """A TLS front on every interface, port ``server.port + 1``, with a certificate of ``ca`` for
+    ``hosts``: pyspark sends its token to a server beyond loopback only over TLS."""
+    keystore = server.home / "front.pem"
+    ca.ensure_issued(keystore, "/CN=spark-connect", (*LOCAL_HOSTS, *hosts))
+    front = TlsFront("0.0.0.0", server.port + 1, server.port, keystore, server.home / "front.log")
+    log.info("Starting the Spark Connect TLS front on port %d of every interface ...", front.port)
+    front.start()
+    stack.callback(_stopping, "the Spark Connect TLS front", front.stop)
+    watch(Part("The Spark Connect TLS front", front.exited, front.start))
+    log.info("Other machines reach the Spark Connect server at sc://%s:%d/;use_ssl=true, with the token"
+             " in %s (SPARK_CONNECT_TOKEN_FILE) and GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=%s",
+             url_host(hosts[0]), front.port, server.token_file, ca.ca_file)
+    return front
 
 
 def _stopping(name: str, stop: object) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from faust.cli import AppCommand, option
 
 from restaurant_app.errors import PipelineError
-from restaurant_app.kafka_probe import count_brokers
+from restaurant_app.kafka_probe import count_brokers, visible_topics
 from restaurant_app.models import DEFAULT_STORE, kafka_key
 from restaurant_app.progress import Progress
 from restaurant_app.traffic import OrderGenerator
@@ -19,6 +19,27 @@ from restaurant_app.worker import app, orders_topic, settings, settle_replicatio
 
 class NotAcknowledged(PipelineError):
     """Kafka did not acknowledge some of the orders the load command published."""
+
+
+class NoOrdersTopic(PipelineError):
+    """The orders topic is missing and this login may not create it."""
+
+
+async def ensure_orders_topic() -> None:
+    """Create ``ORDERS_TOPIC`` only if it is missing: a producer's login (a point of sale's) may
+    write it but not create it, and needs not, once a worker has."""
+    topic = orders_topic.get_topic_name()
+    security = settings.kafka_security
+    if topic in await visible_topics(settings.bootstrap_servers, security=security):
+        return
+    await settle_replication(await count_brokers(settings.bootstrap_servers, security=security))
+    try:
+        await orders_topic.maybe_declare()
+    except Exception as exc:
+        login = f" ({security.sasl_username})" if security.sasl_username else ""
+        raise NoOrdersTopic(f"The topic {topic!r} does not exist (or this login{login} may not see it),"
+                            f" and creating it failed: {exc}. Start a worker first, which creates it,"
+                            " or create it as a user that may.") from exc
 
 
 class Deliveries:
@@ -130,9 +151,7 @@ async def produce_orders(self: AppCommand, count: int, rate: float, seed: int | 
         generator = OrderGenerator(seed if seed is not None else settings.generator_seed,
                                    settings.restaurant_timezone, settings.simulated_stores)
         messages = generated(generator, count)
-    brokers = await count_brokers(settings.bootstrap_servers, security=settings.kafka_security)
-    await settle_replication(brokers)
-    await orders_topic.maybe_declare()
+    await ensure_orders_topic()
     pacer = Pacer(rate)
     deliveries = Deliveries()
     progress = Progress("Publishing orders", count, stream=self.stderr)

@@ -88,6 +88,24 @@ def privileges() -> str:
     return (resources.files("restaurant_app") / "privileges.sql").read_text()
 
 
+class MigrationsRefused(PipelineError):
+    """Migrations are pending and the role of the URL may not apply them."""
+
+
+@contextmanager
+def refused_as_migrations_refused(url: str, pending: list[str]) -> Iterator[None]:
+    """A privilege refused while migrating, as ``MigrationsRefused`` saying what to do."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        user = conninfo_to_dict(url).get("user") or "this role"
+        raise MigrationsRefused(
+            f"{len(pending)} migration(s) are pending on {describe(url)} ({', '.join(pending)}), and"
+            f" {user} may not apply them ({exc.diag.message_primary}): run `python -m restaurant_app.admin"
+            " migrate` with the tables' owner in DATABASE_URL (make run does, before its workers),"
+            " then start again.") from None
+
+
 class Database:
     """A pool of connections to PostgreSQL, opened once the schema is up to date."""
 
@@ -138,9 +156,10 @@ class Database:
     async def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded in ``schema_migrations``; return their versions."""
         applied: list[str] = []
-        if not await self.pending_migrations():  # nothing to do: a role that may not migrate starts too
+        pending = await self.pending_migrations()
+        if not pending:  # nothing to do: a role that may not migrate starts too
             return applied
-        with outage_as_unavailable():
+        with outage_as_unavailable(), refused_as_migrations_refused(self.url, pending):
             async with await self.connect() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
                 await conn.execute(

@@ -44,6 +44,23 @@ async def count_brokers(bootstrap_servers: str, timeout: float = 3.0,
         await client.close()
 
 
+async def visible_topics(bootstrap_servers: str, timeout: float = 5.0,
+                         security: KafkaSecurity = PLAINTEXT) -> set[str]:
+    """The topics the cluster shows this login (with ACLs, those it may describe)."""
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
+        **security.client_options(),
+    )
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
+        return set(metadata.topics())
+    except Exception as exc:
+        raise KafkaUnavailable(str(exc) or type(exc).__name__) from exc
+    finally:
+        await client.close()
+
+
 async def wait_for_kafka(
     bootstrap_servers: str, timeout: float | None = None, *, log_failures: bool = True,
     security: KafkaSecurity = PLAINTEXT,

@@ -2,9 +2,10 @@
 
 ``PrometheusMonitor`` updates several Prometheus metrics for every message and every stream
 event (label lookups, a lock per increment, a histogram observation): about 12 µs of CPU per
-order. ``LeanPrometheusMonitor`` keeps only Faust's plain ``Monitor`` counters per event (what
-``/stats/`` shows) and copies them into the same ``faust_*`` metrics when ``/metrics`` is
-scraped, through ``FaustMetricsCollector``. Per-commit, per-send and per-request hooks are
+order; its consumer sets the partition's end offset gauge for every message too (3-4 µs).
+``LeanPrometheusMonitor`` keeps only Faust's plain ``Monitor`` counters and end offsets per
+event (what ``/stats/`` shows) and copies them into the same ``faust_*`` metrics when
+``/metrics`` is scraped, through ``FaustMetricsCollector``. Per-commit, per-send and per-request hooks are
 Faust's, unchanged.
 
 The metrics are Faust's, under names that follow Prometheus' conventions (``faust_metrics``):
@@ -57,9 +58,15 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         if isinstance(message, MessageBatch):
             self.messages_active -= len(message.messages) - 1
 
+    def track_tp_end_offset(self, tp: TP, offset: int) -> None:
+        """Faust's record of a partition's end offset, which its consumer makes for every message."""
+        Monitor.track_tp_end_offset(self, tp, offset)
+
     def publish(self) -> None:
         """Bring the per-message and per-event ``faust_*`` metrics up to date with the counters."""
         metrics = self._metrics
+        for tp, offset in self.tp_end_offsets.items():
+            metrics.topic_partition_end_offset.labels(topic=tp.topic, partition=tp.partition).set(offset)
         self._add(metrics.messages_received, "received", self.messages_received_total)
         for topic, count in self.messages_received_by_topic.items():
             self._add(metrics.messages_received_per_topics.labels(topic=topic), ("topic", topic), count)

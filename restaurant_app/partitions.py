@@ -9,7 +9,9 @@ copy, ``order_created_at``), one partition per day, named ``orders_p20261129`` a
 every day that has rows in the default partitions, moving those rows into their new day. The
 worker runs it at start-up and every hour (``agents/partitions.py``), the leader's hourly run
 followed by the retentions (``restaurant_app/retention.py``); ``python -m restaurant_app.partitions``
-runs both once against ``DATABASE_URL``.
+runs both once against ``DATABASE_URL``. Creating and moving is migration 024's function
+``upkeep_add_day``, which runs as the tables' owner: the worker's role needs no more than the
+right to call it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
-from psycopg import sql
 
 from restaurant_app.logs import configure_logging
 from restaurant_app.settings import settings_or_exit
@@ -41,35 +42,17 @@ LOCK_TIMEOUT = "5s"
 
 TAKE_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, true)"
-# Inserts wait while rows move and partitions appear; reads go on until a partition is created.
-LOCK_TABLES = "LOCK TABLE orders, order_items IN SHARE ROW EXCLUSIVE MODE"
 
 PARTITION_NAMES = """
 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent IN ('orders'::regclass, 'order_items'::regclass)
 """
 
-DEFAULT_DAYS = "SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM orders_default"
-
-# The columns an INSERT may set (not generated ones), in table order.
-INSERTABLE_COLUMNS = """
-SELECT attname FROM pg_attribute
-WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-ORDER BY attnum
-"""
-
-STASH = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {stash} (LIKE {table}) ON COMMIT DROP")
-MOVE_TO_STASH = sql.SQL("""
-WITH moved AS (DELETE FROM {default} WHERE {column} >= %s AND {column} < %s RETURNING *)
-INSERT INTO {stash} SELECT * FROM moved
-""")
-CREATE_PARTITION = sql.SQL(
-    "CREATE TABLE {partition} PARTITION OF {table} FOR VALUES FROM ({start}) TO ({end})"
-)
-MOVE_FROM_STASH = sql.SQL("""
-WITH moved AS (DELETE FROM {stash} RETURNING *)
-INSERT INTO {table} ({columns}) SELECT {columns} FROM moved
-""")
+# Migration 024's functions, which the worker's role may run without owning the tables. The
+# second locks the tables (inserts wait while rows move and partitions appear; reads go on until
+# a partition is created), creates the day's missing partitions and moves its default rows in.
+DEFAULT_DAYS = "SELECT upkeep_default_days()"
+ADD_DAY = "SELECT upkeep_add_day(%s)"
 
 
 def partition_name(table: str, day: date) -> str:
@@ -134,41 +117,10 @@ async def _add_partitions(conn: psycopg.AsyncConnection, days: set[date],
     if not missing:
         return [], 0
     await conn.execute(SET_LOCK_TIMEOUT, (LOCK_TIMEOUT,))
-    await conn.execute(LOCK_TABLES)
     moved = 0
     for day in missing:
-        moved += await _add_day(conn, day, existing)
+        moved += (await (await conn.execute(ADD_DAY, (day,))).fetchone())[0]
     return missing, moved
-
-
-async def _add_day(conn: psycopg.AsyncConnection, day: date, existing: set[str]) -> int:
-    """Create ``day``'s partitions, its rows moved out of the default partitions; return the orders moved."""
-    start, end = day_bounds(day)
-    moved = {}
-    for table, column in TABLES:
-        names = _names(table)
-        await conn.execute(STASH.format(**names))
-        move = MOVE_TO_STASH.format(column=sql.Identifier(column), **names)
-        moved[table] = (await conn.execute(move, (start, end))).rowcount
-    for table, _ in TABLES:
-        name = partition_name(table, day)
-        if name not in existing:
-            await conn.execute(CREATE_PARTITION.format(
-                partition=sql.Identifier(name), table=sql.Identifier(table),
-                start=sql.Literal(start), end=sql.Literal(end)))
-        columns = await _insertable_columns(conn, table)
-        await conn.execute(MOVE_FROM_STASH.format(columns=columns, **_names(table)))
-    return moved["orders"]
-
-
-def _names(table: str) -> dict[str, sql.Identifier]:
-    return {"table": sql.Identifier(table), "default": sql.Identifier(f"{table}_default"),
-            "stash": sql.Identifier(f"moving_{table}")}
-
-
-async def _insertable_columns(conn: psycopg.AsyncConnection, table: str) -> sql.Composed:
-    cursor = await conn.execute(INSERTABLE_COLUMNS, (table,))
-    return sql.SQL(", ").join(sql.Identifier(row[0]) for row in await cursor.fetchall())
 
 
 async def _main() -> None:

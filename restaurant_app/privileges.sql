@@ -13,6 +13,9 @@ GRANT UPDATE (order_id) ON order_keys TO restaurant_ingest;
 GRANT SELECT, INSERT, UPDATE ON rejected_orders, report_runs TO restaurant_ingest;
 GRANT SELECT ON report_sales, report_dishes, report_insights, report_skipped_windows,
     schema_migrations TO restaurant_ingest;
+-- The day partitions' upkeep and the retentions, only through migration 024's functions.
+GRANT EXECUTE ON FUNCTION upkeep_default_days(), upkeep_add_day(date), upkeep_drop_day(date),
+    upkeep_delete_old(text, timestamptz, integer) TO restaurant_ingest;
 
 -- The report job: the orders and their events, and every report table and its work tables.
 GRANT SELECT ON order_keys, orders, order_items, order_events, schema_migrations TO restaurant_reports;

@@ -14,6 +14,10 @@
 Rows go ``BATCH_ROWS`` at a time, each batch its own short transaction, at most ``BATCHES_PER_STEP``
 batches per kind an upkeep: a backlog (retention turned on over a year of data) drains over
 several hours without holding locks for long. 0 days keeps that kind of data for ever.
+
+The dropping and deleting are migration 024's functions (``upkeep_drop_day``,
+``upkeep_delete_old``), run as the tables' owner: the worker's role may call them, and they
+refuse a day or a cutoff younger than any retention allows.
 """
 
 from __future__ import annotations
@@ -24,9 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
-from psycopg import sql
 
-from restaurant_app.partitions import PARTITION_NAMES, TABLES, partition_name, upkeep_transaction
+from restaurant_app.partitions import PARTITION_NAMES, SET_LOCK_TIMEOUT, upkeep_transaction
 from restaurant_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,60 +40,20 @@ PARTITIONS_PER_STEP = 7
 LOCK_TIMEOUT = "5s"
 DAY_PARTITION = re.compile(r"^orders_p(\d{8})$")
 
-DETACH = sql.SQL("ALTER TABLE {table} DETACH PARTITION {partition}")
-DROP = sql.SQL("DROP TABLE {partition}")
+# Migration 024's functions, which the worker's role may run without owning the tables.
+DROP_DAY = "SELECT upkeep_drop_day(%s)"
+DELETE_BATCH = "SELECT upkeep_delete_old(%s, %s, %s)"
+"""One batch of one kind of rows (a name below, as the log says it), older than a cutoff."""
 
-# Each kind of row a retention applies to: a name for the log, and one batch's DELETE, whose
-# %(cutoff)s is the oldest moment kept and %(batch)s the most rows it deletes.
-BATCHED_DELETES = {
-    "order keys": sql.SQL("""
-        DELETE FROM order_keys WHERE order_id IN (
-            SELECT order_id FROM order_keys WHERE created_at < %(cutoff)s LIMIT %(batch)s)"""),
-    # A cancellation or refund goes with its order.
-    "order events": sql.SQL("""
-        DELETE FROM order_events WHERE event_id IN (
-            SELECT event_id FROM order_events WHERE order_created_at < %(cutoff)s LIMIT %(batch)s)"""),
-    "daily customers": sql.SQL("""
-        DELETE FROM report_customers WHERE ctid IN (
-            SELECT ctid FROM report_customers
-            WHERE granularity = 'day' AND period_start < %(cutoff)s LIMIT %(batch)s)"""),
-    # A week's or month's customers are kept while its orders may still come (their count stays).
-    "weekly and monthly customers": sql.SQL("""
-        DELETE FROM report_customers WHERE ctid IN (
-            SELECT ctid FROM report_customers
-            WHERE granularity IN ('week', 'month') AND period_start < %(cutoff)s - interval '31 days'
-            LIMIT %(batch)s)"""),
-    "rejected messages": sql.SQL("""
-        DELETE FROM rejected_orders WHERE id IN (
-            SELECT id FROM rejected_orders
-            WHERE rejected_at < %(cutoff)s AND dead_lettered_at IS NOT NULL LIMIT %(batch)s)"""),
-    "report runs": sql.SQL("""
-        DELETE FROM report_runs WHERE run_id IN (
-            SELECT run_id FROM report_runs
-            WHERE finished_at < %(cutoff)s AND status <> 'running'
-              AND run_id < (SELECT coalesce(max(run_id), 0) FROM report_runs WHERE status = 'succeeded')
-            LIMIT %(batch)s)"""),
-}
-WINDOWS = sql.SQL("""
-    DELETE FROM {table} WHERE ctid IN (
-        SELECT ctid FROM {table} WHERE granularity = {granularity} AND period_start < %(cutoff)s
-        LIMIT %(batch)s)""")
-INSIGHTS = sql.SQL("""
-    DELETE FROM report_insights WHERE ctid IN (
-        SELECT ctid FROM report_insights
-        WHERE window_end - window_start <= {length}::interval AND window_start < %(cutoff)s
-        LIMIT %(batch)s)""")
+ORDERS_KINDS = ("order keys", "order events", "daily customers", "weekly and monthly customers")
+"""What goes with the orders' days: their keys, their events (a cancellation or refund goes with
+its order), and the customers of daily reports (and of weeks and months a month later)."""
 
 
-def window_deletes(granularity: str, length: str) -> dict[str, sql.Composable]:
-    """One batch's DELETE of each report table's windows of ``granularity`` (``length`` long)."""
-    deletes: dict[str, sql.Composable] = {
-        f"{granularity} {table}": WINDOWS.format(table=sql.Identifier(table),
-                                                 granularity=sql.Literal(granularity))
-        for table in ("report_sales", "report_dishes", "report_customers")
-    }
-    deletes[f"{granularity} insights"] = INSIGHTS.format(length=sql.Literal(length))
-    return deletes
+def window_kinds(granularity: str) -> tuple[str, ...]:
+    """The kinds of rows of reports of ``granularity`` (minute or hour): each report table's windows."""
+    return (*(f"{granularity} {table}" for table in ("report_sales", "report_dishes", "report_customers")),
+            f"{granularity} insights")
 
 
 @dataclass
@@ -132,18 +95,11 @@ def cutoffs(settings: Settings, now: datetime) -> dict[str, datetime]:
     return kept
 
 
-def deletes_due(kept: dict[str, datetime]) -> list[tuple[str, sql.Composable, datetime]]:
-    """(kind, one batch's DELETE, cutoff) for every kind of row a retention applies to."""
-    due = []
-    by_setting = {"orders": {k: BATCHED_DELETES[k] for k in ("order keys", "order events", "daily customers",
-                                                             "weekly and monthly customers")},
-                  "rejected": {"rejected messages": BATCHED_DELETES["rejected messages"]},
-                  "runs": {"report runs": BATCHED_DELETES["report runs"]},
-                  "minute": window_deletes("minute", "1 minute"),
-                  "hour": window_deletes("hour", "1 hour")}
-    for setting, cutoff in kept.items():
-        due += [(kind, statement, cutoff) for kind, statement in by_setting[setting].items()]
-    return due
+def deletes_due(kept: dict[str, datetime]) -> list[tuple[str, datetime]]:
+    """(kind, cutoff) for every kind of row a retention applies to."""
+    by_setting = {"orders": ORDERS_KINDS, "rejected": ("rejected messages",), "runs": ("report runs",),
+                  "minute": window_kinds("minute"), "hour": window_kinds("hour")}
+    return [(kind, cutoff) for setting, cutoff in kept.items() for kind in by_setting[setting]]
 
 
 async def apply_retention(conn: psycopg.AsyncConnection, settings: Settings,
@@ -156,8 +112,8 @@ async def apply_retention(conn: psycopg.AsyncConnection, settings: Settings,
     removed = Removed()
     if "orders" in kept:
         removed.days = await drop_old_days(conn, kept["orders"].date())
-    for kind, statement, cutoff in deletes_due(kept):
-        count, more = await delete_in_batches(conn, statement, cutoff, batch_rows)
+    for kind, cutoff in deletes_due(kept):
+        count, more = await delete_in_batches(conn, kind, cutoff, batch_rows)
         removed.rows[kind] = count
         if more:
             removed.more.append(kind)
@@ -174,26 +130,21 @@ async def drop_old_days(conn: psycopg.AsyncConnection, first_kept: date) -> list
         old = [day for day in days if day < first_kept][:PARTITIONS_PER_STEP]
         if not old:
             return []
-        await conn.execute("SELECT set_config('lock_timeout', %s, true)", (LOCK_TIMEOUT,))
+        await conn.execute(SET_LOCK_TIMEOUT, (LOCK_TIMEOUT,))
         for day in old:
-            for table, _ in TABLES:
-                partition = {"table": sql.Identifier(table),
-                             "partition": sql.Identifier(partition_name(table, day))}
-                if partition_name(table, day) in names:
-                    await conn.execute(DETACH.format(**partition))
-                    await conn.execute(DROP.format(**partition))
+            await conn.execute(DROP_DAY, (day,))
     return old
 
 
-async def delete_in_batches(conn: psycopg.AsyncConnection, statement: sql.Composable, cutoff: datetime,
+async def delete_in_batches(conn: psycopg.AsyncConnection, kind: str, cutoff: datetime,
                             batch_rows: int) -> tuple[int, bool]:
-    """Run ``statement`` batch after batch, each its own transaction, until a batch deletes fewer
-    than ``batch_rows`` or ``BATCHES_PER_STEP`` have run; return the rows deleted and whether
-    there may be more."""
+    """Delete ``kind``'s old rows batch after batch, each its own transaction, until a batch
+    deletes fewer than ``batch_rows`` or ``BATCHES_PER_STEP`` have run; return the rows deleted
+    and whether there may be more."""
     deleted = 0
     for _ in range(BATCHES_PER_STEP):
         async with conn.transaction():
-            count = (await conn.execute(statement, {"cutoff": cutoff, "batch": batch_rows})).rowcount
+            count = (await (await conn.execute(DELETE_BATCH, (kind, cutoff, batch_rows))).fetchone())[0]
         deleted += count
         if count < batch_rows:
             return deleted, False

@@ -239,6 +239,35 @@ def _spark_remote(name: str) -> str:
     return value.rstrip("/") + "/;token=" + token if "/;" not in value else value + ";token=" + token
 
 
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _advertised_hosts(name: str) -> tuple[str, ...]:
+    """Host names or addresses, comma-separated; unset: none."""
+    hosts = tuple(host.strip() for host in _str(name, "").split(",") if host.strip())
+    for host in hosts:
+        if not (HOST_NAME.fullmatch(host) or _is_ip_address(host)):
+            raise _bad(name, "host names or IP addresses, comma-separated", host)
+    return hosts
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _kafka_secure(name: str, advertised_hosts: tuple[str, ...]) -> bool:
+    """On by default once ``make run``'s services are reached from other machines, and then required."""
+    secure = _flag(name, bool(advertised_hosts))
+    if advertised_hosts and not secure:
+        raise SettingError(f"{name} cannot be off while ADVERTISED_HOSTS ({','.join(advertised_hosts)})"
+                           " opens make run's Kafka to other machines: its clients must log in over TLS.")
+    return secure
+
+
 def _readable_file(name: str) -> Path | None:
     """A file this process can read, or None when unset."""
     raw = _raw(name)
@@ -333,6 +362,7 @@ class Settings:
     topic_replication_factor: int | None
     kafka_nodes: int
     kafka_secure: bool
+    advertised_hosts: tuple[str, ...]
     workers: int
     order_simulator: bool
     simulated_stores: int
@@ -404,7 +434,8 @@ class Settings:
             orders_topic_partitions=_count("ORDERS_TOPIC_PARTITIONS", 6, old_name="TOPIC_PARTITIONS"),
             topic_replication_factor=_optional_count("TOPIC_REPLICATION_FACTOR"),
             kafka_nodes=_count("KAFKA_NODES", 1),
-            kafka_secure=_flag("KAFKA_SECURE", False),
+            kafka_secure=_kafka_secure("KAFKA_SECURE", _advertised_hosts("ADVERTISED_HOSTS")),
+            advertised_hosts=_advertised_hosts("ADVERTISED_HOSTS"),
             workers=_count("WORKERS", 1),
             order_simulator=_flag("ORDER_SIMULATOR", True),
             simulated_stores=_count("SIMULATED_STORES", 1),

@@ -6,8 +6,8 @@ reads only the orders of the minutes that changed. Unique customers cannot be ad
 and days leave them empty and PostgreSQL counts them from ``report_customers`` when publishing.
 Anonymous orders (no ``customer_id``) count as orders but not as customers: the spend per
 customer is the revenue of the identified customers' orders (``identified_revenue``) over them.
-Every row is a store's (``store_id``) or the whole chain's (``CHAIN_STORE``): each order line is
-counted twice, once for its store and once for the chain.
+Every row is a store's (``store_id``) or the whole chain's (``CHAIN_STORE``): each order (and each
+order line for the dishes) is counted twice, once for its store and once for the chain.
 """
 
 from __future__ import annotations
@@ -88,9 +88,23 @@ def build_reports(inputs: Inputs) -> Reports:
     )
 
 
+KEPT_AS = "kept_as"
+"""Which of the frames kept together a row belongs to (``kept``)."""
+
+
 def kept(*frames: DataFrame) -> list[DataFrame]:
-    """Compute ``frames`` now and keep their rows, so each is computed once however often it is used."""
-    return [frame.localCheckpoint(eager=True) for frame in frames]
+    """Compute ``frames`` now and keep their rows, so each is computed once however often it is used.
+
+    Several frames are computed by one Spark job: their rows, each marked with its frame, are kept
+    as one, and each frame is its own rows of it. A job costs the server a plan and a schedule
+    however few rows it holds, which in a small run is most of its cost.
+    """
+    if len(frames) == 1:
+        return [frames[0].localCheckpoint(eager=True)]
+    marked = [frame.withColumn(KEPT_AS, F.lit(number)) for number, frame in enumerate(frames)]
+    together = union_all(marked, allow_missing_columns=True).localCheckpoint(eager=True)
+    return [together.where(F.col(KEPT_AS) == number).select(*frame.columns)
+            for number, frame in enumerate(frames)]
 
 
 ORDER_COLUMNS = ("customer_id", "total", "order_discount", "service_charge", "service_charge_is_revenue",
@@ -131,23 +145,27 @@ def paid_entries() -> Column:
     return F.when(F.col("payments").isNull(), one).otherwise(each)
 
 
-def for_store_and_chain(lines: DataFrame) -> DataFrame:
-    """Each order line twice: for its store and for the chain (``store_id``); ``order_store`` is its store."""
-    return (lines.withColumnRenamed("store_id", "order_store")
+def for_store_and_chain(rows: DataFrame) -> DataFrame:
+    """Each row (an order or an order line) twice: for its store and for the chain (``store_id``);
+    ``order_store`` is its store."""
+    return (rows.withColumnRenamed("store_id", "order_store")
             .withColumn("store_id", F.explode(F.array(F.col("order_store"), F.lit(CHAIN_STORE)))))
 
 
 def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Per minute and store (and chain): orders, items, revenue, the bills' figures, customers and
     breakdowns; and per dish."""
-    lines = for_store_and_chain(lines).withColumn("period_start", F.date_trunc("minute", "created_at"))
+    lines = lines.withColumn("period_start", F.date_trunc("minute", "created_at"))
     # Every line of an order carries the order's own columns, so any line's value is the order's.
-    orders = lines.groupBy(*WINDOW, "order_id").agg(
-        *(F.first(column).alias(column) for column in dict.fromkeys(ORDER_COLUMNS)),
+    # An order is added up from its lines once, then counted for its store and for the chain.
+    orders = for_store_and_chain(lines.groupBy(*WINDOW, "order_id").agg(
+        *(F.first(column).alias(column) for column in dict.fromkeys(ORDER_COLUMNS)
+          if column != "order_store"),  # the store is the key here, order_store after
         F.sum("quantity").alias("items"),
         F.sum(F.col("unit_price") * F.col("quantity")).alias("gross"),
         F.sum("line_discount").alias("line_discounts"),
-    )
+    ))
+    lines = for_store_and_chain(lines)
     sales = orders.groupBy(*WINDOW).agg(
         F.count("*").alias("orders"),
         F.sum("total").cast(MONEY).alias("gross_revenue"),

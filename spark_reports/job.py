@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -21,6 +22,9 @@ from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, ReportRun, Span, skip
 from spark_reports.result import JobResult, RunStatus, result_line
 from spark_reports.store import ReportStore, report_store
 from spark_reports.watchdog import launcher_pid, start_watchdog
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("spark_reports")
 
@@ -62,32 +66,45 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     logging.getLogger("py4j").setLevel(max(logging.WARNING, logging.root.level))
     start_watchdog(launcher_pid(os.environ), settings.report_timeout_seconds)
-    if args.not_before is not None:
-        load_spark_client_and_wait(args.not_before)
+    opened = None if args.not_before is None else prepare_and_wait(settings, args.not_before)
     started = time.monotonic()
     try:
         span = None if args.first is None else day_span(args.first, args.last, settings.restaurant_timezone,
                                                         settings.business_day_starts_hour)
-        result = run(settings, full=args.full, span=span)
+        result = run(settings, full=args.full, span=span, opened=opened)
     except psycopg.OperationalError as exc:
         result = JobResult(RunStatus.FAILED, error=database_error(exc, settings.database_url))
         log.error("%s", result.error)
+    finally:
+        if opened is not None:  # after the reports are published: not in their way
+            stop_quietly(opened)
     result.seconds = round(time.monotonic() - started, 2)
     print(result_line(result), flush=True)
     return 1 if result.status == RunStatus.FAILED else 0
 
 
-def load_spark_client_and_wait(moment: float) -> None:
-    """Import pyspark (most of a second, with pandas and pyarrow), then sleep until ``moment``.
+def prepare_and_wait(settings: Settings, moment: float) -> SparkSession | None:
+    """Import pyspark (most of a second, with pandas and pyarrow) and open the Spark Connect
+    session of a small run, then sleep until ``moment``; return that session, if opened.
 
     The report timer launches the job this way a little before a run is due, so that the run
-    itself, and the snapshot it reads, start on time and without the import's delay. Forked from
-    the worker's fork server, the job has pyspark loaded already, and the early launch covers
-    only the fork server's own first start.
+    itself, and the snapshot it reads, start on time and without the import's or the session's
+    delay. Forked from the worker's fork server, the job has pyspark loaded already, and the
+    early launch covers the session and the fork server's own first start.
     """
-    import spark_reports.stage  # noqa: F401 - loaded here, used in compute_and_publish
+    from spark_reports.session import open_early
 
+    opened = open_early(settings)
     time.sleep(max(0.0, moment - time.time()))
+    return opened
+
+
+def stop_quietly(spark: SparkSession) -> None:
+    """End a session whose run is over; a server gone meanwhile changes nothing for the run."""
+    try:
+        spark.stop()
+    except Exception as exc:  # noqa: BLE001 - the run's outcome is known and recorded already
+        log.warning("Could not end the Spark Connect session: %s", error_text(exc))
 
 
 def database_error(exc: psycopg.OperationalError, url: str) -> str:
@@ -105,10 +122,12 @@ def day_span(first: date, last: date, zone: str, day_starts_hour: int = 0) -> Sp
     return Span(date_start(first, tz, day_starts_hour), date_start(after, tz, day_starts_hour))
 
 
-def run(settings: Settings, full: bool = False, span: Span | None = None) -> JobResult:
+def run(settings: Settings, full: bool = False, span: Span | None = None,
+        opened: SparkSession | None = None) -> JobResult:
     """Run the job once, under the report lock; a run already going makes this one a no-op.
 
-    ``full`` recomputes every report; ``span``, the reports of its days only.
+    ``full`` recomputes every report; ``span``, the reports of its days only; a small run
+    computes in the Spark session ``opened`` for it, if any.
     """
     with report_store(settings.database_url, settings.report_timeout_seconds) as store:
         if not store.ledger.try_lock():
@@ -118,10 +137,11 @@ def run(settings: Settings, full: bool = False, span: Span | None = None) -> Job
         if report_run.skip is not None:
             log.warning("Report run %d: %s", report_run.run_id,
                         skip_note(report_run.skip, report_run.skipped_windows))
-        return compute_and_publish(settings, store, report_run)
+        return compute_and_publish(settings, store, report_run, opened)
 
 
-def compute_and_publish(settings: Settings, store: ReportStore, report_run: ReportRun) -> JobResult:
+def compute_and_publish(settings: Settings, store: ReportStore, report_run: ReportRun,
+                        opened: SparkSession | None = None) -> JobResult:
     """Find, compute and publish the run's windows; on any failure, record it and leave the reports alone."""
     counts: tuple[int | None, int | None] = (None, None)
     try:
@@ -142,7 +162,7 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
                      describe(settings.reports_database_url), waited)
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
-        counts = stage_reports(settings, report_run)
+        counts = stage_reports(settings, report_run, opened)
         windows = store.publish(report_run, *counts, settings.report_grace_seconds,
                                 settings.restaurant_timezone, settings.business_day_starts_hour)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs

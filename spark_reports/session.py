@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from pyspark.sql.connect.client.retries import DefaultPolicy
 from restaurant_app.errors import PipelineError
 from restaurant_app.java_runtime import jdbc_driver
 from restaurant_app.settings import Settings, is_loopback, shown_remote
+
+log = logging.getLogger("spark_reports")
 
 JDBC_DRIVER_CLASS = "org.postgresql.Driver"
 FETCH_SIZE = 10_000
@@ -110,13 +113,19 @@ def spark_conf(settings: Settings, minutes: int) -> dict[str, str]:
 
 
 @contextmanager
-def spark_session(settings: Settings, minutes: int) -> Iterator[SparkSession]:
+def spark_session(settings: Settings, minutes: int,
+                  opened: SparkSession | None = None) -> Iterator[SparkSession]:
     """The session of a run of ``minutes`` windows, stopped when the run ends.
 
-    It is a session on the Spark Connect server that ``SPARK_REMOTE`` names, or a local one.
+    It is a session on the Spark Connect server that ``SPARK_REMOTE`` names, or a local one;
+    for a small run, the session ``opened`` early (``open_early``) if there is one, which its
+    opener stops.
     """
     remote = settings.spark_remote
     with lost_server_explained(remote):
+        if opened is not None and is_small(minutes):
+            yield opened
+            return
         spark = connect_spark(settings, minutes) if remote else start_local_spark(settings, minutes)
         try:
             yield spark
@@ -164,12 +173,26 @@ def connect_spark(settings: Settings, minutes: int) -> SparkSession:
     spark = SparkSession.builder.remote(channel_remote(settings.spark_remote)).create()
     spark.client.set_retry_policies([CONNECT_RETRIES])
     try:
-        for key, value in session_conf(settings, minutes).items():
-            spark.conf.set(key, value)
+        # All in one request: each request is a round trip to the server.
+        spark.conf._set_all(configs=session_conf(settings, minutes), silent=False)
     except BaseException:
         spark.stop()  # or the client retries at exit, to release the session
         raise
     return spark
+
+
+def open_early(settings: Settings) -> SparkSession | None:
+    """A session for a small run on the Spark Connect server, opened before the run is due, so
+    that the run starts computing at once; None without a server, or if it does not answer now
+    (the run then tries again, and says what is wrong)."""
+    if not settings.spark_remote:
+        return None
+    try:
+        with lost_server_explained(settings.spark_remote):
+            return connect_spark(settings, SMALL_RUN_MINUTES)
+    except Exception as exc:  # noqa: BLE001 - the run opens its own session and reports the error
+        log.info("Could not open the Spark Connect session ahead of the run: %s", exc)
+        return None
 
 
 def channel_remote(remote: str) -> str:

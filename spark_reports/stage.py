@@ -30,9 +30,11 @@ AND s.period_start >= to_timestamp({start}) AND s.period_start < to_timestamp({e
 """
 
 
-def stage_reports(settings: Settings, run: ReportRun) -> tuple[int, int]:
-    """Compute the run's windows into the staging tables; return (orders read, order lines read)."""
-    with spark_session(settings, run.minutes) as spark:
+def stage_reports(settings: Settings, run: ReportRun,
+                  opened: SparkSession | None = None) -> tuple[int, int]:
+    """Compute the run's windows into the staging tables, in the session ``opened`` early if it
+    suits the run; return (orders read, order lines read)."""
+    with spark_session(settings, run.minutes, opened) as spark:
         # Spark Connect's server holding the password itself: none is sent to it (SPARK_JDBC_PASSWORD).
         send = not (settings.spark_remote and settings.spark_jdbc_password == "server")
         jdbc = Jdbc.from_database_url(settings.database_url, with_password=send)

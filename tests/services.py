@@ -6,6 +6,7 @@ The services themselves and the worker processes come from ``infra.scratch``, sh
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,16 @@ def unique_names() -> dict[str, str]:
         "ORDERS_TOPIC": f"orders-{suffix}",
         "DEAD_LETTER_TOPIC": f"orders-dead-letter-{suffix}",
     }
+
+
+def outward_address() -> str:
+    """An address of this machine that another machine would use (not loopback), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))  # a UDP socket's connect sends nothing
+        except OSError:
+            return "127.0.0.1"
+        return sock.getsockname()[0]
 
 
 def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message: str = ""):

@@ -2,11 +2,12 @@
 
 These tests check what can be checked from the files themselves, in the fast tier
 (tests/test_compose_stack.py runs them in a Docker engine, `make compose-check`). The compose
-file must follow the Compose Specification's JSON schema; our services may set only settings
-the pipeline reads; every image is pinned; every service has a health check and waits for its
-dependencies to be healthy; one port is published, on 127.0.0.1; one bridge network joins
-everything; the Kafka, PostgreSQL and Spark services fit together; and the image installs what
-`make setup` installs, as a non-root user under an init process.
+file must follow the Compose Specification's JSON schema; our services may set only settings the
+pipeline reads; every image is pinned; every service has a health check (but the one-shots) and
+waits for its dependencies to be healthy (or done); one port is published, on 127.0.0.1; one
+bridge network joins everything; the Kafka, PostgreSQL and Spark services fit together, each hop
+secured (TLS and a login, secrets only in files of the service's own volume); and the image
+installs what `make setup` installs, as a non-root user under an init process.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@
 first; these tests start the stack with `docker compose up`, as a user does, and read it through
 `docker compose exec`: PostgreSQL with psql, the orders topic with a Kafka client in a worker's
 container, the dashboard on its published port. The tests run in order, on one stack: the flow
-of orders and reports, the dashboard and the replica; four workers; a broker killed, the primary
-stopped and the generating worker cut off the network, each under load or while it generates;
-then `down` and `up` again, then `down -v`. Each checks the exact account of the orders.
+of orders and reports, the dashboard and the replica; every hop refusing a client without its
+secret or with a wrong one, and no secret in a log, a page or `docker inspect`; four workers; a
+broker killed, the primary stopped and the generating worker cut off the network, each under
+load or while it generates; then `down` and `up` again, then `down -v`. Each checks the exact
+account of the orders.
 """
 
 from __future__ import annotations

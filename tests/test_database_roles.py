@@ -8,6 +8,8 @@ the web role writes nothing.
 import asyncio
 import re
 import stat
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 import pytest
@@ -16,8 +18,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from infra.postgres import APP_ROLES
 from infra.scratch import ScratchStack
-from restaurant_app.database import Database, privileges
+from restaurant_app.database import Database, MigrationsRefused, privileges
 from restaurant_app.order_sink import save_orders
+from restaurant_app.partitions import keep_partitions
+from restaurant_app.retention import Removed, apply_retention
+from restaurant_app.settings import Settings
+from restaurant_app.traffic import OrderGenerator
 from tests.services import query, run_report_job
 from tests.test_reports_job import history
 
@@ -31,6 +37,8 @@ FORBIDDEN_TO_ALL = {
     "copy from a server file": "COPY rejected_orders (raw) FROM '/etc/hostname'",
     "run a program": "COPY rejected_orders (raw) FROM PROGRAM 'id'",
     "create a role": "CREATE ROLE intruder",
+    "detach a partition": "ALTER TABLE orders DETACH PARTITION orders_default",
+    "drop a partition": "DROP TABLE order_items_default",
 }
 
 WRITES = {
@@ -44,7 +52,11 @@ WRITES = {
 @pytest.fixture(scope="module")
 def urls(stack: ScratchStack) -> dict[str, str]:
     """A migrated database and the URL of each role, plus ``owner`` (the superuser that migrated)."""
-    url = stack.new_database("roles")
+    return role_urls(stack, "roles")
+
+
+def role_urls(stack: ScratchStack, prefix: str) -> dict[str, str]:
+    url = stack.new_database(prefix)
     asyncio.run(Database(url).migrate())
     name = conninfo_to_dict(url)["dbname"]
     stack.postgres.enable_roles(name)
@@ -113,3 +125,76 @@ def test_each_password_is_kept_private_and_never_logged(stack: ScratchStack, url
         assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
         password = password_file.read_text().strip()
         assert len(password) >= 32 and password not in log
+
+
+def test_the_worker_keeps_the_partitions_and_the_retentions_through_the_functions(stack: ScratchStack):
+    """As ``make run``'s workers do, logged in as restaurant_ingest only (migration 024)."""
+    ingest = role_urls(stack, "upkeep")["restaurant_ingest"]
+    today = datetime.now(UTC).date()
+    old_day = today - timedelta(days=40)
+    generator = OrderGenerator(seed=2424)
+    old = [generator.order(datetime.combine(old_day, time(12, n), UTC)) for n in range(3)]
+    recent = [generator.order(datetime.now(UTC) - timedelta(minutes=5))]
+    assert asyncio.run(save_orders(ingest, old + recent)) == 4  # into the default partitions
+
+    async def upkeep() -> tuple[tuple[list[date], int], Removed]:
+        async with await psycopg.AsyncConnection.connect(ingest, autocommit=True) as conn:
+            kept = await keep_partitions(conn)
+            return kept, await apply_retention(conn, replace(Settings.from_env(), orders_retention_days=30))
+
+    (created, moved), removed = asyncio.run(upkeep())
+    assert old_day in created and today in created and moved == 4
+    assert removed.days == [old_day] and removed.rows["order keys"] == 3
+    assert query(ingest, "SELECT order_id::text FROM orders") == [(recent[0].order_id,)]
+    assert query(ingest, "SELECT count(*) FROM order_items") == [(len(recent[0].items),)]
+    partitions = {row[0] for row in query(ingest, "SELECT relname FROM pg_class"
+                                                  " WHERE relname LIKE 'orders_p%%'")}
+    assert f"orders_p{today:%Y%m%d}" in partitions and f"orders_p{old_day:%Y%m%d}" not in partitions
+
+
+UPKEEP_CALLS = {
+    "list the default's days": "SELECT upkeep_default_days()",
+    "create a day": "SELECT upkeep_add_day('2030-01-01')",
+    "drop a day": "SELECT upkeep_drop_day('2001-01-01')",
+    "delete old rows": "SELECT upkeep_delete_old('order keys', now() - interval '400 days', 10)",
+}
+
+
+@pytest.mark.parametrize("role", ["restaurant_web", "restaurant_reports"])
+@pytest.mark.parametrize("call", sorted(UPKEEP_CALLS))
+def test_only_the_worker_s_role_may_run_the_upkeep(urls: dict[str, str], role: str, call: str):
+    assert refused(urls[role], UPKEEP_CALLS[call])
+
+
+@pytest.mark.parametrize("call", [
+    "SELECT upkeep_add_day(NULL)",
+    "SELECT upkeep_drop_day(NULL)",
+    "SELECT upkeep_drop_day((now() AT TIME ZONE 'UTC')::date - 1)",  # yesterday: always kept
+    "SELECT upkeep_delete_old('order keys', now() - interval '1 hour', 10)",
+    "SELECT upkeep_delete_old('order keys', NULL, 10)",
+    "SELECT upkeep_delete_old('order keys', now() - interval '40 days', 0)",
+    "SELECT upkeep_delete_old('order keys', now() - interval '40 days', 1000000)",
+    "SELECT upkeep_delete_old('orders', now() - interval '40 days', 10)",
+    "SELECT upkeep_delete_old('minute orders', now() - interval '40 days', 10)",
+    "SELECT upkeep_delete_old('minute report_sales; DROP TABLE orders', now() - interval '40 days', 10)",
+])
+def test_the_upkeep_functions_refuse_what_no_upkeep_asks(urls: dict[str, str], call: str):
+    with psycopg.connect(urls["restaurant_ingest"]) as conn, pytest.raises(errors.InvalidParameterValue):
+        conn.execute(call)
+    assert query(urls["owner"], "SELECT to_regclass('orders') IS NOT NULL") == [(True,)]
+
+
+def test_the_upkeep_functions_run_as_their_owner_with_a_fixed_search_path(urls: dict[str, str]):
+    rows = query(urls["owner"], "SELECT proname, prosecdef, proconfig FROM pg_proc"
+                                " WHERE proname LIKE 'upkeep\\_%%' ORDER BY proname")
+    assert [row[0] for row in rows] == ["upkeep_add_day", "upkeep_default_days", "upkeep_delete_old",
+                                        "upkeep_drop_day"]
+    assert all(secdef and config == ["search_path=pg_catalog, public, pg_temp"] for _, secdef, config in rows)
+
+
+def test_a_role_that_may_not_migrate_says_what_to_do(stack: ScratchStack, urls: dict[str, str]):
+    """A worker given a least-privileged DATABASE_URL before the migrations ran."""
+    name = conninfo_to_dict(stack.new_database("unmigrated"))["dbname"]
+    ingest = stack.postgres.role_url("restaurant_ingest", name)
+    with pytest.raises(MigrationsRefused, match=r"may not apply them .*-m restaurant_app.admin migrate"):
+        asyncio.run(Database(ingest).migrate())

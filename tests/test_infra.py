@@ -18,7 +18,7 @@ from infra.java import StackError
 from infra.kafka_broker import KafkaBroker
 from infra.postgres import PostgresServer
 from infra.scratch import ScratchStack
-from infra.stack import free_port, local_stack
+from infra.stack import free_port, local_stack, worker_env
 from restaurant_app.java_runtime import JavaUnavailable, java_executable
 from restaurant_app.settings import PROJECT_ROOT, Settings
 
@@ -175,6 +175,9 @@ def test_make_run_gives_the_worker_the_password_and_never_logs_it(
             f"postgresql://restaurant_web:{roles['restaurant_web']}@127.0.0.1:{port}/restaurant")
         assert env["REPORT_JOB_DATABASE_URL"] == (
             f"postgresql://restaurant_reports:{roles['restaurant_reports']}@127.0.0.1:{port}/restaurant")
+        workers = worker_env(env)  # the long-running workers hold no superuser login
+        assert workers["DATABASE_URL"] == env["INGEST_DATABASE_URL"] and "INGEST_DATABASE_URL" not in workers
+        assert not any(password in value for value in workers.values())
         with psycopg.connect(env["WEB_DATABASE_URL"]) as conn:  # migrated already, and read only
             assert conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):

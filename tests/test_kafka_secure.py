@@ -19,6 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra.__main__ import add_partitions
+from infra.certificates import certificate_hosts
 from infra.java import classpath
 from infra.kafka_broker import KafkaBroker
 from infra.kafka_secrets import USERS
@@ -30,7 +31,7 @@ from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from tests.conftest import service_home
-from tests.services import fetch, get, query, unique_names, wait_until
+from tests.services import fetch, get, outward_address, query, unique_names, wait_until
 from tests.test_admin import admin
 from tests.test_orders_api import post
 
@@ -46,15 +47,17 @@ def secure_stack() -> Iterator[tuple[KafkaBroker, dict[str, str]]]:
     """``make run``'s own start of a Kafka with ``KAFKA_SECURE=on`` (SASL_SSL for clients, SSL to
     its controller, the ACLs of NAMES), and the settings it gives its workers. PostgreSQL and
     Spark are named, so that ``local_stack`` starts only Kafka."""
-    home, port = service_home(), two_free_ports()
+    home, port, host = service_home(), two_free_ports(), outward_address()
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {**NAMES, "KAFKA_SECURE": "on", "SPARK_REMOTE": "sc://127.0.0.1:9",
+        # Reached by another address of this machine, as from another machine (ADVERTISED_HOSTS).
+        for name, value in {**NAMES, "KAFKA_SECURE": "on", "ADVERTISED_HOSTS": host,
+                            "SPARK_REMOTE": "sc://127.0.0.1:9",
                             "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}.items():
             env.setenv(name, value)
         env.delenv("KAFKA_BROKER", raising=False)
         try:
             with local_stack(home, Settings.from_env(), kafka_port=port) as worker_settings:
-                yield local_kafka(home, port, secure=True), worker_settings
+                yield local_kafka(home, port, secure=True, hosts=[host]), worker_settings
         finally:
             shutil.rmtree(home, ignore_errors=True)
 
@@ -84,13 +87,28 @@ def test_make_run_gives_its_workers_a_login_and_keeps_the_secrets_private(
     assert worker_settings["KAFKA_SASL_USERNAME"] == "worker"
     assert secrets.home.stat().st_mode & 0o777 == 0o700
     assert {path.name: path.stat().st_mode & 0o777 for path in secrets.home.iterdir()} == dict.fromkeys(
-        ["ca.pem", "ca.key", "ca.srl", "broker.pem", "admin.password", "worker.password", "pos.password",
-         "admin.properties"], 0o600)
+        ["broker.pem", "admin.password", "worker.password", "pos.password", "admin.properties"], 0o600)
+    assert secrets.ca.home.stat().st_mode & 0o777 == 0o700  # make run's one small CA
+    assert {path.name: path.stat().st_mode & 0o777 for path in secrets.ca.home.iterdir()} == dict.fromkeys(
+        ["ca.pem", "ca.key", "ca.srl"], 0o600)
     assert (kafka.home / "server.properties").stat().st_mode & 0o777 == 0o600
 
 
-def brokers_seen(kafka: KafkaBroker, security: KafkaSecurity) -> int:
-    return asyncio.run(count_brokers(kafka.bootstrap_servers, timeout=5.0, security=security))
+def brokers_seen(kafka: KafkaBroker, security: KafkaSecurity, bootstrap_servers: str = "") -> int:
+    return asyncio.run(count_brokers(bootstrap_servers or kafka.bootstrap_servers, timeout=5.0,
+                                     security=security))
+
+
+def test_another_machine_reaches_the_broker_by_its_advertised_address(secure_kafka: KafkaBroker):
+    """The certificate names the advertised address (checked by the client, as a host name), and
+    the broker listens there, not only on loopback."""
+    host = secure_kafka.secrets.advertised_host
+    assert {host, "127.0.0.1", "localhost"} <= set(certificate_hosts(secure_kafka.secrets.keystore))
+    security = secure_kafka.secrets.client("worker")
+    assert security.ssl_context().check_hostname
+    assert brokers_seen(secure_kafka, security, f"{host}:{secure_kafka.port}") == 1
+    config = (secure_kafka.home / "server.properties").read_text()
+    assert f"advertised.listeners=SASL_SSL://{host}:{secure_kafka.port}" in config
 
 
 def is_refused(kafka: KafkaBroker, security: KafkaSecurity) -> bool:
@@ -269,3 +287,37 @@ def test_make_run_s_partitions_command_grows_a_topic_as_admin(secure_kafka: Kafk
     assert add_partitions(Settings.from_env(), 3) == 0
     wait_until(lambda: asyncio.run(create_and_count(create=False)) == 3, timeout=30,
                message="the topic did not grow to 3 partitions")
+
+
+def test_a_point_of_sale_loads_orders_without_the_right_to_create_topics(secure_kafka: KafkaBroker,
+                                                                          tmp_path: Path):
+    """``produce-orders`` as ``pos`` (write and describe the orders topic, nothing else): it writes
+    a topic that exists, and says clearly that it may not create one that does not."""
+    kafka, orders = secure_kafka, NAMES["ORDERS_TOPIC"]
+    admin_options = kafka.secrets.client("admin").client_options()
+
+    async def create_orders_topic() -> None:
+        client = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, **admin_options)
+        await client.start()
+        try:
+            if orders not in await client.list_topics():
+                await client.create_topics([NewTopic(orders, 1, 1)])
+        finally:
+            await client.close()
+
+    def produce_as_pos(topic: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, **NAMES, **kafka.secrets.client_env("pos"), "ORDERS_TOPIC": topic,
+               "KAFKA_BROKER": kafka.bootstrap_servers, "DATA_DIR": str(tmp_path)}
+        return subprocess.run(faust_command("produce-orders", "--count", "3"), cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=180, check=False)
+
+    asyncio.run(create_orders_topic())
+    loaded = produce_as_pos(orders)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert f"Published 3 order(s) to '{orders}'" in loaded.stdout + loaded.stderr
+    missing = produce_as_pos(f"missing-{orders}")
+    assert missing.returncode != 0
+    said = f"The topic 'missing-{orders}' does not exist (or this login (pos) may not see it)"
+    assert said in missing.stderr
+    assert "Start a worker first" in missing.stderr
+    assert kafka.secrets.password("pos") not in missing.stdout + missing.stderr

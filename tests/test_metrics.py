@@ -146,6 +146,18 @@ def test_a_batch_of_messages_counts_as_its_messages_in_faust_metrics():
     assert registry.get_sample_value("faust_topic_partition_read_offset", partition) == 13
 
 
+def test_the_partitions_end_offset_is_recorded_per_message_and_shown_at_the_scrape():
+    registry = CollectorRegistry()
+    monitor = lean_monitor(registry)
+    tp = Message("orders", 1, 0, 0.0, 0, None, None, b"", None).tp
+    for end in (5, 9):
+        monitor.track_tp_end_offset(tp, end)
+    gauge = monitor._metrics.topic_partition_end_offset
+    assert [metric.samples for metric in gauge.collect()] == [[]]  # nothing per message
+    partition = {"topic": "orders", "partition": "1"}
+    assert registry.get_sample_value("faust_topic_partition_end_offset", partition) == 9  # a scrape
+
+
 def exposed_families() -> dict[str, str]:
     """Each metric family the worker's registry exposes, by name (counters with ``_total``): its type."""
     import restaurant_app.worker  # noqa: F401  (registers Faust's sensor)

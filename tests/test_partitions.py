@@ -209,6 +209,27 @@ def test_partitions_are_made_ahead_and_the_default_rows_move_into_their_day(url:
     assert asyncio.run(keep(url, today)) == ([], 0)
 
 
+def test_the_worker_s_role_keeps_the_partitions_through_migration_024_s_function(
+        postgres: PostgresServer, url: str):
+    """``restaurant_ingest`` owns no table, may not create one, and still makes the days and moves
+    the default's rows: ``upkeep_add_day`` runs as the tables' owner."""
+    name = url.rsplit("/", 1)[1]
+    postgres.enable_roles(name)
+    ingest = postgres.role_url("restaurant_ingest", name)
+    orders = [OrderGenerator(seed=12).order(START), OrderGenerator(seed=13).order(ODD_MOMENT)]
+    asyncio.run(save_orders(ingest, orders))
+    before = snapshot(url)
+    with psycopg.connect(ingest) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CREATE TABLE orders_p20011231 PARTITION OF orders"
+                     " FOR VALUES FROM ('2001-12-31 00:00+00') TO ('2002-01-01 00:00+00')")
+    created, moved = asyncio.run(keep(ingest, START.date()))
+    assert {START.date(), ODD_MOMENT.date()} <= set(created) and moved == 2
+    assert snapshot(url) == before and query(url, DEFAULT_ROWS) == [(0, 0)]
+    owners = query(url, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname LIKE"
+                        " 'orders\\_p%%' OR relname LIKE 'order\\_items\\_p%%'")
+    assert owners == query(url, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'orders'")
+
+
 def snapshot(url: str) -> tuple[list[tuple], list[tuple]]:
     return (query(url, "SELECT * FROM orders ORDER BY order_id"),
             query(url, "SELECT * FROM order_items ORDER BY order_id, line_no"))

@@ -10,8 +10,10 @@ from infra.rotation import rotate_secrets
 from infra.secret_file import make_secret, make_spark_auth_file
 
 MADE = ("postgres/roles/restaurant_web", "postgres/roles/restaurant_reports", "spark-connect/token",
-        "spark-cluster/auth.properties")
-KEPT = ("postgres/password", "spark-connect/server.log")
+        "spark-cluster/auth.properties", "ca/ca.pem", "ca/ca.key", "kafka-secrets/broker.pem",
+        "spark-connect/front.pem")
+KEPT = ("postgres/password", "spark-connect/server.log", "kafka-secrets/pos.password",
+        "kafka-secrets/admin.password")
 
 
 def make_run_data(data_dir: Path) -> None:

@@ -205,6 +205,22 @@ def test_a_worker_with_log_format_json_writes_one_json_object_a_line(worker):
     assert any(entry["message"].endswith("Ready") for entry in entries)
 
 
+def test_advertised_hosts_make_kafka_secure_and_require_it(env: pytest.MonkeyPatch):
+    assert Settings.from_env().advertised_hosts == () and not Settings.from_env().kafka_secure
+    env.setenv("ADVERTISED_HOSTS", " kafka.example.lan, 192.0.2.7 ,fd00::2")
+    settings = Settings.from_env()
+    assert settings.advertised_hosts == ("kafka.example.lan", "192.0.2.7", "fd00::2")
+    assert settings.kafka_secure
+    message = error_for(env, "KAFKA_SECURE", "off")
+    assert "KAFKA_SECURE cannot be off while ADVERTISED_HOSTS" in message
+
+
+@pytest.mark.parametrize("raw", ["-kafka", "kafka.example.lan/", "a b", "kafka_1:9092"])
+def test_an_advertised_host_that_is_no_name_is_refused(env: pytest.MonkeyPatch, raw: str):
+    assert "ADVERTISED_HOSTS" in error_for(env, "ADVERTISED_HOSTS", raw)
+
+
+
 @pytest.mark.parametrize("name", ["DASHBOARD_TOKEN", "ORDERS_API_TOKEN"])
 def test_a_token_comes_from_its_file_without_the_line_break(env: pytest.MonkeyPatch, tmp_path: Path,
                                                             name: str):

@@ -10,29 +10,36 @@ import asyncio
 import os
 import pwd
 import shutil
+import socket
+import ssl
 import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pyspark
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from infra.certificates import CertificateAuthority
 from infra.postgres import write_pgpass
 from infra.scratch import ScratchStack
 from infra.spark_connect import SparkConnectServer
-from infra.stack import free_port
+from infra.stack import free_port, open_spark_connect
+from infra.tls_front import TlsFront
 from restaurant_app.database import Database
 from restaurant_app.order_sink import save_orders
 from restaurant_app.settings import PROJECT_ROOT, shown_remote
 from restaurant_app.traffic import OrderGenerator
-from tests.services import command_lines, run_report_job
+from tests.services import command_lines, outward_address, run_report_job
 
 pytestmark = pytest.mark.integration
 
+GRPC_ROOTS = "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"
+"""gRPC's own setting: the CA certificates a TLS channel (pyspark's ``use_ssl=true``) trusts."""
 OTHER_USER = "rsales-other"
 """A second, unprivileged system user of this machine, made by the test if missing."""
 
@@ -48,6 +55,21 @@ except Exception as exc:
     print("REFUSED", getattr(code, "name", type(exc).__name__))
 """
 """A client that asks the server to read a file of the server's machine, as the server's user."""
+
+CALL_ONCE = """
+import sys, grpc
+from pyspark.sql.connect.client import DefaultChannelBuilder
+from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
+stub = base_pb2_grpc.SparkConnectServiceStub(DefaultChannelBuilder(sys.argv[1]).toChannel())
+request = base_pb2.ConfigRequest(session_id="00112233-4455-6677-8899-aabbccddeeff",
+                                 operation=base_pb2.ConfigRequest.Operation(get_all=base_pb2.ConfigRequest.GetAll()))
+try:
+    stub.Config(request, timeout=30)
+    print("SERVED")
+except grpc.RpcError as exc:
+    print("REFUSED", exc.code().name)
+"""
+"""One call, without pyspark's retries, on the channel pyspark would open to ``sys.argv[1]``."""
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +108,16 @@ def token(server: SparkConnectServer) -> str:
     return server.token_file.read_text().strip()
 
 
-def read_through_spark(remote: str, path: Path, user: pwd.struct_passwd | None = None) -> str:
+def read_through_spark(remote: str, path: Path, user: pwd.struct_passwd | None = None,
+                       ca_file: Path | None = None) -> str:
     """What ``READ_A_FILE`` says, run as this user or as ``user``.
 
     Another user runs the system's Python of the same version on our packages: the interpreter
     the virtual environment links to may sit in a home folder others cannot enter.
     """
     env = {"PATH": os.environ["PATH"], "HOME": tempfile.gettempdir()}
+    if ca_file is not None:
+        env[GRPC_ROOTS] = str(ca_file)
     python, as_user = sys.executable, {}
     if user is not None:
         python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin")
@@ -189,3 +214,71 @@ def test_a_server_that_keeps_the_database_password_is_sent_none(
     server.start()
     result = run_report_job(job_url, env=env)
     assert (result["status"], result["orders_read"]) == ("succeeded", 3), result
+
+
+@pytest.fixture(scope="module")
+def front(server: SparkConnectServer, server_home: Path) -> Iterator[TlsFront]:
+    """The server behind ``make run``'s TLS front (on every interface, port + 1), its certificate
+    for an outward address of this machine, as ``ADVERTISED_HOSTS`` makes it."""
+    with ExitStack() as stack:
+        yield open_spark_connect(stack, server, CertificateAuthority(server_home / "ca"),
+                                 [outward_address()], lambda part: None)
+
+
+@pytest.fixture(scope="module")
+def ca_file(server_home: Path) -> Path:
+    """The CA of the front's certificate, which a client must trust."""
+    return server_home / "ca" / "ca.pem"
+
+
+def front_remote(front: TlsFront, token: str | None = None) -> str:
+    return f"sc://{outward_address()}:{front.port}/;use_ssl=true" + (f";token={token}" if token else "")
+
+
+def test_over_tls_the_token_is_still_required(front: TlsFront, server: SparkConnectServer,
+                                              private_file: Path, ca_file: Path):
+    assert read_through_spark(front_remote(front), private_file, ca_file=ca_file) == "REFUSED UNAUTHENTICATED"
+    wrong = front_remote(front, "x" * len(token(server)))
+    assert read_through_spark(wrong, private_file, ca_file=ca_file) == "REFUSED UNAUTHENTICATED"
+    right = front_remote(front, token(server))
+    assert read_through_spark(right, private_file, ca_file=ca_file) == "READ only-the-owner-reads-this"
+
+
+def call_once(remote: str, ca_file: Path | None = None) -> str:
+    """What ``CALL_ONCE`` says of one call on pyspark's channel to ``remote``."""
+    env = {"PATH": os.environ["PATH"], **({GRPC_ROOTS: str(ca_file)} if ca_file else {})}
+    completed = subprocess.run([sys.executable, "-c", CALL_ONCE, remote], capture_output=True, text=True,
+                               timeout=120, cwd=PROJECT_ROOT, check=False, env=env)
+    lines = completed.stdout.strip().splitlines()
+    assert lines, completed.stderr[-2000:]
+    return lines[-1]
+
+
+def test_the_front_refuses_plaintext_and_an_untrusting_client(front: TlsFront, server: SparkConnectServer,
+                                                               ca_file: Path):
+    assert call_once(f"sc://{outward_address()}:{front.port}") == "REFUSED UNAVAILABLE"  # pyspark's plaintext
+    # The right token, but the system's CAs do not vouch for the front's certificate: never sent.
+    assert call_once(front_remote(front, token(server))) == "REFUSED UNAVAILABLE"
+    assert call_once(front_remote(front, token(server)), ca_file) == "SERVED"
+    with socket.create_connection((outward_address(), front.port), timeout=10) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # HTTP/2 in plain text
+        assert sock.recv(1024) == b""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.set_alpn_protocols(["http/1.1"])  # TLS, but not HTTP/2
+    with (socket.create_connection((outward_address(), front.port), timeout=10) as raw,
+          context.wrap_socket(raw, server_hostname=outward_address()) as tls):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: spark\r\n\r\n")
+        assert tls.recv(1024) == b""  # closed unanswered
+    assert "did not ask for HTTP/2" in (front.keystore.parent / "front.log").read_text()
+
+
+def test_the_report_job_runs_through_the_front(stack: ScratchStack, front: TlsFront,
+                                               server: SparkConnectServer, ca_file: Path):
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    asyncio.run(save_orders(url, [OrderGenerator(seed=2425).order() for _ in range(4)]))
+    env = {"SPARK_REMOTE": front_remote(front, token(server)),
+           GRPC_ROOTS: str(ca_file)}
+    result = run_report_job(url, env=env)
+    assert (result["status"], result["orders_read"]) == ("succeeded", 4), result
+    assert token(server) not in (front.keystore.parent / "front.log").read_text()

@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -85,8 +85,8 @@ def ask(url: str, authorization: str | None = None) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def open_worker(stack: ScratchStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    """A worker on every interface with a token, storing orders as the ingest role and reading
-    the dashboard as the web role, as ``make run`` starts it."""
+    """A worker on every interface with a token, logged in as the ingest role (its ``DATABASE_URL``,
+    after the owner migrated) and reading the dashboard as the web role, as ``make run`` starts it."""
     url = stack.new_database()
     asyncio.run(Database(url).migrate())
     name = conninfo_to_dict(url)["dbname"]
@@ -94,8 +94,8 @@ def open_worker(stack: ScratchStack, tmp_path_factory: pytest.TempPathFactory) -
     asyncio.run(save_orders(url, [OrderGenerator(seed=24).order() for _ in range(5)]))
     home = tmp_path_factory.mktemp("open-worker")
     worker = WorkerProcess({
-        **unique_names(), "KAFKA_BROKER": stack.kafka.bootstrap_servers, "DATABASE_URL": url,
-        "INGEST_DATABASE_URL": stack.postgres.role_url("restaurant_ingest", name),
+        **unique_names(), "KAFKA_BROKER": stack.kafka.bootstrap_servers,
+        "DATABASE_URL": stack.postgres.role_url("restaurant_ingest", name),
         "WEB_DATABASE_URL": stack.postgres.role_url("restaurant_web", name),
         "REPORT_JOB_DATABASE_URL": stack.postgres.role_url("restaurant_reports", name),
         "SPARK_REMOTE": f"sc://localhost:{free_port()}/;token={SPARK_TOKEN}",
@@ -151,9 +151,22 @@ def test_orders_and_rejections_are_stored_as_the_ingest_role(open_worker: Worker
 
 
 @pytest.mark.integration
+def test_the_worker_keeps_its_day_partitions_without_an_owner_s_login(open_worker: WorkerProcess):
+    url = open_worker.env["DATABASE_URL"]
+    assert query(url, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user") == [
+        ("restaurant_ingest", False)]
+    week_ahead = datetime.now(UTC).date() + timedelta(days=7)
+    wait_until(lambda: query(url, "SELECT to_regclass(%s) IS NOT NULL", (f"orders_p{week_ahead:%Y%m%d}",))
+               == [(True,)], timeout=60, message="the worker never made the day partitions ahead")
+    log = Path(open_worker.log_file).read_text(errors="replace")
+    assert "Created the day partitions of orders and order_items" in log
+    assert "Failed while" not in log and "permission denied" not in log
+
+
+@pytest.mark.integration
 def test_no_secret_in_any_answer_or_the_log(open_worker: WorkerProcess):
     env = open_worker.env
-    logins = ("DATABASE_URL", "INGEST_DATABASE_URL", "WEB_DATABASE_URL", "REPORT_JOB_DATABASE_URL")
+    logins = ("DATABASE_URL", "WEB_DATABASE_URL", "REPORT_JOB_DATABASE_URL")
     secrets = [TOKEN, SPARK_TOKEN, *(conninfo_to_dict(env[name])["password"] for name in logins)]
     answers = [ask(open_worker.url + path)[1] for path in OPEN]
     answers += [ask(open_worker.url + path, f"Bearer {TOKEN}")[1]
