@@ -57,9 +57,9 @@ def pgpass_line(host: str, role: str) -> str:
     return f"{host}:5432:{DATABASE}:{role}:{{{role}}}"
 
 
-WORKER_LOGINS = (pgpass_line("postgres", "postgres"), *(pgpass_line("postgres", role) for role in ROLES),
+WORKER_LOGINS = (*(pgpass_line("postgres", role) for role in ROLES),
                  pgpass_line("postgres-replica", "restaurant_web"))
-"""The workers' logins. The superuser's is there while the worker migrates at start."""
+"""The workers' logins: not the superuser's, which only `setup` holds."""
 JOB_LOGINS = (pgpass_line("postgres", "restaurant_reports"),
               pgpass_line("postgres-replica", "restaurant_web"))
 """The report job's, which Spark's JDBC driver reads from ``PGPASSFILE`` where the SQL runs."""

@@ -469,7 +469,7 @@ def test_the_replica_streams_from_a_slot_of_the_primary_and_each_url_names_its_s
             assert env["POSTGRES_CA_FILE"] == f"{SECRETS_AT}/ca.pem", name  # verify-full against it
         if "REPORTS_DATABASE_URL" in env:
             assert url(env["REPORTS_DATABASE_URL"]).hostname == "postgres-replica", name
-            for variable, role in (("INGEST_DATABASE_URL", "restaurant_ingest"),
+            for variable, role in (("DATABASE_URL", "restaurant_ingest"),
                                    ("WEB_DATABASE_URL", "restaurant_web"),
                                    ("REPORT_JOB_DATABASE_URL", "restaurant_reports"),
                                    ("REPORTS_DATABASE_URL", "restaurant_web")):

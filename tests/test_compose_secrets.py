@@ -45,6 +45,7 @@ def test_each_service_gets_only_its_files_owned_by_its_user_and_private(made):
     assert secrets.made.stat().st_mode & 0o777 == 0o700 and secrets.made not in owners  # root's
     worker = contents(secrets.root / "worker")
     assert "admin" not in " ".join(worker) and "ca.key" not in worker  # no other service's secret
+    assert ":postgres:" not in worker["worker.pgpass"]  # no superuser's login in the workers
     assert all("postgres.password" not in contents(secrets.root / s.volume)
                for s in SERVICES if s.volume not in ("postgres",))
 
