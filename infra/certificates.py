@@ -7,13 +7,13 @@ The folder is its owner's only (0700, every file 0600); the CA's key never leave
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from infra.java import StackError
+from restaurant_app.settings import is_ip_address
 
 CERTIFICATE_DAYS = "3650"
 
@@ -21,20 +21,12 @@ CERTIFICATE_DAYS = "3650"
 def subject_alt_names(hosts: Sequence[str]) -> str:
     """The ``subjectAltName`` of a certificate for ``hosts``: IP entries for addresses, DNS
     entries for names."""
-    return ",".join(f"IP:{name}" if _is_address(name) else f"DNS:{name}" for name in dict.fromkeys(hosts))
+    return ",".join(f"IP:{name}" if is_ip_address(name) else f"DNS:{name}" for name in dict.fromkeys(hosts))
 
 
 def url_host(host: str) -> str:
     """``host`` as a URL holds it: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host
-
-
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 class CertificateAuthority:

@@ -246,12 +246,13 @@ def _advertised_hosts(name: str) -> tuple[str, ...]:
     """Host names or addresses, comma-separated; unset: none."""
     hosts = tuple(host.strip() for host in _str(name, "").split(",") if host.strip())
     for host in hosts:
-        if not (HOST_NAME.fullmatch(host) or _is_ip_address(host)):
+        if not (HOST_NAME.fullmatch(host) or is_ip_address(host)):
             raise _bad(name, "host names or IP addresses, comma-separated", host)
     return hosts
 
 
-def _is_ip_address(text: str) -> bool:
+def is_ip_address(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address rather than a host name."""
     try:
         ipaddress.ip_address(text)
     except ValueError:
