@@ -429,6 +429,8 @@ def changed(url, **params):
     return make_conninfo(url, **params)
 
 web, replica = settings.web_database_url, settings.reports_database_url
+ingest = settings.ingest_database_url or settings.database_url  # the login worker.py stores with
+assert "restaurant_ingest@" in ingest, "the workers log in as restaurant_ingest"
 print(json.dumps({
     "web": attempt(web),
     "web on the replica": attempt(replica),
@@ -438,8 +440,8 @@ print(json.dumps({
     "web with a wrong password": attempt(changed(web, passfile="/dev/null", password="not-the-password")),
     "web trusting the system's CAs": attempt(changed(web, sslrootcert="system")),
     "web writes": attempt(web, "DELETE FROM orders"),
-    "ingest creates a table": attempt(settings.ingest_database_url, "CREATE TABLE intruder (x int)"),
-    "ingest reads a server file": attempt(settings.ingest_database_url, "SELECT pg_read_file('/etc/passwd')"),
+    "ingest creates a table": attempt(ingest, "CREATE TABLE intruder (x int)"),
+    "ingest reads a server file": attempt(ingest, "SELECT pg_read_file('/etc/passwd')"),
     "reports drops a table": attempt(settings.report_job_database_url, "DROP TABLE orders"),
 }))
 """

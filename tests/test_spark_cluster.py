@@ -4,6 +4,9 @@ import asyncio
 import json
 import socket
 import stat
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,3 +144,48 @@ def test_the_cluster_secret_is_in_a_private_file_and_on_no_command_line(runs: Ru
     assert lines and all(secret["spark.authenticate.secret"] not in line for line in lines)
     assert all(secret["spark.authenticate.secret"] not in path.read_text(errors="replace")
                for path in (cluster.master_log, cluster.worker_log))
+
+
+INTRUDER = """
+import sys
+from pyspark.sql import SparkSession
+builder = SparkSession.builder.master(sys.argv[1]).appName(sys.argv[2])
+for pair in sys.argv[3:]:
+    builder = builder.config(*pair.split("=", 1))
+builder.getOrCreate().range(1).count()
+print("RAN ON THE CLUSTER", flush=True)
+"""
+
+
+WRONG_SECRET = ["spark.authenticate=true", "spark.authenticate.secret=" + "x" * 64]
+
+
+@pytest.mark.parametrize("settings", [[], WRONG_SECRET], ids=["no secret", "a wrong secret"])
+def test_an_application_without_the_clusters_secret_is_refused(cluster: SparkCluster, tmp_path, settings):
+    name = f"intruder-{len(settings)}"
+    marks = cluster.master_log.stat().st_size
+    command = [sys.executable, "-c", INTRUDER, cluster.url, name, *settings]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          cwd=tmp_path) as driver:
+        try:
+            refused = wait_for_refusal(cluster, marks)
+            apps = master_state(cluster)
+        finally:
+            driver.kill()
+        output = driver.communicate()[0]
+    assert "RAN ON THE CLUSTER" not in output
+    assert name not in {app["name"] for app in apps["activeapps"] + apps["completedapps"]}
+    assert refused, f"the master logged no refusal; the driver said:\n{output[-2000:]}"
+
+
+def wait_for_refusal(cluster: SparkCluster, offset: int, timeout: float = 90.0) -> str:
+    """The master's first log line after ``offset`` that refuses a connection's authentication."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with cluster.master_log.open(errors="replace") as log:
+            log.seek(offset)
+            for line in log:
+                if "sasl" in line.lower() or "authentication" in line.lower():
+                    return line
+        time.sleep(0.5)
+    return ""
