@@ -160,32 +160,36 @@ print("RAN ON THE CLUSTER", flush=True)
 WRONG_SECRET = ["spark.authenticate=true", "spark.authenticate.secret=" + "x" * 64]
 
 
-@pytest.mark.parametrize("settings", [[], WRONG_SECRET], ids=["no secret", "a wrong secret"])
-def test_an_application_without_the_clusters_secret_is_refused(cluster: SparkCluster, tmp_path, settings):
+@pytest.mark.parametrize(("settings", "reason"), [
+    ([], "Expected SaslMessage, received something else"),
+    (WRONG_SECRET, "DIGEST-MD5: digest response format violation. Mismatched response."),
+], ids=["no secret", "a wrong secret"])
+def test_an_application_without_the_clusters_secret_is_refused(cluster: SparkCluster, tmp_path, settings,
+                                                                 reason):
     name = f"intruder-{len(settings)}"
     marks = cluster.master_log.stat().st_size
     command = [sys.executable, "-c", INTRUDER, cluster.url, name, *settings]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           cwd=tmp_path) as driver:
         try:
-            refused = wait_for_refusal(cluster, marks)
+            refused = wait_for_refusal(cluster, marks, reason)
             apps = master_state(cluster)
         finally:
             driver.kill()
         output = driver.communicate()[0]
     assert "RAN ON THE CLUSTER" not in output
     assert name not in {app["name"] for app in apps["activeapps"] + apps["completedapps"]}
-    assert refused, f"the master logged no refusal; the driver said:\n{output[-2000:]}"
+    assert refused, f"the master logged no {reason!r}; the driver said:\n{output[-2000:]}"
 
 
-def wait_for_refusal(cluster: SparkCluster, offset: int, timeout: float = 90.0) -> str:
-    """The master's first log line after ``offset`` that refuses a connection's authentication."""
+def wait_for_refusal(cluster: SparkCluster, offset: int, reason: str, timeout: float = 90.0) -> str:
+    """The master's first log line after ``offset`` that gives ``reason``, or ``""`` if none in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with cluster.master_log.open(errors="replace") as log:
             log.seek(offset)
             for line in log:
-                if "sasl" in line.lower() or "authentication" in line.lower():
+                if reason in line:
                     return line
         time.sleep(0.5)
     return ""
