@@ -8,14 +8,19 @@ the job's own gives the same rows as the runs on the server.
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -26,6 +31,7 @@ from infra.scratch import ScratchStack
 from infra.spark_connect import SparkConnectServer
 from infra.stack import free_port
 from restaurant_app.database import Database
+from restaurant_app.models import Order, OrderItem
 from restaurant_app.settings import Settings
 from tests.services import query, run_report_job
 from tests.test_reports_job import (
@@ -276,3 +282,93 @@ def test_make_run_goes_on_without_a_server_that_cannot_start(
     with stack_with_fake_server(monkeypatch, tmp_path, fail=True) as env:
         assert env == {}
     assert "each report run starts its own Spark" in caplog.text
+
+
+def dish_order(at: datetime, store: str, dish: str, quantity: int, channel: str) -> Order:
+    """One order of one line of ``dish``, at 12.50 a unit, paid by pix."""
+    item = OrderItem(dish=dish, category="Teste", unit_price=Decimal("12.50"), quantity=quantity)
+    return Order(order_id=str(uuid.uuid4()), store_id=store, created_at=at, customer_id=quantity,
+                 channel=channel, payment_method="pix", items=[item], total=item.subtotal)
+
+
+ROLLED_FIGURES = ("orders", "items_sold", "gross_revenue", "identified_revenue", "net_revenue")
+ROLLED_BREAKDOWNS = ("revenue_by_channel", "revenue_by_store", "payments_by_method")
+REPORT_ROWS = f"""
+SELECT period_start, store_id, {", ".join(ROLLED_FIGURES)},
+       {", ".join(f"{name}::text" for name in ROLLED_BREAKDOWNS)}
+FROM report_sales WHERE granularity = %s ORDER BY period_start, store_id
+"""
+RANKED_DISHES = """
+SELECT period_start, store_id, array_agg(dish ORDER BY rank), array_agg(quantity ORDER BY rank)
+FROM report_dishes WHERE granularity = %s GROUP BY period_start, store_id ORDER BY 1, 2
+"""
+
+
+def report_rows(url: str, granularity: str) -> dict[tuple, dict]:
+    """Each window's figures and breakdowns (exact decimals), by (period_start, store_id)."""
+    rows = {}
+    for start, store, *values in query(url, REPORT_ROWS, (granularity,)):
+        figures = dict(zip(ROLLED_FIGURES, values, strict=False))
+        for name, text in zip(ROLLED_BREAKDOWNS, values[len(ROLLED_FIGURES):], strict=True):
+            figures[name] = json.loads(text, parse_float=Decimal)
+        rows[start, store] = figures
+    return rows
+
+
+def added_up(finer: dict[tuple, dict], unit: str) -> dict[tuple, dict]:
+    """``finer`` windows added up into the ``unit`` windows (restaurant time) that hold them."""
+    totals: dict[tuple, dict] = {}
+    for (start, store), figures in finer.items():
+        local = start.astimezone(ZoneInfo(ZONE))
+        window = local.replace(minute=0) if unit == "hour" else local.replace(hour=0, minute=0)
+        total = totals.setdefault((window, store), {name: {} for name in ROLLED_BREAKDOWNS})
+        for name in ROLLED_FIGURES:
+            total[name] = total.get(name, 0) + figures[name]
+        for name in ROLLED_BREAKDOWNS:
+            for key, amount in figures[name].items():
+                total[name][key] = total[name].get(key, 0) + amount
+    return totals
+
+
+def test_hours_and_days_are_their_minutes_added_up_and_ties_rank_as_spark_ranks_them(
+        stack: ScratchStack, spark_server: SparkConnectServer):
+    """PostgreSQL adds up hours from minutes and days from hours as it publishes them: every
+    figure and breakdown of each store and the chain is the sum of the finer windows, a minute
+    left unchanged by a run counts in its recomputed hour, the dishes tied on quantity rank by
+    name in byte order as Spark ranks a minute's, and the hour's top-dish insight is its first."""
+    url = stack.new_database()
+    asyncio.run(Database(url).migrate())
+    hour = DAYS[0] + timedelta(hours=15)
+    # Tied in their minute: "Zebra" < "arroz" < "Água" in byte order (a linguistic order differs).
+    first = [dish_order(hour + timedelta(minutes=10, seconds=n), store, dish, quantity, channel)
+             for n, (store, dish, quantity, channel) in enumerate([
+                 ("loja-a", "Água", 2, "delivery"), ("loja-a", "arroz", 2, "dine_in"),
+                 ("loja-a", "Zebra", 2, "dine_in"), ("loja-b", "arroz", 1, "takeaway")])]
+    save(url, first)
+    assert run_report_job(url, env=on_server(spark_server))["status"] == "succeeded"
+    later = [dish_order(hour + timedelta(minutes=40), "loja-a", "Zebra", 1, "delivery")]
+    save(url, later)
+    second = run_report_job(url, env=on_server(spark_server))
+    assert (second["status"], second["orders_read"], second["rows_read"]) == ("succeeded", 1, 1)
+
+    minutes, hours, days = (report_rows(url, unit) for unit in ("minute", "hour", "day"))
+    assert (len(minutes), len(hours), len(days)) == (5, 3, 3)  # each store's and the chain's
+    assert hours == added_up(minutes, "hour")
+    assert days == added_up(hours, "day")
+    assert hours[hour, ""]["orders"] == 5 and hours[hour, ""]["revenue_by_store"] == {
+        "loja-a": Decimal("87.50"), "loja-b": Decimal("12.50")}
+
+    ranked = {(granularity, store): (dishes, quantities)
+              for granularity in ("minute", "hour")
+              for start, store, dishes, quantities in query(url, RANKED_DISHES, (granularity,))
+              if start in (hour, hour + timedelta(minutes=10))}
+    assert ranked["minute", "loja-a"] == (["Zebra", "arroz", "Água"], [2, 2, 2])  # Spark's ranks
+    assert ranked["hour", "loja-a"] == (["Zebra", "arroz", "Água"], [3, 2, 2])  # PostgreSQL's
+    assert ranked["hour", ""] == (["Zebra", "arroz", "Água"], [3, 3, 2])
+    top = query(url, "SELECT store_id, figures::text FROM report_insights WHERE kind = 'top_dish'"
+                     " ORDER BY store_id")
+    assert [(store, json.loads(text, parse_float=Decimal)) for store, text in top] == [
+        ("", {"dish": "Zebra", "quantity": 3, "revenue": Decimal("37.50")}),
+        ("loja-a", {"dish": "Zebra", "quantity": 3, "revenue": Decimal("37.50")}),
+        ("loja-b", {"dish": "arroz", "quantity": 1, "revenue": Decimal("12.50")}),
+    ]
