@@ -13,7 +13,7 @@ def test_a_started_worker_leaves_its_start_up_objects_alone_and_collects_less_of
         assert gc.get_threshold() == (GC_YOUNGEST_THRESHOLD, *threshold[1:])
         collections = gc.get_stats()[0]["collections"]
         made = [[] for _ in range(5000)]  # several times the default threshold, far less than ours
-        assert gc.get_stats()[0]["collections"] == collections
+        assert gc.get_stats()[0]["collections"] == collections, f"collected among {len(made)} new objects"
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
