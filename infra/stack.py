@@ -47,19 +47,26 @@ def scratch_ports() -> range:
     return range(start, start + share)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not handed out."""
-    ports = [port for port in scratch_ports() if port not in _handed_out]
+def free_port(span: int = 1) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not handed
+    out, with the ``span - 1`` ports after it the same (a service that takes several in a row)."""
+    ports = [port for port in scratch_ports() if port + span - 1 < scratch_ports().stop
+             and _handed_out.isdisjoint(range(port, port + span))]
     random.shuffle(ports)
     for port in ports:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise StackError(f"no free port left among {scratch_ports()}")
+        if all(_bindable(each) for each in range(port, port + span)):
+            _handed_out.update(range(port, port + span))
+            return port
+    raise StackError(f"no {span} free port(s) in a row left among {scratch_ports()}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:

@@ -102,7 +102,8 @@ async def _postgres_relay(target: tuple[str, int], context: ssl.SSLContext,
         await client_writer.drain()
         await client_writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_SECONDS)
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as exc:
-        log.warning("Refused %s: no TLS handshake (%s).", peer, exc or type(exc).__name__)
+        if not (isinstance(exc, asyncio.IncompleteReadError) and not exc.partial):  # not a port probe
+            log.warning("Refused %s: no TLS handshake (%s).", peer, exc or type(exc).__name__)
         client_writer.close()
         return
     await _pass_on(target, client_reader, client_writer)

@@ -22,6 +22,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from restaurant_app.kafka_security import KafkaSecurity
 from restaurant_app.settings import PROJECT_ROOT
 from spark_reports.result import parse_result
 
@@ -78,11 +79,13 @@ def produce(bootstrap_servers: str, topic: str, messages: list[tuple[bytes | Non
     asyncio.run(send_all())
 
 
-def admin(bootstrap_servers: str, action: Callable[[AIOKafkaAdminClient], Awaitable[Any]]) -> Any:
-    """Run ``action`` with Kafka's admin client and return what it returns."""
+def admin(bootstrap_servers: str, action: Callable[[AIOKafkaAdminClient], Awaitable[Any]],
+          security: KafkaSecurity | None = None) -> Any:
+    """Run ``action`` with Kafka's admin client (logged in with ``security``) and return what it returns."""
 
     async def run() -> Any:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                     **(security.client_options() if security else {}))
         await client.start()
         try:
             return await action(client)
