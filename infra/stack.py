@@ -20,7 +20,7 @@ from infra.postgres import PostgresReplica, PostgresServer, write_pgpass
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
 from infra.supervisor import Part, Supervisor
-from infra.tls_front import TlsFront
+from infra.tls_front import EVERY_INTERFACE, TlsFront
 from restaurant_app.database import Database, describe
 from restaurant_app.settings import Settings, shown_remote
 
@@ -286,7 +286,7 @@ def open_spark_connect(stack: ExitStack, server: SparkConnectServer, ca: Certifi
     ``hosts``: pyspark sends its token to a server beyond loopback only over TLS."""
     keystore = server.home / "front.pem"
     ca.ensure_issued(keystore, "/CN=spark-connect", (*LOCAL_HOSTS, *hosts))
-    front = TlsFront("0.0.0.0", server.port + 1, server.port, keystore, server.home / "front.log")
+    front = TlsFront(EVERY_INTERFACE, server.port + 1, server.port, keystore, server.home / "front.log")
     log.info("Starting the Spark Connect TLS front on port %d of every interface ...", front.port)
     front.start()
     stack.callback(_stopping, "the Spark Connect TLS front", front.stop)
@@ -307,7 +307,7 @@ def open_postgres(stack: ExitStack, postgres: PostgresServer, ca: CertificateAut
     home.mkdir(mode=0o700, exist_ok=True)
     keystore = home / "front.pem"
     ca.ensure_issued(keystore, "/CN=postgres", (*LOCAL_HOSTS, *hosts))
-    front = TlsFront("0.0.0.0", port, postgres.port, keystore, home / "front.log", postgres=True)
+    front = TlsFront(EVERY_INTERFACE, port, postgres.port, keystore, home / "front.log", postgres=True)
     log.info("Starting the PostgreSQL TLS front on port %d of every interface ...", port)
     front.start()
     stack.callback(_stopping, "the PostgreSQL TLS front", front.stop)

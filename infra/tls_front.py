@@ -42,6 +42,8 @@ SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 GSSENC_REQUEST = struct.pack("!ii", 8, 80877104)
 """What it sends first to ask for GSSAPI encryption, which the front declines."""
 TLS_REQUIRED = "this server takes TLS connections only (sslmode=verify-full)"
+EVERY_INTERFACE = ""
+"""The host to listen on for every interface, IPv4 and IPv6 alike (``--listen :PORT``)."""
 
 
 def server_context(pem: Path, alpn: list[str] = ALPN) -> ssl.SSLContext:
@@ -134,7 +136,7 @@ async def serve(listen: tuple[str, int], target: tuple[str, int], pem: Path, *,
         server = await asyncio.start_server(
             lambda reader, writer: _relay(target, reader, writer), *listen, ssl=server_context(pem),
             ssl_handshake_timeout=HANDSHAKE_SECONDS, reuse_address=True)
-    log.info("TLS front on %s:%d, for the %s on %s:%d", *listen,
+    log.info("TLS front on %s port %d, for the %s on %s:%d", listen[0] or "every interface", listen[1],
              "PostgreSQL server" if postgres else "server", *target)
     async with server:
         await server.serve_forever()
@@ -147,7 +149,8 @@ def address(text: str) -> tuple[str, int]:
 
 
 class TlsFront(ChildProcess):
-    """``python -m infra tls-front`` as a child process, relaying ``host:port`` to 127.0.0.1:``backend``."""
+    """``python -m infra tls-front`` as a child process, relaying ``host:port`` to 127.0.0.1:``backend``
+    (``host`` ``EVERY_INTERFACE``: every interface, IPv4 and IPv6)."""
 
     stop_timeout = 5.0
 
@@ -171,13 +174,13 @@ class TlsFront(ChildProcess):
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise StackError(f"The TLS front on {self.host}:{self.port} did not start."
-                                 f" Last lines of {self.log_file}:\n{tail(self.log_file)}")
+                raise StackError(f"The TLS front on {self.host or 'every interface'} port {self.port} did"
+                                 f" not start. Last lines of {self.log_file}:\n{tail(self.log_file)}")
             time.sleep(0.1)
 
     def _answers(self) -> bool:
         try:
-            socket.create_connection((self.host, self.port), timeout=1.0).close()
+            socket.create_connection((self.host or "127.0.0.1", self.port), timeout=1.0).close()
         except OSError:
             return False
         return True

@@ -47,6 +47,20 @@ def outward_address() -> str:
         return sock.getsockname()[0]
 
 
+def outward_ipv6_address() -> str | None:
+    """An IPv6 address of this machine that another machine would use, else ``::1``; None
+    without IPv6."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.connect(("2001:db8::1", 9))  # a UDP socket's connect sends nothing
+            except OSError:
+                sock.bind(("::1", 0))
+            return sock.getsockname()[0]
+    except OSError:
+        return None
+
+
 def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message: str = ""):
     """Poll ``condition`` until it returns something truthy; return that value."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from infra.certificates import CertificateAuthority
 from infra.scratch import ScratchStack
 from infra.stack import free_port, open_postgres
 from infra.tls_front import SSL_REQUEST, TLS_REQUIRED, TlsFront, postgres_error
-from tests.services import outward_address
+from tests.services import outward_address, outward_ipv6_address
 from tests.test_database_roles import role_urls
 from tests.test_database_tls import make_ca
 
@@ -35,8 +35,9 @@ def ca_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def front(stack: ScratchStack, ca_home: Path) -> Iterator[TlsFront]:
     """The shared PostgreSQL behind a front on every interface, its certificate for an outward
     address of this machine, as ``ADVERTISED_HOSTS`` makes it."""
+    hosts = [outward_address(), *filter(None, [outward_ipv6_address()])]
     with ExitStack() as services:
-        yield open_postgres(services, stack.postgres, CertificateAuthority(ca_home), [outward_address()],
+        yield open_postgres(services, stack.postgres, CertificateAuthority(ca_home), hosts,
                             lambda part: None, free_port())
 
 
@@ -91,3 +92,17 @@ def test_a_plain_startup_gets_postgresql_s_error_and_no_byte_reaches_the_server(
         sock.sendall(SSL_REQUEST)
         assert sock.recv(1) == b"S"  # then the TLS handshake, which a bare socket does not begin
     assert "it did not ask for TLS" in (front.keystore.parent / "front.log").read_text()
+
+
+def test_an_ipv6_client_is_served_too(verified: Callable[..., str]):
+    """The front listens on every interface of both families, its certificate naming the address."""
+    address = outward_ipv6_address()
+    if address is None:
+        pytest.skip("this machine has no IPv6")
+    with psycopg.connect(verified(host=address)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("restaurant_web",)
+
+
+def test_the_server_itself_stays_on_loopback(stack: ScratchStack, front: TlsFront):
+    with pytest.raises(OSError):
+        socket.create_connection((outward_address(), stack.postgres.port), timeout=10).close()
