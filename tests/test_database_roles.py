@@ -8,13 +8,14 @@ the web role writes nothing.
 import asyncio
 import re
 import stat
+import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 import pytest
 from psycopg import errors, sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.postgres import APP_ROLES, set_password
 from infra.scratch import ScratchStack
@@ -246,3 +247,25 @@ def test_a_deleted_key_takes_its_stored_lines_never_a_temporary_table_s(urls: di
                     sql.Identifier(schema, table)), (order.order_id,)).fetchone()[0]
                 for schema in ("public", "pg_temp") for table in ("orders", "order_items")]
     assert left == [0, 0, 1, len(order.items)]
+
+
+def test_a_migrating_role_that_is_no_superuser_hands_the_orders_tables_to_the_upkeep_role(
+        stack: ScratchStack, urls: dict[str, str]):
+    """As on a managed PostgreSQL, whose administrator is no superuser: it has CREATEROLE, owns the
+    database and may grant restaurant_upkeep (made by ``urls``' migrations: as its maker, it would)."""
+    migrator = f"migrator_{uuid.uuid4().hex[:8]}"
+    name, password = f"by_{migrator}", "migrator-password-for-the-test"
+    with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} CREATEROLE").format(sql.Identifier(migrator)))
+        set_password(conn, migrator, password, login=True)
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(*map(sql.Identifier, (name, migrator))))
+        conn.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(*map(sql.Identifier, (UPKEEP_ROLE,
+                                                                                               migrator))))
+    owner = conninfo_to_dict(stack.postgres.url(name)) | {"user": migrator, "password": password}
+    asyncio.run(Database(make_conninfo(**owner)).migrate())
+    stack.postgres.enable_roles(name)
+    ingest = stack.postgres.role_url("restaurant_ingest", name)
+    owner_of = "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = %s"
+    assert query(ingest, owner_of, ("orders",)) == [(UPKEEP_ROLE,)]
+    assert query(ingest, "SELECT upkeep_add_day('2030-01-01')") == [(0,)]
+    assert query(ingest, owner_of, ("orders_p20300101",)) == [(UPKEEP_ROLE,)]
