@@ -136,6 +136,9 @@ def local_stack(
             log.info("PostgreSQL is ready: %s; its password is in %s",
                      describe(env["DATABASE_URL"]), postgres.password_file)
             env.update(_least_privilege(postgres))
+            if settings.advertised_hosts:
+                open_postgres(stack, postgres, local_ca(data_dir), settings.advertised_hosts, watch,
+                              postgres_port + 2)
             if settings.postgres_replica:
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
@@ -284,6 +287,27 @@ def open_spark_connect(stack: ExitStack, server: SparkConnectServer, ca: Certifi
     log.info("Other machines reach the Spark Connect server at sc://%s:%d/;use_ssl=true, with the token"
              " in %s (SPARK_CONNECT_TOKEN_FILE) and GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=%s",
              url_host(hosts[0]), front.port, server.token_file, ca.ca_file)
+    return front
+
+
+def open_postgres(stack: ExitStack, postgres: PostgresServer, ca: CertificateAuthority,
+                  hosts: Sequence[str], watch: Callable[[Part], None], port: int) -> TlsFront:
+    """A TLS front for PostgreSQL on every interface, port ``port``, with a certificate of ``ca``
+    for ``hosts``: the wheel's server has no TLS of its own, so it stays on 127.0.0.1 and another
+    machine's client reaches it only through the front (``sslmode=verify-full``, trusting ``ca``),
+    logging in with the role's password as on loopback."""
+    home = postgres.home.parent / "postgres-front"
+    home.mkdir(mode=0o700, exist_ok=True)
+    keystore = home / "front.pem"
+    ca.ensure_issued(keystore, "/CN=postgres", (*LOCAL_HOSTS, *hosts))
+    front = TlsFront("0.0.0.0", port, postgres.port, keystore, home / "front.log", postgres=True)
+    log.info("Starting the PostgreSQL TLS front on port %d of every interface ...", port)
+    front.start()
+    stack.callback(_stopping, "the PostgreSQL TLS front", front.stop)
+    watch(Part("The PostgreSQL TLS front", front.exited, front.start))
+    log.info("Other machines reach PostgreSQL at postgresql://ROLE@%s:%d/%s?sslmode=verify-full&sslrootcert=%s"
+             " (the roles' passwords are in %s)", url_host(hosts[0]), port, DATABASE_NAME, ca.ca_file,
+             postgres.role_password_file(WEB_ROLE).parent)
     return front
 
 
