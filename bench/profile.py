@@ -36,12 +36,17 @@ SAMPLES_PER_SECOND = 200
 IDLE = "select (selectors.py"
 EVENT_LOOP = ("asyncio/base_events.py", "asyncio/events.py")
 LAYERS = (
-    ("validation", ("restaurant_app/validation.py", "json/")),
-    ("storage (psycopg, order_sink)", ("psycopg", "restaurant_app/order_sink.py")),
-    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("imports (start-up, lazy imports)", ("<frozen importlib",)),
+    ("validation", ("restaurant_app/validation.py", "restaurant_app/models.py", "json/")),
+    ("storage (psycopg, order_sink)",
+     ("psycopg", "restaurant_app/order_sink.py", "restaurant_app/database.py")),
+    ("metrics (prometheus_client, metrics.py, lean_monitor.py)",
+     ("prometheus_client", "restaurant_app/metrics.py", "restaurant_app/lean_monitor.py")),
     ("faust sensors/monitor", ("faust/sensors",)),
-    ("aiokafka fetch/parse", ("aiokafka",)),
-    ("faust stream/consumer/acks", ("faust/", "mode/services.py", "mode/utils")),
+    ("aiokafka fetch/parse (kafka_records.py)", ("aiokafka", "restaurant_app/kafka_records.py")),
+    ("faust stream/consumer/acks (fast_consumer.py, batches.py)",
+     ("faust/", "mode/services.py", "mode/utils", "restaurant_app/fast_consumer.py",
+      "restaurant_app/kafka_transport.py", "restaurant_app/batches.py")),
     ("agent (persistence.py)", ("agents/persistence.py",)),
 )
 
@@ -126,7 +131,8 @@ def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: 
     try:
         for n, worker in enumerate(processes, start=1):
             groups[f"worker{n}"] = psutil.Process(worker.start(ready_timeout=None).pid)
-        if raw is not None:
+        if raw is not None:  # from the first commit on, as the rates: start-up is not per order
+            wait_for_orders(database_url, 1, processes[0], timeout=max(600.0, orders / 100), interval=0.05)
             with raw.with_suffix(".log").open("w") as output:
                 spy = subprocess.Popen([str(PY_SPY), "record", "--format", "raw", "--rate",
                                         str(SAMPLES_PER_SECOND), "--pid", str(processes[0].pid),
