@@ -60,7 +60,7 @@ dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_requ
 
 
 def source_of(message: Message) -> Source:
-    headers = tuple((str(k), bytes(v or b"")) for k, v in (message.headers or ()))
+    headers = tuple((str(k), bytes(v or b"")) for k, v in message.headers) if message.headers else ()
     return Source(message.topic, message.partition, message.offset, message.value or b"",
                   message.key, headers)
 

@@ -2,10 +2,12 @@
 
 Every insight belongs to a window: an hour for the best-selling dish, the revenue comparisons
 and the trending dishes, a minute for an anomaly. A run evaluates again every window whose
-figures depend on a recomputed minute, and replaces that window's insights. An insight is its
-kind and its figures; the web server writes its sentence when it shows it, in the reader's
-language and the restaurant's formats (``restaurant_app/web/language.py``). Each store and the
-chain have their own insights, computed alike from their own minutes (``store_id``).
+figures depend on a recomputed minute, and replaces that window's insights. The best-selling
+dish is the hour's first ranked dish, which PostgreSQL writes as it publishes the hour
+(``spark_reports.store``); Spark computes the others. An insight is its kind and its figures;
+the web server writes its sentence when it shows it, in the reader's language and the
+restaurant's formats (``restaurant_app/web/language.py``). Each store and the chain have their
+own insights, computed alike from their own minutes (``store_id``).
 """
 
 from __future__ import annotations
@@ -33,16 +35,18 @@ COMPARISONS = (
 
 def build_insights(
     minutes: DataFrame, minute_dishes: DataFrame, minute_keys: DataFrame, hour_keys: DataFrame,
-    hour_dishes: DataFrame,
 ) -> tuple[DataFrame, DataFrame]:
-    """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace."""
+    """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace.
+
+    An hour's best-selling dish (``top_dish``) is read from its ranked dishes as PostgreSQL
+    publishes them (``spark_reports.store``, ``INSERT_TOP_DISHES``).
+    """
     minutes = with_hour(minutes)
     hours = minutes.groupBy("store_id", "hour").agg(
         F.sum("gross_revenue").alias("revenue"), F.max("offset").alias("last_offset")
     )
-    found = [top_dishes(hour_dishes)]
-    evaluated = [hour_keys.select(F.lit("top_dish").alias("kind"),
-                                  F.col("period_start").alias("window_start"))]
+    found: list[DataFrame] = []
+    evaluated: list[DataFrame] = []
     for kind, back in COMPARISONS:
         candidates = shifted(hour_keys, back)
         compared = compare_revenue(hours.join(candidates, "hour"), minutes, back)
@@ -81,20 +85,6 @@ def figures(**columns: Column) -> Column:
     """The numbers behind an insight as a JSON object, nulls included."""
     fields = F.struct(*(column.alias(name) for name, column in columns.items()))
     return F.to_json(fields, {"ignoreNullFields": "false"})
-
-
-def top_dishes(hour_dishes: DataFrame) -> DataFrame:
-    """The best-selling dish of each recomputed hour."""
-    top = hour_dishes.where(F.col("rank") == 1)
-    end = F.col("period_start") + interval_hours(1)
-    return top.select(
-        "store_id",
-        F.lit("top_dish").alias("kind"),
-        F.col("period_start").alias("window_start"),
-        end.alias("window_end"),
-        F.lit("").alias("subject"),
-        figures(dish=F.col("dish"), quantity=F.col("quantity"), revenue=F.col("revenue")).alias("figures"),
-    )
 
 
 def compare_revenue(hours: DataFrame, minutes: DataFrame, back: int) -> DataFrame:
