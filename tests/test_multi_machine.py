@@ -53,6 +53,13 @@ def publish_as_point_of_sale(data_dir: Path, bootstrap_servers: str, orders: lis
     asyncio.run(send())
 
 
+def orders_topic(data_dir: Path, bootstrap_servers: str) -> dict | None:
+    """The orders topic as Kafka describes it to ``admin``; None while it has no partitions."""
+    [topic] = admin(bootstrap_servers, lambda client: client.describe_topics(["orders"]),
+                    local_kafka_secrets(data_dir).client("admin"))
+    return topic if topic["partitions"] else None
+
+
 def role_url(data_dir: Path, role: str, host: str, port: int) -> str:
     """``role``'s login by PostgreSQL's TLS front, as a worker elsewhere gets it (the recipe's URL)."""
     password = quote((data_dir / "postgres" / "roles" / role).read_text().strip(), safe="")
@@ -87,12 +94,12 @@ def test_the_multi_machine_recipe_end_to_end(tmp_path: Path):
                    timeout=420, message="make run's worker never answered")
         assert run.poll() is None, (tmp_path / "run.log").read_text()[-4000:]
         brokers = ",".join(f"{host}:{kafka_port + 2 * n}" for n in range(3))
+        # The worker made the orders topic (a point of sale may not); the three brokers formed one
+        # cluster: each partition has a copy on each.
+        topic = wait_until(lambda: orders_topic(data_dir, brokers), timeout=120, message="no orders topic")
+        assert {len(p["replicas"]) for p in topic["partitions"]} == {3}
         orders = [OrderGenerator(seed=2403).order() for _ in range(ORDERS)]
         publish_as_point_of_sale(data_dir, brokers, orders)
-        [topic] = admin(brokers, lambda client: client.describe_topics(["orders"]),
-                        local_kafka_secrets(data_dir).client("admin"))
-        # The three brokers formed one cluster: each partition has a copy on each.
-        assert {len(p["replicas"]) for p in topic["partitions"]} == {3}
 
         web = role_url(data_dir, "restaurant_web", host, postgres_port + 2)
         ids = {order.order_id for order in orders}
