@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.errors import KafkaError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from infra.compose_secrets import ROLES, ComposeSecrets, set_up
+from infra.compose_secrets import ComposeSecrets, set_up
 from infra.java import StackError
 from infra.kafka_secrets import ROTATABLE
 from infra.postgres import POSTGRES_BIN_PATH
@@ -180,9 +180,7 @@ def compose_command(settings: Settings, args: argparse.Namespace) -> int:
         log.info("The services' secrets are ready in %s (%d made anew: %s).", args.root, len(forgotten),
                  ", ".join(forgotten) or "none asked")
     elif args.command == "compose-setup":
-        applied = set_up(settings)
-        log.info("%d migration(s) applied; the roles %s log in with their passwords; Kafka's ACLs are set.",
-                 applied, ", ".join(ROLES))
+        log.info("Set up: %s.", "; ".join(set_up(settings)))
     else:
         asyncio.run(serve(args.listen, args.to, args.pem))
     return 0
