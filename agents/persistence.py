@@ -5,6 +5,11 @@ Every message ends as a stored order or a recorded rejection, and a batch's offs
 acknowledged only once all of it has. Nothing else moves the offsets: an outage, a refused row,
 a dead-letter topic that is down, or an error nobody foresaw holds the batch (and the offsets
 after it) until it is done, so Faust never commits past a message that was not handled.
+
+The agent works on two batches at once: while PostgreSQL stores one, the next is taken from
+the stream and validated. Batches are still stored and acknowledged one after the other, in
+the order they came: the next one's transaction starts only once the one before is stored and
+acknowledged.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
+from typing import NamedTuple, TypeVar
 
 from faust import StreamT
 from faust.types import EventT, Message
@@ -42,6 +48,7 @@ from restaurant_app.validation import MAX_REASON_LENGTH, InvalidOrder, parse_mes
 from restaurant_app.worker import app, dead_letter_topic, ingest_database, orders_topic, settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_CLOCK_SKEW = timedelta(seconds=settings.max_clock_skew_seconds)
 MAX_ORDER_AGE = timedelta(days=settings.max_order_age_days)
@@ -53,12 +60,21 @@ dead_letters = DeadLetterPublisher(dead_letter_topic, app.conf.producer_max_requ
 
 
 def source_of(message: Message) -> Source:
-    headers = tuple((str(k), bytes(v or b"")) for k, v in (message.headers or ()))
+    headers = tuple((str(k), bytes(v or b"")) for k, v in message.headers) if message.headers else ()
     return Source(message.topic, message.partition, message.offset, message.value or b"",
                   message.key, headers)
 
 
-def sort_batch(messages: Sequence[Message]) -> tuple[list[Accepted], list[AcceptedEvent], list[Rejection]]:
+class SortedBatch(NamedTuple):
+    """A batch's messages, split by ``sort_batch``."""
+
+    orders: list[Accepted]
+    order_events: list[AcceptedEvent]
+    rejections: list[Rejection]
+
+
+
+def sort_batch(messages: Sequence[Message]) -> SortedBatch:
     """Split a batch of raw messages into valid orders, valid cancellations and refunds, and
     rejections with their reasons.
 
@@ -89,7 +105,12 @@ def sort_batch(messages: Sequence[Message]) -> tuple[list[Accepted], list[Accept
             accepted.append(Accepted(message, source))
         else:
             order_events.append(AcceptedEvent(message, source))
-    return accepted, order_events, rejections
+    return SortedBatch(accepted, order_events, rejections)
+
+
+async def validated(messages: Sequence[Message]) -> SortedBatch:
+    """``sort_batch`` as a step of ``until_done``."""
+    return sort_batch(messages)
 
 
 async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:
@@ -130,10 +151,10 @@ async def store_events(events: list[AcceptedEvent]) -> Saved:
     return await store_events(events[:half]) + await store_events(events[half:])
 
 
-async def handle(messages: Sequence[Message]) -> None:
-    """Store one batch, publish its new rejections, log what happened and count it in the metrics."""
+async def handle(messages: Sequence[Message], batch: SortedBatch) -> None:
+    """Store a validated batch, publish its new rejections, log what happened and count it in the metrics."""
     started = time.monotonic()
-    orders, order_events, rejections = sort_batch(messages)
+    orders, order_events, rejections = batch
     saved_orders = await store(orders, rejections)
     saved_events = await store_events(order_events)  # after the orders: an event needs its order
     saved = saved_orders + saved_events
@@ -158,14 +179,12 @@ async def handle(messages: Sequence[Message]) -> None:
     metrics.batch_handled(len(messages), time.monotonic() - started)
 
 
-async def handle_until_done(messages: Sequence[Message]) -> None:
-    """Handle the batch, trying again after an error nobody foresaw; ``/health`` shows the hold-up."""
+async def until_done(step: Callable[[], Awaitable[T]], messages: Sequence[Message]) -> T:
+    """Run a step of the batch, trying again after an error nobody foresaw; ``/health`` shows the hold-up."""
     backoff = Backoff(FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS)
     while True:
         try:
-            await handle(messages)
-            ingest_state.flowing()
-            return
+            return await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -178,6 +197,16 @@ async def handle_until_done(messages: Sequence[Message]) -> None:
             await backoff.wait()
 
 
+async def store_and_acknowledge(stream: StreamT, events: Sequence[EventT], messages: Sequence[Message],
+                                batch: SortedBatch) -> None:
+    """Store a validated batch, then acknowledge its events: its offsets become committable."""
+    await until_done(lambda: handle(messages, batch), messages)
+    ingest_state.flowing()
+    for event in events:
+        await stream.ack(event)
+    forget([(m.topic, m.partition, m.offset) for m in messages])
+
+
 @app.agent(orders_topic, name="persist-orders")
 async def persist_orders(stream: StreamT) -> None:
     """Store every valid order exactly once; route everything else to the dead-letter topic.
@@ -188,13 +217,20 @@ async def persist_orders(stream: StreamT) -> None:
     """
     await sink.ready()
     batches = take_batches(stream, settings.batch_max_orders, within=settings.batch_within_seconds)
-    async for events in batches:
-        for chunk in chunks(events, settings.batch_max_orders):
-            messages = [message for event in chunk for message in messages_of(event)]
-            await handle_until_done(messages)
-            for event in chunk:
-                await stream.ack(event)
-            forget([(m.topic, m.partition, m.offset) for m in messages])
+    storing: asyncio.Task[None] | None = None
+    try:
+        async for events in batches:
+            for chunk in chunks(events, settings.batch_max_orders):
+                messages = [message for event in chunk for message in messages_of(event)]
+                batch = await until_done(lambda m=messages: validated(m), messages)
+                if storing is not None:
+                    await storing  # the batch before: stored and acknowledged first
+                storing = asyncio.create_task(store_and_acknowledge(stream, chunk, messages, batch))
+        if storing is not None:
+            await storing
+    finally:
+        if storing is not None and not storing.done():
+            storing.cancel()  # not acknowledged: Kafka delivers it again
 
 
 def chunks(events: Sequence[EventT], most: int) -> Iterator[Sequence[EventT]]:

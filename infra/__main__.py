@@ -60,7 +60,9 @@ def run(settings: Settings, worker_args: list[str]) -> int:
     """Start the stack and the workers, and keep every one of them running until a signal or a
     part that keeps dying stops it all: the workers first, then the services, in reverse order."""
     supervisor = Supervisor()
-    with local_stack(settings.data_dir, settings, supervisor=supervisor) as env:
+    with local_stack(settings.data_dir, settings, kafka_port=settings.kafka_port,
+                     postgres_port=settings.postgres_port, spark_port=settings.spark_connect_port,
+                     replica_port=settings.postgres_port + 1, supervisor=supervisor) as env:
         workers: list[Worker] = []
         return_code = 0
         try:
@@ -182,7 +184,7 @@ def compose_command(settings: Settings, args: argparse.Namespace) -> int:
     elif args.command == "compose-setup":
         log.info("Set up: %s.", "; ".join(set_up(settings)))
     else:
-        asyncio.run(serve(args.listen, args.to, args.pem))
+        asyncio.run(serve(args.listen, args.to, args.pem, postgres=args.postgres))
     return 0
 
 
@@ -208,6 +210,8 @@ def main() -> int:
     front.add_argument("--listen", type=address, required=True, help="HOST:PORT to take TLS on")
     front.add_argument("--to", type=address, required=True, help="HOST:PORT of the server")
     front.add_argument("--pem", type=Path, required=True, help="the key and certificate (PEM)")
+    front.add_argument("--postgres", action="store_true", help="PostgreSQL's way into TLS (an SSLRequest"
+                       " first) rather than TLS from the first byte with HTTP/2")
     args, worker_args = parser.parse_known_args()
     settings = settings_or_exit()
     configure_logging(settings)

@@ -7,6 +7,7 @@ The folder is its owner's only (0700, every file 0600); the CA's key never leave
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from collections.abc import Sequence
@@ -89,7 +90,8 @@ class CertificateAuthority:
         """Issue ``keystore`` anew unless it holds a certificate of this CA for every one of
         ``hosts``; return whether it did."""
         self.ensure()
-        if keystore.exists() and self.signed(keystore) and set(hosts) <= set(certificate_hosts(keystore)):
+        if (keystore.exists() and self.signed(keystore)
+                and {canonical_host(host) for host in hosts} <= set(certificate_hosts(keystore))):
             return False
         self.issue(keystore, subject, hosts, client=client)
         return True
@@ -101,14 +103,21 @@ class CertificateAuthority:
         return result.returncode == 0
 
 
+def canonical_host(host: str) -> str:
+    """``host`` as ``certificate_hosts`` gives it: an address in its shortest form (openssl
+    writes an IPv6 one in full, FD00:0:0:0:0:0:0:2), a name as it is."""
+    return ipaddress.ip_address(host).compressed if is_ip_address(host) else host
+
+
 def certificate_hosts(keystore: Path) -> list[str]:
-    """The names and addresses the certificate in ``keystore`` holds (its subjectAltName)."""
+    """The names and addresses the certificate in ``keystore`` holds (its subjectAltName),
+    addresses in their shortest form."""
     result = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(keystore)],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise StackError(f"openssl could not read the certificate in {keystore}:\n{result.stderr}")
     entries = result.stdout.splitlines()[-1].split(",")
-    return [entry.strip().split(":", 1)[1] for entry in entries if ":" in entry]
+    return [canonical_host(entry.strip().split(":", 1)[1]) for entry in entries if ":" in entry]
 
 
 def openssl(*args: str | Path) -> None:

@@ -58,7 +58,8 @@ inter.broker.listener.name=PLAINTEXT
 SECURE_LISTENERS = """\
 # Clients: SCRAM-SHA-512 over TLS. Brokers to each other: the same, as the super user admin.
 # Brokers to controllers: TLS with the brokers' certificate on both sides.
-# With ADVERTISED_HOSTS, clients listen on every interface and the first of them is advertised.
+# With ADVERTISED_HOSTS, clients listen on every interface, IPv4 and IPv6 (no host: Java's
+# wildcard), and the first of the hosts is advertised.
 listeners=SASL_SSL://{bind}:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=SASL_SSL://{advertised}:{port}
 listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
@@ -217,7 +218,7 @@ class KafkaBroker(ChildProcess):
             return PLAIN_LISTENERS.format(port=self.port, controller_port=self.controller_port)
         advertised = self.secrets.advertised_host
         return SECURE_LISTENERS.format(
-            bind="0.0.0.0" if advertised else "127.0.0.1", advertised=url_host(advertised or "127.0.0.1"),
+            bind="" if advertised else "127.0.0.1", advertised=url_host(advertised or "127.0.0.1"),
             port=self.port, controller_port=self.controller_port, mechanism=MECHANISM,
             mechanism_lower=MECHANISM.lower(), password=self.secrets.password("admin"),
             keystore=self.secrets.keystore, ca_file=self.secrets.ca_file, broker_principal=BROKER_PRINCIPAL,

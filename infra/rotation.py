@@ -1,6 +1,7 @@
 """``python -m infra rotate-secrets``: forget the secrets ``make run`` made, so that its next start
 makes new ones (the roles' passwords, the Spark Connect token, the Spark cluster's secret, the
-small CA and the certificates it signed: the secure Kafka's and the Spark Connect TLS front's)."""
+small CA and the certificates it signed: the secure Kafka's and the TLS fronts' of Spark Connect
+and PostgreSQL)."""
 
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from infra.stack import local_postgres
 
 ROTATED = ("postgres/roles", "spark-connect/token", "spark-connect/pgpass", "spark-cluster/auth.properties",
            "ca", "kafka-secrets/ca.pem", "kafka-secrets/ca.key", "kafka-secrets/ca.srl",
-           "kafka-secrets/broker.pem", "spark-connect/front.pem")
+           "kafka-secrets/broker.pem", "spark-connect/front.pem", "postgres-front/front.pem")
 """What is made again at start, under ``DATA_DIR``. The superuser's password is not among them:
 PostgreSQL would no longer let ``make run`` in (``ALTER ROLE postgres PASSWORD`` in ``make psql``
 and the new one in ``DATA_DIR/postgres/password`` change it), nor are the Kafka users' (``python -m

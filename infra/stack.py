@@ -20,7 +20,7 @@ from infra.postgres import PostgresReplica, PostgresServer, write_pgpass
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
 from infra.supervisor import Part, Supervisor
-from infra.tls_front import TlsFront
+from infra.tls_front import EVERY_INTERFACE, TlsFront
 from restaurant_app.database import Database, describe
 from restaurant_app.settings import Settings, shown_remote
 
@@ -47,19 +47,26 @@ def scratch_ports() -> range:
     return range(start, start + share)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not handed out."""
-    ports = [port for port in scratch_ports() if port not in _handed_out]
+def free_port(span: int = 1) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not handed
+    out, with the ``span - 1`` ports after it the same (a service that takes several in a row)."""
+    ports = [port for port in scratch_ports() if port + span - 1 < scratch_ports().stop
+             and _handed_out.isdisjoint(range(port, port + span))]
     random.shuffle(ports)
     for port in ports:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise StackError(f"no free port left among {scratch_ports()}")
+        if all(_bindable(each) for each in range(port, port + span)):
+            _handed_out.update(range(port, port + span))
+            return port
+    raise StackError(f"no {span} free port(s) in a row left among {scratch_ports()}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def local_postgres(data_dir: Path, port: int = POSTGRES_PORT) -> PostgresServer:
@@ -136,6 +143,9 @@ def local_stack(
             log.info("PostgreSQL is ready: %s; its password is in %s",
                      describe(env["DATABASE_URL"]), postgres.password_file)
             env.update(_least_privilege(postgres))
+            if settings.advertised_hosts:
+                open_postgres(stack, postgres, local_ca(data_dir), settings.advertised_hosts, watch,
+                              postgres_port + 2)
             if settings.postgres_replica:
                 replica = PostgresReplica(data_dir / "postgres-replica", replica_port, postgres)
                 env["REPORTS_DATABASE_URL"] = _start_replica(stack, replica)
@@ -276,7 +286,7 @@ def open_spark_connect(stack: ExitStack, server: SparkConnectServer, ca: Certifi
     ``hosts``: pyspark sends its token to a server beyond loopback only over TLS."""
     keystore = server.home / "front.pem"
     ca.ensure_issued(keystore, "/CN=spark-connect", (*LOCAL_HOSTS, *hosts))
-    front = TlsFront("0.0.0.0", server.port + 1, server.port, keystore, server.home / "front.log")
+    front = TlsFront(EVERY_INTERFACE, server.port + 1, server.port, keystore, server.home / "front.log")
     log.info("Starting the Spark Connect TLS front on port %d of every interface ...", front.port)
     front.start()
     stack.callback(_stopping, "the Spark Connect TLS front", front.stop)
@@ -284,6 +294,27 @@ def open_spark_connect(stack: ExitStack, server: SparkConnectServer, ca: Certifi
     log.info("Other machines reach the Spark Connect server at sc://%s:%d/;use_ssl=true, with the token"
              " in %s (SPARK_CONNECT_TOKEN_FILE) and GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=%s",
              url_host(hosts[0]), front.port, server.token_file, ca.ca_file)
+    return front
+
+
+def open_postgres(stack: ExitStack, postgres: PostgresServer, ca: CertificateAuthority,
+                  hosts: Sequence[str], watch: Callable[[Part], None], port: int) -> TlsFront:
+    """A TLS front for PostgreSQL on every interface, port ``port``, with a certificate of ``ca``
+    for ``hosts``: the wheel's server has no TLS of its own, so it stays on 127.0.0.1 and another
+    machine's client reaches it only through the front (``sslmode=verify-full``, trusting ``ca``),
+    logging in with the role's password as on loopback."""
+    home = postgres.home.parent / "postgres-front"
+    home.mkdir(mode=0o700, exist_ok=True)
+    keystore = home / "front.pem"
+    ca.ensure_issued(keystore, "/CN=postgres", (*LOCAL_HOSTS, *hosts))
+    front = TlsFront(EVERY_INTERFACE, port, postgres.port, keystore, home / "front.log", postgres=True)
+    log.info("Starting the PostgreSQL TLS front on port %d of every interface ...", port)
+    front.start()
+    stack.callback(_stopping, "the PostgreSQL TLS front", front.stop)
+    watch(Part("The PostgreSQL TLS front", front.exited, front.start))
+    log.info("Other machines reach PostgreSQL at postgresql://ROLE@%s:%d/%s?sslmode=verify-full&sslrootcert=%s"
+             " (the roles' passwords are in %s)", url_host(hosts[0]), port, DATABASE_NAME, ca.ca_file,
+             postgres.role_password_file(WEB_ROLE).parent)
     return front
 
 

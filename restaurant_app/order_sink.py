@@ -30,8 +30,7 @@ from restaurant_app.models import Order, OrderEvent
 LONGEST_DATABASE_REASON = 200
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(msgspec.Struct, frozen=True):
     """Where a message came from, and the message as it came."""
 
     topic: str
@@ -46,16 +45,14 @@ class Source:
         return (self.topic, self.partition, self.offset)
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(msgspec.Struct, frozen=True):
     """A message that is a valid order."""
 
     order: Order
     source: Source
 
 
-@dataclass(frozen=True)
-class AcceptedEvent:
+class AcceptedEvent(msgspec.Struct, frozen=True):
     """A message that is a valid cancellation or refund."""
 
     event: OrderEvent
@@ -73,8 +70,7 @@ class RejectionKind(StrEnum):
     EVENT_REFUSED = "EventRefused"  # a cancellation or refund its order does not allow
 
 
-@dataclass(frozen=True)
-class Rejection:
+class Rejection(msgspec.Struct, frozen=True):
     """A message that is not an acceptable order, and why; ``kind`` names the class of error."""
 
     source: Source

@@ -10,8 +10,8 @@ every day that has rows in the default partitions, moving those rows into their 
 worker runs it at start-up and every hour (``agents/partitions.py``), the leader's hourly run
 followed by the retentions (``restaurant_app/retention.py``); ``python -m restaurant_app.partitions``
 runs both once against ``DATABASE_URL``. Creating and moving is migration 024's function
-``upkeep_add_day``, which runs as the tables' owner: the worker's role needs no more than the
-right to call it.
+``upkeep_add_day``, which runs as the tables' owner (migration 034's ``restaurant_upkeep``): the
+worker's role needs no more than the right to call it.
 """
 
 from __future__ import annotations

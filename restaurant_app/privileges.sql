@@ -17,6 +17,11 @@ GRANT SELECT ON report_sales, report_dishes, report_insights, report_skipped_win
 GRANT EXECUTE ON FUNCTION upkeep_default_days(), upkeep_add_day(date), upkeep_drop_day(date),
     upkeep_delete_old(text, timestamptz, integer) TO restaurant_ingest;
 
+-- Migration 034's owner of the upkeep functions (and of orders and order_items): what the
+-- retentions delete, and the keys the moved orders are checked against (migration 029's trigger).
+GRANT SELECT, DELETE ON order_keys, order_events, report_customers, rejected_orders, report_runs,
+    report_insights, report_sales, report_dishes TO restaurant_upkeep;
+
 -- The report job: the orders and their events, and every report table and its work tables.
 GRANT SELECT ON order_keys, orders, order_items, order_events, schema_migrations TO restaurant_reports;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON report_sales, report_dishes, report_customers,

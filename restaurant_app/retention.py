@@ -16,8 +16,8 @@ batches per kind an upkeep: a backlog (retention turned on over a year of data) 
 several hours without holding locks for long. 0 days keeps that kind of data for ever.
 
 The dropping and deleting are migration 024's functions (``upkeep_drop_day``,
-``upkeep_delete_old``), run as the tables' owner: the worker's role may call them, and they
-refuse a day or a cutoff younger than any retention allows.
+``upkeep_delete_old``), run as their owner ``restaurant_upkeep`` (migration 034): the worker's
+role may call them, and they refuse a day or a cutoff younger than any retention allows.
 """
 
 from __future__ import annotations

@@ -406,6 +406,12 @@ class Settings:
     log_format: str
     business_day_starts_hour: int = 0
     """When the restaurant's day starts on its clock (``BUSINESS_DAY_STARTS``), as an hour."""
+    kafka_port: int = 9092
+    """Where ``make run``'s Kafka takes clients (its first node; node i at + 2(i-1))."""
+    postgres_port: int = 5432
+    """Where ``make run``'s PostgreSQL listens on 127.0.0.1 (its replica at + 1, its TLS front at + 2)."""
+    spark_connect_port: int = 15002
+    """Where ``make run``'s Spark Connect server listens on 127.0.0.1 (its TLS front at + 1)."""
 
     @property
     def kafka_url(self) -> str:
@@ -478,6 +484,9 @@ class Settings:
             log_level=_log_level("LOG_LEVEL", "info"),
             log_format=_one_of("LOG_FORMAT", ("text", "json")),
             business_day_starts_hour=_hour_of_day("BUSINESS_DAY_STARTS", "00:00"),
+            kafka_port=_int("KAFKA_PORT", 9092, 1, 65535),
+            postgres_port=_int("POSTGRES_PORT", 5432, 1, 65535),
+            spark_connect_port=_int("SPARK_CONNECT_PORT", 15002, 1, 65535),
         )
 
 

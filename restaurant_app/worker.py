@@ -3,6 +3,7 @@
 ``faust -A restaurant_app worker`` starts it.
 """
 
+import gc
 import logging
 
 import faust
@@ -61,6 +62,10 @@ class RestaurantApp(faust.App):
         await settle_replication(brokers)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        settle_garbage_collector()
 
     def _new_web(self) -> Web:
         """Faust's factory of ``app.web``: our server instead of the one ``conf.web`` names."""
@@ -150,6 +155,19 @@ dead_letter_topic = app.topic(
 async def declare_dead_letter_topic() -> None:
     """Create the dead-letter topic at start: nothing reads it, so Faust alone would not."""
     await dead_letter_topic.maybe_declare()
+
+
+GC_YOUNGEST_THRESHOLD = 50_000
+"""Objects made (less those freed) between two collections of Python's youngest generation. Its
+default, 700, ran one about every 90 orders of a batch (an order leaves some 8 tracked objects)
+and a full collection, over every object of the process, about every 10,000: together about a
+fifth of the CPU of validating an order."""
+
+
+def settle_garbage_collector() -> None:
+    """Once started: leave what start-up made to no further collection, and collect less often."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNGEST_THRESHOLD, *gc.get_threshold()[1:])
 
 
 async def settle_replication(brokers: int) -> None:

@@ -1,9 +1,11 @@
 """The reports as Spark DataFrame transformations, free of any reading or writing.
 
-Minute windows are computed from order lines. Hours are added up from their minutes and days
-from their hours, taking the stored rows of the windows this run does not recompute, so a run
-reads only the orders of the minutes that changed. Unique customers cannot be added up: hours
-and days leave them empty and PostgreSQL counts them from ``report_customers`` when publishing.
+Spark computes the minute windows from order lines, each store's and the chain's, with their
+dishes, the customers of their hours and days, and the insights, which compare the recomputed
+minutes with the stored minutes around them; a run reads only the orders of the minutes that
+changed. PostgreSQL then adds up hours from minutes and days from hours as it publishes them
+(``spark_reports.store``, ``ROLLUP_SALES``), and counts their unique customers from
+``report_customers``, since those cannot be added up.
 Anonymous orders (no ``customer_id``) count as orders but not as customers: the spend per
 customer is the revenue of the identified customers' orders (``identified_revenue``) over them.
 Every row is a store's (``store_id``) or the whole chain's (``CHAIN_STORE``): each order (and each
@@ -20,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DecimalType, MapType, StringType, StructField, StructType
 
 from restaurant_app.report_tables import BILL_FIGURES, CHAIN_STORE
-from spark_reports.insights import build_insights
+from spark_reports.insights import build_insights, trailing_figures
 
 MONEY = DecimalType(24, 2)  # the reports' numeric(24,2), migration 017
 BREAKDOWN = MapType(StringType(), MONEY)
@@ -32,6 +34,8 @@ WINDOW = ("period_start", "store_id")
 PAID = "payments_by_method"
 """``{method: what was paid by it}``: a version 2 order's payments, a version 1 order's total."""
 ALL_BREAKDOWNS = (*BREAKDOWNS, PAID)
+ORDER_LINES = "order_lines"
+"""A minute's order lines, staged for the run's count of lines read (``STAGED_COUNTS``)."""
 PAYMENTS = ArrayType(StructType([StructField("method", StringType()), StructField("amount", StringType())]))
 
 
@@ -42,8 +46,6 @@ class Inputs:
     lines: DataFrame
     stored_minutes: DataFrame
     stored_minute_dishes: DataFrame
-    stored_hours: DataFrame
-    stored_hour_dishes: DataFrame
     day_starts_hour: int = 0
     """When the business day starts (``BUSINESS_DAY_STARTS``); day windows start then."""
 
@@ -61,27 +63,25 @@ class Reports:
 
 def build_reports(inputs: Inputs) -> Reports:
     """Every report row and insight affected by the recomputed minutes."""
-    minutes, minute_dishes = kept(*minute_totals(inputs.lines))
-    minute_keys = minutes.select("period_start").distinct()
-    context_minutes, context_minute_dishes = kept(
-        replace(parse_stored(inputs.stored_minutes), minutes.drop("unique_customers"), minute_keys),
-        replace(inputs.stored_minute_dishes, minute_dishes, minute_keys),
+    fresh_minutes, fresh_minute_dishes = minute_totals(inputs.lines)
+    fresh_keys = fresh_minutes.select("period_start").distinct()
+    around = replace(parse_stored(inputs.stored_minutes), fresh_minutes.drop("unique_customers", ORDER_LINES),
+                     fresh_keys)
+    # One Spark job keeps the fresh minutes, the minutes around them with their dishes, and the
+    # anomalies' trailing figures: in a small run, computing the fresh minutes again for each
+    # costs far less than a job apiece.
+    minutes, minute_dishes, context_minutes, context_minute_dishes, scored = kept(
+        fresh_minutes, fresh_minute_dishes, around,
+        replace(inputs.stored_minute_dishes, fresh_minute_dishes, fresh_keys),
+        trailing_figures(around, fresh_keys),
     )
-    hour_keys = minute_keys.select(F.date_trunc("hour", "period_start").alias("period_start")).distinct()
-    hours, hour_dishes = kept(*rollup(within(context_minutes, hour_keys, "hour"),
-                                      within(context_minute_dishes, hour_keys, "hour"), "hour"))
-    days, day_dishes = rollup(replace(parse_stored(inputs.stored_hours), hours, hour_keys),
-                              replace(inputs.stored_hour_dishes, hour_dishes, hour_keys), "day",
-                              inputs.day_starts_hour)
-
-    finished = [finish(minutes, minute_dishes, "minute"), finish(hours, hour_dishes, "hour"),
-                finish(days, day_dishes, "day", inputs.day_starts_hour)]
-    insights, evaluations = build_insights(
-        context_minutes, context_minute_dishes, minute_keys, hour_keys, finished[1][1]
-    )
+    hour_keys = (minutes.select(F.date_trunc("hour", "period_start").alias("period_start"))
+                 .distinct())
+    sales, dishes = finish(minutes, minute_dishes)
+    insights, evaluations = build_insights(context_minutes, context_minute_dishes, hour_keys, scored)
     return Reports(
-        sales=union_all([sales for sales, _ in finished]),
-        dishes=union_all([dishes for _, dishes in finished]),
+        sales=sales,
+        dishes=dishes,
         customers=customers_seen(for_store_and_chain(inputs.lines), inputs.day_starts_hour),
         insights=insights,
         evaluations=evaluations,
@@ -95,16 +95,19 @@ KEPT_AS = "kept_as"
 def kept(*frames: DataFrame) -> list[DataFrame]:
     """Compute ``frames`` now and keep their rows, so each is computed once however often it is used.
 
-    Several frames are computed by one Spark job: their rows, each marked with its frame, are kept
-    as one, and each frame is its own rows of it. A job costs the server a plan and a schedule
-    however few rows it holds, which in a small run is most of its cost.
+    Several frames are computed by one Spark job: each frame's rows become a struct column of its
+    own, the rows of all frames are kept as one, and each frame is its own struct's fields of its
+    own rows. A job costs the server a plan and a schedule however few rows it holds, which in a
+    small run is most of its cost; and since the server expands each struct (``.*``), the client
+    never asks it for a frame's columns, a round trip each.
     """
     if len(frames) == 1:
         return [frames[0].localCheckpoint(eager=True)]
-    marked = [frame.withColumn(KEPT_AS, F.lit(number)) for number, frame in enumerate(frames)]
+    marked = [frame.select(F.lit(number).alias(KEPT_AS), F.struct("*").alias(f"{KEPT_AS}_{number}"))
+              for number, frame in enumerate(frames)]
     together = union_all(marked, allow_missing_columns=True).localCheckpoint(eager=True)
-    return [together.where(F.col(KEPT_AS) == number).select(*frame.columns)
-            for number, frame in enumerate(frames)]
+    return [together.where(F.col(KEPT_AS) == number).select(f"{KEPT_AS}_{number}.*")
+            for number in range(len(frames))]
 
 
 ORDER_COLUMNS = ("customer_id", "total", "order_discount", "service_charge", "service_charge_is_revenue",
@@ -164,6 +167,7 @@ def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.sum("quantity").alias("items"),
         F.sum(F.col("unit_price") * F.col("quantity")).alias("gross"),
         F.sum("line_discount").alias("line_discounts"),
+        F.count("*").alias("lines"),
     ))
     lines = for_store_and_chain(lines)
     sales = orders.groupBy(*WINDOW).agg(
@@ -177,6 +181,7 @@ def minute_totals(lines: DataFrame) -> tuple[DataFrame, DataFrame]:
         *(summed_by_key(F.collect_list(F.struct(F.col(column).alias("key"), F.col("total").alias("value"))))
           .alias(name) for name, column in BREAKDOWNS.items()),
         summed_by_key(F.flatten(F.collect_list(paid_entries()))).alias(PAID),
+        F.sum("lines").cast("long").alias(ORDER_LINES),
     )
     dishes = lines.groupBy(*WINDOW, "dish").agg(
         F.sum("quantity").cast("long").alias("quantity"),
@@ -211,13 +216,6 @@ def replace(stored: DataFrame, fresh: DataFrame, keys: DataFrame) -> DataFrame:
     return stored.join(keys, "period_start", "left_anti").unionByName(fresh)
 
 
-def within(frame: DataFrame, keys: DataFrame, unit: str) -> DataFrame:
-    """The rows of ``frame`` whose window lies in one of the ``unit`` windows in ``keys``."""
-    wanted = keys.select(F.col("period_start").alias("wanted"))
-    return frame.join(wanted, F.date_trunc(unit, frame["period_start"]) == wanted["wanted"],
-                      "left_semi")
-
-
 def window_start(unit: str, moment: Column | str, day_starts_hour: int = 0) -> Column:
     """The start of the ``unit`` window holding ``moment``; a day is the business day
     (``restaurant_app.business_day``: local midnight plus that many hours, as PostgreSQL counts it)."""
@@ -227,65 +225,34 @@ def window_start(unit: str, moment: Column | str, day_starts_hour: int = 0) -> C
     return F.date_trunc("day", F.col(moment) - shift if isinstance(moment, str) else moment - shift) + shift
 
 
-def rollup(sales: DataFrame, dishes: DataFrame, unit: str,
-           day_starts_hour: int = 0) -> tuple[DataFrame, DataFrame]:
-    """Add up finer windows into ``unit`` ('hour' or 'day') windows."""
-    sales = sales.withColumn("period_start", window_start(unit, "period_start", day_starts_hour))
-    totals = sales.groupBy(*WINDOW).agg(
-        F.sum("orders").alias("orders"),
-        F.sum("items_sold").alias("items_sold"),
-        F.sum("gross_revenue").cast(MONEY).alias("gross_revenue"),
-        F.sum("identified_revenue").cast(MONEY).alias("identified_revenue"),
-        *(F.sum(name).cast(MONEY).alias(name) for name in BILL_FIGURES),
-        *(summed_by_key(F.flatten(F.collect_list(F.map_entries(name)))).alias(name)
-          for name in ALL_BREAKDOWNS),
-    )
-    dishes = (
-        dishes.withColumn("period_start", window_start(unit, "period_start", day_starts_hour))
-        .groupBy(*WINDOW, "dish")
-        .agg(F.sum("quantity").alias("quantity"), F.sum("revenue").cast(MONEY).alias("revenue"))
-    )
-    return totals, dishes
-
-
-def period_end(granularity: str, day_starts_hour: int = 0) -> Column:
-    start = F.col("period_start")
-    if granularity == "day":
-        # The next business day's start, whatever daylight saving time does to this day's length.
-        return window_start("day", start + F.expr("INTERVAL 26 HOURS"), day_starts_hour)
-    return start + F.expr(f"INTERVAL 1 {granularity.upper()}")
-
-
-def finish(sales: DataFrame, dishes: DataFrame, granularity: str,
-           day_starts_hour: int = 0) -> tuple[DataFrame, DataFrame]:
-    """Rank the dishes and give the totals their averages and top dish, as staging rows."""
+def finish(sales: DataFrame, dishes: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Rank the minutes' dishes and give their totals the averages and top dish, as staging rows."""
     by_quantity = Window.partitionBy(*WINDOW).orderBy(F.desc("quantity"), F.asc("dish"))
     ranked = dishes.withColumn("rank", F.row_number().over(by_quantity))
     top = ranked.where(F.col("rank") == 1).select(
         *WINDOW, F.col("dish").alias("top_dish"), F.col("quantity").alias("top_dish_quantity")
     )
-    # Only minutes count their customers: those of an hour or a day cannot be added up.
-    customers = F.col("unique_customers") if granularity == "minute" else F.lit(None).cast("long")
     staged = sales.join(top, list(WINDOW)).select(
-        F.lit(granularity).alias("granularity"),
+        F.lit("minute").alias("granularity"),
         *WINDOW,
-        period_end(granularity, day_starts_hour).alias("period_end"),
+        (F.col("period_start") + F.expr("INTERVAL 1 MINUTE")).alias("period_end"),
         F.col("orders").cast("long"),
         F.col("items_sold").cast("long"),
         "gross_revenue",
         F.round(F.col("gross_revenue") / F.col("orders"), 2).cast(MONEY).alias("avg_ticket"),
-        customers.alias("unique_customers"),
+        "unique_customers",
         # None for a window whose orders are all anonymous (no customer to divide by).
-        F.round(F.try_divide(F.col("identified_revenue"), customers), 2).cast(MONEY)
+        F.round(F.try_divide(F.col("identified_revenue"), F.col("unique_customers")), 2).cast(MONEY)
         .alias("avg_spend_per_customer"),
         "top_dish",
         F.col("top_dish_quantity").cast("long"),
         *(F.to_json(name).alias(name) for name in ALL_BREAKDOWNS),
         "identified_revenue",
         *BILL_FIGURES,
+        ORDER_LINES,
     )
     staged_dishes = ranked.select(
-        F.lit(granularity).alias("granularity"), *WINDOW, "dish",
+        F.lit("minute").alias("granularity"), *WINDOW, "dish",
         F.col("quantity").cast("long"), "revenue", F.col("rank").cast("int"),
     )
     return staged, staged_dishes

@@ -2,10 +2,12 @@
 
 Every insight belongs to a window: an hour for the best-selling dish, the revenue comparisons
 and the trending dishes, a minute for an anomaly. A run evaluates again every window whose
-figures depend on a recomputed minute, and replaces that window's insights. An insight is its
-kind and its figures; the web server writes its sentence when it shows it, in the reader's
-language and the restaurant's formats (``restaurant_app/web/language.py``). Each store and the
-chain have their own insights, computed alike from their own minutes (``store_id``).
+figures depend on a recomputed minute, and replaces that window's insights. The best-selling
+dish is the hour's first ranked dish, which PostgreSQL writes as it publishes the hour
+(``spark_reports.store``); Spark computes the others. An insight is its kind and its figures;
+the web server writes its sentence when it shows it, in the reader's language and the
+restaurant's formats (``restaurant_app/web/language.py``). Each store and the chain have their
+own insights, computed alike from their own minutes (``store_id``).
 """
 
 from __future__ import annotations
@@ -32,17 +34,20 @@ COMPARISONS = (
 
 
 def build_insights(
-    minutes: DataFrame, minute_dishes: DataFrame, minute_keys: DataFrame, hour_keys: DataFrame,
-    hour_dishes: DataFrame,
+    minutes: DataFrame, minute_dishes: DataFrame, hour_keys: DataFrame, scored: DataFrame,
 ) -> tuple[DataFrame, DataFrame]:
-    """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace."""
+    """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace;
+    ``scored``: the minutes' ``trailing_figures``.
+
+    An hour's best-selling dish (``top_dish``) is read from its ranked dishes as PostgreSQL
+    publishes them (``spark_reports.store``, ``INSERT_TOP_DISHES``).
+    """
     minutes = with_hour(minutes)
     hours = minutes.groupBy("store_id", "hour").agg(
         F.sum("gross_revenue").alias("revenue"), F.max("offset").alias("last_offset")
     )
-    found = [top_dishes(hour_dishes)]
-    evaluated = [hour_keys.select(F.lit("top_dish").alias("kind"),
-                                  F.col("period_start").alias("window_start"))]
+    found: list[DataFrame] = []
+    evaluated: list[DataFrame] = []
     for kind, back in COMPARISONS:
         candidates = shifted(hour_keys, back)
         compared = compare_revenue(hours.join(candidates, "hour"), minutes, back)
@@ -52,7 +57,7 @@ def build_insights(
             found.append(trending_dishes(compared, with_hour(minute_dishes)))
             evaluated += [candidates.select(F.lit(kind).alias("kind"), F.col("hour").alias("window_start"))
                           for kind in ("dish_trending_up", "dish_trending_down")]
-    anomalies, anomaly_minutes = minute_anomalies(minutes, minute_keys)
+    anomalies, anomaly_minutes = minute_anomalies(scored)
     found.append(anomalies)
     evaluated.append(anomaly_minutes)
     insights = reduce(DataFrame.unionByName, [f.select(*INSIGHT_COLUMNS) for f in found])
@@ -81,20 +86,6 @@ def figures(**columns: Column) -> Column:
     """The numbers behind an insight as a JSON object, nulls included."""
     fields = F.struct(*(column.alias(name) for name, column in columns.items()))
     return F.to_json(fields, {"ignoreNullFields": "false"})
-
-
-def top_dishes(hour_dishes: DataFrame) -> DataFrame:
-    """The best-selling dish of each recomputed hour."""
-    top = hour_dishes.where(F.col("rank") == 1)
-    end = F.col("period_start") + interval_hours(1)
-    return top.select(
-        "store_id",
-        F.lit("top_dish").alias("kind"),
-        F.col("period_start").alias("window_start"),
-        end.alias("window_end"),
-        F.lit("").alias("subject"),
-        figures(dish=F.col("dish"), quantity=F.col("quantity"), revenue=F.col("revenue")).alias("figures"),
-    )
 
 
 def compare_revenue(hours: DataFrame, minutes: DataFrame, back: int) -> DataFrame:
@@ -162,31 +153,38 @@ def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
     )
 
 
-def minute_anomalies(minutes: DataFrame, minute_keys: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Minutes whose revenue is far from the trailing hour's, by z-score; and the minutes evaluated.
+def trailing_figures(minutes: DataFrame, minute_keys: DataFrame) -> DataFrame:
+    """Each minute evaluated for an anomaly, with its trailing hour's revenue, squares and count.
 
     The trailing hour is the 60 minutes before, a minute without sales counting as zero. A
     minute is evaluated again whenever a recomputed minute lies in it or in its trailing hour.
     Each minute's row is copied into the bucket of its own hour and of the next one, so the
-    window functions see a full trailing hour while still running in parallel by hour.
+    window functions see a full trailing hour while still running in parallel by hour. The
+    caller keeps the result (``kept``), in the Spark job that keeps the minutes.
     """
     fresh = minute_keys.withColumn("fresh", F.lit(True))
-    rows = (minutes.join(fresh, "period_start", "left")
+    rows = (with_hour(minutes).join(fresh, "period_start", "left")
             .withColumn("epoch", F.unix_seconds("period_start"))
             .withColumn("bucket", F.explode(F.array(F.col("hour"), F.col("hour") + interval_hours(1)))))
     # Near a recomputed minute of any store (every store's rows of the bucket); trailing figures per store.
     any_store = Window.partitionBy("bucket").orderBy("epoch")
     trailing = Window.partitionBy("bucket", "store_id").orderBy("epoch").rangeBetween(-TRAILING_SECONDS, -60)
     revenue = F.col("gross_revenue")
-    scored = (
+    return (
         rows.withColumn("near_fresh", F.max(F.when(F.col("fresh"), F.col("epoch")))
                         .over(any_store.rangeBetween(-TRAILING_SECONDS, 0)))
         .withColumn("total", F.sum(revenue).over(trailing))
         .withColumn("squares", F.sum(revenue * revenue).over(trailing))
         .withColumn("active", F.count("*").over(trailing))
         .where((F.col("bucket") == F.col("hour")) & F.col("near_fresh").isNotNull())
-        .localCheckpoint(eager=True)
+        .select("period_start", "store_id", "gross_revenue", "total", "squares", "active")
     )
+
+
+def minute_anomalies(scored: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Minutes whose revenue is far from the trailing hour's, by z-score; and the minutes
+    evaluated, with their ``trailing_figures``."""
+    revenue = F.col("gross_revenue")
     mean = F.col("total").cast("double") / TRAILING_MINUTES
     variance = F.col("squares").cast("double") / TRAILING_MINUTES - mean * mean
     scored = (scored.withColumn("mean", mean)

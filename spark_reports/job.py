@@ -143,7 +143,6 @@ def run(settings: Settings, full: bool = False, span: Span | None = None,
 def compute_and_publish(settings: Settings, store: ReportStore, report_run: ReportRun,
                         opened: SparkSession | None = None) -> JobResult:
     """Find, compute and publish the run's windows; on any failure, record it and leave the reports alone."""
-    counts: tuple[int | None, int | None] = (None, None)
     try:
         report_run = store.fill_scope(report_run, settings.restaurant_timezone,
                                       settings.business_day_starts_hour)
@@ -162,18 +161,18 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
                      describe(settings.reports_database_url), waited)
         from spark_reports.stage import stage_reports  # imports pyspark, which takes a while
 
-        counts = stage_reports(settings, report_run, opened)
-        windows = store.publish(report_run, *counts, settings.report_grace_seconds,
-                                settings.restaurant_timezone, settings.business_day_starts_hour)
+        stage_reports(settings, report_run, opened)
+        windows, orders_read, rows_read = store.publish(
+            report_run, settings.report_grace_seconds, settings.restaurant_timezone,
+            settings.business_day_starts_hour)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error, outage = error_text(exc), is_outage(exc)
-        store.ledger.fail(report_run, error, *counts, outage=outage)
+        store.ledger.fail(report_run, error, None, None, outage=outage)
         log.error("Report run %d failed (%s); the reports stay as they were. %s", report_run.run_id,
                   "an outage: the next run reads the same orders again" if outage
                   else f"counted toward skipping these orders after {FAILURES_BEFORE_SKIPPING} such failures",
                   error)
         return JobResult(RunStatus.FAILED, report_run.run_id, error=error)
-    orders_read, rows_read = counts
     log.info("Report run %d wrote %d window(s) from %d order(s) (%d order lines).",
              report_run.run_id, windows, orders_read, rows_read)
     return JobResult(RunStatus.SUCCEEDED, report_run.run_id, windows, orders_read, rows_read)

@@ -282,8 +282,15 @@ class Jdbc:
                 .option("lowerBound", HASHTEXT_MIN).option("upperBound", HASHTEXT_MAX)
                 .load().drop(SPLIT_COLUMN))
 
-    def append(self, frame: DataFrame, table: str, partitions: int) -> None:
-        """Insert ``frame``'s rows into ``table`` over at most ``partitions`` connections."""
-        (frame.write.format("jdbc").options(**self.options()).option("dbtable", table)
-         .option("batchsize", WRITE_BATCH_SIZE).option("numPartitions", partitions)
-         .mode("append").save())
+    def append(self, frame: DataFrame, table: str, partitions: int | None) -> None:
+        """Insert ``frame``'s rows into ``table`` over at most ``partitions`` connections; None:
+        as many as ``frame`` has partitions.
+
+        With a bound, Spark plans the whole query once more to count its partitions before the
+        write plans it: a frame of one partition (a small run's) needs none.
+        """
+        writer = (frame.write.format("jdbc").options(**self.options()).option("dbtable", table)
+                  .option("batchsize", WRITE_BATCH_SIZE))
+        if partitions is not None:
+            writer = writer.option("numPartitions", partitions)
+        writer.mode("append").save()

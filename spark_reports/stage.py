@@ -8,11 +8,9 @@ from pyspark.sql import functions as F
 from restaurant_app.settings import Settings
 from spark_reports.aggregations import Inputs, Reports, build_reports, kept, union_all
 from spark_reports.ledger import ReportRun
-from spark_reports.session import Jdbc, one_partition, spark_session
+from spark_reports.session import Jdbc, is_small, one_partition, spark_session
 from spark_reports.store import (
     SPARK_ORDER_LINES,
-    SPARK_STORED_HOUR_DISHES,
-    SPARK_STORED_HOURS,
     SPARK_STORED_MINUTE_DISHES,
     SPARK_STORED_MINUTES,
     STAGED_KINDS,
@@ -30,10 +28,9 @@ AND s.period_start >= to_timestamp({start}) AND s.period_start < to_timestamp({e
 """
 
 
-def stage_reports(settings: Settings, run: ReportRun,
-                  opened: SparkSession | None = None) -> tuple[int, int]:
-    """Compute the run's windows into the staging tables, in the session ``opened`` early if it
-    suits the run; return (orders read, order lines read)."""
+def stage_reports(settings: Settings, run: ReportRun, opened: SparkSession | None = None) -> None:
+    """Compute the run's windows into the staging table, in the session ``opened`` early if it
+    suits the run."""
     with spark_session(settings, run.minutes, opened) as spark:
         # Spark Connect's server holding the password itself: none is sent to it (SPARK_JDBC_PASSWORD).
         send = not (settings.spark_remote and settings.spark_jdbc_password == "server")
@@ -42,9 +39,9 @@ def stage_reports(settings: Settings, run: ReportRun,
                                        with_password=send)
         inputs = read_inputs(spark, reads, run, settings.spark_jdbc_partitions,
                              settings.business_day_starts_hour)
-        counts = read_counts(inputs.lines)
-        jdbc.append(staged_rows(build_reports(inputs)), STAGING_TABLE, settings.spark_jdbc_partitions)
-        return counts
+        # A small run's rows are written as one partition, over one connection.
+        staged = one_partition(staged_rows(build_reports(inputs)), run.minutes)
+        jdbc.append(staged, STAGING_TABLE, None if is_small(run.minutes) else settings.spark_jdbc_partitions)
 
 
 def staged_rows(reports: Reports) -> DataFrame:
@@ -75,8 +72,6 @@ def read_inputs(spark: SparkSession, jdbc: Jdbc, run: ReportRun, partitions: int
         lines=kept(one_partition(read_lines(spark, jdbc, run.by_day, partitions), run.minutes))[0],
         stored_minutes=stored(SPARK_STORED_MINUTES),
         stored_minute_dishes=stored(SPARK_STORED_MINUTE_DISHES),
-        stored_hours=stored(SPARK_STORED_HOURS),
-        stored_hour_dishes=stored(SPARK_STORED_HOUR_DISHES),
         day_starts_hour=day_starts_hour,
     )
 
@@ -93,9 +88,3 @@ def read_lines(spark: SparkSession, jdbc: Jdbc, by_day: bool, partitions: int) -
     days = jdbc.read(spark, SCOPE_DAYS).collect()
     return union_all([jdbc.read(spark, ORDER_LINES_OF_DAY.format(start=start, end=end))
                       for start, end in days])
-
-
-def read_counts(lines: DataFrame) -> tuple[int, int]:
-    """How many orders and order lines the run read."""
-    row = lines.agg(F.count_distinct("order_id"), F.count("*")).first()
-    return row[0], row[1]

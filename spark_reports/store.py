@@ -15,6 +15,7 @@ from restaurant_app.report_tables import (
     CHAIN_STORE,
     DISH_COLUMNS,
     INSIGHT_COLUMNS,
+    SALES_BREAKDOWNS,
     SALES_FIGURES,
     SALES_KEY,
     SALES_STAMPS,
@@ -25,6 +26,9 @@ from spark_reports.ledger import ReportRun, RunLedger, Skip, Span, skip_note
 # Hours whose reports or insights read the minutes of a recomputed hour: the hour itself, the
 # next hour and the same hour the next day (comparisons), and the hours those compare with.
 CONTEXT_HOUR_SHIFTS = [-24, -23, -1, 0, 1, 23, 24]
+DISH_CONTEXT_HOUR_SHIFTS = (-1, 0, 1)
+"""The hours whose minutes' dishes a run reads: the recomputed hours, the hour before (trending
+dishes) and the hour after (which compares its dishes with a recomputed hour)."""
 
 STAGING_TABLE = "report_staging"
 STAGED_KINDS = ("sales", "dishes", "customers", "insights", "evaluations")
@@ -185,18 +189,19 @@ JOIN report_sales r ON r.period_start >= s.period_start AND r.period_start < s.p
 WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
 """ + _OUTSIDE_SPAN
 
-_STORED_DISHES = """
-SELECT r.period_start, r.store_id, r.dish, r.quantity, r.revenue
-FROM report_scope s
-JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.period_end
-WHERE s.kind = '{scope}' AND r.granularity = '{granularity}'
-""" + _OUTSIDE_SPAN
-
 _STORED_SALES = _STORED_SALES.replace("{bill_figures}", listed(BILL_FIGURES, "r."))
 SPARK_STORED_MINUTES = _STORED_SALES.format(scope="context", granularity="minute")
-SPARK_STORED_MINUTE_DISHES = _STORED_DISHES.format(scope="context", granularity="minute")
-SPARK_STORED_HOURS = _STORED_SALES.format(scope="day", granularity="hour")
-SPARK_STORED_HOUR_DISHES = _STORED_DISHES.format(scope="day", granularity="hour")
+# The dishes of the minutes around: only the trending dishes (an hour against the hour before)
+# and the hour's own dishes read them, so the recomputed hours and the hours on either side.
+SPARK_STORED_MINUTE_DISHES = f"""
+SELECT r.period_start, r.store_id, r.dish, r.quantity, r.revenue
+FROM (SELECT DISTINCT h.period_start + s.shift * interval '1 hour' AS period_start,
+             h.period_end + s.shift * interval '1 hour' AS period_end
+      FROM report_scope h CROSS JOIN unnest(ARRAY{list(DISH_CONTEXT_HOUR_SHIFTS)}) AS s (shift)
+      WHERE h.kind = 'hour') s
+JOIN report_dishes r ON r.period_start >= s.period_start AND r.period_start < s.period_end
+WHERE r.granularity = 'minute'
+""" + _OUTSIDE_SPAN
 
 STAGED_OUTSIDE_SCOPE = """
 SELECT st.granularity, st.period_start FROM report_staging_sales st
@@ -327,11 +332,11 @@ PUBLISHED_SALES = {
         "coalesce(st.avg_spend_per_customer, round(st.identified_revenue / c.customers, 2))",
 }
 
-INSERT_SALES = f"""
-WITH customers AS (
+_INSERT_SALES = f"""
+WITH st AS ({{sales}}), customers AS (
     SELECT c.granularity, c.period_start, c.store_id, count(*) AS customers
     FROM report_customers c
-    JOIN report_staging_sales st USING (granularity, period_start, store_id)
+    JOIN st USING (granularity, period_start, store_id)
     WHERE st.unique_customers IS NULL
     GROUP BY c.granularity, c.period_start, c.store_id
 )
@@ -340,9 +345,83 @@ SELECT {", ".join(PUBLISHED_SALES.get(c, "st." + c) for c in SALES_KEY + SALES_F
        now(), st.period_end <= %(closed_by)s,
        CASE WHEN p.final AND ({listed(CORRECTED_BY, "p.")}) IS DISTINCT FROM ({listed(CORRECTED_BY, "st.")})
             THEN now() ELSE p.corrected_at END
-FROM report_staging_sales st
+FROM st
 LEFT JOIN customers c USING (granularity, period_start, store_id)
 LEFT JOIN replaced_windows p USING (granularity, period_start, store_id)
+"""
+INSERT_SALES = _INSERT_SALES.replace("{sales}", "SELECT * FROM report_staging_sales")
+
+# Hours are added up from their minutes and days from their hours, here in PostgreSQL, from the
+# report rows just published: the same sums Spark made of them before (docs/reports.md, "How a
+# run computes"), without reading them into Spark and back. Each recomputed hour and day of
+# report_scope gets a row for every store (and the chain) with rows in it, and its dishes ranked
+# as Spark ranks them: by quantity, then by name in byte order (COLLATE "C", as Spark compares
+# strings). Unique customers cannot be added up: they are counted from report_customers.
+ROLLUP_DISHES = f"""
+INSERT INTO report_dishes ({listed(DISH_COLUMNS)})
+SELECT s.kind, s.period_start, d.store_id, d.dish, sum(d.quantity), sum(d.revenue),
+       row_number() OVER (PARTITION BY s.period_start, d.store_id
+                          ORDER BY sum(d.quantity) DESC, d.dish COLLATE "C")
+FROM report_scope s
+JOIN report_dishes d ON d.granularity = %(finer)s
+ AND d.period_start >= s.period_start AND d.period_start < s.period_end
+WHERE s.kind = %(unit)s
+GROUP BY s.kind, s.period_start, d.store_id, d.dish
+"""
+
+_BREAKDOWN_SUMS = ",\n".join(
+    f"coalesce(jsonb_object_agg(e.key, e.amount) FILTER (WHERE e.name = '{name}'), '{{}}') AS {name}"
+    for name in SALES_BREAKDOWNS)
+_ROLLED_SALES = f"""
+SELECT t.*, d.dish AS top_dish, d.quantity AS top_dish_quantity, {listed(SALES_BREAKDOWNS, "b.")}
+FROM (
+    SELECT s.kind AS granularity, s.period_start, r.store_id, s.period_end,
+           sum(r.orders) AS orders, sum(r.items_sold) AS items_sold,
+           sum(r.gross_revenue) AS gross_revenue,
+           round(sum(r.gross_revenue) / sum(r.orders), 2) AS avg_ticket,
+           NULL::bigint AS unique_customers, NULL::numeric AS avg_spend_per_customer,
+           sum(r.identified_revenue) AS identified_revenue,
+           {", ".join(f"sum(r.{name}) AS {name}" for name in BILL_FIGURES)}
+    FROM report_scope s
+    JOIN report_sales r ON r.granularity = %(finer)s
+     AND r.period_start >= s.period_start AND r.period_start < s.period_end
+    WHERE s.kind = %(unit)s
+    GROUP BY s.kind, s.period_start, s.period_end, r.store_id
+) t
+JOIN report_dishes d ON d.granularity = t.granularity AND d.period_start = t.period_start
+ AND d.store_id = t.store_id AND d.rank = 1
+JOIN (
+    SELECT e.period_start, e.store_id, {_BREAKDOWN_SUMS}
+    FROM (
+        SELECT s.period_start, r.store_id, b.name, e.key, sum(e.value::numeric) AS amount
+        FROM report_scope s
+        JOIN report_sales r ON r.granularity = %(finer)s
+         AND r.period_start >= s.period_start AND r.period_start < s.period_end
+        CROSS JOIN LATERAL (VALUES {", ".join(f"('{name}', r.{name})" for name in SALES_BREAKDOWNS)})
+            AS b (name, figures)
+        CROSS JOIN LATERAL jsonb_each_text(b.figures) AS e (key, value)
+        WHERE s.kind = %(unit)s
+        GROUP BY 1, 2, 3, 4
+    ) e
+    GROUP BY e.period_start, e.store_id
+) b ON b.period_start = t.period_start AND b.store_id = t.store_id
+"""
+ROLLUP_SALES = _INSERT_SALES.replace("{sales}", _ROLLED_SALES)
+ROLLUPS = ({"unit": "hour", "finer": "minute"}, {"unit": "day", "finer": "hour"})
+"""Hours from minutes, then days from hours."""
+
+# An hour's best-selling dish, an insight of each recomputed hour, from its ranked dishes.
+DELETE_SCOPED_TOP_DISHES = """
+DELETE FROM report_insights i USING report_scope s
+WHERE s.kind = 'hour' AND i.kind = 'top_dish' AND i.window_start = s.period_start
+"""
+INSERT_TOP_DISHES = """
+INSERT INTO report_insights (store_id, kind, window_start, window_end, subject, figures, computed_at)
+SELECT d.store_id, 'top_dish', s.period_start, s.period_end, '',
+       jsonb_build_object('dish', d.dish, 'quantity', d.quantity, 'revenue', d.revenue), now()
+FROM report_scope s
+JOIN report_dishes d ON d.granularity = 'hour' AND d.period_start = s.period_start AND d.rank = 1
+WHERE s.kind = 'hour'
 """
 
 INSERT_DISHES = f"""
@@ -357,7 +436,16 @@ FROM report_staging_insights
 """
 
 # The windows written: each has a row for the chain, and one for each store with orders in it.
-COUNT_STAGED_WINDOWS = f"SELECT count(*) FROM report_staging_sales WHERE store_id = '{CHAIN_STORE}'"
+COUNT_WINDOWS = f"""
+SELECT count(*) FROM report_sales r
+JOIN report_scope s ON s.kind = r.granularity AND s.period_start = r.period_start
+WHERE r.store_id = '{CHAIN_STORE}'
+"""
+# The orders and order lines read: every order read is in one of the chain's staged minutes.
+STAGED_COUNTS = f"""
+SELECT coalesce(sum(orders), 0)::bigint, coalesce(sum(order_lines), 0)::bigint FROM {STAGING_TABLE}
+WHERE staged = 'sales' AND granularity = 'minute' AND store_id = '{CHAIN_STORE}'
+"""
 
 
 class ReportStore:
@@ -410,9 +498,10 @@ class ReportStore:
             minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]
         return replace(run, minutes=minutes)
 
-    def publish(self, run: ReportRun, orders_read: int, rows_read: int, grace_seconds: float,
-                zone: str, day_starts_hour: int) -> int:
-        """Replace the recomputed windows with the staged rows in one transaction; return their count."""
+    def publish(self, run: ReportRun, grace_seconds: float, zone: str,
+                day_starts_hour: int) -> tuple[int, int, int]:
+        """Replace the recomputed windows with the staged rows in one transaction; return how many
+        windows, and how many orders and order lines the run read."""
         with self.conn.transaction():
             # Fresh statistics, so that joins with the large report tables use their indexes.
             self.conn.execute(f"ANALYZE {STAGING_TABLE}")
@@ -428,7 +517,7 @@ class ReportStore:
                     self.conn.execute(statement)
             else:
                 for statement in (DELETE_SCOPED_SALES, DELETE_SCOPED_DISHES, DELETE_EVALUATED_INSIGHTS,
-                                  DELETE_RECOMPUTED_SKIPS):
+                                  DELETE_SCOPED_TOP_DISHES, DELETE_RECOMPUTED_SKIPS):
                     self.conn.execute(statement)
                 if run.span is not None:
                     self.conn.execute(DELETE_SCOPED_CUSTOMERS)
@@ -441,10 +530,15 @@ class ReportStore:
             closed_by = run.until.taken_at - timedelta(seconds=grace_seconds)
             self.conn.execute(INSERT_SALES, {"closed_by": closed_by})
             self.conn.execute(INSERT_DISHES)
+            for rollup in ROLLUPS:
+                self.conn.execute(ROLLUP_DISHES, rollup)
+                self.conn.execute(ROLLUP_SALES, {**rollup, "closed_by": closed_by})
             self.conn.execute(INSERT_INSIGHTS)
-            windows = self.conn.execute(COUNT_STAGED_WINDOWS).fetchone()[0]
+            self.conn.execute(INSERT_TOP_DISHES)
+            windows = self.conn.execute(COUNT_WINDOWS).fetchone()[0]
+            orders_read, rows_read = self.conn.execute(STAGED_COUNTS).fetchone()
             self.ledger.finish(run, windows, orders_read, rows_read)
-        return windows
+        return windows, orders_read, rows_read
 
     def _count_period_customers(self, params: dict[str, object]) -> None:
         """Keep the customers and their count of each week and month the staged days fall in."""

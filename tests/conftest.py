@@ -38,7 +38,8 @@ SERVICE_MODULES = frozenset({"infra", "spark_reports", "bench", "faust"})
 
 
 LONGEST_FIRST = (
-    "test_spark_cluster.py", "test_spark_connect.py", "test_replica.py", "test_scale_out.py",
+    "test_spark_cluster.py", "test_multi_machine.py", "test_spark_connect.py", "test_replica.py",
+    "test_scale_out.py",
     "test_resilience.py", "test_reports_job.py", "test_faults.py", "test_supervised_stack.py",
     "test_report_outage.py", "test_dashboard_browser.py", "test_reports_web.py", "test_kafka_secure.py",
     "test_infra.py", "test_spark_security.py", "test_stores.py", "test_business_day.py",

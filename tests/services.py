@@ -22,6 +22,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from restaurant_app.kafka_security import KafkaSecurity
 from restaurant_app.settings import PROJECT_ROOT
 from spark_reports.result import parse_result
 
@@ -44,6 +45,20 @@ def outward_address() -> str:
         except OSError:
             return "127.0.0.1"
         return sock.getsockname()[0]
+
+
+def outward_ipv6_address() -> str | None:
+    """An IPv6 address of this machine that another machine would use, else ``::1``; None
+    without IPv6."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.connect(("2001:db8::1", 9))  # a UDP socket's connect sends nothing
+            except OSError:
+                sock.bind(("::1", 0))
+            return sock.getsockname()[0]
+    except OSError:
+        return None
 
 
 def wait_until(condition, timeout: float = 60.0, interval: float = 0.25, message: str = ""):
@@ -78,11 +93,13 @@ def produce(bootstrap_servers: str, topic: str, messages: list[tuple[bytes | Non
     asyncio.run(send_all())
 
 
-def admin(bootstrap_servers: str, action: Callable[[AIOKafkaAdminClient], Awaitable[Any]]) -> Any:
-    """Run ``action`` with Kafka's admin client and return what it returns."""
+def admin(bootstrap_servers: str, action: Callable[[AIOKafkaAdminClient], Awaitable[Any]],
+          security: KafkaSecurity | None = None) -> Any:
+    """Run ``action`` with Kafka's admin client (logged in with ``security``) and return what it returns."""
 
     async def run() -> Any:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                     **(security.client_options() if security else {}))
         await client.start()
         try:
             return await action(client)

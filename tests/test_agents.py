@@ -347,3 +347,109 @@ async def test_a_batch_goes_once_nothing_more_is_waiting_not_when_its_timer_ends
             await agent.put(order.dumps(), key=order.store_id.encode())
             await eventually(lambda n=stored: len(sink.orders) == n)
     assert dead_letters == []
+
+
+class GatedSink(InMemoryOrderSink):
+    """Each save waits for ``gate``; while ``down`` it fails as PostgreSQL away does. ``tries``
+    lists the order ids of every save begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.down = False
+        self.tries: list[list[str]] = []
+
+    async def save(self, orders, rejections=()):
+        self.tries.append([a.order.order_id for a in orders])
+        if self.down:
+            raise database_module.DatabaseUnavailable("connection refused")
+        await self.gate.wait()
+        return await super().save(orders, rejections)
+
+
+@pytest.fixture
+def gated(monkeypatch: pytest.MonkeyPatch, dead_letters: list) -> GatedSink:
+    gated = GatedSink()
+    monkeypatch.setattr(agents.persistence, "sink", gated)
+    monkeypatch.setattr(database_module, "FIRST_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(persist_orders.app.topics, "acks_enabled_for", lambda topic: True)
+    return gated
+
+
+@pytest.fixture
+def validations(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The offsets of each batch the agent validates, in order."""
+    seen: list[list[int]] = []
+    sort_batch = agents.persistence.sort_batch
+
+    def recorded(messages):
+        seen.append([m.offset for m in messages])
+        return sort_batch(messages)
+
+    monkeypatch.setattr(agents.persistence, "sort_batch", recorded)
+    return seen
+
+
+async def hand_on(agent, orders: list[Order], partition: int, first_offset: int) -> MessageBatch:
+    """``orders`` as one batch of ``partition`` (one no other test uses: the app's consumer keeps
+    its acknowledgements) at ``first_offset`` on, as the consumer hands it on."""
+    messages = [agent.to_message(None, order.dumps(), partition=partition, offset=first_offset + n)
+                for n, order in enumerate(orders)]
+    batch = MessageBatch(messages, sum(map(message_bytes, messages)))
+    channel = agent.stream().channel
+    await channel.put(await channel.decode(batch))
+    return batch
+
+
+async def test_the_next_batch_is_validated_while_one_is_stored_and_each_is_stored_and_acknowledged_in_turn(
+    gated: GatedSink, validations: list
+):
+    generator = OrderGenerator(seed=10)
+    first, second = [generator.order() for _ in range(3)], [generator.order() for _ in range(2)]
+    async with persist_orders.test_context() as agent:
+        acked = persist_orders.app.consumer._acked
+        one = await hand_on(agent, first, 2, 0)
+        await eventually(lambda: len(gated.tries) == 1)
+        two = await hand_on(agent, second, 2, 3)
+        await eventually(lambda: len(validations) == 2)  # validated while the first is stored
+        assert len(gated.tries) == 1, "the second batch's transaction began before the first's ended"
+        assert not one.acked and not two.acked and not acked[one.tp]
+        gated.gate.set()
+        await eventually(lambda: two.acked)
+    assert validations == [[0, 1, 2], [3, 4]]
+    assert gated.tries == [[o.order_id for o in first], [o.order_id for o in second]]
+    assert list(acked[one.tp]) == [0, 1, 2, 3, 4]
+    assert list(gated.orders) == [o.order_id for o in first + second]
+
+
+async def test_an_outage_with_the_next_batch_validated_acknowledges_neither_until_both_are_stored(
+    gated: GatedSink, validations: list
+):
+    generator = OrderGenerator(seed=11)
+    first, second = [generator.order() for _ in range(2)], [generator.order() for _ in range(2)]
+    gated.down = True
+    async with persist_orders.test_context() as agent:
+        acked = persist_orders.app.consumer._acked
+        one = await hand_on(agent, first, 3, 0)
+        await eventually(lambda: len(gated.tries) == 1)
+        two = await hand_on(agent, second, 3, 2)
+        await eventually(lambda: len(validations) == 2)
+        tries = len(gated.tries)
+        await eventually(lambda: len(gated.tries) > tries)  # the first batch, tried again
+        assert {tuple(ids) for ids in gated.tries} == {tuple(o.order_id for o in first)}
+        assert not one.acked and not two.acked and not acked[one.tp]
+        gated.down = False
+        gated.gate.set()
+        await eventually(lambda: two.acked)
+    assert list(acked[one.tp]) == [0, 1, 2, 3]
+    assert list(gated.orders) == [o.order_id for o in first + second]
+
+
+async def test_a_batch_being_stored_when_the_agent_stops_is_not_acknowledged(gated: GatedSink):
+    orders = [OrderGenerator(seed=12).order()]
+    async with persist_orders.test_context() as agent:
+        acked = persist_orders.app.consumer._acked
+        batch = await hand_on(agent, orders, 4, 0)
+        await eventually(lambda: len(gated.tries) == 1)
+    assert not batch.acked and not acked[batch.tp]
+    assert gated.orders == {}

@@ -55,3 +55,14 @@ def test_rotation_makes_a_new_ca_and_certificates_and_keeps_the_kafka_passwords(
     assert secrets.ca_file.read_text() != ca
     assert secrets.ca.signed(secrets.keystore)
     assert secrets.password("pos") == password
+
+
+def test_an_ipv6_address_is_named_once_and_the_certificate_kept(tmp_path: Path):
+    """openssl writes FD00:0:0:0:0:0:0:2; the host is given as fd00::2: the same, so no new certificate."""
+    hosts = (*LOCAL_HOSTS, "fd00::2", "kafka.example.lan")
+    secrets = KafkaSecrets(tmp_path / "kafka-secrets", hosts, ca=local_ca(tmp_path))
+    secrets.ensure()
+    assert sorted(certificate_hosts(secrets.keystore)) == sorted(hosts)
+    first = secrets.keystore.read_text()
+    KafkaSecrets(tmp_path / "kafka-secrets", hosts, ca=local_ca(tmp_path)).ensure()
+    assert secrets.keystore.read_text() == first

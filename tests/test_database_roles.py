@@ -8,15 +8,16 @@ the web role writes nothing.
 import asyncio
 import re
 import stat
+import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
 import pytest
-from psycopg import errors
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from infra.postgres import APP_ROLES
+from infra.postgres import APP_ROLES, set_password
 from infra.scratch import ScratchStack
 from restaurant_app.database import Database, MigrationsRefused, privileges
 from restaurant_app.order_sink import save_orders
@@ -185,11 +186,43 @@ def test_the_upkeep_functions_refuse_what_no_upkeep_asks(urls: dict[str, str], c
 
 
 def test_the_upkeep_functions_run_as_their_owner_with_a_fixed_search_path(urls: dict[str, str]):
-    rows = query(urls["owner"], "SELECT proname, prosecdef, proconfig FROM pg_proc"
+    rows = query(urls["owner"], "SELECT proname, prosecdef, proconfig, proowner::regrole::text FROM pg_proc"
                                 " WHERE proname LIKE 'upkeep\\_%%' ORDER BY proname")
     assert [row[0] for row in rows] == ["upkeep_add_day", "upkeep_default_days", "upkeep_delete_old",
                                         "upkeep_drop_day"]
-    assert all(secdef and config == ["search_path=pg_catalog, public, pg_temp"] for _, secdef, config in rows)
+    assert {(secdef, tuple(config)) for _, secdef, config, _ in rows} == {
+        (True, ("search_path=pg_catalog, public, pg_temp",))}
+    assert {owner for *_, owner in rows} == {UPKEEP_ROLE}  # migration 034's, not the superuser
+
+
+UPKEEP_ROLE = "restaurant_upkeep"
+ROLE_ATTRIBUTES = ("SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication"
+                   " FROM pg_roles WHERE rolname = %s")
+ORDERS_TABLES = "^(orders|order_items)(_default|_p[0-9]{8})?$"
+"""``orders``, ``order_items`` and their partitions."""
+OWNERS = "SELECT relname ~ %s, pg_get_userbyid(relowner) = %s FROM pg_class WHERE relkind IN ('r', 'p')"
+UPKEEP_RIGHTS = ("SELECT table_name, privilege_type FROM information_schema.role_table_grants"
+                 " WHERE grantee = %s AND table_name !~ %s")
+MEMBERSHIPS = "SELECT roleid::regrole::text FROM pg_auth_members WHERE member = %s::regrole"
+
+
+def test_the_upkeep_functions_owner_cannot_log_in_and_holds_no_more_than_the_upkeep(urls: dict[str, str]):
+    """The functions run with restaurant_upkeep's rights: the orders' tables it owns, the deletes of
+    the retentions, and nothing a superuser or an owner of the other tables could do."""
+    assert query(urls["owner"], ROLE_ATTRIBUTES, (UPKEEP_ROLE,)) == [(False,) * 6]
+    with psycopg.connect(urls["owner"], autocommit=True) as conn:  # even with a password, as a check
+        set_password(conn, UPKEEP_ROLE, "upkeep-password-for-the-test")
+    login = conninfo_to_dict(urls["restaurant_ingest"]) | {"user": UPKEEP_ROLE,
+                                                           "password": "upkeep-password-for-the-test"}
+    with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
+        psycopg.connect(**login)
+    owners = query(urls["owner"], OWNERS, (ORDERS_TABLES, UPKEEP_ROLE))
+    assert (True, True) in owners and (False, True) not in owners and (True, False) not in owners
+    may = set(query(urls["owner"], UPKEEP_RIGHTS, (UPKEEP_ROLE, ORDERS_TABLES)))
+    assert ("order_keys", "DELETE") in may and ("report_sales", "DELETE") in may
+    assert {right for _, right in may} == {"SELECT", "DELETE"}
+    assert not {table for table, _ in may} & {"stores", "schema_migrations", "report_staging", "report_scope"}
+    assert query(urls["owner"], MEMBERSHIPS, (UPKEEP_ROLE,)) == []  # no pg_read_server_files, no one's rights
 
 
 def test_a_role_that_may_not_migrate_says_what_to_do(stack: ScratchStack, urls: dict[str, str]):
@@ -198,3 +231,41 @@ def test_a_role_that_may_not_migrate_says_what_to_do(stack: ScratchStack, urls: 
     ingest = stack.postgres.role_url("restaurant_ingest", name)
     with pytest.raises(MigrationsRefused, match=r"may not apply them .*-m restaurant_app.admin migrate"):
         asyncio.run(Database(ingest).migrate())
+
+
+def test_a_deleted_key_takes_its_stored_lines_never_a_temporary_table_s(urls: dict[str, str]):
+    """Migrations 029 and 035: the triggers name public's tables, so a session's temporary table
+    of the same name (found first on its search_path) is left alone."""
+    order = OrderGenerator(seed=3535).order()
+    assert asyncio.run(save_orders(urls["owner"], [order])) == 1
+    with psycopg.connect(urls["owner"]) as conn:
+        for table in ("orders", "order_items"):
+            conn.execute(sql.SQL("CREATE TEMP TABLE {} AS SELECT * FROM {} WHERE order_id = %s").format(
+                sql.Identifier(table), sql.Identifier("public", table)), (order.order_id,))
+        conn.execute("DELETE FROM public.order_keys WHERE order_id = %s", (order.order_id,))
+        left = [conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE order_id = %s").format(
+                    sql.Identifier(schema, table)), (order.order_id,)).fetchone()[0]
+                for schema in ("public", "pg_temp") for table in ("orders", "order_items")]
+    assert left == [0, 0, 1, len(order.items)]
+
+
+def test_a_migrating_role_that_is_no_superuser_hands_the_orders_tables_to_the_upkeep_role(
+        stack: ScratchStack, urls: dict[str, str]):
+    """As on a managed PostgreSQL, whose administrator is no superuser: it has CREATEROLE, owns the
+    database and may grant restaurant_upkeep (made by ``urls``' migrations: as its maker, it would)."""
+    migrator = f"migrator_{uuid.uuid4().hex[:8]}"
+    name, password = f"by_{migrator}", "migrator-password-for-the-test"
+    with psycopg.connect(stack.postgres.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} CREATEROLE").format(sql.Identifier(migrator)))
+        set_password(conn, migrator, password, login=True)
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(*map(sql.Identifier, (name, migrator))))
+        conn.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(*map(sql.Identifier, (UPKEEP_ROLE,
+                                                                                               migrator))))
+    owner = conninfo_to_dict(stack.postgres.url(name)) | {"user": migrator, "password": password}
+    asyncio.run(Database(make_conninfo(**owner)).migrate())
+    stack.postgres.enable_roles(name)
+    ingest = stack.postgres.role_url("restaurant_ingest", name)
+    owner_of = "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = %s"
+    assert query(ingest, owner_of, ("orders",)) == [(UPKEEP_ROLE,)]
+    assert query(ingest, "SELECT upkeep_add_day('2030-01-01')") == [(0,)]
+    assert query(ingest, owner_of, ("orders_p20300101",)) == [(UPKEEP_ROLE,)]

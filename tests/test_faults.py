@@ -4,6 +4,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -139,6 +140,47 @@ def test_an_unforeseen_error_never_lets_an_offset_past_the_unstored_batch(
     wait_until(lambda: account(database_url) == expected(first + rest, 0), timeout=90,
                message="orders held by the failure were lost: an offset was committed past them")
     assert query(database_url, "SELECT count(DISTINCT order_id) FROM orders")[0][0] == 21
+
+
+def committed_offsets(stack: ScratchStack, group: str) -> list[int]:
+    """The offsets Kafka holds as committed for ``group``, by partition."""
+    offsets = admin(stack.bootstrap_servers, lambda client: client.list_consumer_group_offsets(group))
+    return [offsets[tp].offset for tp in sorted(offsets)]
+
+
+def lock_waiters(database_url: str) -> int:
+    """Sessions of the database waiting for a lock: the worker's batch, held by the test's lock."""
+    return query(database_url, "SELECT count(*) FROM pg_stat_activity"
+                               " WHERE datname = current_database() AND wait_event_type = 'Lock'")[0][0]
+
+
+def test_postgresql_failing_with_a_batch_in_flight_and_another_behind_it_commits_nothing_past_it(
+    stack: ScratchStack, worker: WorkerProcess, database_url: str
+):
+    worker.env["TOPIC_PARTITIONS"] = "1"
+    topic, first, second = worker.env["ORDERS_TOPIC"], orders_from(48, 40), orders_from(49, 40)
+    warm_up = orders_from(47, 1)  # stored first: the worker's schema and connections are ready
+    worker.start()
+    produce(stack.bootstrap_servers, topic, [(None, o.dumps()) for o in warm_up])
+    wait_until(lambda: account(database_url) == expected(warm_up, 0), timeout=60)
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE order_keys IN SHARE MODE")  # the first batch's insert waits on it
+        produce(stack.bootstrap_servers, topic, [(None, o.dumps()) for o in first])
+        wait_until(lambda: lock_waiters(database_url) == 1, message="the first batch never got to PostgreSQL")
+        produce(stack.bootstrap_servers, topic, [(None, o.dumps()) for o in second])
+        # PostgreSQL drops the session storing the first batch; the worker tries it again, and waits again.
+        execute(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        worker.wait_for_log("PostgreSQL is unavailable while storing", timeout=60)
+        wait_until(lambda: lock_waiters(database_url) == 1, message="the first batch was not tried again")
+        assert all(offset <= 1 for offset in committed_offsets(stack, worker.env["APP_ID"]))
+        assert account(database_url) == expected(warm_up, 0)
+    # The lock released: the first batch is stored, then the second, each once.
+    wait_until(lambda: account(database_url) == expected(warm_up + first + second, 0), timeout=90,
+               message="orders in flight when PostgreSQL failed were lost")
+    assert query(database_url, "SELECT count(DISTINCT order_id) FROM orders")[0][0] == 81
+    wait_until(lambda: committed_offsets(stack, worker.env["APP_ID"]) == [81], timeout=60,
+               message="the stored batches' offsets were never committed")
 
 
 def test_the_broker_stopped_and_restarted_mid_stream_loses_nothing(

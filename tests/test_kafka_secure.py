@@ -31,7 +31,7 @@ from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 from restaurant_app.settings import PROJECT_ROOT, Settings
 from restaurant_app.traffic import OrderGenerator
 from tests.conftest import service_home
-from tests.services import fetch, get, outward_address, query, unique_names, wait_until
+from tests.services import fetch, get, outward_address, outward_ipv6_address, query, unique_names, wait_until
 from tests.test_admin import admin
 from tests.test_orders_api import post
 
@@ -50,7 +50,8 @@ def secure_stack() -> Iterator[tuple[KafkaBroker, dict[str, str]]]:
     home, port, host = service_home(), two_free_ports(), outward_address()
     with pytest.MonkeyPatch.context() as env:
         # Reached by another address of this machine, as from another machine (ADVERTISED_HOSTS).
-        for name, value in {**NAMES, "KAFKA_SECURE": "on", "ADVERTISED_HOSTS": host,
+        hosts = ",".join([host, *filter(None, [outward_ipv6_address()])])
+        for name, value in {**NAMES, "KAFKA_SECURE": "on", "ADVERTISED_HOSTS": hosts,
                             "SPARK_REMOTE": "sc://127.0.0.1:9",
                             "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}.items():
             env.setenv(name, value)
@@ -109,6 +110,17 @@ def test_another_machine_reaches_the_broker_by_its_advertised_address(secure_kaf
     assert brokers_seen(secure_kafka, security, f"{host}:{secure_kafka.port}") == 1
     config = (secure_kafka.home / "server.properties").read_text()
     assert f"advertised.listeners=SASL_SSL://{host}:{secure_kafka.port}" in config
+
+
+def test_an_ipv6_client_reaches_the_broker_too(secure_kafka: KafkaBroker):
+    """The broker listens on every interface of both families; its certificate names every one
+    of ``ADVERTISED_HOSTS`` (Kafka advertises the first: the IPv4 one here)."""
+    address = outward_ipv6_address()
+    if address is None:
+        pytest.skip("this machine has no IPv6")
+    assert address in certificate_hosts(secure_kafka.secrets.keystore)
+    security = secure_kafka.secrets.client("worker")
+    assert brokers_seen(secure_kafka, security, f"[{address}]:{secure_kafka.port}") == 1
 
 
 def is_refused(kafka: KafkaBroker, security: KafkaSecurity) -> bool:

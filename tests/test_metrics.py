@@ -12,7 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 from faust.types import Message
-from prometheus_client import CollectorRegistry, generate_latest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import agents.persistence
@@ -72,6 +74,27 @@ def test_a_committed_batch_counts_its_orders_rejections_and_latencies():
     # a message stamped after the commit (clocks apart) counts as 0 s, never as negative
     assert value("restaurant_produce_to_commit_seconds_sum") == pytest.approx(
         before["restaurant_produce_to_commit_seconds_sum"] + 2.0 + 0.5 + 0.0)
+
+
+def histogram_samples(histogram: Histogram) -> dict[str, float]:
+    return {f"{s.name}{s.labels}": s.value for family in histogram.collect() for s in family.samples}
+
+
+@given(st.lists(st.one_of(st.sampled_from(metrics.LATENCY_BUCKETS),
+                          st.floats(min_value=0.0, max_value=1000.0)), max_size=50))
+def test_observing_a_batch_at_once_counts_what_observing_each_value_does(values: list[float]):
+    one_by_one, at_once = (Histogram("latency", "", buckets=metrics.LATENCY_BUCKETS, registry=None)
+                           for _ in range(2))
+    for value in [0.3, 7.0]:  # what earlier batches left, so that the batch adds to it
+        one_by_one.observe(value)
+        at_once.observe(value)
+    for value in values:
+        one_by_one.observe(value)
+    metrics.observe_all(at_once, values)
+    expected, got = histogram_samples(one_by_one), histogram_samples(at_once)
+    sum_name = next(name for name in expected if name.startswith("latency_sum"))
+    assert got.pop(sum_name) == pytest.approx(expected.pop(sum_name))
+    assert got == expected  # each bucket (a bound's value itself included), the count
 
 
 def test_every_rejection_kind_and_report_status_is_shown_from_the_start():
@@ -212,8 +235,9 @@ async def test_a_redelivered_batch_is_not_counted_twice():
         "restaurant_rejections_total", kind="InvalidOrder")
     batch = [delivered(OrderGenerator(seed=6).order().dumps(), 0, time.time()),
              delivered(b"not json", 1, time.time())]
-    await agents.persistence.handle(batch)
-    await agents.persistence.handle(batch)  # as Kafka delivers it again after a crash
+    await agents.persistence.handle(batch, agents.persistence.sort_batch(batch))
+    # as Kafka delivers it again after a crash
+    await agents.persistence.handle(batch, agents.persistence.sort_batch(batch))
     assert value("restaurant_orders_stored_total") == stored + 1
     assert value("restaurant_rejections_total", kind="InvalidOrder") == invalid + 1
 

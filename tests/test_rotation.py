@@ -11,7 +11,7 @@ from infra.secret_file import make_secret, make_spark_auth_file
 
 MADE = ("postgres/roles/restaurant_web", "postgres/roles/restaurant_reports", "spark-connect/token",
         "spark-cluster/auth.properties", "ca/ca.pem", "ca/ca.key", "kafka-secrets/broker.pem",
-        "spark-connect/front.pem")
+        "spark-connect/front.pem", "postgres-front/front.pem")
 KEPT = ("postgres/password", "spark-connect/server.log", "kafka-secrets/pos.password",
         "kafka-secrets/admin.password")
 

@@ -34,7 +34,7 @@ from restaurant_app.database import Database
 from restaurant_app.order_sink import save_orders
 from restaurant_app.settings import PROJECT_ROOT, shown_remote
 from restaurant_app.traffic import OrderGenerator
-from tests.services import command_lines, outward_address, run_report_job
+from tests.services import command_lines, outward_address, outward_ipv6_address, run_report_job
 
 pytestmark = pytest.mark.integration
 
@@ -221,8 +221,9 @@ def front(server: SparkConnectServer, server_home: Path) -> Iterator[TlsFront]:
     """The server behind ``make run``'s TLS front (on every interface, port + 1), its certificate
     for an outward address of this machine, as ``ADVERTISED_HOSTS`` makes it."""
     with ExitStack() as stack:
-        yield open_spark_connect(stack, server, CertificateAuthority(server_home / "ca"),
-                                 [outward_address()], lambda part: None)
+        hosts = [outward_address(), *filter(None, [outward_ipv6_address()])]
+        yield open_spark_connect(stack, server, CertificateAuthority(server_home / "ca"), hosts,
+                                 lambda part: None)
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +271,15 @@ def test_the_front_refuses_plaintext_and_an_untrusting_client(front: TlsFront, s
         tls.sendall(b"GET / HTTP/1.1\r\nHost: spark\r\n\r\n")
         assert tls.recv(1024) == b""  # closed unanswered
     assert "did not ask for HTTP/2" in (front.keystore.parent / "front.log").read_text()
+
+
+def test_an_ipv6_client_is_served_too(front: TlsFront, server: SparkConnectServer, ca_file: Path):
+    """The front listens on every interface of both families, its certificate naming the address."""
+    address = outward_ipv6_address()
+    if address is None:
+        pytest.skip("this machine has no IPv6")
+    remote = f"sc://[{address}]:{front.port}/;use_ssl=true;token={token(server)}"
+    assert call_once(remote, ca_file) == "SERVED"
 
 
 def test_the_report_job_runs_through_the_front(stack: ScratchStack, front: TlsFront,

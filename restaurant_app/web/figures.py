@@ -103,7 +103,7 @@ ORDER BY m.minute
 # orders' created_at index, each order's lines and cancellations or refunds by key): a provisional
 # report with the final one's bill figures (docs/reports.md), read afresh on each request, that the
 # report job's final one replaces once the minute has closed.
-MINUTE_UNDER_WAY = """
+MINUTE_FROM_ORDERS = """
 WITH clock AS (SELECT date_trunc('minute', now()) AS starts, now() AS at),
 o AS (
     SELECT o.order_id, o.created_at, o.customer_id, o.channel, o.payment_method, o.total, o.discount,
@@ -255,7 +255,7 @@ async def minutes(hours: int, store: str) -> list[dict[str, Any]]:
 
 
 async def minute_under_way(store: str) -> dict[str, Any]:
-    return (await web_database.fetch_all(MINUTE_UNDER_WAY, {"store": store}))[0]
+    return (await web_database.fetch_all(MINUTE_FROM_ORDERS, {"store": store}))[0]
 
 
 async def current_dishes(zone: str, limit: int, store: str, day_starts_hour: int = 0) -> dict[str, Any]:

@@ -62,7 +62,7 @@ WHERE granularity = %(granularity)s AND store_id = %(store)s AND (final OR granu
 ORDER BY period_start DESC LIMIT 1
 """
 
-MINUTE_UNDER_WAY = f"""
+LATEST_PROVISIONAL_MINUTE = f"""
 SELECT {SALES_COLUMNS} FROM report_sales
 WHERE granularity = 'minute' AND store_id = %(store)s AND NOT final
   AND period_start > coalesce((SELECT max(period_start) FROM report_sales
@@ -180,7 +180,7 @@ async def latest_reports_data(lang: str, store: str) -> dict[str, Any]:
             rows[0]["dishes"] = dishes[:MAX_LATEST_DISHES]
             rows[0]["dishes_truncated"] = len(dishes) > MAX_LATEST_DISHES
         latest[granularity] = rows[0] if rows else None
-    under_way = await reports_database.fetch_all(MINUTE_UNDER_WAY, {"store": store})
+    under_way = await reports_database.fetch_all(LATEST_PROVISIONAL_MINUTE, {"store": store})
     latest["minute_under_way"] = under_way[0] if under_way else None
     insights = await reports_database.fetch_all(LATEST_INSIGHTS,
                                                 {"store": store, "limit": MAX_LATEST_INSIGHTS + 1})
