@@ -50,10 +50,12 @@ Kafka's ``admin`` password, which the brokers use between themselves."""
 SUPERUSER_PREVIOUS = "postgres-previous.password"
 """The superuser's password before the last ``--rotate``: ``setup``'s way in to change it."""
 CLUSTER_SETTINGS = ("spark.network.crypto.enabled=true\n"
+                    "spark.network.crypto.authEngineVersion=2\n"
+                    "spark.network.crypto.cipher=AES/GCM/NoPadding\n"
                     "spark.network.crypto.saslFallback=false\n"
                     "spark.master.rest.enabled=false\n")
 """What the Spark cluster's processes and applications add to the shared secret: every
-connection authenticated with it and encrypted (AES), none
+connection authenticated with it and encrypted (AES-GCM, Spark's key exchange version 2), none
 without (no fallback to SASL), and no REST submission server on the master (port 6066)."""
 
 

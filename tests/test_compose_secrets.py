@@ -84,6 +84,7 @@ def test_the_spark_cluster_and_spark_connect_encrypt_and_open_no_ui_or_rest_serv
     assert cluster["spark.authenticate"] == "true" and len(cluster["spark.authenticate.secret"]) >= 32
     assert cluster["spark.network.crypto.enabled"] == "true"
     assert cluster["spark.network.crypto.saslFallback"] == "false"  # no unencrypted SASL instead
+    assert cluster["spark.network.crypto.cipher"] == "AES/GCM/NoPadding"  # authenticated encryption
     assert cluster["spark.master.rest.enabled"] == "false"
     connect = dict(line.split("=", 1) for line in contents(secrets.root / "spark-connect")[
         "spark-connect.properties"].splitlines())

@@ -140,7 +140,19 @@ class Stack:
         return result
 
     def up(self, *args: str) -> None:
-        self.compose("up", "--detach", "--no-build", *args)
+        result = self.compose("up", "--detach", "--no-build", *args, check=False)
+        if result.returncode != 0:
+            raise AssertionError(f"docker compose up {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stderr.decode()[-3000:]}{self.unhealthy_logs()}")
+
+    def unhealthy_logs(self) -> str:
+        """The last lines of each service whose container is unhealthy or exited with an error."""
+        states = self.compose("ps", "--all", "--format", "{{.Service}} {{.Health}} {{.State}} {{.ExitCode}}",
+                              check=False).stdout.decode().splitlines()
+        failing = sorted({line.split()[0] for line in states
+                          if "unhealthy" in line or (" exited " in line and not line.endswith(" 0"))})
+        return "".join(f"\n--- the end of {name}'s log:\n" + self.compose(
+            "logs", "--no-color", "--tail", "40", name, check=False).stdout.decode() for name in failing)
 
     def sql(self, query: str, service: str = "postgres", **values: object) -> list[list[str]]:
         """Rows of ``query`` from psql in ``service``; ``values`` are psql variables (:'name')."""
