@@ -186,7 +186,7 @@ def compose_command(settings: Settings, args: argparse.Namespace) -> int:
         log.info("%d migration(s) applied; the roles %s log in with their passwords; Kafka's ACLs are set.",
                  applied, ", ".join(ROLES))
     else:
-        asyncio.run(serve(args.listen, args.to, args.pem, postgres=args.postgres))
+        asyncio.run(serve(args.listen, args.to, args.pem, postgres=args.postgres, source=args.source))
     return 0
 
 
@@ -214,6 +214,7 @@ def main() -> int:
     front.add_argument("--pem", type=Path, required=True, help="the key and certificate (PEM)")
     front.add_argument("--postgres", action="store_true", help="PostgreSQL's way into TLS (an SSLRequest"
                        " first) rather than TLS from the first byte with HTTP/2")
+    front.add_argument("--from", dest="source", help="the local address to connect to the server from")
     args, worker_args = parser.parse_known_args()
     settings = settings_or_exit()
     configure_logging(settings)
