@@ -27,11 +27,13 @@ from bench.disk import DAY_RATES, disk_run
 from bench.freshness import TARGET_CPU_SECONDS, freshness_run, freshness_targets, rows
 from bench.ingest import PRELOAD_STORES, ingest_run, preload
 from bench.latency import latency_run
-from bench.quix_peer import drain_with_peer, quix_python
+from bench.profile import LAYER_HEADER, LEAF_HEADER, SAMPLES_PER_SECOND, worker_profile
+from bench.quix_peer import COMMIT_INTERVAL, drain_with_peer, quix_python
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
 from bench.soak import POSTGRES_DOWN_SECONDS, samples, second_half, slope_per_hour, slopes, soak_run
 from infra.scratch import ScratchStack, scratch_stack
+from restaurant_app.settings import Settings
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
 """Where the bench keeps its own Kafka and PostgreSQL, on free ports: never `make run`'s."""
@@ -60,6 +62,8 @@ BUDGET = {"orders": 100_000, "baseline_orders": 2_000, "runs": 3, "latency_secon
 freshness, the chain, the API), 3 runs each (minutes, for freshness)."""
 BUDGET_PARTS = ("ingest", "latency", "freshness", "chain", "api")
 CHAIN_STORES = 50
+PROFILE_LEAVES = 15
+"""Functions listed in the worker's profile, busiest first."""
 LARGE_REPORT_SIZE = 1_000_000
 
 TWO_WORKERS_TARGET = 25_000
@@ -240,14 +244,22 @@ def measure_ingest(stack: ScratchStack, args: argparse.Namespace, report: Report
         f" its store, so they spread over the topic's partitions); then two workers in one group."
         f" In the same run the Quix Streams peer (`bench/quix_peer.py`: Quix Streams 3.28, its stock"
         f" `PostgreSQLSink`, the same rows) drains the same topic with one process, then two in one"
-        f" group: like for like. Rates count what was committed after the first commit, over the"
-        f" time from the first commit to the last (PostgreSQL commit timestamps); CPU is measured"
-        f" over the same window, per component (the worker processes or the peer's, PostgreSQL's"
-        f" processes, the Kafka broker's JVM). The baseline is `bench/baseline.py`, the usual"
-        f" tutorial consumer (one message, one INSERT per table, one commit), timed the same way"
-        f" over the first {args.baseline_orders:,} orders of the same topic in the same run. Faust"
-        f" alone is `bench/floor.py`: the product's Faust settings and batches, an agent that only"
-        f" acknowledges, over the first quarter of the topic: the most one worker process can do"
+        f" group: like for like. As the worker stores into the tables its migrations made, the peer"
+        f" stores into tables the bench made (`schema_auto_update=False`: left on, each of its writes"
+        f" takes an exclusive lock on its table, and two processes wait for each other), and as the"
+        f" worker stores batches of at most {Settings.from_env().batch_max_orders:,} orders"
+        f" (`BATCH_MAX_ORDERS`), the peer checkpoints (writes its sinks' batches) every as many"
+        f" messages (`commit_every`, the setting Quix's docs give to bound a sink's batches) or"
+        f" {COMMIT_INTERVAL:g} s (`commit_interval`; Quix's default 5 s would leave a drain of a few"
+        f" seconds only two or three commits to be timed by). Rates count what was committed after"
+        f" the first commit, over the time from the first commit to the last (PostgreSQL commit"
+        f" timestamps); CPU is measured over the same window, per component (the worker processes"
+        f" or the peer's, PostgreSQL's processes, the Kafka broker's JVM). The baseline is"
+        f" `bench/baseline.py`, the usual tutorial consumer (one message, one INSERT per table, one"
+        f" commit), timed the same way over the first {args.baseline_orders:,} orders of the same"
+        f" topic in the same run. Faust alone is `bench/floor.py`: the product's Faust settings and"
+        f" batches, an agent that only acknowledges, over the first quarter of the topic: the most"
+        f" one worker process can do"
         f" before validation and storage.",
         INGEST_FIGURES,
     )
@@ -266,6 +278,34 @@ def measure_ingest(stack: ScratchStack, args: argparse.Namespace, report: Report
                                     " worker's figures of that run stand, without a ratio.")
         section.runs.append(figures)
     report.targets.extend(ingest_targets(section.runs))
+    profile_worker(stack, topic, args.orders, median([run["worker_us_per_order"] for run in section.runs]),
+                   report)
+
+
+def profile_worker(stack: ScratchStack, topic: str, orders: int, us_per_order: float, report: Report
+                   ) -> None:
+    """Where one worker's CPU goes: py-spy samples one more drain of the ingest topic, and each
+    layer's share of the samples is that share of the runs' median worker CPU per order."""
+    log.info("Profiling one worker (py-spy) over the same topic ...")
+    try:
+        samples = worker_profile(stack, topic, orders, run=0)
+    except (RuntimeError, OSError, subprocess.SubprocessError, psycopg.Error) as exc:
+        log.error("The worker's profile failed: %s", exc)
+        report.notes.append(f"The worker's profile was not taken: {exc}")
+        return
+    intro = (f"One more worker drains the ingest topic while `py-spy record --rate {SAMPLES_PER_SECOND}`"
+             f" samples its Python stacks from outside (not counted in the figures above: the sampling"
+             f" slows it). A sample waiting in the event loop's `select` is idle and left out; each of"
+             f" the other {samples.total:,} goes to the first layer with a frame in its stack, from the"
+             f" leaf up (a call into psycopg from the agent is storage; C code counts for the Python"
+             f" frame that called it). py-spy counts a thread the machine left waiting for a core as"
+             f" busy, so only the shares are used: µs/order is a layer's share of the one worker's"
+             f" median CPU per order above ({us_per_order:.0f} µs).")
+    report.sections.append(Table("Where one worker's CPU goes (py-spy)", intro, LAYER_HEADER,
+                                 samples.layer_rows(us_per_order)))
+    report.sections.append(Table(f"The worker's {PROFILE_LEAVES} busiest functions (py-spy, self time)",
+                                 "The same samples by the function at the top of the stack.", LEAF_HEADER,
+                                 samples.leaf_rows(us_per_order, PROFILE_LEAVES)))
 
 
 def peer_python(args: argparse.Namespace, report: Report) -> str | None:

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -29,18 +30,28 @@ WORK_DIR = Path(__file__).resolve().parent / ".work"
 PY_SPY = Path(sys.executable).with_name("py-spy")
 SAMPLES_PER_SECOND = 200
 
-# A sample belongs to the first layer whose marker is in one of its frames, leaf first; the
-# event loop's own frames count only when no other layer's are in the stack.
+# A sample belongs to the first layer whose marker is in one of its frames, leaf first, up to the
+# event loop's own frames: what runs the loop (Faust's command line, mode's worker) is below them,
+# so a sample that reaches them first is the loop's own work.
 IDLE = "select (selectors.py"
+EVENT_LOOP = ("asyncio/base_events.py", "asyncio/events.py")
 LAYERS = (
-    ("validation", ("restaurant_app/validation.py", "json/")),
-    ("storage (psycopg, order_sink)", ("psycopg", "restaurant_app/order_sink.py")),
-    ("metrics (prometheus_client)", ("prometheus_client",)),
+    ("imports (start-up, lazy imports)", ("<frozen importlib",)),
+    ("validation", ("restaurant_app/validation.py", "restaurant_app/models.py", "json/")),
+    ("storage (psycopg, order_sink)",
+     ("psycopg", "restaurant_app/order_sink.py", "restaurant_app/database.py")),
+    ("metrics (prometheus_client, metrics.py, lean_monitor.py)",
+     ("prometheus_client", "restaurant_app/metrics.py", "restaurant_app/lean_monitor.py")),
     ("faust sensors/monitor", ("faust/sensors",)),
-    ("aiokafka fetch/parse", ("aiokafka",)),
-    ("faust stream/consumer/acks", ("faust/", "mode/services.py", "mode/utils")),
+    ("aiokafka fetch/parse (kafka_records.py)", ("aiokafka", "restaurant_app/kafka_records.py")),
+    ("faust stream/consumer/acks (fast_consumer.py, batches.py)",
+     ("faust/", "mode/services.py", "mode/utils", "restaurant_app/fast_consumer.py",
+      "restaurant_app/kafka_transport.py", "restaurant_app/batches.py")),
     ("agent (persistence.py)", ("agents/persistence.py",)),
 )
+
+LAYER_HEADER = ["layer (leaf-first attribution)", "share", "µs/order"]
+LEAF_HEADER = ["leaf function (self time)", "share", "µs/order"]
 
 log = logging.getLogger("bench")
 
@@ -51,34 +62,61 @@ def frames(stack: str) -> list[str]:
 
 
 def layer_of(stack: list[str]) -> str:
+    """The layer of a stack given leaf first."""
     for frame in stack:
         for name, markers in LAYERS:
             if any(marker in frame for marker in markers):
                 return name
-    return "asyncio event loop" if any("asyncio/" in frame for frame in stack) else "other"
+        if any(loop in frame for loop in EVENT_LOOP):
+            return "asyncio event loop"
+    return "other"
+
+
+@dataclass
+class Samples:
+    """py-spy's busy samples of one process (not waiting in the selector), by layer and by leaf."""
+
+    layers: collections.Counter[str] = field(default_factory=collections.Counter)
+    leaves: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.layers.values())
+
+    @classmethod
+    def read(cls, raw: Path) -> Samples:
+        """The samples of a py-spy raw (collapsed) file: one stack and its count a line."""
+        samples = cls()
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            stack_frames = frames(stack)
+            if stack and IDLE not in stack_frames[0]:
+                samples.layers[layer_of(stack_frames)] += int(count)
+                samples.leaves[stack_frames[0]] += int(count)
+        return samples
+
+    def layer_rows(self, us_per_order: float) -> list[list[str]]:
+        """Each layer: its share of the busy samples and that share of ``us_per_order``."""
+        return [[name, f"{n / self.total:.0%}", f"{n / self.total * us_per_order:.1f}"]
+                for name, n in self.layers.most_common()]
+
+    def leaf_rows(self, us_per_order: float, top: int) -> list[list[str]]:
+        """The ``top`` leaf functions (self time), as the layers."""
+        return [[f"`{name}`", f"{n / self.total:.1%}", f"{n / self.total * us_per_order:.1f}"]
+                for name, n in self.leaves.most_common(top)]
 
 
 def summarize(raw: Path, us_per_order: float, top: int) -> str:
-    """Busy samples (not waiting in the selector) by layer and by leaf function, as shares of the
-    measured CPU µs per order: py-spy counts a thread starved of CPU as busy, so its sample
-    counts are wall-clock, and only their proportions are used."""
-    layers: collections.Counter[str] = collections.Counter()
-    leaves: collections.Counter[str] = collections.Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        stack_frames = frames(stack)
-        if stack and IDLE not in stack_frames[0]:
-            layers[layer_of(stack_frames)] += int(count)
-            leaves[stack_frames[0]] += int(count)
-    total = sum(layers.values())
-    out = [f"{total} busy samples; {us_per_order:.0f} CPU µs per order measured", "",
-           "| layer (leaf-first attribution) | share | µs/order |", "| --- | ---: | ---: |"]
-    out += [f"| {name} | {n / total:.0%} | {n / total * us_per_order:.0f} |"
-            for name, n in layers.most_common()]
-    out += ["", "| leaf function (self time) | share | µs/order |", "| --- | ---: | ---: |"]
-    out += [f"| `{name}` | {n / total:.1%} | {n / total * us_per_order:.1f} |"
-            for name, n in leaves.most_common(top)]
-    return "\n".join(out)
+    """Busy samples by layer and by leaf function, as shares of the measured CPU µs per order:
+    py-spy counts a thread starved of CPU as busy, so its sample counts are wall-clock, and only
+    their proportions are used."""
+    samples = Samples.read(raw)
+    out = [f"{samples.total} busy samples; {us_per_order:.0f} CPU µs per order measured", ""]
+    for header, rows in ((LAYER_HEADER, samples.layer_rows(us_per_order)),
+                         (LEAF_HEADER, samples.leaf_rows(us_per_order, top))):
+        out += [f"| {' | '.join(header)} |", "| --- | ---: | ---: |",
+                *(f"| {' | '.join(row)} |" for row in rows), ""]
+    return "\n".join(out).rstrip()
 
 
 def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: Path | None,
@@ -93,10 +131,12 @@ def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: 
     try:
         for n, worker in enumerate(processes, start=1):
             groups[f"worker{n}"] = psutil.Process(worker.start(ready_timeout=None).pid)
-        if raw is not None:
-            spy = subprocess.Popen([str(PY_SPY), "record", "--format", "raw", "--rate",
-                                    str(SAMPLES_PER_SECOND), "--pid", str(processes[0].pid), "-o", str(raw)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if raw is not None:  # from the first commit on, as the rates: start-up is not per order
+            wait_for_orders(database_url, 1, processes[0], timeout=max(600.0, orders / 100), interval=0.05)
+            with raw.with_suffix(".log").open("w") as output:
+                spy = subprocess.Popen([str(PY_SPY), "record", "--format", "raw", "--rate",
+                                        str(SAMPLES_PER_SECOND), "--pid", str(processes[0].pid),
+                                        "-o", str(raw)], stdout=output, stderr=subprocess.STDOUT)
         with CpuMonitor(groups) as monitor:
             wait_for_orders(database_url, orders, processes[0], timeout=max(600.0, orders / 100))
     finally:
@@ -113,6 +153,22 @@ def profiled_drain(stack: ScratchStack, topic: str, orders: int, run: int, raw: 
             "postgres_us": cpu["postgres"] / stored * 1e6, "kafka_us": cpu["kafka"] / stored * 1e6,
             "total_us": (worker_cpu + cpu["postgres"] + cpu["kafka"]) / stored * 1e6,
             "worker_cores": worker_cpu / timeline.window}
+
+
+def worker_profile(stack: ScratchStack, topic: str, orders: int, run: int) -> Samples:
+    """One worker drains the topic while py-spy samples it: its busy samples. RuntimeError if
+    py-spy is missing or records nothing (it needs to ptrace the worker)."""
+    if not PY_SPY.exists():
+        raise RuntimeError(f"no py-spy at {PY_SPY} (it comes with the dev extras: make setup)")
+    raw = stack.home / "logs" / f"profile-worker-{run}.txt"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    profiled_drain(stack, topic, orders, run, raw, workers=1)
+    samples = Samples.read(raw) if raw.exists() else Samples()
+    if not samples.total:
+        spy_log = raw.with_suffix(".log")
+        said = spy_log.read_text().strip()[-300:] if spy_log.exists() else "no output"
+        raise RuntimeError(f"py-spy recorded no sample of the worker ({said})")
+    return samples
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,14 @@
 """``python -m bench.quix_peer``: the Quix Streams peer, drained like the worker.
 
 Issues #12 and #26 compare the worker with Quix Streams 3.28 and its stock ``PostgreSQLSink``
-(confluent-kafka underneath, 5 s checkpoints, ``ON CONFLICT DO NOTHING``) storing the same rows
-(``bench/quix_peer_app.py``), like for like: one Quix process against one worker, two (one
-consumer group) against two. ``python -m bench --only ingest`` measures the peer in the same
-run as the worker; this command measures the peer alone. Quix is not a dependency of this
-project: it runs in a virtualenv of its own, which ``quix_python`` creates in .stack/quix the
-first time (``pip install quixstreams[postgresql]==3.28.1``), or give one with ``--python``.
+(confluent-kafka underneath, ``ON CONFLICT DO NOTHING``) storing the same rows into tables that
+exist (``bench/quix_peer_app.py``), like for like: one Quix process against one worker, two (one
+consumer group) against two, each storing batches of the worker's size (a checkpoint every
+``BATCH_MAX_ORDERS`` messages, or after ``COMMIT_INTERVAL``). ``python -m bench --only ingest``
+measures the peer in the same run as the worker; this command measures the peer alone. Quix is
+not a dependency of this project: it runs in a virtualenv of its own, which ``quix_python``
+creates in .stack/quix the first time (``pip install quixstreams[postgresql]==3.28.1``), or give
+one with ``--python``.
 
 As ``bench.ingest`` does: a scratch Kafka and PostgreSQL under bench/.work/, one topic preloaded
 by ``produce-orders`` (seed 42, 6 partitions, 50 stores), a new consumer group and database each
@@ -33,7 +35,7 @@ from bench.ingest import preload
 from bench.monitor import CpuMonitor
 from bench.results import load_average, run_line, run_summary
 from infra.scratch import ScratchStack, scratch_stack
-from restaurant_app.settings import PROJECT_ROOT
+from restaurant_app.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("bench")
 
@@ -42,9 +44,13 @@ APP = Path(__file__).resolve().parent / "quix_peer_app.py"
 QUIX_REQUIREMENT = "quixstreams[postgresql]==3.28.1"
 QUIX_VENV = PROJECT_ROOT / ".stack" / "quix"
 """Beside the fetched jars, not under bench/.work/, which each bench run empties."""
-SETTLED_SECONDS = 8
+COMMIT_INTERVAL = 1.0
+"""Seconds at most between the peer's checkpoints (Quix's default: 5). With ``commit_every`` at
+the worker's ``BATCH_MAX_ORDERS`` (5,000), the peer stores the batches the worker stores at full
+speed, and its last, partial one within a second, not five, of reading it."""
+SETTLED_SECONDS = 5
 """Seconds with no new order line after which the lines' sink is taken to be done (its
-checkpoints come every 5 s)."""
+checkpoints come at least every ``COMMIT_INTERVAL``)."""
 
 TABLES = """
 CREATE TABLE orders (
@@ -78,10 +84,13 @@ def quix_python(given: str | None = None) -> str:
 
 
 def peer_env(stack: ScratchStack, database_url: str, topic: str, group: str) -> dict[str, str]:
+    """What bench/quix_peer_app.py reads: where to read and store, and how often to commit."""
     login = conninfo_to_dict(database_url)
     return {**os.environ, "BROKER": stack.bootstrap_servers, "GROUP": group,
             "TOPIC": topic, "PGPORT": str(login["port"]), "PGDATABASE": str(login["dbname"]),
-            "PGUSER": str(login["user"]), "PGPASSWORD": str(login["password"])}
+            "PGUSER": str(login["user"]), "PGPASSWORD": str(login["password"]),
+            "COMMIT_EVERY": str(Settings.from_env().batch_max_orders),
+            "COMMIT_INTERVAL": str(COMMIT_INTERVAL)}
 
 
 def wait_until_stored(conn: psycopg.Connection, orders: int, peers: list[subprocess.Popen],
@@ -113,9 +122,9 @@ def drain_with_peer(stack: ScratchStack, python: str, topic: str, orders: int, r
     log_files[0].parent.mkdir(parents=True, exist_ok=True)
     peers = []
     for log_file in log_files:
-        with log_file.open("w") as output:
-            peers.append(subprocess.Popen([python, str(APP)], env=env, stdout=output,
-                                          stderr=subprocess.STDOUT))
+        with log_file.open("w") as output:  # each its own state folder: Quix makes it at start
+            peers.append(subprocess.Popen([python, str(APP)], stdout=output, stderr=subprocess.STDOUT,
+                                          env={**env, "STATE_DIR": str(log_file.with_suffix(".state"))}))
     groups = {"postgres": stack.postgres_process(), "kafka": stack.kafka_process(),
               **{f"peer{n}": psutil.Process(peer.pid) for n, peer in enumerate(peers, start=1)}}
     try:

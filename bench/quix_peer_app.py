@@ -1,8 +1,14 @@
 """The peer of issue #12: a Quix Streams application with its stock PostgreSQLSink.
 
 It stores the rows the worker stores, one ``orders`` row per order and one ``order_items`` row
-per line, with ``ON CONFLICT DO NOTHING`` on the same keys. Run by ``bench/quix_peer.py`` with
-the Python of a virtualenv that has ``quixstreams[postgresql]``; it imports nothing of ours.
+per line, with ``ON CONFLICT DO NOTHING`` on the same keys, into the tables the bench made, as
+the worker stores into the tables its migrations made: ``schema_auto_update=False``, which Quix
+documents for tables that exist (left on, each write runs ``ALTER TABLE ... ADD COLUMN IF NOT
+EXISTS``, whose exclusive table lock makes two processes' writes wait for each other). Its
+checkpoints, which write the sinks' batches, come every ``COMMIT_EVERY`` messages (Quix's
+``commit_every``, which its docs name to bound a sink's batches) or ``COMMIT_INTERVAL`` seconds.
+Run by ``bench/quix_peer.py`` with the Python of a virtualenv that has ``quixstreams[postgresql]``;
+it imports nothing of ours.
 """
 import os
 from datetime import datetime
@@ -26,11 +32,13 @@ def item_rows(order: dict) -> list[dict]:
 
 
 app = Application(broker_address=os.environ["BROKER"], consumer_group=os.environ["GROUP"],
-                  auto_offset_reset="earliest")
+                  auto_offset_reset="earliest", state_dir=os.environ["STATE_DIR"],
+                  commit_every=int(os.environ["COMMIT_EVERY"]),
+                  commit_interval=float(os.environ["COMMIT_INTERVAL"]))
 sdf = app.dataframe(app.topic(os.environ["TOPIC"], value_deserializer="json"))
 login = dict(host="127.0.0.1", port=int(os.environ["PGPORT"]), dbname=os.environ["PGDATABASE"],
              user=os.environ["PGUSER"], password=os.environ["PGPASSWORD"], include_metadata=False,
-             on_conflict_do_nothing=True)
+             on_conflict_do_nothing=True, schema_auto_update=False)
 sdf.apply(order_row).sink(PostgreSQLSink(table_name="orders", primary_key_columns="order_id", **login))
 sdf.apply(item_rows, expand=True).sink(
     PostgreSQLSink(table_name="order_items", primary_key_columns=["order_id", "line_no"], **login))

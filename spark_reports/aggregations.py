@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DecimalType, MapType, StringType, StructField, StructType
 
 from restaurant_app.report_tables import BILL_FIGURES, CHAIN_STORE
-from spark_reports.insights import build_insights
+from spark_reports.insights import build_insights, trailing_figures
 
 MONEY = DecimalType(24, 2)  # the reports' numeric(24,2), migration 017
 BREAKDOWN = MapType(StringType(), MONEY)
@@ -65,18 +65,20 @@ def build_reports(inputs: Inputs) -> Reports:
     """Every report row and insight affected by the recomputed minutes."""
     fresh_minutes, fresh_minute_dishes = minute_totals(inputs.lines)
     fresh_keys = fresh_minutes.select("period_start").distinct()
-    # One Spark job keeps the fresh minutes and the minutes around them (the fresh ones computed
-    # twice from the kept order lines, which costs less than a job of its own).
-    minutes, minute_dishes, context_minutes, context_minute_dishes = kept(
-        fresh_minutes, fresh_minute_dishes,
-        replace(parse_stored(inputs.stored_minutes), fresh_minutes.drop("unique_customers", ORDER_LINES),
-                fresh_keys),
+    around = replace(parse_stored(inputs.stored_minutes), fresh_minutes.drop("unique_customers", ORDER_LINES),
+                     fresh_keys)
+    # One Spark job keeps the fresh minutes, the minutes around them with their dishes, and the
+    # anomalies' trailing figures: in a small run, computing the fresh minutes again for each
+    # costs far less than a job apiece.
+    minutes, minute_dishes, context_minutes, context_minute_dishes, scored = kept(
+        fresh_minutes, fresh_minute_dishes, around,
         replace(inputs.stored_minute_dishes, fresh_minute_dishes, fresh_keys),
+        trailing_figures(around, fresh_keys),
     )
-    minute_keys = minutes.select("period_start").distinct()
-    hour_keys = minute_keys.select(F.date_trunc("hour", "period_start").alias("period_start")).distinct()
+    hour_keys = (minutes.select(F.date_trunc("hour", "period_start").alias("period_start"))
+                 .distinct())
     sales, dishes = finish(minutes, minute_dishes)
-    insights, evaluations = build_insights(context_minutes, context_minute_dishes, minute_keys, hour_keys)
+    insights, evaluations = build_insights(context_minutes, context_minute_dishes, hour_keys, scored)
     return Reports(
         sales=sales,
         dishes=dishes,

@@ -34,9 +34,10 @@ COMPARISONS = (
 
 
 def build_insights(
-    minutes: DataFrame, minute_dishes: DataFrame, minute_keys: DataFrame, hour_keys: DataFrame,
+    minutes: DataFrame, minute_dishes: DataFrame, hour_keys: DataFrame, scored: DataFrame,
 ) -> tuple[DataFrame, DataFrame]:
-    """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace.
+    """The insights, and the (kind, window_start) pairs evaluated, whose old insights they replace;
+    ``scored``: the minutes' ``trailing_figures``.
 
     An hour's best-selling dish (``top_dish``) is read from its ranked dishes as PostgreSQL
     publishes them (``spark_reports.store``, ``INSERT_TOP_DISHES``).
@@ -56,7 +57,7 @@ def build_insights(
             found.append(trending_dishes(compared, with_hour(minute_dishes)))
             evaluated += [candidates.select(F.lit(kind).alias("kind"), F.col("hour").alias("window_start"))
                           for kind in ("dish_trending_up", "dish_trending_down")]
-    anomalies, anomaly_minutes = minute_anomalies(minutes, minute_keys)
+    anomalies, anomaly_minutes = minute_anomalies(scored)
     found.append(anomalies)
     evaluated.append(anomaly_minutes)
     insights = reduce(DataFrame.unionByName, [f.select(*INSIGHT_COLUMNS) for f in found])
@@ -152,31 +153,38 @@ def trending_dishes(compared: DataFrame, dishes: DataFrame) -> DataFrame:
     )
 
 
-def minute_anomalies(minutes: DataFrame, minute_keys: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Minutes whose revenue is far from the trailing hour's, by z-score; and the minutes evaluated.
+def trailing_figures(minutes: DataFrame, minute_keys: DataFrame) -> DataFrame:
+    """Each minute evaluated for an anomaly, with its trailing hour's revenue, squares and count.
 
     The trailing hour is the 60 minutes before, a minute without sales counting as zero. A
     minute is evaluated again whenever a recomputed minute lies in it or in its trailing hour.
     Each minute's row is copied into the bucket of its own hour and of the next one, so the
-    window functions see a full trailing hour while still running in parallel by hour.
+    window functions see a full trailing hour while still running in parallel by hour. The
+    caller keeps the result (``kept``), in the Spark job that keeps the minutes.
     """
     fresh = minute_keys.withColumn("fresh", F.lit(True))
-    rows = (minutes.join(fresh, "period_start", "left")
+    rows = (with_hour(minutes).join(fresh, "period_start", "left")
             .withColumn("epoch", F.unix_seconds("period_start"))
             .withColumn("bucket", F.explode(F.array(F.col("hour"), F.col("hour") + interval_hours(1)))))
     # Near a recomputed minute of any store (every store's rows of the bucket); trailing figures per store.
     any_store = Window.partitionBy("bucket").orderBy("epoch")
     trailing = Window.partitionBy("bucket", "store_id").orderBy("epoch").rangeBetween(-TRAILING_SECONDS, -60)
     revenue = F.col("gross_revenue")
-    scored = (
+    return (
         rows.withColumn("near_fresh", F.max(F.when(F.col("fresh"), F.col("epoch")))
                         .over(any_store.rangeBetween(-TRAILING_SECONDS, 0)))
         .withColumn("total", F.sum(revenue).over(trailing))
         .withColumn("squares", F.sum(revenue * revenue).over(trailing))
         .withColumn("active", F.count("*").over(trailing))
         .where((F.col("bucket") == F.col("hour")) & F.col("near_fresh").isNotNull())
-        .localCheckpoint(eager=True)
+        .select("period_start", "store_id", "gross_revenue", "total", "squares", "active")
     )
+
+
+def minute_anomalies(scored: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Minutes whose revenue is far from the trailing hour's, by z-score; and the minutes
+    evaluated, with their ``trailing_figures``."""
+    revenue = F.col("gross_revenue")
     mean = F.col("total").cast("double") / TRAILING_MINUTES
     variance = F.col("squares").cast("double") / TRAILING_MINUTES - mean * mean
     scored = (scored.withColumn("mean", mean)
