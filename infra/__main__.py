@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.errors import KafkaError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from infra.compose_secrets import ROLES, ComposeSecrets, set_up
+from infra.compose_secrets import ComposeSecrets, set_up
 from infra.java import StackError
 from infra.kafka_secrets import ROTATABLE
 from infra.postgres import POSTGRES_BIN_PATH
@@ -182,11 +182,9 @@ def compose_command(settings: Settings, args: argparse.Namespace) -> int:
         log.info("The services' secrets are ready in %s (%d made anew: %s).", args.root, len(forgotten),
                  ", ".join(forgotten) or "none asked")
     elif args.command == "compose-setup":
-        applied = set_up(settings)
-        log.info("%d migration(s) applied; the roles %s log in with their passwords; Kafka's ACLs are set.",
-                 applied, ", ".join(ROLES))
+        log.info("Set up: %s.", "; ".join(set_up(settings)))
     else:
-        asyncio.run(serve(args.listen, args.to, args.pem, postgres=args.postgres))
+        asyncio.run(serve(args.listen, args.to, args.pem, postgres=args.postgres, source=args.source))
     return 0
 
 
@@ -214,6 +212,7 @@ def main() -> int:
     front.add_argument("--pem", type=Path, required=True, help="the key and certificate (PEM)")
     front.add_argument("--postgres", action="store_true", help="PostgreSQL's way into TLS (an SSLRequest"
                        " first) rather than TLS from the first byte with HTTP/2")
+    front.add_argument("--from", dest="source", help="the local address to connect to the server from")
     args, worker_args = parser.parse_known_args()
     settings = settings_or_exit()
     configure_logging(settings)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from infra.kafka_acls import grant
 from infra.kafka_broker import SECURE_LISTENERS, SERVER_PROPERTIES
@@ -36,12 +37,26 @@ APP_UID = 10001  # the Dockerfile's user `app`
 KAFKA_UID = 1000  # apache/kafka's `appuser`
 POSTGRES_UID = 999  # the postgres image's `postgres`
 ROLES = ("restaurant_ingest", "restaurant_reports", "restaurant_web")
+KAFKA_USERS = ("worker", "pos")
+"""The Kafka users whose passwords ``setup`` sets on the cluster (as ``admin``)."""
 ROTATED = ("dashboard-token", "orders-api-token", "spark-connect-token", "spark-auth.properties",
-           *(f"{role}.password" for role in ROLES))
-"""What ``--rotate`` forgets: the next ``up`` makes new ones, and ``setup`` gives the roles theirs.
-Kept: the CA and the brokers' and PostgreSQL's certificates (clients trust the CA), the Kafka
-users' passwords (``python -m infra kafka-password`` changes those on a running cluster) and the
-superuser's and replication passwords (set once, in the databases' volumes)."""
+           *(f"{role}.password" for role in ROLES), *(f"{user}.password" for user in KAFKA_USERS),
+           "ca.pem", "ca.key", "ca.srl")
+"""What ``--rotate`` forgets: the next ``up`` makes new ones (the CA, and with it every
+certificate, issued again), and ``setup`` gives the roles and the Kafka users theirs. The
+superuser's password is rotated too, but kept as ``SUPERUSER_PREVIOUS`` for ``setup`` to log in
+once and change it. Kept: the replication password, set once in the databases' volumes, and
+Kafka's ``admin`` password, which the brokers use between themselves."""
+SUPERUSER_PREVIOUS = "postgres-previous.password"
+"""The superuser's password before the last ``--rotate``: ``setup``'s way in to change it."""
+CLUSTER_SETTINGS = ("spark.network.crypto.enabled=true\n"
+                    "spark.network.crypto.authEngineVersion=2\n"
+                    "spark.network.crypto.cipher=AES/GCM/NoPadding\n"
+                    "spark.network.crypto.saslFallback=false\n"
+                    "spark.master.rest.enabled=false\n")
+"""What the Spark cluster's processes and applications add to the shared secret: every
+connection authenticated with it and encrypted (AES-GCM, Spark's key exchange version 2), none
+without (no fallback to SASL), and no REST submission server on the master (port 6066)."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +86,13 @@ SERVICES = (
                                        "replication.password")),
     Service("postgres-replica", POSTGRES_UID, ("ca.pem", "postgres-replica.crt", "postgres-replica.key",
                                                "replication.pgpass")),
-    Service("setup", APP_UID, ("ca.pem", "admin.password", "setup.pgpass",
-                               *(f"{role}.password" for role in ROLES))),
+    Service("setup", APP_UID, ("ca.pem", "admin.password", "setup.pgpass", "postgres.password",
+                               SUPERUSER_PREVIOUS,
+                               *(f"{role}.password" for role in ROLES),
+                               *(f"{user}.password" for user in KAFKA_USERS))),
     Service("worker", APP_UID, ("ca.pem", "worker.password", "worker.pgpass", "dashboard-token",
                                 "orders-api-token", "spark-connect-token")),
-    Service("spark", APP_UID, ("ca.pem", "spark-auth.properties", "job.pgpass")),
+    Service("spark", APP_UID, ("ca.pem", "spark-cluster.properties", "job.pgpass")),
     Service("spark-connect", APP_UID, ("ca.pem", "spark-connect.properties", "job.pgpass",
                                        "spark-connect.pem")),
 )
@@ -107,15 +124,20 @@ class ComposeSecrets:
             self._hand_out(service)
 
     def rotate(self) -> list[str]:
-        """Forget the secrets of ``ROTATED``; return their names."""
+        """Forget the secrets of ``ROTATED``, and keep the superuser's password as
+        ``SUPERUSER_PREVIOUS``; return their names."""
         removed = [name for name in ROTATED if (self.made / name).exists()]
         for name in removed:
             (self.made / name).unlink()
+        superuser = self.made / "postgres.password"
+        if superuser.exists():
+            superuser.replace(self.made / SUPERUSER_PREVIOUS)
+            removed.append(superuser.name)
         return removed
 
     def _server_certificate(self, host: str, pem: Path) -> None:
-        if not pem.exists():
-            self.kafka.ca.issue(pem, f"/CN={host}", (host,), client=True)
+        """Issue ``pem`` for ``host`` unless it holds one of the current CA."""
+        self.kafka.ca.ensure_issued(pem, f"/CN={host}", (host,), client=True)
 
     def _write(self, name: str, text: str) -> None:
         path = self.made / name
@@ -138,9 +160,12 @@ class ComposeSecrets:
         self._write("setup.pgpass", pgpass_line("postgres", "postgres").format(**passwords) + "\n")
         self._write("replication.pgpass",
                     f"postgres:5432:replication:replicator:{self._password('replication')}\n")
+        cluster = (self.made / "spark-auth.properties").read_text() + CLUSTER_SETTINGS
+        self._write("spark-cluster.properties", cluster)
         token = (self.made / "spark-connect-token").read_text().strip()
-        self._write("spark-connect.properties", (self.made / "spark-auth.properties").read_text()
-                    + f"spark.connect.authenticate.token={token}\n")
+        # The Spark Connect server's own web UI (port 4040) is off: nothing in compose reads it.
+        self._write("spark-connect.properties", cluster + "spark.ui.enabled=false\n"
+                    f"spark.connect.authenticate.token={token}\n")
         ca_file = MOUNTED_AT / "ca.pem"
         self._write("admin.properties", JAVA_CLIENT_PROPERTIES.format(
             mechanism=MECHANISM, user="admin", password=self.kafka.password("admin"), ca_file=ca_file))
@@ -149,13 +174,15 @@ class ComposeSecrets:
             self._write(f"{node}.properties", broker_properties(node_id, node, self.kafka.password("admin")))
 
     def _hand_out(self, service: Service) -> None:
-        """Fill the service's folder with its files only, owned by its user, 0600 in 0700."""
+        """Fill the service's folder with its files only (those made: ``SUPERUSER_PREVIOUS`` only
+        after a rotation), owned by its user, 0600 in 0700."""
         folder = self.root / service.volume
         folder.mkdir(exist_ok=True)
+        files = [name for name in service.files if (self.made / name).exists()]
         for old in folder.iterdir():
-            if old.name not in service.files and old.name not in WRITTEN_BY_SERVICE:
+            if old.name not in files and old.name not in WRITTEN_BY_SERVICE:
                 old.unlink()
-        for name in service.files:
+        for name in files:
             target = folder / name
             shutil.copyfile(self.made / name, target)
             os.chown(target, service.uid, service.uid)
@@ -190,15 +217,42 @@ def _split_pem(pem: str) -> tuple[str, str]:
     return pem[:at], pem[at:]
 
 
-def set_up(settings: Settings) -> int:
+def set_up(settings: Settings) -> list[str]:
     """The one-shot ``setup``: as the superuser, migrate and let the roles log in with their
-    passwords; as Kafka's ``admin``, set the ACLs. Both are the same again at every start.
-    Returns how many migrations were applied."""
+    passwords; as Kafka's ``admin``, set the users' passwords that do not log in yet and the ACLs.
+    All of it is the same again at every start. Returns what it did, in words, for its log."""
+    done = []
+    if superuser_password_changed(settings.database_url):
+        done.append("the superuser's new password is set")
     applied = asyncio.run(Database(settings.database_url).migrate())
+    done.append(f"{len(applied)} migration(s) applied")
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for role in ROLES:
             password = read_secret(MOUNTED_AT / f"{role}.password", f"The PostgreSQL role {role}")
             set_password(conn, role, password, login=True)
-    grant(KafkaSecrets(MOUNTED_AT), settings.bootstrap_servers, settings.app_id, settings.orders_topic,
+    done.append(f"the roles {', '.join(ROLES)} log in with their passwords")
+    kafka = KafkaSecrets(MOUNTED_AT)
+    changed = [user for user in KAFKA_USERS
+               if kafka.ensure_on_cluster(user, settings.bootstrap_servers, settings.jars_dir)]
+    done.append(f"Kafka's users {', '.join(changed)} have their new passwords" if changed
+                else "Kafka's users log in with their passwords")
+    grant(kafka, settings.bootstrap_servers, settings.app_id, settings.orders_topic,
           settings.dead_letter_topic, settings.jars_dir)
-    return len(applied)
+    done.append("Kafka's ACLs are set")
+    return done
+
+
+def superuser_password_changed(url: str) -> bool:
+    """After a rotation the superuser's password in ``url`` (its passfile) is new to PostgreSQL:
+    log in with ``SUPERUSER_PREVIOUS`` and make it the superuser's. Returns whether it did."""
+    try:
+        psycopg.connect(url, connect_timeout=30).close()
+        return False
+    except psycopg.OperationalError:
+        previous = MOUNTED_AT / SUPERUSER_PREVIOUS
+        if not previous.exists():
+            raise
+    old_login = make_conninfo(url, password=read_secret(previous, "The superuser's previous password"))
+    with psycopg.connect(old_login, connect_timeout=30, autocommit=True) as conn:
+        set_password(conn, "postgres", read_secret(MOUNTED_AT / "postgres.password", "The superuser"))
+    return True

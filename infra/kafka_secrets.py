@@ -14,6 +14,7 @@ Passwords reach Kafka's storage format as salted SCRAM hashes, so no command lin
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -25,7 +26,9 @@ from pathlib import Path
 from infra.certificates import CertificateAuthority, subject_alt_names, write_private
 from infra.java import StackError, classpath
 from restaurant_app.java_runtime import java_executable
+from restaurant_app.kafka_probe import KafkaUnavailable, count_brokers
 from restaurant_app.kafka_security import KafkaSecurity
+from restaurant_app.settings import DEFAULT_JARS_DIR
 
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
@@ -33,6 +36,8 @@ USERS = ("admin", "worker", "pos")
 ROTATABLE = ("worker", "pos")
 """Users whose password ``rotate`` changes; ``admin``'s is also in the brokers' configuration."""
 CONFIG_COMMAND = "kafka.admin.ConfigCommand"
+LOGIN_TIMEOUT = 15.0
+"""Seconds a user's login may take before ``ensure_on_cluster`` counts it refused."""
 BROKER_SUBJECT = "/CN=kafka-broker"
 BROKER_PRINCIPAL = "User:CN=kafka-broker"
 """How a broker's certificate authenticates to the controllers (Kafka's default mapping of its subject)."""
@@ -130,14 +135,30 @@ class KafkaSecrets:
             raise StackError(f"There is no secure Kafka's secrets in {self.home}: KAFKA_SECURE=1 make run"
                              " makes them on its first start (with the same DATA_DIR).")
         password = secrets.token_urlsafe(32)
-        # The new password goes in a file of arguments (0600) that Java's launcher reads: on a
+        self.set_on_cluster(user, password, bootstrap_servers)
+        write_private(self.password_file(user), password + "\n")
+
+    def ensure_on_cluster(self, user: str, bootstrap_servers: str, jars_dir: Path = DEFAULT_JARS_DIR) -> bool:
+        """Unless ``user`` logs in with the password of its file, set that one on the cluster (as
+        ``admin``); return whether it did. Compose's ``setup`` does so after a rotation."""
+        try:
+            asyncio.run(count_brokers(bootstrap_servers, LOGIN_TIMEOUT, self.client(user)))
+            return False
+        except KafkaUnavailable:
+            self.set_on_cluster(user, self.password(user), bootstrap_servers, jars_dir)
+            return True
+
+    def set_on_cluster(self, user: str, password: str, bootstrap_servers: str,
+                       jars_dir: Path = DEFAULT_JARS_DIR) -> None:
+        """Make ``password`` ``user``'s on the cluster, with Kafka's ConfigCommand as ``admin``."""
+        # The password goes in a file of arguments (0600) that Java's launcher reads: on a
         # command line, any user of the machine could read it.
         arguments = self.home / f"{user}.arguments"
         change = f'"{MECHANISM}=[iterations={SCRAM_ITERATIONS},password={password}]"'
         write_private(arguments, "\n".join([
-            "-Xmx128m", "-cp", f'"{classpath()}"', CONFIG_COMMAND, "--bootstrap-server", bootstrap_servers,
-            "--command-config", f'"{self.java_properties("admin")}"', "--alter", "--entity-type", "users",
-            "--entity-name", user, "--add-config", change,
+            "-Xmx128m", "-cp", f'"{classpath(jars_dir)}"', CONFIG_COMMAND, "--bootstrap-server",
+            bootstrap_servers, "--command-config", f'"{self.java_properties("admin")}"', "--alter",
+            "--entity-type", "users", "--entity-name", user, "--add-config", change,
         ]) + "\n")
         try:
             result = subprocess.run([java_executable(), f"@{arguments}"], capture_output=True, text=True,
@@ -147,7 +168,6 @@ class KafkaSecrets:
         if result.returncode != 0:
             output = (result.stdout + result.stderr).replace(password, "<hidden>")
             raise StackError(f"Kafka did not take {user}'s new password; the old one stays:\n{output}")
-        write_private(self.password_file(user), password + "\n")
 
 
 def _b64(data: bytes) -> str:

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -36,6 +36,11 @@ SUPERUSER = "postgres"
 AUTH_METHOD = "scram-sha-256"
 TRUST_LINE = re.compile(r"^(?![ \t]*#)(.*[ \t])trust([ \t]*)$", re.MULTILINE)
 """A pg_hba.conf line, not a comment, that lets its clients in without a password."""
+
+FRONT_BEGIN = "# make run's TLS front: other machines' clients, relayed from the address below"
+FRONT_END = "# end of the TLS front's lines"
+FRONT_BLOCK = re.compile(rf"^{re.escape(FRONT_BEGIN)}\n.*?^{re.escape(FRONT_END)}\n",
+                         re.MULTILINE | re.DOTALL)
 
 APP_ROLES = ("restaurant_ingest", "restaurant_reports", "restaurant_web")
 """The least-privileged roles migration 023 makes; ``enable_roles`` lets them log in."""
@@ -89,6 +94,19 @@ class PostgresServer:
                 make_secret(self.role_password_file(role))
                 password = read_secret(self.role_password_file(role), f"The PostgreSQL role {role}")
                 set_password(conn, role, password, login=True)
+
+    def admit_front(self, address: str, roles: Sequence[str]) -> None:
+        """Let clients that come from ``address`` (a TLS front's, relaying other machines') log in
+        as one of ``roles`` with its password, and as nobody else: not the superuser, no
+        replication. The lines go first in pg_hba.conf (the first line that matches decides),
+        replacing those of an earlier start."""
+        hba = self.data_dir / "pg_hba.conf"
+        lines = [FRONT_BEGIN,
+                 f"host all {','.join(roles)} {address}/32 {AUTH_METHOD}",
+                 f"host all all {address}/32 reject",
+                 FRONT_END]
+        hba.write_text("\n".join(lines) + "\n" + FRONT_BLOCK.sub("", hba.read_text()))
+        self._run("pg_ctl", "reload", "-D", str(self.data_dir))
 
     def enable_replication(self) -> str:
         """Make ``REPLICATION_ROLE`` with a password of its own, made on first use; return its URL."""

@@ -16,7 +16,7 @@ from infra.java import StackError
 from infra.kafka_acls import grant
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.kafka_secrets import LOCAL_HOSTS, KafkaSecrets
-from infra.postgres import PostgresReplica, PostgresServer, write_pgpass
+from infra.postgres import APP_ROLES, PostgresReplica, PostgresServer, write_pgpass
 from infra.spark_cluster import SparkCluster
 from infra.spark_connect import SparkConnectServer
 from infra.supervisor import Part, Supervisor
@@ -29,6 +29,9 @@ log = logging.getLogger("infra")
 DATABASE_NAME = "restaurant"
 POSTGRES_PORT = 5432
 REPLICA_PORT = 5433
+POSTGRES_FRONT_SOURCE = "127.0.0.2"
+"""Where PostgreSQL's TLS front connects from (Linux's loopback holds all of 127.0.0.0/8), so that
+pg_hba.conf tells its clients, other machines', from the machine's own."""
 INGEST_ROLE, WEB_ROLE, REPORTS_ROLE = "restaurant_ingest", "restaurant_web", "restaurant_reports"
 
 
@@ -302,12 +305,15 @@ def open_postgres(stack: ExitStack, postgres: PostgresServer, ca: CertificateAut
     """A TLS front for PostgreSQL on every interface, port ``port``, with a certificate of ``ca``
     for ``hosts``: the wheel's server has no TLS of its own, so it stays on 127.0.0.1 and another
     machine's client reaches it only through the front (``sslmode=verify-full``, trusting ``ca``),
-    logging in with the role's password as on loopback."""
+    logging in with the role's password, as one of the application's roles only: the front
+    connects from ``POSTGRES_FRONT_SOURCE``, whose pg_hba.conf lines refuse the superuser."""
     home = postgres.home.parent / "postgres-front"
     home.mkdir(mode=0o700, exist_ok=True)
     keystore = home / "front.pem"
     ca.ensure_issued(keystore, "/CN=postgres", (*LOCAL_HOSTS, *hosts))
-    front = TlsFront(EVERY_INTERFACE, port, postgres.port, keystore, home / "front.log", postgres=True)
+    postgres.admit_front(POSTGRES_FRONT_SOURCE, APP_ROLES)
+    front = TlsFront(EVERY_INTERFACE, port, postgres.port, keystore, home / "front.log", postgres=True,
+                     source=POSTGRES_FRONT_SOURCE)
     log.info("Starting the PostgreSQL TLS front on port %d of every interface ...", port)
     front.start()
     stack.callback(_stopping, "the PostgreSQL TLS front", front.stop)

@@ -9,7 +9,9 @@ With ``--postgres`` it speaks PostgreSQL's way into TLS instead (the embedded-po
 server is built without TLS): the client asks for TLS in plain text (an SSLRequest, which libpq
 and the JDBC driver send with any ``sslmode`` but ``disable``), the front says yes and the
 handshake follows; a client that starts without asking is answered with PostgreSQL's error
-"TLS is required" and dropped. The server behind it asks for the password (scram-sha-256).
+"TLS is required" and dropped. The server behind it asks for the password (scram-sha-256); the
+front connects to it from its own address (``--from``, 127.0.0.2 for ``make run``), which
+pg_hba.conf lets in as the application's roles only.
 
 docker-compose.yml runs one beside the Spark Connect server, in its network namespace, so the
 report job reaches it as ``sc://spark-connect:15443/;use_ssl=true``, trusting the compose CA;
@@ -85,7 +87,7 @@ def postgres_error(message: str) -> bytes:
     return b"E" + struct.pack("!i", len(body) + 4) + body
 
 
-async def _postgres_relay(target: tuple[str, int], context: ssl.SSLContext,
+async def _postgres_relay(target: tuple[str, int], source: str | None, context: ssl.SSLContext,
                           client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
     """Say yes to the client's SSLRequest, take the TLS handshake, then relay; refuse any other start."""
     peer = client_writer.get_extra_info("peername")
@@ -108,14 +110,16 @@ async def _postgres_relay(target: tuple[str, int], context: ssl.SSLContext,
             log.warning("Refused %s: no TLS handshake (%s).", peer, exc or type(exc).__name__)
         client_writer.close()
         return
-    await _pass_on(target, client_reader, client_writer)
+    await _pass_on(target, client_reader, client_writer, source)
 
 
 async def _pass_on(target: tuple[str, int], client_reader: asyncio.StreamReader,
-                   client_writer: asyncio.StreamWriter) -> None:
-    """Relay the client's bytes to ``target`` and back until either side closes."""
+                   client_writer: asyncio.StreamWriter, source: str | None = None) -> None:
+    """Relay the client's bytes to ``target`` (from the address ``source``, if given) and back
+    until either side closes."""
     try:
-        server_reader, server_writer = await asyncio.open_connection(*target)
+        server_reader, server_writer = await asyncio.open_connection(
+            *target, local_addr=(source, 0) if source else None)
     except OSError as exc:
         log.warning("A client came, but the server at %s:%d does not answer: %s", *target, exc)
         client_writer.close()
@@ -124,13 +128,13 @@ async def _pass_on(target: tuple[str, int], client_reader: asyncio.StreamReader,
 
 
 async def serve(listen: tuple[str, int], target: tuple[str, int], pem: Path, *,
-                postgres: bool = False) -> None:
+                postgres: bool = False, source: str | None = None) -> None:
     """Take TLS connections on ``listen`` and relay each to ``target`` until cancelled; with
-    ``postgres``, in PostgreSQL's way (an SSLRequest first)."""
+    ``postgres``, in PostgreSQL's way (an SSLRequest first), connecting from ``source``."""
     if postgres:
         context = server_context(pem, ["postgresql"])
         server = await asyncio.start_server(
-            lambda reader, writer: _postgres_relay(target, context, reader, writer), *listen,
+            lambda reader, writer: _postgres_relay(target, source, context, reader, writer), *listen,
             reuse_address=True)
     else:
         server = await asyncio.start_server(
@@ -155,20 +159,22 @@ class TlsFront(ChildProcess):
     stop_timeout = 5.0
 
     def __init__(self, host: str, port: int, backend: int, keystore: Path, log_file: Path, *,
-                 postgres: bool = False) -> None:
+                 postgres: bool = False, source: str | None = None) -> None:
         self.host = host
         self.port = port
         self.backend = backend
         self.keystore = keystore
         self.log_file = log_file
         self.postgres = postgres
+        self.source = source
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until it accepts connections."""
         command = [sys.executable, "-m", "infra", "tls-front", "--listen", f"{self.host}:{self.port}",
                    "--to", f"127.0.0.1:{self.backend}", "--pem", str(self.keystore),
-                   *(["--postgres"] if self.postgres else [])]
+                   *(["--postgres"] if self.postgres else []),
+                   *(["--from", self.source] if self.source else [])]
         self.process = spawn(command, self.log_file)
         deadline = time.monotonic() + timeout
         while not self._answers():

@@ -44,9 +44,11 @@ installs it."""
 
 IMAGE_RUNTIME_VARIABLES = {"PYTHONUNBUFFERED"}
 """Variables the Dockerfile may set that are Python's own, not the pipeline's settings."""
-LIBRARY_VARIABLES = {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "PGPASSFILE"}
+LIBRARY_VARIABLES = {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "PGPASSFILE", "SPARK_LOCAL_IP",
+                     "SPARK_DAEMON_JAVA_OPTS"}
 """Variables our services may set for the libraries under the pipeline: the CA that grpc (the
-Spark Connect client) trusts, and the password file of libpq and the JDBC driver."""
+Spark Connect client) trusts, the password file of libpq and the JDBC driver, and the Spark
+master's and worker's web UI address and Java options."""
 SECRETS_AT = str(compose_secrets.MOUNTED_AT)
 ONE_SHOTS = {"secrets", "setup"}
 """Services that run once and exit: the others wait for them to have succeeded."""
@@ -547,9 +549,11 @@ def test_spark_connect_runs_on_the_master_with_the_jdbc_driver_the_pom_fetches()
             assert env["SPARK_REMOTE"] == f"sc://spark-connect:{tls_port}/;use_ssl=true", name
             assert env["SPARK_CONNECT_TOKEN_FILE"] == f"{SECRETS_AT}/spark-connect-token", name
             assert env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] == f"{SECRETS_AT}/ca.pem", name
-    for name in ("spark-master", "spark-worker"):  # the cluster's shared secret
+    for name in ("spark-master", "spark-worker"):  # the cluster's shared secret and encryption
         command = services()[name]["command"]
-        assert option(command, "--properties-file") == f"{SECRETS_AT}/spark-auth.properties"
+        assert option(command, "--properties-file") == f"{SECRETS_AT}/spark-cluster.properties"
+        assert option(command, "--host") == name  # its RPC port on the network
+        assert environment(services()[name])["SPARK_LOCAL_IP"] == "127.0.0.1"  # its web UI not
 
 
 # --- the image ---------------------------------------------------------------------------------

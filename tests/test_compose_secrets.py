@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra import compose_secrets
-from infra.compose_secrets import ROTATED, SERVICES, ComposeSecrets
+from infra.compose_secrets import ROTATED, SERVICES, SUPERUSER_PREVIOUS, ComposeSecrets
 from infra.tls_front import serve
 
 pytestmark = pytest.mark.integration
@@ -39,15 +39,16 @@ def test_each_service_gets_only_its_files_owned_by_its_user_and_private(made):
     for service in SERVICES:
         folder = secrets.root / service.volume
         assert folder.stat().st_mode & 0o777 == 0o700 and owners[folder] == service.uid
-        assert sorted(path.name for path in folder.iterdir()) == sorted(service.files)
+        made_now = [name for name in service.files if name != SUPERUSER_PREVIOUS]  # only after a rotation
+        assert sorted(path.name for path in folder.iterdir()) == sorted(made_now)
         for path in folder.iterdir():
             assert path.stat().st_mode & 0o777 == 0o600 and owners[path] == service.uid, path
     assert secrets.made.stat().st_mode & 0o777 == 0o700 and secrets.made not in owners  # root's
     worker = contents(secrets.root / "worker")
     assert "admin" not in " ".join(worker) and "ca.key" not in worker  # no other service's secret
     assert ":postgres:" not in worker["worker.pgpass"]  # no superuser's login in the workers
-    assert all("postgres.password" not in contents(secrets.root / s.volume)
-               for s in SERVICES if s.volume not in ("postgres",))
+    assert all("postgres.password" not in contents(secrets.root / s.volume)  # the superuser's
+               for s in SERVICES if s.volume not in ("postgres", "setup"))
 
 
 def test_a_second_start_keeps_the_secrets_and_rotate_changes_only_the_rotated(made):
@@ -57,15 +58,38 @@ def test_a_second_start_keeps_the_secrets_and_rotate_changes_only_the_rotated(ma
     after = contents(secrets.made)
     assert {k: v for k, v in after.items() if k != "scram-arguments"} == {
         k: v for k, v in before.items() if k != "scram-arguments"}  # new salts, same passwords
-    assert sorted(secrets.rotate()) == sorted(ROTATED)
+    assert SUPERUSER_PREVIOUS not in after
+    assert sorted(secrets.rotate()) == sorted([*ROTATED, "postgres.password"])
     secrets.ensure()
     rotated = contents(secrets.made)
-    for name in ROTATED:
+    for name in (*ROTATED, "postgres.password", "broker.pem", "postgres.pem", "postgres-replica.pem",
+                 "spark-connect.pem", "spark-cluster.properties"):
         assert rotated[name] != before[name], name
-    for name in ("ca.pem", "broker.pem", "postgres.key", "admin.password", "postgres.password"):
+    for name in ("admin.password", "replication.password"):
         assert rotated[name] == before[name], name
+    assert rotated[SUPERUSER_PREVIOUS] == before["postgres.password"]  # for setup to log in once
+    for pem in ("broker.pem", "postgres.pem", "spark-connect.pem"):  # issued again by the new CA
+        assert secrets.kafka.ca.signed(secrets.made / pem), pem
     role = "restaurant_web"
     assert rotated[f"{role}.password"].strip() in rotated["worker.pgpass"]  # handed out anew
+    setup = contents(secrets.root / "setup")
+    assert setup[SUPERUSER_PREVIOUS] == before["postgres.password"]
+    assert setup["worker.password"] == rotated["worker.password"]
+
+
+def test_the_spark_cluster_and_spark_connect_encrypt_and_open_no_ui_or_rest_server(made):
+    secrets, _ = made
+    cluster = dict(line.split("=", 1) for line in contents(secrets.root / "spark")[
+        "spark-cluster.properties"].splitlines())
+    assert cluster["spark.authenticate"] == "true" and len(cluster["spark.authenticate.secret"]) >= 32
+    assert cluster["spark.network.crypto.enabled"] == "true"
+    assert cluster["spark.network.crypto.saslFallback"] == "false"  # no unencrypted SASL instead
+    assert cluster["spark.network.crypto.cipher"] == "AES/GCM/NoPadding"  # authenticated encryption
+    assert cluster["spark.master.rest.enabled"] == "false"
+    connect = dict(line.split("=", 1) for line in contents(secrets.root / "spark-connect")[
+        "spark-connect.properties"].splitlines())
+    assert connect.items() >= cluster.items()
+    assert connect["spark.ui.enabled"] == "false"
 
 
 def test_the_pgpass_files_hold_each_role_s_password_for_its_servers(made):

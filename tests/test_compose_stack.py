@@ -5,10 +5,11 @@ first; these tests start the stack with `docker compose up`, as a user does, and
 `docker compose exec`: PostgreSQL with psql, the orders topic with a Kafka client in a worker's
 container, the dashboard on its published port. The tests run in order, on one stack: the flow
 of orders and reports, the dashboard and the replica; every hop refusing a client without its
-secret or with a wrong one, and no secret in a log, a page or `docker inspect`; four workers; a
-broker killed, the primary stopped and the generating worker cut off the network, each under
-load or while it generates; then `down` and `up` again, then `down -v`. Each checks the exact
-account of the orders.
+secret or with a wrong one (the Spark master an unencrypted one too), the Spark web UIs closed to
+the network, and no secret in a log, a page or `docker inspect`; four workers; a broker killed,
+the primary stopped and the generating worker cut off the network, each under load or while it
+generates; every secret rotated; then `down` and `up` again, then `down -v`. Each checks the
+exact account of the orders.
 """
 
 from __future__ import annotations
@@ -139,7 +140,19 @@ class Stack:
         return result
 
     def up(self, *args: str) -> None:
-        self.compose("up", "--detach", "--no-build", *args)
+        result = self.compose("up", "--detach", "--no-build", *args, check=False)
+        if result.returncode != 0:
+            raise AssertionError(f"docker compose up {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stderr.decode()[-3000:]}{self.unhealthy_logs()}")
+
+    def unhealthy_logs(self) -> str:
+        """The last lines of each service whose container is unhealthy or exited with an error."""
+        states = self.compose("ps", "--all", "--format", "{{.Service}} {{.Health}} {{.State}} {{.ExitCode}}",
+                              check=False).stdout.decode().splitlines()
+        failing = sorted({line.split()[0] for line in states
+                          if "unhealthy" in line or (" exited " in line and not line.endswith(" 0"))})
+        return "".join(f"\n--- the end of {name}'s log:\n" + self.compose(
+            "logs", "--no-color", "--tail", "40", name, check=False).stdout.decode() for name in failing)
 
     def sql(self, query: str, service: str = "postgres", **values: object) -> list[list[str]]:
         """Rows of ``query`` from psql in ``service``; ``values`` are psql variables (:'name')."""
@@ -508,6 +521,114 @@ def test_spark_connect_takes_only_its_token_and_only_over_tls(stack: Stack):
     assert all(result not in ("ok", "wrong answer") for result in results.values()), results
 
 
+SPARK_INTRUDER = """
+import sys
+from pyspark.sql import SparkSession
+
+def cluster_secret():
+    with open("/run/restaurant-secrets/spark-cluster.properties") as file:
+        return dict(line.split("=", 1) for line in file.read().splitlines())["spark.authenticate.secret"]
+
+settings = {
+    "no-secret": {},
+    "wrong-secret": {"spark.authenticate": "true", "spark.authenticate.secret": "x" * 64,
+                     "spark.network.crypto.enabled": "true"},
+    "no-encryption": {"spark.authenticate": "true", "spark.authenticate.secret": cluster_secret(),
+                      "spark.network.crypto.enabled": "false"},
+}[sys.argv[1]]
+builder = SparkSession.builder.master("spark://spark-master:7077").appName("intruder-" + sys.argv[1])
+for key, value in settings.items():
+    builder = builder.config(key, value)
+builder.getOrCreate().range(1).count()
+print("RAN ON THE CLUSTER", flush=True)
+"""
+"""A Spark application that tries the master without the cluster's secret, with a wrong one, or
+with the right one but unencrypted; it says so if it ever runs."""
+
+SPARK_REFUSALS = {"no-secret": "Unexpected challenge message from client",
+                  "wrong-secret": "Authentication failed for client",
+                  "no-encryption": "Unexpected challenge message from client"}
+"""How the master's log (AuthRpcHandler) gives each intruder's refusal, with its address."""
+
+
+def container_ip(name: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+        capture_output=True, text=True, check=True).stdout.strip()
+
+
+def container_log(name: str, since: str = "") -> str:
+    logs = subprocess.run(["docker", "logs", *(["--since", since] if since else []), name],
+                          capture_output=True, text=True, check=False)
+    return logs.stdout + logs.stderr
+
+
+def test_the_spark_master_refuses_applications_without_the_secret_or_without_encryption(stack: Stack):
+    master = f"{PROJECT}-spark-master-1"
+    started = datetime.now(UTC).isoformat()
+    names = {case: f"{PROJECT}-intruder-{case}" for case in SPARK_REFUSALS}
+    try:
+        for case, name in names.items():  # together, each in its own container on the network
+            subprocess.run(
+                ["docker", "run", "--detach", "--name", name, "--network", PROJECT, "--workdir",
+                 "/var/lib/restaurant", "--volume", f"{PROJECT}_spark-secrets:{SECRETS_AT}:ro",
+                 "restaurant-sales-pipeline:local", "python", "-c", SPARK_INTRUDER, case],
+                check=True, capture_output=True, timeout=120)
+        addresses = {case: container_ip(name) for case, name in names.items()}
+
+        def refused() -> list[str] | None:
+            lines = container_log(master, started).splitlines()
+            found = [next((line for line in lines if SPARK_REFUSALS[case] in line and f"/{ip}:" in line), "")
+                     for case, ip in addresses.items()]
+            return found if all(found) else None
+
+        wait_for("the master's refusal of each intruder", refused, timeout=300, every=5)
+        apps = json.loads(stack.python("import urllib.request; print(urllib.request.urlopen("
+                                       "'http://127.0.0.1:8080/json/', timeout=10).read().decode())",
+                                       service="spark-master"))
+        outputs = {case: container_log(name) for case, name in names.items()}
+    finally:
+        subprocess.run(["docker", "rm", "--force", *names.values()], capture_output=True, check=False)
+    assert not {app["name"] for app in apps["activeapps"] + apps["completedapps"]} & {
+        f"intruder-{case}" for case in names}
+    assert all("RAN ON THE CLUSTER" not in output for output in outputs.values())
+    # The worker and Spark Connect came in through the same authentication, which encrypts.
+    assert "Authorization successful for client" in container_log(master)
+
+
+SPARK_PORTS = """
+import json, socket
+
+def connect(host, port):
+    try:
+        socket.create_connection((host, port), 10).close()
+        return "ok"
+    except OSError as exc:
+        return type(exc).__name__
+
+print(json.dumps({f"{host}:{port}": connect(host, port) for host, port in [
+    ("spark-master", 7077), ("spark-master", 8080), ("spark-master", 6066),
+    ("spark-worker", 8081), ("spark-connect", 4040)]}))
+"""
+"""The Spark ports from a worker's container: the master's RPC port, and the web UIs and the
+REST submission server, which must not be open on the network."""
+
+LISTENING = """
+import json, psutil
+print(json.dumps(sorted({f"{c.laddr.ip}:{c.laddr.port}" for c in psutil.net_connections("tcp")
+                         if c.status == psutil.CONN_LISTEN and not c.laddr.ip.startswith("127.")})))
+"""
+"""The addresses a container listens on beyond its loopback."""
+
+
+def test_the_spark_web_uis_and_rest_server_are_closed_to_the_network(stack: Stack):
+    ports = json.loads(stack.python(SPARK_PORTS))
+    assert ports.pop("spark-master:7077") == "ok"
+    assert ports == dict.fromkeys(ports, "ConnectionRefusedError"), ports
+    master_ip = container_ip(f"{PROJECT}-spark-master-1")
+    assert json.loads(stack.python(LISTENING, service="spark-master")) == [f"{master_ip}:7077"]
+
+
 READ_SECRETS = """
 import json, pathlib
 found = []
@@ -525,13 +646,18 @@ print(json.dumps(sorted(set(found))))
 """Every secret `secrets` made: passwords, tokens, the cluster's secret and a line of each key."""
 
 
-def made_secrets() -> list[str]:
+def in_made_secrets(script: str, *args: str):
+    """What ``script`` prints (JSON), run as root beside the volume of everything `secrets` made, at /made."""
     result = subprocess.run(
         ["docker", "run", "--rm", "--user", "root", "--entrypoint", "python",
          "--volume", f"{PROJECT}_made-secrets:/made:ro", "restaurant-sales-pipeline:local",
-         "-c", READ_SECRETS],
+         "-c", script, *args],
         capture_output=True, text=True, check=True, timeout=120)
     return json.loads(result.stdout)
+
+
+def made_secrets() -> list[str]:
+    return in_made_secrets(READ_SECRETS)
 
 
 def test_no_secret_in_any_log_page_or_docker_inspect(stack: Stack):
@@ -667,6 +793,121 @@ def test_the_generating_worker_cut_off_the_network_hands_over_and_nothing_is_dou
     # successor once and went back to the worker that returned once).
     assert len(generators_since(stack, settled)) == 1, "one worker generates at a time"
     account(stack, timeout=600)
+
+
+ROTATED_DOORS = KAFKA_LOGIN + """
+import asyncio, json, os, pathlib
+import psycopg
+from psycopg.conninfo import make_conninfo
+from aiokafka.admin import AIOKafkaAdminClient
+from pyspark.sql import SparkSession
+from restaurant_app.kafka_security import KafkaSecurity
+from restaurant_app.settings import Settings
+from spark_reports.session import CONNECT_RETRIES
+
+settings = Settings.from_env()
+worker, web = settings.kafka_security, settings.web_database_url
+kept = {name: pathlib.Path(os.environ["DATA_DIR"], "old-" + name) for name in ("worker.password", "ca.pem")}
+for name, path in kept.items():
+    path.write_text(OLD[name])
+
+async def kafka(security):
+    admin = AIOKafkaAdminClient(bootstrap_servers=os.environ["KAFKA_BROKER"], request_timeout_ms=20000,
+                                **security.client_options())
+    try:
+        await admin.start()
+        await admin.describe_topics(["orders"])
+        return "ok"
+    except Exception as exc:
+        return type(exc).__name__
+    finally:
+        await admin.close()
+
+def postgres(**params):
+    try:
+        with psycopg.connect(make_conninfo(web, **params), connect_timeout=15) as conn:
+            conn.execute("SELECT 1")
+            return "ok"
+    except psycopg.Error as exc:
+        return str(exc)
+
+def spark_connect(token):
+    try:
+        spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"] + ";token=" + token).create()
+        spark.client.set_retry_policies([CONNECT_RETRIES])
+        try:
+            return "ok" if spark.range(3).count() == 3 else "wrong answer"
+        finally:
+            spark.stop()
+    except Exception as exc:
+        return type(exc).__name__
+
+mechanism = worker.sasl_mechanism
+results = {
+    "kafka, the new password": asyncio.run(kafka(worker)),
+    "kafka, the old password": asyncio.run(kafka(KafkaSecurity(
+        "SASL_SSL", mechanism, "worker", kept["worker.password"], worker.ssl_cafile))),
+    "kafka, trusting the old CA": asyncio.run(kafka(KafkaSecurity(
+        "SASL_SSL", mechanism, "worker", worker.sasl_password_file, kept["ca.pem"]))),
+    "postgres, the new password": postgres(),
+    "postgres, the old password": postgres(passfile="/dev/null", password=OLD["restaurant_web.password"]),
+    "postgres, the superuser's old password": postgres(user="postgres", passfile="/dev/null",
+                                                       password=OLD["postgres.password"]),
+    "postgres, trusting the old CA": postgres(sslrootcert=str(kept["ca.pem"])),
+    "spark connect, the old token": spark_connect(OLD["spark-connect-token"]),
+}
+for path in kept.values():
+    path.unlink()
+print(json.dumps(results))
+"""
+"""From a worker's container after a rotation: the new secrets let in, the old ones (``OLD``) not."""
+
+ROTATED_FILES = ("worker.password", "ca.pem", "restaurant_web.password", "postgres.password",
+                 "spark-connect-token", "dashboard-token", "spark-auth.properties")
+"""Secrets that ``--rotate`` changes, which the rotation test tries again afterwards."""
+
+
+def made_files(*names: str) -> dict[str, str]:
+    """Files that `secrets` made, by name."""
+    return in_made_secrets("import json, pathlib, sys\n"
+                           "print(json.dumps({n: pathlib.Path('/made', n).read_text().strip()"
+                           " for n in sys.argv[1:]}))", *names)
+
+
+def test_rotated_secrets_refuse_the_old_ones_and_the_pipeline_goes_on(stack: Stack):
+    before = account(stack)
+    old = made_files(*ROTATED_FILES)
+    stack.compose("run", "--rm", "secrets", "python", "-m", "infra", "compose-secrets", "/secrets",
+                  "--rotate")  # as docs/docker-compose.md says
+    new = made_files(*ROTATED_FILES)
+    assert all(new[name] != old[name] for name in ROTATED_FILES), "every rotated secret is new"
+    stack.up("--force-recreate", "--wait", "--wait-timeout", "900")
+    recreated = datetime.now(UTC).isoformat()
+    setup = stack.compose("logs", "--no-color", "setup").stdout.decode()
+    assert "the superuser's new password is set" in setup and "worker, pos have their new passwords" in setup
+    stack.__dict__.pop("dashboard_token", None)  # read again: the new one
+    assert stack.dashboard_token == new["dashboard-token"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(logged_in(stack, f"{DASHBOARD}/", token=old["dashboard-token"]), timeout=10)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(logged_in(stack, f"{DASHBOARD}/"), timeout=10) as response:
+        assert response.status == 200
+    results = json.loads(stack.python(f"OLD = {old!r}\n" + ROTATED_DOORS))  # by stdin, on no command line
+    assert results.pop("kafka, the new password") == results.pop("postgres, the new password") == "ok"
+    assert results.pop("kafka, the old password") not in ("ok", "")
+    assert results.pop("kafka, trusting the old CA") not in ("ok", "")
+    assert results.pop("spark connect, the old token") not in ("ok", "wrong answer")
+    assert "password authentication failed" in results.pop("postgres, the old password")
+    assert "password authentication failed" in results.pop("postgres, the superuser's old password")
+    assert "certificate verify failed" in results.pop("postgres, trusting the old CA")
+    # The pipeline goes on with the new secrets: orders in and stored, nothing lost, reports made.
+    stack.compose("exec", "-T", "dashboard", "faust", "-A", "restaurant_app", "produce-orders",
+                  "--count", "100", "--rate", "50")
+    after = account(stack, at_least=len(before) + 100, timeout=600)
+    assert set(before) <= set(after)
+    wait_for("a report run with the new secrets", lambda: stack.sql(
+        "SELECT 1 FROM report_sales WHERE computed_at > :'since' LIMIT 1", since=recreated),
+        timeout=600, every=10)
 
 
 def test_down_and_up_again_keeps_every_order_and_report(stack: Stack):

@@ -15,8 +15,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from infra.certificates import CertificateAuthority
+from infra.postgres import APP_ROLES, FRONT_BEGIN
 from infra.scratch import ScratchStack
-from infra.stack import free_port, open_postgres
+from infra.stack import POSTGRES_FRONT_SOURCE, free_port, open_postgres
 from infra.tls_front import SSL_REQUEST, TLS_REQUIRED, TlsFront, postgres_error
 from tests.services import outward_address, outward_ipv6_address
 from tests.test_database_roles import role_urls
@@ -63,6 +64,22 @@ def test_the_right_login_over_verified_tls_works(verified: Callable[..., str]):
         assert conn.execute("SELECT current_user").fetchone() == ("restaurant_web",)
         assert conn.pgconn.ssl_in_use
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+        # The server tells the front's clients from the machine's own by the front's address.
+        assert str(conn.execute("SELECT inet_client_addr()").fetchone()[0]) == POSTGRES_FRONT_SOURCE
+
+
+def test_the_superuser_is_refused_through_the_front(stack: ScratchStack, verified: Callable[..., str]):
+    """Its password right or not: pg_hba.conf lets the front's clients in as the application's roles only."""
+    with pytest.raises(psycopg.OperationalError, match=r"pg_hba\.conf rejects connection"):
+        psycopg.connect(verified(user="postgres", password=stack.postgres.password()))
+    with psycopg.connect(stack.postgres.url()) as conn:  # on loopback it still logs in
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+
+
+def test_the_front_s_lines_are_written_once_however_often_it_starts(stack: ScratchStack, front: TlsFront):
+    for _ in range(2):
+        stack.postgres.admit_front(POSTGRES_FRONT_SOURCE, APP_ROLES)
+    assert (stack.postgres.data_dir / "pg_hba.conf").read_text().count(FRONT_BEGIN) == 1
 
 
 def test_a_client_without_tls_is_refused(verified: Callable[..., str]):
