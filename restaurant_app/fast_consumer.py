@@ -68,8 +68,11 @@ def message_bytes(message: Message) -> int:
     """What a message holds in memory, about: its key, value and headers (a batch: its messages')."""
     if isinstance(message, MessageBatch):
         return message.nbytes
-    headers = sum(len(name) + len(value or b"") for name, value in message.headers or ())
-    return len(message.key or b"") + len(message.value or b"") + headers
+    size = len(message.key or b"") + len(message.value or b"")
+    if message.headers:
+        for name, value in message.headers:
+            size += len(name) + len(value or b"")
+    return size
 
 
 class FastConsumer(aiokafka.Consumer):
@@ -172,6 +175,7 @@ class FastConsumer(aiokafka.Consumer):
         """Give each new message of a fetch to the streams, in order (in batches for ``batched_topics``)."""
         read_offset, batched = self._read_offset, self.batched_topics
         gathered: dict[TP, list[Message]] = {}
+        sizes: dict[TP, int] = {}
         gathered_bytes = 0
         since_yield = 0
         async for tp, message in messages:
@@ -192,28 +196,30 @@ class FastConsumer(aiokafka.Consumer):
                 await self._deliver(message)
             else:
                 if not self._has_room(gathered_bytes + size):
-                    await self._hand_on_batches(gathered)
-                    gathered, gathered_bytes = {}, 0
+                    await self._hand_on_batches(gathered, sizes)
+                    gathered, sizes, gathered_bytes = {}, {}, 0
                     await self._room_for(size)
                 batch = gathered.setdefault(tp, [])
                 batch.append(message)
+                sizes[tp] = sizes.get(tp, 0) + size
                 gathered_bytes += size
                 if len(batch) >= self.max_batch:
-                    gathered_bytes -= await self._hand_on_batch(gathered.pop(tp))
+                    gathered_bytes -= await self._hand_on_batch(gathered.pop(tp), sizes.pop(tp))
             read_offset[tp] = offset
-        await self._hand_on_batches(gathered)
+        await self._hand_on_batches(gathered, sizes)
         self.handed_on_all = True
 
-    async def _hand_on_batches(self, gathered: dict[TP, list[Message]]) -> None:
-        for batch in gathered.values():
-            await self._hand_on_batch(batch)
+    async def _hand_on_batches(self, gathered: dict[TP, list[Message]], sizes: dict[TP, int]) -> None:
+        for tp, batch in gathered.items():
+            await self._hand_on_batch(batch, sizes[tp])
 
-    async def _hand_on_batch(self, messages: list[Message]) -> int:
-        """Hand ``messages`` on as one ``MessageBatch``; return its bytes."""
-        batch = MessageBatch(messages, sum(map(message_bytes, messages)))
-        self._count_in(batch, batch.nbytes)
+    async def _hand_on_batch(self, messages: list[Message], nbytes: int) -> int:
+        """Hand ``messages`` (``nbytes`` of them, by ``message_bytes``) on as one ``MessageBatch``; return
+        ``nbytes``."""
+        batch = MessageBatch(messages, nbytes)
+        self._count_in(batch, nbytes)
         await self._deliver(batch)
-        return batch.nbytes
+        return nbytes
 
     async def _deliver(self, message: Message) -> None:
         if self.suspend_flow.is_set():

@@ -350,9 +350,13 @@ async def create_staging_tables(conn: psycopg.AsyncConnection) -> None:
 
 
 async def _copy(conn: psycopg.AsyncConnection, statement: str, rows: Iterator[tuple[Any, ...]]) -> None:
+    """COPY ``rows`` in text format: each row formatted by psycopg's formatter (``write_row``, in C),
+    its buffer sent whenever full, without a coroutine per row."""
     async with conn.cursor().copy(statement) as copy:
+        write_row = copy.formatter.write_row
         for row in rows:
-            await copy.write_row(row)
+            if full := write_row(row):
+                await copy.write(full)
 
 
 class PostgresOrderSink:
