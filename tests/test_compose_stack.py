@@ -476,16 +476,11 @@ def test_postgresql_takes_only_verified_tls_and_each_role_only_its_own_work(stac
         assert results[attempt].startswith("OperationalError: ") and reason in results[attempt], attempt
 
 
-SPARK_CONNECT_DOORS = """
-import json, os, socket
+SPARK_CONNECT_ATTEMPT = """
 from pyspark.sql import SparkSession
-from restaurant_app.settings import Settings
 from spark_reports.session import CONNECT_RETRIES
 
-with_token = Settings.from_env().spark_remote
-without = os.environ["SPARK_REMOTE"]  # sc://spark-connect:15443/;use_ssl=true
-
-def attempt(remote):
+def spark_connect(remote):
     try:
         spark = SparkSession.builder.remote(remote).create()
         spark.client.set_retry_policies([CONNECT_RETRIES])
@@ -495,6 +490,15 @@ def attempt(remote):
             spark.stop()
     except Exception as exc:
         return type(exc).__name__
+"""
+"""``spark_connect(remote)``: a Spark Connect session counts to 3: "ok", or the error's class."""
+
+SPARK_CONNECT_DOORS = SPARK_CONNECT_ATTEMPT + """
+import json, os, socket
+from restaurant_app.settings import Settings
+
+with_token = Settings.from_env().spark_remote
+without = os.environ["SPARK_REMOTE"]  # sc://spark-connect:15443/;use_ssl=true
 
 def server_port():
     try:
@@ -504,10 +508,10 @@ def server_port():
         return type(exc).__name__
 
 print(json.dumps({
-    "token over tls": attempt(with_token),
-    "no token": attempt(without),
-    "wrong token": attempt(without + ";token=not-the-token"),
-    "no tls": attempt("sc://spark-connect:15443"),
+    "token over tls": spark_connect(with_token),
+    "no token": spark_connect(without),
+    "wrong token": spark_connect(without + ";token=not-the-token"),
+    "no tls": spark_connect("sc://spark-connect:15443"),
     "the server's own port": server_port(),
 }))
 """
@@ -795,15 +799,13 @@ def test_the_generating_worker_cut_off_the_network_hands_over_and_nothing_is_dou
     account(stack, timeout=600)
 
 
-ROTATED_DOORS = KAFKA_LOGIN + """
+ROTATED_DOORS = KAFKA_LOGIN + SPARK_CONNECT_ATTEMPT + """
 import asyncio, json, os, pathlib
 import psycopg
 from psycopg.conninfo import make_conninfo
 from aiokafka.admin import AIOKafkaAdminClient
-from pyspark.sql import SparkSession
 from restaurant_app.kafka_security import KafkaSecurity
 from restaurant_app.settings import Settings
-from spark_reports.session import CONNECT_RETRIES
 
 settings = Settings.from_env()
 worker, web = settings.kafka_security, settings.web_database_url
@@ -831,17 +833,6 @@ def postgres(**params):
     except psycopg.Error as exc:
         return str(exc)
 
-def spark_connect(token):
-    try:
-        spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"] + ";token=" + token).create()
-        spark.client.set_retry_policies([CONNECT_RETRIES])
-        try:
-            return "ok" if spark.range(3).count() == 3 else "wrong answer"
-        finally:
-            spark.stop()
-    except Exception as exc:
-        return type(exc).__name__
-
 mechanism = worker.sasl_mechanism
 results = {
     "kafka, the new password": asyncio.run(kafka(worker)),
@@ -854,7 +845,8 @@ results = {
     "postgres, the superuser's old password": postgres(user="postgres", passfile="/dev/null",
                                                        password=OLD["postgres.password"]),
     "postgres, trusting the old CA": postgres(sslrootcert=str(kept["ca.pem"])),
-    "spark connect, the old token": spark_connect(OLD["spark-connect-token"]),
+    "spark connect, the old token": spark_connect(
+        os.environ["SPARK_REMOTE"] + ";token=" + OLD["spark-connect-token"]),
 }
 for path in kept.values():
     path.unlink()
