@@ -73,7 +73,6 @@ class SortedBatch(NamedTuple):
     rejections: list[Rejection]
 
 
-
 def sort_batch(messages: Sequence[Message]) -> SortedBatch:
     """Split a batch of raw messages into valid orders, valid cancellations and refunds, and
     rejections with their reasons.
