@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 
 from restaurant_app.business_day import SQL_DAY_START, shift
+from restaurant_app.minute_figures import MINUTE_DISHES, MINUTE_SALES
 from restaurant_app.report_tables import (
     BILL_FIGURES,
     CHAIN_STORE,
@@ -351,6 +352,24 @@ LEFT JOIN replaced_windows p USING (granularity, period_start, store_id)
 """
 INSERT_SALES = _INSERT_SALES.replace("{sales}", "SELECT * FROM report_staging_sales")
 
+# The closed minutes of the scope, computed and published by PostgreSQL as soon as the run
+# starts (restaurant_app.minute_figures): a minute's final report does not wait for Spark, whose
+# publish replaces these rows with its own, equal figures.
+CLOSED_MINUTES = """
+SELECT period_start, period_end FROM report_scope WHERE kind = 'minute' AND period_end <= %(closed_by)s
+"""
+_CLOSED_SCOPE = """
+USING report_scope s WHERE s.kind = 'minute' AND s.period_end <= %(closed_by)s
+  AND r.granularity = 'minute' AND r.period_start = s.period_start
+"""
+DELETE_CLOSED_SALES = "DELETE FROM report_sales r" + _CLOSED_SCOPE
+DELETE_CLOSED_DISHES = "DELETE FROM report_dishes r" + _CLOSED_SCOPE
+INSERT_CLOSED_SALES = _INSERT_SALES.replace("{sales}", MINUTE_SALES.replace("{minutes}", CLOSED_MINUTES))
+INSERT_CLOSED_DISHES = f"""
+INSERT INTO report_dishes ({listed(DISH_COLUMNS)})
+{MINUTE_DISHES.replace("{minutes}", CLOSED_MINUTES)}
+"""
+
 # Hours are added up from their minutes and days from their hours, here in PostgreSQL, from the
 # report rows just published: the same sums Spark made of them before (docs/reports.md, "How a
 # run computes"), without reading them into Spark and back. Each recomputed hour and day of
@@ -498,6 +517,18 @@ class ReportStore:
             minutes = self.conn.execute(COUNT_SCOPE).fetchone()[0]
         return replace(run, minutes=minutes)
 
+    def close_minutes(self, run: ReportRun, grace_seconds: float) -> int:
+        """Publish the scope's closed minutes, computed by PostgreSQL, in one transaction; return
+        how many minute rows (each store's and the chain's) it wrote."""
+        params = {"closed_by": closed_by(run, grace_seconds), "store": None}
+        with self.conn.transaction():
+            self.conn.execute(KEEP_REPLACED_WINDOWS)
+            self.conn.execute(DELETE_CLOSED_SALES, params)
+            self.conn.execute(DELETE_CLOSED_DISHES, params)
+            written = self.conn.execute(INSERT_CLOSED_SALES, params).rowcount
+            self.conn.execute(INSERT_CLOSED_DISHES, params)
+        return written
+
     def publish(self, run: ReportRun, grace_seconds: float, zone: str,
                 day_starts_hour: int) -> tuple[int, int, int]:
         """Replace the recomputed windows with the staged rows in one transaction; return how many
@@ -526,13 +557,12 @@ class ReportStore:
                         self.conn.execute(statement, period_params(zone, day_starts_hour))
             self.conn.execute(INSERT_CUSTOMERS)
             self._count_period_customers(period_params(zone, day_starts_hour))
-            # A window is final if it had closed, grace included, when the run took its snapshot.
-            closed_by = run.until.taken_at - timedelta(seconds=grace_seconds)
-            self.conn.execute(INSERT_SALES, {"closed_by": closed_by})
+            closed = closed_by(run, grace_seconds)
+            self.conn.execute(INSERT_SALES, {"closed_by": closed})
             self.conn.execute(INSERT_DISHES)
             for rollup in ROLLUPS:
                 self.conn.execute(ROLLUP_DISHES, rollup)
-                self.conn.execute(ROLLUP_SALES, {**rollup, "closed_by": closed_by})
+                self.conn.execute(ROLLUP_SALES, {**rollup, "closed_by": closed})
             self.conn.execute(INSERT_INSIGHTS)
             self.conn.execute(INSERT_TOP_DISHES)
             windows = self.conn.execute(COUNT_WINDOWS).fetchone()[0]
@@ -545,6 +575,11 @@ class ReportStore:
         for statement in (INSERT_UNCOUNTED_PERIOD_CUSTOMERS, COUNT_UNCOUNTED_PERIODS,
                           ADD_NEW_PERIOD_CUSTOMERS):
             self.conn.execute(statement, params)
+
+
+def closed_by(run: ReportRun, grace_seconds: float) -> datetime:
+    """A window is final if it had closed, grace included, when the run took its snapshot."""
+    return run.until.taken_at - timedelta(seconds=grace_seconds)
 
 
 def period_params(zone: str, day_starts_hour: int) -> dict[str, object]:

@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from restaurant_app.database import Database
+from restaurant_app.minute_figures import MINUTE_DISHES, MINUTE_SALES
 from restaurant_app.models import Order, OrderEvent
 from restaurant_app.order_sink import Accepted, AcceptedEvent, PostgresOrderSink, Source
-from restaurant_app.report_tables import BILL_FIGURES
+from restaurant_app.report_tables import BILL_FIGURES, DISH_COLUMNS, SALES_FIGURES, SALES_KEY, listed
 from restaurant_app.settings import Settings
 from restaurant_app.traffic import OrderGenerator
 from spark_reports import job
@@ -146,11 +147,35 @@ def assert_reports_equal_sql(url: str) -> None:
     assert query(url, REPORTED_PAYMENTS) == query(url, EXPECTED_PAYMENTS, params)
 
 
+EVERY_MINUTE = """
+SELECT DISTINCT date_trunc('minute', created_at) AS period_start,
+       date_trunc('minute', created_at) + interval '1 minute' AS period_end FROM orders
+"""
+MINUTE_COLUMNS = (*SALES_KEY, *SALES_FIGURES)
+
+
+def assert_postgres_minutes_equal_spark(url: str) -> None:
+    """The minutes PostgreSQL publishes before Spark (restaurant_app.minute_figures) are Spark's, column
+    for column: each store's and the chain's figures, breakdowns and ranked dishes."""
+    every = {"store": None}
+    computed = query(url, f"SELECT {listed(MINUTE_COLUMNS)} FROM ("
+                          f"{MINUTE_SALES.replace('{minutes}', EVERY_MINUTE)}) m ORDER BY 2, 3", every)
+    reported = query(url, f"SELECT {listed(MINUTE_COLUMNS)} FROM report_sales"
+                          " WHERE granularity = 'minute' ORDER BY 2, 3")
+    assert len(computed) == len(reported) > 0
+    for want, got in zip(reported, computed, strict=True):
+        assert dict(zip(MINUTE_COLUMNS, want, strict=True)) == dict(zip(MINUTE_COLUMNS, got, strict=True))
+    dishes = f"SELECT {listed(DISH_COLUMNS)} FROM ({{}}) d ORDER BY 2, 3, 4"
+    assert query(url, dishes.format(MINUTE_DISHES.replace("{minutes}", EVERY_MINUTE)), every) == query(
+        url, dishes.format("SELECT * FROM report_dishes WHERE granularity = 'minute'"))
+
+
 def test_every_figure_of_every_window_equals_an_independent_sql_computation(database_url: str):
     orders, events = night()
     asyncio.run(store(database_url, orders, events))
     assert run_job(database_url)["status"] == "succeeded"
     assert_reports_equal_sql(database_url)
+    assert_postgres_minutes_equal_spark(database_url)
     days = query(database_url, "SELECT period_start FROM report_sales WHERE granularity = 'day'"
                                " AND store_id = '' ORDER BY 1")
     assert [row[0] for row in days] == [datetime(2026, 11, d, DAY_STARTS, tzinfo=ZONE) for d in (23, 24)]
@@ -168,6 +193,7 @@ def test_every_figure_of_every_window_equals_an_independent_sql_computation(data
     asyncio.run(store(database_url, [], [cancellation]))
     assert run_job(database_url)["status"] == "succeeded"
     assert_reports_equal_sql(database_url)
+    assert_postgres_minutes_equal_spark(database_url)
     local = late.created_at.astimezone(ZONE)
     windows = [("day", datetime(local.year, local.month, local.day, DAY_STARTS, tzinfo=ZONE)),
                ("hour", local.replace(minute=0, second=0, microsecond=0)),
