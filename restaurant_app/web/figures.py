@@ -6,9 +6,12 @@ Each figure is a store's or, with the store ``CHAIN_STORE``, the whole chain's (
 Money comes back as ``numeric`` with two decimals, so it reaches JSON as an exact string.
 """
 
+from decimal import Decimal
 from typing import Any
 
 from restaurant_app.business_day import SQL_DAY_START, shift
+from restaurant_app.minute_figures import MINUTE_SALES
+from restaurant_app.report_tables import BILL_FIGURES, listed
 from restaurant_app.worker import web_database
 
 # An order of the store asked for; every order when the chain is asked for.
@@ -99,75 +102,27 @@ LEFT JOIN sales s ON s.minute = m.minute
 ORDER BY m.minute
 """
 
-# The minute under way as its report will count it, from its stored orders alone (a range of the
-# orders' created_at index, each order's lines and cancellations or refunds by key): a provisional
-# report with the final one's bill figures (docs/reports.md), read afresh on each request, that the
-# report job's final one replaces once the minute has closed.
-MINUTE_FROM_ORDERS = """
-WITH clock AS (SELECT date_trunc('minute', now()) AS starts, now() AS at),
-o AS (
-    SELECT o.order_id, o.created_at, o.customer_id, o.channel, o.payment_method, o.total, o.discount,
-           o.service_charge, o.service_charge_is_revenue, o.delivery_fee, o.tip
-    FROM orders o, clock c
-    WHERE o.created_at >= c.starts AND o.created_at < c.starts + interval '1 minute'
-      AND (%(store)s = '' OR o.store_id = %(store)s)
-),
-lines AS (
-    SELECT i.dish, i.quantity, i.unit_price * i.quantity AS gross, i.discount
-    FROM o JOIN order_items i ON i.order_id = o.order_id AND i.order_created_at = o.created_at
-),
-dishes AS (SELECT dish, sum(quantity) AS quantity FROM lines GROUP BY dish),
-top AS (SELECT dish, quantity FROM dishes ORDER BY quantity DESC, dish COLLATE "C" LIMIT 1),
-totals AS (
-    SELECT count(*) AS orders, coalesce(sum(total), 0) AS revenue,
-           count(DISTINCT customer_id) AS customers,
-           coalesce(sum(total) FILTER (WHERE customer_id IS NOT NULL), 0) AS identified_revenue,
-           coalesce(sum(discount), 0) AS order_discounts, coalesce(sum(service_charge), 0) AS service_charge,
-           coalesce(sum(service_charge) FILTER (WHERE service_charge_is_revenue), 0)
-               AS service_charge_revenue,
-           coalesce(sum(delivery_fee), 0) AS delivery_fees, coalesce(sum(tip), 0) AS tips
-    FROM o
-),
-sold AS (
-    SELECT coalesce(sum(quantity), 0) AS items, coalesce(sum(gross), 0) AS gross_sales,
-           coalesce(sum(discount), 0) AS line_discounts
-    FROM lines
-),
--- A cancellation or refund counts in its order's window (docs/reports.md), as in the final report.
-taken AS (
-    SELECT coalesce(sum(e.revenue) FILTER (WHERE e.kind = 'cancellation'), 0) AS cancellations,
-           coalesce(sum(e.revenue) FILTER (WHERE e.kind = 'refund'), 0) AS refunds
-    FROM o JOIN order_events e ON e.order_id = o.order_id
-),
-net AS (
-    SELECT s.gross_sales - s.line_discounts - t.order_discounts AS net_sales FROM sold s, totals t
-)
-SELECT c.starts AS period_start, c.starts + interval '1 minute' AS period_end, t.orders,
-       s.items::bigint AS items_sold,
-       t.revenue::numeric(24,2) AS gross_revenue,
-       coalesce(round(t.revenue / nullif(t.orders, 0), 2), 0)::numeric(24,2) AS avg_ticket,
-       t.customers AS unique_customers,
-       round(t.identified_revenue / nullif(t.customers, 0), 2)::numeric(24,2) AS avg_spend_per_customer,
-       (SELECT dish FROM top) AS top_dish,
-       coalesce((SELECT quantity FROM top), 0)::bigint AS top_dish_quantity,
-       (SELECT coalesce(jsonb_object_agg(channel, revenue), '{}') FROM
-            (SELECT channel, sum(total)::numeric(24,2) AS revenue FROM o GROUP BY channel) x)
-           AS revenue_by_channel,
-       (SELECT coalesce(jsonb_object_agg(payment_method, revenue), '{}') FROM
-            (SELECT payment_method, sum(total)::numeric(24,2) AS revenue FROM o GROUP BY payment_method) x)
-           AS revenue_by_payment,
-       s.gross_sales::numeric(24,2) AS gross_sales,
-       (s.line_discounts + t.order_discounts)::numeric(24,2) AS discounts,
-       n.net_sales::numeric(24,2) AS net_sales,
-       t.service_charge::numeric(24,2) AS service_charge,
-       t.service_charge_revenue::numeric(24,2) AS service_charge_revenue,
-       t.delivery_fees::numeric(24,2) AS delivery_fees, t.tips::numeric(24,2) AS tips,
-       x.cancellations::numeric(24,2) AS cancellations, x.refunds::numeric(24,2) AS refunds,
-       (n.net_sales + t.service_charge_revenue + t.delivery_fees - x.cancellations - x.refunds)::numeric(24,2)
-           AS net_revenue,
-       c.at AS computed_at
-FROM clock c, totals t, sold s, taken x, net n
+# The minute under way as its report will count it, from its stored orders alone: a provisional
+# report computed by the query that publishes a closed minute (restaurant_app.minute_figures),
+# read afresh on each request, that the report job's final one replaces once the minute has closed.
+CURRENT_MINUTE = """
+SELECT date_trunc('minute', now()) AS period_start,
+       date_trunc('minute', now()) + interval '1 minute' AS period_end
 """
+UNDER_WAY_FIGURES = (
+    "orders", "items_sold", "gross_revenue", "avg_ticket", "unique_customers", "avg_spend_per_customer",
+    "top_dish", "top_dish_quantity", "revenue_by_channel", "revenue_by_payment", *BILL_FIGURES,
+)
+MINUTE_FROM_ORDERS = f"""
+SELECT c.period_start, c.period_end, {listed(UNDER_WAY_FIGURES, "m.")}, now() AS computed_at
+FROM ({CURRENT_MINUTE}) c LEFT JOIN ({MINUTE_SALES.replace("{minutes}", CURRENT_MINUTE)}) m ON true
+"""
+NO_ORDERS: dict[str, Any] = {
+    **dict.fromkeys(("orders", "items_sold", "unique_customers", "top_dish_quantity"), 0),
+    **dict.fromkeys(("gross_revenue", "avg_ticket", *BILL_FIGURES), Decimal("0.00")),
+    "revenue_by_channel": {}, "revenue_by_payment": {},
+}
+"""The figures of a minute without orders so far, where the query has none."""
 
 # The Spark job's dish ranking for the hour and the day under way, with when it was computed.
 CURRENT_DISHES = f"""
@@ -255,7 +210,8 @@ async def minutes(hours: int, store: str) -> list[dict[str, Any]]:
 
 
 async def minute_under_way(store: str) -> dict[str, Any]:
-    return (await web_database.fetch_all(MINUTE_FROM_ORDERS, {"store": store}))[0]
+    [row] = await web_database.fetch_all(MINUTE_FROM_ORDERS, {"store": store})
+    return row if row["orders"] else {**row, **NO_ORDERS}
 
 
 async def current_dishes(zone: str, limit: int, store: str, day_starts_hour: int = 0) -> dict[str, Any]:
