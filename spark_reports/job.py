@@ -142,7 +142,9 @@ def run(settings: Settings, full: bool = False, span: Span | None = None,
 
 def compute_and_publish(settings: Settings, store: ReportStore, report_run: ReportRun,
                         opened: SparkSession | None = None) -> JobResult:
-    """Find, compute and publish the run's windows; on any failure, record it and leave the reports alone."""
+    """Find, compute and publish the run's windows; on any failure, record it and leave the reports
+    alone (but the closed minutes published before Spark started)."""
+    closed = 0
     try:
         report_run = store.fill_scope(report_run, settings.restaurant_timezone,
                                       settings.business_day_starts_hour)
@@ -152,7 +154,7 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
             log.info("No new orders since the last run; nothing to recompute.")
             return JobResult(RunStatus.SUCCEEDED, report_run.run_id)
         if report_run.since is not None and report_run.span is None:
-            close_minutes(store, report_run, settings.report_grace_seconds)
+            closed = close_minutes(store, report_run, settings.report_grace_seconds)
         if not settings.spark_remote:  # a Spark of its own needs Java here; Spark Connect does not
             java_executable()
         if settings.reports_database_url:
@@ -170,24 +172,27 @@ def compute_and_publish(settings: Settings, store: ReportStore, report_run: Repo
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is recorded in report_runs
         error, outage = error_text(exc), is_outage(exc)
         store.ledger.fail(report_run, error, None, None, outage=outage)
-        log.error("Report run %d failed (%s); the reports stay as they were. %s", report_run.run_id,
+        log.error("Report run %d failed (%s); %s. %s", report_run.run_id,
                   "an outage: the next run reads the same orders again" if outage
                   else f"counted toward skipping these orders after {FAILURES_BEFORE_SKIPPING} such failures",
-                  error)
+                  f"its {closed} closed minute report(s) are published, the other reports stay as they were"
+                  if closed else "the reports stay as they were", error)
         return JobResult(RunStatus.FAILED, report_run.run_id, error=error)
     log.info("Report run %d wrote %d window(s) from %d order(s) (%d order lines).",
              report_run.run_id, windows, orders_read, rows_read)
     return JobResult(RunStatus.SUCCEEDED, report_run.run_id, windows, orders_read, rows_read)
 
 
-def close_minutes(store: ReportStore, report_run: ReportRun, grace_seconds: float) -> None:
-    """Publish the run's closed minutes from PostgreSQL before Spark starts (``close_minutes``)."""
+def close_minutes(store: ReportStore, report_run: ReportRun, grace_seconds: float) -> int:
+    """Publish the run's closed minutes from PostgreSQL before Spark starts (``close_minutes``);
+    return how many minute reports (each store's and the chain's) it wrote."""
     started = time.monotonic()
     rows = store.close_minutes(report_run, grace_seconds)
     if rows:
         log.info("Report run %d published %d closed minute report(s) (each store's and the chain's) from"
                  " PostgreSQL in %.2f s; Spark recomputes them with the hours, days and insights.",
                  report_run.run_id, rows, time.monotonic() - started)
+    return rows
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -194,7 +194,17 @@ def test_a_replica_that_does_not_catch_up_fails_the_run_in_plain_words(
             replica.execute("SELECT pg_wal_replay_resume()")
     assert result["status"] == "failed"
     assert "has not replayed the primary's WAL" in result["error"]
-    assert reports(replicated.primary_url) == before
+    # PostgreSQL published the run's closed minute, with the late order, before Spark waited for
+    # the replica; every other report is as it was.
+    after = reports(replicated.primary_url)
+    assert beyond_minutes(after) == beyond_minutes(before) and after != before
+
+
+def beyond_minutes(tables: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """The rows of every report table but the minutes of report_sales and report_dishes."""
+    minutes_of = ("report_sales", "report_dishes")
+    return {table: [row for row in rows if table not in minutes_of or row[0] != "minute"]
+            for table, rows in tables.items()}
 
 
 @pytest.fixture(scope="module")
