@@ -13,11 +13,10 @@ A sink signals two kinds of trouble with typed errors, as Quix Streams' sinks do
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from operator import attrgetter
 from typing import Any, Protocol
 
 import msgspec
@@ -137,9 +136,7 @@ ITEM_COLUMNS = ITEM_KEY_COLUMNS + ITEM_FIELD_COLUMNS
 STAGED_ORDERS = "staged_orders"
 STAGED_ITEMS = "staged_order_items"
 
-_order_values = attrgetter(*(name for name, _ in ORDER_COLUMNS[:-1]))
 _payments = msgspec.json.Encoder()
-_item_values = attrgetter(*(name for name, _ in ITEM_FIELD_COLUMNS))
 
 
 def _names(columns: Sequence[tuple[str, str]], prefix: str = "") -> str:
@@ -260,20 +257,6 @@ MARK_DEAD_LETTERED = f"""
 UPDATE rejected_orders r SET dead_lettered_at = now() FROM {_BATCH_POSITIONS}
 WHERE (r.topic, r.kafka_partition, r.kafka_offset) = (b.topic, b.kafka_partition, b.kafka_offset)
 """
-
-
-def order_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
-    """The ``orders`` rows of a batch, in ``ORDER_COLUMNS`` order, as query parameters (tests that
-    insert rows themselves; the save path writes ``orders_block``)."""
-    for order in orders:
-        yield (*_order_values(order), _payments.encode(order.payments).decode() if order.payments else None)
-
-
-def item_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
-    """The ``order_items`` rows of a batch, in ``ITEM_COLUMNS`` order, as query parameters."""
-    for order in orders:
-        for line_no, item in enumerate(order.items, start=1):
-            yield (order.order_id, line_no, *_item_values(item))
 
 
 # COPY's text format (https://www.postgresql.org/docs/current/sql-copy.html): a line per row, its

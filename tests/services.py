@@ -13,16 +13,19 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
+import msgspec
 import psutil
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from restaurant_app.kafka_security import KafkaSecurity
+from restaurant_app.models import Order
+from restaurant_app.order_sink import ITEM_FIELD_COLUMNS, ORDER_COLUMNS
 from restaurant_app.settings import PROJECT_ROOT
 from spark_reports.result import parse_result
 
@@ -188,3 +191,18 @@ def command_lines(root_pid: int) -> list[str]:
         except (psutil.NoSuchProcess, psutil.ZombieProcess):  # ended while we looked
             continue
     return lines
+
+
+def order_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
+    """The ``orders`` rows of a batch as query parameters, in ``ORDER_COLUMNS`` order: for tests that
+    insert rows themselves, and the reference the sink's COPY text is checked against."""
+    for order in orders:
+        payments = msgspec.json.encode(order.payments).decode() if order.payments else None
+        yield (*(getattr(order, name) for name, _ in ORDER_COLUMNS[:-1]), payments)
+
+
+def item_rows(orders: Iterable[Order]) -> Iterator[tuple[Any, ...]]:
+    """The ``order_items`` rows of a batch as query parameters, in ``ITEM_COLUMNS`` order."""
+    for order in orders:
+        for line_no, item in enumerate(order.items, start=1):
+            yield (order.order_id, line_no, *(getattr(item, name) for name, _ in ITEM_FIELD_COLUMNS))

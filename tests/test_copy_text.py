@@ -35,12 +35,11 @@ from restaurant_app.order_sink import (
     Source,
     copy_escaped,
     copy_timestamp,
-    item_rows,
     items_block,
-    order_rows,
     orders_block,
 )
 from restaurant_app.traffic import OrderGenerator
+from tests.services import item_rows, order_rows
 
 COPY_SPECIALS = ["\t", "\n", "\r", "\r\n", "\\", "\\N", "\\.", "\\t", "\\\\", "\b", "\x0b", "\x0c"]
 ODD_TEXT = ["\U0001f355", "\U0010ffff", "\U0001f468\u200d\U0001f469", "ç", "\u00a0", "\u2028", "\ufeff",

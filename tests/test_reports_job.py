@@ -26,7 +26,7 @@ from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.menu import MENU
 from restaurant_app.models import DEFAULT_STORE, Order, OrderItem
-from restaurant_app.order_sink import ITEM_COLUMNS, ORDER_COLUMNS, item_rows, order_rows, save_orders
+from restaurant_app.order_sink import ITEM_COLUMNS, ORDER_COLUMNS, save_orders
 from restaurant_app.report_tables import CHAIN_STORE
 from restaurant_app.settings import Settings
 from restaurant_app.traffic import OrderGenerator
@@ -39,7 +39,7 @@ from spark_reports.insights import (
     TREND_MIN_RATIO,
 )
 from spark_reports.ledger import FAILURES_BEFORE_SKIPPING, REPORT_LOCK_ID
-from tests.services import query, run_report_job
+from tests.services import item_rows, order_rows, query, run_report_job
 
 pytestmark = pytest.mark.integration
 
