@@ -42,7 +42,8 @@ def test_a_row_postgresql_refuses_is_rejected_with_its_reason_and_the_batch_stor
 ):
     worker.start()
     wait_until(lambda: query(database_url, "SELECT to_regclass('orders') IS NOT NULL")[0][0])
-    execute(database_url, "ALTER TABLE orders ADD CONSTRAINT no_refused CHECK (customer_name <> 'Refused')")
+    wait_until(lambda: executed_unless_deadlocked(
+        database_url, "ALTER TABLE orders ADD CONSTRAINT no_refused CHECK (customer_name <> 'Refused')"))
     orders = orders_from(40, 30)
     refused = altered(orders[17], customer_name="Refused")
     messages = [(None, refused if n == 17 else o.dumps()) for n, o in enumerate(orders)]
@@ -55,6 +56,16 @@ def test_a_row_postgresql_refuses_is_rejected_with_its_reason_and_the_batch_stor
     assert reason.startswith("PostgreSQL refused the order [23514]") and "no_refused" in reason
     [dead] = consume_all(stack.bootstrap_servers, worker.env["DEAD_LETTER_TOPIC"], expected=1)
     assert dict(dead.headers)["__connect.errors.exception.class.name"] == b"RefusedByDatabase"
+
+
+def executed_unless_deadlocked(database_url: str, statement: str) -> bool:
+    """Run ``statement``; False if PostgreSQL ended it in a deadlock (the worker's partition upkeep at
+    start-up takes the same table's locks), so that the caller tries again."""
+    try:
+        execute(database_url, statement)
+    except psycopg.errors.DeadlockDetected:
+        return False
+    return True
 
 
 def test_a_conflicting_duplicate_is_recorded_and_never_merged(
