@@ -12,9 +12,10 @@ import re
 import reprlib
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from itertools import starmap
 from operator import attrgetter
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -463,10 +464,6 @@ def _checked_text(value: str, label: str) -> str:
     return value
 
 
-_checked_menu_text = functools.lru_cache(maxsize=4096)(_checked_text)
-"""``_checked_text`` of a dish or a category, remembered: a menu's names come again and again."""
-
-
 def _check_characters(value: str, label: str) -> None:
     """Refuse the characters of ``FORBIDDEN_CATEGORIES``; printable text has none."""
     if value.isprintable():
@@ -624,30 +621,22 @@ def _strings_per_object(struct: type[msgspec.Struct]) -> int:
     return sum(1 + isinstance(field.type, text) for field in fields if field.required)
 
 
-def _optional_fields(struct: type[msgspec.Struct]) -> Callable[[msgspec.Struct], tuple[Any, ...]]:
-    """What reads the optional fields of a ``struct`` as one tuple, in C."""
-    names = tuple(f.name for f in msgspec.inspect.type_info(struct).fields if not f.required)
-    if len(names) > 1:
-        return attrgetter(*names)
-    (name,) = names
-    return lambda typed: (getattr(typed, name),)
+def _optional_names(struct: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The names of a ``struct``'s optional fields."""
+    return tuple(f.name for f in msgspec.inspect.type_info(struct).fields if not f.required)
 
 
-def _optional_strings(values: tuple[Any, ...]) -> int:
+def _optional_strings(values: Sequence[Any]) -> int:
     """How many JSON strings the optional fields given hold: each key, and its value if text."""
-    strings = 0
-    for value in values:
-        if value is not UNSET:
-            strings += 2 if isinstance(value, str) else 1
-    return strings
+    return len(values) - values.count(UNSET) + list(map(type, values)).count(str)
 
 
 def _strings(typed: _TypedOrder) -> int:
     """How many JSON strings the message of ``typed`` has if no key is given twice."""
-    lines = sum(_optional_strings(_OPTIONAL_LINE_FIELDS(item)) for item in typed.items)
+    items = typed.items
     payments = 0 if typed.payments is UNSET else _PAYMENT_STRINGS * len(typed.payments)
-    return (_ORDER_STRINGS + _optional_strings(_OPTIONAL_FIELDS(typed))
-            + _LINE_STRINGS * len(typed.items) + lines + payments)
+    return (_ORDER_STRINGS + _optional_strings(_OPTIONAL_FIELDS(typed)) + _LINE_STRINGS * len(items)
+            + _optional_strings(list(map(_OPTIONAL_LINE_FIELD, items))) + payments)
 
 
 _TYPED_DECODER = msgspec.json.Decoder(_TypedOrder)
@@ -656,8 +645,9 @@ _QUOTE_OR_BACKSLASH_ESCAPED = re.compile(rb'\\["\\]')
 _ORDER_STRINGS = _strings_per_object(_TypedOrder)
 _LINE_STRINGS = _strings_per_object(_TypedItem)
 _PAYMENT_STRINGS = _strings_per_object(_TypedPayment)
-_OPTIONAL_FIELDS = _optional_fields(_TypedOrder)
-_OPTIONAL_LINE_FIELDS = _optional_fields(_TypedItem)
+_OPTIONAL_FIELDS = attrgetter(*_optional_names(_TypedOrder))
+(_OPTIONAL_LINE_NAME,) = _optional_names(_TypedItem)  # a line's one optional field, its discount
+_OPTIONAL_LINE_FIELD = attrgetter(_OPTIONAL_LINE_NAME)
 
 
 def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta) -> Order | None:
@@ -692,7 +682,7 @@ def fast_path_order(raw: bytes | None, now: datetime, max_clock_skew: timedelta)
 
 def _checked_order(typed: _TypedOrder, now: datetime, max_clock_skew: timedelta) -> Order:
     version = _given(typed.schema_version, UNVERSIONED)
-    lines = [_checked_line(item, version) for item in typed.items]
+    lines = list(starmap(_checked_line, map(_LINE_FIELDS[version], typed.items)))
     total = _checked_text_money(typed.total, "total", MAX_TOTAL)
     bill = _checked_total(total, lines) if version == 1 else _checked_bill(typed, lines, total)
     payment_method = typed.payment_method if version == 1 else main_method(bill["payments"])
@@ -713,16 +703,23 @@ def _checked_order(typed: _TypedOrder, now: datetime, max_clock_skew: timedelta)
     )
 
 
-def _checked_line(item: _TypedItem, version: int) -> OrderItem:
-    line = OrderItem(
-        dish=_checked_menu_text(item.dish, "dish"),
-        category=_checked_menu_text(item.category, "category"),
-        unit_price=_checked_text_money(item.unit_price, "unit_price", MAX_UNIT_PRICE),
-        quantity=item.quantity,
-    )
-    if version == 1:  # a discount is no field of version 1: ignored, as by the full path
+@functools.lru_cache(maxsize=4096)
+def _checked_line(dish: str, category: str, unit_price: str, quantity: int,
+                  discount: str | UnsetType | None = None) -> OrderItem:
+    """A typed line's fields as its ``OrderItem``, remembered: a menu's lines come again and again."""
+    line = OrderItem(dish=_checked_text(dish, "dish"), category=_checked_text(category, "category"),
+                     unit_price=_checked_money(unit_price, "unit_price", MAX_UNIT_PRICE), quantity=quantity)
+    discount = _given(discount)
+    if discount is None:
         return line
-    return _discounted(line, _given_money(item.discount, "discount"), "discount")
+    return _discounted(line, _checked_money(discount, "discount", MAX_CHARGE, zero=True), "discount")
+
+
+_LINE_FIELDS = {
+    1: attrgetter("dish", "category", "unit_price", "quantity"),  # a discount is no field of version 1:
+    2: attrgetter("dish", "category", "unit_price", "quantity", "discount"),  # ignored, as by the full path
+}
+"""What reads a typed line's fields as ``_checked_line``'s arguments, by the order's version."""
 
 
 def _checked_bill(typed: _TypedOrder, lines: list[OrderItem], total: Decimal) -> dict[str, Any]:
