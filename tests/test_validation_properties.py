@@ -558,6 +558,14 @@ def test_near_valid_orders_are_accepted_only_when_they_fit_the_schema(raw: bytes
     outcome(raw)
 
 
+@FAST
+@given(st.lists(NEAR_VALID, min_size=2, max_size=6))
+def test_what_the_fast_path_remembers_of_one_message_changes_no_later_outcome(raws: list[bytes]):
+    """Lines and charges the fast path remembers come from earlier messages that share them."""
+    for raw in raws:
+        outcome(raw)
+
+
 @pytest.mark.parametrize("raw", VALID_MESSAGES, ids=range(len(VALID_MESSAGES)))
 def test_the_valid_messages_the_properties_start_from_are_accepted(raw: bytes):
     assert_fits_schema(parse_order(raw, max_clock_skew=SKEW, now=NOW))
