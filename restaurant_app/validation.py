@@ -376,7 +376,9 @@ def _store(payload: dict[str, Any]) -> str:
     return _checked_store(value)
 
 
+@functools.lru_cache(maxsize=1024)
 def _checked_store(value: str) -> str:
+    """``value`` if it is a store id; remembered, as a chain's few stores come again and again."""
     if not STORE_ID.fullmatch(value):
         raise InvalidOrder(
             f"'store_id' must be 1 to {MAX_STORE_ID_LENGTH} lowercase letters, digits, '-' or '_',"
@@ -516,7 +518,8 @@ def _checked_money(value: int | Decimal | str, label: str, limit: Decimal, zero:
 
 
 _checked_text_money = functools.lru_cache(maxsize=4096)(_checked_money)
-"""``_checked_money`` of an amount written as text, remembered: a menu's prices come again and again.
+"""``_checked_money`` of an amount written as text, remembered: a total or a payment of a common basket
+comes again and again.
 Only text: equal numbers of other types (``1`` and ``Decimal("1.00")``) would share an entry."""
 
 
@@ -639,8 +642,8 @@ def _strings(typed: _TypedOrder) -> int:
     """How many JSON strings the message of ``typed`` has if no key is given twice."""
     items = typed.items
     payments = 0 if typed.payments is UNSET else _PAYMENT_STRINGS * len(typed.payments)
-    return (_ORDER_STRINGS + _optional_strings(_OPTIONAL_FIELDS(typed)) + _LINE_STRINGS * len(items)
-            + _optional_strings(list(map(_OPTIONAL_LINE_FIELD, items))) + payments)
+    optional = (*_OPTIONAL_FIELDS(typed), *map(_OPTIONAL_LINE_FIELD, items))
+    return _ORDER_STRINGS + _LINE_STRINGS * len(items) + payments + _optional_strings(optional)
 
 
 _TYPED_DECODER = msgspec.json.Decoder(_TypedOrder)
@@ -739,11 +742,12 @@ def _checked_bill(typed: _TypedOrder, lines: list[OrderItem], total: Decimal) ->
 
 
 _CHARGE_FIELDS = attrgetter(*CHARGES)
+"""What reads a typed order's ``CHARGES`` as one tuple, in C."""
 
 
 @functools.lru_cache(maxsize=4096)
 def _given_money(value: str | UnsetType | None, label: str) -> Decimal:
-    """A typed charge or discount; 0 if absent or null. Remembered: the same few come again and again."""
+    """A typed amount of ``CHARGES``; 0 if absent or null. Remembered: the same few come again and again."""
     value = _given(value)
     return ZERO if value is None else _checked_money(value, label, MAX_CHARGE, zero=True)
 
