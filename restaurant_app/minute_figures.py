@@ -13,6 +13,14 @@ store's and the chain's. Their columns are those of Spark's staged rows (``repor
 
 from restaurant_app.report_tables import SALES_BREAKDOWNS
 
+TAKEN_BACK = """LEFT JOIN LATERAL (
+    SELECT sum(revenue) FILTER (WHERE kind = 'cancellation') AS cancelled,
+           sum(revenue) FILTER (WHERE kind = 'refund') AS refunded
+    FROM order_events e WHERE e.order_id = o.order_id
+) e ON true"""
+"""What the cancellations and refunds of the order ``o`` took back of its revenue (``e``), in its
+window whenever they came (docs/reports.md), as the report job reads it for Spark too."""
+
 # Each order of the minutes, with its lines added up and its cancellations and refunds, counted
 # for its store and for the chain (store_id ''): one index range of orders per minute, each
 # order's lines and events by key, as Spark reads them (spark_reports.store, SPARK_ORDER_LINES).
@@ -31,14 +39,10 @@ WITH o AS MATERIALIZED (
                sum(i.discount) AS line_discounts
         FROM order_items i WHERE i.order_id = o.order_id AND i.order_created_at = o.created_at
     ) l
-    LEFT JOIN LATERAL (
-        SELECT sum(revenue) FILTER (WHERE kind = 'cancellation') AS cancelled,
-               sum(revenue) FILTER (WHERE kind = 'refund') AS refunded
-        FROM order_events e WHERE e.order_id = o.order_id
-    ) e ON true
+    {taken_back}
     CROSS JOIN LATERAL (VALUES (o.store_id), ('')) AS w (store_id)
     WHERE %(store)s::text IS NULL OR w.store_id = %(store)s
-)"""
+)""".replace("{taken_back}", TAKEN_BACK)
 
 # The dishes of each minute and store, ranked as Spark ranks them: by quantity, then by name in
 # byte order (COLLATE "C", as Spark compares strings); a dish's revenue is its lines after their

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 from restaurant_app.business_day import SQL_DAY_START, shift
-from restaurant_app.minute_figures import MINUTE_DISHES, MINUTE_SALES
+from restaurant_app.minute_figures import MINUTE_DISHES, MINUTE_SALES, TAKEN_BACK
 from restaurant_app.report_tables import (
     BILL_FIGURES,
     CHAIN_STORE,
@@ -166,11 +166,7 @@ CROSS JOIN LATERAL (
     SELECT * FROM order_items i
     WHERE i.order_id = o.order_id AND i.order_created_at = o.created_at OFFSET 0
 ) i
-LEFT JOIN LATERAL (
-    SELECT sum(revenue) FILTER (WHERE kind = 'cancellation') AS cancelled,
-           sum(revenue) FILTER (WHERE kind = 'refund') AS refunded
-    FROM order_events e WHERE e.order_id = o.order_id
-) e ON true
+""" + TAKEN_BACK + """
 WHERE s.kind = 'minute'
 """
 
