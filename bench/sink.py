@@ -1,10 +1,15 @@
-"""``python -m bench.sink``: the worker's CPU per order in ``PostgresOrderSink.save``, alone.
+"""``python -m bench.sink``: what ``PostgresOrderSink.save`` costs per order, alone.
 
 Starts a scratch PostgreSQL under bench/.work/ (no Kafka, no worker), generates ``--batches``
 batches of ``--batch`` orders of a 50-store chain, checked by ``parse_order`` as the worker checks
 them, and stores every batch through the real save path into a new database, ``--runs`` times.
-Prints each run's CPU µs per order spent in ``save`` by this process (``time.process_time``, so
-PostgreSQL's own work is not counted), then their min and median.
+Prints, for each run and then as min, median and max over the runs, three costs per order:
+
+- the worker's CPU µs spent in ``save`` by this process (``time.process_time``);
+- PostgreSQL's CPU µs: the user and system time of the sink's one pooled connection's backend
+  (``/proc/<pg_backend_pid()>/stat``; the scratch PostgreSQL is local), so neither the other
+  server processes (checkpointer, WAL writer, autovacuum) nor this process are counted;
+- the bytes of WAL written (``pg_current_wal_lsn()`` before and after the batches).
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +41,25 @@ WARM_UP_ORDERS = 200
 """Stored before the measured batches, so that the pool's connection and its staging tables exist."""
 
 log = logging.getLogger("bench")
+
+BACKEND = "SELECT pg_backend_pid(), pg_current_wal_lsn()"
+WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)"
+
+
+@dataclass(frozen=True)
+class Costs:
+    """A run's costs per stored order."""
+
+    worker_us: float
+    postgres_us: float
+    wal_bytes: float
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """A local process's user and system CPU time so far (``/proc/<pid>/stat``, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batches(count: int, size: int, seed: int, whole_bills: bool) -> list[list[Accepted]]:
@@ -54,8 +80,8 @@ def accepted(orders: list[Order], offset: int = 0) -> list[Accepted]:
     return [Accepted(order, Source("orders", 0, offset + n, b"")) for n, order in enumerate(orders)]
 
 
-async def store_all(database_url: str, work: list[list[Accepted]], warm_up: list[Accepted]) -> float:
-    """Store ``warm_up``, then every batch of ``work``; the CPU µs per order of the batches' saves."""
+async def store_all(database_url: str, work: list[list[Accepted]], warm_up: list[Accepted]) -> Costs:
+    """Store ``warm_up``, then every batch of ``work``; what the batches' saves cost per order."""
     database = Database(database_url, max_size=1)
     sink = PostgresOrderSink(database)
     await sink.ready()
@@ -63,13 +89,20 @@ async def store_all(database_url: str, work: list[list[Accepted]], warm_up: list
         async with await database.connect() as conn:
             await keep_partitions(conn)
         await sink.save(warm_up)
+        async with database.pool.connection() as conn:  # the pool's one connection: the sink's backend
+            backend, start_lsn = await (await conn.execute(BACKEND)).fetchone()
+        backend_start = process_cpu_seconds(backend)
         cpu = 0.0
         for batch in work:
             before = time.process_time()
             saved = await sink.save(batch)
             cpu += time.process_time() - before
             assert saved.new_orders == len(batch), f"{saved.new_orders} of {len(batch)} stored"
-        return cpu * 1e6 / sum(len(batch) for batch in work)
+        backend_cpu = process_cpu_seconds(backend) - backend_start
+        async with database.pool.connection() as conn:
+            wal = (await (await conn.execute(WAL_SINCE, (start_lsn,))).fetchone())[0]
+        orders = sum(len(batch) for batch in work)
+        return Costs(cpu * 1e6 / orders, backend_cpu * 1e6 / orders, float(wal) / orders)
     finally:
         await database.close()
 
@@ -95,12 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(1, args.runs + 1):
             postgres.create_database(f"sink_{run}")
             results.append(asyncio.run(store_all(postgres.url(f"sink_{run}"), work, warm_up)))
-            log.info("run %d: %.2f CPU µs per order in save", run, results[-1])
+            costs = results[-1]
+            log.info("run %d: per order, %.2f CPU µs in save, PostgreSQL %.1f CPU µs, %.0f bytes of WAL",
+                     run, costs.worker_us, costs.postgres_us, costs.wal_bytes)
     finally:
         postgres.stop()
-    print(f"save, CPU µs per order over {args.runs} runs of {args.batches} x {args.batch:,} orders"
-          f" ({'version 2' if args.whole_bills else 'version 1'}): min {min(results):.2f},"
-          f" median {statistics.median(results):.2f}, max {max(results):.2f}")
+    print(f"save, per order over {args.runs} runs of {args.batches} x {args.batch:,} orders"
+          f" ({'version 2' if args.whole_bills else 'version 1'}): min, median, max")
+    for name, unit, values in (("worker CPU", "µs", [c.worker_us for c in results]),
+                               ("PostgreSQL CPU", "µs", [c.postgres_us for c in results]),
+                               ("WAL", "bytes", [c.wal_bytes for c in results])):
+        print(f"  {name:<15} {min(values):8.2f} {statistics.median(values):8.2f} {max(values):8.2f} {unit}")
     return 0
 
 
