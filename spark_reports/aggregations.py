@@ -63,16 +63,19 @@ class Reports:
 
 def build_reports(inputs: Inputs) -> Reports:
     """Every report row and insight affected by the recomputed minutes."""
-    fresh_minutes, fresh_minute_dishes = minute_totals(inputs.lines)
-    fresh_keys = fresh_minutes.select("period_start").distinct()
-    around = replace(parse_stored(inputs.stored_minutes), fresh_minutes.drop("unique_customers", ORDER_LINES),
+    # The recomputed minutes are kept by a Spark job of their own, before the frames that use
+    # them: a Spark Connect plan is a tree, so each use would be a copy of their aggregation for
+    # the server to analyse again, and analysis was the largest part of a small run's CPU
+    # (python -m bench.spark_profile). A second job keeps the minutes around them with their
+    # dishes and the anomalies' trailing figures: in a small run, one job costs far less than
+    # a job apiece.
+    minutes, minute_dishes = kept(*minute_totals(inputs.lines))
+    fresh_keys = minutes.select("period_start").distinct()
+    around = replace(parse_stored(inputs.stored_minutes), minutes.drop("unique_customers", ORDER_LINES),
                      fresh_keys)
-    # One Spark job keeps the fresh minutes, the minutes around them with their dishes, and the
-    # anomalies' trailing figures: in a small run, computing the fresh minutes again for each
-    # costs far less than a job apiece.
-    minutes, minute_dishes, context_minutes, context_minute_dishes, scored = kept(
-        fresh_minutes, fresh_minute_dishes, around,
-        replace(inputs.stored_minute_dishes, fresh_minute_dishes, fresh_keys),
+    context_minutes, context_minute_dishes, scored = kept(
+        around,
+        replace(inputs.stored_minute_dishes, minute_dishes, fresh_keys),
         trailing_figures(around, fresh_keys),
     )
     hour_keys = (minutes.select(F.date_trunc("hour", "period_start").alias("period_start"))
