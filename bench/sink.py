@@ -7,7 +7,7 @@ Prints, for each run and then as min, median and max over the runs, three costs 
 
 - the worker's CPU µs spent in ``save`` by this process (``time.process_time``);
 - PostgreSQL's CPU µs: the user and system time of the sink's one pooled connection's backend
-  (``/proc/<pg_backend_pid()>/stat``; the scratch PostgreSQL is local), so neither the other
+  (``pg_backend_pid()``, read by psutil; the scratch PostgreSQL is local), so neither the other
   server processes (checkpointer, WAL writer, autovacuum) nor this process are counted;
 - the bytes of WAL written (``pg_current_wal_lsn()`` before and after the batches).
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -26,6 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
+
+from bench.monitor import process_tree_cpu
 from infra.postgres import PostgresServer
 from infra.stack import free_port
 from restaurant_app.database import Database
@@ -53,13 +55,6 @@ class Costs:
     worker_us: float
     postgres_us: float
     wal_bytes: float
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """A local process's user and system CPU time so far (``/proc/<pid>/stat``, fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batches(count: int, size: int, seed: int, whole_bills: bool) -> list[list[Accepted]]:
@@ -90,15 +85,16 @@ async def store_all(database_url: str, work: list[list[Accepted]], warm_up: list
             await keep_partitions(conn)
         await sink.save(warm_up)
         async with database.pool.connection() as conn:  # the pool's one connection: the sink's backend
-            backend, start_lsn = await (await conn.execute(BACKEND)).fetchone()
-        backend_start = process_cpu_seconds(backend)
+            pid, start_lsn = await (await conn.execute(BACKEND)).fetchone()
+        backend = psutil.Process(pid)  # a backend starts no process: its tree is itself
+        backend_start = process_tree_cpu(backend)
         cpu = 0.0
         for batch in work:
             before = time.process_time()
             saved = await sink.save(batch)
             cpu += time.process_time() - before
             assert saved.new_orders == len(batch), f"{saved.new_orders} of {len(batch)} stored"
-        backend_cpu = process_cpu_seconds(backend) - backend_start
+        backend_cpu = process_tree_cpu(backend) - backend_start
         async with database.pool.connection() as conn:
             wal = (await (await conn.execute(WAL_SINCE, (start_lsn,))).fetchone())[0]
         orders = sum(len(batch) for batch in work)
