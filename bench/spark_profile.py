@@ -60,10 +60,15 @@ log = logging.getLogger("bench")
 
 
 def samples(recording: Path) -> Iterator[list[str]]:
-    """Each execution sample's frames, leaf first, as ``class.method``."""
+    """Each execution sample of a JFR ``recording``, as ``stacks`` reads ``jfr print``'s text."""
     jfr = Path(java_executable()).resolve().with_name("jfr")
     printed = subprocess.run([str(jfr), "print", "--events", "jdk.ExecutionSample", "--stack-depth", "2048",
                               str(recording)], capture_output=True, text=True, check=True).stdout
+    return stacks(printed)
+
+
+def stacks(printed: str) -> Iterator[list[str]]:
+    """Each event's frames in ``jfr print``'s text, leaf first, as ``class.method``."""
     frames: list[str] = []
     for line in printed.splitlines():
         match = FRAME.match(line)
