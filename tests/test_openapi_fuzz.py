@@ -22,6 +22,13 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
           "response_headers_conformance", "response_schema_conformance")
 """Whatever the request: a documented status, media type, headers and body. (A store the schema
 allows may still be unknown, a 400, so ``positive_data_acceptance`` is not among them.)"""
+SERVER_ERRORS_DOCUMENTED = """\
+# A POST /api/orders that Kafka does not acknowledge within its 15 s is the documented 503 (retry):
+# a loaded run's broker once stalled for 29 s in the middle of the run. status_code_conformance
+# still fails any 503 an operation does not document, and not_a_server_error any other 5xx.
+[checks.not_a_server_error]
+expected-statuses = ["2xx", "3xx", "4xx", "503"]
+"""
 EXAMPLES = 12
 """Generated cases per operation and phase: enough to reach every parameter, a few seconds in all."""
 
@@ -46,8 +53,11 @@ def test_every_documented_endpoint_answers_as_its_openapi_document_says(worker: 
     # the documented 503, which "not_a_server_error" counts as a failure. So one order is taken first.
     wait_until(lambda: kafka_takes_an_order(worker.url), timeout=120,
                message="Kafka never acknowledged a posted order")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(SERVER_ERRORS_DOCUMENTED)
     run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{worker.url}/api/openapi.json",
+        [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+         f"{worker.url}/api/openapi.json",
          "--checks", ",".join(CHECKS), "--max-examples", str(EXAMPLES), "--seed", "20",
          "--workers", "1", "--request-timeout", "20", "--no-shrink", "--wait-for-schema", "30",
          "--report", "junit", "--report-dir", str(tmp_path)],
