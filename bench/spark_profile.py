@@ -22,20 +22,20 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
 from bench.monitor import process_tree_cpu
+from bench.pipeline import spark_connect_server
 from bench.reports import NewOrders, WorkerLauncher, bulk_load, history_end
 from infra.postgres import PostgresServer
 from infra.spark_connect import SparkConnectServer
 from infra.stack import free_port
 from restaurant_app.database import Database
 from restaurant_app.java_runtime import java_executable
-from restaurant_app.settings import Settings
 from restaurant_app.traffic import OrderGenerator
 
 WORK_DIR = Path(__file__).resolve().parent / ".work" / "spark-profile"
@@ -88,6 +88,20 @@ def phase(frames: list[str]) -> str:
     return "other"
 
 
+@contextmanager
+def deep_stacks() -> Iterator[None]:
+    """JVMs started meanwhile keep ``DEEP_STACKS`` (``JAVA_TOOL_OPTIONS``, restored after)."""
+    before = os.environ.get("JAVA_TOOL_OPTIONS")
+    os.environ["JAVA_TOOL_OPTIONS"] = DEEP_STACKS
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["JAVA_TOOL_OPTIONS"]
+        else:
+            os.environ["JAVA_TOOL_OPTIONS"] = before
+
+
 def profile(history: int, warm_up: int, runs: int) -> None:
     shutil.rmtree(WORK_DIR, ignore_errors=True)
     postgres = PostgresServer(WORK_DIR / "postgres", free_port())
@@ -98,17 +112,8 @@ def profile(history: int, warm_up: int, runs: int) -> None:
         asyncio.run(Database(url).migrate())
         bulk_load(url, 0, history - 1, history_end())
         new_orders = NewOrders(url, OrderGenerator(42), datetime.now(UTC).replace(second=0, microsecond=0))
-        server = SparkConnectServer(WORK_DIR / "spark-connect", free_port(),
-                                    timezone=Settings.from_env().restaurant_timezone)
-        os.environ["JAVA_TOOL_OPTIONS"] = DEEP_STACKS
-        try:
-            server.start()
-        finally:
-            del os.environ["JAVA_TOOL_OPTIONS"]
-        try:
+        with deep_stacks(), spark_connect_server(WORK_DIR / "spark-connect") as server:
             measure(server, url, new_orders, warm_up, runs)
-        finally:
-            server.stop()
     finally:
         postgres.stop()
 
