@@ -122,6 +122,12 @@ LATENCY_FIGURES = [
     Figure("batches_per_s", "Worker: batches stored per second"),
     Figure("orders_per_batch", "Worker: orders per batch", 1),
     Figure("store_ms_per_batch", "Worker: ms to store a batch (`restaurant_batch_store_seconds`)", 1),
+    Figure("worker_us_per_order", "Worker: CPU µs per order at this rate"),
+    Figure("worker_cores", "Cores busy while publishing: worker", 2),
+    Figure("postgres_cores", "Cores busy while publishing: PostgreSQL", 2),
+    Figure("kafka_cores", "Cores busy while publishing: Kafka broker", 2),
+    Figure("producer_cores", "Cores busy while publishing: producer (`produce-orders`)", 2),
+    Figure("all_cores", "Cores busy while publishing: all of the above", 2),
 ]
 
 API_FIGURES = [
@@ -368,7 +374,10 @@ def measure_latency(stack: ScratchStack, args: argparse.Namespace, report: Repor
         f" PostgreSQL less the Kafka message's CreateTime set by the producer (1 ms resolution)."
         f" The worker's batches over the same time come from its `/metrics`: a batch is stored once"
         f" the worker has taken every message it read (or once full, or after"
-        f" `BATCH_WITHIN_SECONDS`), so the time a message waits is mostly the batch before its own.",
+        f" `BATCH_WITHIN_SECONDS`), so the time a message waits is mostly the batch before its own."
+        f" Cores busy are each process's CPU seconds over the publishing time (PostgreSQL's and"
+        f" the worker's whole process trees, the broker's JVM, the producer's process): on this"
+        f" machine's cores they all share, a message waits for a core as well as for its batch.",
         LATENCY_FIGURES,
     )
     report.sections.append(section)

@@ -9,11 +9,15 @@ import math
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psutil
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.commits import order_commit_times
+from bench.monitor import process_tree_cpu, reaped_children_cpu
 from bench.pipeline import pipeline_env, produce_orders, wait_for_orders
 from infra.scratch import ScratchStack, WorkerProcess
 from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
@@ -88,7 +92,8 @@ def latency_run(stack: ScratchStack, rate: float, seconds: float, seed: int,
         wait_for_orders(database_url, WARM_UP_ORDERS, worker, timeout=120)
         before = batch_totals(worker.url)
         log.info("  the worker is consuming; publishing %d orders/s for %.0f s ...", rate, seconds)
-        log.info("  %s", produce_orders(env, count, seed, rate))
+        with busy_cores(stack, worker) as cores:
+            log.info("  %s", produce_orders(env, count, seed, rate))
         wait_for_orders(database_url, WARM_UP_ORDERS + count, worker, timeout=120)
         after = batch_totals(worker.url)
     finally:
@@ -97,7 +102,29 @@ def latency_run(stack: ScratchStack, rate: float, seconds: float, seed: int,
     figures = measure(stack, topic, database_url, WARM_UP_ORDERS + count, WARM_UP_ORDERS)
     return {**figures, "batches_per_s": batches / (count / figures["achieved_rate"]),
             "orders_per_batch": (after["messages"] - before["messages"]) / batches,
-            "store_ms_per_batch": (after["store_s"] - before["store_s"]) / batches * 1000}
+            "store_ms_per_batch": (after["store_s"] - before["store_s"]) / batches * 1000,
+            **{f"{name}_cores": value for name, value in cores.items()},
+            "worker_us_per_order": cores["worker"] * 1e6 / rate}
+
+
+@contextmanager
+def busy_cores(stack: ScratchStack, worker: WorkerProcess) -> Iterator[dict[str, float]]:
+    """Cores each process kept busy while the block ran (filled in on exit): the worker, PostgreSQL,
+    the Kafka broker, the producer (``produce-orders``, a child this process waits for), and all."""
+    assert worker.process is not None, "the worker is not running"
+    groups = {"worker": psutil.Process(worker.process.pid), "postgres": stack.postgres_process(),
+              "kafka": stack.kafka_process()}
+    bench = psutil.Process()
+    start = time.monotonic()
+    before = {name: process_tree_cpu(process) for name, process in groups.items()}
+    producer_before = reaped_children_cpu(bench)
+    cores: dict[str, float] = {}
+    yield cores
+    window = time.monotonic() - start
+    cores.update({name: (process_tree_cpu(process) - before[name]) / window
+                  for name, process in groups.items()})
+    cores["producer"] = (reaped_children_cpu(bench) - producer_before) / window
+    cores["all"] = sum(cores.values())
 
 
 def measure(stack: ScratchStack, topic: str, database_url: str, total: int,
