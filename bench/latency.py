@@ -111,8 +111,7 @@ def latency_run(stack: ScratchStack, rate: float, seconds: float, seed: int,
 def busy_cores(stack: ScratchStack, worker: WorkerProcess) -> Iterator[dict[str, float]]:
     """Cores each process kept busy while the block ran (filled in on exit): the worker, PostgreSQL,
     the Kafka broker, the producer (``produce-orders``, a child this process waits for), and all."""
-    assert worker.process is not None, "the worker is not running"
-    groups = {"worker": psutil.Process(worker.process.pid), "postgres": stack.postgres_process(),
+    groups = {"worker": psutil.Process(worker.pid), "postgres": stack.postgres_process(),
               "kafka": stack.kafka_process()}
     bench = psutil.Process()
     start = time.monotonic()

@@ -18,7 +18,7 @@ def test_busy_cores_counts_each_process_and_the_producer_it_waited_for():
     try:
         stack = SimpleNamespace(postgres_process=lambda: psutil.Process(idle.pid),
                                 kafka_process=lambda: psutil.Process(idle.pid))
-        worker = SimpleNamespace(process=SimpleNamespace(pid=spinner.pid))
+        worker = SimpleNamespace(pid=spinner.pid)
         with busy_cores(stack, worker) as cores:  # type: ignore[arg-type]
             assert cores == {}, "filled in only when the block ends"
             subprocess.run([sys.executable, "-c", SPIN], check=True)  # the producer, waited for
