@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import NamedTuple, TypeVar
 
@@ -25,7 +25,7 @@ from faust import StreamT
 from faust.types import EventT, Message
 
 from restaurant_app import metrics
-from restaurant_app.batches import take_batches
+from restaurant_app.batches import Taken, take_batches
 from restaurant_app.database import until_available
 from restaurant_app.dead_letters import DeadLetterPublisher
 from restaurant_app.fast_consumer import messages_of
@@ -219,12 +219,7 @@ async def persist_orders(stream: StreamT) -> None:
     storing: asyncio.Task[None] | None = None
     try:
         async for events in batches:
-            for chunk in chunks(events, settings.batch_max_orders):
-                messages = [message for event in chunk for message in messages_of(event)]
-                batch = await until_done(lambda m=messages: validated(m), messages)
-                if storing is not None:
-                    await storing  # the batch before: stored and acknowledged first
-                storing = asyncio.create_task(store_and_acknowledge(stream, chunk, messages, batch))
+            storing = await store_in_chunks(stream, events, storing)
         if storing is not None:
             await storing
     finally:
@@ -232,14 +227,36 @@ async def persist_orders(stream: StreamT) -> None:
             storing.cancel()  # not acknowledged: Kafka delivers it again
 
 
-def chunks(events: Sequence[EventT], most: int) -> Iterator[Sequence[EventT]]:
-    """The events in runs of about ``most`` messages, whole: the consumer hands on up to ``most``
-    messages as one event (``MessageBatch``), and a take gathers up to ``most`` events."""
-    start, count = 0, 0
+async def store_in_chunks(stream: StreamT, events: Taken, storing: asyncio.Task[None] | None
+                          ) -> asyncio.Task[None] | None:
+    """Validate the events a chunk at a time, each while the chunk before is stored; return the last
+    chunk's store, still running.
+
+    A chunk leaves ``events`` as its store starts. A rebalance empties ``events``: the chunks not
+    yet being stored are left, unacknowledged, for Kafka to deliver again, so that the revocation
+    waits for one store only.
+    """
+    while events:
+        size = leading_run(events, settings.batch_max_orders)
+        chunk = events[:size]
+        messages = [message for event in chunk for message in messages_of(event)]
+        batch = await until_done(lambda m=messages: validated(m), messages)
+        if storing is not None:
+            await storing  # the batch before: stored and acknowledged first
+        if not events:
+            break
+        del events[:size]
+        storing = asyncio.create_task(store_and_acknowledge(stream, chunk, messages, batch))
+    return storing
+
+
+def leading_run(events: Sequence[EventT], most: int) -> int:
+    """How many of the first events make a run of about ``most`` messages, whole: the consumer
+    hands on up to ``most`` messages as one event (``MessageBatch``), and a take gathers up to
+    ``most`` events."""
+    count = 0
     for end, event in enumerate(events, start=1):
         count += len(messages_of(event))
         if count >= most:
-            yield events[start:end]
-            start, count = end, 0
-    if start < len(events):
-        yield events[start:]
+            return end
+    return len(events)

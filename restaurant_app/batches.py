@@ -7,18 +7,58 @@ it fetched and the stream has taken all it was given: a quiet stream's orders ar
 once, while under load the messages that arrive during one batch's transaction make the next
 one (up to ``max_``). ``within`` stays the longest a message waits for its batch to start.
 Events are not acknowledged here: the caller acknowledges each batch once it is stored.
+
+In a rebalance Faust clears the streams' queues, so that the revocation waits only for the events
+being processed, and then seeks every partition it keeps back to its committed offset. The
+batches here are cleared with them (``Taken``): what was taken and not yet stored is delivered
+again, to whichever worker then holds its partition, instead of holding the whole group's
+rebalance until this worker has stored all it had fetched (up to ``INGEST_MAX_BYTES``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from faust import StreamT
-from faust.types import EventT
+from faust.types import AppT, EventT
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
+
+
+class Taken(list[EventT]):
+    """Events taken from a stream and not yet being stored.
+
+    Faust's flow control clears it in a rebalance, as it clears the streams' queues: its events
+    are dropped unacknowledged, and Faust's revocation no longer waits for them. It is equal only
+    to itself, as the flow control's ``WeakSet`` needs.
+    """
+
+    __eq__ = object.__eq__  # type: ignore[assignment]
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __init__(self, stream: StreamT, events: Iterable[EventT] = ()) -> None:
+        super().__init__(events)
+        self.app = stream.app
+        self.app.flow_control.manage_queue(self)  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        drop(self.app, self)
+        super().clear()
+
+
+def drop(app: AppT, events: Iterable[EventT]) -> None:
+    """Leave ``events`` unacknowledged, and Faust's revocation no longer waiting for them: Kafka
+    delivers their messages again, from the offsets last committed."""
+    unacked = app.consumer._unacked_messages  # type: ignore[attr-defined]
+    for event in events:
+        unacked.discard(event.message)
+
+
+def rebalancing(app: AppT, event: EventT) -> bool:
+    """Whether a rebalance has begun since ``event`` was fetched (Faust's stream skips such an event)."""
+    return not app.flow_control.is_active() or event.message.generation_id != app.consumer_generation_id
 
 
 def caught_up(stream: StreamT) -> bool:
@@ -27,10 +67,11 @@ def caught_up(stream: StreamT) -> bool:
     return handed_on_all and stream.channel.queue.empty()
 
 
-async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterator[list[EventT]]:
+async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterator[Taken]:
     """Batches of at most ``max_`` events, each handed on once full, once the stream has caught
-    up with the consumer, or ``within`` seconds after the wait for it began."""
-    buffer: list[EventT] = []
+    up with the consumer, or ``within`` seconds after the wait for it began; a rebalance empties
+    the batch being handed on and the one being gathered."""
+    buffer = Taken(stream)
     ready = asyncio.Event()
     consumed = asyncio.Event()
     consuming: asyncio.Future[Any] | None = None
@@ -45,6 +86,9 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
         event = stream.current_event
         if event is None:
             raise RuntimeError("The batch found no current event for a value")
+        if rebalancing(stream.app, event):  # while it waited for the batch before
+            drop(stream.app, [event])
+            return value
         buffer.append(event)
         if len(buffer) >= max_:
             ready.set()
@@ -65,10 +109,10 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
             if not buffer:
                 continue
             consuming = stream.loop.create_future()
+            handed_on, buffer = buffer, Taken(stream)
             try:
-                yield list(buffer)
+                yield handed_on
             finally:
-                buffer.clear()
                 notify(consuming)
                 consumed.set()
     finally:

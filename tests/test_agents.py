@@ -15,9 +15,10 @@ from faust.types import Message
 import agents.generator
 import agents.persistence
 from agents.generator import PUBLISH_ATTEMPTS, place_orders
-from agents.persistence import chunks, persist_orders
+from agents.persistence import leading_run, persist_orders
 from restaurant_app import database as database_module
 from restaurant_app import dead_letters as dead_letters_module
+from restaurant_app.batches import Taken
 from restaurant_app.fast_consumer import MessageBatch, message_bytes, messages_of
 from restaurant_app.models import Order
 from restaurant_app.order_sink import InMemoryOrderSink, Rejection, RowsRefused
@@ -119,9 +120,26 @@ def test_a_take_is_stored_in_runs_of_whole_events_of_about_the_batch_size():
         return SimpleNamespace(message=MessageBatch(messages, 0) if size > 1 else messages[0])
 
     events = [event(3), event(1), event(4), event(1), event(2)]
-    runs = list(chunks(events, 4))
+    runs = []
+    while events:
+        size = leading_run(events, 4)
+        runs.append(events[:size])
+        del events[:size]
     assert [[len(messages_of(e)) for e in run] for run in runs] == [[3, 1], [4], [1, 2]]
 
+
+
+def test_a_rebalance_drops_what_was_taken_and_not_yet_stored_and_stops_waiting_for_it():
+    app = persist_orders.app
+    kept, dropped = (Message("t", 0, n, 0.0, 0, None, None, b"", None) for n in (1, 2))
+    unacked = app.consumer._unacked_messages
+    unacked.update((kept, dropped))
+    taken = Taken(SimpleNamespace(app=app), [SimpleNamespace(message=dropped)])
+    app.flow_control.clear()  # as Faust does when partitions are revoked
+    assert len(taken) == 0
+    assert dropped not in unacked
+    assert kept in unacked  # what is being stored is still waited for
+    unacked.discard(kept)
 
 async def test_a_database_outage_is_waited_out_without_losing_the_batch(
     sink: InMemoryOrderSink, dead_letters: list

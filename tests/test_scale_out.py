@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.process import spawn, terminate
-from infra.scratch import ScratchStack, WorkerProcess
+from infra.scratch import ScratchStack, WorkerProcess, faust_command
 from infra.stack import free_port, local_kafka
 from restaurant_app.kafka_probe import min_insync_replicas, replication_factor
 from restaurant_app.kafka_transport import FastTransport
@@ -467,3 +467,51 @@ def test_a_worker_frozen_mid_stream_and_thawed_after_the_group_moved_on_duplicat
     finally:
         for worker in workers:
             worker.stop()
+
+
+
+STORED = re.compile(r"Stored (\d+) new order\(s\) in PostgreSQL \((\d+) already there")
+REVOKING = "Revoking previously assigned partitions"
+"""aiokafka's line before the table of the partitions it revokes (an empty set: on the same line)."""
+
+
+def stored(lines: list[str]) -> tuple[int, int]:
+    """(new orders, orders already there) that these lines of a worker's log say it stored."""
+    found = [m for m in map(STORED.search, lines) if m]
+    return sum(int(m[1]) for m in found), sum(int(m[2]) for m in found)
+
+
+def while_revoking(log: str) -> list[str]:
+    """The lines of a worker's log from its first revocation of partitions to its next join."""
+    lines = log.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.rstrip().endswith(REVOKING))
+    end = next(n for n, line in enumerate(lines[start:], start) if "Joined group" in line)
+    return lines[start:end]
+
+
+@pytest.mark.integration
+def test_a_worker_joining_over_a_backlog_gets_its_partitions_after_one_batch(
+    stack: ScratchStack, database_url: str, tmp_path: Path
+):
+    """The first worker has fetched the whole backlog when the second joins: it hands over the
+    partitions once the batch in its transaction is stored, not once it has stored all it held."""
+    batch, backlog = 500, 60_000
+    env = worker_env(stack.bootstrap_servers, database_url, SIMULATED_STORES="50",
+                     BATCH_MAX_ORDERS=str(batch))
+    subprocess.run(faust_command("produce-orders", "--count", str(backlog), "--seed", "7"), cwd=PROJECT_ROOT,
+                   env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    workers = [WorkerProcess({**env, "DATA_DIR": str(tmp_path / f"data-{i}")}, tmp_path / f"worker-{i}.log")
+               for i in (1, 2)]
+    try:
+        workers[0].start(ready_timeout=240)
+        wait_until(lambda: len(stored_ids(database_url)) >= batch, timeout=180, message="no order was stored")
+        workers[1].start(ready_timeout=240)
+        wait_until(lambda: len(stored_ids(database_url)) == backlog, timeout=300,
+                   message="the two workers did not store the backlog")
+    finally:
+        for worker in workers:
+            worker.stop()
+    first, second = (worker.log_file.read_text(errors="replace") for worker in workers)
+    assert sum(stored(while_revoking(first))) <= batch, "the first worker held the rebalance to store more"
+    assert stored(second.splitlines())[0] > 0, "the second worker stored no order"
+    assert_stored_exactly_once(database_url, topic_order_ids(stack.bootstrap_servers, env["ORDERS_TOPIC"]))
