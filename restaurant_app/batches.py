@@ -44,16 +44,9 @@ class Taken(list[EventT]):
         self.app.flow_control.manage_queue(self)  # type: ignore[arg-type]
 
     def clear(self) -> None:
-        drop(self.app, self)
+        for event in self:
+            self.app.consumer.drop(event.message)  # type: ignore[attr-defined]
         super().clear()
-
-
-def drop(app: AppT, events: Iterable[EventT]) -> None:
-    """Leave ``events`` unacknowledged, and Faust's revocation no longer waiting for them: Kafka
-    delivers their messages again, from the offsets last committed."""
-    unacked = app.consumer._unacked_messages  # type: ignore[attr-defined]
-    for event in events:
-        unacked.discard(event.message)
 
 
 def rebalancing(app: AppT, event: EventT) -> bool:
@@ -87,7 +80,7 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
         if event is None:
             raise RuntimeError("The batch found no current event for a value")
         if rebalancing(stream.app, event):  # while it waited for the batch before
-            drop(stream.app, [event])
+            stream.app.consumer.drop(event.message)  # type: ignore[attr-defined]
             return value
         buffer.append(event)
         if len(buffer) >= max_:

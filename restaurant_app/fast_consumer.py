@@ -84,7 +84,7 @@ class FastConsumer(aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self.bytes_in_flight = 0
         self.in_flight: WeakSet[Message] = WeakSet()
-        """Messages (and batches) handed on, not acknowledged; one dropped in a rebalance leaves by itself."""
+        """Messages (and batches) handed on and not acknowledged; one Faust drops leaves by itself."""
         self.handed_on_all = True
         """No message fetched is still to be handed on (``restaurant_app.batches`` flushes then)."""
 
@@ -102,12 +102,16 @@ class FastConsumer(aiokafka.Consumer):
 
     def ack(self, message: Message) -> bool:
         """Faust's acknowledgement (of each message of a batch); the bytes are no longer in flight."""
-        if message in self.in_flight:
-            self.in_flight.discard(message)
-            self.bytes_in_flight -= message_bytes(message)
+        self._count_out(message)
         if isinstance(message, MessageBatch):
             return self._ack_batch(message)
         return super().ack(message)
+
+    def drop(self, message: Message) -> None:
+        """Leave ``message`` (or batch) unacknowledged and forget it, as a rebalance drops it: Faust's
+        revocation no longer waits for it, and Kafka delivers it again from the offset last committed."""
+        self._count_out(message)
+        self._unacked_messages.discard(message)
 
     def _ack_batch(self, batch: MessageBatch) -> bool:
         """``Consumer.ack`` for each message of ``batch``, at once: its offsets become committable."""
@@ -145,6 +149,11 @@ class FastConsumer(aiokafka.Consumer):
     def _count_in(self, message: Message, size: int) -> None:
         self.in_flight.add(message)
         self.bytes_in_flight += size
+
+    def _count_out(self, message: Message) -> None:
+        if message in self.in_flight:
+            self.in_flight.discard(message)
+            self.bytes_in_flight -= message_bytes(message)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         """Faust's fetch loop (``faust.transport.consumer.Consumer``), without a task per message."""

@@ -128,18 +128,23 @@ def test_a_take_is_stored_in_runs_of_whole_events_of_about_the_batch_size():
     assert [[len(messages_of(e)) for e in run] for run in runs] == [[3, 1], [4], [1, 2]]
 
 
-
 def test_a_rebalance_drops_what_was_taken_and_not_yet_stored_and_stops_waiting_for_it():
     app = persist_orders.app
-    kept, dropped = (Message("t", 0, n, 0.0, 0, None, None, b"", None) for n in (1, 2))
-    unacked = app.consumer._unacked_messages
-    unacked.update((kept, dropped))
+    consumer = app.consumer
+    kept, dropped = (Message("t", 0, n, 0.0, 0, None, None, b"x" * 10, None) for n in (1, 2))
+    consumer._unacked_messages.update((kept, dropped))
+    for message in (kept, dropped):
+        consumer._count_in(message, message_bytes(message))
+    bytes_before = consumer.bytes_in_flight
     taken = Taken(SimpleNamespace(app=app), [SimpleNamespace(message=dropped)])
     app.flow_control.clear()  # as Faust does when partitions are revoked
     assert len(taken) == 0
-    assert dropped not in unacked
-    assert kept in unacked  # what is being stored is still waited for
-    unacked.discard(kept)
+    assert dropped not in consumer._unacked_messages
+    assert dropped not in consumer.in_flight
+    assert consumer.bytes_in_flight == bytes_before - 10
+    assert kept in consumer._unacked_messages  # what is being stored is still waited for
+    consumer.drop(kept)
+
 
 async def test_a_database_outage_is_waited_out_without_losing_the_batch(
     sink: InMemoryOrderSink, dead_letters: list

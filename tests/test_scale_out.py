@@ -469,7 +469,6 @@ def test_a_worker_frozen_mid_stream_and_thawed_after_the_group_moved_on_duplicat
             worker.stop()
 
 
-
 STORED = re.compile(r"Stored (\d+) new order\(s\) in PostgreSQL \((\d+) already there")
 REVOKING = "Revoking previously assigned partitions"
 """aiokafka's line before the table of the partitions it revokes (an empty set: on the same line)."""
