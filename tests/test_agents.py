@@ -15,7 +15,7 @@ from faust.types import Message
 import agents.generator
 import agents.persistence
 from agents.generator import PUBLISH_ATTEMPTS, place_orders
-from agents.persistence import leading_run, persist_orders
+from agents.persistence import VALIDATE_BETWEEN_YIELDS, leading_run, persist_orders, validated
 from restaurant_app import database as database_module
 from restaurant_app import dead_letters as dead_letters_module
 from restaurant_app.batches import Taken
@@ -126,6 +126,27 @@ def test_a_take_is_stored_in_runs_of_whole_events_of_about_the_batch_size():
         runs.append(events[:size])
         del events[:size]
     assert [[len(messages_of(e)) for e in run] for run in runs] == [[3, 1], [4], [1, 2]]
+
+
+async def test_validation_lets_the_store_beside_it_run_and_still_keeps_a_repeated_order_once():
+    generator = OrderGenerator(seed=11)
+    orders = [generator.order() for _ in range(2 * VALIDATE_BETWEEN_YIELDS)]
+    values = [order.dumps() for order in orders] + [orders[0].dumps()]  # the first again, past a yield
+    messages = [Message("t", 0, n, 0.0, 0, None, None, value, None) for n, value in enumerate(values)]
+    turns = 0
+
+    async def beside() -> None:  # as the store's task: it runs whenever validation lets it
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    store = asyncio.create_task(beside())
+    batch = await validated(messages)
+    store.cancel()
+    assert turns >= 2, "the task beside validation ran only once it was over"
+    assert [a.order.order_id for a in batch.orders] == [order.order_id for order in orders]
+    assert batch.rejections == [] and batch.order_events == []
 
 
 def test_a_rebalance_drops_what_was_taken_and_not_yet_stored_and_stops_waiting_for_it():
@@ -403,13 +424,13 @@ def gated(monkeypatch: pytest.MonkeyPatch, dead_letters: list) -> GatedSink:
 def validations(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     """The offsets of each batch the agent validates, in order."""
     seen: list[list[int]] = []
-    sort_batch = agents.persistence.sort_batch
+    validated = agents.persistence.validated
 
-    def recorded(messages):
+    async def recorded(messages):
         seen.append([m.offset for m in messages])
-        return sort_batch(messages)
+        return await validated(messages)
 
-    monkeypatch.setattr(agents.persistence, "sort_batch", recorded)
+    monkeypatch.setattr(agents.persistence, "validated", recorded)
     return seen
 
 
