@@ -32,6 +32,7 @@ from bench.quix_peer import COMMIT_INTERVAL, drain_with_peer, quix_python
 from bench.reports import HISTORY_RATE, NEW_ORDERS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
 from bench.soak import POSTGRES_DOWN_SECONDS, samples, second_half, slope_per_hour, slopes, soak_run
+from infra.kafka_broker import GROUP_JOIN_WAIT_MS
 from infra.scratch import ScratchStack, scratch_stack
 from restaurant_app.settings import Settings
 
@@ -248,6 +249,9 @@ def measure_ingest(stack: ScratchStack, args: argparse.Namespace, report: Report
         f" empty database each run) drains a topic preloaded with {args.orders:,} orders of"
         f" {PRELOAD_STORES} stores (seed {args.seed}, by `produce-orders`; Kafka keys an order by"
         f" its store, so they spread over the topic's partitions); then two workers in one group."
+        f" The broker waits {GROUP_JOIN_WAIT_MS / 1000:g} s for an empty group's members before its first"
+        f" assignment (`group.initial.rebalance.delay.ms`, Kafka's default, as the product's brokers"
+        f" have it): two processes started together share the partitions from the start."
         f" In the same run the Quix Streams peer (`bench/quix_peer.py`: Quix Streams 3.28, its stock"
         f" `PostgreSQLSink`, the same rows) drains the same topic with one process, then two in one"
         f" group: like for like. As the worker stores into the tables its migrations made, the peer"
@@ -617,7 +621,7 @@ MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports":
 def run(args: argparse.Namespace, report: Report) -> bool:
     """Run the chosen measurements; one that fails is noted and the others still run."""
     succeeded = True
-    with scratch_stack(WORK_DIR, commit_timestamps=True) as stack:
+    with scratch_stack(WORK_DIR, commit_timestamps=True, rebalance_delay_ms=GROUP_JOIN_WAIT_MS) as stack:
         for name, measure in MEASUREMENTS.items():
             if name not in args.only:
                 continue

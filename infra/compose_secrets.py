@@ -22,7 +22,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from infra.kafka_acls import grant
-from infra.kafka_broker import SECURE_LISTENERS, SERVER_PROPERTIES
+from infra.kafka_broker import GROUP_JOIN_WAIT_MS, SECURE_LISTENERS, SERVER_PROPERTIES
 from infra.kafka_secrets import BROKER_PRINCIPAL, JAVA_CLIENT_PROPERTIES, MECHANISM, KafkaSecrets
 from infra.postgres import set_password
 from infra.secret_file import make_secret, make_spark_auth_file, read_secret
@@ -207,7 +207,8 @@ def broker_properties(node_id: int, host: str, admin_password: str) -> str:
     ).replace("127.0.0.1", host).replace(f"SASL_SSL://{host}:9092,CONTROLLER", "SASL_SSL://:9092,CONTROLLER")
     listeners = listeners.replace(f"CONTROLLER://{host}:9093", "CONTROLLER://:9093")
     return SERVER_PROPERTIES.format(node_id=node_id, voters=voters, data_dir="/var/lib/kafka/data",
-                                    replicas=3, min_insync=2) + listeners
+                                    replicas=3, min_insync=2,
+                                    rebalance_delay_ms=GROUP_JOIN_WAIT_MS) + listeners
 
 
 def _split_pem(pem: str) -> tuple[str, str]:

@@ -25,6 +25,11 @@ from restaurant_app.kafka_probe import (
 )
 from restaurant_app.kafka_security import PLAINTEXT, KafkaSecurity
 
+GROUP_JOIN_WAIT_MS = 3000
+"""Kafka's default ``group.initial.rebalance.delay.ms``: an empty group's first assignment waits this
+long for more members, so that workers started together share the partitions from the start, rather
+than the first taking them all and handing some over in a rebalance. The tests' brokers wait 0."""
+
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id={node_id}
@@ -41,7 +46,7 @@ transaction.state.log.replication.factor={replicas}
 transaction.state.log.min.isr={min_insync}
 share.coordinator.state.topic.replication.factor={replicas}
 share.coordinator.state.topic.min.isr={min_insync}
-group.initial.rebalance.delay.ms=0
+group.initial.rebalance.delay.ms={rebalance_delay_ms}
 log.retention.hours=168
 # The log cleaner takes a 128 MB buffer by default, which a small heap (256m in the tests) may not
 # have to spare at start-up; only the consumer-offsets topic is compacted here.
@@ -111,8 +116,10 @@ class KafkaBroker(ChildProcess):
 
     def __init__(self, home: Path, port: int = 9092, controller_port: int = 9093,
                  heap: str = "512m", log_level: str = "INFO",
-                 membership: Membership = Membership(), secrets: KafkaSecrets | None = None) -> None:
+                 membership: Membership = Membership(), secrets: KafkaSecrets | None = None,
+                 rebalance_delay_ms: int = GROUP_JOIN_WAIT_MS) -> None:
         self.home = home
+        self.rebalance_delay_ms = rebalance_delay_ms
         self.secrets = secrets
         """With secrets, clients must log in with SCRAM over TLS, and ACLs say what each may do."""
         self.port = port
@@ -198,6 +205,7 @@ class KafkaBroker(ChildProcess):
         text = SERVER_PROPERTIES.format(
             node_id=self.membership.node_id, voters=self.membership.voters or self.voter,
             data_dir=self.home / "data", replicas=replicas, min_insync=min_insync_replicas(replicas),
+            rebalance_delay_ms=self.rebalance_delay_ms,
         ) + self._listeners()
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold a password
         with os.fdopen(fd, "w") as file:

@@ -58,15 +58,18 @@ class ScratchStack:
 
 
 @contextmanager
-def scratch_stack(home: Path, *, kafka_heap: str = "512m", commit_timestamps: bool = False
-                  ) -> Iterator[ScratchStack]:
+def scratch_stack(home: Path, *, kafka_heap: str = "512m", commit_timestamps: bool = False,
+                  rebalance_delay_ms: int = 0) -> Iterator[ScratchStack]:
     """Start Kafka and PostgreSQL on free ports in an emptied ``home``; stop them on exit, keep the logs.
 
     ``commit_timestamps`` makes PostgreSQL record when each transaction commits (for latency).
+    ``rebalance_delay_ms``: how long an empty consumer group waits for more members (0: at once,
+    which keeps tests quick; ``GROUP_JOIN_WAIT_MS`` as Kafka's default and the product's brokers).
     """
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    kafka = KafkaBroker(home / "kafka", free_port(), free_port(), heap=kafka_heap, log_level="WARN")
+    kafka = KafkaBroker(home / "kafka", free_port(), free_port(), heap=kafka_heap, log_level="WARN",
+                        rebalance_delay_ms=rebalance_delay_ms)
     postgres = PostgresServer(home / "postgres", free_port())
     kafka.launch()  # the broker's JVM starts while PostgreSQL does
     try:

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from infra import compose_secrets
+from infra.kafka_broker import GROUP_JOIN_WAIT_MS
 from restaurant_app.settings import PROJECT_ROOT, Settings
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -397,6 +398,7 @@ def test_three_kafka_nodes_form_one_cluster_and_the_workers_know_them_all():
         assert listener_address(config["advertised.listeners"]).split(":")[0] == name
         assert config["default.replication.factor"] == "3"
         assert config["min.insync.replicas"] == "2"
+        assert config["group.initial.rebalance.delay.ms"] == str(GROUP_JOIN_WAIT_MS)  # workers join together
         assert any(volume == f"{name}-data:" + config["log.dirs"] for volume in brokers[name]["volumes"])
     advertised = {listener_address(config["advertised.listeners"]) for config in configs.values()}
     for name, service in our_services().items():
