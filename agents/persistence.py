@@ -8,9 +8,9 @@ after it) until it is done, so Faust never commits past a message that was not h
 
 The agent works on two batches at once: while PostgreSQL stores one, the next is taken from
 the stream and validated (a few messages at a time, so that the store's statements go out as
-soon as the ones before are answered). Batches are still stored and acknowledged one after the other, in
-the order they came: the next one's transaction starts only once the one before is stored and
-acknowledged.
+soon as the ones before are answered). Batches are still stored and acknowledged one after the
+other, in the order they came: the next one's transaction starts only once the one before is
+stored and acknowledged.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import NamedTuple, TypeVar
 
@@ -69,42 +69,27 @@ def source_of(message: Message) -> Source:
 
 
 class SortedBatch(NamedTuple):
-    """A batch's messages, split by ``sort_batch``."""
+    """A batch's messages, split by ``validated``."""
 
     orders: list[Accepted]
     order_events: list[AcceptedEvent]
     rejections: list[Rejection]
 
 
-def sort_batch(messages: Sequence[Message]) -> SortedBatch:
+async def validated(messages: Sequence[Message]) -> SortedBatch:
     """Split a batch of raw messages into valid orders, valid cancellations and refunds, and
     rejections with their reasons.
 
     An order or event repeated in the batch is kept once. Different versions under one id are all
-    kept: the sink stores one and refuses the others as conflicting duplicates.
+    kept: the sink stores one and refuses the others as conflicting duplicates. The event loop runs
+    every ``VALIDATE_BETWEEN_YIELDS`` messages, so that the store beside it sends each statement as
+    soon as PostgreSQL has answered the one before, not once the whole batch is validated.
     """
     batch = SortedBatch([], [], [])
-    for _ in sorting(messages, batch):
-        pass
-    return batch
-
-
-async def validated(messages: Sequence[Message]) -> SortedBatch:
-    """``sort_batch`` as a step of ``until_done``, letting the event loop run every
-    ``VALIDATE_BETWEEN_YIELDS`` messages: the store beside it sends each statement as soon as
-    PostgreSQL has answered the one before, instead of once the whole chunk is validated."""
-    batch = SortedBatch([], [], [])
-    for _ in sorting(messages, batch):
-        await asyncio.sleep(0)
-    return batch
-
-
-def sorting(messages: Sequence[Message], batch: SortedBatch) -> Iterator[None]:
-    """Sort ``messages`` into ``batch`` (see ``sort_batch``), pausing every ``VALIDATE_BETWEEN_YIELDS``."""
     seen: set[tuple[str, bytes]] = set()
     for n, kafka_message in enumerate(messages, start=1):
         if n % VALIDATE_BETWEEN_YIELDS == 0:
-            yield
+            await asyncio.sleep(0)
         source = source_of(kafka_message)
         unreadable = unreadable_reason(source.position)
         if unreadable is not None:
@@ -124,6 +109,7 @@ def sorting(messages: Sequence[Message], batch: SortedBatch) -> Iterator[None]:
             batch.orders.append(Accepted(message, source))
         else:
             batch.order_events.append(AcceptedEvent(message, source))
+    return batch
 
 
 async def store(orders: list[Accepted], rejections: list[Rejection]) -> Saved:

@@ -621,7 +621,7 @@ MEASUREMENTS = {"ingest": measure_ingest, "latency": measure_latency, "reports":
 def run(args: argparse.Namespace, report: Report) -> bool:
     """Run the chosen measurements; one that fails is noted and the others still run."""
     succeeded = True
-    with scratch_stack(WORK_DIR, commit_timestamps=True, rebalance_delay_ms=GROUP_JOIN_WAIT_MS) as stack:
+    with scratch_stack(WORK_DIR, commit_timestamps=True) as stack:
         for name, measure in MEASUREMENTS.items():
             if name not in args.only:
                 continue

@@ -24,7 +24,6 @@ from bench.ingest import group_of_workers, preload
 from bench.monitor import CpuMonitor
 from bench.pipeline import pipeline_env, wait_for_orders
 from bench.results import load_average, run_line, run_summary
-from infra.kafka_broker import GROUP_JOIN_WAIT_MS
 from infra.scratch import ScratchStack, scratch_stack
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TOPIC_PARTITIONS"] = str(args.partitions)
     raw = WORK_DIR / f"profile-{os.getpid()}.txt"
     runs = []
-    with scratch_stack(WORK_DIR, commit_timestamps=True, rebalance_delay_ms=GROUP_JOIN_WAIT_MS) as stack:
+    with scratch_stack(WORK_DIR, commit_timestamps=True) as stack:
         topic = preload(stack, args.orders, args.seed)
         for number in range(1, args.runs + 1):
             spied = raw if number == 1 and not args.no_spy else None

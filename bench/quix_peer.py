@@ -34,7 +34,6 @@ from psycopg.conninfo import conninfo_to_dict
 from bench.ingest import preload
 from bench.monitor import CpuMonitor
 from bench.results import load_average, run_line, run_summary
-from infra.kafka_broker import GROUP_JOIN_WAIT_MS
 from infra.scratch import ScratchStack, scratch_stack
 from restaurant_app.settings import PROJECT_ROOT, Settings
 
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     python = quix_python(args.python)
     runs = []
-    with scratch_stack(WORK_DIR, commit_timestamps=True, rebalance_delay_ms=GROUP_JOIN_WAIT_MS) as stack:
+    with scratch_stack(WORK_DIR, commit_timestamps=True) as stack:
         topic = preload(stack, args.orders, args.seed)
         for number in range(1, args.runs + 1):
             runs.append(drain_with_peer(stack, python, topic, args.orders, number, args.processes))

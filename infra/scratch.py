@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from infra.kafka_broker import KafkaBroker
+from infra.kafka_broker import GROUP_JOIN_WAIT_MS, KafkaBroker
 from infra.postgres import PostgresServer
 from infra.process import ChildProcess, spawn, tail
 from infra.stack import free_port
@@ -59,12 +59,12 @@ class ScratchStack:
 
 @contextmanager
 def scratch_stack(home: Path, *, kafka_heap: str = "512m", commit_timestamps: bool = False,
-                  rebalance_delay_ms: int = 0) -> Iterator[ScratchStack]:
+                  rebalance_delay_ms: int = GROUP_JOIN_WAIT_MS) -> Iterator[ScratchStack]:
     """Start Kafka and PostgreSQL on free ports in an emptied ``home``; stop them on exit, keep the logs.
 
     ``commit_timestamps`` makes PostgreSQL record when each transaction commits (for latency).
-    ``rebalance_delay_ms``: how long an empty consumer group waits for more members (0: at once,
-    which keeps tests quick; ``GROUP_JOIN_WAIT_MS`` as Kafka's default and the product's brokers).
+    ``rebalance_delay_ms``: how long an empty consumer group waits for more members, by default as
+    the product's brokers (``GROUP_JOIN_WAIT_MS``); the tests' 0 starts each new group at once.
     """
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)

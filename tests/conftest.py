@@ -104,7 +104,7 @@ def stack() -> Iterator[ScratchStack]:
     """One Kafka broker and one PostgreSQL server for the whole run."""
     home = service_home()
     try:
-        with scratch_stack(home, kafka_heap="384m") as services:
+        with scratch_stack(home, kafka_heap="384m", rebalance_delay_ms=0) as services:
             yield services
     finally:
         shutil.rmtree(home, ignore_errors=True)

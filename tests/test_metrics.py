@@ -235,9 +235,9 @@ async def test_a_redelivered_batch_is_not_counted_twice():
         "restaurant_rejections_total", kind="InvalidOrder")
     batch = [delivered(OrderGenerator(seed=6).order().dumps(), 0, time.time()),
              delivered(b"not json", 1, time.time())]
-    await agents.persistence.handle(batch, agents.persistence.sort_batch(batch))
+    await agents.persistence.handle(batch, await agents.persistence.validated(batch))
     # as Kafka delivers it again after a crash
-    await agents.persistence.handle(batch, agents.persistence.sort_batch(batch))
+    await agents.persistence.handle(batch, await agents.persistence.validated(batch))
     assert value("restaurant_orders_stored_total") == stored + 1
     assert value("restaurant_rejections_total", kind="InvalidOrder") == invalid + 1
 
