@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -27,6 +28,11 @@ UNAVAILABLE_ERRORS = (psycopg.OperationalError, PoolTimeout)
 CONNECT_TIMEOUT_SECONDS = 5.0
 FIRST_RETRY_SECONDS = 0.5
 LONGEST_RETRY_SECONDS = 10.0
+CHECK_AFTER_SECONDS = 1.0
+"""A pooled connection is checked with a round trip before it is handed out only if it was last
+handed out longer ago than this: a worker storing a batch every few milliseconds would otherwise
+pay one more round trip per batch. A connection that broke in between fails its work as an outage
+does: the caller waits it out and tries again, on another connection."""
 IDLE_IN_TRANSACTION_SECONDS = 10
 """A worker's transactions never wait on anything outside PostgreSQL, so one idle this long is a
 frozen or vanished worker: PostgreSQL ends it, and the row locks it held (keys of orders another
@@ -114,12 +120,13 @@ class Database:
         self._ready = asyncio.Event()
         self._readying = asyncio.Lock()
         self._setups: list[ConnectionSetup] = []
+        self._handed_out = weakref.WeakKeyDictionary[psycopg.AsyncConnection, float]()
         self.pool = AsyncConnectionPool(
             url,
             min_size=1,
             max_size=max_size,
             open=False,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check,
             configure=self._configure,
             timeout=CONNECT_TIMEOUT_SECONDS,
             reconnect_timeout=0,
@@ -129,6 +136,13 @@ class Database:
     def prepare_connections(self, setup: ConnectionSetup) -> None:
         """Run ``setup`` on every pooled connection when the pool opens it (before ``ready()``)."""
         self._setups.append(setup)
+
+    async def _check(self, conn: psycopg.AsyncConnection) -> None:
+        """Check a pooled connection about to be handed out, unless it was within ``CHECK_AFTER_SECONDS``."""
+        now, last = time.monotonic(), self._handed_out.get(conn)
+        if last is None or now - last >= CHECK_AFTER_SECONDS:
+            await AsyncConnectionPool.check_connection(conn)
+        self._handed_out[conn] = now
 
     async def _configure(self, conn: psycopg.AsyncConnection) -> None:
         for setup in self._setups:
