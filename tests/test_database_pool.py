@@ -4,28 +4,25 @@ connection that broke in between is an outage the caller waits out, never a lost
 
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 
 from restaurant_app import database as database_module
 from restaurant_app.database import Database, DatabaseUnavailable, until_available
 from restaurant_app.order_sink import Accepted, PostgresOrderSink, Source
 from restaurant_app.traffic import OrderGenerator
+from tests.services import query
 
 pytestmark = pytest.mark.integration
 
 
 def cut_the_pools_connections(database_url: str) -> int:
     """End every other session of the database, as a restart of PostgreSQL would; return how many."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return len(conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
+    return len(query(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                   " WHERE datname = current_database() AND pid <> pg_backend_pid()"))
 
 
 def stored(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    return query(database_url, "SELECT count(*) FROM orders")[0][0]
 
 
 def batch(generator: OrderGenerator, first_offset: int) -> list[Accepted]:
