@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +26,7 @@ import psycopg
 
 from bench.monitor import descendants_cpu, process_tree_cpu
 from bench.pipeline import spark_connect_server
+from bench.spark_profile import phases_while
 from infra.scratch import ScratchStack
 from infra.spark_connect import SparkConnectServer
 from restaurant_app.database import Database
@@ -52,6 +54,8 @@ SERVER_WARM_UP_RUNS = 80
 compiler and heap take about that many runs to settle, as the server of `make run` does in its
 first 80 minutes (at 100,000 orders, a run cost 2.2 CPU-s after 40 runs and 1.6 after 80). The
 freshness bench measures a fresh server instead."""
+PROFILED_RUNS = 10
+"""Runs on the settled server after the measured ones, sampled by Java Flight Recorder."""
 FULL_REBUILD_TIMEOUT_SECONDS = 1800
 """A full rebuild's timeout: 5M orders take about 320 s here, past the minute timer's 300 s."""
 
@@ -223,10 +227,11 @@ def minute_report_sql(database_url: str, since: datetime | None) -> float:
 
 def reports_at_size(database_url: str, size: int, runs: tuple[int, int], new_orders: NewOrders,
                     logs: Path, failures: list[str], server: SparkConnectServer,
-                    warm_up: int = 0) -> dict[str, list[float]]:
+                    warm_up: int = 0, profile: Counter[str] | None = None) -> dict[str, list[float]]:
     """Full rebuilds, then incremental runs each after new orders, and the SQL query beside them;
     then ``warm_up`` unmeasured and as many measured incremental runs on the Spark Connect
-    ``server``, launched as the worker launches them, with their CPU (job and server).
+    ``server``, launched as the worker launches them, with their CPU (job and server); then, given
+    a ``profile``, ``PROFILED_RUNS`` more whose server samples it counts by phase (``bench.spark_profile``).
 
     A failed full rebuild is added to ``failures`` and the incremental runs go on without it.
     """
@@ -238,7 +243,8 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], new_ord
     remote, server_process = server.remote, psutil.Process(server.process.pid)
     full_env = {**env, "REPORT_TIMEOUT_SECONDS": str(FULL_REBUILD_TIMEOUT_SECONDS)}
     figures: dict[str, list[float]] = {"incremental_s": [], "warm_incremental_s": [], "warm_cpu_s": [],
-                                       "full_s": [], "sql_new_s": [], "sql_all_s": []}
+                                       "warm_server_cpu_s": [], "full_s": [], "sql_new_s": [],
+                                       "sql_all_s": []}
     for number in range(1, full_runs + 1):
         log_file = logs / f"report-{size}-full-{number}.log"
         try:
@@ -254,14 +260,19 @@ def reports_at_size(database_url: str, size: int, runs: tuple[int, int], new_ord
         figures["incremental_s"].append(run_report_job(env, False, log_file))
         figures["sql_new_s"].append(minute_report_sql(database_url, minute))
     with closing(WorkerLauncher({**os.environ, **env, "SPARK_REMOTE": remote})) as launch:
-        for _ in range(warm_up):
-            new_orders.add()
-            launch()
+        launch.after_new_orders(new_orders, warm_up)
         for _ in range(incremental_runs):
             new_orders.add()
-            cpu_before = launch.cpu() + process_tree_cpu(server_process)
+            job_before, server_before = launch.cpu(), process_tree_cpu(server_process)
             figures["warm_incremental_s"].append(launch())
-            figures["warm_cpu_s"].append(launch.cpu() + process_tree_cpu(server_process) - cpu_before)
+            server_cpu = process_tree_cpu(server_process) - server_before
+            figures["warm_server_cpu_s"].append(server_cpu)
+            figures["warm_cpu_s"].append(launch.cpu() - job_before + server_cpu)
+        if profile is not None:
+            jvm = next(p for p in (server_process, *server_process.children(recursive=True))
+                       if p.name() == "java")
+            profile.update(phases_while(jvm.pid, logs / f"report-{size}-settled.jfr",
+                                        lambda: launch.after_new_orders(new_orders, PROFILED_RUNS)))
     return figures
 
 
@@ -280,6 +291,12 @@ class WorkerLauncher:
             raise RuntimeError(f"the report job {result.status}: {result.error}")
         return result.seconds
 
+    def after_new_orders(self, new_orders: NewOrders, runs: int) -> None:
+        """``runs`` incremental runs, each after a minute of new orders, unmeasured."""
+        for _ in range(runs):
+            new_orders.add()
+            self()
+
     def cpu(self) -> float:
         """CPU seconds of the jobs launched so far, the one running included."""
         server = self.runner.fork_server.process
@@ -296,8 +313,10 @@ def history_end() -> datetime:
 
 
 def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: int,
-                  results: dict[int, dict[str, list[float]]], failures: list[str]) -> None:
-    """Grow one database through the sizes of ``plan``, measuring the report job into ``results``.
+                  results: dict[int, dict[str, list[float]]], failures: list[str],
+                  profile: Counter[str]) -> None:
+    """Grow one database through the sizes of ``plan``, measuring the report job into ``results``
+    and the settled server's samples at the first size into ``profile``.
 
     ``plan`` maps each size to its (incremental runs, full rebuild runs). Where a size has
     no full rebuild, its first incremental run follows the bulk load of the older history.
@@ -316,7 +335,9 @@ def reports_bench(stack: ScratchStack, plan: dict[int, tuple[int, int]], seed: i
             loaded = size
             log.info("Loaded %s history orders in %.0f s; running the report job ...",
                      f"{size:,}", time.monotonic() - started)
+            first = size == min(plan)
             results[size] = reports_at_size(database_url, size, (incremental_runs, full_runs), new_orders,
                                             stack.home / "logs", failures, server,
-                                            warm_up=SERVER_WARM_UP_RUNS if size == min(plan) else 0)
+                                            warm_up=SERVER_WARM_UP_RUNS if first else 0,
+                                            profile=profile if first else None)
             log.info("  %s", {name: [round(v, 1) for v in values] for name, values in results[size].items()})

@@ -66,7 +66,7 @@ def build_reports(inputs: Inputs) -> Reports:
     # The recomputed minutes are kept by a Spark job of their own, before the frames that use
     # them: a Spark Connect plan is a tree, so each use would be a copy of their aggregation for
     # the server to analyse again, and analysis was the largest part of a small run's CPU
-    # (python -m bench.spark_profile). A second job keeps the minutes around them with their
+    # (python -m bench --only reports). A second job keeps the minutes around them with their
     # dishes and the anomalies' trailing figures: in a small run, one job costs far less than
     # a job apiece.
     minutes, minute_dishes = kept(*minute_totals(inputs.lines))

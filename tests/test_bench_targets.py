@@ -1,8 +1,10 @@
 """The bench's targets (issues #26 and #20) from the figures of its runs: what is met, what is missed."""
 
+from collections import Counter
+
 import pytest
 
-from bench.__main__ import ingest_targets, parse_args
+from bench.__main__ import ingest_targets, parse_args, settled_profile
 from bench.freshness import freshness_targets
 
 
@@ -51,10 +53,9 @@ def test_a_closed_minute_is_due_one_second_after_the_grace_and_the_minute_under_
     met = {target.split(" (")[0]: met for target, _, met in
            freshness_targets(figures([5.2, 5.9, 5.5], [0.8, 0.9, 1.2], [0.1, 0.2, 0.9]))}
     assert met == {"Closed minute's complete report at most 6 s after the minute closes": True,
-                   "At most 1 CPU-second per report run": True,
                    "The minute under way on the dashboard at most 2 s old": True}
     missed = freshness_targets(figures([5.2, None, 5.5], [1.2, 1.3, 0.9], [0.1, 1.5, 1.2]))
-    assert [met for _, _, met in missed] == [False, False, False]
+    assert [met for _, _, met in missed] == [False, False]
 
 
 def test_a_chain_is_held_to_ten_seconds_for_every_store():
@@ -65,5 +66,12 @@ def test_a_chain_is_held_to_ten_seconds_for_every_store():
 
 def test_the_budget_measures_the_targets_of_26_and_20_over_three_runs():
     args = parse_args(["--budget"])
-    assert args.only == {"ingest", "latency", "freshness", "chain", "api"}
+    assert args.only == {"ingest", "latency", "reports", "freshness", "chain", "api"}
     assert args.runs >= 3 and args.freshness_minutes >= 3 and args.chain_minutes >= 3
+
+
+def test_the_settled_profile_gives_each_phase_its_share_of_the_server_cpu():
+    table = settled_profile(Counter({"analysis": 30, "JDBC": 60, "other": 10}), 100_000, 1.5)
+    assert table.rows == [["JDBC", "60.0%", "0.90"], ["analysis", "30.0%", "0.45"],
+                          ["other", "10.0%", "0.15"]]
+    assert "100 samples" in table.intro and "(1.50 s)" in table.intro
