@@ -33,6 +33,7 @@ from bench.quix_peer import COMMIT_INTERVAL, drain_with_peer, quix_python
 from bench.reports import HISTORY_RATE, NEW_ORDERS, PROFILED_RUNS, SERVER_WARM_UP_RUNS, reports_bench
 from bench.results import Figure, Grid, Report, Section, Table, load_average, median
 from bench.soak import POSTGRES_DOWN_SECONDS, samples, second_half, slope_per_hour, slopes, soak_run
+from bench.spark_profile import PLANNING
 from infra.kafka_broker import GROUP_JOIN_WAIT_MS
 from infra.scratch import ScratchStack, scratch_stack
 from restaurant_app.settings import Settings
@@ -467,18 +468,23 @@ def measure_reports(stack: ScratchStack, args: argparse.Namespace, report: Repor
 def settled_profile(profile: Counter[str], size: int, server_cpu: float) -> Table:
     """The settled server's samples by phase of Spark's work, and what each costs a run."""
     total = sum(profile.values())
+    planning = sum(profile[name] for name in PLANNING) / total
     intro = (
         f"After the measured runs at {size:,} orders, {PROFILED_RUNS} more on the same settled server"
         f" while Java Flight Recorder's sampling profiler records its JVM (`jcmd JFR.start`;"
         f" `bench/spark_profile.py`, not in the figures above: its sampling adds to the runs it"
         f" records), {total:,} samples. A sample counts for the first phase of Spark's work found"
         f" from its leaf frame up; CPU s per run is a phase's share of the measured runs' median"
-        f" server CPU ({server_cpu:.2f} s). A run is four Spark jobs whatever its orders (three"
-        f" `localCheckpoint`s in `spark_reports.aggregations.kept`, then the write of the staged"
-        f" rows), and each job is planned, analysed, cleaned and serialized anew: most of the"
-        f" server's CPU is that fixed cost, not the rows. A run under the target needs fewer"
-        f" jobs, with PostgreSQL computing the recomputed minutes (as `restaurant_app.minute_figures`"
-        f" already does for the closed ones) and Spark only the insights and customers."
+        f" server CPU ({server_cpu:.2f} s). Planning the run's Spark jobs (analysis, optimizer,"
+        f" physical planning, Spark Connect's translation) takes {planning:.0%} of the samples;"
+        f" its cost grows with the size of the plans, set by the report's figures (the recomputed"
+        f" minutes' aggregation, the insights), not with the orders read. A run is four Spark jobs"
+        f" (three `localCheckpoint`s in `spark_reports.aggregations.kept`, then the write of the"
+        f" staged rows), and fewer do not cost less: measured with three and with two, a run cost"
+        f" the same, each plan bigger (RESULTS.md, 2026-12-03). A run under the target needs"
+        f" smaller plans: PostgreSQL computing the recomputed minutes (as"
+        f" `restaurant_app.minute_figures` already does for the closed ones), Spark left with the"
+        f" insights and customers."
     )
     rows = [[name, f"{count / total:.1%}", f"{count / total * server_cpu:.2f}"]
             for name, count in profile.most_common()]

@@ -23,11 +23,15 @@ PHASES = (
     ("Spark Connect plan translation", ("connect.planner.SparkConnectPlanner",)),
     ("closure cleaning (class bytes read per job)", ("ClosureCleaner",)),
     ("task (de)serialization", ("ObjectOutputStream", "ObjectInputStream", "JavaSerializer")),
+    ("PostgreSQL logins (SCRAM password hashing)", ("ongres.scram.",)),
     ("JDBC (PostgreSQL driver, reads and writes)", ("org.postgresql.", "datasources.jdbc.")),
     ("block manager (checkpointed rows)", ("storage.BlockManager", "storage.memory.")),
     ("task execution (operators)", ("Executor$TaskRunner",)),
     ("scheduler", ("DAGScheduler", "TaskSchedulerImpl", "TaskSetManager")),
 )
+PLANNING = ("analysis (Analyzer, CheckAnalysis)", "optimizer", "physical planning",
+            "Spark Connect plan translation")
+"""The phases that turn a run's plans into tasks: their cost grows with the plans, not the rows."""
 FRAME = re.compile(r"^\s+([\w$.<>/+]+)\(")
 
 

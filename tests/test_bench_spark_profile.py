@@ -30,6 +30,17 @@ jdk.ExecutionSample {
 }
 
 jdk.ExecutionSample {
+  startTime = 03:54:03.380
+  sampledThread = "Executor task launch worker for task 1.0" (javaThreadId = 611)
+  state = "STATE_RUNNABLE"
+  stackTrace = [
+    org.postgresql.shaded.com.ongres.scram.common.CryptoUtil.hi(SecretKeyFactory, int, char[]) line: 71
+    org.postgresql.core.v3.ConnectionFactoryImpl.openConnectionImpl(HostSpec[], Properties) line: 288
+    org.apache.spark.sql.execution.datasources.jdbc.JDBCRDD.compute(Partition, TaskContext) line: 270
+  ]
+}
+
+jdk.ExecutionSample {
   startTime = 03:54:03.400
   sampledThread = "dag-scheduler-event-loop" (javaThreadId = 77)
   state = "STATE_RUNNABLE"
@@ -54,11 +65,12 @@ jdk.ExecutionSample {
 
 def test_each_sample_counts_for_the_first_phase_found_from_its_leaf_up():
     sampled = list(stacks(PRINTED))
-    assert [len(frames) for frames in sampled] == [4, 3, 3, 2]  # "..." is no frame
+    assert [len(frames) for frames in sampled] == [4, 3, 3, 3, 2]  # "..." is no frame
     assert sampled[1][0] == "org.postgresql.core.PGStream.receive"
     assert Counter(phase(frames) for frames in sampled) == {
         "analysis (Analyzer, CheckAnalysis)": 1,  # before the Connect planner below it
         "JDBC (PostgreSQL driver, reads and writes)": 1,  # before the task that runs it
+        "PostgreSQL logins (SCRAM password hashing)": 1,  # before the driver that logs in
         "closure cleaning (class bytes read per job)": 1,  # before the scheduler
         "other": 1,
     }
