@@ -481,8 +481,8 @@ def settled_profile(profile: Counter[str], size: int, server_cpu: float) -> Tabl
         f" minutes' aggregation, the insights), not with the orders read. A run is four Spark jobs"
         f" (three `localCheckpoint`s in `spark_reports.aggregations.kept`, then the write of the"
         f" staged rows), and fewer do not cost less: measured with three and with two, a run cost"
-        f" the same, each plan bigger (RESULTS.md, 2026-12-03). A run under the target needs"
-        f" smaller plans: PostgreSQL computing the recomputed minutes (as"
+        f" the same, each plan bigger (the hand-written part below, 2026-12-03). A run under the"
+        f" target needs smaller plans: PostgreSQL computing the recomputed minutes (as"
         f" `restaurant_app.minute_figures` already does for the closed ones), Spark left with the"
         f" insights and customers."
     )

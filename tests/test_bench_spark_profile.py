@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from bench.spark_profile import phase, stacks
+from bench.spark_profile import PHASES, PLANNING, phase, stacks
 
 PRINTED = """\
 jdk.ExecutionSample {
@@ -74,3 +74,7 @@ def test_each_sample_counts_for_the_first_phase_found_from_its_leaf_up():
         "closure cleaning (class bytes read per job)": 1,  # before the scheduler
         "other": 1,
     }
+
+
+def test_planning_names_phases_that_samples_count_for():
+    assert set(PLANNING) <= {name for name, _ in PHASES}
